@@ -1,0 +1,446 @@
+/**
+ * Reads the whole stack configuration once and returns one typed, validated object.
+ *
+ * Defaults live in Pulumi.yaml (the project's `config:` block); the Pulumi CLI applies them
+ * before the program runs, and so does the offline plan. This module therefore only parses
+ * and checks: every rule runs before any resource is registered, and every broken rule is
+ * reported at once, each naming the key, the bad value and what is allowed.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import {
+  cidrContains,
+  cidrContainsIp,
+  cidrError,
+  cidrsOverlap,
+  hostAt,
+  Ipv4Cidr,
+  parseIpv4Cidr,
+} from "./cidr";
+import { cronError } from "./cron";
+import {
+  loadBalancerAlgorithms,
+  loadBalancerTypes,
+  locationZones,
+  networkZones,
+  privateRanges,
+  supportedImages,
+} from "./hetzner";
+
+/** One control-plane node. `name` is stable: resources are keyed by it, never by position. */
+export interface NodeSpec {
+  /** `cp-1` .. `cp-N`. */
+  name: string;
+  /** Pinned private IPv4 in the subnet. */
+  privateIp: string;
+}
+
+export type HealthCheckMode = "tcp" | "readyz";
+
+/** The validated stack configuration. Field docs are in Pulumi.yaml, next to each default. */
+export interface ClusterConfig {
+  project: string;
+  stack: string;
+  clusterName: string;
+  location: string;
+  networkZone: string;
+  serverType: string;
+  image: string;
+  kubernetesVersion: string;
+  nodes: NodeSpec[];
+  networkCidr: string;
+  subnetCidr: string;
+  podCidr: string;
+  serviceCidr: string;
+  adminCidrs: string[];
+  apiCidrs: string[];
+  sshPublicKey: string;
+  apiDnsName?: string;
+  loadBalancer: {
+    type: string;
+    algorithm: string;
+    privateIp: string;
+    publicInterface: boolean;
+    healthCheck: {
+      mode: HealthCheckMode;
+      /** Seconds. */
+      interval: number;
+      /** Seconds. */
+      timeout: number;
+      retries: number;
+    };
+  };
+  backup: {
+    schedule: string;
+    retentionDays: number;
+    keepLast: number;
+  };
+}
+
+type KeyType = "string" | "integer" | "boolean" | "array";
+
+/** Every project config key the program reads, with the type Pulumi.yaml declares for it. */
+export const configKeys = {
+  clusterName: "string",
+  location: "string",
+  networkZone: "string",
+  controlPlaneCount: "integer",
+  serverType: "string",
+  image: "string",
+  kubernetesVersion: "string",
+  networkCidr: "string",
+  subnetCidr: "string",
+  podCidr: "string",
+  serviceCidr: "string",
+  nodeIps: "array",
+  adminCidrs: "array",
+  apiCidrs: "array",
+  sshPublicKey: "string",
+  apiDnsName: "string",
+  loadBalancerType: "string",
+  loadBalancerAlgorithm: "string",
+  loadBalancerPrivateIp: "string",
+  loadBalancerPublicInterface: "boolean",
+  healthCheckMode: "string",
+  healthCheckIntervalSeconds: "integer",
+  healthCheckTimeoutSeconds: "integer",
+  healthCheckRetries: "integer",
+  backupSchedule: "string",
+  backupRetentionDays: "integer",
+  backupKeepLast: "integer",
+} as const satisfies Record<string, KeyType>;
+
+export type ConfigKey = keyof typeof configKeys;
+
+/** Offsets inside the subnet used when `nodeIps` / `loadBalancerPrivateIp` are left empty. */
+export const derivedAddress = { firstNodeOffset: 11, loadBalancerOffset: 250 } as const;
+
+export class ConfigError extends pulumi.RunError {
+  constructor(readonly problems: string[]) {
+    super(`Invalid stack configuration:\n${problems.map((p) => `  - ${p}`).join("\n")}`);
+    this.name = "ConfigError";
+  }
+}
+
+/** Raw config as the Pulumi runtime holds it: fully qualified keys to string values. */
+export interface RawConfig {
+  project: string;
+  stack: string;
+  values: Record<string, string>;
+}
+
+/** Reads the running program's configuration and validates it. Throws ConfigError. */
+export function loadConfig(): ClusterConfig {
+  return parseConfig({
+    project: pulumi.getProject(),
+    stack: pulumi.getStack(),
+    values: pulumi.runtime.allConfig(),
+  });
+}
+
+/** Pure: raw config in, validated config out (or ConfigError listing every problem). */
+export function parseConfig(raw: RawConfig): ClusterConfig {
+  const problems: string[] = [];
+  const reader = new Reader(raw, problems);
+  const r = <K extends ConfigKey>(key: K) => reader.read(key);
+
+  reader.rejectUnknownKeys();
+
+  const clusterName = reader.check("clusterName", r("clusterName") as string | undefined, (v) =>
+    /^[a-z]([a-z0-9-]{0,28}[a-z0-9])?$/.test(v)
+      ? undefined
+      : "must be 1-30 characters of lower-case letters, digits and '-', starting with a letter and not ending with '-'",
+  );
+
+  const location = reader.oneOf("location", r("location") as string | undefined, Object.keys(locationZones));
+  const networkZone = reader.check("networkZone", r("networkZone") as string | undefined, (v) => {
+    if (!networkZones.includes(v)) return `must be one of ${networkZones.join(", ")}`;
+    if (location && locationZones[location] !== v) {
+      return `does not contain location "${location}" (${location} is in ${locationZones[location]}); set networkZone to ${locationZones[location]} or choose one of ${Object.keys(
+        locationZones,
+      )
+        .filter((l) => locationZones[l] === v)
+        .join(", ")}`;
+    }
+    return undefined;
+  });
+
+  const count = reader.check("controlPlaneCount", r("controlPlaneCount") as number | undefined, (v) =>
+    v >= 1 && v <= 7 && v % 2 === 1
+      ? undefined
+      : "must be an odd number from 1 to 7 (1, 3, 5 or 7): etcd needs a majority, and an even count adds no fault tolerance",
+  );
+  const serverType = reader.check("serverType", r("serverType") as string | undefined, (v) =>
+    /^[a-z]+\d+[a-z]*$/.test(v) ? undefined : "must be a Hetzner server type name such as ccx23 or cpx31",
+  );
+  const image = reader.oneOf("image", r("image") as string | undefined, supportedImages);
+  const kubernetesVersion = reader.check("kubernetesVersion", r("kubernetesVersion") as string | undefined, (v) =>
+    /^1\.(0|[1-9]\d*)\.(0|[1-9]\d*)$/.test(v) ? undefined : 'must be a Kubernetes version "x.y.z" such as "1.34.2" (no "v" prefix)',
+  );
+
+  // Networks: each must parse, the network must be private, the subnet inside it, and
+  // nothing that routes differently (pods, services) may overlap anything else.
+  const network = reader.ipv4Cidr("networkCidr", r("networkCidr") as string | undefined);
+  const subnet = reader.ipv4Cidr("subnetCidr", r("subnetCidr") as string | undefined);
+  const pods = reader.ipv4Cidr("podCidr", r("podCidr") as string | undefined);
+  const services = reader.ipv4Cidr("serviceCidr", r("serviceCidr") as string | undefined);
+  if (network) {
+    const inPrivate = privateRanges.some((p) => cidrContains(parseIpv4Cidr(p) as Ipv4Cidr, network));
+    if (!inPrivate) reader.problem("networkCidr", network.text, `must lie inside a private range (${privateRanges.join(", ")})`);
+    else if (network.prefix > 24) reader.problem("networkCidr", network.text, "must be /24 or larger (Hetzner's limit)");
+  }
+  if (network && subnet && !cidrContains(network, subnet)) {
+    reader.problem("subnetCidr", subnet.text, `must lie inside networkCidr ${network.text}`);
+  }
+  const named: [ConfigKey, Ipv4Cidr | undefined][] = [
+    ["networkCidr", network],
+    ["podCidr", pods],
+    ["serviceCidr", services],
+  ];
+  for (let i = 0; i < named.length; i++) {
+    for (let j = i + 1; j < named.length; j++) {
+      const [ka, a] = named[i];
+      const [kb, b] = named[j];
+      if (a && b && cidrsOverlap(a, b)) reader.problem(kb, b.text, `must not overlap ${ka} ${a.text}`);
+    }
+  }
+
+  // Pinned addresses: inside the subnet, not reserved, unique.
+  const reserved = new Map<string, string>();
+  if (subnet) {
+    reserved.set(hostAt(subnet, 0), "the subnet's network address");
+    reserved.set(hostAt(subnet, subnet.size - 1), "the subnet's broadcast address");
+  }
+  if (network) reserved.set(hostAt(network, 1), "the network gateway Hetzner reserves");
+  const checkPinned = (ip: string): string | undefined => {
+    if (!/^\d{1,3}(\.\d{1,3}){3}$/.test(ip) || ip.split(".").some((o) => Number(o) > 255)) {
+      return "must be an IPv4 address";
+    }
+    if (subnet && !cidrContainsIp(subnet, ip)) return `must lie inside subnetCidr ${subnet.text}`;
+    return reserved.has(ip) ? `is ${reserved.get(ip)}` : undefined;
+  };
+
+  const nodeIpsRaw = r("nodeIps") as string[] | undefined;
+  let nodeIps: string[] | undefined;
+  if (nodeIpsRaw && count !== undefined) {
+    if (nodeIpsRaw.length === 0 && subnet) {
+      nodeIps = Array.from({ length: count }, (_, i) => hostAt(subnet, derivedAddress.firstNodeOffset + i));
+    } else if (nodeIpsRaw.length !== count) {
+      reader.problem(
+        "nodeIps",
+        nodeIpsRaw,
+        `must list exactly controlPlaneCount (${count}) addresses, one per node in order cp-1..cp-${count}, or be [] to derive them from subnetCidr`,
+      );
+    } else {
+      nodeIps = nodeIpsRaw;
+      nodeIpsRaw.forEach((ip, i) => {
+        const err = checkPinned(ip);
+        if (err) reader.problem("nodeIps", nodeIpsRaw, `entry ${i + 1} (${ip}) ${err}`);
+      });
+    }
+  }
+
+  const lbIpRaw = r("loadBalancerPrivateIp") as string | undefined;
+  let lbIp: string | undefined;
+  if (lbIpRaw !== undefined) {
+    if (lbIpRaw === "" && subnet) lbIp = hostAt(subnet, derivedAddress.loadBalancerOffset);
+    else if (lbIpRaw !== "") {
+      const err = checkPinned(lbIpRaw);
+      if (err) reader.problem("loadBalancerPrivateIp", lbIpRaw, err);
+      else lbIp = lbIpRaw;
+    }
+    if (lbIp && subnet && lbIpRaw === "" && !cidrContainsIp(subnet, lbIp)) {
+      reader.problem("loadBalancerPrivateIp", lbIpRaw, `must be set explicitly: subnetCidr ${subnet.text} has no host .${derivedAddress.loadBalancerOffset}`);
+      lbIp = undefined;
+    }
+  }
+  if (nodeIps) {
+    const seen = new Map<string, string>();
+    nodeIps.forEach((ip, i) => {
+      const owner = seen.get(ip);
+      if (owner) reader.problem("nodeIps", nodeIpsRaw, `entry ${i + 1} (${ip}) is already used by ${owner}`);
+      seen.set(ip, `cp-${i + 1}`);
+    });
+    if (lbIp && seen.has(lbIp)) {
+      reader.problem("loadBalancerPrivateIp", lbIpRaw, `${lbIp} is already used by ${seen.get(lbIp)} (nodeIps)`);
+    }
+  }
+
+  const adminCidrs = reader.cidrList("adminCidrs", r("adminCidrs") as string[] | undefined, true);
+  const apiCidrs = reader.cidrList("apiCidrs", r("apiCidrs") as string[] | undefined, false);
+  const sshPublicKey = reader.check("sshPublicKey", r("sshPublicKey") as string | undefined, (v) =>
+    /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( \S.*)?$/.test(v.trim())
+      ? undefined
+      : "must be one OpenSSH public key line (ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp*)",
+  );
+  const apiDnsNameRaw = r("apiDnsName") as string | undefined;
+  const apiDnsName = reader.check("apiDnsName", apiDnsNameRaw, (v) =>
+    v === "" || /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/.test(v)
+      ? undefined
+      : 'must be "" or a lower-case DNS name such as api.prod.example.com',
+  );
+
+  const lbType = reader.oneOf("loadBalancerType", r("loadBalancerType") as string | undefined, loadBalancerTypes);
+  const lbAlgorithm = reader.oneOf(
+    "loadBalancerAlgorithm",
+    r("loadBalancerAlgorithm") as string | undefined,
+    loadBalancerAlgorithms,
+  );
+  const lbPublic = r("loadBalancerPublicInterface") as boolean | undefined;
+  const mode = reader.oneOf("healthCheckMode", r("healthCheckMode") as string | undefined, ["tcp", "readyz"] as const);
+  const inRange = (min: number, max: number, unit: string) => (v: number) =>
+    v >= min && v <= max ? undefined : `must be from ${min} to ${max}${unit}`;
+  const interval = reader.check("healthCheckIntervalSeconds", r("healthCheckIntervalSeconds") as number | undefined, inRange(3, 60, " seconds"));
+  const timeout = reader.check("healthCheckTimeoutSeconds", r("healthCheckTimeoutSeconds") as number | undefined, (v) =>
+    inRange(1, 60, " seconds")(v) ??
+    (interval !== undefined && v > interval ? `must not exceed healthCheckIntervalSeconds (${interval})` : undefined),
+  );
+  const retries = reader.check("healthCheckRetries", r("healthCheckRetries") as number | undefined, inRange(1, 10, ""));
+
+  const schedule = reader.check("backupSchedule", r("backupSchedule") as string | undefined, (v) => {
+    const err = cronError(v);
+    return err ? `is not a valid 5-field cron schedule: it ${err}` : undefined;
+  });
+  const retentionDays = reader.check("backupRetentionDays", r("backupRetentionDays") as number | undefined, (v) =>
+    v >= 1 ? undefined : "must be a positive number of days",
+  );
+  const keepLast = reader.check("backupKeepLast", r("backupKeepLast") as number | undefined, (v) =>
+    v >= 1 ? undefined : "must be at least 1: retention always keeps the newest backups",
+  );
+
+  if (problems.length > 0) throw new ConfigError(problems);
+  // Every value below was checked above; a missing one would have been reported.
+  return {
+    project: raw.project,
+    stack: raw.stack,
+    clusterName: clusterName!,
+    location: location!,
+    networkZone: networkZone!,
+    serverType: serverType!,
+    image: image!,
+    kubernetesVersion: kubernetesVersion!,
+    nodes: nodeIps!.map((privateIp, i) => ({ name: `cp-${i + 1}`, privateIp })),
+    networkCidr: network!.text,
+    subnetCidr: subnet!.text,
+    podCidr: pods!.text,
+    serviceCidr: services!.text,
+    adminCidrs: adminCidrs!,
+    apiCidrs: apiCidrs!,
+    sshPublicKey: sshPublicKey!.trim(),
+    apiDnsName: apiDnsName ? apiDnsName : undefined,
+    loadBalancer: {
+      type: lbType!,
+      algorithm: lbAlgorithm!,
+      privateIp: lbIp!,
+      publicInterface: lbPublic!,
+      healthCheck: { mode: mode!, interval: interval!, timeout: timeout!, retries: retries! },
+    },
+    backup: { schedule: schedule!, retentionDays: retentionDays!, keepLast: keepLast! },
+  };
+}
+
+/** Collects problems while parsing raw strings into typed values. */
+class Reader {
+  constructor(
+    private readonly raw: RawConfig,
+    private readonly problems: string[],
+  ) {}
+
+  fullKey(key: string): string {
+    return `${this.raw.project}:${key}`;
+  }
+
+  problem(key: ConfigKey, value: unknown, text: string): void {
+    this.problems.push(`${this.fullKey(key)} = ${JSON.stringify(value)}: ${text}`);
+  }
+
+  /** Keys in this project's namespace that the program does not know are typos. */
+  rejectUnknownKeys(): void {
+    const prefix = `${this.raw.project}:`;
+    for (const fullKey of Object.keys(this.raw.values).sort()) {
+      if (!fullKey.startsWith(prefix)) continue;
+      const key = fullKey.slice(prefix.length);
+      if (!(key in configKeys)) {
+        this.problems.push(`${fullKey} is not a setting of this project; known settings: ${Object.keys(configKeys).join(", ")}`);
+      }
+    }
+  }
+
+  read(key: ConfigKey): string | number | boolean | string[] | undefined {
+    const text = this.raw.values[this.fullKey(key)];
+    if (text === undefined) {
+      this.problems.push(`${this.fullKey(key)} is not set: set it in Pulumi.${this.raw.stack}.yaml (see the README's configuration reference)`);
+      return undefined;
+    }
+    switch (configKeys[key] as KeyType) {
+      case "string":
+        return text;
+      case "integer":
+        if (/^-?\d+$/.test(text.trim())) return Number(text);
+        this.problem(key, text, "must be a whole number");
+        return undefined;
+      case "boolean":
+        if (text === "true" || text === "false") return text === "true";
+        this.problem(key, text, "must be true or false");
+        return undefined;
+      case "array": {
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch {
+          parsed = undefined;
+        }
+        if (Array.isArray(parsed) && parsed.every((x) => typeof x === "string")) return parsed as string[];
+        this.problem(key, text, "must be a list of strings");
+        return undefined;
+      }
+    }
+  }
+
+  check<T>(key: ConfigKey, value: T | undefined, rule: (v: T) => string | undefined): T | undefined {
+    if (value === undefined) return undefined;
+    const error = rule(value);
+    if (error) {
+      this.problem(key, value, error);
+      return undefined;
+    }
+    return value;
+  }
+
+  oneOf<T extends string>(key: ConfigKey, value: string | undefined, allowed: readonly T[]): T | undefined {
+    return this.check(key, value, (v) => (allowed.includes(v as T) ? undefined : `must be one of ${allowed.join(", ")}`)) as
+      | T
+      | undefined;
+  }
+
+  ipv4Cidr(key: ConfigKey, value: string | undefined): Ipv4Cidr | undefined {
+    if (value === undefined) return undefined;
+    const parsed = parseIpv4Cidr(value);
+    if (typeof parsed === "string") {
+      this.problem(key, value, parsed);
+      return undefined;
+    }
+    return parsed;
+  }
+
+  cidrList(key: ConfigKey, value: string[] | undefined, nonEmpty: boolean): string[] | undefined {
+    if (value === undefined) return undefined;
+    let ok = true;
+    if (nonEmpty && value.length === 0) {
+      this.problem(key, value, "must list at least one source CIDR (where operators and the Pulumi runner connect from)");
+      ok = false;
+    }
+    value.forEach((cidr, i) => {
+      const err = cidrError(cidr);
+      if (err) {
+        this.problem(key, value, `entry ${i + 1} (${cidr}) ${err}`);
+        ok = false;
+      }
+    });
+    const dupes = value.filter((c, i) => value.indexOf(c) !== i);
+    if (dupes.length > 0) {
+      this.problem(key, value, `lists ${dupes[0]} more than once`);
+      ok = false;
+    }
+    return ok ? value : undefined;
+  }
+}

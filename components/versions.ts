@@ -1,0 +1,21 @@
+/**
+ * Every pinned version the program deploys, in one place. Bump here and nowhere else.
+ */
+export const versions = {
+  /**
+   * Debian package revision that pkgs.k8s.io appends to kubeadm, kubelet and kubectl
+   * (`1.34.2-1.1`). It has been `1.1` for every release published there so far.
+   */
+  kubernetesPackageRevision: "1.1",
+} as const;
+
+/** The apt version string of kubeadm/kubelet/kubectl for a Kubernetes version `x.y.z`. */
+export function kubernetesPackageVersion(kubernetesVersion: string): string {
+  return `${kubernetesVersion}-${versions.kubernetesPackageRevision}`;
+}
+
+/** The pkgs.k8s.io repository channel (`v1.34`) that carries a Kubernetes version `x.y.z`. */
+export function kubernetesPackageChannel(kubernetesVersion: string): string {
+  const [major, minor] = kubernetesVersion.split(".");
+  return `v${major}.${minor}`;
+}

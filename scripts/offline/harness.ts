@@ -1,0 +1,147 @@
+/**
+ * Runs the real program under Pulumi's mock runtime and records what it registers, as the
+ * engine would receive it: type, name, parent, provider, every dependency the SDK computed
+ * (explicit dependsOn and every resource whose outputs flow into the inputs), resource
+ * options, and the inputs with secrets masked.
+ */
+import * as pulumi from "@pulumi/pulumi";
+import { ProviderMocks } from "./mocks";
+import { StackConfig } from "./stackConfig";
+
+export const secretMask = "[secret]";
+export const unknownMask = "[unknown]";
+
+// Markers Pulumi's wire format uses inside property values (sdk/nodejs/runtime/rpc.ts).
+const specialSig = "4dabf18193072939515e22adb298388d";
+const sigs = {
+  secret: "1b47061264138c4ac30d75fd1eb44270",
+  resourceReference: "5cf8f73096256a8f31e491e813e4eb8e",
+  asset: "c44067f5952c0a294b673a41bacd8c17",
+  archive: "0def7320c3a5731c473e5ecbe6d01bc7",
+  output: "d0e6a833031e9bbcd3f4e8bde6ca49a4",
+};
+const unknownValue = "04da6b54-80e4-46f7-96ec-b56ff0331ba9";
+
+export interface RecordedResource {
+  urn: string;
+  type: string;
+  name: string;
+  parent: string | null;
+  provider: string | null;
+  custom: boolean;
+  dependsOn: string[];
+  protect: boolean;
+  deleteBeforeReplace: boolean;
+  ignoreChanges: string[];
+  additionalSecretOutputs: string[];
+  replaceOnChanges: string[];
+  inputs: Record<string, unknown>;
+}
+
+export interface ProgramRun {
+  project: string;
+  stack: string;
+  preview: boolean;
+  resources: RecordedResource[];
+  outputs: Record<string, unknown>;
+}
+
+/** Replaces wire-format secrets, unknowns and references by plain JSON. */
+export function unwire(value: unknown): unknown {
+  if (value === unknownValue) return unknownMask;
+  if (Array.isArray(value)) return value.map(unwire);
+  if (value === null || typeof value !== "object") return value;
+  const obj = value as Record<string, unknown>;
+  switch (obj[specialSig]) {
+    case sigs.secret:
+      return secretMask;
+    case sigs.resourceReference:
+      return obj.urn;
+    case sigs.output:
+      return obj.secret ? secretMask : "value" in obj ? unwire(obj.value) : unknownMask;
+    case sigs.asset:
+      return { asset: obj.text !== undefined ? { text: obj.text } : { path: obj.path, uri: obj.uri } };
+    case sigs.archive:
+      return { archive: { path: obj.path, uri: obj.uri } };
+  }
+  return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, unwire(v)]));
+}
+
+/** Provider references are `<urn>::<id>`; the plan shows the provider's URN. */
+function providerUrn(ref: string): string | null {
+  if (!ref) return null;
+  const i = ref.lastIndexOf("::");
+  return i > 0 ? ref.slice(0, i) : ref;
+}
+
+interface RegisterRequest {
+  getType(): string;
+  getName(): string;
+  getParent(): string;
+  getCustom(): boolean;
+  getProvider(): string;
+  getDependenciesList(): string[];
+  getProtect(): boolean | undefined;
+  getDeletebeforereplace(): boolean;
+  getIgnorechangesList(): string[];
+  getAdditionalsecretoutputsList(): string[];
+  getReplaceonchangesList(): string[];
+  getObject(): { toJavaScript(): Record<string, unknown> } | undefined;
+}
+type Callback = (err: unknown, response?: { getUrn(): string }) => void;
+interface Monitor {
+  registerResource(req: RegisterRequest, cb: Callback): Promise<void>;
+  registerResourceOutputs(req: { getUrn(): string; getOutputs(): { toJavaScript(): object } | undefined }, cb: Callback): void;
+}
+
+/**
+ * Runs `program` (the module export of index.ts) as the stack's root, with `config` as its
+ * configuration. Rejects with the program's own error, e.g. a ConfigError.
+ */
+export async function runProgram(
+  program: () => Promise<unknown>,
+  config: StackConfig,
+  options: { preview?: boolean } = {},
+): Promise<ProgramRun> {
+  const preview = options.preview ?? false;
+  pulumi.runtime.setAllConfig(config.values, config.secretKeys);
+  await pulumi.runtime.setMocks(new ProviderMocks(preview), config.project, config.stack, preview);
+
+  const resources: RecordedResource[] = [];
+  let outputs: Record<string, unknown> = {};
+  const monitor = pulumi.runtime.getMonitor() as unknown as Monitor;
+  const register = monitor.registerResource.bind(monitor);
+  monitor.registerResource = (req, cb) =>
+    register(req, (err, response) => {
+      if (!err && response) {
+        resources.push({
+          urn: response.getUrn(),
+          type: req.getType(),
+          name: req.getName(),
+          parent: req.getParent() || null,
+          provider: providerUrn(req.getProvider()),
+          custom: req.getCustom(),
+          dependsOn: [...new Set(req.getDependenciesList())].sort(),
+          protect: req.getProtect() ?? false,
+          deleteBeforeReplace: req.getDeletebeforereplace(),
+          ignoreChanges: req.getIgnorechangesList(),
+          additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+          replaceOnChanges: req.getReplaceonchangesList(),
+          inputs: unwire(req.getObject()?.toJavaScript() ?? {}) as Record<string, unknown>,
+        });
+      }
+      cb(err, response);
+    });
+  const registerOutputs = monitor.registerResourceOutputs.bind(monitor);
+  monitor.registerResourceOutputs = (req, cb) => {
+    if (req.getUrn().includes("::pulumi:pulumi:Stack::")) {
+      outputs = unwire(req.getOutputs()?.toJavaScript() ?? {}) as Record<string, unknown>;
+    }
+    registerOutputs(req, cb);
+  };
+
+  await pulumi.runtime.runInPulumiStack(program);
+  // Resources created inside apply callbacks register after the program returns.
+  await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
+  return { project: config.project, stack: config.stack, preview, resources, outputs };
+}
