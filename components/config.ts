@@ -298,7 +298,7 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
 
   const schedule = reader.check("backupSchedule", r("backupSchedule") as string | undefined, (v) => {
     const err = cronError(v);
-    return err ? `is not a valid 5-field cron schedule: it ${err}` : undefined;
+    return err ? `is not a valid 5-field cron schedule: ${err}` : undefined;
   });
   const retentionDays = reader.check("backupRetentionDays", r("backupRetentionDays") as number | undefined, (v) =>
     v >= 1 ? undefined : "must be a positive number of days",

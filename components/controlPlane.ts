@@ -45,10 +45,11 @@ export class ControlPlane extends pulumi.ComponentResource {
   }
 
   private server(name: string, args: ControlPlaneArgs, spec: NodeSpec): hcloud.Server {
+    const serverName = `${args.clusterName}-${spec.name}`;
     return new hcloud.Server(
       `${name}-${spec.name}`,
       {
-        name: `${args.clusterName}-${spec.name}`,
+        name: serverName,
         serverType: args.serverType,
         image: args.image,
         location: args.location,
@@ -59,7 +60,7 @@ export class ControlPlane extends pulumi.ComponentResource {
         // aliasIps: [] stops the provider from detaching and re-attaching on every update.
         networks: [{ subnetId: args.subnetId, ip: spec.privateIp, aliasIps: [] }],
         publicNets: [{ ipv4Enabled: true, ipv6Enabled: true }],
-        userData: renderCloudInit({ nodeName: spec.name, kubernetesVersion: args.kubernetesVersion }),
+        userData: renderCloudInit({ hostname: serverName, kubernetesVersion: args.kubernetesVersion }),
         labels: { ...clusterLabels(args.clusterName, "control-plane"), node: spec.name },
         deleteProtection: true,
         rebuildProtection: true,

@@ -26,5 +26,5 @@ export const supportedImages = ["ubuntu-24.04", "ubuntu-22.04"] as const;
 /** Hetzner refuses a network whose range is not private (RFC 1918). */
 export const privateRanges = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"] as const;
 
-/** Largest userData Hetzner accepts, in bytes. */
+/** Largest userData Hetzner accepts, in bytes (32 KiB). */
 export const maxUserDataBytes = 32 * 1024;

@@ -101,13 +101,17 @@ interface Monitor {
 export async function runProgram(
   program: () => Promise<unknown>,
   config: StackConfig,
-  options: { preview?: boolean } = {},
+  options: {
+    preview?: boolean;
+    /** Receives each registration as it happens, so a failed run can still be inspected. */
+    sink?: RecordedResource[];
+  } = {},
 ): Promise<ProgramRun> {
   const preview = options.preview ?? false;
   pulumi.runtime.setAllConfig(config.values, config.secretKeys);
   await pulumi.runtime.setMocks(new ProviderMocks(preview), config.project, config.stack, preview);
 
-  const resources: RecordedResource[] = [];
+  const resources: RecordedResource[] = options.sink ?? [];
   let outputs: Record<string, unknown> = {};
   const monitor = pulumi.runtime.getMonitor() as unknown as Monitor;
   const register = monitor.registerResource.bind(monitor);
@@ -140,8 +144,24 @@ export async function runProgram(
     registerOutputs(req, cb);
   };
 
-  await pulumi.runtime.runInPulumiStack(program);
-  // Resources created inside apply callbacks register after the program returns.
-  await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
+  // The stack resource, as the language host creates it. A failing program rejects the
+  // stack's outputs; the Output's derived promises would then go unhandled, so they are
+  // observed here and the program's error is reported once, through `promise()`.
+  const stack = new pulumi.runtime.Stack(async () => (await program()) as pulumi.Inputs);
+  // Output<Inputs> lifts every property of Inputs, so its own members are reached untyped.
+  const stackOutputs = stack.outputs as unknown as {
+    isKnown: Promise<unknown>;
+    isSecret: Promise<unknown>;
+    promise(): Promise<unknown>;
+  };
+  stackOutputs.isKnown.catch(() => undefined);
+  stackOutputs.isSecret.catch(() => undefined);
+  try {
+    await stackOutputs.promise();
+  } finally {
+    // Resources created inside apply callbacks register after the program returns; after a
+    // failure, this lets every registration that did start reach the record.
+    await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
+  }
   return { project: config.project, stack: config.stack, preview, resources, outputs };
 }

@@ -1,0 +1,510 @@
+/**
+ * Control-plane cloud-init: the rendered user data is checked by the real `cloud-init schema`
+ * and read back by PyYAML (the parser cloud-init uses); the node preparation script is checked
+ * by shellcheck and run for real under a temporary root with fake system commands.
+ *
+ * What this cannot prove: that Ubuntu's containerd and pkgs.k8s.io behave as the fakes do.
+ * The fakes only record calls; a real first boot (or the kubeadm bootstrap) is the proof of that.
+ */
+import { spawnSync, SpawnSyncReturns } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { parse } from "yaml";
+import { nodePaths, renderCloudInit } from "../components/cloudInit";
+import { maxUserDataBytes } from "../components/hetzner";
+
+const repoRoot = path.join(__dirname, "..");
+const scriptPath = path.join(repoRoot, "scripts", "prepare-kubernetes-node.sh");
+const cloudInitBinary = "/usr/bin/cloud-init";
+const shellcheckBinary = "/usr/bin/shellcheck";
+const python3Binary = "/usr/bin/python3";
+
+/** Fails (never skips) when a tool the checks depend on is missing, naming its Debian package. */
+function requireTool(binary: string, debianPackage: string): string {
+  if (!fs.existsSync(binary)) {
+    throw new Error(
+      `${binary} not found: install the Debian package \`${debianPackage}\` (apt-get install ${debianPackage})`,
+    );
+  }
+  return binary;
+}
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cloud-init-test-"));
+});
+afterAll(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+interface WriteFile {
+  path: string;
+  owner: string;
+  permissions: string;
+  content: string;
+}
+interface CloudConfig {
+  hostname: string;
+  package_update: boolean;
+  packages: string[];
+  write_files: WriteFile[];
+  runcmd: string[][];
+  ssh_pwauth: boolean;
+  disable_root: boolean;
+}
+
+const userData = renderCloudInit({ hostname: "prod-nbg1-cp-1", kubernetesVersion: "1.34.2" });
+const cloudConfig = parse(userData, { version: "1.1" }) as CloudConfig;
+
+function writtenFile(filePath: string): WriteFile {
+  const found = cloudConfig.write_files.find((f) => f.path === filePath);
+  if (!found) throw new Error(`write_files has no ${filePath}`);
+  return found;
+}
+
+describe("renderCloudInit", () => {
+  test("the real cloud-init schema validator accepts it", () => {
+    const binary = requireTool(cloudInitBinary, "cloud-init");
+    const file = path.join(tmp, "user-data.yaml");
+    fs.writeFileSync(file, userData);
+    const result = spawnSync(binary, ["schema", "--config-file", file], { encoding: "utf8" });
+    expect({ status: result.status, stderr: result.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(result.stdout).toContain(`Valid cloud-config: ${file}`);
+  });
+
+  test("PyYAML, the parser cloud-init uses, reads the same data", () => {
+    const python = requireTool(python3Binary, "python3-yaml");
+    const file = path.join(tmp, "user-data-pyyaml.yaml");
+    fs.writeFileSync(file, userData);
+    const result = spawnSync(
+      python,
+      ["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))", file],
+      { encoding: "utf8" },
+    );
+    expect(result.stderr).toBe("");
+    expect(JSON.parse(result.stdout)).toEqual(cloudConfig);
+  });
+
+  test("header, determinism and size", () => {
+    expect(userData.split("\n")[0]).toBe("#cloud-config");
+    expect(renderCloudInit({ hostname: "prod-nbg1-cp-1", kubernetesVersion: "1.34.2" })).toBe(userData);
+    expect(Buffer.byteLength(userData, "utf8")).toBeLessThan(maxUserDataBytes);
+  });
+
+  test("installs prerequisites, keeps password SSH off and root key login on", () => {
+    expect(cloudConfig.hostname).toBe("prod-nbg1-cp-1");
+    expect(cloudConfig.package_update).toBe(true);
+    expect(cloudConfig.packages).toEqual([
+      "ca-certificates",
+      "curl",
+      "gpg",
+      "apt-transport-https",
+      "containerd",
+      "conntrack",
+      "socat",
+      "jq",
+    ]);
+    expect(cloudConfig.ssh_pwauth).toBe(false);
+    expect(cloudConfig.disable_root).toBe(false);
+  });
+
+  test("runcmd runs the preparation script with pinned versions, as an argv list", () => {
+    expect(cloudConfig.runcmd).toEqual([
+      [
+        "/usr/local/sbin/prepare-kubernetes-node.sh",
+        "--kubernetes-version",
+        "1.34.2",
+        "--package-version",
+        "1.34.2-1.1",
+        "--channel",
+        "v1.34",
+      ],
+    ]);
+  });
+
+  test("write_files: paths, owner, permissions, and the contents of the files on disk", () => {
+    const onDisk = (relative: string) => fs.readFileSync(path.join(repoRoot, relative), "utf8");
+    expect(
+      cloudConfig.write_files.map(({ path: p, owner, permissions }) => [p, owner, permissions]),
+    ).toEqual([
+      ["/etc/modules-load.d/kubernetes.conf", "root:root", "0644"],
+      ["/etc/sysctl.d/90-kubernetes.conf", "root:root", "0644"],
+      ["/etc/kubernetes/audit-policy.yaml", "root:root", "0600"],
+      ["/usr/local/sbin/prepare-kubernetes-node.sh", "root:root", "0700"],
+    ]);
+    expect(writtenFile("/etc/modules-load.d/kubernetes.conf").content).toBe(
+      onDisk("components/cloud-init/kubernetes-modules.conf"),
+    );
+    expect(writtenFile("/etc/modules-load.d/kubernetes.conf").content).toMatch(
+      /^overlay\nbr_netfilter\n$/m,
+    );
+    const sysctls = writtenFile("/etc/sysctl.d/90-kubernetes.conf").content;
+    expect(sysctls).toBe(onDisk("components/cloud-init/kubernetes-sysctl.conf"));
+    for (const key of [
+      "net.ipv4.ip_forward",
+      "net.bridge.bridge-nf-call-iptables",
+      "net.bridge.bridge-nf-call-ip6tables",
+    ]) {
+      expect(sysctls).toMatch(new RegExp(`^${key.replace(/\./g, "\\.")} = 1$`, "m"));
+    }
+    expect(writtenFile(nodePaths.auditPolicy).content).toBe(
+      onDisk("components/cloud-init/audit-policy.yaml"),
+    );
+    expect(writtenFile(nodePaths.prepareScript).content).toBe(
+      onDisk("scripts/prepare-kubernetes-node.sh"),
+    );
+  });
+
+  test("nodePaths agree with the preparation script", () => {
+    const script = fs.readFileSync(scriptPath, "utf8");
+    expect(script).toContain(nodePaths.auditLogDir);
+    expect(script).toContain(nodePaths.preparedSentinel);
+  });
+
+  test("rejects input that would render a broken node, with exact messages", () => {
+    expect(() => renderCloudInit({ hostname: "CP_1", kubernetesVersion: "1.34.2" })).toThrow(
+      'cloudInit: hostname "CP_1" must be a lowercase RFC 1123 label ' +
+        "(a-z, 0-9 and '-', starting and ending alphanumeric, at most 63 characters)",
+    );
+    expect(() => renderCloudInit({ hostname: "prod-nbg1-cp-1", kubernetesVersion: "v1.34" })).toThrow(
+      'cloudInit: kubernetesVersion "v1.34" must look like "1.34.2"',
+    );
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The audit policy, evaluated with the API server's first-match semantics.
+
+interface AuditRule {
+  level: string;
+  users?: string[];
+  userGroups?: string[];
+  verbs?: string[];
+  namespaces?: string[];
+  resources?: { group?: string; resources?: string[] }[];
+  nonResourceURLs?: string[];
+}
+interface AuditPolicy {
+  apiVersion: string;
+  kind: string;
+  omitStages: string[];
+  rules: AuditRule[];
+}
+interface AuditRequest {
+  user: string;
+  groups?: string[];
+  verb: string;
+  namespace?: string;
+  group?: string;
+  resource?: string;
+  url?: string;
+}
+
+function ruleResourceMatches(rule: AuditRule, group: string, resource: string): boolean {
+  if (!rule.resources) return !rule.nonResourceURLs;
+  return rule.resources.some(
+    (r) =>
+      (r.group ?? "") === group &&
+      (!r.resources?.length || r.resources.includes(resource) || r.resources.includes("*")),
+  );
+}
+
+function ruleMatches(rule: AuditRule, request: AuditRequest): boolean {
+  if (rule.users && !rule.users.includes(request.user)) return false;
+  if (rule.userGroups && !rule.userGroups.some((g) => request.groups?.includes(g))) return false;
+  if (rule.verbs && !rule.verbs.includes(request.verb)) return false;
+  const url = request.url;
+  if (url !== undefined) {
+    if (rule.resources) return false;
+    if (!rule.nonResourceURLs) return true;
+    return rule.nonResourceURLs.some((u) =>
+      u.endsWith("*") ? url.startsWith(u.slice(0, -1)) : url === u,
+    );
+  }
+  if (rule.namespaces && !rule.namespaces.includes(request.namespace ?? "")) return false;
+  return ruleResourceMatches(rule, request.group ?? "", request.resource ?? "");
+}
+
+function levelFor(policy: AuditPolicy, request: AuditRequest): string {
+  return policy.rules.find((rule) => ruleMatches(rule, request))?.level ?? "None";
+}
+
+describe("audit policy", () => {
+  const policy = parse(writtenFile(nodePaths.auditPolicy).content) as AuditPolicy;
+
+  test("is an audit.k8s.io/v1 Policy without the RequestReceived stage", () => {
+    expect(policy.apiVersion).toBe("audit.k8s.io/v1");
+    expect(policy.kind).toBe("Policy");
+    expect(policy.omitStages).toEqual(["RequestReceived"]);
+    for (const rule of policy.rules) {
+      expect(["None", "Metadata", "Request", "RequestResponse"]).toContain(rule.level);
+    }
+  });
+
+  const credentials: [string, string][] = [
+    ["", "secrets"],
+    ["", "configmaps"],
+    ["", "serviceaccounts/token"],
+    ["authentication.k8s.io", "tokenreviews"],
+  ];
+  test.each(credentials.map(([g, r]) => [g || "core", r, g]))(
+    "%s/%s: every rule that could match logs Metadata only",
+    (_label, r, g) => {
+      // Conservative: ignores user, verb and namespace restrictions.
+      const levels = policy.rules
+        .filter((rule) => ruleResourceMatches(rule, g, r))
+        .map((x) => x.level);
+      expect(levels.length).toBeGreaterThan(0);
+      expect(new Set(levels)).toEqual(new Set(["Metadata"]));
+      for (const verb of ["get", "list", "watch", "create", "update", "patch", "delete"]) {
+        expect(
+          levelFor(policy, { user: "jane", verb, namespace: "default", group: g, resource: r }),
+        ).toBe("Metadata");
+      }
+    },
+  );
+
+  test("RBAC changes are logged with bodies", () => {
+    for (const resource of ["clusterrolebindings", "rolebindings", "clusterroles", "roles"]) {
+      const request = { user: "jane", group: "rbac.authorization.k8s.io", resource };
+      expect(levelFor(policy, { ...request, verb: "create" })).toBe("RequestResponse");
+      expect(levelFor(policy, { ...request, verb: "delete" })).toBe("RequestResponse");
+      expect(levelFor(policy, { ...request, verb: "get" })).toBe("Metadata");
+    }
+  });
+
+  test("noisy system traffic and probes are dropped, everything else is Metadata", () => {
+    for (const url of ["/healthz", "/healthz/etcd", "/readyz", "/livez", "/version"]) {
+      expect(levelFor(policy, { user: "system:anonymous", verb: "get", url })).toBe("None");
+    }
+    const kubeProxyWatch = { user: "system:kube-proxy", verb: "watch" };
+    expect(levelFor(policy, { ...kubeProxyWatch, resource: "endpoints" })).toBe("None");
+    expect(
+      levelFor(policy, {
+        ...kubeProxyWatch,
+        group: "discovery.k8s.io",
+        resource: "endpointslices",
+      }),
+    ).toBe("None");
+    expect(
+      levelFor(policy, { user: "jane", verb: "create", namespace: "a", resource: "events" }),
+    ).toBe("None");
+    expect(levelFor(policy, { user: "jane", verb: "get", namespace: "a", resource: "pods" })).toBe(
+      "Metadata",
+    );
+    expect(levelFor(policy, { user: "jane", verb: "get", url: "/metrics" })).toBe("Metadata");
+    expect(policy.rules[policy.rules.length - 1]).toEqual({ level: "Metadata" });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The node preparation script, under a temporary root with fakes for every system command.
+
+test("shellcheck passes on the node preparation script", () => {
+  const binary = requireTool(shellcheckBinary, "shellcheck");
+  const result = spawnSync(binary, [scriptPath], { encoding: "utf8" });
+  expect({ status: result.status, output: result.stdout + result.stderr }).toEqual({
+    status: 0,
+    output: "",
+  });
+});
+
+const logLine = 'printf \'%s\\n\' "${0##*/} $*" >>"$FAKE_LOG"';
+/** Bash bodies of the fakes; each first appends its name and argv to $FAKE_LOG. */
+function fakeCommands(aptGetExit: number): Record<string, string> {
+  return {
+    "apt-get": `exit ${aptGetExit}`,
+    "apt-mark": "",
+    containerd: [
+      'if [[ "$*" == "config default" ]]; then',
+      "  printf '%s\\n' 'version = 2' '[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]' '            SystemdCgroup = false'",
+      "fi",
+    ].join("\n"),
+    curl: "printf '%s\\n' '-----BEGIN PGP PUBLIC KEY BLOCK-----' 'dummy' '-----END PGP PUBLIC KEY BLOCK-----'",
+    gpg: [
+      'out=""',
+      'while [[ $# -gt 0 ]]; do if [[ "$1" == --output ]]; then out="$2"; fi; shift; done',
+      '{ echo dearmored; cat; } >"$out"',
+    ].join("\n"),
+    modprobe: "",
+    swapoff: "",
+    sysctl: 'if [[ "$1" == -n ]]; then echo 1; fi',
+    systemctl: "",
+  };
+}
+
+/** Real tools the script may use besides the fakes; anything else is "command not found". */
+const harmlessTools = [
+  "bash",
+  "cat",
+  "chmod",
+  "grep",
+  "install",
+  "mktemp",
+  "mv",
+  "rm",
+  "sed",
+  "seq",
+  "sleep",
+];
+
+interface Sandbox {
+  root: string;
+  log: string;
+  env: NodeJS.ProcessEnv;
+}
+
+function makeSandbox(name: string, aptGetExit = 0): Sandbox {
+  const dir = fs.mkdtempSync(path.join(tmp, `${name}-`));
+  const root = path.join(dir, "root");
+  const fakeBin = path.join(dir, "fake-bin");
+  const realBin = path.join(dir, "real-bin");
+  const log = path.join(dir, "calls.log");
+  for (const d of [root, fakeBin, realBin, path.join(root, "etc")])
+    fs.mkdirSync(d, { recursive: true });
+  fs.writeFileSync(
+    path.join(root, "etc", "fstab"),
+    "UUID=abc / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n# /old none swap sw 0 0\n",
+  );
+  fs.writeFileSync(log, "");
+  for (const [command, body] of Object.entries(fakeCommands(aptGetExit))) {
+    fs.writeFileSync(path.join(fakeBin, command), `#!/usr/bin/env bash\n${logLine}\n${body}\n`, {
+      mode: 0o755,
+    });
+  }
+  const searchPath = (process.env.PATH ?? "/usr/bin:/bin").split(":");
+  for (const tool of harmlessTools) {
+    const found = searchPath.map((d) => path.join(d, tool)).find((p) => fs.existsSync(p));
+    if (!found) throw new Error(`${tool} not found on PATH`);
+    fs.symlinkSync(found, path.join(realBin, tool));
+  }
+  const env = {
+    PATH: `${fakeBin}:${realBin}`,
+    FAKE_LOG: log,
+    ROOT: root,
+    RETRY_SLEEP_SECONDS: "0",
+    LC_ALL: "C",
+  };
+  return { root, log, env };
+}
+
+function runScript(sandbox: Sandbox, args: string[]): SpawnSyncReturns<string> {
+  return spawnSync("/bin/bash", [scriptPath, ...args], {
+    env: sandbox.env,
+    encoding: "utf8",
+    timeout: 10_000,
+  });
+}
+
+const pinnedArgs = [
+  "--kubernetes-version",
+  "1.34.2",
+  "--package-version",
+  "1.34.2-1.1",
+  "--channel",
+  "v1.34",
+];
+const calls = (sandbox: Sandbox) =>
+  fs.readFileSync(sandbox.log, "utf8").split("\n").filter(Boolean);
+const mode = (file: string) => (fs.statSync(file).mode & 0o777).toString(8);
+
+describe("prepare-kubernetes-node.sh", () => {
+  test("first run prepares the node; a second run with the same version is a no-op", () => {
+    const sandbox = makeSandbox("prepare");
+    const first = runScript(sandbox, pinnedArgs);
+    expect({ status: first.status, stderr: first.stderr }).toMatchObject({ status: 0 });
+
+    const log = calls(sandbox);
+    const pin = "kubeadm=1.34.2-1.1 kubelet=1.34.2-1.1 kubectl=1.34.2-1.1";
+    expect(log).toEqual([
+      "swapoff -a",
+      "modprobe overlay",
+      "modprobe br_netfilter",
+      "sysctl --system",
+      "sysctl -n net.ipv4.ip_forward",
+      "sysctl -n net.bridge.bridge-nf-call-iptables",
+      "sysctl -n net.bridge.bridge-nf-call-ip6tables",
+      "containerd config default",
+      "systemctl enable containerd",
+      "systemctl restart containerd",
+      "curl -fsSL --retry 5 --retry-all-errors --retry-delay 2 --connect-timeout 10 --max-time 60 " +
+        "https://pkgs.k8s.io/core:/stable:/v1.34/deb/Release.key",
+      expect.stringMatching(/^gpg --batch --yes --dearmor --output \S+$/),
+      "apt-get -q -o DPkg::Lock::Timeout=120 update",
+      `apt-get -q -o DPkg::Lock::Timeout=120 install -y --no-install-recommends ${pin}`,
+      "apt-mark hold kubeadm kubelet kubectl containerd",
+      "systemctl enable --now kubelet",
+    ]);
+
+    const at = (p: string) => path.join(sandbox.root, p);
+    const containerdConfig = fs.readFileSync(at("etc/containerd/config.toml"), "utf8");
+    expect(containerdConfig).toMatch(/^\s*SystemdCgroup = true$/m);
+    expect(containerdConfig).not.toContain("SystemdCgroup = false");
+    expect(fs.readdirSync(at("etc/containerd"))).toEqual(["config.toml"]);
+    expect(fs.readFileSync(at("etc/apt/keyrings/kubernetes-apt-keyring.gpg"), "utf8")).toMatch(
+      /^dearmored\n-----BEGIN PGP PUBLIC KEY BLOCK-----/,
+    );
+    expect(fs.readFileSync(at("etc/apt/sources.list.d/kubernetes.list"), "utf8")).toBe(
+      "deb [signed-by=/etc/apt/keyrings/kubernetes-apt-keyring.gpg] " +
+        "https://pkgs.k8s.io/core:/stable:/v1.34/deb/ /\n",
+    );
+    expect(fs.readFileSync(at("etc/fstab"), "utf8")).toBe(
+      "UUID=abc / ext4 defaults 0 1\n# disabled for kubelet: /swapfile none swap sw 0 0\n# /old none swap sw 0 0\n",
+    );
+    expect(mode(at("var/log/kubernetes/audit"))).toBe("700");
+    expect(fs.readFileSync(at("var/lib/kubernetes-node/prepared"), "utf8")).toBe("1.34.2-1.1\n");
+
+    fs.writeFileSync(sandbox.log, "");
+    const second = runScript(sandbox, pinnedArgs);
+    expect({ status: second.status, stderr: second.stderr }).toEqual({
+      status: 0,
+      stderr: "prepare-kubernetes-node: already prepared with 1.34.2-1.1; nothing to do\n",
+    });
+    expect(calls(sandbox)).toEqual([]);
+
+    const other = runScript(sandbox, [
+      "--kubernetes-version",
+      "1.35.0",
+      "--package-version",
+      "1.35.0-1.1",
+      "--channel",
+      "v1.35",
+    ]);
+    expect(other.status).toBe(1);
+    expect(other.stderr).toContain("already prepared with '1.34.2-1.1', asked for 1.35.0-1.1");
+    expect(calls(sandbox)).toEqual([]);
+  });
+
+  test("an apt-get that always fails: bounded retries, then a non-zero exit and no sentinel", () => {
+    const sandbox = makeSandbox("apt-fails", 1);
+    const result = runScript(sandbox, pinnedArgs);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain("giving up after 10 attempts: apt-get");
+    const aptCalls = calls(sandbox).filter((line) => line.startsWith("apt-get"));
+    expect(aptCalls).toEqual(Array(10).fill("apt-get -q -o DPkg::Lock::Timeout=120 update"));
+    expect(calls(sandbox)).not.toContain("apt-mark hold kubeadm kubelet kubectl containerd");
+    expect(fs.existsSync(path.join(sandbox.root, "var/lib/kubernetes-node/prepared"))).toBe(false);
+  });
+
+  test("--help documents every parameter; inconsistent versions are a usage error", () => {
+    const sandbox = makeSandbox("usage");
+    const help = runScript(sandbox, ["--help"]);
+    expect(help.status).toBe(0);
+    for (const word of [
+      "--kubernetes-version",
+      "--package-version",
+      "--channel",
+      "--root",
+      "ROOT",
+      "RETRY_ATTEMPTS",
+      "RETRY_SLEEP_SECONDS",
+    ]) {
+      expect(help.stdout).toContain(word);
+    }
+    const wrongChannel = runScript(sandbox, [...pinnedArgs.slice(0, 4), "--channel", "v1.33"]);
+    expect(wrongChannel.status).toBe(2);
+    expect(wrongChannel.stderr).toContain("--channel must be v1.34 for 1.34.2, got 'v1.33'");
+    expect(calls(sandbox)).toEqual([]);
+  });
+});

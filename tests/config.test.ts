@@ -1,0 +1,268 @@
+/**
+ * One test per validation rule, each asserting the exact message an operator reads.
+ * The base is the real prod stack file with Pulumi.yaml's defaults, as the CLI builds it.
+ */
+import { ConfigError, configKeys, parseConfig } from "../components/config";
+import { loadStackConfig, readProjectFile } from "../scripts/offline/stackConfig";
+
+const P = "hcloud-control-plane";
+
+function parse(overrides: Record<string, unknown> = {}, remove: string[] = []) {
+  const cfg = loadStackConfig("prod", { overrides });
+  const values = { ...cfg.values };
+  for (const key of remove) delete values[`${P}:${key}`];
+  return parseConfig({ project: cfg.project, stack: cfg.stack, values });
+}
+
+function problems(overrides: Record<string, unknown>, remove: string[] = []): string[] {
+  try {
+    parse(overrides, remove);
+  } catch (err) {
+    if (err instanceof ConfigError) return err.problems;
+    throw err;
+  }
+  throw new Error("expected a ConfigError");
+}
+
+describe("the prod stack", () => {
+  test("parses into the typed config", () => {
+    const cfg = parse();
+    expect(cfg.clusterName).toBe("prod-nbg1");
+    expect(cfg.nodes).toEqual([
+      { name: "cp-1", privateIp: "10.20.1.11" },
+      { name: "cp-2", privateIp: "10.20.1.12" },
+      { name: "cp-3", privateIp: "10.20.1.13" },
+    ]);
+    expect(cfg.loadBalancer).toEqual({
+      type: "lb11",
+      algorithm: "round_robin",
+      privateIp: "10.20.1.250",
+      publicInterface: true,
+      healthCheck: { mode: "readyz", interval: 5, timeout: 3, retries: 3 },
+    });
+    expect(cfg.backup).toEqual({ schedule: "0 */6 * * *", retentionDays: 14, keepLast: 4 });
+  });
+
+  test("empty nodeIps and loadBalancerPrivateIp derive addresses from the subnet", () => {
+    const cfg = parse({ nodeIps: [], loadBalancerPrivateIp: "", controlPlaneCount: 5 });
+    expect(cfg.nodes.map((n) => n.privateIp)).toEqual(["10.20.1.11", "10.20.1.12", "10.20.1.13", "10.20.1.14", "10.20.1.15"]);
+    expect(cfg.loadBalancer.privateIp).toBe("10.20.1.250");
+  });
+
+  test("every key the program reads is declared in Pulumi.yaml with the same type, and no other", () => {
+    const declared = readProjectFile().config;
+    expect(Object.keys(declared).sort()).toEqual(Object.keys(configKeys).sort());
+    for (const [key, type] of Object.entries(configKeys)) expect([key, declared[key].type]).toEqual([key, type]);
+    for (const [key, decl] of Object.entries(declared)) expect([key, typeof decl.description]).toEqual([key, "string"]);
+  });
+});
+
+describe("validation rules", () => {
+  test.each([0, 2, 4, 9, -1])("controlPlaneCount %p is refused", (n) => {
+    expect(problems({ controlPlaneCount: n, nodeIps: [] })).toEqual([
+      `${P}:controlPlaneCount = ${n}: must be an odd number from 1 to 7 (1, 3, 5 or 7): etcd needs a majority, and an even count adds no fault tolerance`,
+    ]);
+  });
+
+  test("controlPlaneCount must be a whole number", () => {
+    expect(problems({ controlPlaneCount: "three" })).toEqual([`${P}:controlPlaneCount = "three": must be a whole number`]);
+  });
+
+  test("location must be a Hetzner location", () => {
+    expect(problems({ location: "nbg2" })).toEqual([
+      `${P}:location = "nbg2": must be one of fsn1, nbg1, hel1, ash, hil, sin`,
+    ]);
+  });
+
+  test("location must lie in the network zone", () => {
+    expect(problems({ location: "ash" })).toEqual([
+      `${P}:networkZone = "eu-central": does not contain location "ash" (ash is in us-east); set networkZone to us-east or choose one of fsn1, nbg1, hel1`,
+    ]);
+  });
+
+  test("networkZone must be a Hetzner network zone", () => {
+    expect(problems({ networkZone: "eu-west" })).toEqual([
+      `${P}:networkZone = "eu-west": must be one of ap-southeast, eu-central, us-east, us-west`,
+    ]);
+  });
+
+  test("kubernetesVersion must be x.y.z", () => {
+    expect(problems({ kubernetesVersion: "v1.34.2" })).toEqual([
+      `${P}:kubernetesVersion = "v1.34.2": must be a Kubernetes version "x.y.z" such as "1.34.2" (no "v" prefix)`,
+    ]);
+    expect(problems({ kubernetesVersion: "1.34" })).toHaveLength(1);
+  });
+
+  test("image must be one the node preparation supports", () => {
+    expect(problems({ image: "debian-12" })).toEqual([`${P}:image = "debian-12": must be one of ubuntu-24.04, ubuntu-22.04`]);
+  });
+
+  test("clusterName must fit Hetzner names and labels", () => {
+    expect(problems({ clusterName: "Prod_1" })).toEqual([
+      `${P}:clusterName = "Prod_1": must be 1-30 characters of lower-case letters, digits and '-', starting with a letter and not ending with '-'`,
+    ]);
+  });
+
+  test("a CIDR must parse", () => {
+    expect(problems({ networkCidr: "10.20.0.0/33" })).toContain(`${P}:networkCidr = "10.20.0.0/33": has a prefix length above 32`);
+    expect(problems({ podCidr: "10.244.0.0" })).toEqual([`${P}:podCidr = "10.244.0.0": is not an IPv4 CIDR like 10.0.0.0/16`]);
+  });
+
+  test("a CIDR must not have host bits set", () => {
+    expect(problems({ serviceCidr: "10.96.0.1/12" })).toEqual([
+      `${P}:serviceCidr = "10.96.0.1/12": has host bits set (the network address is 10.96.0.0/12)`,
+    ]);
+  });
+
+  test("the network must be private", () => {
+    expect(problems({ networkCidr: "100.64.0.0/16", subnetCidr: "100.64.1.0/24", nodeIps: [], loadBalancerPrivateIp: "" })).toEqual([
+      `${P}:networkCidr = "100.64.0.0/16": must lie inside a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)`,
+    ]);
+  });
+
+  test("the subnet must lie inside the network", () => {
+    expect(problems({ subnetCidr: "10.30.1.0/24", nodeIps: [], loadBalancerPrivateIp: "" })).toEqual([
+      `${P}:subnetCidr = "10.30.1.0/24": must lie inside networkCidr 10.20.0.0/16`,
+    ]);
+  });
+
+  test("pod and service networks must not overlap the network or each other", () => {
+    expect(problems({ podCidr: "10.20.128.0/17" })).toEqual([`${P}:podCidr = "10.20.128.0/17": must not overlap networkCidr 10.20.0.0/16`]);
+    expect(problems({ serviceCidr: "10.244.128.0/24" })).toEqual([
+      `${P}:serviceCidr = "10.244.128.0/24": must not overlap podCidr 10.244.0.0/16`,
+    ]);
+  });
+
+  test("pinned node IPs must lie in the subnet", () => {
+    expect(problems({ nodeIps: ["10.20.1.11", "10.20.2.12", "10.20.1.13"] })).toEqual([
+      `${P}:nodeIps = ["10.20.1.11","10.20.2.12","10.20.1.13"]: entry 2 (10.20.2.12) must lie inside subnetCidr 10.20.1.0/24`,
+    ]);
+  });
+
+  test("pinned node IPs must be unique", () => {
+    expect(problems({ nodeIps: ["10.20.1.11", "10.20.1.12", "10.20.1.11"] })).toEqual([
+      `${P}:nodeIps = ["10.20.1.11","10.20.1.12","10.20.1.11"]: entry 3 (10.20.1.11) is already used by cp-1`,
+    ]);
+  });
+
+  test("pinned node IPs must be one per node", () => {
+    expect(problems({ nodeIps: ["10.20.1.11", "10.20.1.12"] })).toEqual([
+      `${P}:nodeIps = ["10.20.1.11","10.20.1.12"]: must list exactly controlPlaneCount (3) addresses, one per node in order cp-1..cp-3, or be [] to derive them from subnetCidr`,
+    ]);
+  });
+
+  test("pinned IPs must not be reserved addresses", () => {
+    expect(problems({ nodeIps: ["10.20.1.0", "10.20.1.12", "10.20.1.255"] })).toEqual([
+      `${P}:nodeIps = ["10.20.1.0","10.20.1.12","10.20.1.255"]: entry 1 (10.20.1.0) is the subnet's network address`,
+      `${P}:nodeIps = ["10.20.1.0","10.20.1.12","10.20.1.255"]: entry 3 (10.20.1.255) is the subnet's broadcast address`,
+    ]);
+    expect(
+      problems({ subnetCidr: "10.20.0.0/24", nodeIps: ["10.20.0.1", "10.20.0.12", "10.20.0.13"], loadBalancerPrivateIp: "" }),
+    ).toEqual([`${P}:nodeIps = ["10.20.0.1","10.20.0.12","10.20.0.13"]: entry 1 (10.20.0.1) is the network gateway Hetzner reserves`]);
+  });
+
+  test("the load balancer IP must lie in the subnet and not collide with a node", () => {
+    expect(problems({ loadBalancerPrivateIp: "10.20.9.250" })).toEqual([
+      `${P}:loadBalancerPrivateIp = "10.20.9.250": must lie inside subnetCidr 10.20.1.0/24`,
+    ]);
+    expect(problems({ loadBalancerPrivateIp: "10.20.1.12" })).toEqual([
+      `${P}:loadBalancerPrivateIp = "10.20.1.12": 10.20.1.12 is already used by cp-2 (nodeIps)`,
+    ]);
+  });
+
+  test("source CIDRs must be valid IPv4 or IPv6 CIDRs", () => {
+    expect(problems({ adminCidrs: ["198.51.100.0/28", "2001:db8::1/32"] })).toEqual([
+      `${P}:adminCidrs = ["198.51.100.0/28","2001:db8::1/32"]: entry 2 (2001:db8::1/32) has host bits set`,
+    ]);
+    expect(problems({ apiCidrs: ["everywhere"] })).toEqual([
+      `${P}:apiCidrs = ["everywhere"]: entry 1 (everywhere) is not an IPv4 or IPv6 CIDR like 203.0.113.0/24 or 2001:db8::/32`,
+    ]);
+  });
+
+  test("adminCidrs may not be empty: the bootstrap needs SSH", () => {
+    expect(problems({ adminCidrs: [] })).toEqual([
+      `${P}:adminCidrs = []: must list at least one source CIDR (where operators and the Pulumi runner connect from)`,
+    ]);
+  });
+
+  test("a list setting must be a list of strings", () => {
+    expect(problems({ adminCidrs: "198.51.100.0/28" })).toEqual([`${P}:adminCidrs = "198.51.100.0/28": must be a list of strings`]);
+  });
+
+  test("backupSchedule must be a valid 5-field cron schedule", () => {
+    expect(problems({ backupSchedule: "0 */6 * *" })).toEqual([
+      `${P}:backupSchedule = "0 */6 * *": is not a valid 5-field cron schedule: it has 4 fields; a cron schedule has 5 (minute hour day-of-month month day-of-week)`,
+    ]);
+    expect(problems({ backupSchedule: "0 24 * * *" })).toEqual([
+      `${P}:backupSchedule = "0 24 * * *": is not a valid 5-field cron schedule: the hour field "24" is outside 0-23`,
+    ]);
+    expect(problems({ backupSchedule: "*/0 * * * *" })).toHaveLength(1);
+    expect(parse({ backupSchedule: "15 1-23/2 * jan-dec mon,fri" }).backup.schedule).toBe("15 1-23/2 * jan-dec mon,fri");
+  });
+
+  test("backup retention must be positive", () => {
+    expect(problems({ backupRetentionDays: 0 })).toEqual([`${P}:backupRetentionDays = 0: must be a positive number of days`]);
+    expect(problems({ backupKeepLast: 0 })).toEqual([
+      `${P}:backupKeepLast = 0: must be at least 1: retention always keeps the newest backups`,
+    ]);
+  });
+
+  test("health check timing is bounded and the timeout fits the interval", () => {
+    expect(problems({ healthCheckTimeoutSeconds: 6 })).toEqual([
+      `${P}:healthCheckTimeoutSeconds = 6: must not exceed healthCheckIntervalSeconds (5)`,
+    ]);
+    expect(problems({ healthCheckIntervalSeconds: 1 })).toEqual([`${P}:healthCheckIntervalSeconds = 1: must be from 3 to 60 seconds`]);
+    expect(problems({ healthCheckMode: "https" })).toEqual([`${P}:healthCheckMode = "https": must be one of tcp, readyz`]);
+  });
+
+  test("load balancer type and algorithm use the API's spelling", () => {
+    expect(problems({ loadBalancerAlgorithm: "roundRobin" })).toEqual([
+      `${P}:loadBalancerAlgorithm = "roundRobin": must be one of round_robin, least_connections`,
+    ]);
+    expect(problems({ loadBalancerType: "lb41" })).toEqual([`${P}:loadBalancerType = "lb41": must be one of lb11, lb21, lb31`]);
+  });
+
+  test("a boolean must be true or false", () => {
+    expect(problems({ loadBalancerPublicInterface: "yes" })).toEqual([`${P}:loadBalancerPublicInterface = "yes": must be true or false`]);
+  });
+
+  test("sshPublicKey must be an OpenSSH public key", () => {
+    expect(problems({ sshPublicKey: "-----BEGIN OPENSSH PRIVATE KEY-----" })).toEqual([
+      `${P}:sshPublicKey = "-----BEGIN OPENSSH PRIVATE KEY-----": must be one OpenSSH public key line (ssh-ed25519, ssh-rsa or ecdsa-sha2-nistp*)`,
+    ]);
+  });
+
+  test("apiDnsName must be a DNS name or empty", () => {
+    expect(problems({ apiDnsName: "https://api.example.com" })).toEqual([
+      `${P}:apiDnsName = "https://api.example.com": must be "" or a lower-case DNS name such as api.prod.example.com`,
+    ]);
+    expect(parse({ apiDnsName: "" }).apiDnsName).toBeUndefined();
+  });
+
+  test("a required key without a value names the stack file", () => {
+    expect(problems({}, ["clusterName"])).toEqual([
+      `${P}:clusterName is not set: set it in Pulumi.prod.yaml (see the README's configuration reference)`,
+    ]);
+  });
+
+  test("an unknown key in the project's namespace is refused (typos do not pass silently)", () => {
+    expect(problems({ controlPlaneCuont: 5 })).toEqual([
+      `${P}:controlPlaneCuont is not a setting of this project; known settings: ${Object.keys(configKeys).join(", ")}`,
+    ]);
+  });
+
+  test("every problem is reported at once, in one error naming each key", () => {
+    let message = "";
+    try {
+      parse({ controlPlaneCount: 4, location: "nbg2", backupRetentionDays: -3, nodeIps: [] });
+    } catch (err) {
+      message = (err as Error).message;
+    }
+    expect(message.split("\n")).toEqual([
+      "Invalid stack configuration:",
+      `  - ${P}:location = "nbg2": must be one of fsn1, nbg1, hel1, ash, hil, sin`,
+      `  - ${P}:controlPlaneCount = 4: must be an odd number from 1 to 7 (1, 3, 5 or 7): etcd needs a majority, and an even count adds no fault tolerance`,
+      `  - ${P}:backupRetentionDays = -3: must be a positive number of days`,
+    ]);
+  });
+});

@@ -1,0 +1,39 @@
+/** Runs the real program (index.ts) under the recording mocks with the prod stack's config. */
+import { ProgramRun, RecordedResource, runProgram } from "../../scripts/offline/harness";
+import { loadStackConfig } from "../../scripts/offline/stackConfig";
+
+// eslint-disable-next-line @typescript-eslint/no-require-imports -- index.ts is `export =`, the Pulumi entry point
+const program = require("../../index") as () => Promise<unknown>;
+
+export async function runStack(
+  overrides: Record<string, unknown> = {},
+  options: { preview?: boolean; sink?: RecordedResource[]; stack?: string } = {},
+): Promise<ProgramRun> {
+  const config = loadStackConfig(options.stack ?? "prod", { overrides });
+  return runProgram(program, config, options);
+}
+
+export function byType(run: ProgramRun, type: string): RecordedResource[] {
+  return run.resources.filter((r) => r.type === type).sort((a, b) => a.name.localeCompare(b.name));
+}
+
+export function one(run: ProgramRun, name: string): RecordedResource {
+  const found = run.resources.filter((r) => r.name === name);
+  if (found.length !== 1) throw new Error(`expected one resource named ${name}, found ${found.length}`);
+  return found[0];
+}
+
+export const T = {
+  stack: "pulumi:pulumi:Stack",
+  network: "hcloud:index/network:Network",
+  subnet: "hcloud:index/networkSubnet:NetworkSubnet",
+  placementGroup: "hcloud:index/placementGroup:PlacementGroup",
+  firewall: "hcloud:index/firewall:Firewall",
+  sshKey: "hcloud:index/sshKey:SshKey",
+  floatingIp: "hcloud:index/floatingIp:FloatingIp",
+  server: "hcloud:index/server:Server",
+  loadBalancer: "hcloud:index/loadBalancer:LoadBalancer",
+  lbNetwork: "hcloud:index/loadBalancerNetwork:LoadBalancerNetwork",
+  lbService: "hcloud:index/loadBalancerService:LoadBalancerService",
+  lbTarget: "hcloud:index/loadBalancerTarget:LoadBalancerTarget",
+} as const;
