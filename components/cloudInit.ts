@@ -34,7 +34,6 @@ export const nodePaths = {
   preparedSentinel: "/var/lib/kubernetes-node/prepared",
 } as const;
 
-
 const cloudConfigHeader = "#cloud-config";
 
 function readEmbedded(relativePath: string): string {
@@ -67,9 +66,7 @@ export function validateCloudInitInput(input: CloudInitInput): void {
     );
   }
   if (!/^\d+\.\d+\.\d+$/.test(input.kubernetesVersion)) {
-    throw new Error(
-      `cloudInit: kubernetesVersion "${input.kubernetesVersion}" must look like "1.34.2"`,
-    );
+    throw new Error(`cloudInit: kubernetesVersion "${input.kubernetesVersion}" must look like "1.34.2"`);
   }
 }
 
@@ -121,9 +118,7 @@ export function renderCloudInit(input: CloudInitInput): string {
   })}`;
   const size = Buffer.byteLength(userData, "utf8");
   if (size > maxUserDataBytes) {
-    throw new Error(
-      `cloudInit: user data for ${hostname} is ${size} bytes, over Hetzner's ${maxUserDataBytes}`,
-    );
+    throw new Error(`cloudInit: user data for ${hostname} is ${size} bytes, over Hetzner's ${maxUserDataBytes}`);
   }
   return userData;
 }

@@ -7,15 +7,7 @@
  * reported at once, each naming the key, the bad value and what is allowed.
  */
 import * as pulumi from "@pulumi/pulumi";
-import {
-  cidrContains,
-  cidrContainsIp,
-  cidrError,
-  cidrsOverlap,
-  hostAt,
-  Ipv4Cidr,
-  parseIpv4Cidr,
-} from "./cidr";
+import { cidrContains, cidrContainsIp, cidrError, cidrsOverlap, hostAt, Ipv4Cidr, parseIpv4Cidr } from "./cidr";
 import { cronError } from "./cron";
 import {
   loadBalancerAlgorithms,
@@ -174,7 +166,9 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
   );
   const image = reader.oneOf("image", r("image") as string | undefined, supportedImages);
   const kubernetesVersion = reader.check("kubernetesVersion", r("kubernetesVersion") as string | undefined, (v) =>
-    /^1\.(0|[1-9]\d*)\.(0|[1-9]\d*)$/.test(v) ? undefined : 'must be a Kubernetes version "x.y.z" such as "1.34.2" (no "v" prefix)',
+    /^1\.(0|[1-9]\d*)\.(0|[1-9]\d*)$/.test(v)
+      ? undefined
+      : 'must be a Kubernetes version "x.y.z" such as "1.34.2" (no "v" prefix)',
   );
 
   // Networks: each must parse, the network must be private, the subnet inside it, and
@@ -185,8 +179,10 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
   const services = reader.ipv4Cidr("serviceCidr", r("serviceCidr") as string | undefined);
   if (network) {
     const inPrivate = privateRanges.some((p) => cidrContains(parseIpv4Cidr(p) as Ipv4Cidr, network));
-    if (!inPrivate) reader.problem("networkCidr", network.text, `must lie inside a private range (${privateRanges.join(", ")})`);
-    else if (network.prefix > 24) reader.problem("networkCidr", network.text, "must be /24 or larger (Hetzner's limit)");
+    if (!inPrivate)
+      reader.problem("networkCidr", network.text, `must lie inside a private range (${privateRanges.join(", ")})`);
+    else if (network.prefix > 24)
+      reader.problem("networkCidr", network.text, "must be /24 or larger (Hetzner's limit)");
   }
   if (network && subnet && !cidrContains(network, subnet)) {
     reader.problem("subnetCidr", subnet.text, `must lie inside networkCidr ${network.text}`);
@@ -249,7 +245,11 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
       else lbIp = lbIpRaw;
     }
     if (lbIp && subnet && lbIpRaw === "" && !cidrContainsIp(subnet, lbIp)) {
-      reader.problem("loadBalancerPrivateIp", lbIpRaw, `must be set explicitly: subnetCidr ${subnet.text} has no host .${derivedAddress.loadBalancerOffset}`);
+      reader.problem(
+        "loadBalancerPrivateIp",
+        lbIpRaw,
+        `must be set explicitly: subnetCidr ${subnet.text} has no host .${derivedAddress.loadBalancerOffset}`,
+      );
       lbIp = undefined;
     }
   }
@@ -289,10 +289,17 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
   const mode = reader.oneOf("healthCheckMode", r("healthCheckMode") as string | undefined, ["tcp", "readyz"] as const);
   const inRange = (min: number, max: number, unit: string) => (v: number) =>
     v >= min && v <= max ? undefined : `must be from ${min} to ${max}${unit}`;
-  const interval = reader.check("healthCheckIntervalSeconds", r("healthCheckIntervalSeconds") as number | undefined, inRange(3, 60, " seconds"));
-  const timeout = reader.check("healthCheckTimeoutSeconds", r("healthCheckTimeoutSeconds") as number | undefined, (v) =>
-    inRange(1, 60, " seconds")(v) ??
-    (interval !== undefined && v > interval ? `must not exceed healthCheckIntervalSeconds (${interval})` : undefined),
+  const interval = reader.check(
+    "healthCheckIntervalSeconds",
+    r("healthCheckIntervalSeconds") as number | undefined,
+    inRange(3, 60, " seconds"),
+  );
+  const timeout = reader.check(
+    "healthCheckTimeoutSeconds",
+    r("healthCheckTimeoutSeconds") as number | undefined,
+    (v) =>
+      inRange(1, 60, " seconds")(v) ??
+      (interval !== undefined && v > interval ? `must not exceed healthCheckIntervalSeconds (${interval})` : undefined),
   );
   const retries = reader.check("healthCheckRetries", r("healthCheckRetries") as number | undefined, inRange(1, 10, ""));
 
@@ -360,7 +367,9 @@ class Reader {
       if (!fullKey.startsWith(prefix)) continue;
       const key = fullKey.slice(prefix.length);
       if (!(key in configKeys)) {
-        this.problems.push(`${fullKey} is not a setting of this project; known settings: ${Object.keys(configKeys).join(", ")}`);
+        this.problems.push(
+          `${fullKey} is not a setting of this project; known settings: ${Object.keys(configKeys).join(", ")}`,
+        );
       }
     }
   }
@@ -368,7 +377,9 @@ class Reader {
   read(key: ConfigKey): string | number | boolean | string[] | undefined {
     const text = this.raw.values[this.fullKey(key)];
     if (text === undefined) {
-      this.problems.push(`${this.fullKey(key)} is not set: set it in Pulumi.${this.raw.stack}.yaml (see the README's configuration reference)`);
+      this.problems.push(
+        `${this.fullKey(key)} is not set: set it in Pulumi.${this.raw.stack}.yaml (see the README's configuration reference)`,
+      );
       return undefined;
     }
     switch (configKeys[key] as KeyType) {
@@ -407,9 +418,9 @@ class Reader {
   }
 
   oneOf<T extends string>(key: ConfigKey, value: string | undefined, allowed: readonly T[]): T | undefined {
-    return this.check(key, value, (v) => (allowed.includes(v as T) ? undefined : `must be one of ${allowed.join(", ")}`)) as
-      | T
-      | undefined;
+    return this.check(key, value, (v) =>
+      allowed.includes(v as T) ? undefined : `must be one of ${allowed.join(", ")}`,
+    ) as T | undefined;
   }
 
   ipv4Cidr(key: ConfigKey, value: string | undefined): Ipv4Cidr | undefined {
@@ -426,7 +437,11 @@ class Reader {
     if (value === undefined) return undefined;
     let ok = true;
     if (nonEmpty && value.length === 0) {
-      this.problem(key, value, "must list at least one source CIDR (where operators and the Pulumi runner connect from)");
+      this.problem(
+        key,
+        value,
+        "must list at least one source CIDR (where operators and the Pulumi runner connect from)",
+      );
       ok = false;
     }
     value.forEach((cidr, i) => {

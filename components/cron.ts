@@ -27,7 +27,8 @@ const fields: readonly Field[] = [
 /** Returns why `schedule` is not a valid 5-field cron expression, or undefined when it is. */
 export function cronError(schedule: string): string | undefined {
   const parts = schedule.trim().split(/\s+/);
-  if (parts.length !== 5) return `it has ${parts.length} fields; a cron schedule has 5 (minute hour day-of-month month day-of-week)`;
+  if (parts.length !== 5)
+    return `it has ${parts.length} fields; a cron schedule has 5 (minute hour day-of-month month day-of-week)`;
   for (let i = 0; i < fields.length; i++) {
     const error = fieldError(parts[i], fields[i]);
     if (error) return `the ${fields[i].name} field "${parts[i]}" ${error}`;

@@ -33,7 +33,12 @@ export type HealthCheck = hcloud.types.input.LoadBalancerServiceHealthCheck;
  * `http` with `tls: true` (kubeadm's public-info-viewer binding lets it read /readyz).
  */
 export function healthCheck(settings: ClusterConfig["loadBalancer"]["healthCheck"]): HealthCheck {
-  const timing = { port: apiServerPort, interval: settings.interval, timeout: settings.timeout, retries: settings.retries };
+  const timing = {
+    port: apiServerPort,
+    interval: settings.interval,
+    timeout: settings.timeout,
+    retries: settings.retries,
+  };
   if (settings.mode === "tcp") return { protocol: "tcp", ...timing };
   return { protocol: "http", ...timing, http: { path: "/readyz", tls: true, statusCodes: ["200"] } };
 }

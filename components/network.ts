@@ -40,7 +40,12 @@ export function firewallRules(adminCidrs: string[], apiCidrs: string[]): Firewal
   if (apiCidrs.length > 0) {
     rules.push({ direction: "in", protocol: "tcp", port: "6443", sourceIps: apiCidrs, description: "Kubernetes API" });
   }
-  rules.push({ direction: "in", protocol: "icmp", sourceIps: anywhere, description: "ICMP (path MTU discovery, ping)" });
+  rules.push({
+    direction: "in",
+    protocol: "icmp",
+    sourceIps: anywhere,
+    description: "ICMP (path MTU discovery, ping)",
+  });
   return rules;
 }
 
@@ -63,7 +68,12 @@ export class ClusterNetwork extends pulumi.ComponentResource {
     );
     this.subnet = new hcloud.NetworkSubnet(
       `${name}-subnet`,
-      { networkId: this.network.id.apply(Number), type: "cloud", networkZone: args.networkZone, ipRange: args.subnetCidr },
+      {
+        networkId: this.network.id.apply(Number),
+        type: "cloud",
+        networkZone: args.networkZone,
+        ipRange: args.subnetCidr,
+      },
       parent,
     );
     this.placementGroup = new hcloud.PlacementGroup(

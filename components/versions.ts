@@ -7,6 +7,11 @@ export const versions = {
    * (`1.34.2-1.1`). It has been `1.1` for every release published there so far.
    */
   kubernetesPackageRevision: "1.1",
+  /**
+   * kube-vip image tag (`ghcr.io/kube-vip/kube-vip`), the static pod on every control-plane
+   * node that holds the reserved IP (components/kubeVip.ts).
+   */
+  kubeVip: "v1.2.3",
 } as const;
 
 /** The apt version string of kubeadm/kubelet/kubectl for a Kubernetes version `x.y.z`. */

@@ -93,7 +93,9 @@ async function main(): Promise<void> {
     fs.writeFileSync(args.stats, JSON.stringify(stats) + "\n");
   }
   if (args.quiet) return;
-  console.log(`Offline plan of stack "${args.stack}" (${run.preview ? "preview" : "update"} under Pulumi's mock runtime; nothing was contacted)\n`);
+  console.log(
+    `Offline plan of stack "${args.stack}" (${run.preview ? "preview" : "update"} under Pulumi's mock runtime; nothing was contacted)\n`,
+  );
   if (config.placeholders.length > 0) {
     console.log(`Secrets shown as placeholders (not decryptable offline): ${config.placeholders.join(", ")}\n`);
   }

@@ -125,9 +125,7 @@ describe("renderCloudInit", () => {
 
   test("write_files: paths, owner, permissions, and the contents of the files on disk", () => {
     const onDisk = (relative: string) => fs.readFileSync(path.join(repoRoot, relative), "utf8");
-    expect(
-      cloudConfig.write_files.map(({ path: p, owner, permissions }) => [p, owner, permissions]),
-    ).toEqual([
+    expect(cloudConfig.write_files.map(({ path: p, owner, permissions }) => [p, owner, permissions])).toEqual([
       ["/etc/modules-load.d/kubernetes.conf", "root:root", "0644"],
       ["/etc/sysctl.d/90-kubernetes.conf", "root:root", "0644"],
       ["/etc/kubernetes/audit-policy.yaml", "root:root", "0600"],
@@ -136,9 +134,7 @@ describe("renderCloudInit", () => {
     expect(writtenFile("/etc/modules-load.d/kubernetes.conf").content).toBe(
       onDisk("components/cloud-init/kubernetes-modules.conf"),
     );
-    expect(writtenFile("/etc/modules-load.d/kubernetes.conf").content).toMatch(
-      /^overlay\nbr_netfilter\n$/m,
-    );
+    expect(writtenFile("/etc/modules-load.d/kubernetes.conf").content).toMatch(/^overlay\nbr_netfilter\n$/m);
     const sysctls = writtenFile("/etc/sysctl.d/90-kubernetes.conf").content;
     expect(sysctls).toBe(onDisk("components/cloud-init/kubernetes-sysctl.conf"));
     for (const key of [
@@ -148,12 +144,8 @@ describe("renderCloudInit", () => {
     ]) {
       expect(sysctls).toMatch(new RegExp(`^${key.replace(/\./g, "\\.")} = 1$`, "m"));
     }
-    expect(writtenFile(nodePaths.auditPolicy).content).toBe(
-      onDisk("components/cloud-init/audit-policy.yaml"),
-    );
-    expect(writtenFile(nodePaths.prepareScript).content).toBe(
-      onDisk("scripts/prepare-kubernetes-node.sh"),
-    );
+    expect(writtenFile(nodePaths.auditPolicy).content).toBe(onDisk("components/cloud-init/audit-policy.yaml"));
+    expect(writtenFile(nodePaths.prepareScript).content).toBe(onDisk("scripts/prepare-kubernetes-node.sh"));
   });
 
   test("nodePaths agree with the preparation script", () => {
@@ -218,9 +210,7 @@ function ruleMatches(rule: AuditRule, request: AuditRequest): boolean {
   if (url !== undefined) {
     if (rule.resources) return false;
     if (!rule.nonResourceURLs) return true;
-    return rule.nonResourceURLs.some((u) =>
-      u.endsWith("*") ? url.startsWith(u.slice(0, -1)) : url === u,
-    );
+    return rule.nonResourceURLs.some((u) => (u.endsWith("*") ? url.startsWith(u.slice(0, -1)) : url === u));
   }
   if (rule.namespaces && !rule.namespaces.includes(request.namespace ?? "")) return false;
   return ruleResourceMatches(rule, request.group ?? "", request.resource ?? "");
@@ -252,15 +242,11 @@ describe("audit policy", () => {
     "%s/%s: every rule that could match logs Metadata only",
     (_label, r, g) => {
       // Conservative: ignores user, verb and namespace restrictions.
-      const levels = policy.rules
-        .filter((rule) => ruleResourceMatches(rule, g, r))
-        .map((x) => x.level);
+      const levels = policy.rules.filter((rule) => ruleResourceMatches(rule, g, r)).map((x) => x.level);
       expect(levels.length).toBeGreaterThan(0);
       expect(new Set(levels)).toEqual(new Set(["Metadata"]));
       for (const verb of ["get", "list", "watch", "create", "update", "patch", "delete"]) {
-        expect(
-          levelFor(policy, { user: "jane", verb, namespace: "default", group: g, resource: r }),
-        ).toBe("Metadata");
+        expect(levelFor(policy, { user: "jane", verb, namespace: "default", group: g, resource: r })).toBe("Metadata");
       }
     },
   );
@@ -287,12 +273,8 @@ describe("audit policy", () => {
         resource: "endpointslices",
       }),
     ).toBe("None");
-    expect(
-      levelFor(policy, { user: "jane", verb: "create", namespace: "a", resource: "events" }),
-    ).toBe("None");
-    expect(levelFor(policy, { user: "jane", verb: "get", namespace: "a", resource: "pods" })).toBe(
-      "Metadata",
-    );
+    expect(levelFor(policy, { user: "jane", verb: "create", namespace: "a", resource: "events" })).toBe("None");
+    expect(levelFor(policy, { user: "jane", verb: "get", namespace: "a", resource: "pods" })).toBe("Metadata");
     expect(levelFor(policy, { user: "jane", verb: "get", url: "/metrics" })).toBe("Metadata");
     expect(policy.rules[policy.rules.length - 1]).toEqual({ level: "Metadata" });
   });
@@ -335,19 +317,7 @@ function fakeCommands(aptGetExit: number): Record<string, string> {
 }
 
 /** Real tools the script may use besides the fakes; anything else is "command not found". */
-const harmlessTools = [
-  "bash",
-  "cat",
-  "chmod",
-  "grep",
-  "install",
-  "mktemp",
-  "mv",
-  "rm",
-  "sed",
-  "seq",
-  "sleep",
-];
+const harmlessTools = ["bash", "cat", "chmod", "grep", "install", "mktemp", "mv", "rm", "sed", "seq", "sleep"];
 
 interface Sandbox {
   root: string;
@@ -361,8 +331,7 @@ function makeSandbox(name: string, aptGetExit = 0): Sandbox {
   const fakeBin = path.join(dir, "fake-bin");
   const realBin = path.join(dir, "real-bin");
   const log = path.join(dir, "calls.log");
-  for (const d of [root, fakeBin, realBin, path.join(root, "etc")])
-    fs.mkdirSync(d, { recursive: true });
+  for (const d of [root, fakeBin, realBin, path.join(root, "etc")]) fs.mkdirSync(d, { recursive: true });
   fs.writeFileSync(
     path.join(root, "etc", "fstab"),
     "UUID=abc / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n# /old none swap sw 0 0\n",
@@ -397,16 +366,8 @@ function runScript(sandbox: Sandbox, args: string[]): SpawnSyncReturns<string> {
   });
 }
 
-const pinnedArgs = [
-  "--kubernetes-version",
-  "1.34.2",
-  "--package-version",
-  "1.34.2-1.1",
-  "--channel",
-  "v1.34",
-];
-const calls = (sandbox: Sandbox) =>
-  fs.readFileSync(sandbox.log, "utf8").split("\n").filter(Boolean);
+const pinnedArgs = ["--kubernetes-version", "1.34.2", "--package-version", "1.34.2-1.1", "--channel", "v1.34"];
+const calls = (sandbox: Sandbox) => fs.readFileSync(sandbox.log, "utf8").split("\n").filter(Boolean);
 const mode = (file: string) => (fs.statSync(file).mode & 0o777).toString(8);
 
 describe("prepare-kubernetes-node.sh", () => {

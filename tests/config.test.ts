@@ -45,7 +45,13 @@ describe("the prod stack", () => {
 
   test("empty nodeIps and loadBalancerPrivateIp derive addresses from the subnet", () => {
     const cfg = parse({ nodeIps: [], loadBalancerPrivateIp: "", controlPlaneCount: 5 });
-    expect(cfg.nodes.map((n) => n.privateIp)).toEqual(["10.20.1.11", "10.20.1.12", "10.20.1.13", "10.20.1.14", "10.20.1.15"]);
+    expect(cfg.nodes.map((n) => n.privateIp)).toEqual([
+      "10.20.1.11",
+      "10.20.1.12",
+      "10.20.1.13",
+      "10.20.1.14",
+      "10.20.1.15",
+    ]);
     expect(cfg.loadBalancer.privateIp).toBe("10.20.1.250");
   });
 
@@ -65,7 +71,9 @@ describe("validation rules", () => {
   });
 
   test("controlPlaneCount must be a whole number", () => {
-    expect(problems({ controlPlaneCount: "three" })).toEqual([`${P}:controlPlaneCount = "three": must be a whole number`]);
+    expect(problems({ controlPlaneCount: "three" })).toEqual([
+      `${P}:controlPlaneCount = "three": must be a whole number`,
+    ]);
   });
 
   test("location must be a Hetzner location", () => {
@@ -94,7 +102,9 @@ describe("validation rules", () => {
   });
 
   test("image must be one the node preparation supports", () => {
-    expect(problems({ image: "debian-12" })).toEqual([`${P}:image = "debian-12": must be one of ubuntu-24.04, ubuntu-22.04`]);
+    expect(problems({ image: "debian-12" })).toEqual([
+      `${P}:image = "debian-12": must be one of ubuntu-24.04, ubuntu-22.04`,
+    ]);
   });
 
   test("clusterName must fit Hetzner names and labels", () => {
@@ -104,8 +114,12 @@ describe("validation rules", () => {
   });
 
   test("a CIDR must parse", () => {
-    expect(problems({ networkCidr: "10.20.0.0/33" })).toContain(`${P}:networkCidr = "10.20.0.0/33": has a prefix length above 32`);
-    expect(problems({ podCidr: "10.244.0.0" })).toEqual([`${P}:podCidr = "10.244.0.0": is not an IPv4 CIDR like 10.0.0.0/16`]);
+    expect(problems({ networkCidr: "10.20.0.0/33" })).toContain(
+      `${P}:networkCidr = "10.20.0.0/33": has a prefix length above 32`,
+    );
+    expect(problems({ podCidr: "10.244.0.0" })).toEqual([
+      `${P}:podCidr = "10.244.0.0": is not an IPv4 CIDR like 10.0.0.0/16`,
+    ]);
   });
 
   test("a CIDR must not have host bits set", () => {
@@ -115,7 +129,9 @@ describe("validation rules", () => {
   });
 
   test("the network must be private", () => {
-    expect(problems({ networkCidr: "100.64.0.0/16", subnetCidr: "100.64.1.0/24", nodeIps: [], loadBalancerPrivateIp: "" })).toEqual([
+    expect(
+      problems({ networkCidr: "100.64.0.0/16", subnetCidr: "100.64.1.0/24", nodeIps: [], loadBalancerPrivateIp: "" }),
+    ).toEqual([
       `${P}:networkCidr = "100.64.0.0/16": must lie inside a private range (10.0.0.0/8, 172.16.0.0/12, 192.168.0.0/16)`,
     ]);
   });
@@ -127,7 +143,9 @@ describe("validation rules", () => {
   });
 
   test("pod and service networks must not overlap the network or each other", () => {
-    expect(problems({ podCidr: "10.20.128.0/17" })).toEqual([`${P}:podCidr = "10.20.128.0/17": must not overlap networkCidr 10.20.0.0/16`]);
+    expect(problems({ podCidr: "10.20.128.0/17" })).toEqual([
+      `${P}:podCidr = "10.20.128.0/17": must not overlap networkCidr 10.20.0.0/16`,
+    ]);
     expect(problems({ serviceCidr: "10.244.128.0/24" })).toEqual([
       `${P}:serviceCidr = "10.244.128.0/24": must not overlap podCidr 10.244.0.0/16`,
     ]);
@@ -157,8 +175,14 @@ describe("validation rules", () => {
       `${P}:nodeIps = ["10.20.1.0","10.20.1.12","10.20.1.255"]: entry 3 (10.20.1.255) is the subnet's broadcast address`,
     ]);
     expect(
-      problems({ subnetCidr: "10.20.0.0/24", nodeIps: ["10.20.0.1", "10.20.0.12", "10.20.0.13"], loadBalancerPrivateIp: "" }),
-    ).toEqual([`${P}:nodeIps = ["10.20.0.1","10.20.0.12","10.20.0.13"]: entry 1 (10.20.0.1) is the network gateway Hetzner reserves`]);
+      problems({
+        subnetCidr: "10.20.0.0/24",
+        nodeIps: ["10.20.0.1", "10.20.0.12", "10.20.0.13"],
+        loadBalancerPrivateIp: "",
+      }),
+    ).toEqual([
+      `${P}:nodeIps = ["10.20.0.1","10.20.0.12","10.20.0.13"]: entry 1 (10.20.0.1) is the network gateway Hetzner reserves`,
+    ]);
   });
 
   test("the load balancer IP must lie in the subnet and not collide with a node", () => {
@@ -186,7 +210,9 @@ describe("validation rules", () => {
   });
 
   test("a list setting must be a list of strings", () => {
-    expect(problems({ adminCidrs: "198.51.100.0/28" })).toEqual([`${P}:adminCidrs = "198.51.100.0/28": must be a list of strings`]);
+    expect(problems({ adminCidrs: "198.51.100.0/28" })).toEqual([
+      `${P}:adminCidrs = "198.51.100.0/28": must be a list of strings`,
+    ]);
   });
 
   test("backupSchedule must be a valid 5-field cron schedule", () => {
@@ -197,11 +223,15 @@ describe("validation rules", () => {
       `${P}:backupSchedule = "0 24 * * *": is not a valid 5-field cron schedule: the hour field "24" is outside 0-23`,
     ]);
     expect(problems({ backupSchedule: "*/0 * * * *" })).toHaveLength(1);
-    expect(parse({ backupSchedule: "15 1-23/2 * jan-dec mon,fri" }).backup.schedule).toBe("15 1-23/2 * jan-dec mon,fri");
+    expect(parse({ backupSchedule: "15 1-23/2 * jan-dec mon,fri" }).backup.schedule).toBe(
+      "15 1-23/2 * jan-dec mon,fri",
+    );
   });
 
   test("backup retention must be positive", () => {
-    expect(problems({ backupRetentionDays: 0 })).toEqual([`${P}:backupRetentionDays = 0: must be a positive number of days`]);
+    expect(problems({ backupRetentionDays: 0 })).toEqual([
+      `${P}:backupRetentionDays = 0: must be a positive number of days`,
+    ]);
     expect(problems({ backupKeepLast: 0 })).toEqual([
       `${P}:backupKeepLast = 0: must be at least 1: retention always keeps the newest backups`,
     ]);
@@ -211,19 +241,27 @@ describe("validation rules", () => {
     expect(problems({ healthCheckTimeoutSeconds: 6 })).toEqual([
       `${P}:healthCheckTimeoutSeconds = 6: must not exceed healthCheckIntervalSeconds (5)`,
     ]);
-    expect(problems({ healthCheckIntervalSeconds: 1 })).toEqual([`${P}:healthCheckIntervalSeconds = 1: must be from 3 to 60 seconds`]);
-    expect(problems({ healthCheckMode: "https" })).toEqual([`${P}:healthCheckMode = "https": must be one of tcp, readyz`]);
+    expect(problems({ healthCheckIntervalSeconds: 1 })).toEqual([
+      `${P}:healthCheckIntervalSeconds = 1: must be from 3 to 60 seconds`,
+    ]);
+    expect(problems({ healthCheckMode: "https" })).toEqual([
+      `${P}:healthCheckMode = "https": must be one of tcp, readyz`,
+    ]);
   });
 
   test("load balancer type and algorithm use the API's spelling", () => {
     expect(problems({ loadBalancerAlgorithm: "roundRobin" })).toEqual([
       `${P}:loadBalancerAlgorithm = "roundRobin": must be one of round_robin, least_connections`,
     ]);
-    expect(problems({ loadBalancerType: "lb41" })).toEqual([`${P}:loadBalancerType = "lb41": must be one of lb11, lb21, lb31`]);
+    expect(problems({ loadBalancerType: "lb41" })).toEqual([
+      `${P}:loadBalancerType = "lb41": must be one of lb11, lb21, lb31`,
+    ]);
   });
 
   test("a boolean must be true or false", () => {
-    expect(problems({ loadBalancerPublicInterface: "yes" })).toEqual([`${P}:loadBalancerPublicInterface = "yes": must be true or false`]);
+    expect(problems({ loadBalancerPublicInterface: "yes" })).toEqual([
+      `${P}:loadBalancerPublicInterface = "yes": must be true or false`,
+    ]);
   });
 
   test("sshPublicKey must be an OpenSSH public key", () => {

@@ -72,9 +72,26 @@ describe("the prod stack's graph", () => {
   test("firewall: 22 and 6443 only from the configured CIDRs, ICMP, nothing else inbound", () => {
     const rules = one(run, "cluster-firewall").inputs.rules as Record<string, unknown>[];
     expect(rules).toEqual([
-      { direction: "in", protocol: "tcp", port: "22", sourceIps: ["198.51.100.0/28", "203.0.113.40/32"], description: "SSH from admin networks" },
-      { direction: "in", protocol: "tcp", port: "6443", sourceIps: ["198.51.100.0/28", "203.0.113.40/32"], description: "Kubernetes API" },
-      { direction: "in", protocol: "icmp", sourceIps: ["0.0.0.0/0", "::/0"], description: "ICMP (path MTU discovery, ping)" },
+      {
+        direction: "in",
+        protocol: "tcp",
+        port: "22",
+        sourceIps: ["198.51.100.0/28", "203.0.113.40/32"],
+        description: "SSH from admin networks",
+      },
+      {
+        direction: "in",
+        protocol: "tcp",
+        port: "6443",
+        sourceIps: ["198.51.100.0/28", "203.0.113.40/32"],
+        description: "Kubernetes API",
+      },
+      {
+        direction: "in",
+        protocol: "icmp",
+        sourceIps: ["0.0.0.0/0", "::/0"],
+        description: "ICMP (path MTU discovery, ping)",
+      },
     ]);
   });
 
@@ -143,7 +160,11 @@ describe("the prod stack's graph", () => {
     });
     expect(lb.protect).toBe(true);
     const attachment = one(run, "api-lb-network");
-    expect(attachment.inputs).toMatchObject({ ip: "10.20.1.250", enablePublicInterface: true, loadBalancerId: Number(run.outputs.loadBalancerId) });
+    expect(attachment.inputs).toMatchObject({
+      ip: "10.20.1.250",
+      enablePublicInterface: true,
+      loadBalancerId: Number(run.outputs.loadBalancerId),
+    });
     expect(attachment.dependsOn).toEqual([urnOf(run, "api-lb"), urnOf(run, "cluster-subnet")].sort());
   });
 
@@ -155,7 +176,14 @@ describe("the prod stack's graph", () => {
       listenPort: 6443,
       destinationPort: 6443,
       proxyprotocol: false,
-      healthCheck: { protocol: "http", port: 6443, interval: 5, timeout: 3, retries: 3, http: { path: "/readyz", tls: true, statusCodes: ["200"] } },
+      healthCheck: {
+        protocol: "http",
+        port: 6443,
+        interval: 5,
+        timeout: 3,
+        retries: 3,
+        http: { path: "/readyz", tls: true, statusCodes: ["200"] },
+      },
     });
     // The service's loadBalancerId is a string in the SDK; every other id is a number.
     expect(typeof service.inputs.loadBalancerId).toBe("string");
@@ -205,14 +233,26 @@ describe("the prod stack's graph", () => {
 describe("variants", () => {
   test.each([1, 3, 5, 7])("%i control-plane nodes give that many servers and targets", async (n) => {
     const run = await runStack({ controlPlaneCount: n, nodeIps: [] });
-    expect(byType(run, T.server).map((s) => s.name)).toEqual(Array.from({ length: n }, (_, i) => `control-plane-cp-${i + 1}`));
+    expect(byType(run, T.server).map((s) => s.name)).toEqual(
+      Array.from({ length: n }, (_, i) => `control-plane-cp-${i + 1}`),
+    );
     expect(byType(run, T.lbTarget)).toHaveLength(n);
     expect(run.resources).toHaveLength(14 + 2 * n);
   });
 
   test("tcp health check mode", async () => {
-    const run = await runStack({ healthCheckMode: "tcp", healthCheckIntervalSeconds: 10, healthCheckTimeoutSeconds: 5 });
-    expect(one(run, "api-lb-service").inputs.healthCheck).toEqual({ protocol: "tcp", port: 6443, interval: 10, timeout: 5, retries: 3 });
+    const run = await runStack({
+      healthCheckMode: "tcp",
+      healthCheckIntervalSeconds: 10,
+      healthCheckTimeoutSeconds: 5,
+    });
+    expect(one(run, "api-lb-service").inputs.healthCheck).toEqual({
+      protocol: "tcp",
+      port: 6443,
+      interval: 10,
+      timeout: 5,
+      retries: 3,
+    });
   });
 
   test("without a public load balancer interface there is no public API URL", async () => {

@@ -56,7 +56,7 @@ export function unwire(value: unknown): unknown {
     case sigs.secret:
       return secretMask;
     case sigs.resourceReference:
-      return obj.urn;
+      return engineUrn(String(obj.urn));
     case sigs.output:
       return obj.secret ? secretMask : "value" in obj ? unwire(obj.value) : unknownMask;
     case sigs.asset:
@@ -67,11 +67,19 @@ export function unwire(value: unknown): unknown {
   return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, unwire(v)]));
 }
 
+/**
+ * The URN the engine gives. The mock monitor puts the root stack's type into the type chain
+ * of its children (`::pulumi:pulumi:Stack$hcloud:...`); the engine leaves the stack out.
+ */
+export function engineUrn(urn: string): string {
+  return urn.replace("::pulumi:pulumi:Stack$", "::");
+}
+
 /** Provider references are `<urn>::<id>`; the plan shows the provider's URN. */
 function providerUrn(ref: string): string | null {
   if (!ref) return null;
   const i = ref.lastIndexOf("::");
-  return i > 0 ? ref.slice(0, i) : ref;
+  return engineUrn(i > 0 ? ref.slice(0, i) : ref);
 }
 
 interface RegisterRequest {
@@ -91,7 +99,10 @@ interface RegisterRequest {
 type Callback = (err: unknown, response?: { getUrn(): string }) => void;
 interface Monitor {
   registerResource(req: RegisterRequest, cb: Callback): Promise<void>;
-  registerResourceOutputs(req: { getUrn(): string; getOutputs(): { toJavaScript(): object } | undefined }, cb: Callback): void;
+  registerResourceOutputs(
+    req: { getUrn(): string; getOutputs(): { toJavaScript(): object } | undefined },
+    cb: Callback,
+  ): void;
 }
 
 /**
@@ -119,13 +130,13 @@ export async function runProgram(
     register(req, (err, response) => {
       if (!err && response) {
         resources.push({
-          urn: response.getUrn(),
+          urn: engineUrn(response.getUrn()),
           type: req.getType(),
           name: req.getName(),
-          parent: req.getParent() || null,
+          parent: req.getParent() ? engineUrn(req.getParent()) : null,
           provider: providerUrn(req.getProvider()),
           custom: req.getCustom(),
-          dependsOn: [...new Set(req.getDependenciesList())].sort(),
+          dependsOn: [...new Set(req.getDependenciesList().map(engineUrn))].sort(),
           protect: req.getProtect() ?? false,
           deleteBeforeReplace: req.getDeletebeforereplace(),
           ignoreChanges: req.getIgnorechangesList(),

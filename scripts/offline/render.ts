@@ -30,7 +30,8 @@ export interface Plan {
  */
 export function creationOrder(resources: RecordedResource[]): RecordedResource[] {
   const byUrn = new Map(resources.map((r) => [r.urn, r]));
-  const waitsFor = (r: RecordedResource) => [...r.dependsOn, ...(r.parent ? [r.parent] : [])].filter((u) => byUrn.has(u));
+  const waitsFor = (r: RecordedResource) =>
+    [...r.dependsOn, ...(r.parent ? [r.parent] : [])].filter((u) => byUrn.has(u));
   const placed = new Set<string>();
   const ordered: RecordedResource[] = [];
   const pending = [...resources].sort((a, b) => a.urn.localeCompare(b.urn));

@@ -62,7 +62,9 @@ export function loadStackConfig(
   const project = readProjectFile(root);
   const file = options.configFile ?? path.join(root, `Pulumi.${stack}.yaml`);
   if (!fs.existsSync(file)) {
-    throw new Error(`stack config file ${path.relative(process.cwd(), file) || file} does not exist (stack "${stack}")`);
+    throw new Error(
+      `stack config file ${path.relative(process.cwd(), file) || file} does not exist (stack "${stack}")`,
+    );
   }
   const stackDoc = (YAML.parse(fs.readFileSync(file, "utf8")) ?? {}) as { config?: Record<string, unknown> };
 
@@ -94,5 +96,11 @@ export function loadStackConfig(
       if (i >= 0) placeholders.splice(i, 1);
     }
   }
-  return { project: project.name, stack, values, secretKeys: [...secretKeys].sort(), placeholders: placeholders.sort() };
+  return {
+    project: project.name,
+    stack,
+    values,
+    secretKeys: [...secretKeys].sort(),
+    placeholders: placeholders.sort(),
+  };
 }
