@@ -7,11 +7,8 @@ cd "$(dirname "$0")/.."
 step() { printf '\n== %s\n' "$*"; }
 
 step "npm packages"
-if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
-  npm ci --no-audit --no-fund
-else
-  echo "node_modules is up to date with package-lock.json"
-fi
+bash scripts/ensure-npm.sh
+echo "node_modules matches package-lock.json"
 
 step "Debian tools"
 bash scripts/ensure-tools.sh

@@ -103,7 +103,7 @@ export function toDot(plan: Plan): string {
   const lines = [
     "digraph plan {",
     "  rankdir=LR;",
-    `  label=${quote(`${plan.project} / ${plan.stack}`)}; labelloc=t; fontname="Helvetica";`,
+    `  label=${quote(`${plan.project} / ${plan.stack}  (red: protected)`)}; labelloc=t; fontname="Helvetica";`,
     '  node [shape=box, style="rounded,filled", fillcolor="#f5f7fa", fontname="Helvetica", fontsize=10];',
     '  edge [color="#7a869a"];',
   ];
