@@ -24,14 +24,16 @@ export interface StackOutputs {
   /** `host:port` every node and kubeconfig inside the network uses (kubeadm controlPlaneEndpoint). */
   controlPlaneEndpoint: string;
   /** Public API URL through the load balancer; absent when its public interface is off. */
-  apiServerUrl: pulumi.Output<string> | undefined;
+  apiServerUrl?: pulumi.Output<string>;
   /** API URL on the private network. */
   apiServerPrivateUrl: string;
   reservedIp: pulumi.Output<string>;
   reservedIpId: pulumi.Output<string>;
   loadBalancerId: pulumi.Output<string>;
-  loadBalancerIpv4: pulumi.Output<string> | undefined;
-  loadBalancerIpv6: pulumi.Output<string> | undefined;
+  /** Absent when the load balancer's public interface is off. */
+  loadBalancerIpv4?: pulumi.Output<string>;
+  /** Absent when the load balancer's public interface is off. */
+  loadBalancerIpv6?: pulumi.Output<string>;
   loadBalancerPrivateIp: string;
   networkId: pulumi.Output<string>;
   subnetId: pulumi.Output<string>;
@@ -57,13 +59,17 @@ export function stackOutputs({ cfg, network, reservedIp, controlPlane, api }: Ou
     networkZone: cfg.networkZone,
     kubernetesVersion: cfg.kubernetesVersion,
     controlPlaneEndpoint: `${cfg.apiDnsName ?? cfg.loadBalancer.privateIp}:${apiServerPort}`,
-    apiServerUrl: publicLb ? pulumi.interpolate`https://${lb.ipv4}:${apiServerPort}` : undefined,
+    ...(publicLb
+      ? {
+          apiServerUrl: pulumi.interpolate`https://${lb.ipv4}:${apiServerPort}`,
+          loadBalancerIpv4: lb.ipv4,
+          loadBalancerIpv6: lb.ipv6,
+        }
+      : {}),
     apiServerPrivateUrl: `https://${cfg.loadBalancer.privateIp}:${apiServerPort}`,
     reservedIp: reservedIp.address,
     reservedIpId: reservedIp.floatingIp.id,
     loadBalancerId: lb.id,
-    loadBalancerIpv4: publicLb ? lb.ipv4 : undefined,
-    loadBalancerIpv6: publicLb ? lb.ipv6 : undefined,
     loadBalancerPrivateIp: cfg.loadBalancer.privateIp,
     networkId: network.network.id,
     subnetId: network.subnet.id,
