@@ -215,43 +215,45 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
     return reserved.has(ip) ? `is ${reserved.get(ip)}` : undefined;
   };
 
+  // [] derives addresses from the subnet; derived ones pass the same checks as listed ones.
   const nodeIpsRaw = r("nodeIps") as string[] | undefined;
   let nodeIps: string[] | undefined;
-  if (nodeIpsRaw && count !== undefined) {
-    if (nodeIpsRaw.length === 0 && subnet) {
-      nodeIps = Array.from({ length: count }, (_, i) => hostAt(subnet, derivedAddress.firstNodeOffset + i));
-    } else if (nodeIpsRaw.length !== count) {
+  if (nodeIpsRaw && count !== undefined && subnet) {
+    const derived = nodeIpsRaw.length === 0;
+    if (!derived && nodeIpsRaw.length !== count) {
       reader.problem(
         "nodeIps",
         nodeIpsRaw,
         `must list exactly controlPlaneCount (${count}) addresses, one per node in order cp-1..cp-${count}, or be [] to derive them from subnetCidr`,
       );
     } else {
-      nodeIps = nodeIpsRaw;
-      nodeIpsRaw.forEach((ip, i) => {
+      nodeIps = derived
+        ? Array.from({ length: count }, (_, i) => hostAt(subnet, derivedAddress.firstNodeOffset + i))
+        : nodeIpsRaw;
+      nodeIps.forEach((ip, i) => {
         const err = checkPinned(ip);
-        if (err) reader.problem("nodeIps", nodeIpsRaw, `entry ${i + 1} (${ip}) ${err}`);
+        if (err && derived) {
+          reader.problem(
+            "nodeIps",
+            nodeIpsRaw,
+            `the derived address of cp-${i + 1} (${ip}) ${err}; list the addresses`,
+          );
+        } else if (err) {
+          reader.problem("nodeIps", nodeIpsRaw, `entry ${i + 1} (${ip}) ${err}`);
+        }
       });
     }
   }
 
   const lbIpRaw = r("loadBalancerPrivateIp") as string | undefined;
   let lbIp: string | undefined;
-  if (lbIpRaw !== undefined) {
-    if (lbIpRaw === "" && subnet) lbIp = hostAt(subnet, derivedAddress.loadBalancerOffset);
-    else if (lbIpRaw !== "") {
-      const err = checkPinned(lbIpRaw);
-      if (err) reader.problem("loadBalancerPrivateIp", lbIpRaw, err);
-      else lbIp = lbIpRaw;
-    }
-    if (lbIp && subnet && lbIpRaw === "" && !cidrContainsIp(subnet, lbIp)) {
-      reader.problem(
-        "loadBalancerPrivateIp",
-        lbIpRaw,
-        `must be set explicitly: subnetCidr ${subnet.text} has no host .${derivedAddress.loadBalancerOffset}`,
-      );
-      lbIp = undefined;
-    }
+  if (lbIpRaw !== undefined && subnet) {
+    const derived = lbIpRaw === "";
+    const ip = derived ? hostAt(subnet, derivedAddress.loadBalancerOffset) : lbIpRaw;
+    const err = checkPinned(ip);
+    if (err && derived) reader.problem("loadBalancerPrivateIp", lbIpRaw, `the derived address ${ip} ${err}; set one`);
+    else if (err) reader.problem("loadBalancerPrivateIp", lbIpRaw, err);
+    else lbIp = ip;
   }
   if (nodeIps) {
     const seen = new Map<string, string>();

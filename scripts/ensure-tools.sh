@@ -11,6 +11,7 @@ set -euo pipefail
 required=(
   "cloud-init=cloud-init"
   "shellcheck=shellcheck"
+  "envsubst=gettext-base"
 )
 
 check_only=false

@@ -13,22 +13,12 @@ import * as path from "path";
 import { parse } from "yaml";
 import { nodePaths, renderCloudInit } from "../components/cloudInit";
 import { maxUserDataBytes } from "../components/hetzner";
+import { pyyamlLoadAll, requireTool } from "./support/tools";
 
 const repoRoot = path.join(__dirname, "..");
 const scriptPath = path.join(repoRoot, "scripts", "prepare-kubernetes-node.sh");
 const cloudInitBinary = "/usr/bin/cloud-init";
 const shellcheckBinary = "/usr/bin/shellcheck";
-const python3Binary = "/usr/bin/python3";
-
-/** Fails (never skips) when a tool the checks depend on is missing, naming its Debian package. */
-function requireTool(binary: string, debianPackage: string): string {
-  if (!fs.existsSync(binary)) {
-    throw new Error(
-      `${binary} not found: install the Debian package \`${debianPackage}\` (apt-get install ${debianPackage})`,
-    );
-  }
-  return binary;
-}
 
 let tmp: string;
 beforeAll(() => {
@@ -74,16 +64,7 @@ describe("renderCloudInit", () => {
   });
 
   test("PyYAML, the parser cloud-init uses, reads the same data", () => {
-    const python = requireTool(python3Binary, "python3-yaml");
-    const file = path.join(tmp, "user-data-pyyaml.yaml");
-    fs.writeFileSync(file, userData);
-    const result = spawnSync(
-      python,
-      ["-c", "import json, sys, yaml; print(json.dumps(yaml.safe_load(open(sys.argv[1]))))", file],
-      { encoding: "utf8" },
-    );
-    expect(result.stderr).toBe("");
-    expect(JSON.parse(result.stdout)).toEqual(cloudConfig);
+    expect(pyyamlLoadAll(userData)).toEqual([cloudConfig]);
   });
 
   test("header, determinism and size", () => {

@@ -157,6 +157,17 @@ describe("validation rules", () => {
     ]);
   });
 
+  test("derived addresses must fit the subnet too", () => {
+    expect(
+      problems({ subnetCidr: "10.20.1.0/28", nodeIps: [], loadBalancerPrivateIp: "", controlPlaneCount: 7 }),
+    ).toEqual([
+      `${P}:nodeIps = []: the derived address of cp-5 (10.20.1.15) is the subnet's broadcast address; list the addresses`,
+      `${P}:nodeIps = []: the derived address of cp-6 (10.20.1.16) must lie inside subnetCidr 10.20.1.0/28; list the addresses`,
+      `${P}:nodeIps = []: the derived address of cp-7 (10.20.1.17) must lie inside subnetCidr 10.20.1.0/28; list the addresses`,
+      `${P}:loadBalancerPrivateIp = "": the derived address 10.20.1.250 must lie inside subnetCidr 10.20.1.0/28; set one`,
+    ]);
+  });
+
   test("pinned node IPs must be unique", () => {
     expect(problems({ nodeIps: ["10.20.1.11", "10.20.1.12", "10.20.1.11"] })).toEqual([
       `${P}:nodeIps = ["10.20.1.11","10.20.1.12","10.20.1.11"]: entry 3 (10.20.1.11) is already used by cp-1`,
