@@ -43,7 +43,7 @@ function readEmbedded(relativePath: string): string {
 const kernelModules = readEmbedded("cloud-init/kubernetes-modules.conf");
 const sysctls = readEmbedded("cloud-init/kubernetes-sysctl.conf");
 const auditPolicy = readEmbedded("cloud-init/audit-policy.yaml");
-const prepareScript = readEmbedded("../scripts/prepare-kubernetes-node.sh");
+const prepareScript = readEmbedded("../scripts/node/prepare-kubernetes-node.sh");
 
 const prerequisitePackages = [
   "ca-certificates",

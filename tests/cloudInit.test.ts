@@ -16,7 +16,7 @@ import { maxUserDataBytes } from "../components/hetzner";
 import { pyyamlLoadAll, requireTool } from "./support/tools";
 
 const repoRoot = path.join(__dirname, "..");
-const scriptPath = path.join(repoRoot, "scripts", "prepare-kubernetes-node.sh");
+const scriptPath = path.join(repoRoot, "scripts", "node", "prepare-kubernetes-node.sh");
 const cloudInitBinary = "/usr/bin/cloud-init";
 const shellcheckBinary = "/usr/bin/shellcheck";
 
@@ -126,7 +126,7 @@ describe("renderCloudInit", () => {
       expect(sysctls).toMatch(new RegExp(`^${key.replace(/\./g, "\\.")} = 1$`, "m"));
     }
     expect(writtenFile(nodePaths.auditPolicy).content).toBe(onDisk("components/cloud-init/audit-policy.yaml"));
-    expect(writtenFile(nodePaths.prepareScript).content).toBe(onDisk("scripts/prepare-kubernetes-node.sh"));
+    expect(writtenFile(nodePaths.prepareScript).content).toBe(onDisk("scripts/node/prepare-kubernetes-node.sh"));
   });
 
   test("nodePaths agree with the preparation script", () => {
