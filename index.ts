@@ -2,7 +2,11 @@
  * Composition root: configuration in, components wired, outputs out. Each component is one
  * concern; the order of statements here is not the deployment order, the data flow is.
  */
-import { loadConfig } from "./components/config";
+import * as pulumi from "@pulumi/pulumi";
+import { ClusterBootstrap } from "./components/bootstrap";
+import { ClusterAccess, publicApiServer } from "./components/clusterAccess";
+import { Cni } from "./components/cni";
+import { loadConfig, loadSecrets } from "./components/config";
 import { ControlPlane } from "./components/controlPlane";
 import { ApiLoadBalancer } from "./components/loadBalancer";
 import { ClusterNetwork } from "./components/network";
@@ -12,6 +16,7 @@ import { ReservedIp } from "./components/reservedIp";
 export = async (): Promise<StackOutputs> => {
   // Validation throws before any resource is registered.
   const cfg = loadConfig();
+  const secrets = loadSecrets(cfg);
 
   const network = new ClusterNetwork("cluster", {
     clusterName: cfg.clusterName,
@@ -46,5 +51,26 @@ export = async (): Promise<StackOutputs> => {
     nodes: controlPlane.nodes,
   });
 
-  return stackOutputs({ cfg, network, reservedIp, controlPlane, api });
+  const bootstrap = new ClusterBootstrap("bootstrap", {
+    cfg,
+    nodes: controlPlane.nodes,
+    api,
+    reservedIp,
+    sshPrivateKey: secrets.sshPrivateKey,
+    hcloudToken: secrets.hcloudToken,
+  });
+
+  const access = new ClusterAccess("access", {
+    cfg,
+    node: controlPlane.nodes[0],
+    init: bootstrap.init,
+    sshPrivateKey: secrets.sshPrivateKey,
+    server: pulumi
+      .all([api.loadBalancer.ipv4, reservedIp.address])
+      .apply(([lbIpv4, address]) => publicApiServer(cfg, lbIpv4, address)),
+  });
+
+  new Cni("cni", { cfg, provider: access.provider });
+
+  return stackOutputs({ cfg, network, reservedIp, controlPlane, api, access });
 };

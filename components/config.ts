@@ -27,6 +27,8 @@ export interface NodeSpec {
 }
 
 export type HealthCheckMode = "tcp" | "readyz";
+export const cniChoices = ["cilium", "calico"] as const;
+export type CniChoice = (typeof cniChoices)[number];
 
 /** The validated stack configuration. Field docs are in Pulumi.yaml, next to each default. */
 export interface ClusterConfig {
@@ -61,6 +63,10 @@ export interface ClusterConfig {
       retries: number;
     };
   };
+  /** Pod network add-on, installed right after `kubeadm init`. */
+  cni: CniChoice;
+  /** Run the companion that moves the reserved IP to the kube-vip leader. */
+  reservedIpFailover: boolean;
   backup: {
     schedule: string;
     retentionDays: number;
@@ -99,9 +105,19 @@ export const configKeys = {
   backupSchedule: "string",
   backupRetentionDays: "integer",
   backupKeepLast: "integer",
+  cni: "string",
+  reservedIpFailover: "boolean",
+  sshPrivateKey: "string",
 } as const satisfies Record<string, KeyType>;
 
 export type ConfigKey = keyof typeof configKeys;
+
+/**
+ * Secrets the program reads from other namespaces. A stack file holds them encrypted, so the
+ * committed one cannot; the offline plan gives each a placeholder. `hcloud:token` is the
+ * Hetzner provider's token, which the reserved-IP companion on the nodes uses as well.
+ */
+export const providerSecrets = ["hcloud:token"] as const;
 
 /** Offsets inside the subnet used when `nodeIps` / `loadBalancerPrivateIp` are left empty. */
 export const derivedAddress = { firstNodeOffset: 11, loadBalancerOffset: 250 } as const;
@@ -127,6 +143,17 @@ export function loadConfig(): ClusterConfig {
     stack: pulumi.getStack(),
     values: pulumi.runtime.allConfig(),
   });
+}
+
+/** The secrets, as Pulumi secrets; call after loadConfig validated that they are set. */
+export function loadSecrets(cfg: ClusterConfig): {
+  sshPrivateKey: pulumi.Output<string>;
+  hcloudToken?: pulumi.Output<string>;
+} {
+  return {
+    sshPrivateKey: new pulumi.Config().requireSecret("sshPrivateKey"),
+    hcloudToken: cfg.reservedIpFailover ? new pulumi.Config("hcloud").requireSecret("token") : undefined,
+  };
 }
 
 /** Pure: raw config in, validated config out (or ConfigError listing every problem). */
@@ -316,6 +343,15 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
     v >= 1 ? undefined : "must be at least 1: retention always keeps the newest backups",
   );
 
+  const cni = reader.oneOf("cni", r("cni") as string | undefined, cniChoices);
+  const failover = r("reservedIpFailover") as boolean | undefined;
+  r("sshPrivateKey");
+  if (failover && raw.values["hcloud:token"] === undefined) {
+    problems.push(
+      "hcloud:token is not set, and reservedIpFailover needs it on the nodes: `pulumi config set --secret hcloud:token`, or set reservedIpFailover to false",
+    );
+  }
+
   if (problems.length > 0) throw new ConfigError(problems);
   // Every value below was checked above; a missing one would have been reported.
   return {
@@ -343,6 +379,8 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
       publicInterface: lbPublic!,
       healthCheck: { mode: mode!, interval: interval!, timeout: timeout!, retries: retries! },
     },
+    cni: cni!,
+    reservedIpFailover: failover!,
     backup: { schedule: schedule!, retentionDays: retentionDays!, keepLast: keepLast! },
   };
 }

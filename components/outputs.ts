@@ -2,6 +2,7 @@
  * The stack outputs, as one interface: what other teams read through StackReference.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { ClusterAccess } from "./clusterAccess";
 import { ClusterConfig } from "./config";
 import { ControlPlane } from "./controlPlane";
 import { apiServerPort, ApiLoadBalancer } from "./loadBalancer";
@@ -40,6 +41,8 @@ export interface StackOutputs {
   firewallId: pulumi.Output<string>;
   placementGroupId: pulumi.Output<string>;
   nodes: pulumi.Output<NodeOutput[]>;
+  /** Secret: admin kubeconfig pointing at the public API address. */
+  kubeconfig: pulumi.Output<string>;
 }
 
 export interface OutputSources {
@@ -48,9 +51,10 @@ export interface OutputSources {
   reservedIp: ReservedIp;
   controlPlane: ControlPlane;
   api: ApiLoadBalancer;
+  access: ClusterAccess;
 }
 
-export function stackOutputs({ cfg, network, reservedIp, controlPlane, api }: OutputSources): StackOutputs {
+export function stackOutputs({ cfg, network, reservedIp, controlPlane, api, access }: OutputSources): StackOutputs {
   const lb = api.loadBalancer;
   const publicLb = cfg.loadBalancer.publicInterface;
   return {
@@ -86,5 +90,6 @@ export function stackOutputs({ cfg, network, reservedIp, controlPlane, api }: Ou
         })),
       ),
     ),
+    kubeconfig: access.kubeconfig,
   };
 }

@@ -12,6 +12,10 @@ export const versions = {
    * node that holds the reserved IP (components/kubeVip.ts).
    */
   kubeVip: "v1.2.3",
+  /** Cilium Helm chart (https://helm.cilium.io), the default pod network. */
+  ciliumChart: "1.18.4",
+  /** Calico's tigera-operator Helm chart (https://docs.tigera.io/calico/charts), the alternative. */
+  calicoChart: "v3.30.4",
 } as const;
 
 /** The apt version string of kubeadm/kubelet/kubectl for a Kubernetes version `x.y.z`. */

@@ -12,6 +12,8 @@ required=(
   "cloud-init=cloud-init"
   "shellcheck=shellcheck"
   "envsubst=gettext-base"
+  "jq=jq"
+  "curl=curl"
 )
 
 check_only=false

@@ -10,7 +10,7 @@ import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import { renderCloudInit } from "../components/cloudInit";
 import { runProgram, secretMask } from "../scripts/offline/harness";
-import { Plan } from "../scripts/offline/render";
+import { Plan, toPlan } from "../scripts/offline/render";
 import { loadStackConfig, projectRoot, secretPlaceholder } from "../scripts/offline/stackConfig";
 
 const tsNode = path.join(projectRoot, "node_modules", ".bin", "ts-node");
@@ -99,6 +99,42 @@ describe("npm run plan --stack prod", () => {
     }
   });
 
+  test("writes the kubeadm configuration, etcd patch and kube-vip manifest each node receives", () => {
+    const dir = path.join(out, "prod");
+    expect(fs.readdirSync(path.join(dir, "kubeadm")).sort()).toEqual([
+      "cp-1-etcd-patch.yaml",
+      "cp-1.yaml",
+      "cp-2-etcd-patch.yaml",
+      "cp-2.yaml",
+      "cp-3-etcd-patch.yaml",
+      "cp-3.yaml",
+    ]);
+    expect(fs.readdirSync(path.join(dir, "kube-vip")).sort()).toEqual(["cp-1.yaml", "cp-2.yaml", "cp-3.yaml"]);
+    for (const [file, resource] of [
+      ["kubeadm/cp-1.yaml", "bootstrap-cp-1-kubeadm-config"],
+      ["kubeadm/cp-2-etcd-patch.yaml", "bootstrap-cp-2-etcd-patch"],
+      ["kube-vip/cp-3.yaml", "bootstrap-cp-3-kube-vip"],
+    ]) {
+      const copy = written.resources.find((r) => r.name === resource);
+      expect((copy?.inputs.source as { asset: { text: string } }).asset.text).toBe(
+        fs.readFileSync(path.join(dir, file), "utf8"),
+      );
+    }
+    expect(fs.readFileSync(path.join(dir, "kubeadm", "cp-1.yaml"), "utf8")).toContain("kind: InitConfiguration");
+    expect(fs.readFileSync(path.join(dir, "kubeadm", "cp-2.yaml"), "utf8")).toContain("kind: JoinConfiguration");
+  });
+
+  test("no secret value reaches any file the plan writes", () => {
+    // Mocked join credentials and admin kubeconfig, and the secret config placeholders.
+    const leaks = ["JOIN_TOKEN=", "client-key-data", "placeholder for"];
+    const grep = spawnSync("grep", ["-rl", ...leaks.flatMap((l) => ["-e", l]), out], { encoding: "utf8" });
+    expect([grep.status, grep.stdout]).toEqual([1, ""]);
+    // The same search finds them where they are: the mocks do produce such values.
+    const probe = path.join(tmp, "probe.txt");
+    fs.writeFileSync(probe, leaks.join("\n"));
+    expect(spawnSync("grep", ["-c", "-e", leaks[0], probe], { encoding: "utf8" }).stdout.trim()).toBe("1");
+  });
+
   test("draws the dependency graph with components as clusters", () => {
     const raw = fs.readFileSync(path.join(out, "prod", "graph.svg"), "utf8");
     expect(raw).toMatch(/^<\?xml[^>]*>\s*<!DOCTYPE svg/);
@@ -113,9 +149,15 @@ describe("npm run plan --stack prod", () => {
     const server = written.resources.find((r) => r.name === "control-plane-cp-1")?.urn;
     expect(svg).toContain(`<title>${subnet}->${server}</title>`);
     const edges = (svg.match(/class="edge"/g) ?? []).length;
+    // Drawn as boxes: every resource that is neither the stack nor a component.
+    const parents = new Set(written.resources.map((r) => r.parent));
+    const drawn = new Set(
+      written.resources.filter((r) => r.type !== "pulumi:pulumi:Stack" && !parents.has(r.urn)).map((r) => r.urn),
+    );
     const expected = written.resources
-      .filter((r) => r.type.startsWith("hcloud:"))
-      .reduce((n, r) => n + r.dependsOn.filter((d) => d.includes("$hcloud:")).length, 0);
+      .filter((r) => drawn.has(r.urn))
+      .reduce((n, r) => n + r.dependsOn.filter((d) => drawn.has(d)).length, 0);
+    expect(expected).toBeGreaterThan(100);
     expect(edges).toBe(expected);
   });
 
@@ -123,7 +165,7 @@ describe("npm run plan --stack prod", () => {
     const lines = result.stdout.split("\n");
     expect(lines).toContain("├─ control-plane  hcloud-control-plane:ControlPlane");
     expect(lines).toContain("│  ├─ control-plane-cp-1  hcloud:Server  (protected, waits for 4)");
-    expect(lines).toContain("Resources by type (20 in all):");
+    expect(lines).toContain("Resources by type (52 in all):");
     expect(lines).toContain("    3  hcloud:index/server:Server");
     expect(result.stdout).toContain(path.relative(projectRoot, path.join(out, "prod", "plan.json")));
     expect(result.stdout).toContain(path.relative(projectRoot, path.join(out, "prod", "graph.svg")));
@@ -162,11 +204,22 @@ test("an unknown argument or stack is refused with usage", () => {
 describe("secrets", () => {
   test("a secure value in the stack file becomes a visible placeholder that stays secret", () => {
     const configFile = path.join(tmp, "Pulumi.secret.yaml");
-    fs.writeFileSync(configFile, "config:\n  hcloud:token:\n    secure: v1:AAAABBBB\n");
+    fs.writeFileSync(
+      configFile,
+      "config:\n  hcloud:token:\n    secure: v1:AAAABBBB\n  hcloud-control-plane:sshPrivateKey:\n    secure: v1:CCCC\n",
+    );
     const config = loadStackConfig("secret", { configFile });
-    expect(config.values["hcloud:token"]).toBe(secretPlaceholder("hcloud:token"));
-    expect(config.secretKeys).toContain("hcloud:token");
-    expect(config.placeholders).toEqual(["hcloud:token"]);
+    for (const key of ["hcloud:token", "hcloud-control-plane:sshPrivateKey"]) {
+      expect(config.values[key]).toBe(secretPlaceholder(key));
+    }
+    expect(config.secretKeys).toEqual(["hcloud-control-plane:sshPrivateKey", "hcloud:token"]);
+    expect(config.placeholders).toEqual(["hcloud-control-plane:sshPrivateKey", "hcloud:token"]);
+  });
+
+  test("declared secrets and the provider token get placeholders when the stack file lacks them", () => {
+    const config = loadStackConfig("prod");
+    expect(config.placeholders).toEqual(["hcloud-control-plane:sshPrivateKey", "hcloud:token"]);
+    expect(config.secretKeys).toEqual(config.placeholders);
   });
 
   test('every secret value in inputs and outputs is "[secret]", and the value itself appears nowhere', async () => {
@@ -187,7 +240,9 @@ describe("secrets", () => {
       nested: { list: [secretMask, "visible"] },
     });
     expect(run.outputs).toEqual({ token: secretMask, derived: secretMask, plain: "visible" });
-    expect(JSON.stringify(run)).not.toContain(value);
+    // What the plan writes holds no secret; only the test-only revealed inputs do.
+    expect(JSON.stringify(toPlan(run))).not.toContain(value);
+    expect(holder?.revealedInputs.token).toBe(value);
   });
 });
 
@@ -220,5 +275,5 @@ test("plan files are the same on every run (reviewable diffs)", () => {
     execFileSync("ls", [path.join(a, "prod")], { encoding: "utf8" })
       .split("\n")
       .filter(Boolean),
-  ).toEqual(["cloud-init", "graph.svg", "plan.json"]);
+  ).toEqual(["cloud-init", "graph.svg", "kube-vip", "kubeadm", "plan.json"]);
 });

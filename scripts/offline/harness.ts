@@ -36,6 +36,8 @@ export interface RecordedResource {
   additionalSecretOutputs: string[];
   replaceOnChanges: string[];
   inputs: Record<string, unknown>;
+  /** The inputs with secrets in clear: for tests only, never written anywhere. */
+  revealedInputs: Record<string, unknown>;
 }
 
 export interface ProgramRun {
@@ -46,25 +48,29 @@ export interface ProgramRun {
   outputs: Record<string, unknown>;
 }
 
-/** Replaces wire-format secrets, unknowns and references by plain JSON. */
-export function unwire(value: unknown): unknown {
+/**
+ * Replaces wire-format secrets, unknowns and references by plain JSON. Secrets become
+ * "[secret]" unless `reveal` is set (tests that check where a secret goes).
+ */
+export function unwire(value: unknown, reveal = false): unknown {
   if (value === unknownValue) return unknownMask;
-  if (Array.isArray(value)) return value.map(unwire);
+  if (Array.isArray(value)) return value.map((v) => unwire(v, reveal));
   if (value === null || typeof value !== "object") return value;
   const obj = value as Record<string, unknown>;
   switch (obj[specialSig]) {
     case sigs.secret:
-      return secretMask;
+      return reveal ? unwire(obj.value, reveal) : secretMask;
     case sigs.resourceReference:
       return engineUrn(String(obj.urn));
     case sigs.output:
-      return obj.secret ? secretMask : "value" in obj ? unwire(obj.value) : unknownMask;
+      if (obj.secret && !reveal) return secretMask;
+      return "value" in obj ? unwire(obj.value, reveal) : unknownMask;
     case sigs.asset:
       return { asset: obj.text !== undefined ? { text: obj.text } : { path: obj.path, uri: obj.uri } };
     case sigs.archive:
       return { archive: { path: obj.path, uri: obj.uri } };
   }
-  return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, unwire(v)]));
+  return Object.fromEntries(Object.entries(obj).map(([k, v]) => [k, unwire(v, reveal)]));
 }
 
 /**
@@ -120,14 +126,17 @@ export async function runProgram(
 ): Promise<ProgramRun> {
   const preview = options.preview ?? false;
   pulumi.runtime.setAllConfig(config.values, config.secretKeys);
-  await pulumi.runtime.setMocks(new ProviderMocks(preview), config.project, config.stack, preview);
+  const mocks = new ProviderMocks(preview);
+  await pulumi.runtime.setMocks(mocks, config.project, config.stack, preview);
 
   const resources: RecordedResource[] = options.sink ?? [];
   let outputs: Record<string, unknown> = {};
   const monitor = pulumi.runtime.getMonitor() as unknown as Monitor;
   const register = monitor.registerResource.bind(monitor);
-  monitor.registerResource = (req, cb) =>
-    register(req, (err, response) => {
+  monitor.registerResource = (req, cb) => {
+    // The mock monitor calls newResource before its first await, so this reaches that call.
+    mocks.secretOutputs = req.getAdditionalsecretoutputsList();
+    return register(req, (err, response) => {
       if (!err && response) {
         resources.push({
           urn: engineUrn(response.getUrn()),
@@ -143,10 +152,12 @@ export async function runProgram(
           additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
           replaceOnChanges: req.getReplaceonchangesList(),
           inputs: unwire(req.getObject()?.toJavaScript() ?? {}) as Record<string, unknown>,
+          revealedInputs: unwire(req.getObject()?.toJavaScript() ?? {}, true) as Record<string, unknown>,
         });
       }
       cb(err, response);
     });
+  };
   const registerOutputs = monitor.registerResourceOutputs.bind(monitor);
   monitor.registerResourceOutputs = (req, cb) => {
     if (req.getUrn().includes("::pulumi:pulumi:Stack::")) {

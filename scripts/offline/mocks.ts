@@ -45,6 +45,10 @@ const computed: Record<string, (name: string, inputs: State) => State> = {
     ipAddress: host("192.0.2", name),
     ipNetwork: `${host("192.0.2", name)}/32`,
   }),
+  "command:remote:Command": (name, inputs) => ({
+    stdout: commandStdout(name, String(inputs.create ?? "")),
+    stderr: "",
+  }),
   "hcloud:index/sshKey:SshKey": (_name, inputs) => ({
     fingerprint: crypto
       .createHash("md5")
@@ -54,18 +58,67 @@ const computed: Record<string, (name: string, inputs: State) => State> = {
   }),
 };
 
+/** What a remote command prints, for the commands whose output the program reads. */
+function commandStdout(name: string, create: string): string {
+  if (create.includes("cat /etc/kubernetes/admin.conf")) {
+    // kubeadm's admin.conf shape; the server is whatever controlPlaneEndpoint the node has.
+    const data = Buffer.from(`mock-${name}`).toString("base64");
+    return [
+      "apiVersion: v1",
+      "kind: Config",
+      "clusters:",
+      "- cluster:",
+      `    certificate-authority-data: ${data}`,
+      "    server: https://control-plane-endpoint.invalid:6443",
+      "  name: kubernetes",
+      "contexts:",
+      "- context:",
+      "    cluster: kubernetes",
+      "    user: kubernetes-admin",
+      "  name: kubernetes-admin@kubernetes",
+      "current-context: kubernetes-admin@kubernetes",
+      "users:",
+      "- name: kubernetes-admin",
+      "  user:",
+      `    client-certificate-data: ${data}`,
+      `    client-key-data: ${data}`,
+      "",
+    ].join("\n");
+  }
+  if (create.includes("mint-join-credentials.sh")) {
+    const hex = crypto.createHash("sha256").update(name).digest("hex");
+    return `JOIN_TOKEN=${hex.slice(0, 6)}.${hex.slice(6, 22)}\nJOIN_CA_CERT_HASH=sha256:${hex}\nJOIN_CERTIFICATE_KEY=${hex}\n`;
+  }
+  return "";
+}
+
 const idFor: Record<string, (name: string, inputs: State) => string> = {
   "hcloud:index/networkSubnet:NetworkSubnet": (_name, inputs) => `${inputs.networkId}-${inputs.ipRange}`,
 };
 
+/** Pulumi's wire form of a secret value (sdk/nodejs/runtime/rpc.ts). */
+function wireSecret(value: unknown): Record<string, unknown> {
+  return { "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value };
+}
+
 export class ProviderMocks implements pulumi.runtime.Mocks {
+  /**
+   * The engine marks a resource's `additionalSecretOutputs` secret; the mock monitor does not.
+   * The recording harness sets this just before each registration so the mocks can.
+   */
+  secretOutputs: string[] = [];
+
   constructor(private readonly preview: boolean) {}
 
   newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
     const inputs = args.inputs as State;
+    const secretOutputs = this.secretOutputs;
+    this.secretOutputs = [];
     if (this.preview) return { id: undefined, state: inputs };
     const id = (idFor[args.type] ?? ((name: string) => numericId(name)))(args.name, inputs);
-    return { id, state: { ...inputs, ...(computed[args.type]?.(args.name, inputs) ?? {}) } };
+    const state: State = { ...inputs, ...(computed[args.type]?.(args.name, inputs) ?? {}) };
+    for (const key of secretOutputs) if (key in state) state[key] = wireSecret(state[key]);
+    return { id, state };
   }
 
   /** The program makes no provider function calls; one that appears must be mocked on purpose. */

@@ -71,6 +71,13 @@ export interface Artifact {
   content: string;
 }
 
+/** Where a file copied to a node goes in the plan, by the copy's role (its name's suffix). */
+const copiedFiles: Record<string, (node: string) => string> = {
+  "kubeadm-config": (node) => `kubeadm/${node}.yaml`,
+  "etcd-patch": (node) => `kubeadm/${node}-etcd-patch.yaml`,
+  "kube-vip": (node) => `kube-vip/${node}.yaml`,
+};
+
 /** Files a resource received as input, written beside plan.json for review and tests. */
 export function artifacts(plan: Plan): Artifact[] {
   const files: Artifact[] = [];
@@ -78,6 +85,11 @@ export function artifacts(plan: Plan): Artifact[] {
     if (r.type === "hcloud:index/server:Server" && typeof r.inputs.userData === "string") {
       const node = (r.inputs.labels as Record<string, string> | undefined)?.node ?? r.name;
       files.push({ path: `cloud-init/${node}.yaml`, content: r.inputs.userData });
+    }
+    const copy = /-(cp-\d+)-([a-z-]+)$/.exec(r.name);
+    const text = (r.inputs.source as { asset?: { text?: unknown } } | undefined)?.asset?.text;
+    if (r.type === "command:remote:CopyToRemote" && copy && copiedFiles[copy[2]] && typeof text === "string") {
+      files.push({ path: copiedFiles[copy[2]](copy[1]), content: text });
     }
   }
   return files;

@@ -6,6 +6,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import YAML from "yaml";
+import { providerSecrets } from "../../components/config";
 
 export interface DeclaredKey {
   type: "string" | "integer" | "boolean" | "array";
@@ -56,7 +57,13 @@ function qualify(project: string, key: string): string {
  */
 export function loadStackConfig(
   stack: string,
-  options: { root?: string; configFile?: string; overrides?: Record<string, unknown> } = {},
+  options: {
+    root?: string;
+    configFile?: string;
+    overrides?: Record<string, unknown>;
+    /** Secrets of other namespaces the program reads (`hcloud:token`); placeholders when unset. */
+    externalSecrets?: readonly string[];
+  } = {},
 ): StackConfig {
   const root = options.root ?? projectRoot;
   const project = readProjectFile(root);
@@ -70,7 +77,7 @@ export function loadStackConfig(
 
   const values: Record<string, string> = {};
   const secretKeys = new Set<string>();
-  const placeholders: string[] = [];
+  const placeholders = new Set<string>();
 
   for (const [key, decl] of Object.entries(project.config)) {
     const full = qualify(project.name, key);
@@ -79,9 +86,14 @@ export function loadStackConfig(
       secretKeys.add(full);
       if (decl.default === undefined) {
         values[full] = secretPlaceholder(full);
-        placeholders.push(full);
+        placeholders.add(full);
       }
     }
+  }
+  for (const full of options.externalSecrets ?? providerSecrets) {
+    values[full] = secretPlaceholder(full);
+    secretKeys.add(full);
+    placeholders.add(full);
   }
   const stackValues = { ...(stackDoc.config ?? {}), ...(options.overrides ?? {}) };
   for (const [key, value] of Object.entries(stackValues)) {
@@ -89,11 +101,10 @@ export function loadStackConfig(
     if (value !== null && typeof value === "object" && "secure" in (value as object)) {
       values[full] = secretPlaceholder(full);
       secretKeys.add(full);
-      placeholders.push(full);
+      placeholders.add(full);
     } else {
       values[full] = asConfigString(value);
-      const i = placeholders.indexOf(full);
-      if (i >= 0) placeholders.splice(i, 1);
+      placeholders.delete(full);
     }
   }
   return {
@@ -101,6 +112,6 @@ export function loadStackConfig(
     stack,
     values,
     secretKeys: [...secretKeys].sort(),
-    placeholders: placeholders.sort(),
+    placeholders: [...placeholders].sort(),
   };
 }

@@ -1,0 +1,310 @@
+/**
+ * The kubeadm bootstrap over SSH: `kubeadm init` on the first node, then joins strictly one
+ * at a time, each with join credentials minted at join time on the node that joined before
+ * it; kube-vip and the reserved-IP companion once the chain is complete.
+ *
+ * Every command is idempotent behind a sentinel on the node (admin.conf for init, kubelet.conf
+ * for a join), because Pulumi re-runs `create` whenever an input changes. Replacing a join
+ * runs its `delete` (drain, `kubeadm reset`, delete the Node) first: that is how one etcd
+ * member leaves, and the chain lets no two members change in one update.
+ */
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { ClusterConfig, NodeSpec } from "./config";
+import { ControlPlaneNode } from "./controlPlane";
+import {
+  KubeadmInput,
+  kubeadmPaths,
+  renderEtcdPatch,
+  renderInitConfiguration,
+  renderJoinConfiguration,
+} from "./kubeadm";
+import { kubeVipManifestPath, renderKubeVipManifest } from "./kubeVip";
+import { ApiLoadBalancer } from "./loadBalancer";
+import { nodeCommand, nodeLibDir, scriptsHash, shellQuote } from "./nodeScripts";
+import { ReservedIp } from "./reservedIp";
+import { kubernetesPackageVersion } from "./versions";
+
+export interface BootstrapArgs {
+  cfg: ClusterConfig;
+  /** Control-plane servers in node order; the first one runs `kubeadm init`. */
+  nodes: ControlPlaneNode[];
+  /** Init waits for its service and targets: the endpoint must route before kubeadm uses it. */
+  api: ApiLoadBalancer;
+  reservedIp: ReservedIp;
+  /** Secret: the key matching the servers' SSH key. */
+  sshPrivateKey: pulumi.Input<string>;
+  /** Secret: Hetzner token for the reserved-IP companion; unset when failover is off. */
+  hcloudToken?: pulumi.Input<string>;
+}
+
+/** Where the rendered kubeadm files go on a node. */
+export const kubeadmFiles = {
+  init: "/etc/kubernetes/kubeadm/init.yaml",
+  joinTemplate: "/etc/kubernetes/kubeadm/join.yaml",
+  etcdPatch: `${kubeadmPaths.patchesDirectory}/${kubeadmPaths.etcdPatchFile}`,
+} as const;
+
+/** How one node became a member of the control plane. */
+export interface Membership {
+  spec: NodeSpec;
+  /** `kubeadm init` for the first node, `kubeadm join` for the others. */
+  member: command.remote.Command;
+  /** The credential command that ran on the previous member (absent for the first node). */
+  credentials?: command.remote.Command;
+}
+
+export interface NodeBootstrap extends Membership {
+  kubeVip: command.remote.CopyToRemote;
+  failover?: command.remote.Command;
+}
+
+/** SSH as root to the server's public IPv4 with the stack's key. */
+export function sshConnection(
+  node: ControlPlaneNode,
+  privateKey: pulumi.Input<string>,
+): command.types.input.remote.ConnectionArgs {
+  return {
+    host: node.server.ipv4Address,
+    user: "root",
+    privateKey,
+    // A new server answers SSH a minute or two after it is created.
+    dialErrorLimit: 40,
+    perDialTimeout: 15,
+  };
+}
+
+/** The kubeadm input for one node; addresses that exist only once the load balancer does are Outputs. */
+export function kubeadmInput(
+  cfg: ClusterConfig,
+  spec: NodeSpec,
+  addresses: { lbIpv4?: string; lbIpv6?: string; reservedIp: string },
+): KubeadmInput {
+  const sans = [cfg.loadBalancer.privateIp, addresses.reservedIp, addresses.lbIpv4, addresses.lbIpv6, cfg.apiDnsName];
+  return {
+    clusterName: cfg.clusterName,
+    kubernetesVersion: cfg.kubernetesVersion,
+    node: spec,
+    nodeHostname: `${cfg.clusterName}-${spec.name}`,
+    controlPlaneEndpoint: cfg.apiDnsName ?? cfg.loadBalancer.privateIp,
+    certSans: sans.filter((s): s is string => typeof s === "string" && s !== ""),
+    podCidr: cfg.podCidr,
+    serviceCidr: cfg.serviceCidr,
+  };
+}
+
+/** With a DNS endpoint, nodes resolve it to the load balancer's private IP through /etc/hosts. */
+function endpointArgs(cfg: ClusterConfig): string[] {
+  return cfg.apiDnsName ? ["--endpoint-host", cfg.apiDnsName, "--endpoint-ip", cfg.loadBalancer.privateIp] : [];
+}
+
+export class ClusterBootstrap extends pulumi.ComponentResource {
+  readonly nodes: NodeBootstrap[];
+  /** The init command; the admin kubeconfig is read after it. */
+  readonly init: command.remote.Command;
+  /** The last member of the join chain: everything that needs the whole control plane waits for it. */
+  readonly complete: command.remote.Command;
+
+  constructor(name: string, args: BootstrapArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hcloud-control-plane:index:ClusterBootstrap", name, {}, opts);
+    const { cfg } = args;
+    const lb = args.api.loadBalancer;
+    const addresses = pulumi
+      .all([lb.ipv4, lb.ipv6, args.reservedIp.address])
+      .apply(([lbIpv4, lbIpv6, reservedIp]) =>
+        cfg.loadBalancer.publicInterface ? { lbIpv4, lbIpv6, reservedIp } : { reservedIp },
+      );
+    const scriptsRevision = scriptsHash();
+
+    const prepared = args.nodes.map((node) => this.prepare(name, args, node, addresses, scriptsRevision));
+    const members: Membership[] = [];
+    let previous: command.remote.Command | undefined;
+    let previousNode: ControlPlaneNode | undefined;
+    args.nodes.forEach((node, i) => {
+      const connection = sshConnection(node, args.sshPrivateKey);
+      const ready = prepared[i];
+      const nodeName = `${cfg.clusterName}-${node.spec.name}`;
+      if (!previous || !previousNode) {
+        const init = new command.remote.Command(
+          `${name}-${node.spec.name}-init`,
+          {
+            connection,
+            create: nodeCommand("kubeadm-init.sh", ["--config", kubeadmFiles.init, ...endpointArgs(cfg)]),
+            triggers: [node.server.id],
+          },
+          {
+            parent: this,
+            // The endpoint is the load balancer: it must forward 6443 before kubeadm uses it.
+            dependsOn: [...ready, args.api.service, ...args.api.targets],
+            // Replacing the first member must tear the old one down before the new one starts.
+            deleteBeforeReplace: true,
+          },
+        );
+        members.push({ spec: node.spec, member: init });
+        previous = init;
+      } else {
+        // Minted on the member that joined last, when this join runs: kubeadm's upload-certs
+        // key lives 2 h and tokens 24 h, so nothing from init may be reused months later.
+        const credentials = new command.remote.Command(
+          `${name}-${node.spec.name}-join-credentials`,
+          {
+            connection: sshConnection(previousNode, args.sshPrivateKey),
+            create: nodeCommand("mint-join-credentials.sh", ["--ttl", "1h"]),
+            // A new server (or a replaced one) gets new credentials.
+            triggers: [node.server.id],
+            logging: "none",
+          },
+          { parent: this, dependsOn: [previous], additionalSecretOutputs: ["stdout", "stderr"] },
+        );
+        const join = new command.remote.Command(
+          `${name}-${node.spec.name}-join`,
+          {
+            connection,
+            create: nodeCommand("kubeadm-join.sh", [
+              "--config-template",
+              kubeadmFiles.joinTemplate,
+              "--node-name",
+              nodeName,
+              ...endpointArgs(cfg),
+            ]),
+            // The credentials travel on stdin: never on a command line, never in the environment.
+            stdin: pulumi.secret(credentials.stdout),
+            delete: nodeCommand("leave-cluster.sh", ["--node-name", nodeName]),
+            triggers: [node.server.id],
+            logging: "none",
+          },
+          {
+            parent: this,
+            // Joins are serialized: etcd accepts one learner at a time, and the join gates on
+            // /readyz and etcd cluster health before the next one starts.
+            dependsOn: [...ready, previous],
+            additionalSecretOutputs: ["stdout", "stderr"],
+            // The old member leaves (kubeadm reset) before a replacement joins.
+            deleteBeforeReplace: true,
+          },
+        );
+        members.push({ spec: node.spec, member: join, credentials });
+        previous = join;
+      }
+      previousNode = node;
+    });
+    this.init = members[0].member;
+    this.complete = previous as command.remote.Command;
+
+    // kube-vip comes after the whole chain: the load balancer is the endpoint, so kube-vip is not
+    // needed to bootstrap, and with admin.conf in place it avoids kubeadm's super-admin.conf trap.
+    this.nodes = members.map((membership, i) => {
+      const node = args.nodes[i];
+      const connection = sshConnection(node, args.sshPrivateKey);
+      const kubeVip = new command.remote.CopyToRemote(
+        `${name}-${node.spec.name}-kube-vip`,
+        {
+          connection,
+          source: args.reservedIp.address.apply(
+            (address) => new pulumi.asset.StringAsset(renderKubeVipManifest({ address })),
+          ),
+          remotePath: kubeVipManifestPath,
+        },
+        { parent: this, dependsOn: [this.complete] },
+      );
+      if (!cfg.reservedIpFailover) return { ...membership, kubeVip };
+      if (!args.hcloudToken) throw new Error("reservedIpFailover is on but no Hetzner token was given");
+      const failover = new command.remote.Command(
+        `${name}-${node.spec.name}-reserved-ip-failover`,
+        {
+          connection,
+          create: pulumi
+            .all([args.reservedIp.floatingIp.id, args.reservedIp.address])
+            .apply(
+              ([id, address]) =>
+                `${nodeCommand("install-reserved-ip-failover.sh", ["--floating-ip-id", id, "--address", address])} ${revisionComment(scriptsRevision)}`,
+            ),
+          // The token reaches the node on stdin and is written to a root-only file there.
+          stdin: pulumi.secret(pulumi.output(args.hcloudToken).apply((token) => `${token}\n`)),
+          delete: nodeCommand("install-reserved-ip-failover.sh", ["--disable"]),
+          logging: "none",
+        },
+        { parent: this, dependsOn: [kubeVip], additionalSecretOutputs: ["stdout", "stderr"] },
+      );
+      return { ...membership, kubeVip, failover };
+    });
+    this.registerOutputs({});
+  }
+
+  /**
+   * Per node: the scripts directory, the scripts, the wait for cloud-init's node preparation,
+   * and the rendered kubeadm files. Returns what init or join must wait for.
+   */
+  private prepare(
+    name: string,
+    args: BootstrapArgs,
+    node: ControlPlaneNode,
+    addresses: pulumi.Output<{ lbIpv4?: string; lbIpv6?: string; reservedIp: string }>,
+    scriptsRevision: string,
+  ): pulumi.Resource[] {
+    const { cfg } = args;
+    const connection = sshConnection(node, args.sshPrivateKey);
+    const parent = { parent: this };
+    const prefix = `${name}-${node.spec.name}`;
+    const libDir = new command.remote.Command(
+      `${prefix}-lib-dir`,
+      { connection, create: `install -d -m 0700 ${shellQuote(nodeLibDir)}`, triggers: [node.server.id] },
+      parent,
+    );
+    const scripts = new command.remote.CopyToRemote(
+      `${prefix}-scripts`,
+      {
+        connection,
+        // Relative to the project directory, where Pulumi runs the program.
+        source: new pulumi.asset.FileArchive("./scripts/node"),
+        remotePath: nodeLibDir,
+        // An edited script is copied again; the commands that run it are idempotent.
+        triggers: [node.server.id, scriptsRevision],
+      },
+      { ...parent, dependsOn: [libDir] },
+    );
+    const nodePrepared = new command.remote.Command(
+      `${prefix}-prepared`,
+      {
+        connection,
+        create: nodeCommand("wait-node-prepared.sh", [
+          "--package-version",
+          kubernetesPackageVersion(cfg.kubernetesVersion),
+        ]),
+        triggers: [node.server.id],
+      },
+      { ...parent, dependsOn: [scripts] },
+    );
+    const input = addresses.apply((a) => kubeadmInput(cfg, node.spec, a));
+    const first = node === args.nodes[0];
+    const kubeadmConfig = new command.remote.CopyToRemote(
+      `${prefix}-kubeadm-config`,
+      {
+        connection,
+        source: input.apply(
+          (i) => new pulumi.asset.StringAsset(first ? renderInitConfiguration(i) : renderJoinConfiguration(i)),
+        ),
+        remotePath: first ? kubeadmFiles.init : kubeadmFiles.joinTemplate,
+      },
+      { ...parent, dependsOn: [nodePrepared] },
+    );
+    const etcdPatch = new command.remote.CopyToRemote(
+      `${prefix}-etcd-patch`,
+      {
+        connection,
+        source: input.apply((i) => new pulumi.asset.StringAsset(renderEtcdPatch(i))),
+        remotePath: kubeadmFiles.etcdPatch,
+      },
+      { ...parent, dependsOn: [nodePrepared] },
+    );
+    return [nodePrepared, kubeadmConfig, etcdPatch];
+  }
+}
+
+/**
+ * A shell comment that changes with the node scripts: an edited script then re-runs the
+ * (idempotent) command as an update, where a trigger would replace it and run its delete.
+ */
+function revisionComment(revision: string): string {
+  return `# scripts ${revision.slice(0, 16)}`;
+}

@@ -1,0 +1,82 @@
+/**
+ * The admin kubeconfig, fetched from the first node once `kubeadm init` is done, and the
+ * Kubernetes provider built from it. The kubeconfig is a secret from the command's stdout
+ * onwards and is never printed.
+ */
+import * as command from "@pulumi/command";
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import YAML from "yaml";
+import { sshConnection } from "./bootstrap";
+import { ClusterConfig } from "./config";
+import { ControlPlaneNode } from "./controlPlane";
+import { kubeadmPaths } from "./kubeadm";
+import { apiServerPort } from "./loadBalancer";
+import { shellQuote } from "./nodeScripts";
+
+export interface ClusterAccessArgs {
+  cfg: ClusterConfig;
+  /** The node `kubeadm init` ran on. */
+  node: ControlPlaneNode;
+  /** The init command: admin.conf exists once it is done. */
+  init: pulumi.Resource;
+  /** Secret: the key matching the servers' SSH key. */
+  sshPrivateKey: pulumi.Input<string>;
+  /** The API URL Pulumi (outside the private network) reaches the cluster at. */
+  server: pulumi.Input<string>;
+}
+
+interface Kubeconfig {
+  clusters?: { name: string; cluster: { server?: string } }[];
+}
+
+/**
+ * kubeadm's admin.conf names the controlPlaneEndpoint, which may be private; Pulumi and
+ * operators reach the API at `server` instead. Every cluster entry is rewritten.
+ */
+export function rewriteKubeconfigServer(kubeconfig: string, server: string): string {
+  const doc = YAML.parse(kubeconfig) as Kubeconfig | null;
+  if (!doc?.clusters?.length) throw new Error("the admin kubeconfig has no clusters");
+  for (const entry of doc.clusters) entry.cluster.server = server;
+  return YAML.stringify(doc, { lineWidth: 0 });
+}
+
+/** Where Pulumi reaches the API: the DNS name, else the load balancer's public IPv4, else the reserved IP. */
+export function publicApiServer(cfg: ClusterConfig, lbIpv4: string, reservedIp: string): string {
+  const host = cfg.apiDnsName ?? (cfg.loadBalancer.publicInterface ? lbIpv4 : reservedIp);
+  return `https://${host}:${apiServerPort}`;
+}
+
+export class ClusterAccess extends pulumi.ComponentResource {
+  /** Secret: the admin kubeconfig with the public server address. */
+  readonly kubeconfig: pulumi.Output<string>;
+  readonly provider: k8s.Provider;
+
+  constructor(name: string, args: ClusterAccessArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hcloud-control-plane:index:ClusterAccess", name, {}, opts);
+    const fetch = new command.remote.Command(
+      `${name}-admin-kubeconfig`,
+      {
+        connection: sshConnection(args.node, args.sshPrivateKey),
+        create: `cat ${shellQuote(kubeadmPaths.adminKubeconfig)}`,
+        triggers: [args.node.server.id],
+        logging: "none",
+      },
+      { parent: this, dependsOn: [args.init], additionalSecretOutputs: ["stdout", "stderr"] },
+    );
+    this.kubeconfig = pulumi.secret(
+      pulumi.all([fetch.stdout, args.server]).apply(([text, server]) => rewriteKubeconfigServer(text, server)),
+    );
+    this.provider = new k8s.Provider(
+      `${name}-provider`,
+      {
+        kubeconfig: this.kubeconfig,
+        // Only a change of this replaces the provider (and every object it manages): a rotated
+        // kubeconfig or a new address is an update.
+        clusterIdentifier: args.cfg.clusterName,
+      },
+      { parent: this },
+    );
+    this.registerOutputs({});
+  }
+}

@@ -1,0 +1,351 @@
+#!/usr/bin/env bash
+# Joins this node to the cluster as a control-plane node with `kubeadm join --config`, once, then
+# gates on the API server and on etcd health. The join credentials arrive on stdin (the output of
+# mint-join-credentials.sh, run on a node already in the cluster); they are never arguments,
+# environment of other commands, or files other than the short-lived rendered configuration.
+set -euo pipefail
+umask 077
+# Bash's regular expressions follow the locale; C makes [a-z] mean exactly a to z.
+export LC_ALL=C
+
+readonly SCRIPT_NAME="kubeadm-join"
+
+usage() {
+  cat <<'EOF'
+Usage: kubeadm-join.sh --config-template PATH [--node-name NAME]
+                       [--endpoint-host NAME --endpoint-ip IP] [--timeout SECONDS] [--root DIR]
+                       <credentials
+
+Joins this node as a control-plane node unless it has joined, then waits until the API server
+is ready and the etcd cluster is healthy. Run as root.
+
+Options:
+  --config-template PATH  Absolute path of the JoinConfiguration template on this node, with
+                          the literal placeholders "${JOIN_TOKEN}", "${JOIN_CA_CERT_HASH}" and
+                          "${JOIN_CERTIFICATE_KEY}". Required (only read when not joined yet).
+  --node-name NAME        Kubernetes node name, for the etcd pod etcd-NAME (default: the
+                          output of `hostname`).
+  --endpoint-host NAME    Host part of controlPlaneEndpoint. When it is a DNS name, /etc/hosts
+                          gets the line "<IP> <NAME>" (any older mention of NAME is removed).
+                          An IPv4 address leaves /etc/hosts alone.
+  --endpoint-ip IP        IPv4 address for NAME: the load balancer's private IP. Required when
+                          --endpoint-host is a DNS name.
+  --timeout SECONDS       Longest wait for stdin, and for each gate (default 600).
+  --root DIR              Prefix for every file this script reads or writes (default: $ROOT,
+                          else empty, meaning /). For tests; commands still act on this host.
+  -h, --help              Show this help and exit.
+
+Standard input (only read when the node has not joined): exactly these three lines, in any
+order, as mint-join-credentials.sh prints them (blank lines are ignored, anything else is
+refused and nothing runs):
+  JOIN_TOKEN=<[a-z0-9]{6}.[a-z0-9]{16}>
+  JOIN_CA_CERT_HASH=sha256:<64 hex>
+  JOIN_CERTIFICATE_KEY=<64 hex>
+Error messages never show a value.
+
+Environment:
+  ROOT          Same as --root; the flag wins.
+  POLL_SECONDS  Pause between gate checks (default 5; may be fractional, e.g. 0.1).
+
+Steps:
+  1. with a DNS endpoint: the /etc/hosts line (also on a joined node; unchanged when right);
+  2. if /etc/kubernetes/kubelet.conf exists the node has joined: stdin is not read, go to 5;
+  3. read and check the credentials, render the template with
+     envsubst '${JOIN_TOKEN} ${JOIN_CA_CERT_HASH} ${JOIN_CERTIFICATE_KEY}' (no other `$` is
+     touched) into a new 0600 file in /etc/kubernetes/kubeadm/ (0700);
+  4. kubeadm join --config <rendered file>, output to the root-only log
+     /var/log/hcloud-control-plane/kubeadm-join.log (0600); the rendered file is deleted
+     afterwards, also when the join fails or the script is interrupted. kubeadm's own
+     timeouts bound the join; this script does not kill it half-way;
+  5. gate: `kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz` prints ok;
+  6. gate: `etcdctl endpoint health --cluster` in the etcd-NAME static pod (through
+     kubectl -n kube-system exec) exits 0, so the next join finds a healthy etcd.
+
+Exit status: 0 joined and both gates passed, 1 a step failed, a gate timed out, or stdin was
+refused, 2 usage error.
+EOF
+}
+
+log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+usage_error() {
+  log "usage error: $*"
+  log "see --help"
+  exit 2
+}
+
+# The same patterns as joinCredentialPatterns and the same SHELL-FORMAT as joinEnvsubstFormat in
+# components/kubeadm.ts (a test compares them).
+readonly TOKEN_PATTERN='^[a-z0-9]{6}\.[a-z0-9]{16}$'
+readonly CA_CERT_HASH_PATTERN='^sha256:[0-9a-f]{64}$'
+readonly CERTIFICATE_KEY_PATTERN='^[0-9a-f]{64}$'
+# shellcheck disable=SC2016 # envsubst, not the shell, expands these names
+readonly ENVSUBST_FORMAT='${JOIN_TOKEN} ${JOIN_CA_CERT_HASH} ${JOIN_CERTIFICATE_KEY}'
+readonly MAX_STDIN_LINES=10
+
+config_template=""
+node_name=""
+endpoint_host=""
+endpoint_ip=""
+timeout_seconds="600"
+ROOT="${ROOT:-}"
+POLL_SECONDS="${POLL_SECONDS:-5}"
+
+is_ipv4() {
+  local IFS=. octet
+  local -a octets
+  [[ "$1" =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || return 1
+  read -r -a octets <<<"$1"
+  for octet in "${octets[@]}"; do
+    ((10#$octet <= 255)) || return 1
+  done
+}
+
+is_dns_name() {
+  local label='[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?'
+  [[ ${#1} -le 253 && "$1" =~ ^${label}(\.${label})*$ && ! "$1" =~ ^[0-9.]+$ ]]
+}
+
+parse_args() {
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --config-template | --node-name | --endpoint-host | --endpoint-ip | --timeout | --root)
+        [[ $# -ge 2 ]] || usage_error "$1 needs a value"
+        case "$1" in
+          --config-template) config_template="$2" ;;
+          --node-name) node_name="$2" ;;
+          --endpoint-host) endpoint_host="$2" ;;
+          --endpoint-ip) endpoint_ip="$2" ;;
+          --timeout) timeout_seconds="$2" ;;
+          --root) ROOT="$2" ;;
+        esac
+        shift 2
+        ;;
+      -h | --help)
+        usage
+        exit 0
+        ;;
+      *) usage_error "unknown argument '$1'" ;;
+    esac
+  done
+
+  [[ "$config_template" == /* ]] ||
+    usage_error "--config-template must be an absolute path, got '${config_template}'"
+  if [[ -n "$endpoint_host" ]] && ! is_ipv4 "$endpoint_host"; then
+    is_dns_name "$endpoint_host" ||
+      usage_error "--endpoint-host must be an IPv4 address or a lowercase DNS name, got '${endpoint_host}'"
+    is_ipv4 "$endpoint_ip" ||
+      usage_error "--endpoint-ip must be an IPv4 address when --endpoint-host is a DNS name, got '${endpoint_ip}'"
+  elif [[ -n "$endpoint_ip" ]]; then
+    [[ -n "$endpoint_host" ]] || usage_error "--endpoint-ip needs --endpoint-host"
+    is_ipv4 "$endpoint_ip" || usage_error "--endpoint-ip must be an IPv4 address, got '${endpoint_ip}'"
+  fi
+  [[ "$timeout_seconds" =~ ^[1-9][0-9]*$ ]] ||
+    usage_error "--timeout must be a positive whole number of seconds, got '${timeout_seconds}'"
+  [[ "$POLL_SECONDS" =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
+    usage_error "POLL_SECONDS must be a number of seconds, got '${POLL_SECONDS}'"
+  ROOT="${ROOT%/}"
+  [[ -z "$ROOT" || -d "$ROOT" ]] || usage_error "--root '${ROOT}' is not a directory"
+  if [[ -z "$node_name" ]]; then node_name="$(hostname)"; fi
+  is_dns_name "$node_name" || usage_error "--node-name must be a lowercase DNS name, got '${node_name}'"
+}
+
+# kubeadm's output carries bootstrap tokens: it goes to a root-only file, never the terminal.
+log_file=""
+open_log() {
+  local dir="${ROOT}/var/log/hcloud-control-plane"
+  install -d -m 0700 "$dir"
+  log_file="${dir}/kubeadm-join.log"
+  : >>"$log_file"
+  chmod 0600 "$log_file"
+  printf '=== %(%Y-%m-%dT%H:%M:%S%z)T %s\n' -1 "$SCRIPT_NAME" >>"$log_file"
+}
+
+# Files that must not outlive the script: the rendered configuration (it holds the credentials)
+# and a staged /etc/hosts. The signal traps turn a signal into an exit, so the EXIT trap runs.
+rendered=""
+staged=""
+cleanup() {
+  if [[ -n "$rendered" ]]; then rm -f -- "$rendered"; fi
+  if [[ -n "$staged" ]]; then rm -f -- "$staged"; fi
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+# Makes /etc/hosts map endpoint_host to endpoint_ip with exactly one line "<IP> <NAME>": drops
+# NAME from any other line (a line left with no name goes), keeps everything else as it is.
+ensure_hosts_entry() {
+  local hosts="${ROOT}/etc/hosts" wanted="${endpoint_ip} ${endpoint_host}"
+  local line name found=false changed=false
+  local -a lines=() fields names
+  if [[ -f "$hosts" ]]; then
+    while IFS= read -r line || [[ -n "$line" ]]; do
+      read -r -a fields <<<"${line%%#*}"
+      if [[ ${#fields[@]} -lt 2 || " ${fields[*]:1} " != *" ${endpoint_host} "* ]]; then
+        lines+=("$line")
+      elif [[ "$line" == "$wanted" ]] && ! "$found"; then
+        found=true
+        lines+=("$line")
+      else
+        changed=true
+        names=()
+        for name in "${fields[@]:1}"; do
+          if [[ "$name" != "$endpoint_host" ]]; then names+=("$name"); fi
+        done
+        if [[ ${#names[@]} -gt 0 ]]; then lines+=("${fields[0]} ${names[*]}"); fi
+      fi
+    done <"$hosts"
+  fi
+  if "$found" && ! "$changed"; then
+    log "/etc/hosts already maps ${endpoint_host} to ${endpoint_ip}"
+    return 0
+  fi
+  if ! "$found"; then lines+=("$wanted"); fi
+  staged="$(mktemp "${hosts}.XXXXXX")"
+  printf '%s\n' "${lines[@]}" >"$staged"
+  chmod 0644 "$staged"
+  mv -f -- "$staged" "$hosts"
+  staged=""
+  log "/etc/hosts now maps ${endpoint_host} to ${endpoint_ip}"
+}
+
+# Reads the three credentials from stdin into these variables, or exits without running anything.
+join_token=""
+join_ca_cert_hash=""
+join_certificate_key=""
+read_credentials() {
+  [[ ! -t 0 ]] || die "the join credentials are read from stdin (pipe in mint-join-credentials.sh's output); stdin is a terminal"
+  local line name value status number=0 seen=" "
+  while true; do
+    status=0
+    IFS= read -r -t "$timeout_seconds" line || status=$?
+    if ((status > 128)); then die "no join credentials on stdin within ${timeout_seconds}s"; fi
+    if ((status != 0)) && [[ -z "$line" ]]; then break; fi
+    number=$((number + 1))
+    ((number <= MAX_STDIN_LINES)) || die "stdin has more than ${MAX_STDIN_LINES} lines; expected three"
+    line="${line%$'\r'}"
+    if [[ -z "${line//[[:space:]]/}" ]]; then continue; fi
+    [[ "$line" == *=* ]] || die "stdin line ${number} is not NAME=value"
+    name="${line%%=*}"
+    value="${line#*=}"
+    case "$name" in
+      JOIN_TOKEN | JOIN_CA_CERT_HASH | JOIN_CERTIFICATE_KEY) ;;
+      *) die "stdin line ${number} has an unexpected name; only JOIN_TOKEN, JOIN_CA_CERT_HASH and JOIN_CERTIFICATE_KEY are accepted" ;;
+    esac
+    [[ "$seen" != *" ${name} "* ]] || die "stdin has ${name} more than once"
+    seen+="${name} "
+    case "$name" in
+      JOIN_TOKEN)
+        [[ "$value" =~ $TOKEN_PATTERN ]] || die "JOIN_TOKEN on stdin does not match [a-z0-9]{6}.[a-z0-9]{16}"
+        join_token="$value"
+        ;;
+      JOIN_CA_CERT_HASH)
+        [[ "$value" =~ $CA_CERT_HASH_PATTERN ]] || die "JOIN_CA_CERT_HASH on stdin does not match sha256:<64 hex>"
+        join_ca_cert_hash="$value"
+        ;;
+      JOIN_CERTIFICATE_KEY)
+        [[ "$value" =~ $CERTIFICATE_KEY_PATTERN ]] || die "JOIN_CERTIFICATE_KEY on stdin is not 64 hex characters"
+        join_certificate_key="$value"
+        ;;
+    esac
+  done
+  for name in JOIN_TOKEN JOIN_CA_CERT_HASH JOIN_CERTIFICATE_KEY; do
+    [[ "$seen" == *" ${name} "* ]] || die "stdin has no ${name} line"
+  done
+}
+
+join_cluster() {
+  local template="${ROOT}${config_template}" placeholder text
+  local -a placeholders
+  [[ -f "$template" ]] || die "--config-template ${config_template}: no such file"
+  text="$(<"$template")"
+  read -r -a placeholders <<<"$ENVSUBST_FORMAT"
+  for placeholder in "${placeholders[@]}"; do
+    [[ "$text" == *"$placeholder"* ]] || die "--config-template ${config_template} has no ${placeholder}"
+  done
+  read_credentials
+
+  local dir="${ROOT}/etc/kubernetes/kubeadm"
+  install -d -m 0700 "$dir"
+  rendered="$(mktemp --suffix .yaml "${dir}/join.XXXXXX")"
+  chmod 0600 "$rendered"
+  # The values reach envsubst alone, through its environment; nothing else sees them.
+  JOIN_TOKEN="$join_token" JOIN_CA_CERT_HASH="$join_ca_cert_hash" JOIN_CERTIFICATE_KEY="$join_certificate_key" \
+    envsubst "$ENVSUBST_FORMAT" <"$template" >"$rendered" ||
+    die "envsubst could not render ${config_template}"
+
+  log "running kubeadm join (output in ${log_file})"
+  kubeadm join --config "$rendered" >>"$log_file" 2>&1 ||
+    die "kubeadm join failed; see ${log_file} (then kubeadm reset -f before trying again)"
+  rm -f -- "$rendered"
+  rendered=""
+  [[ -f "$kubelet_conf" ]] || die "kubeadm join succeeded but wrote no ${kubelet_conf}"
+}
+
+# Calls the function CHECK until it succeeds, for at most timeout_seconds, POLL_SECONDS apart.
+# CHECK runs its commands through `bounded`, so no single call outlives the deadline.
+attempt_seconds=1
+wait_for() {
+  local check="$1" deadline=$((SECONDS + timeout_seconds))
+  while true; do
+    attempt_seconds=$((deadline - SECONDS))
+    if ((attempt_seconds < 1)); then attempt_seconds=1; fi
+    if ((attempt_seconds > 60)); then attempt_seconds=60; fi
+    if "$check"; then return 0; fi
+    if ((SECONDS >= deadline)); then return 1; fi
+    sleep "$POLL_SECONDS"
+  done
+}
+bounded() { timeout --kill-after=5 "$attempt_seconds" "$@"; }
+
+admin_conf=""
+kubelet_conf=""
+apiserver_ready() {
+  local output
+  output="$(bounded kubectl --kubeconfig "$admin_conf" get --raw /readyz 2>>"$log_file")" || return 1
+  [[ "$output" == "ok" ]]
+}
+
+# etcdctl runs inside this node's etcd static pod, with the certificate paths as mounted there.
+etcd_cluster_healthy() {
+  bounded kubectl --kubeconfig "$admin_conf" -n kube-system exec "etcd-${node_name}" -- etcdctl \
+    --endpoints https://127.0.0.1:2379 \
+    --cacert /etc/kubernetes/pki/etcd/ca.crt \
+    --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt \
+    --key /etc/kubernetes/pki/etcd/healthcheck-client.key \
+    endpoint health --cluster >>"$log_file" 2>&1
+}
+
+main() {
+  parse_args "$@"
+  [[ -n "$ROOT" || "$EUID" -eq 0 ]] || die "must run as root"
+  admin_conf="${ROOT}/etc/kubernetes/admin.conf"
+  kubelet_conf="${ROOT}/etc/kubernetes/kubelet.conf"
+  open_log
+
+  if [[ -n "$endpoint_host" ]] && ! is_ipv4 "$endpoint_host"; then
+    ensure_hosts_entry
+  fi
+
+  if [[ -f "$kubelet_conf" ]]; then
+    log "already joined (${kubelet_conf} exists); stdin not read, checking the gates only"
+  else
+    join_cluster
+  fi
+
+  [[ -f "$admin_conf" ]] || die "${admin_conf} not found: is this a control-plane node?"
+  log "waiting up to ${timeout_seconds}s for the API server to report ready"
+  wait_for apiserver_ready ||
+    die "the API server did not report ready within ${timeout_seconds}s (kubectl get --raw /readyz); see ${log_file}"
+  log "waiting up to ${timeout_seconds}s for a healthy etcd cluster (etcd-${node_name})"
+  wait_for etcd_cluster_healthy ||
+    die "etcd endpoint health --cluster did not pass within ${timeout_seconds}s; see ${log_file}"
+  log "joined ${node_name}; the API server is ready and every etcd member is healthy"
+}
+
+main "$@"

@@ -1,0 +1,169 @@
+#!/usr/bin/env bash
+# Mints fresh credentials for one control-plane join, on a control-plane node that is already in
+# the cluster, and prints them as three KEY=value lines: the input kubeadm-join.sh reads on stdin.
+# Printing them is this script's purpose; Pulumi keeps its stdout as a secret (logging "none").
+set -euo pipefail
+umask 077
+# Bash's regular expressions follow the locale; C makes [a-z] mean exactly a to z.
+export LC_ALL=C
+
+readonly SCRIPT_NAME="mint-join-credentials"
+
+usage() {
+  cat <<'EOF'
+Usage: mint-join-credentials.sh [--ttl DURATION] [--timeout SECONDS] [--root DIR]
+
+Prints fresh join credentials for a control-plane node, on stdout, as exactly three lines:
+  JOIN_TOKEN=<bootstrap token>
+  JOIN_CA_CERT_HASH=sha256:<64 hex>
+  JOIN_CERTIFICATE_KEY=<64 hex>
+Run as root on a control-plane node that has joined (it needs /etc/kubernetes/admin.conf).
+
+Options:
+  --ttl DURATION     Lifetime of the bootstrap token, a Go duration such as 1h or 30m
+                     (default 1h; 0 would never expire and is refused).
+  --timeout SECONDS  Longest time each kubeadm call may take (default 120).
+  --root DIR         Prefix for every file this script reads or writes (default: $ROOT, else
+                     empty, meaning /). For tests; commands still act on this host.
+  -h, --help         Show this help and exit.
+
+Environment:
+  ROOT  Same as --root; the flag wins.
+
+Steps:
+  1. kubeadm init phase upload-certs --upload-certs: re-encrypts the control-plane
+     certificates into Secret kube-system/kubeadm-certs (deleted by kubeadm after 2 hours)
+     under a new key, printed on its last line;
+  2. kubeadm token create --ttl DURATION --print-join-command --certificate-key KEY;
+  3. the token, CA certificate hash and certificate key are taken from the printed join
+     command and checked (token [a-z0-9]{6}.[a-z0-9]{16}, hash sha256:<64 hex>, key 64 hex,
+     the key the same as in step 1). Nothing is printed unless all three pass.
+kubeadm's diagnostics go to /var/log/hcloud-control-plane/mint-join-credentials.log (0600);
+its stdout, which holds the credentials, is never logged.
+
+Every run mints new credentials (that is its purpose, so it has no "already done" state).
+Step 1 replaces the key of any earlier run: do not run it while a join that uses an earlier
+key is still in progress. Joins are serialized anyway (etcd adds one learner at a time).
+
+Exit status: 0 printed, 1 a step failed or its output did not check out, 2 usage error.
+EOF
+}
+
+log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+usage_error() {
+  log "usage error: $*"
+  log "see --help"
+  exit 2
+}
+
+# The same patterns as joinCredentialPatterns in components/kubeadm.ts (a test compares them).
+readonly TOKEN_PATTERN='^[a-z0-9]{6}\.[a-z0-9]{16}$'
+readonly CA_CERT_HASH_PATTERN='^sha256:[0-9a-f]{64}$'
+readonly CERTIFICATE_KEY_PATTERN='^[0-9a-f]{64}$'
+
+ttl="1h"
+timeout_seconds="120"
+ROOT="${ROOT:-}"
+
+parse_args() {
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --ttl | --timeout | --root)
+        [[ $# -ge 2 ]] || usage_error "$1 needs a value"
+        case "$1" in
+          --ttl) ttl="$2" ;;
+          --timeout) timeout_seconds="$2" ;;
+          --root) ROOT="$2" ;;
+        esac
+        shift 2
+        ;;
+      -h | --help)
+        usage
+        exit 0
+        ;;
+      *) usage_error "unknown argument '$1'" ;;
+    esac
+  done
+
+  [[ "$ttl" =~ ^([0-9]+(h|m|s))+$ && "$ttl" =~ [1-9] ]] ||
+    usage_error "--ttl must be a non-zero duration such as 1h, 30m or 1h30m, got '${ttl}'"
+  [[ "$timeout_seconds" =~ ^[1-9][0-9]*$ ]] ||
+    usage_error "--timeout must be a positive whole number of seconds, got '${timeout_seconds}'"
+  ROOT="${ROOT%/}"
+  [[ -z "$ROOT" || -d "$ROOT" ]] || usage_error "--root '${ROOT}' is not a directory"
+}
+
+log_file=""
+open_log() {
+  local dir="${ROOT}/var/log/hcloud-control-plane"
+  install -d -m 0700 "$dir"
+  log_file="${dir}/mint-join-credentials.log"
+  : >>"$log_file"
+  chmod 0600 "$log_file"
+  printf '=== %(%Y-%m-%dT%H:%M:%S%z)T %s\n' -1 "$SCRIPT_NAME" >>"$log_file"
+}
+
+bounded() { timeout --kill-after=5 "$timeout_seconds" "$@"; }
+
+main() {
+  parse_args "$@"
+  [[ -n "$ROOT" || "$EUID" -eq 0 ]] || die "must run as root"
+  local admin_conf="${ROOT}/etc/kubernetes/admin.conf"
+  [[ -f "$admin_conf" ]] ||
+    die "${admin_conf} not found: run this on a control-plane node that is already in the cluster"
+  open_log
+
+  local upload_output certificate_key join_command
+  # stdout holds the key: captured, never logged. stderr (klog warnings) goes to the log.
+  upload_output="$(bounded kubeadm init phase upload-certs --upload-certs 2>>"$log_file")" ||
+    die "kubeadm init phase upload-certs --upload-certs failed; see ${log_file}"
+  certificate_key="${upload_output##*$'\n'}"
+  [[ "$certificate_key" =~ $CERTIFICATE_KEY_PATTERN ]] ||
+    die "the last line of kubeadm init phase upload-certs is not a certificate key (64 hex characters)"
+
+  join_command="$(bounded kubeadm token create --ttl "$ttl" --print-join-command \
+    --certificate-key "$certificate_key" 2>>"$log_file")" ||
+    die "kubeadm token create failed; see ${log_file}"
+
+  # `kubeadm join <endpoint> --token T --discovery-token-ca-cert-hash H --control-plane
+  # --certificate-key K`; each flag must appear exactly once. Messages never show a value.
+  local -a words
+  local i token="" ca_cert_hash="" printed_key="" seen=" "
+  read -r -a words <<<"${join_command//$'\n'/ }"
+  [[ "${words[0]:-}" == "kubeadm" && "${words[1]:-}" == "join" ]] ||
+    die "kubeadm token create did not print a 'kubeadm join' command"
+  for ((i = 2; i < ${#words[@]}; i++)); do
+    case "${words[i]}" in
+      --token | --discovery-token-ca-cert-hash | --certificate-key)
+        [[ "$seen" != *" ${words[i]} "* ]] || die "the join command has ${words[i]} more than once"
+        seen+="${words[i]} "
+        case "${words[i]}" in
+          --token) token="${words[i + 1]:-}" ;;
+          --discovery-token-ca-cert-hash) ca_cert_hash="${words[i + 1]:-}" ;;
+          --certificate-key) printed_key="${words[i + 1]:-}" ;;
+        esac
+        i=$((i + 1))
+        ;;
+    esac
+  done
+  [[ "$token" =~ $TOKEN_PATTERN ]] ||
+    die "the join command has no valid --token (expected [a-z0-9]{6}.[a-z0-9]{16})"
+  [[ "$ca_cert_hash" =~ $CA_CERT_HASH_PATTERN ]] ||
+    die "the join command has no valid --discovery-token-ca-cert-hash (expected sha256:<64 hex>)"
+  [[ "$printed_key" =~ $CERTIFICATE_KEY_PATTERN ]] ||
+    die "the join command has no valid --certificate-key (expected 64 hex characters)"
+  [[ "$printed_key" == "$certificate_key" ]] ||
+    die "the join command's --certificate-key differs from the key upload-certs printed"
+
+  printf '%s=%s\n' \
+    JOIN_TOKEN "$token" \
+    JOIN_CA_CERT_HASH "$ca_cert_hash" \
+    JOIN_CERTIFICATE_KEY "$certificate_key"
+  log "minted join credentials (token valid for ${ttl}, certificate key for 2h)"
+}
+
+main "$@"

@@ -1,0 +1,351 @@
+/**
+ * The kubeadm bootstrap graph under recording mocks: the serialized member chain, where each
+ * credential command runs, secret handling, kube-vip and the companion after the chain, the
+ * Kubernetes provider and the CNI.
+ *
+ * What mocks cannot prove: that the commands succeed on a node (tests/nodeScripts.test.ts runs
+ * the scripts against stand-ins) and how the command provider orders deletes; Pulumi deletes
+ * dependents before their dependencies, so the chain asserted here orders deletes too.
+ */
+import { kubeadmInput } from "../components/bootstrap";
+import { publicApiServer, rewriteKubeconfigServer } from "../components/clusterAccess";
+import { parseConfig } from "../components/config";
+import { nodeCommand, shellQuote } from "../components/nodeScripts";
+import { ProgramRun, RecordedResource } from "../scripts/offline/harness";
+import { loadStackConfig } from "../scripts/offline/stackConfig";
+import { byType, one, runStack } from "./support/program";
+
+const Command = "command:remote:Command";
+const Copy = "command:remote:CopyToRemote";
+
+/** Every resource `urn` waits for, directly or through others. */
+function ancestors(run: ProgramRun, urn: string): Set<string> {
+  const byUrn = new Map(run.resources.map((r) => [r.urn, r]));
+  const seen = new Set<string>();
+  const stack = [...(byUrn.get(urn)?.dependsOn ?? [])];
+  while (stack.length > 0) {
+    const next = stack.pop() as string;
+    if (seen.has(next)) continue;
+    seen.add(next);
+    stack.push(...(byUrn.get(next)?.dependsOn ?? []));
+  }
+  return seen;
+}
+
+/** The member commands (init, joins) in node order. */
+function members(run: ProgramRun): RecordedResource[] {
+  return byType(run, Command)
+    .filter((r) => /-(init|join)$/.test(r.name))
+    .sort((a, b) => Number(/cp-(\d+)/.exec(a.name)?.[1]) - Number(/cp-(\d+)/.exec(b.name)?.[1]));
+}
+
+const host = (r: RecordedResource) => (r.revealedInputs.connection as { host: string }).host;
+const serverIp = (run: ProgramRun, node: string) =>
+  (run.outputs.nodes as { name: string; publicIpv4: string }[]).find((n) => n.name === node)?.publicIpv4;
+
+describe("the prod stack's bootstrap", () => {
+  let run: ProgramRun;
+  beforeAll(async () => {
+    run = await runStack();
+  });
+
+  test("registers exactly these bootstrap resources", () => {
+    const names = run.resources
+      .filter(
+        (r) =>
+          r.type.startsWith("command:") || r.type.startsWith("kubernetes:") || r.type.startsWith("pulumi:providers"),
+      )
+      .map((r) => `${r.type} ${r.name}`)
+      .sort();
+    const perNode = (n: number) => [
+      `${Command} bootstrap-cp-${n}-lib-dir`,
+      `${Copy} bootstrap-cp-${n}-scripts`,
+      `${Command} bootstrap-cp-${n}-prepared`,
+      `${Copy} bootstrap-cp-${n}-kubeadm-config`,
+      `${Copy} bootstrap-cp-${n}-etcd-patch`,
+      `${Copy} bootstrap-cp-${n}-kube-vip`,
+      `${Command} bootstrap-cp-${n}-reserved-ip-failover`,
+      ...(n === 1
+        ? [`${Command} bootstrap-cp-1-init`]
+        : [`${Command} bootstrap-cp-${n}-join-credentials`, `${Command} bootstrap-cp-${n}-join`]),
+    ];
+    expect(names).toEqual(
+      [
+        ...perNode(1),
+        ...perNode(2),
+        ...perNode(3),
+        `${Command} access-admin-kubeconfig`,
+        "pulumi:providers:kubernetes access-provider",
+        "kubernetes:helm.sh/v3:Release cni-cilium",
+      ].sort(),
+    );
+  });
+
+  test("init runs on cp-1 after its preparation, its kubeadm files and the load balancer's service and targets", () => {
+    const init = one(run, "bootstrap-cp-1-init");
+    expect(host(init)).toBe(serverIp(run, "cp-1"));
+    expect(init.inputs.create).toBe(
+      "bash /usr/local/lib/hcloud-control-plane/node/kubeadm-init.sh --config /etc/kubernetes/kubeadm/init.yaml" +
+        " --endpoint-host api.prod-nbg1.k8s.example.com --endpoint-ip 10.20.1.250",
+    );
+    const waits = ancestors(run, init.urn);
+    for (const name of [
+      "bootstrap-cp-1-prepared",
+      "bootstrap-cp-1-kubeadm-config",
+      "bootstrap-cp-1-etcd-patch",
+      "bootstrap-cp-1-scripts",
+      "api-lb-service",
+      "api-lb-target-cp-1",
+      "api-lb-target-cp-2",
+      "api-lb-target-cp-3",
+    ]) {
+      expect([name, waits.has(one(run, name).urn)]).toEqual([name, true]);
+    }
+    expect(init.deleteBeforeReplace).toBe(true);
+    expect(init.inputs.triggers).toEqual([(run.outputs.nodes as { id: string }[])[0].id]);
+  });
+
+  test("members join one at a time: each waits for the one before it, so no two change together", () => {
+    const chain = members(run);
+    expect(chain.map((r) => r.name)).toEqual(["bootstrap-cp-1-init", "bootstrap-cp-2-join", "bootstrap-cp-3-join"]);
+    chain.forEach((member, k) => {
+      const waits = ancestors(run, member.urn);
+      for (const earlier of chain.slice(0, k))
+        expect([member.name, waits.has(earlier.urn)]).toEqual([member.name, true]);
+      if (k > 0) expect(member.dependsOn).toContain(chain[k - 1].urn);
+    });
+  });
+
+  test("each join's credentials are minted at join time on the member before it, after that member joined", () => {
+    for (const k of [2, 3]) {
+      const credentials = one(run, `bootstrap-cp-${k}-join-credentials`);
+      const previous = members(run)[k - 2];
+      expect(host(credentials)).toBe(serverIp(run, `cp-${k - 1}`));
+      expect(credentials.dependsOn).toContain(previous.urn);
+      expect(credentials.inputs.create).toBe(
+        "bash /usr/local/lib/hcloud-control-plane/node/mint-join-credentials.sh --ttl 1h",
+      );
+      // A new (or replaced) joining server gets fresh credentials.
+      expect(credentials.inputs.triggers).toEqual([(run.outputs.nodes as { id: string }[])[k - 1].id]);
+      const join = one(run, `bootstrap-cp-${k}-join`);
+      expect(host(join)).toBe(serverIp(run, `cp-${k}`));
+      expect(join.dependsOn).toContain(credentials.urn);
+      expect(join.revealedInputs.stdin).toMatch(/^JOIN_TOKEN=[a-z0-9]{6}\.[a-z0-9]{16}\n/);
+      expect(join.inputs.delete).toBe(
+        `bash /usr/local/lib/hcloud-control-plane/node/leave-cluster.sh --node-name prod-nbg1-cp-${k}`,
+      );
+      expect(join.deleteBeforeReplace).toBe(true);
+    }
+  });
+
+  test("every command that carries or prints a secret logs nothing and keeps its output secret", () => {
+    const secretBearing = [
+      "bootstrap-cp-2-join-credentials",
+      "bootstrap-cp-3-join-credentials",
+      "bootstrap-cp-2-join",
+      "bootstrap-cp-3-join",
+      "access-admin-kubeconfig",
+      "bootstrap-cp-1-reserved-ip-failover",
+      "bootstrap-cp-2-reserved-ip-failover",
+      "bootstrap-cp-3-reserved-ip-failover",
+    ];
+    for (const name of secretBearing) {
+      const r = one(run, name);
+      expect([name, r.inputs.logging]).toEqual([name, "none"]);
+      expect([name, r.additionalSecretOutputs]).toEqual([name, expect.arrayContaining(["stdout", "stderr"])]);
+    }
+    for (const r of byType(run, Command)) {
+      // stdin carries credentials or the token: always a secret.
+      if (r.inputs.stdin !== undefined) expect([r.name, r.inputs.stdin]).toEqual([r.name, "[secret]"]);
+      // The SSH connection (private key inside) is a secret on every command.
+      expect([r.name, r.inputs.connection]).toEqual([r.name, "[secret]"]);
+    }
+    expect(run.outputs.kubeconfig).toBe("[secret]");
+  });
+
+  test("the companion receives the Hetzner token on stdin and installs with the Floating IP's id and address", () => {
+    for (const n of [1, 2, 3]) {
+      const failover = one(run, `bootstrap-cp-${n}-reserved-ip-failover`);
+      expect(failover.revealedInputs.stdin).toBe("[secret placeholder for hcloud:token: not decryptable offline]\n");
+      expect(String(failover.inputs.create)).toMatch(
+        new RegExp(
+          `^bash /usr/local/lib/hcloud-control-plane/node/install-reserved-ip-failover.sh --floating-ip-id ${run.outputs.reservedIpId} --address ${String(run.outputs.reservedIp).replace(/\./g, "\\.")} # scripts [0-9a-f]{16}$`,
+        ),
+      );
+      expect(failover.inputs.delete).toBe(
+        "bash /usr/local/lib/hcloud-control-plane/node/install-reserved-ip-failover.sh --disable",
+      );
+      expect(failover.dependsOn).toContain(one(run, `bootstrap-cp-${n}-kube-vip`).urn);
+    }
+  });
+
+  test("kube-vip goes to every node after the whole chain, holding the reserved IP", () => {
+    const last = members(run).at(-1) as RecordedResource;
+    for (const n of [1, 2, 3]) {
+      const vip = one(run, `bootstrap-cp-${n}-kube-vip`);
+      expect(vip.dependsOn).toContain(last.urn);
+      expect(vip.inputs.remotePath).toBe("/etc/kubernetes/manifests/kube-vip.yaml");
+      const text = (vip.inputs.source as { asset: { text: string } }).asset.text;
+      expect(text).toContain(`value: ${run.outputs.reservedIp}`);
+      expect(text).toContain("/etc/kubernetes/admin.conf");
+      expect(text).not.toContain("super-admin.conf");
+    }
+  });
+
+  test("every node gets the scripts, waits for cloud-init, and receives its own kubeadm files", () => {
+    for (const n of [1, 2, 3]) {
+      const scripts = one(run, `bootstrap-cp-${n}-scripts`);
+      expect(scripts.inputs.source).toEqual({ archive: { path: "./scripts/node" } });
+      expect(scripts.inputs.remotePath).toBe("/usr/local/lib/hcloud-control-plane");
+      expect(scripts.dependsOn).toContain(one(run, `bootstrap-cp-${n}-lib-dir`).urn);
+      expect(String((scripts.inputs.triggers as string[])[1])).toMatch(/^[0-9a-f]{64}$/);
+      expect(one(run, `bootstrap-cp-${n}-prepared`).inputs.create).toBe(
+        "bash /usr/local/lib/hcloud-control-plane/node/wait-node-prepared.sh --package-version 1.34.2-1.1",
+      );
+      const config = one(run, `bootstrap-cp-${n}-kubeadm-config`);
+      const text = (config.inputs.source as { asset: { text: string } }).asset.text;
+      expect(config.inputs.remotePath).toBe(
+        n === 1 ? "/etc/kubernetes/kubeadm/init.yaml" : "/etc/kubernetes/kubeadm/join.yaml",
+      );
+      expect(text).toContain(`advertiseAddress: 10.20.1.1${n}`);
+      expect(text).toContain(`name: prod-nbg1-cp-${n}`);
+    }
+  });
+
+  test("the Kubernetes provider is built from the fetched admin kubeconfig, with a stable identifier", () => {
+    const fetch = one(run, "access-admin-kubeconfig");
+    expect(host(fetch)).toBe(serverIp(run, "cp-1"));
+    expect(fetch.dependsOn).toContain(one(run, "bootstrap-cp-1-init").urn);
+    expect(fetch.inputs.create).toBe("cat /etc/kubernetes/admin.conf");
+    const provider = one(run, "access-provider");
+    expect(provider.dependsOn).toContain(fetch.urn);
+    expect(provider.inputs).toEqual({ kubeconfig: "[secret]", clusterIdentifier: "prod-nbg1" });
+    const kubeconfig = String(provider.revealedInputs.kubeconfig);
+    expect(kubeconfig).toContain("server: https://api.prod-nbg1.k8s.example.com:6443");
+    expect(kubeconfig).not.toContain("control-plane-endpoint.invalid");
+  });
+
+  test("the CNI is a pinned Helm release through the cluster's provider, right after init", () => {
+    const cni = one(run, "cni-cilium");
+    const provider = one(run, "access-provider");
+    expect(cni.provider).toBe(provider.urn);
+    expect(cni.inputs).toMatchObject({ chart: "cilium", version: "1.18.4", namespace: "kube-system" });
+    expect(cni.inputs.values).toMatchObject({
+      ipam: { mode: "kubernetes" },
+      routingMode: "tunnel",
+      k8sServiceHost: "api.prod-nbg1.k8s.example.com",
+    });
+    // It does not wait for the joins: nodes become Ready as they join.
+    expect(ancestors(run, cni.urn).has(one(run, "bootstrap-cp-2-join").urn)).toBe(false);
+  });
+});
+
+describe("variants", () => {
+  test.each([1, 3, 5, 7])("%i nodes: one init, n-1 joins in one chain, n kube-vip copies", async (n) => {
+    const run = await runStack({ controlPlaneCount: n, nodeIps: [] });
+    const chain = members(run);
+    expect(chain.map((r) => r.name)).toEqual(
+      Array.from({ length: n }, (_, i) => (i === 0 ? "bootstrap-cp-1-init" : `bootstrap-cp-${i + 1}-join`)),
+    );
+    for (let k = 1; k < n; k++) expect(chain[k].dependsOn).toContain(chain[k - 1].urn);
+    expect(byType(run, Copy).filter((r) => r.name.endsWith("-kube-vip"))).toHaveLength(n);
+    expect(byType(run, Command).filter((r) => r.name.endsWith("-join-credentials"))).toHaveLength(n - 1);
+  });
+
+  test("with failover off there is no companion and no token is needed", async () => {
+    const run = await runStack({ reservedIpFailover: false });
+    expect(run.resources.filter((r) => r.name.endsWith("reserved-ip-failover"))).toEqual([]);
+    const config = loadStackConfig("prod", { overrides: { reservedIpFailover: false }, externalSecrets: [] });
+    expect(() => parseConfig(config)).not.toThrow();
+  });
+
+  test("with failover on and no hcloud:token the config is refused before anything is created", () => {
+    const config = loadStackConfig("prod", { externalSecrets: [] });
+    expect(() => parseConfig(config)).toThrow(
+      "hcloud:token is not set, and reservedIpFailover needs it on the nodes: `pulumi config set --secret hcloud:token`, or set reservedIpFailover to false",
+    );
+  });
+
+  test("calico: the tigera-operator chart with the pod CIDR as a VXLAN pool", async () => {
+    const run = await runStack({ cni: "calico" });
+    const release = one(run, "cni-tigera-operator");
+    expect(release.inputs).toMatchObject({
+      chart: "tigera-operator",
+      version: "v3.30.4",
+      namespace: "tigera-operator",
+    });
+    expect(release.inputs.values).toEqual({
+      installation: {
+        calicoNetwork: {
+          bgp: "Disabled",
+          ipPools: [{ cidr: "10.244.0.0/16", encapsulation: "VXLAN", natOutgoing: "Enabled", blockSize: 26 }],
+        },
+      },
+    });
+  });
+
+  test("preview: the whole bootstrap registers while every command's output is unknown", async () => {
+    const run = await runStack({}, { preview: true });
+    expect(run.resources).toHaveLength(52);
+    // The credentials do not exist before the credential command runs.
+    expect(one(run, "bootstrap-cp-2-join").revealedInputs.stdin).toBe("[unknown]");
+    expect(one(run, "access-provider").revealedInputs.kubeconfig).toBe("[unknown]");
+  });
+});
+
+describe("pure pieces", () => {
+  const cfg = parseConfig(loadStackConfig("prod"));
+
+  test("admin.conf's server is rewritten to the public address, nothing else changes", () => {
+    const original = [
+      "apiVersion: v1",
+      "clusters:",
+      "  - cluster:",
+      "      certificate-authority-data: Q0E=",
+      "      server: https://10.20.1.250:6443",
+      "    name: kubernetes",
+      "kind: Config",
+      "",
+    ].join("\n");
+    expect(rewriteKubeconfigServer(original, "https://198.51.100.7:6443")).toBe(
+      original.replace("https://10.20.1.250:6443", "https://198.51.100.7:6443"),
+    );
+    expect(() => rewriteKubeconfigServer("apiVersion: v1\n", "https://x:6443")).toThrow(
+      "the admin kubeconfig has no clusters",
+    );
+  });
+
+  test("Pulumi reaches the API by DNS name, else the load balancer, else the reserved IP", () => {
+    expect(publicApiServer(cfg, "198.51.100.7", "192.0.2.9")).toBe("https://api.prod-nbg1.k8s.example.com:6443");
+    const noDns = { ...cfg, apiDnsName: undefined };
+    expect(publicApiServer(noDns, "198.51.100.7", "192.0.2.9")).toBe("https://198.51.100.7:6443");
+    const privateLb = { ...noDns, loadBalancer: { ...cfg.loadBalancer, publicInterface: false } };
+    expect(publicApiServer(privateLb, "198.51.100.7", "192.0.2.9")).toBe("https://192.0.2.9:6443");
+  });
+
+  test("certificate SANs hold every address clients use", () => {
+    const input = kubeadmInput(cfg, cfg.nodes[1], {
+      lbIpv4: "198.51.100.7",
+      lbIpv6: "2001:db8::1",
+      reservedIp: "192.0.2.9",
+    });
+    expect(input.certSans).toEqual([
+      "10.20.1.250",
+      "192.0.2.9",
+      "198.51.100.7",
+      "2001:db8::1",
+      "api.prod-nbg1.k8s.example.com",
+    ]);
+    expect(input.controlPlaneEndpoint).toBe("api.prod-nbg1.k8s.example.com");
+    expect(input.nodeHostname).toBe("prod-nbg1-cp-2");
+  });
+
+  test("command lines quote every argument and name only scripts that exist", () => {
+    expect(shellQuote("it's")).toBe(`'it'"'"'s'`);
+    expect(shellQuote("10.20.1.250")).toBe("10.20.1.250");
+    expect(nodeCommand("kubeadm-init.sh", ["--config", "/a b"])).toBe(
+      "bash /usr/local/lib/hcloud-control-plane/node/kubeadm-init.sh --config '/a b'",
+    );
+    expect(() => nodeCommand("no-such.sh")).toThrow("scripts/node/no-such.sh does not exist");
+  });
+});

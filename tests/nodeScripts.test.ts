@@ -1,0 +1,885 @@
+/**
+ * The kubeadm bootstrap scripts that Pulumi runs over SSH on control-plane nodes
+ * (scripts/node/): each runs for real with bash under a temporary root. Fake `kubeadm`,
+ * `kubectl`, `cloud-init` and `hostname` on PATH record their argv and act as needed. The join
+ * uses the real `envsubst`, and the template it renders comes from renderJoinConfiguration.
+ * PATH holds only the fakes and a few named real tools, so an unexpected command fails.
+ *
+ * What this cannot prove: that kubeadm, kubectl and etcdctl print and behave as the fakes do
+ * (join command format, `member list -w simple` columns, reset removing the etcd member).
+ * The proof of those is a real bootstrap: init, two joins, one leave, on real servers.
+ */
+import { spawn, spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { parse } from "yaml";
+import { nodePaths } from "../components/cloudInit";
+import {
+  joinCredentialPatterns,
+  joinEnvsubstFormat,
+  joinPlaceholders,
+  joinVariables,
+  kubeadmPaths,
+  renderJoinConfiguration,
+} from "../components/kubeadm";
+import { requireTool } from "./support/tools";
+
+const repoRoot = path.join(__dirname, "..");
+const nodeScriptsDir = path.join(repoRoot, "scripts", "node");
+const shellcheckBinary = "/usr/bin/shellcheck";
+const envsubstBinary = "/usr/bin/envsubst";
+
+const scriptNames = [
+  "wait-node-prepared.sh",
+  "kubeadm-init.sh",
+  "mint-join-credentials.sh",
+  "kubeadm-join.sh",
+  "leave-cluster.sh",
+  "remove-etcd-member.sh",
+] as const;
+type ScriptName = (typeof scriptNames)[number];
+const scriptText = (name: ScriptName) => fs.readFileSync(path.join(nodeScriptsDir, name), "utf8");
+
+// Realistic credentials; every test that runs kubeadm checks they never reach the terminal.
+const token = "abcdef.0123456789abcdef";
+const caCertHash = `sha256:${"8c2f0e4a".repeat(8)}`;
+const certificateKey = "5ca1ab1e".repeat(8);
+const secrets = [token, certificateKey];
+
+const adminConf = kubeadmPaths.adminKubeconfig;
+const etcdctlTls =
+  "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt " +
+  "--key /etc/kubernetes/pki/etcd/healthcheck-client.key";
+const etcdHealthCall = (kubeconfig: string, node: string) =>
+  `kubectl --kubeconfig ${kubeconfig} -n kube-system exec etcd-${node} -- etcdctl ` +
+  `--endpoints https://127.0.0.1:2379 ${etcdctlTls} endpoint health --cluster`;
+const readyzCall = `kubectl --kubeconfig $ROOT${adminConf} get --raw /readyz`;
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "node-scripts-test-"));
+});
+afterAll(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+// ---------------------------------------------------------------------------------------------
+// Fakes: each appends "<name> <argv>" to $FAKE_LOG, then acts. FAKE_FAIL / FAKE_HANG name the
+// operations (comma-separated) that exit 1 / never return.
+
+const prelude = [
+  "#!/usr/bin/env bash",
+  'printf \'%s\\n\' "${0##*/}${*:+ $*}" >>"$FAKE_LOG"',
+  'fails() { [[ ",${FAKE_FAIL:-}," == *",$1,"* ]]; }',
+  'hangs() { [[ ",${FAKE_HANG:-}," == *",$1,"* ]]; }',
+  // How often an operation ran, for fakes that succeed only after some attempts.
+  'count() { local f="$FAKE_CAPTURE/count.$1" n=0; if [[ -f "$f" ]]; then n="$(<"$f")"; fi; echo $((n + 1)) >"$f"; echo $((n + 1)); }',
+].join("\n");
+
+const fakes: Record<string, string> = {
+  kubeadm: `
+join_command="kubeadm join 10.20.1.250:6443 --token $FAKE_TOKEN --discovery-token-ca-cert-hash $FAKE_CA_CERT_HASH --control-plane --certificate-key $FAKE_CERT_KEY"
+case "$1 \${2:-}" in
+  "init phase")
+    if fails upload-certs; then echo "error execution phase upload-certs" >&2; exit 1; fi
+    echo '[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace'
+    echo '[upload-certs] Using certificate key:'
+    echo "$FAKE_CERT_KEY"
+    ;;
+  "init --config")
+    echo "You can now join any number of control-plane nodes by running the following command on each as root:"
+    echo "  $join_command"
+    echo "W1121 warning that quotes $join_command" >&2
+    if fails init; then exit 1; fi
+    mkdir -p "$(dirname "$FAKE_ADMIN_CONF")"
+    echo "admin kubeconfig" >"$FAKE_ADMIN_CONF"
+    ;;
+  "token create")
+    if fails token; then exit 1; fi
+    key=""
+    while [[ $# -gt 0 ]]; do if [[ "$1" == --certificate-key ]]; then key="$2"; fi; shift; done
+    printf '%s \\n' "kubeadm join 10.20.1.250:6443 --token $FAKE_TOKEN --discovery-token-ca-cert-hash $FAKE_CA_CERT_HASH --control-plane --certificate-key \${FAKE_PRINTED_KEY:-$key}"
+    ;;
+  "join --config")
+    cp "$3" "$FAKE_CAPTURE/rendered.yaml"
+    stat -c %a "$3" >"$FAKE_CAPTURE/rendered.mode"
+    echo "[preflight] joining with $join_command"
+    if fails join; then exit 1; fi
+    echo "kubelet kubeconfig" >"$FAKE_KUBELET_CONF"
+    echo "admin kubeconfig" >"$FAKE_ADMIN_CONF"
+    ;;
+  "reset -f")
+    echo "[reset] removing the etcd member; the old join command was $join_command"
+    if fails reset; then exit 1; fi
+    rm -f "$FAKE_KUBELET_CONF" "$FAKE_ADMIN_CONF"
+    ;;
+  *) echo "fake kubeadm: unexpected $*" >&2; exit 99 ;;
+esac`,
+  kubectl: `
+if [[ "$1" == --kubeconfig ]]; then
+  printf '%s %s\\n' "$2" "$(stat -c %a "$2" 2>/dev/null || echo missing)" >>"$FAKE_CAPTURE/kubeconfigs"
+fi
+case "$*" in
+  *" get --raw /readyz")
+    if hangs readyz; then exec sleep 30; fi
+    if fails readyz || (($(count readyz) < \${FAKE_READY_AFTER:-1})); then
+      echo "Error from server (InternalError): [-]etcd failed: reason withheld" >&2; exit 1
+    fi
+    echo ok
+    ;;
+  *" endpoint health --cluster")
+    if hangs etcd; then exec sleep 30; fi
+    if fails etcd; then echo "https://10.20.1.13:2379 is unhealthy: context deadline exceeded" >&2; exit 1; fi
+    echo "https://127.0.0.1:2379 is healthy: successfully committed proposal: took = 2.1ms"
+    ;;
+  *" member list -w simple")
+    if hangs member-list; then exec sleep 30; fi
+    if fails member-list; then exit 1; fi
+    while IFS= read -r line; do
+      id="\${line%%,*}"
+      if ! grep -qx "$id" "$FAKE_CAPTURE/removed" 2>/dev/null; then printf '%s\\n' "$line"; fi
+    done <<<"$FAKE_MEMBERS"
+    ;;
+  *" endpoint health")
+    if [[ -n "\${FAKE_MEMBER_ALIVE:-}" ]]; then echo "is healthy"; else echo "is unhealthy" >&2; exit 1; fi
+    ;;
+  *" member remove "*)
+    if fails member-remove; then exit 1; fi
+    echo "\${*: -1}" >>"$FAKE_CAPTURE/removed"
+    echo "Member \${*: -1} removed from cluster 1c2ed7b1b8a14f1d"
+    ;;
+  *" drain "*)
+    if fails drain; then echo "error: cannot evict pod as it would violate the pod's disruption budget" >&2; exit 1; fi
+    echo "node/$4 drained"
+    ;;
+  *" delete node "*)
+    if (($(count delete) <= \${FAKE_DELETE_FAILURES:-0})); then echo "connection refused" >&2; exit 1; fi
+    echo "node \\"$5\\" deleted"
+    ;;
+  *) echo "fake kubectl: unexpected $*" >&2; exit 99 ;;
+esac`,
+  "cloud-init": `
+[[ "$*" == "status --wait" ]] || exit 99
+if hangs cloud-init; then exec sleep 30; fi
+echo "....."
+echo "status: \${FAKE_CLOUD_INIT_STATUS:-done}"
+exit "\${FAKE_CLOUD_INIT_EXIT:-0}"`,
+  hostname: 'echo "${FAKE_HOSTNAME:-prod-nbg1-cp-2}"',
+};
+
+/** Real tools the scripts and fakes may use; anything else is "command not found". */
+const realTools = [
+  ...["bash", "cat", "chmod", "install", "mktemp", "mv", "rm", "sleep", "timeout"], // the scripts
+  ...["cp", "dirname", "grep", "mkdir", "stat"], // the fakes
+];
+
+interface Sandbox {
+  root: string;
+  capture: string;
+  fakeBin: string;
+  log: string;
+  env: Record<string, string>;
+}
+
+function makeSandbox(name: string): Sandbox {
+  const dir = fs.mkdtempSync(path.join(tmp, `${name}-`));
+  const root = path.join(dir, "root");
+  const fakeBin = path.join(dir, "fake-bin");
+  const realBin = path.join(dir, "real-bin");
+  const capture = path.join(dir, "capture");
+  const log = path.join(dir, "calls.log");
+  for (const d of [root, fakeBin, realBin, capture, path.join(root, "etc", "kubernetes")]) {
+    fs.mkdirSync(d, { recursive: true });
+  }
+  fs.writeFileSync(path.join(root, "etc", "hosts"), "127.0.0.1 localhost\n::1 localhost ip6-localhost\n");
+  fs.writeFileSync(log, "");
+  for (const [command, body] of Object.entries(fakes)) {
+    fs.writeFileSync(path.join(fakeBin, command), `${prelude}\n${body}\n`, { mode: 0o755 });
+  }
+  const searchPath = (process.env.PATH ?? "/usr/bin:/bin").split(":");
+  for (const tool of realTools) {
+    const found = searchPath.map((d) => path.join(d, tool)).find((p) => fs.existsSync(p));
+    if (!found) throw new Error(`${tool} not found on PATH`);
+    fs.symlinkSync(found, path.join(realBin, tool));
+  }
+  fs.symlinkSync(requireTool(envsubstBinary, "gettext-base"), path.join(realBin, "envsubst"));
+  const env = {
+    PATH: `${fakeBin}:${realBin}`,
+    ROOT: root,
+    POLL_SECONDS: "0.05",
+    LC_ALL: "C",
+    FAKE_LOG: log,
+    FAKE_CAPTURE: capture,
+    FAKE_ADMIN_CONF: path.join(root, adminConf),
+    FAKE_KUBELET_CONF: path.join(root, "etc/kubernetes/kubelet.conf"),
+    FAKE_TOKEN: token,
+    FAKE_CA_CERT_HASH: caCertHash,
+    FAKE_CERT_KEY: certificateKey,
+  };
+  return { root, capture, fakeBin, log, env };
+}
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+interface RunOptions {
+  /** Added to (or overriding) the sandbox environment. */
+  env?: Record<string, string>;
+  /** Sandbox environment variables left out. */
+  unset?: string[];
+  /** Standard input; empty (closed at once) by default. */
+  input?: string;
+}
+
+function run(sandbox: Sandbox, script: ScriptName, args: string[], options: RunOptions = {}): Run {
+  const env: Record<string, string> = { ...sandbox.env, ...options.env };
+  for (const name of options.unset ?? []) delete env[name];
+  const started = Date.now();
+  const result = spawnSync("/bin/bash", [path.join(nodeScriptsDir, script), ...args], {
+    env,
+    input: options.input ?? "",
+    encoding: "utf8",
+    timeout: 15_000,
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr, ms: Date.now() - started };
+}
+
+/** The fakes' call log, with the sandbox root written as $ROOT. */
+function calls(sandbox: Sandbox): string[] {
+  return fs
+    .readFileSync(sandbox.log, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => line.split(sandbox.root).join("$ROOT"));
+}
+function resetCalls(sandbox: Sandbox): void {
+  fs.writeFileSync(sandbox.log, "");
+}
+
+const at = (sandbox: Sandbox, p: string) => path.join(sandbox.root, p);
+const mode = (file: string) => (fs.statSync(file).mode & 0o777).toString(8);
+
+function expectStatus(result: Run, status: number): void {
+  expect({ status: result.status, stderr: result.stderr }).toMatchObject({ status });
+}
+function expectNoSecrets(result: Run): void {
+  for (const secret of secrets) {
+    expect(result.stdout).not.toContain(secret);
+    expect(result.stderr).not.toContain(secret);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+describe("every node script", () => {
+  test("shellcheck passes on every script in scripts/node/", () => {
+    const binary = requireTool(shellcheckBinary, "shellcheck");
+    const all = fs.readdirSync(nodeScriptsDir).filter((f) => f.endsWith(".sh"));
+    expect(all).toEqual(expect.arrayContaining([...scriptNames]));
+    const result = spawnSync(binary, all, { cwd: nodeScriptsDir, encoding: "utf8" });
+    expect({ status: result.status, output: result.stdout + result.stderr }).toEqual({ status: 0, output: "" });
+  });
+
+  const documented: Record<ScriptName, string[]> = {
+    "wait-node-prepared.sh": ["--package-version", "--timeout", "--root", "ROOT"],
+    "kubeadm-init.sh": ["--config", "--endpoint-host", "--endpoint-ip", "--timeout", "--root", "ROOT", "POLL_SECONDS"],
+    "mint-join-credentials.sh": ["--ttl", "--timeout", "--root", "ROOT"],
+    "kubeadm-join.sh": [
+      "--config-template",
+      "--node-name",
+      "--endpoint-host",
+      "--endpoint-ip",
+      "--timeout",
+      "--root",
+      "ROOT",
+      "POLL_SECONDS",
+    ],
+    "leave-cluster.sh": ["--node-name", "--timeout", "--skip-etcd-check", "--root", "ROOT", "POLL_SECONDS"],
+    "remove-etcd-member.sh": ["--member", "--node-name", "--force", "--timeout", "--root", "ROOT"],
+  };
+
+  test.each(scriptNames)("%s: bash strict mode, no xtrace, --help documents every flag", (name) => {
+    const text = scriptText(name);
+    expect(text.startsWith("#!/usr/bin/env bash\n")).toBe(true);
+    expect(text).toContain("\nset -euo pipefail\n");
+    expect(text).not.toMatch(/set -[a-z]*x|set -o xtrace/);
+    const sandbox = makeSandbox("help");
+    const help = run(sandbox, name, ["--help"]);
+    expect({ status: help.status, stderr: help.stderr }).toEqual({ status: 0, stderr: "" });
+    for (const word of documented[name]) expect(help.stdout).toContain(word);
+    // Every flag the script parses is documented.
+    const parser = text.slice(
+      text.indexOf("\nparse_args() {"),
+      text.indexOf("\n}\n", text.indexOf("\nparse_args() {")),
+    );
+    const parsed = [...parser.matchAll(/^\s+(--[a-z-]+)\)/gm)].map((m) => m[1]);
+    expect(parsed.length).toBeGreaterThan(0);
+    for (const flag of parsed) expect(help.stdout).toContain(flag);
+    const unknown = run(sandbox, name, ["--no-such-flag"]);
+    expect(unknown.status).toBe(2);
+    expect(unknown.stderr).toContain("unknown argument '--no-such-flag'");
+    expect(calls(sandbox)).toEqual([]);
+  });
+
+  test("join credentials: the scripts check the patterns, names and envsubst format of components/kubeadm.ts", () => {
+    for (const name of ["mint-join-credentials.sh", "kubeadm-join.sh"] as const) {
+      const text = scriptText(name);
+      for (const pattern of Object.values(joinCredentialPatterns)) expect(text).toContain(`'${pattern.source}'`);
+      for (const variable of Object.values(joinVariables)) expect(text).toContain(variable);
+    }
+    expect(scriptText("kubeadm-join.sh")).toContain(`readonly ENVSUBST_FORMAT='${joinEnvsubstFormat}'`);
+    expect(scriptText("wait-node-prepared.sh")).toContain(nodePaths.preparedSentinel);
+  });
+});
+
+describe("wait-node-prepared.sh", () => {
+  const args = ["--package-version", "1.34.2-1.1"];
+  const prepared = (sandbox: Sandbox, version: string) => {
+    fs.mkdirSync(path.dirname(at(sandbox, nodePaths.preparedSentinel)), { recursive: true });
+    fs.writeFileSync(at(sandbox, nodePaths.preparedSentinel), `${version}\n`);
+  };
+
+  test("waits for cloud-init, then accepts the sentinel with the version; a second run checks again", () => {
+    const sandbox = makeSandbox("prepared");
+    prepared(sandbox, "1.34.2-1.1");
+    // The first time the root comes from $ROOT, the second time from --root alone.
+    const runs: [string[], RunOptions][] = [
+      [args, {}],
+      [[...args, "--root", sandbox.root], { unset: ["ROOT"] }],
+    ];
+    for (const [runArgs, options] of runs) {
+      const result = run(sandbox, "wait-node-prepared.sh", runArgs, options);
+      expectStatus(result, 0);
+      expect(result.stdout).toBe("");
+      expect(result.stderr).toContain("node prepared with 1.34.2-1.1");
+    }
+    expect(calls(sandbox)).toEqual(["cloud-init status --wait", "cloud-init status --wait"]);
+  });
+
+  test("cloud-init's exit 2 (recoverable errors) is a warning; exit 1 is a failure", () => {
+    const sandbox = makeSandbox("cloud-init-status");
+    prepared(sandbox, "1.34.2-1.1");
+    const degraded = run(sandbox, "wait-node-prepared.sh", args, { env: { FAKE_CLOUD_INIT_EXIT: "2" } });
+    expectStatus(degraded, 0);
+    expect(degraded.stderr).toContain("recoverable errors (exit 2)");
+    const failed = run(sandbox, "wait-node-prepared.sh", args, {
+      env: { FAKE_CLOUD_INIT_EXIT: "1", FAKE_CLOUD_INIT_STATUS: "error" },
+    });
+    expect(failed.status).toBe(1);
+    expect(failed.stderr).toContain("cloud-init finished with errors (exit 1: status: error)");
+  });
+
+  test("names what is missing: the sentinel, the right version, kubeadm", () => {
+    const sandbox = makeSandbox("not-prepared");
+    const missing = run(sandbox, "wait-node-prepared.sh", args);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain(`missing: the sentinel ${at(sandbox, nodePaths.preparedSentinel)}`);
+
+    prepared(sandbox, "1.34.1-1.1");
+    const wrong = run(sandbox, "wait-node-prepared.sh", args);
+    expect(wrong.status).toBe(1);
+    expect(wrong.stderr).toContain("holding '1.34.2-1.1' (it holds '1.34.1-1.1')");
+
+    prepared(sandbox, "1.34.2-1.1");
+    fs.rmSync(path.join(sandbox.fakeBin, "kubeadm"));
+    const noKubeadm = run(sandbox, "wait-node-prepared.sh", args);
+    expect(noKubeadm.status).toBe(1);
+    expect(noKubeadm.stderr).toContain("missing: 'kubeadm' on PATH");
+    expect(noKubeadm.stderr).not.toContain("missing: the sentinel");
+  });
+
+  test("gives up when cloud-init does not finish within --timeout", () => {
+    const sandbox = makeSandbox("cloud-init-hangs");
+    prepared(sandbox, "1.34.2-1.1");
+    const result = run(sandbox, "wait-node-prepared.sh", [...args, "--timeout", "1"], {
+      env: { FAKE_HANG: "cloud-init" },
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain("cloud-init did not finish within 1s");
+    expect(result.ms).toBeLessThan(5_000);
+  });
+});
+
+describe("kubeadm-init.sh", () => {
+  const config = "/etc/kubernetes/kubeadm/init.yaml";
+  const endpoint = ["--endpoint-host", "api.prod.example.com", "--endpoint-ip", "10.20.1.250"];
+  const initCall = `kubeadm init --config $ROOT${config}`;
+  const withConfig = (sandbox: Sandbox) => {
+    fs.mkdirSync(path.dirname(at(sandbox, config)), { recursive: true });
+    fs.writeFileSync(at(sandbox, config), "kind: InitConfiguration\n");
+  };
+  const hosts = (sandbox: Sandbox) => fs.readFileSync(at(sandbox, "etc/hosts"), "utf8");
+
+  test("first run maps the endpoint, initializes and gates on /readyz; the second only gates", () => {
+    const sandbox = makeSandbox("init");
+    withConfig(sandbox);
+    const first = run(sandbox, "kubeadm-init.sh", ["--config", config, ...endpoint]);
+    expectStatus(first, 0);
+    expect(calls(sandbox)).toEqual([initCall, readyzCall]);
+    expectNoSecrets(first);
+    expect(first.stdout).toBe("");
+    expect(hosts(sandbox)).toBe("127.0.0.1 localhost\n::1 localhost ip6-localhost\n10.20.1.250 api.prod.example.com\n");
+    expect(mode(at(sandbox, "etc/hosts"))).toBe("644");
+    // kubeadm's output, with the join command, went to the root-only log.
+    const logFile = at(sandbox, "var/log/hcloud-control-plane/kubeadm-init.log");
+    expect(mode(path.dirname(logFile))).toBe("700");
+    expect(mode(logFile)).toBe("600");
+    expect(fs.readFileSync(logFile, "utf8")).toContain(`--token ${token}`);
+
+    resetCalls(sandbox);
+    const second = run(sandbox, "kubeadm-init.sh", ["--config", config, ...endpoint]);
+    expectStatus(second, 0);
+    expect(calls(sandbox)).toEqual([readyzCall]);
+    expect(second.stderr).toContain("already initialized");
+    expect(second.stderr).toContain("/etc/hosts already maps api.prod.example.com to 10.20.1.250");
+    expect(hosts(sandbox).match(/api\.prod\.example\.com/g)).toHaveLength(1);
+  });
+
+  test("/etc/hosts: an older line for the name is replaced, other names on it are kept", () => {
+    const sandbox = makeSandbox("init-hosts");
+    withConfig(sandbox);
+    fs.writeFileSync(
+      at(sandbox, "etc/hosts"),
+      "127.0.0.1 localhost\n10.20.1.9 api.prod.example.com # old\n10.20.1.8 other.example.com api.prod.example.com\n",
+    );
+    expectStatus(run(sandbox, "kubeadm-init.sh", ["--config", config, ...endpoint]), 0);
+    expect(hosts(sandbox)).toBe("127.0.0.1 localhost\n10.20.1.8 other.example.com\n10.20.1.250 api.prod.example.com\n");
+    // A new load balancer IP replaces the line, also on an initialized node.
+    const moved = ["--endpoint-host", "api.prod.example.com", "--endpoint-ip", "10.20.1.251"];
+    expectStatus(run(sandbox, "kubeadm-init.sh", ["--config", config, ...moved]), 0);
+    expect(hosts(sandbox)).toBe("127.0.0.1 localhost\n10.20.1.8 other.example.com\n10.20.1.251 api.prod.example.com\n");
+    expect(fs.readdirSync(at(sandbox, "etc"))).toEqual(["hosts", "kubernetes"]);
+    expect(calls(sandbox).filter((c) => c.startsWith("kubeadm"))).toEqual([initCall]);
+  });
+
+  test("an IP endpoint leaves /etc/hosts alone; the readiness gate polls until ok", () => {
+    const sandbox = makeSandbox("init-ip");
+    withConfig(sandbox);
+    const before = hosts(sandbox);
+    const result = run(sandbox, "kubeadm-init.sh", ["--config", config, "--endpoint-host", "10.20.1.250"], {
+      env: { FAKE_READY_AFTER: "3" },
+    });
+    expectStatus(result, 0);
+    expect(hosts(sandbox)).toBe(before);
+    expect(calls(sandbox)).toEqual([initCall, readyzCall, readyzCall, readyzCall]);
+  });
+
+  test("a failing kubeadm init fails the script, without a gate and without secrets on the terminal", () => {
+    const sandbox = makeSandbox("init-fails");
+    withConfig(sandbox);
+    const result = run(sandbox, "kubeadm-init.sh", ["--config", config], { env: { FAKE_FAIL: "init" } });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain("kubeadm init failed; see");
+    expectNoSecrets(result);
+    expect(calls(sandbox)).toEqual([initCall]);
+  });
+
+  test("the readiness gate gives up after --timeout, also when kubectl hangs", () => {
+    const failures: Record<string, string>[] = [{ FAKE_FAIL: "readyz" }, { FAKE_HANG: "readyz" }];
+    for (const env of failures) {
+      const sandbox = makeSandbox("init-not-ready");
+      withConfig(sandbox);
+      const result = run(sandbox, "kubeadm-init.sh", ["--config", config, "--timeout", "1"], { env });
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain("the API server did not report ready within 1s");
+      expect(result.ms).toBeLessThan(5_000);
+      expectNoSecrets(result);
+    }
+  });
+
+  test("usage errors and a missing config file run nothing", () => {
+    const sandbox = makeSandbox("init-usage");
+    const relative = run(sandbox, "kubeadm-init.sh", ["--config", "init.yaml"]);
+    expect(relative.status).toBe(2);
+    const noIp = run(sandbox, "kubeadm-init.sh", ["--config", config, "--endpoint-host", "api.prod.example.com"]);
+    expect(noIp.status).toBe(2);
+    expect(noIp.stderr).toContain("--endpoint-ip must be an IPv4 address when --endpoint-host is a DNS name");
+    const missing = run(sandbox, "kubeadm-init.sh", ["--config", config]);
+    expect(missing.status).toBe(1);
+    expect(missing.stderr).toContain(`--config ${config}: no such file`);
+    expect(calls(sandbox)).toEqual([]);
+  });
+});
+
+describe("mint-join-credentials.sh", () => {
+  const uploadCall = "kubeadm init phase upload-certs --upload-certs";
+  const tokenCall = (ttl: string) =>
+    `kubeadm token create --ttl ${ttl} --print-join-command --certificate-key ${certificateKey}`;
+  const joined = () => {
+    const sandbox = makeSandbox("mint");
+    fs.writeFileSync(at(sandbox, adminConf), "admin kubeconfig\n");
+    return sandbox;
+  };
+
+  test("prints exactly the three credential lines, and the credentials nowhere else", () => {
+    const sandbox = joined();
+    const result = run(sandbox, "mint-join-credentials.sh", ["--ttl", "30m"]);
+    expectStatus(result, 0);
+    expect(result.stdout).toBe(
+      `${joinVariables.token}=${token}\n` +
+        `${joinVariables.caCertHash}=${caCertHash}\n` +
+        `${joinVariables.certificateKey}=${certificateKey}\n`,
+    );
+    const values = Object.fromEntries(
+      result.stdout
+        .trimEnd()
+        .split("\n")
+        .map((l) => l.split("=")),
+    );
+    expect(joinCredentialPatterns.token.test(values[joinVariables.token])).toBe(true);
+    expect(joinCredentialPatterns.caCertHash.test(values[joinVariables.caCertHash])).toBe(true);
+    expect(joinCredentialPatterns.certificateKey.test(values[joinVariables.certificateKey])).toBe(true);
+    expect(result.stderr).not.toContain(token);
+    expect(result.stderr).not.toContain(certificateKey);
+    expect(calls(sandbox)).toEqual([uploadCall, tokenCall("30m")]);
+    const logFile = at(sandbox, "var/log/hcloud-control-plane/mint-join-credentials.log");
+    expect(mode(logFile)).toBe("600");
+    expect(fs.readFileSync(logFile, "utf8")).not.toContain(token);
+
+    // Every run mints afresh; the default TTL is one hour.
+    resetCalls(sandbox);
+    expectStatus(run(sandbox, "mint-join-credentials.sh", []), 0);
+    expect(calls(sandbox)).toEqual([uploadCall, tokenCall("1h")]);
+  });
+
+  test.each([
+    ["a malformed token", { FAKE_TOKEN: "ABCDEF.0123456789abcdef" }, "no valid --token"],
+    ["a malformed CA hash", { FAKE_CA_CERT_HASH: "sha1:0123" }, "no valid --discovery-token-ca-cert-hash"],
+    ["a key that differs from upload-certs", { FAKE_PRINTED_KEY: "a".repeat(64) }, "differs from the key"],
+    ["a malformed upload-certs key", { FAKE_CERT_KEY: certificateKey.slice(1) }, "is not a certificate key"],
+    ["a failing upload-certs", { FAKE_FAIL: "upload-certs" }, "upload-certs --upload-certs failed"],
+    ["a failing token create", { FAKE_FAIL: "token" }, "kubeadm token create failed"],
+  ])("%s: exit 1, nothing on stdout, no value on stderr", (_label, env, message) => {
+    const sandbox = joined();
+    const result = run(sandbox, "mint-join-credentials.sh", [], { env });
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toContain(message);
+    expectNoSecrets(result);
+    for (const [variable, value] of Object.entries(env)) {
+      if (variable !== "FAKE_FAIL") expect(result.stderr).not.toContain(value);
+    }
+  });
+
+  test("refuses a node that is not in the cluster, and a TTL of zero", () => {
+    const sandbox = makeSandbox("mint-not-joined");
+    const result = run(sandbox, "mint-join-credentials.sh", []);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain("admin.conf not found");
+    expect(run(sandbox, "mint-join-credentials.sh", ["--ttl", "0s"]).status).toBe(2);
+    expect(calls(sandbox)).toEqual([]);
+  });
+});
+
+describe("kubeadm-join.sh", () => {
+  const templatePath = "/etc/kubernetes/kubeadm/join-configuration.yaml.tmpl";
+  const template = renderJoinConfiguration({
+    clusterName: "prod",
+    kubernetesVersion: "1.34.2",
+    node: { name: "cp-2", privateIp: "10.20.1.12" },
+    nodeHostname: "prod-nbg1-cp-2",
+    controlPlaneEndpoint: "api.prod.example.com",
+    certSans: [],
+    podCidr: "10.244.0.0/16",
+    serviceCidr: "10.96.0.0/12",
+  });
+  const endpoint = ["--endpoint-host", "api.prod.example.com", "--endpoint-ip", "10.20.1.250"];
+  const args = ["--config-template", templatePath, ...endpoint];
+  // Any order; no trailing newline, as Pulumi passes a command's trimmed stdout.
+  const credentials = [
+    `${joinVariables.certificateKey}=${certificateKey}`,
+    `${joinVariables.token}=${token}`,
+    `${joinVariables.caCertHash}=${caCertHash}`,
+  ].join("\n");
+  const gates = [readyzCall, etcdHealthCall(`$ROOT${adminConf}`, "prod-nbg1-cp-2")];
+  const withTemplate = (name: string) => {
+    const sandbox = makeSandbox(name);
+    fs.mkdirSync(path.dirname(at(sandbox, templatePath)), { recursive: true });
+    fs.writeFileSync(at(sandbox, templatePath), template);
+    return sandbox;
+  };
+  const kubeadmDir = (sandbox: Sandbox) => fs.readdirSync(path.dirname(at(sandbox, templatePath)));
+
+  test("first run renders a 0600 config, joins, deletes it and passes both gates; the second only gates", () => {
+    const sandbox = withTemplate("join");
+    const first = run(sandbox, "kubeadm-join.sh", args, { input: credentials });
+    expectStatus(first, 0);
+    expectNoSecrets(first);
+    expect(first.stdout).toBe("");
+    const log = calls(sandbox);
+    expect(log).toEqual(["hostname", expect.stringMatching(/^kubeadm join --config \S+$/), ...gates]);
+    const rendered = log[1].replace("kubeadm join --config ", "");
+    expect(rendered).toMatch(/^\$ROOT\/etc\/kubernetes\/kubeadm\/join\.[A-Za-z0-9]{6}\.yaml$/);
+
+    // What kubeadm read: the template with exactly the three values, mode 0600, now gone.
+    expect(fs.readFileSync(path.join(sandbox.capture, "rendered.mode"), "utf8")).toBe("600\n");
+    const text = fs.readFileSync(path.join(sandbox.capture, "rendered.yaml"), "utf8");
+    expect(text).toBe(
+      template
+        .replace(joinPlaceholders.token, token)
+        .replace(joinPlaceholders.caCertHash, caCertHash)
+        .replace(joinPlaceholders.certificateKey, certificateKey),
+    );
+    const join = parse(text, { version: "1.1" }) as {
+      controlPlane: { certificateKey: string };
+      discovery: { bootstrapToken: { token: string; caCertHashes: string[] } };
+    };
+    expect(join.controlPlane.certificateKey).toBe(certificateKey);
+    expect(join.discovery.bootstrapToken).toMatchObject({ token, caCertHashes: [caCertHash] });
+    expect(kubeadmDir(sandbox)).toEqual(["join-configuration.yaml.tmpl"]);
+    expect(mode(path.dirname(at(sandbox, templatePath)))).toBe("700");
+    expect(fs.readFileSync(at(sandbox, "etc/hosts"), "utf8")).toContain("\n10.20.1.250 api.prod.example.com\n");
+    const logFile = at(sandbox, "var/log/hcloud-control-plane/kubeadm-join.log");
+    expect(mode(logFile)).toBe("600");
+    expect(fs.readFileSync(logFile, "utf8")).toContain(token);
+
+    // Joined: stdin is not read (this input would be refused), only the gates run.
+    resetCalls(sandbox);
+    const second = run(sandbox, "kubeadm-join.sh", args, { input: "JOIN_TOKEN=garbage\n" });
+    expectStatus(second, 0);
+    expect(second.stderr).toContain("already joined");
+    expect(calls(sandbox)).toEqual(["hostname", ...gates]);
+    expect(fs.readFileSync(at(sandbox, "etc/hosts"), "utf8").match(/api\.prod\.example\.com/g)).toHaveLength(1);
+  });
+
+  const line = (variable: string, value: string) => `${variable}=${value}`;
+  const valid = {
+    token: line(joinVariables.token, token),
+    hash: line(joinVariables.caCertHash, caCertHash),
+    key: line(joinVariables.certificateKey, certificateKey),
+  };
+  test.each([
+    ["an uppercase token", [line(joinVariables.token, token.toUpperCase()), valid.hash, valid.key]],
+    ["a token with a trailing space", [`${valid.token} `, valid.hash, valid.key]],
+    ["a token with shell syntax", [line(joinVariables.token, `${token}$(id)`), valid.hash, valid.key]],
+    ["a hash without sha256:", [valid.token, line(joinVariables.caCertHash, caCertHash.slice(7)), valid.key]],
+    ["a 63-character key", [valid.token, valid.hash, line(joinVariables.certificateKey, certificateKey.slice(1))]],
+    ["an uppercase key", [valid.token, valid.hash, line(joinVariables.certificateKey, certificateKey.toUpperCase())]],
+    ["an unknown name", [valid.token, valid.hash, valid.key, `JOIN_EXTRA=${token}`]],
+    ["a repeated name", [valid.token, valid.hash, valid.key, valid.token]],
+    ["a missing key", [valid.token, valid.hash]],
+    ["a line without =", [valid.token, valid.hash, valid.key, token]],
+    ["empty stdin", []],
+  ])("refuses %s on stdin without running kubeadm or leaving a file", (_label, lines) => {
+    const sandbox = withTemplate("join-refused");
+    const result = run(sandbox, "kubeadm-join.sh", args, { input: lines.join("\n") });
+    expect(result.status).toBe(1);
+    expectNoSecrets(result);
+    expect(result.stderr).not.toContain(token.toUpperCase());
+    expect(calls(sandbox)).toEqual(["hostname"]);
+    expect(kubeadmDir(sandbox)).toEqual(["join-configuration.yaml.tmpl"]);
+  });
+
+  test("a failing kubeadm join fails the script and still deletes the rendered file", () => {
+    const sandbox = withTemplate("join-fails");
+    const result = run(sandbox, "kubeadm-join.sh", args, { input: credentials, env: { FAKE_FAIL: "join" } });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain("kubeadm join failed; see");
+    expectNoSecrets(result);
+    expect(fs.readFileSync(path.join(sandbox.capture, "rendered.mode"), "utf8")).toBe("600\n");
+    expect(kubeadmDir(sandbox)).toEqual(["join-configuration.yaml.tmpl"]);
+    expect(calls(sandbox)).toEqual(["hostname", expect.stringMatching(/^kubeadm join --config /)]);
+  });
+
+  test("the etcd gate gives up after --timeout; --node-name picks the etcd pod", () => {
+    const sandbox = withTemplate("join-etcd");
+    const result = run(sandbox, "kubeadm-join.sh", [...args, "--node-name", "prod-nbg1-cp-9", "--timeout", "1"], {
+      input: credentials,
+      env: { FAKE_HANG: "etcd" },
+    });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain("etcd endpoint health --cluster did not pass within 1s");
+    expect(result.ms).toBeLessThan(5_000);
+    expectNoSecrets(result);
+    expect(calls(sandbox)).toContain(etcdHealthCall(`$ROOT${adminConf}`, "prod-nbg1-cp-9"));
+    expect(calls(sandbox)).not.toContain("hostname");
+  });
+
+  test("stdin that never closes: gives up after --timeout", async () => {
+    const sandbox = withTemplate("join-stdin");
+    const started = Date.now();
+    const child = spawn("/bin/bash", [path.join(nodeScriptsDir, "kubeadm-join.sh"), ...args, "--timeout", "1"], {
+      env: sandbox.env,
+      stdio: ["pipe", "pipe", "pipe"],
+    });
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    const status = await new Promise<number | null>((resolve) => child.on("close", resolve));
+    clearTimeout(killer);
+    child.stdin.destroy();
+    expect(status).toBe(1);
+    expect(stderr).toContain("no join credentials on stdin within 1s");
+    expect(Date.now() - started).toBeLessThan(5_000);
+    expect(calls(sandbox)).toEqual(["hostname"]);
+  });
+});
+
+describe("leave-cluster.sh", () => {
+  const joined = (name: string) => {
+    const sandbox = makeSandbox(name);
+    fs.writeFileSync(at(sandbox, "etc/kubernetes/kubelet.conf"), "kubelet kubeconfig\n");
+    fs.writeFileSync(at(sandbox, adminConf), "admin kubeconfig\n");
+    fs.mkdirSync(at(sandbox, "etc/cni/net.d"), { recursive: true });
+    fs.writeFileSync(at(sandbox, "etc/cni/net.d/05-cilium.conflist"), "{}\n");
+    sandbox.env.FAKE_HOSTNAME = "prod-nbg1-cp-3";
+    return sandbox;
+  };
+  const copyPattern = /^\$ROOT\/run\/hcloud-control-plane\/admin\.[A-Za-z0-9]{6}\.conf$/;
+  /** The kubeconfig every kubectl call used: one 0600 copy of admin.conf (its path with $ROOT). */
+  function kubeconfigCopy(sandbox: Sandbox): string {
+    const used = new Set(fs.readFileSync(path.join(sandbox.capture, "kubeconfigs"), "utf8").trim().split("\n"));
+    expect(used.size).toBe(1);
+    const [copy, copyMode] = [...used][0].split(" ");
+    expect(copyMode).toBe("600");
+    expect(copy.split(sandbox.root).join("$ROOT")).toMatch(copyPattern);
+    return copy.split(sandbox.root).join("$ROOT");
+  }
+  const leaveCalls = (copy: string, timeout = "300") => [
+    "hostname",
+    etcdHealthCall(copy, "prod-nbg1-cp-3"),
+    `kubectl --kubeconfig ${copy} drain prod-nbg1-cp-3 --ignore-daemonsets --delete-emptydir-data --timeout=${timeout}s`,
+    "kubeadm reset -f",
+    `kubectl --kubeconfig ${copy} delete node prod-nbg1-cp-3 --ignore-not-found`,
+  ];
+
+  test("first run checks etcd, drains, resets, deletes the node; the second has nothing to do", () => {
+    const sandbox = joined("leave");
+    const first = run(sandbox, "leave-cluster.sh", []);
+    expectStatus(first, 0);
+    expectNoSecrets(first);
+    expect(first.stdout).toBe("");
+    expect(calls(sandbox)).toEqual(leaveCalls(kubeconfigCopy(sandbox)));
+    expect(fs.readdirSync(at(sandbox, "run/hcloud-control-plane"))).toEqual([]);
+    expect(fs.existsSync(at(sandbox, "etc/cni/net.d"))).toBe(false);
+    expect(fs.existsSync(at(sandbox, "etc/kubernetes/kubelet.conf"))).toBe(false);
+    expect(mode(at(sandbox, "var/log/hcloud-control-plane/leave-cluster.log"))).toBe("600");
+
+    resetCalls(sandbox);
+    const second = run(sandbox, "leave-cluster.sh", []);
+    expectStatus(second, 0);
+    expect(second.stderr).toContain("nothing to do");
+    expect(calls(sandbox)).toEqual([]);
+  });
+
+  test("retries the node deletion while the load balancer still reaches the stopped API server", () => {
+    const sandbox = joined("leave-retry");
+    const result = run(sandbox, "leave-cluster.sh", ["--node-name", "prod-nbg1-cp-3", "--timeout", "20"], {
+      env: { FAKE_DELETE_FAILURES: "2" },
+    });
+    expectStatus(result, 0);
+    const copy = kubeconfigCopy(sandbox);
+    const deleteCall = `kubectl --kubeconfig ${copy} delete node prod-nbg1-cp-3 --ignore-not-found`;
+    expect(calls(sandbox)).toEqual([...leaveCalls(copy, "20").slice(1), deleteCall, deleteCall]);
+  });
+
+  test.each([
+    ["etcd unhealthy", { FAKE_FAIL: "etcd" }, "refusing to remove a member from an unhealthy cluster", 2],
+    ["drain fails", { FAKE_FAIL: "drain" }, "the node stays cordoned", 3],
+    ["reset fails", { FAKE_FAIL: "reset" }, "kubeadm reset -f failed", 4],
+    ["the node cannot be deleted", { FAKE_DELETE_FAILURES: "1000" }, "delete node prod-nbg1-cp-3' by hand", 5],
+  ])("%s: exit 1, nothing after the failing step, the kubeconfig copy removed", (_label, env, message, steps) => {
+    const sandbox = joined("leave-fails");
+    const result = run(sandbox, "leave-cluster.sh", ["--timeout", "1"], { env });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(message);
+    expect(result.ms).toBeLessThan(5_000);
+    expectNoSecrets(result);
+    const copy = kubeconfigCopy(sandbox);
+    const log = calls(sandbox);
+    const expected = leaveCalls(copy, "1");
+    expect(log.slice(0, steps)).toEqual(expected.slice(0, steps));
+    // Later calls can only be retries of the failing check.
+    for (const later of log.slice(steps)) expect(later).toBe(expected[steps - 1]);
+    expect(fs.readdirSync(at(sandbox, "run/hcloud-control-plane"))).toEqual([]);
+  });
+});
+
+describe("remove-etcd-member.sh", () => {
+  const members = [
+    "2a3b4c5d6e7f8091, started, prod-nbg1-cp-1, https://10.20.1.11:2380, https://10.20.1.11:2379, false",
+    "3b4c5d6e7f809102, started, prod-nbg1-cp-2, https://10.20.1.12:2380, https://10.20.1.12:2379, false",
+    "4c5d6e7f80910213, started, prod-nbg1-cp-3, https://10.20.1.13:2380, https://10.20.1.13:2379, false",
+  ].join("\n");
+  const survivor = (name: string) => {
+    const sandbox = makeSandbox(name);
+    fs.writeFileSync(at(sandbox, adminConf), "admin kubeconfig\n");
+    Object.assign(sandbox.env, { FAKE_HOSTNAME: "prod-nbg1-cp-1", FAKE_MEMBERS: members });
+    return sandbox;
+  };
+  const etcdctl = (endpoints: string, command: string) =>
+    `kubectl --kubeconfig $ROOT${adminConf} -n kube-system exec etcd-prod-nbg1-cp-1 -- etcdctl ` +
+    `--endpoints ${endpoints} ${etcdctlTls} ${command}`;
+  const listCall = etcdctl("https://127.0.0.1:2379", "member list -w simple");
+  const healthCall = etcdctl("https://10.20.1.13:2379", "endpoint health");
+  const removeCall = etcdctl("https://127.0.0.1:2379", "member remove 4c5d6e7f80910213");
+
+  test("removes the dead member by id; a second run finds it gone and does nothing", () => {
+    const sandbox = survivor("remove");
+    const first = run(sandbox, "remove-etcd-member.sh", ["--member", "prod-nbg1-cp-3"]);
+    expectStatus(first, 0);
+    expect(first.stderr).toContain("removing etcd member prod-nbg1-cp-3 (id 4c5d6e7f80910213)");
+    expect(calls(sandbox)).toEqual(["hostname", listCall, healthCall, removeCall]);
+
+    resetCalls(sandbox);
+    const second = run(sandbox, "remove-etcd-member.sh", ["--member", "prod-nbg1-cp-3"]);
+    expectStatus(second, 0);
+    expect(second.stderr).toContain(
+      "prod-nbg1-cp-3 is not an etcd member (members: prod-nbg1-cp-1 prod-nbg1-cp-2); nothing to do",
+    );
+    expect(calls(sandbox)).toEqual(["hostname", listCall]);
+  });
+
+  test("refuses its own member, the survivor's member, and a member that is still healthy", () => {
+    const sandbox = survivor("remove-refused");
+    const own = run(sandbox, "remove-etcd-member.sh", ["--member", "prod-nbg1-cp-1"]);
+    expect(own.status).toBe(1);
+    expect(own.stderr).toContain("refusing to remove prod-nbg1-cp-1: it is the member of this node");
+    const viaSurvivor = run(sandbox, "remove-etcd-member.sh", [
+      "--member",
+      "prod-nbg1-cp-2",
+      "--node-name",
+      "prod-nbg1-cp-2",
+    ]);
+    expect(viaSurvivor.status).toBe(1);
+    expect(viaSurvivor.stderr).toContain("refusing to remove prod-nbg1-cp-2");
+    expect(calls(sandbox)).toEqual(["hostname", "hostname"]);
+
+    resetCalls(sandbox);
+    const alive = run(sandbox, "remove-etcd-member.sh", ["--member", "prod-nbg1-cp-3"], {
+      env: { FAKE_MEMBER_ALIVE: "1" },
+    });
+    expect(alive.status).toBe(1);
+    expect(alive.stderr).toContain("its endpoint https://10.20.1.13:2379 is healthy, so the node is not dead");
+    expect(calls(sandbox)).toEqual(["hostname", listCall, healthCall]);
+
+    resetCalls(sandbox);
+    const forced = run(sandbox, "remove-etcd-member.sh", ["--member", "prod-nbg1-cp-3", "--force"], {
+      env: { FAKE_MEMBER_ALIVE: "1" },
+    });
+    expectStatus(forced, 0);
+    expect(calls(sandbox)).toEqual(["hostname", listCall, removeCall]);
+  });
+
+  test("a failing or hanging etcdctl fails the script within --timeout", () => {
+    const failures: Record<string, string>[] = [
+      { FAKE_FAIL: "member-list" },
+      { FAKE_HANG: "member-list" },
+      { FAKE_FAIL: "member-remove" },
+    ];
+    for (const env of failures) {
+      const sandbox = survivor("remove-fails");
+      const result = run(sandbox, "remove-etcd-member.sh", ["--member", "prod-nbg1-cp-3", "--timeout", "1"], {
+        env,
+      });
+      expect(result.status).toBe(1);
+      expect(result.stderr).toMatch(/etcdctl member (list|remove \S+) failed/);
+      expect(result.ms).toBeLessThan(5_000);
+    }
+  });
+});
