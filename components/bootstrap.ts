@@ -20,7 +20,7 @@ import {
   renderJoinConfiguration,
 } from "./kubeadm";
 import { kubeVipManifestPath, renderKubeVipManifest } from "./kubeVip";
-import { ApiLoadBalancer } from "./loadBalancer";
+import { ApiLoadBalancer, apiServerPort } from "./loadBalancer";
 import { nodeCommand, nodeLibDir, scriptsHash, shellQuote } from "./nodeScripts";
 import { ReservedIp } from "./reservedIp";
 import { kubernetesPackageVersion } from "./versions";
@@ -129,7 +129,14 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
           `${name}-${node.spec.name}-init`,
           {
             connection,
-            create: nodeCommand("kubeadm-init.sh", ["--config", kubeadmFiles.init, ...endpointArgs(cfg)]),
+            create: nodeCommand("kubeadm-init.sh", [
+              "--config",
+              kubeadmFiles.init,
+              ...endpointArgs(cfg),
+              // A replaced first node must never start a second cluster beside the running one.
+              "--refuse-if-serving",
+              `https://${cfg.loadBalancer.privateIp}:${apiServerPort}/readyz`,
+            ]),
             triggers: [node.server.id],
           },
           {

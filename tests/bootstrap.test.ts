@@ -86,7 +86,8 @@ describe("the prod stack's bootstrap", () => {
     expect(host(init)).toBe(serverIp(run, "cp-1"));
     expect(init.inputs.create).toBe(
       "bash /usr/local/lib/hcloud-control-plane/node/kubeadm-init.sh --config /etc/kubernetes/kubeadm/init.yaml" +
-        " --endpoint-host api.prod-nbg1.k8s.example.com --endpoint-ip 10.20.1.250",
+        " --endpoint-host api.prod-nbg1.k8s.example.com --endpoint-ip 10.20.1.250" +
+        " --refuse-if-serving https://10.20.1.250:6443/readyz",
     );
     const waits = ancestors(run, init.urn);
     for (const name of [

@@ -166,6 +166,8 @@ echo "....."
 echo "status: \${FAKE_CLOUD_INIT_STATUS:-done}"
 exit "\${FAKE_CLOUD_INIT_EXIT:-0}"`,
   hostname: 'echo "${FAKE_HOSTNAME:-prod-nbg1-cp-2}"',
+  // An API server that answers /readyz through the load balancer, or none (connection refused).
+  curl: 'if [[ -n "${FAKE_SERVING:-}" ]]; then echo ok; else exit 7; fi',
 };
 
 /** Real tools the scripts and fakes may use; anything else is "command not found". */
@@ -287,7 +289,16 @@ describe("every node script", () => {
 
   const documented: Record<ScriptName, string[]> = {
     "wait-node-prepared.sh": ["--package-version", "--timeout", "--root", "ROOT"],
-    "kubeadm-init.sh": ["--config", "--endpoint-host", "--endpoint-ip", "--timeout", "--root", "ROOT", "POLL_SECONDS"],
+    "kubeadm-init.sh": [
+      "--config",
+      "--endpoint-host",
+      "--endpoint-ip",
+      "--refuse-if-serving",
+      "--timeout",
+      "--root",
+      "ROOT",
+      "POLL_SECONDS",
+    ],
     "mint-join-credentials.sh": ["--ttl", "--timeout", "--root", "ROOT"],
     "kubeadm-join.sh": [
       "--config-template",
@@ -467,6 +478,25 @@ describe("kubeadm-init.sh", () => {
     expectStatus(result, 0);
     expect(hosts(sandbox)).toBe(before);
     expect(calls(sandbox)).toEqual([initCall, readyzCall, readyzCall, readyzCall]);
+  });
+
+  test("refuses to init when an API server already answers at the endpoint (a replaced first node)", () => {
+    const refuse = ["--refuse-if-serving", "https://10.20.1.250:6443/readyz"];
+    const serving = makeSandbox("init-serving");
+    withConfig(serving);
+    const refused = run(serving, "kubeadm-init.sh", ["--config", config, ...refuse], { env: { FAKE_SERVING: "1" } });
+    expect(refused.status).toBe(1);
+    expect(refused.stderr).toContain("an API server already answers at https://10.20.1.250:6443/readyz");
+    expect(calls(serving)).toEqual(["curl --silent --insecure --max-time 5 https://10.20.1.250:6443/readyz"]);
+    // Nobody answers on a fresh cluster: init goes ahead.
+    const fresh = makeSandbox("init-fresh");
+    withConfig(fresh);
+    expectStatus(run(fresh, "kubeadm-init.sh", ["--config", config, ...refuse]), 0);
+    expect(calls(fresh)).toEqual([
+      "curl --silent --insecure --max-time 5 https://10.20.1.250:6443/readyz",
+      initCall,
+      readyzCall,
+    ]);
   });
 
   test("a failing kubeadm init fails the script, without a gate and without secrets on the terminal", () => {

@@ -12,7 +12,7 @@ readonly SCRIPT_NAME="kubeadm-init"
 usage() {
   cat <<'EOF'
 Usage: kubeadm-init.sh --config PATH [--endpoint-host NAME --endpoint-ip IP]
-                       [--timeout SECONDS] [--root DIR]
+                       [--refuse-if-serving URL] [--timeout SECONDS] [--root DIR]
 
 Runs `kubeadm init` on the first control-plane node unless it is initialized, then waits for
 the API server. Run as root.
@@ -26,6 +26,11 @@ Options:
                         leaves /etc/hosts alone.
   --endpoint-ip IP      IPv4 address for NAME: the load balancer's private IP. Required when
                         --endpoint-host is a DNS name.
+  --refuse-if-serving URL
+                        Before kubeadm init, GET URL (the endpoint's /readyz through the load
+                        balancer); when an API server answers, a cluster exists without this
+                        node, and init would split it in two: refuse. A replaced first node
+                        must join instead (docs/runbooks/replace-control-plane-node.md).
   --timeout SECONDS     Longest wait for the API server to report ready (default 600).
   --root DIR            Prefix for every file this script reads or writes (default: $ROOT,
                         else empty, meaning /). For tests; commands still act on this host.
@@ -65,6 +70,7 @@ usage_error() {
 config=""
 endpoint_host=""
 endpoint_ip=""
+refuse_url=""
 timeout_seconds="600"
 ROOT="${ROOT:-}"
 POLL_SECONDS="${POLL_SECONDS:-5}"
@@ -87,9 +93,10 @@ is_dns_name() {
 parse_args() {
   while [[ $# -gt 0 ]]; do
     case "$1" in
-      --config | --endpoint-host | --endpoint-ip | --timeout | --root)
+      --config | --endpoint-host | --endpoint-ip | --refuse-if-serving | --timeout | --root)
         [[ $# -ge 2 ]] || usage_error "$1 needs a value"
         case "$1" in
+          --refuse-if-serving) refuse_url="$2" ;;
           --config) config="$2" ;;
           --endpoint-host) endpoint_host="$2" ;;
           --endpoint-ip) endpoint_ip="$2" ;;
@@ -217,6 +224,9 @@ main() {
     log "already initialized (${admin_conf} exists); checking the API server only"
   else
     [[ -f "${ROOT}${config}" ]] || die "--config ${config}: no such file"
+    if [[ -n "$refuse_url" ]] && curl --silent --insecure --max-time 5 "$refuse_url" 2>/dev/null | grep -qx ok; then
+      die "an API server already answers at ${refuse_url}: a cluster exists without this node, and kubeadm init would start a second one. Join this node instead; see docs/runbooks/replace-control-plane-node.md"
+    fi
     log "running kubeadm init --config ${config} (output in ${log_file})"
     kubeadm init --config "${ROOT}${config}" >>"$log_file" 2>&1 ||
       die "kubeadm init failed; see ${log_file} (then kubeadm reset -f before trying again)"
