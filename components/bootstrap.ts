@@ -8,6 +8,7 @@
  * runs its `delete` (drain, `kubeadm reset`, delete the Node) first: that is how one etcd
  * member leaves, and the chain lets no two members change in one update.
  */
+import * as crypto from "node:crypto";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig, NodeSpec } from "./config";
@@ -203,15 +204,12 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     this.nodes = members.map((membership, i) => {
       const node = args.nodes[i];
       const connection = sshConnection(node, args.sshPrivateKey);
-      const kubeVip = new command.remote.CopyToRemote(
+      const kubeVip = copyFile(
         `${name}-${node.spec.name}-kube-vip`,
-        {
-          connection,
-          source: args.reservedIp.address.apply(
-            (address) => new pulumi.asset.StringAsset(renderKubeVipManifest({ address })),
-          ),
-          remotePath: kubeVipManifestPath,
-        },
+        connection,
+        args.reservedIp.address.apply((address) => renderKubeVipManifest({ address })),
+        kubeVipManifestPath,
+        node,
         { parent: this, dependsOn: [this.complete] },
       );
       if (!cfg.reservedIpFailover) return { ...membership, kubeVip };
@@ -284,28 +282,48 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     );
     const input = addresses.apply((a) => kubeadmInput(cfg, node.spec, a));
     const first = node === args.nodes[0];
-    const kubeadmConfig = new command.remote.CopyToRemote(
+    const kubeadmConfig = copyFile(
       `${prefix}-kubeadm-config`,
-      {
-        connection,
-        source: input.apply(
-          (i) => new pulumi.asset.StringAsset(first ? renderInitConfiguration(i) : renderJoinConfiguration(i)),
-        ),
-        remotePath: first ? kubeadmFiles.init : kubeadmFiles.joinTemplate,
-      },
+      connection,
+      input.apply((i) => (first ? renderInitConfiguration(i) : renderJoinConfiguration(i))),
+      first ? kubeadmFiles.init : kubeadmFiles.joinTemplate,
+      node,
       { ...parent, dependsOn: [nodePrepared] },
     );
-    const etcdPatch = new command.remote.CopyToRemote(
+    const etcdPatch = copyFile(
       `${prefix}-etcd-patch`,
-      {
-        connection,
-        source: input.apply((i) => new pulumi.asset.StringAsset(renderEtcdPatch(i))),
-        remotePath: kubeadmFiles.etcdPatch,
-      },
+      connection,
+      input.apply(renderEtcdPatch),
+      kubeadmFiles.etcdPatch,
+      node,
       { ...parent, dependsOn: [nodePrepared] },
     );
     return [nodePrepared, kubeadmConfig, etcdPatch];
   }
+}
+
+/**
+ * A rendered file copied to a node. Its sha256 is a trigger, so a changed file is copied
+ * again as a replacement (a copy has nothing to undo); so is a new server.
+ */
+function copyFile(
+  name: string,
+  connection: command.types.input.remote.ConnectionArgs,
+  text: pulumi.Output<string>,
+  remotePath: string,
+  node: ControlPlaneNode,
+  opts: pulumi.CustomResourceOptions,
+): command.remote.CopyToRemote {
+  return new command.remote.CopyToRemote(
+    name,
+    {
+      connection,
+      source: text.apply((t) => new pulumi.asset.StringAsset(t)),
+      remotePath,
+      triggers: [node.server.id, text.apply((t) => crypto.createHash("sha256").update(t).digest("hex"))],
+    },
+    opts,
+  );
 }
 
 /**

@@ -7,6 +7,7 @@
  * the scripts against stand-ins) and how the command provider orders deletes; Pulumi deletes
  * dependents before their dependencies, so the chain asserted here orders deletes too.
  */
+import * as crypto from "node:crypto";
 import { kubeadmInput } from "../components/bootstrap";
 import { publicApiServer, rewriteKubeconfigServer } from "../components/clusterAccess";
 import { parseConfig } from "../components/config";
@@ -209,6 +210,11 @@ describe("the prod stack's bootstrap", () => {
         n === 1 ? "/etc/kubernetes/kubeadm/init.yaml" : "/etc/kubernetes/kubeadm/join.yaml",
       );
       expect(text).toContain(`advertiseAddress: 10.20.1.1${n}`);
+      // The file's hash is a trigger: a changed file is copied again.
+      expect(config.inputs.triggers).toEqual([
+        (run.outputs.nodes as { id: string }[])[n - 1].id,
+        crypto.createHash("sha256").update(text).digest("hex"),
+      ]);
       expect(text).toContain(`name: prod-nbg1-cp-${n}`);
     }
   });
