@@ -5,6 +5,8 @@
 set -euo pipefail
 
 readonly SCRIPT_NAME="install-reserved-ip-failover"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 readonly SERVICE="reserved-ip-failover.service"
 readonly CONFIG_DIR="/etc/hcloud-control-plane"
 readonly ENV_FILE="${CONFIG_DIR}/failover.env"
@@ -54,10 +56,6 @@ stdin).
 EOF
 }
 
-log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
-die() { log "error: $*"; exit 1; }
-usage_error() { log "usage error: $*"; log "see --help"; exit 2; }
-
 floating_ip_id=""
 address=""
 interface="eth0"
@@ -85,8 +83,7 @@ parse_args() {
     esac
   done
 
-  ROOT="${ROOT%/}"
-  [[ -z "$ROOT" || -d "$ROOT" ]] || usage_error "--root '${ROOT}' is not a directory"
+  check_root_dir
   if [[ "$disable" == true ]]; then
     return 0
   fi
@@ -97,26 +94,21 @@ parse_args() {
     usage_error "--interface must be a Linux interface name, got '${interface}'"
 }
 
-# A half-written file never replaces a good one: stage next to the target, then rename.
-staged=""
-cleanup() { if [[ -n "$staged" ]]; then rm -f -- "$staged"; fi; }
-trap cleanup EXIT
+# A half-written file never replaces a good one: install_content stages next to the target, then
+# renames; the EXIT trap removes a staged file a failure left behind.
+trap remove_staged EXIT
 
 # install_content MODE FILE: writes stdin to FILE with MODE unless FILE already has exactly that
 # content and mode. Returns 0 when it wrote, 1 when FILE was already up to date.
 install_content() {
   local mode="$1" file="$2"
-  staged="$(mktemp "${file}.XXXXXX")"
-  chmod "$mode" "$staged"
-  cat >"$staged"
+  stage_file "$mode" "$file"
   if [[ -f "$file" ]] && cmp -s -- "$staged" "$file" &&
     [[ "$(stat -c '%a' -- "$file")" == "${mode#0}" ]]; then
-    rm -f -- "$staged"
-    staged=""
+    remove_staged
     return 1
   fi
-  mv -f -- "$staged" "$file"
-  staged=""
+  commit_staged "$file"
   return 0
 }
 
@@ -198,7 +190,7 @@ EOF
 
 main() {
   parse_args "$@"
-  [[ -n "$ROOT" || "$EUID" -eq 0 ]] || die "must run as root"
+  require_root
   command -v systemctl >/dev/null || die "'systemctl' not found on PATH"
   if [[ "$disable" == true ]]; then
     disable_service

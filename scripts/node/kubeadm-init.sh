@@ -8,6 +8,8 @@ umask 077
 export LC_ALL=C
 
 readonly SCRIPT_NAME="kubeadm-init"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
   cat <<'EOF'
@@ -56,17 +58,6 @@ Exit status: 0 initialized and ready, 1 a step failed or timed out, 2 usage erro
 EOF
 }
 
-log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-usage_error() {
-  log "usage error: $*"
-  log "see --help"
-  exit 2
-}
-
 config=""
 endpoint_host=""
 endpoint_ip=""
@@ -74,21 +65,6 @@ refuse_url=""
 timeout_seconds="600"
 ROOT="${ROOT:-}"
 POLL_SECONDS="${POLL_SECONDS:-5}"
-
-is_ipv4() {
-  local IFS=. octet
-  local -a octets
-  [[ "$1" =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || return 1
-  read -r -a octets <<<"$1"
-  for octet in "${octets[@]}"; do
-    ((10#$octet <= 255)) || return 1
-  done
-}
-
-is_dns_name() {
-  local label='[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?'
-  [[ ${#1} -le 253 && "$1" =~ ^${label}(\.${label})*$ && ! "$1" =~ ^[0-9.]+$ ]]
-}
 
 parse_args() {
   while [[ $# -gt 0 ]]; do
@@ -114,110 +90,25 @@ parse_args() {
   done
 
   [[ "$config" == /* ]] || usage_error "--config must be an absolute path, got '${config}'"
-  if [[ -n "$endpoint_host" ]] && ! is_ipv4 "$endpoint_host"; then
-    is_dns_name "$endpoint_host" ||
-      usage_error "--endpoint-host must be an IPv4 address or a lowercase DNS name, got '${endpoint_host}'"
-    is_ipv4 "$endpoint_ip" ||
-      usage_error "--endpoint-ip must be an IPv4 address when --endpoint-host is a DNS name, got '${endpoint_ip}'"
-  elif [[ -n "$endpoint_ip" ]]; then
-    [[ -n "$endpoint_host" ]] || usage_error "--endpoint-ip needs --endpoint-host"
-    is_ipv4 "$endpoint_ip" || usage_error "--endpoint-ip must be an IPv4 address, got '${endpoint_ip}'"
-  fi
-  [[ "$timeout_seconds" =~ ^[1-9][0-9]*$ ]] ||
-    usage_error "--timeout must be a positive whole number of seconds, got '${timeout_seconds}'"
-  [[ "$POLL_SECONDS" =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
-    usage_error "POLL_SECONDS must be a number of seconds, got '${POLL_SECONDS}'"
-  ROOT="${ROOT%/}"
-  [[ -z "$ROOT" || -d "$ROOT" ]] || usage_error "--root '${ROOT}' is not a directory"
+  check_endpoint "$endpoint_host" "$endpoint_ip"
+  check_timeout
+  check_poll_seconds
+  check_root_dir
 }
 
-# kubeadm's output carries bootstrap tokens: it goes to a root-only file, never the terminal.
-log_file=""
-open_log() {
-  local dir="${ROOT}/var/log/hcloud-control-plane"
-  install -d -m 0700 "$dir"
-  log_file="${dir}/kubeadm-init.log"
-  : >>"$log_file"
-  chmod 0600 "$log_file"
-  printf '=== %(%Y-%m-%dT%H:%M:%S%z)T %s\n' -1 "$SCRIPT_NAME" >>"$log_file"
-}
-
-# A half-written /etc/hosts never replaces the real one: stage beside it, then rename.
-staged=""
-cleanup() { if [[ -n "$staged" ]]; then rm -f -- "$staged"; fi; }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Makes /etc/hosts map endpoint_host to endpoint_ip with exactly one line "<IP> <NAME>": drops
-# NAME from any other line (a line left with no name goes), keeps everything else as it is.
-ensure_hosts_entry() {
-  local hosts="${ROOT}/etc/hosts" wanted="${endpoint_ip} ${endpoint_host}"
-  local line name found=false changed=false
-  local -a lines=() fields names
-  if [[ -f "$hosts" ]]; then
-    while IFS= read -r line || [[ -n "$line" ]]; do
-      read -r -a fields <<<"${line%%#*}"
-      if [[ ${#fields[@]} -lt 2 || " ${fields[*]:1} " != *" ${endpoint_host} "* ]]; then
-        lines+=("$line")
-      elif [[ "$line" == "$wanted" ]] && ! "$found"; then
-        found=true
-        lines+=("$line")
-      else
-        changed=true
-        names=()
-        for name in "${fields[@]:1}"; do
-          if [[ "$name" != "$endpoint_host" ]]; then names+=("$name"); fi
-        done
-        if [[ ${#names[@]} -gt 0 ]]; then lines+=("${fields[0]} ${names[*]}"); fi
-      fi
-    done <"$hosts"
-  fi
-  if "$found" && ! "$changed"; then
-    log "/etc/hosts already maps ${endpoint_host} to ${endpoint_ip}"
-    return 0
-  fi
-  if ! "$found"; then lines+=("$wanted"); fi
-  staged="$(mktemp "${hosts}.XXXXXX")"
-  printf '%s\n' "${lines[@]}" >"$staged"
-  chmod 0644 "$staged"
-  mv -f -- "$staged" "$hosts"
-  staged=""
-  log "/etc/hosts now maps ${endpoint_host} to ${endpoint_ip}"
-}
-
-# Calls the function CHECK until it succeeds, for at most timeout_seconds, POLL_SECONDS apart.
-# CHECK runs its commands through `bounded`, so no single call outlives the deadline.
-attempt_seconds=1
-wait_for() {
-  local check="$1" deadline=$((SECONDS + timeout_seconds))
-  while true; do
-    attempt_seconds=$((deadline - SECONDS))
-    if ((attempt_seconds < 1)); then attempt_seconds=1; fi
-    if ((attempt_seconds > 60)); then attempt_seconds=60; fi
-    if "$check"; then return 0; fi
-    if ((SECONDS >= deadline)); then return 1; fi
-    sleep "$POLL_SECONDS"
-  done
-}
-bounded() { timeout --kill-after=5 "$attempt_seconds" "$@"; }
-
-admin_conf=""
-apiserver_ready() {
-  local output
-  output="$(bounded kubectl --kubeconfig "$admin_conf" get --raw /readyz 2>>"$log_file")" || return 1
-  [[ "$output" == "ok" ]]
-}
+# A half-written /etc/hosts never replaces the real one: ensure_hosts_entry stages it beside the
+# real one, then renames it; the EXIT trap removes a staged file left behind.
+cleanup_on_exit remove_staged
 
 main() {
   parse_args "$@"
-  [[ -n "$ROOT" || "$EUID" -eq 0 ]] || die "must run as root"
-  admin_conf="${ROOT}/etc/kubernetes/admin.conf"
+  require_root
+  local admin_conf="${ROOT}/etc/kubernetes/admin.conf"
+  # kubeadm's output carries bootstrap tokens: it goes to a root-only file, never the terminal.
   open_log
 
   if [[ -n "$endpoint_host" ]] && ! is_ipv4 "$endpoint_host"; then
-    ensure_hosts_entry
+    ensure_hosts_entry "$endpoint_host" "$endpoint_ip"
   fi
 
   if [[ -f "$admin_conf" ]]; then
@@ -234,7 +125,7 @@ main() {
   fi
 
   log "waiting up to ${timeout_seconds}s for the API server to report ready"
-  wait_for apiserver_ready ||
+  wait_for apiserver_ready "$admin_conf" ||
     die "the API server did not report ready within ${timeout_seconds}s (kubectl get --raw /readyz); see ${log_file}"
   log "initialized; the API server is ready"
 }

@@ -9,6 +9,8 @@ umask 077
 export LC_ALL=C
 
 readonly SCRIPT_NAME="kubeadm-join"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
   cat <<'EOF'
@@ -66,17 +68,6 @@ refused, 2 usage error.
 EOF
 }
 
-log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-usage_error() {
-  log "usage error: $*"
-  log "see --help"
-  exit 2
-}
-
 # The same patterns as joinCredentialPatterns and the same SHELL-FORMAT as joinEnvsubstFormat in
 # components/kubeadm.ts (a test compares them).
 readonly TOKEN_PATTERN='^[a-z0-9]{6}\.[a-z0-9]{16}$'
@@ -93,21 +84,6 @@ endpoint_ip=""
 timeout_seconds="600"
 ROOT="${ROOT:-}"
 POLL_SECONDS="${POLL_SECONDS:-5}"
-
-is_ipv4() {
-  local IFS=. octet
-  local -a octets
-  [[ "$1" =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || return 1
-  read -r -a octets <<<"$1"
-  for octet in "${octets[@]}"; do
-    ((10#$octet <= 255)) || return 1
-  done
-}
-
-is_dns_name() {
-  local label='[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?'
-  [[ ${#1} -le 253 && "$1" =~ ^${label}(\.${label})*$ && ! "$1" =~ ^[0-9.]+$ ]]
-}
 
 parse_args() {
   while [[ $# -gt 0 ]]; do
@@ -134,85 +110,22 @@ parse_args() {
 
   [[ "$config_template" == /* ]] ||
     usage_error "--config-template must be an absolute path, got '${config_template}'"
-  if [[ -n "$endpoint_host" ]] && ! is_ipv4 "$endpoint_host"; then
-    is_dns_name "$endpoint_host" ||
-      usage_error "--endpoint-host must be an IPv4 address or a lowercase DNS name, got '${endpoint_host}'"
-    is_ipv4 "$endpoint_ip" ||
-      usage_error "--endpoint-ip must be an IPv4 address when --endpoint-host is a DNS name, got '${endpoint_ip}'"
-  elif [[ -n "$endpoint_ip" ]]; then
-    [[ -n "$endpoint_host" ]] || usage_error "--endpoint-ip needs --endpoint-host"
-    is_ipv4 "$endpoint_ip" || usage_error "--endpoint-ip must be an IPv4 address, got '${endpoint_ip}'"
-  fi
-  [[ "$timeout_seconds" =~ ^[1-9][0-9]*$ ]] ||
-    usage_error "--timeout must be a positive whole number of seconds, got '${timeout_seconds}'"
-  [[ "$POLL_SECONDS" =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
-    usage_error "POLL_SECONDS must be a number of seconds, got '${POLL_SECONDS}'"
-  ROOT="${ROOT%/}"
-  [[ -z "$ROOT" || -d "$ROOT" ]] || usage_error "--root '${ROOT}' is not a directory"
+  check_endpoint "$endpoint_host" "$endpoint_ip"
+  check_timeout
+  check_poll_seconds
+  check_root_dir
   if [[ -z "$node_name" ]]; then node_name="$(hostname)"; fi
   is_dns_name "$node_name" || usage_error "--node-name must be a lowercase DNS name, got '${node_name}'"
 }
 
-# kubeadm's output carries bootstrap tokens: it goes to a root-only file, never the terminal.
-log_file=""
-open_log() {
-  local dir="${ROOT}/var/log/hcloud-control-plane"
-  install -d -m 0700 "$dir"
-  log_file="${dir}/kubeadm-join.log"
-  : >>"$log_file"
-  chmod 0600 "$log_file"
-  printf '=== %(%Y-%m-%dT%H:%M:%S%z)T %s\n' -1 "$SCRIPT_NAME" >>"$log_file"
-}
-
 # Files that must not outlive the script: the rendered configuration (it holds the credentials)
-# and a staged /etc/hosts. The signal traps turn a signal into an exit, so the EXIT trap runs.
+# and a staged /etc/hosts (ensure_hosts_entry). cleanup_on_exit runs cleanup on signals too.
 rendered=""
-staged=""
 cleanup() {
   if [[ -n "$rendered" ]]; then rm -f -- "$rendered"; fi
-  if [[ -n "$staged" ]]; then rm -f -- "$staged"; fi
+  remove_staged
 }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Makes /etc/hosts map endpoint_host to endpoint_ip with exactly one line "<IP> <NAME>": drops
-# NAME from any other line (a line left with no name goes), keeps everything else as it is.
-ensure_hosts_entry() {
-  local hosts="${ROOT}/etc/hosts" wanted="${endpoint_ip} ${endpoint_host}"
-  local line name found=false changed=false
-  local -a lines=() fields names
-  if [[ -f "$hosts" ]]; then
-    while IFS= read -r line || [[ -n "$line" ]]; do
-      read -r -a fields <<<"${line%%#*}"
-      if [[ ${#fields[@]} -lt 2 || " ${fields[*]:1} " != *" ${endpoint_host} "* ]]; then
-        lines+=("$line")
-      elif [[ "$line" == "$wanted" ]] && ! "$found"; then
-        found=true
-        lines+=("$line")
-      else
-        changed=true
-        names=()
-        for name in "${fields[@]:1}"; do
-          if [[ "$name" != "$endpoint_host" ]]; then names+=("$name"); fi
-        done
-        if [[ ${#names[@]} -gt 0 ]]; then lines+=("${fields[0]} ${names[*]}"); fi
-      fi
-    done <"$hosts"
-  fi
-  if "$found" && ! "$changed"; then
-    log "/etc/hosts already maps ${endpoint_host} to ${endpoint_ip}"
-    return 0
-  fi
-  if ! "$found"; then lines+=("$wanted"); fi
-  staged="$(mktemp "${hosts}.XXXXXX")"
-  printf '%s\n' "${lines[@]}" >"$staged"
-  chmod 0644 "$staged"
-  mv -f -- "$staged" "$hosts"
-  staged=""
-  log "/etc/hosts now maps ${endpoint_host} to ${endpoint_ip}"
-}
+cleanup_on_exit cleanup
 
 # Reads the three credentials from stdin into these variables, or exits without running anything.
 join_token=""
@@ -259,6 +172,9 @@ read_credentials() {
   done
 }
 
+# Set in main, under ROOT.
+admin_conf=""
+kubelet_conf=""
 join_cluster() {
   local template="${ROOT}${config_template}" placeholder text
   local -a placeholders
@@ -287,49 +203,16 @@ join_cluster() {
   [[ -f "$kubelet_conf" ]] || die "kubeadm join succeeded but wrote no ${kubelet_conf}"
 }
 
-# Calls the function CHECK until it succeeds, for at most timeout_seconds, POLL_SECONDS apart.
-# CHECK runs its commands through `bounded`, so no single call outlives the deadline.
-attempt_seconds=1
-wait_for() {
-  local check="$1" deadline=$((SECONDS + timeout_seconds))
-  while true; do
-    attempt_seconds=$((deadline - SECONDS))
-    if ((attempt_seconds < 1)); then attempt_seconds=1; fi
-    if ((attempt_seconds > 60)); then attempt_seconds=60; fi
-    if "$check"; then return 0; fi
-    if ((SECONDS >= deadline)); then return 1; fi
-    sleep "$POLL_SECONDS"
-  done
-}
-bounded() { timeout --kill-after=5 "$attempt_seconds" "$@"; }
-
-admin_conf=""
-kubelet_conf=""
-apiserver_ready() {
-  local output
-  output="$(bounded kubectl --kubeconfig "$admin_conf" get --raw /readyz 2>>"$log_file")" || return 1
-  [[ "$output" == "ok" ]]
-}
-
-# etcdctl runs inside this node's etcd static pod, with the certificate paths as mounted there.
-etcd_cluster_healthy() {
-  bounded kubectl --kubeconfig "$admin_conf" -n kube-system exec "etcd-${node_name}" -- etcdctl \
-    --endpoints https://127.0.0.1:2379 \
-    --cacert /etc/kubernetes/pki/etcd/ca.crt \
-    --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt \
-    --key /etc/kubernetes/pki/etcd/healthcheck-client.key \
-    endpoint health --cluster >>"$log_file" 2>&1
-}
-
 main() {
   parse_args "$@"
-  [[ -n "$ROOT" || "$EUID" -eq 0 ]] || die "must run as root"
+  require_root
   admin_conf="${ROOT}/etc/kubernetes/admin.conf"
   kubelet_conf="${ROOT}/etc/kubernetes/kubelet.conf"
+  # kubeadm's output carries bootstrap tokens: it goes to a root-only file, never the terminal.
   open_log
 
   if [[ -n "$endpoint_host" ]] && ! is_ipv4 "$endpoint_host"; then
-    ensure_hosts_entry
+    ensure_hosts_entry "$endpoint_host" "$endpoint_ip"
   fi
 
   if [[ -f "$kubelet_conf" ]]; then
@@ -340,10 +223,10 @@ main() {
 
   [[ -f "$admin_conf" ]] || die "${admin_conf} not found: is this a control-plane node?"
   log "waiting up to ${timeout_seconds}s for the API server to report ready"
-  wait_for apiserver_ready ||
+  wait_for apiserver_ready "$admin_conf" ||
     die "the API server did not report ready within ${timeout_seconds}s (kubectl get --raw /readyz); see ${log_file}"
   log "waiting up to ${timeout_seconds}s for a healthy etcd cluster (etcd-${node_name})"
-  wait_for etcd_cluster_healthy ||
+  wait_for etcd_cluster_healthy "$admin_conf" "$node_name" ||
     die "etcd endpoint health --cluster did not pass within ${timeout_seconds}s; see ${log_file}"
   log "joined ${node_name}; the API server is ready and every etcd member is healthy"
 }

@@ -8,6 +8,8 @@ umask 077
 export LC_ALL=C
 
 readonly SCRIPT_NAME="leave-cluster"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
   cat <<'EOF'
@@ -50,27 +52,11 @@ Exit status: 0 left (or had not joined), 1 a step failed or timed out, 2 usage e
 EOF
 }
 
-log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-usage_error() {
-  log "usage error: $*"
-  log "see --help"
-  exit 2
-}
-
 node_name=""
 timeout_seconds="300"
 skip_etcd_check=false
 ROOT="${ROOT:-}"
 POLL_SECONDS="${POLL_SECONDS:-5}"
-
-is_dns_name() {
-  local label='[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?'
-  [[ ${#1} -le 253 && "$1" =~ ^${label}(\.${label})*$ && ! "$1" =~ ^[0-9.]+$ ]]
-}
 
 parse_args() {
   while [[ $# -gt 0 ]]; do
@@ -96,60 +82,18 @@ parse_args() {
     esac
   done
 
-  [[ "$timeout_seconds" =~ ^[1-9][0-9]*$ ]] ||
-    usage_error "--timeout must be a positive whole number of seconds, got '${timeout_seconds}'"
-  [[ "$POLL_SECONDS" =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
-    usage_error "POLL_SECONDS must be a number of seconds, got '${POLL_SECONDS}'"
-  ROOT="${ROOT%/}"
-  [[ -z "$ROOT" || -d "$ROOT" ]] || usage_error "--root '${ROOT}' is not a directory"
+  check_timeout
+  check_poll_seconds
+  check_root_dir
   [[ -z "$node_name" ]] || is_dns_name "$node_name" ||
     usage_error "--node-name must be a lowercase DNS name, got '${node_name}'"
 }
 
-log_file=""
-open_log() {
-  local dir="${ROOT}/var/log/hcloud-control-plane"
-  install -d -m 0700 "$dir"
-  log_file="${dir}/leave-cluster.log"
-  : >>"$log_file"
-  chmod 0600 "$log_file"
-  printf '=== %(%Y-%m-%dT%H:%M:%S%z)T %s\n' -1 "$SCRIPT_NAME" >>"$log_file"
-}
-
 # The admin kubeconfig copy is a cluster-admin credential: removed on every exit. The signal
-# traps turn a signal into an exit, so the EXIT trap runs.
+# traps of cleanup_on_exit turn a signal into an exit, so cleanup runs then too.
 kubeconfig=""
 cleanup() { if [[ -n "$kubeconfig" ]]; then rm -f -- "$kubeconfig"; fi; }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Calls the function CHECK until it succeeds, for at most timeout_seconds, POLL_SECONDS apart.
-# CHECK runs its commands through `bounded`, so no single call outlives the deadline.
-attempt_seconds=1
-wait_for() {
-  local check="$1" deadline=$((SECONDS + timeout_seconds))
-  while true; do
-    attempt_seconds=$((deadline - SECONDS))
-    if ((attempt_seconds < 1)); then attempt_seconds=1; fi
-    if ((attempt_seconds > 60)); then attempt_seconds=60; fi
-    if "$check"; then return 0; fi
-    if ((SECONDS >= deadline)); then return 1; fi
-    sleep "$POLL_SECONDS"
-  done
-}
-bounded() { timeout --kill-after=5 "$attempt_seconds" "$@"; }
-
-# etcdctl runs inside this node's etcd static pod, with the certificate paths as mounted there.
-etcd_cluster_healthy() {
-  bounded kubectl --kubeconfig "$kubeconfig" -n kube-system exec "etcd-${node_name}" -- etcdctl \
-    --endpoints https://127.0.0.1:2379 \
-    --cacert /etc/kubernetes/pki/etcd/ca.crt \
-    --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt \
-    --key /etc/kubernetes/pki/etcd/healthcheck-client.key \
-    endpoint health --cluster >>"$log_file" 2>&1
-}
+cleanup_on_exit cleanup
 
 node_deleted() {
   bounded kubectl --kubeconfig "$kubeconfig" delete node "$node_name" --ignore-not-found >>"$log_file" 2>&1
@@ -157,7 +101,7 @@ node_deleted() {
 
 main() {
   parse_args "$@"
-  [[ -n "$ROOT" || "$EUID" -eq 0 ]] || die "must run as root"
+  require_root
   local kubelet_conf="${ROOT}/etc/kubernetes/kubelet.conf"
   local admin_conf="${ROOT}/etc/kubernetes/admin.conf"
   if [[ ! -f "$kubelet_conf" ]]; then
@@ -180,7 +124,7 @@ main() {
     log "warning: --skip-etcd-check: not checking etcd health before leaving"
   else
     log "checking that every etcd member is healthy before ${node_name} leaves"
-    wait_for etcd_cluster_healthy ||
+    wait_for etcd_cluster_healthy "$kubeconfig" "$node_name" ||
       die "etcd endpoint health --cluster did not pass within ${timeout_seconds}s; refusing to remove a member from an unhealthy cluster (see ${log_file})"
   fi
 

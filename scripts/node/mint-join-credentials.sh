@@ -8,6 +8,8 @@ umask 077
 export LC_ALL=C
 
 readonly SCRIPT_NAME="mint-join-credentials"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
   cat <<'EOF'
@@ -49,17 +51,6 @@ Exit status: 0 printed, 1 a step failed or its output did not check out, 2 usage
 EOF
 }
 
-log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-usage_error() {
-  log "usage error: $*"
-  log "see --help"
-  exit 2
-}
-
 # The same patterns as joinCredentialPatterns in components/kubeadm.ts (a test compares them).
 readonly TOKEN_PATTERN='^[a-z0-9]{6}\.[a-z0-9]{16}$'
 readonly CA_CERT_HASH_PATTERN='^sha256:[0-9a-f]{64}$'
@@ -91,27 +82,13 @@ parse_args() {
 
   [[ "$ttl" =~ ^([0-9]+(h|m|s))+$ && "$ttl" =~ [1-9] ]] ||
     usage_error "--ttl must be a non-zero duration such as 1h, 30m or 1h30m, got '${ttl}'"
-  [[ "$timeout_seconds" =~ ^[1-9][0-9]*$ ]] ||
-    usage_error "--timeout must be a positive whole number of seconds, got '${timeout_seconds}'"
-  ROOT="${ROOT%/}"
-  [[ -z "$ROOT" || -d "$ROOT" ]] || usage_error "--root '${ROOT}' is not a directory"
+  check_timeout
+  check_root_dir
 }
-
-log_file=""
-open_log() {
-  local dir="${ROOT}/var/log/hcloud-control-plane"
-  install -d -m 0700 "$dir"
-  log_file="${dir}/mint-join-credentials.log"
-  : >>"$log_file"
-  chmod 0600 "$log_file"
-  printf '=== %(%Y-%m-%dT%H:%M:%S%z)T %s\n' -1 "$SCRIPT_NAME" >>"$log_file"
-}
-
-bounded() { timeout --kill-after=5 "$timeout_seconds" "$@"; }
 
 main() {
   parse_args "$@"
-  [[ -n "$ROOT" || "$EUID" -eq 0 ]] || die "must run as root"
+  require_root
   local admin_conf="${ROOT}/etc/kubernetes/admin.conf"
   [[ -f "$admin_conf" ]] ||
     die "${admin_conf} not found: run this on a control-plane node that is already in the cluster"

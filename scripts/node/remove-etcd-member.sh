@@ -10,6 +10,8 @@ umask 077
 export LC_ALL=C
 
 readonly SCRIPT_NAME="remove-etcd-member"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
   cat <<'EOF'
@@ -52,27 +54,11 @@ Exit status: 0 removed or not a member, 1 refused or a step failed, 2 usage erro
 EOF
 }
 
-log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-usage_error() {
-  log "usage error: $*"
-  log "see --help"
-  exit 2
-}
-
 member=""
 node_name=""
 force=false
 timeout_seconds="60"
 ROOT="${ROOT:-}"
-
-is_dns_name() {
-  local label='[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?'
-  [[ ${#1} -le 253 && "$1" =~ ^${label}(\.${label})*$ && ! "$1" =~ ^[0-9.]+$ ]]
-}
 
 parse_args() {
   while [[ $# -gt 0 ]]; do
@@ -102,40 +88,14 @@ parse_args() {
   is_dns_name "$member" || usage_error "--member must be a node name (lowercase DNS name), got '${member}'"
   [[ -z "$node_name" ]] || is_dns_name "$node_name" ||
     usage_error "--node-name must be a lowercase DNS name, got '${node_name}'"
-  [[ "$timeout_seconds" =~ ^[1-9][0-9]*$ ]] ||
-    usage_error "--timeout must be a positive whole number of seconds, got '${timeout_seconds}'"
-  ROOT="${ROOT%/}"
-  [[ -z "$ROOT" || -d "$ROOT" ]] || usage_error "--root '${ROOT}' is not a directory"
-}
-
-log_file=""
-open_log() {
-  local dir="${ROOT}/var/log/hcloud-control-plane"
-  install -d -m 0700 "$dir"
-  log_file="${dir}/remove-etcd-member.log"
-  : >>"$log_file"
-  chmod 0600 "$log_file"
-  printf '=== %(%Y-%m-%dT%H:%M:%S%z)T %s --member %s\n' -1 "$SCRIPT_NAME" "$member" >>"$log_file"
-}
-
-admin_conf=""
-# etcdctl ENDPOINTS ARGS...: etcdctl in the survivor's etcd pod, against ENDPOINTS (comma-separated).
-etcdctl_in_pod() {
-  local endpoints="$1"
-  shift
-  timeout --kill-after=5 "$timeout_seconds" \
-    kubectl --kubeconfig "$admin_conf" -n kube-system exec "etcd-${node_name}" -- etcdctl \
-    --endpoints "$endpoints" \
-    --cacert /etc/kubernetes/pki/etcd/ca.crt \
-    --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt \
-    --key /etc/kubernetes/pki/etcd/healthcheck-client.key \
-    "$@"
+  check_timeout
+  check_root_dir
 }
 
 main() {
   parse_args "$@"
-  [[ -n "$ROOT" || "$EUID" -eq 0 ]] || die "must run as root"
-  admin_conf="${ROOT}/etc/kubernetes/admin.conf"
+  require_root
+  local admin_conf="${ROOT}/etc/kubernetes/admin.conf"
   [[ -f "$admin_conf" ]] || die "${admin_conf} not found: run this on a surviving control-plane node"
 
   local this_host
@@ -145,13 +105,13 @@ main() {
     die "refusing to remove ${member}: it is the member of this node; run this on a surviving node"
   [[ "$member" != "$node_name" ]] ||
     die "refusing to remove ${member}: it is the member of the survivor whose etcd pod would run etcdctl"
-  open_log
+  open_log --member "$member"
 
   # `member list -w simple`: "<id hex>, <status>, <name>, <peer URLs>, <client URLs>, <is learner>",
   # fields separated by ", ", URLs within a field by ",".
   local list line id client_urls=""
   local -a fields ids=() names=()
-  list="$(etcdctl_in_pod https://127.0.0.1:2379 member list -w simple 2>>"$log_file")" ||
+  list="$(etcdctl_in_pod "$admin_conf" "$node_name" https://127.0.0.1:2379 member list -w simple 2>>"$log_file")" ||
     die "etcdctl member list failed in etcd-${node_name}; see ${log_file}"
   printf '%s\n' "$list" >>"$log_file"
   while IFS= read -r line; do
@@ -175,12 +135,13 @@ main() {
 
   if "$force"; then
     log "warning: --force: not checking whether ${member} is still healthy"
-  elif [[ -n "$client_urls" ]] && etcdctl_in_pod "$client_urls" endpoint health >>"$log_file" 2>&1; then
+  elif [[ -n "$client_urls" ]] &&
+    etcdctl_in_pod "$admin_conf" "$node_name" "$client_urls" endpoint health >>"$log_file" 2>&1; then
     die "refusing to remove ${member}: its endpoint ${client_urls} is healthy, so the node is not dead; run leave-cluster.sh on it (or pass --force)"
   fi
 
   log "removing etcd member ${member} (id ${id})"
-  etcdctl_in_pod https://127.0.0.1:2379 member remove "$id" >>"$log_file" 2>&1 ||
+  etcdctl_in_pod "$admin_conf" "$node_name" https://127.0.0.1:2379 member remove "$id" >>"$log_file" 2>&1 ||
     die "etcdctl member remove ${id} failed; see ${log_file}"
   log "removed ${member}; next: kubectl delete node ${member}, and take its server out of the load balancer"
 }

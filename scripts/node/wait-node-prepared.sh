@@ -8,6 +8,8 @@ umask 077
 export LC_ALL=C
 
 readonly SCRIPT_NAME="wait-node-prepared"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
   cat <<'EOF'
@@ -38,17 +40,6 @@ Exit status: 0 prepared, 1 not prepared or cloud-init failed or timed out, 2 usa
 EOF
 }
 
-log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-usage_error() {
-  log "usage error: $*"
-  log "see --help"
-  exit 2
-}
-
 package_version=""
 timeout_seconds="900"
 ROOT="${ROOT:-}"
@@ -75,10 +66,8 @@ parse_args() {
 
   [[ "$package_version" =~ ^[0-9]+\.[0-9]+\.[0-9]+-[0-9A-Za-z.+~]+$ ]] ||
     usage_error "--package-version must look like 1.34.2-1.1, got '${package_version}'"
-  [[ "$timeout_seconds" =~ ^[1-9][0-9]*$ ]] ||
-    usage_error "--timeout must be a positive whole number of seconds, got '${timeout_seconds}'"
-  ROOT="${ROOT%/}"
-  [[ -z "$ROOT" || -d "$ROOT" ]] || usage_error "--root '${ROOT}' is not a directory"
+  check_timeout
+  check_root_dir
 }
 
 wait_for_cloud_init() {

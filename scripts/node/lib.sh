@@ -1,0 +1,227 @@
+# shellcheck shell=bash disable=SC2154 # the variables read below are set by the sourcing script
+# Helpers shared by the node scripts in this directory: messages, argument checks, the root-only
+# log, atomic writes, bounded polling, and the kubectl/etcdctl calls. Sourcing it only defines
+# functions. Each script sources it relative to itself, so it works from the repository and from
+# /usr/local/lib/hcloud-control-plane/node/ on a node (the bootstrap copies the whole directory):
+#   # shellcheck source-path=SCRIPTDIR source=lib.sh
+#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# Two scripts must not source it and stay self-contained: prepare-kubernetes-node.sh (cloud-init
+# embeds it alone) and reserved-ip-failover.sh (installed alone to /usr/local/sbin).
+#
+# Read from the sourcing script:
+#   SCRIPT_NAME      prefix of every message; open_log's log file is SCRIPT_NAME.log
+#   ROOT             prefix of every file path (--root; check_root_dir normalizes it)
+#   timeout_seconds  the limit of wait_for, and of bounded outside a wait_for (--timeout)
+#   POLL_SECONDS     the pause between wait_for's checks
+# Set for the sourcing script: log_file (open_log), staged (stage_file, write_file).
+
+# ---------------------------------------------------------------------------------------------
+# Messages, on stderr, prefixed with the script's name.
+
+log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+usage_error() {
+  log "usage error: $*"
+  log "see --help"
+  exit 2
+}
+
+# ---------------------------------------------------------------------------------------------
+# Argument checks, for parse_args. The check_* functions exit 2 (usage error) on a bad value.
+
+is_ipv4() {
+  local IFS=. octet
+  local -a octets
+  [[ "$1" =~ ^[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}\.[0-9]{1,3}$ ]] || return 1
+  read -r -a octets <<<"$1"
+  for octet in "${octets[@]}"; do
+    ((10#$octet <= 255)) || return 1
+  done
+}
+
+is_dns_name() {
+  local label='[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?'
+  [[ ${#1} -le 253 && "$1" =~ ^${label}(\.${label})*$ && ! "$1" =~ ^[0-9.]+$ ]]
+}
+
+# check_endpoint HOST IP: --endpoint-host HOST is empty, an IPv4 address or a lowercase DNS name;
+# a DNS name needs --endpoint-ip IP, an IPv4 address; IP needs HOST.
+check_endpoint() {
+  local host="$1" ip="$2"
+  if [[ -n "$host" ]] && ! is_ipv4 "$host"; then
+    is_dns_name "$host" ||
+      usage_error "--endpoint-host must be an IPv4 address or a lowercase DNS name, got '${host}'"
+    is_ipv4 "$ip" ||
+      usage_error "--endpoint-ip must be an IPv4 address when --endpoint-host is a DNS name, got '${ip}'"
+  elif [[ -n "$ip" ]]; then
+    [[ -n "$host" ]] || usage_error "--endpoint-ip needs --endpoint-host"
+    is_ipv4 "$ip" || usage_error "--endpoint-ip must be an IPv4 address, got '${ip}'"
+  fi
+}
+
+# check_timeout: timeout_seconds (--timeout) is a positive whole number of seconds.
+check_timeout() {
+  [[ "$timeout_seconds" =~ ^[1-9][0-9]*$ ]] ||
+    usage_error "--timeout must be a positive whole number of seconds, got '${timeout_seconds}'"
+}
+
+# check_poll_seconds: POLL_SECONDS is a number of seconds, maybe fractional.
+check_poll_seconds() {
+  [[ "$POLL_SECONDS" =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
+    usage_error "POLL_SECONDS must be a number of seconds, got '${POLL_SECONDS}'"
+}
+
+# check_root_dir: ROOT (--root) loses a trailing slash, and is empty (meaning /) or a directory.
+check_root_dir() {
+  ROOT="${ROOT%/}"
+  [[ -z "$ROOT" || -d "$ROOT" ]] || usage_error "--root '${ROOT}' is not a directory"
+}
+
+# require_root: exits 1 unless run as root; a run under --root (a test) may be anyone.
+require_root() {
+  [[ -n "$ROOT" || "$EUID" -eq 0 ]] || die "must run as root"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Files.
+
+# open_log [WORDS...]: sets log_file to the root-only log
+# /var/log/hcloud-control-plane/SCRIPT_NAME.log (directory 0700, file 0600) and appends the line
+# "=== <time> SCRIPT_NAME WORDS" to it. kubeadm's output carries bootstrap tokens and kubectl's
+# may carry more: it goes there, never to the terminal.
+open_log() {
+  local dir="${ROOT}/var/log/hcloud-control-plane"
+  install -d -m 0700 "$dir"
+  log_file="${dir}/${SCRIPT_NAME}.log"
+  : >>"$log_file"
+  chmod 0600 "$log_file"
+  printf '=== %(%Y-%m-%dT%H:%M:%S%z)T %s\n' -1 "${SCRIPT_NAME}${*:+ $*}" >>"$log_file"
+}
+
+# cleanup_on_exit FUNCTION: runs FUNCTION when the script exits; HUP, INT and TERM become exits
+# (129, 130, 143), so FUNCTION runs on those signals too.
+cleanup_on_exit() {
+  # shellcheck disable=SC2064 # the function's name is meant to be expanded now
+  trap "$1" EXIT
+  trap 'exit 129' HUP
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
+# Atomic writes: a half-written file never replaces a good one. The content is staged in a new
+# file beside the target (the same directory, so the rename is atomic), whose path is in `staged`
+# until it is renamed or removed. remove_staged, in the script's EXIT trap, removes a staged file
+# that a failure or a signal left behind.
+
+# stage_file MODE FILE: writes stdin to a new file beside FILE, with MODE; sets staged to its path.
+stage_file() {
+  staged="$(mktemp "${2}.XXXXXX")"
+  chmod "$1" "$staged"
+  cat >"$staged"
+}
+
+# commit_staged FILE: renames the staged file to FILE.
+commit_staged() {
+  mv -f -- "$staged" "$1"
+  staged=""
+}
+
+# remove_staged: removes the staged file, if there is one.
+remove_staged() {
+  if [[ -n "${staged:-}" ]]; then rm -f -- "$staged"; fi
+  staged=""
+}
+
+# write_file MODE FILE: writes stdin to FILE with MODE, atomically.
+write_file() {
+  stage_file "$1" "$2"
+  commit_staged "$2"
+}
+
+# ensure_hosts_entry NAME IP: makes /etc/hosts map NAME to IP with exactly one line "<IP> <NAME>":
+# drops NAME from any other line (a line left with no name goes), keeps everything else as it is.
+ensure_hosts_entry() {
+  local host="$1" ip="$2"
+  local hosts="${ROOT}/etc/hosts" wanted="${ip} ${host}"
+  local line name found=false changed=false
+  local -a lines=() fields names
+  if [[ -f "$hosts" ]]; then
+    while IFS= read -r line || [[ -n "$line" ]]; do
+      read -r -a fields <<<"${line%%#*}"
+      if [[ ${#fields[@]} -lt 2 || " ${fields[*]:1} " != *" ${host} "* ]]; then
+        lines+=("$line")
+      elif [[ "$line" == "$wanted" ]] && ! "$found"; then
+        found=true
+        lines+=("$line")
+      else
+        changed=true
+        names=()
+        for name in "${fields[@]:1}"; do
+          if [[ "$name" != "$host" ]]; then names+=("$name"); fi
+        done
+        if [[ ${#names[@]} -gt 0 ]]; then lines+=("${fields[0]} ${names[*]}"); fi
+      fi
+    done <"$hosts"
+  fi
+  if "$found" && ! "$changed"; then
+    log "/etc/hosts already maps ${host} to ${ip}"
+    return 0
+  fi
+  if ! "$found"; then lines+=("$wanted"); fi
+  write_file 0644 "$hosts" < <(printf '%s\n' "${lines[@]}")
+  log "/etc/hosts now maps ${host} to ${ip}"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Bounded waits and commands.
+
+# wait_for CHECK [ARGS...]: runs CHECK ARGS until it succeeds, for at most timeout_seconds,
+# POLL_SECONDS apart; returns 1 when the time is up. CHECK runs its commands through `bounded`,
+# so no single call outlives the deadline.
+wait_for() {
+  local deadline=$((SECONDS + timeout_seconds))
+  # Seen by `bounded` in CHECK (bash's locals are visible to the functions a function calls).
+  local attempt_seconds
+  while true; do
+    attempt_seconds=$((deadline - SECONDS))
+    if ((attempt_seconds < 1)); then attempt_seconds=1; fi
+    if ((attempt_seconds > 60)); then attempt_seconds=60; fi
+    if "$@"; then return 0; fi
+    if ((SECONDS >= deadline)); then return 1; fi
+    sleep "$POLL_SECONDS"
+  done
+}
+
+# bounded COMMAND...: runs COMMAND for at most the seconds left for this attempt (at most 60) in a
+# wait_for check, else for at most timeout_seconds; KILL follows TERM after 5 seconds.
+bounded() { timeout --kill-after=5 "${attempt_seconds:-$timeout_seconds}" "$@"; }
+
+# apiserver_ready KUBECONFIG: the API server's /readyz answers ok. kubectl's errors go to the log.
+apiserver_ready() {
+  local output
+  output="$(bounded kubectl --kubeconfig "$1" get --raw /readyz 2>>"$log_file")" || return 1
+  [[ "$output" == "ok" ]]
+}
+
+# etcdctl_in_pod KUBECONFIG NODE ENDPOINTS ARGS...: etcdctl ARGS against ENDPOINTS
+# (comma-separated), bounded, inside the etcd static pod etcd-NODE through kubectl exec, with the
+# certificate paths as mounted there.
+etcdctl_in_pod() {
+  local kubeconfig="$1" node="$2" endpoints="$3"
+  shift 3
+  bounded kubectl --kubeconfig "$kubeconfig" -n kube-system exec "etcd-${node}" -- etcdctl \
+    --endpoints "$endpoints" \
+    --cacert /etc/kubernetes/pki/etcd/ca.crt \
+    --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt \
+    --key /etc/kubernetes/pki/etcd/healthcheck-client.key \
+    "$@"
+}
+
+# etcd_cluster_healthy KUBECONFIG NODE: `etcdctl endpoint health --cluster` passes in etcd-NODE,
+# so every member is healthy. The output goes to the log.
+etcd_cluster_healthy() {
+  etcdctl_in_pod "$1" "$2" https://127.0.0.1:2379 endpoint health --cluster >>"$log_file" 2>&1
+}
