@@ -3,6 +3,9 @@
  * packages, kernel/sysctl settings, the API server audit policy, and the node preparation script
  * that installs containerd's config and kubeadm/kubelet/kubectl pinned to one version.
  *
+ * Inputs come from the validated stack configuration (components/config.ts owns every rule)
+ * and from provider outputs; nothing here re-checks them.
+ *
  * Pure: the cloud-config is data, serialized deterministically. The files it embeds live beside
  * this module (`cloud-init/`) and in `scripts/`, read once when the module loads.
  */
@@ -57,22 +60,8 @@ const prerequisitePackages = [
   "jq",
 ];
 
-/** Throws on input that would render a broken node; messages name the field and the rule. */
-export function validateCloudInitInput(input: CloudInitInput): void {
-  if (!/^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(input.hostname)) {
-    throw new Error(
-      `cloudInit: hostname "${input.hostname}" must be a lowercase RFC 1123 label ` +
-        "(a-z, 0-9 and '-', starting and ending alphanumeric, at most 63 characters)",
-    );
-  }
-  if (!/^\d+\.\d+\.\d+$/.test(input.kubernetesVersion)) {
-    throw new Error(`cloudInit: kubernetesVersion "${input.kubernetesVersion}" must look like "1.34.2"`);
-  }
-}
-
 /** Renders the `#cloud-config` user data for one control-plane node. */
 export function renderCloudInit(input: CloudInitInput): string {
-  validateCloudInitInput(input);
   const { hostname, kubernetesVersion } = input;
 
   const cloudConfig = {

@@ -15,7 +15,6 @@
  *   address, is the controlPlaneEndpoint. So admin.conf already works (its RBAC binding exists)
  *   and the 1.29+ super-admin.conf swap is not needed.
  */
-import { isIPv4 } from "node:net";
 import type * as k8s from "@pulumi/kubernetes";
 import { stringify } from "yaml";
 import { kubeadmPaths } from "./kubeadm";
@@ -43,22 +42,8 @@ export const kubeVipMetricsPort = 2112;
 
 const defaultInterface = "eth0";
 
-/** Throws on input that would render a pod kube-vip cannot run with; messages name the field. */
-export function validateKubeVipInput(input: KubeVipInput): void {
-  if (!isIPv4(input.address)) {
-    throw new Error(`kubeVip: address ${JSON.stringify(input.address)} must be an IPv4 address (the Floating IP)`);
-  }
-  const iface = input.interface ?? defaultInterface;
-  if (!/^[A-Za-z0-9_.-]{1,15}$/.test(iface)) {
-    throw new Error(
-      `kubeVip: interface ${JSON.stringify(iface)} must be a Linux interface name (1-15 of A-Z, a-z, 0-9, '_', '.', '-')`,
-    );
-  }
-}
-
 /** Renders the static pod manifest (a v1 Pod), identical on every control-plane node. */
 export function renderKubeVipManifest(input: KubeVipInput): string {
-  validateKubeVipInput(input);
   const volumeName = "kubeconfig";
   // Typed against the Kubernetes API types so a misspelt field fails to compile.
   const pod: k8s.types.input.core.v1.Pod = {

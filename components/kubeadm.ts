@@ -2,6 +2,9 @@
  * kubeadm configuration for the control-plane nodes (`kubeadm.k8s.io/v1beta4`), and the
  * per-node patch that exposes etcd metrics on the node's private address.
  *
+ * Inputs come from the validated stack configuration (components/config.ts owns every rule)
+ * and from provider outputs; nothing here re-checks them.
+ *
  * Pure: every document is a plain object serialized deterministically (sorted keys). The
  * remote commands that copy these files to a node and run `kubeadm init` / `kubeadm join`
  * live elsewhere; this module only decides what the files say.
@@ -14,9 +17,7 @@
  * - The etcd patch (one file per node, in {@link kubeadmPaths.patchesDirectory}) adds the
  *   node's private address to etcd's metrics listener.
  */
-import { isIPv4, isIPv6 } from "node:net";
 import { Scalar, stringify } from "yaml";
-import { parseIpv4Cidr } from "./cidr";
 import { nodePaths } from "./cloudInit";
 import { NodeSpec } from "./config";
 import { apiServerPort } from "./loadBalancer";
@@ -143,50 +144,11 @@ interface Patches {
   directory: string;
 }
 
-/** Throws on input that would render a broken configuration; messages name the field. */
-export function validateKubeadmInput(input: KubeadmInput): void {
-  const fail = (field: string, value: unknown, rule: string): never => {
-    throw new Error(`kubeadm: ${field} ${JSON.stringify(value)} ${rule}`);
-  };
-  if (!isDnsLabel(input.clusterName)) {
-    fail("clusterName", input.clusterName, "must be a lowercase RFC 1123 label");
-  }
-  if (!/^\d+\.\d+\.\d+$/.test(input.kubernetesVersion)) {
-    fail("kubernetesVersion", input.kubernetesVersion, 'must look like "1.34.2" (no "v" prefix)');
-  }
-  if (!isDnsLabel(input.node.name)) fail("node.name", input.node.name, "must be a lowercase RFC 1123 label");
-  if (!isIPv4(input.node.privateIp)) fail("node.privateIp", input.node.privateIp, "must be an IPv4 address");
-  if (!isDnsLabel(input.nodeHostname)) {
-    fail(
-      "nodeHostname",
-      input.nodeHostname,
-      "must be a lowercase RFC 1123 label (a-z, 0-9 and '-', starting and ending alphanumeric, at most 63 characters)",
-    );
-  }
-  if (!isIPv4(input.controlPlaneEndpoint) && !isDnsName(input.controlPlaneEndpoint)) {
-    fail(
-      "controlPlaneEndpoint",
-      input.controlPlaneEndpoint,
-      `must be a host only (an IPv4 address or a lowercase DNS name, no scheme, no port; the port is always ${apiServerPort})`,
-    );
-  }
-  input.certSans.forEach((san, i) => {
-    if (!isIPv4(san) && !isIPv6(san) && !isDnsName(san)) {
-      fail(`certSans[${i}]`, san, "must be an IPv4 or IPv6 address or a lowercase DNS name");
-    }
-  });
-  for (const key of ["podCidr", "serviceCidr"] as const) {
-    const parsed = parseIpv4Cidr(input[key]);
-    if (typeof parsed === "string") fail(key, input[key], parsed);
-  }
-}
-
 /**
  * `kubeadm init --config` for the first control-plane node: InitConfiguration (this node),
  * ClusterConfiguration and KubeletConfiguration (shared), separated by `---`.
  */
 export function renderInitConfiguration(input: KubeadmInput): string {
-  validateKubeadmInput(input);
   const init = {
     apiVersion: kubeadmApiVersion,
     kind: "InitConfiguration",
@@ -210,7 +172,6 @@ export function renderInitConfiguration(input: KubeadmInput): string {
  * KubeletConfiguration from the cluster, never from its own file.
  */
 export function renderJoinConfiguration(input: KubeadmInput): string {
-  validateKubeadmInput(input);
   const join = {
     apiVersion: kubeadmApiVersion,
     kind: "JoinConfiguration",
@@ -250,7 +211,6 @@ export function renderJoinConfiguration(input: KubeadmInput): string {
  * regenerated manifest falls back to loopback-only metrics.
  */
 export function renderEtcdPatch(input: KubeadmInput): string {
-  validateKubeadmInput(input);
   const urls = ["127.0.0.1", input.node.privateIp].map((host) => `http://${host}:${etcdMetricsPort}`);
   const patch = {
     spec: { containers: [{ name: "etcd", args: [`--listen-metrics-urls=${urls.join(",")}`] }] },
@@ -367,12 +327,4 @@ function serialize(documents: object[]): string {
   // No anchors/aliases for objects used twice (the scheduler shares the controller's args).
   const options = { sortMapEntries: true, lineWidth: 0, version: "1.1", aliasDuplicateObjects: false } as const;
   return documents.map((doc) => stringify(doc, options)).join("---\n");
-}
-
-function isDnsLabel(value: string): boolean {
-  return /^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$/.test(value);
-}
-
-function isDnsName(value: string): boolean {
-  return value.length <= 253 && !/^[\d.]+$/.test(value) && value.split(".").every(isDnsLabel);
 }
