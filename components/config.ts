@@ -345,6 +345,7 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
 
   const cni = reader.oneOf("cni", r("cni") as string | undefined, cniChoices);
   const failover = r("reservedIpFailover") as boolean | undefined;
+  // Read only to report it missing; loadSecrets hands it on as a Pulumi secret.
   r("sshPrivateKey");
   if (failover && raw.values["hcloud:token"] === undefined) {
     problems.push(

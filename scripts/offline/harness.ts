@@ -34,7 +34,6 @@ export interface RecordedResource {
   deleteBeforeReplace: boolean;
   ignoreChanges: string[];
   additionalSecretOutputs: string[];
-  replaceOnChanges: string[];
   inputs: Record<string, unknown>;
   /** The inputs with secrets in clear: for tests only, never written anywhere. */
   revealedInputs: Record<string, unknown>;
@@ -99,7 +98,6 @@ interface RegisterRequest {
   getDeletebeforereplace(): boolean;
   getIgnorechangesList(): string[];
   getAdditionalsecretoutputsList(): string[];
-  getReplaceonchangesList(): string[];
   getObject(): { toJavaScript(): Record<string, unknown> } | undefined;
 }
 type Callback = (err: unknown, response?: { getUrn(): string }) => void;
@@ -150,7 +148,6 @@ export async function runProgram(
           deleteBeforeReplace: req.getDeletebeforereplace(),
           ignoreChanges: req.getIgnorechangesList(),
           additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
-          replaceOnChanges: req.getReplaceonchangesList(),
           inputs: unwire(req.getObject()?.toJavaScript() ?? {}) as Record<string, unknown>,
           revealedInputs: unwire(req.getObject()?.toJavaScript() ?? {}, true) as Record<string, unknown>,
         });
