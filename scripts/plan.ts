@@ -9,7 +9,7 @@ import * as path from "node:path";
 import { Graphviz } from "@hpcc-js/wasm-graphviz";
 import { runProgram } from "./offline/harness";
 import { artifacts, countsByType, toDot, toPlan, toTree } from "./offline/render";
-import { loadStackConfig, projectRoot } from "./offline/stackConfig";
+import { loadStackConfig, PlanInputError, projectRoot } from "./offline/stackConfig";
 
 interface Args {
   stack: string;
@@ -27,7 +27,7 @@ function parseArgs(argv: string[]): Args {
   for (let i = 0; i < argv.length; i++) {
     const value = () => {
       const v = argv[++i];
-      if (v === undefined || v.startsWith("--")) throw new Error(`${argv[i - 1]} needs a value\n${usage}`);
+      if (v === undefined || v.startsWith("--")) throw new PlanInputError(`${argv[i - 1]} needs a value\n${usage}`);
       return v;
     };
     switch (argv[i]) {
@@ -55,10 +55,10 @@ function parseArgs(argv: string[]): Args {
         process.exit(0);
         break;
       default:
-        throw new Error(`unknown argument ${argv[i]}\n${usage}`);
+        throw new PlanInputError(`unknown argument ${argv[i]}\n${usage}`);
     }
   }
-  if (!/^[A-Za-z0-9._-]+$/.test(args.stack)) throw new Error(`--stack "${args.stack}" is not a stack name`);
+  if (!/^[A-Za-z0-9._-]+$/.test(args.stack)) throw new PlanInputError(`--stack "${args.stack}" is not a stack name`);
   return args;
 }
 
@@ -108,7 +108,8 @@ async function main(): Promise<void> {
 
 main().catch((err: unknown) => {
   const error = err as Error;
-  // Config errors are for people: the message alone. Anything else keeps its stack.
-  console.error(`plan failed: ${error.name === "ConfigError" ? error.message : (error.stack ?? String(err))}`);
+  // Config and input errors are for people: the message alone. Anything else keeps its stack.
+  const forPeople = error.name === "ConfigError" || error instanceof PlanInputError;
+  console.error(`plan failed: ${forPeople ? error.message : (error.stack ?? String(err))}`);
   process.exit(1);
 });

@@ -31,6 +31,14 @@ export interface StackConfig {
   placeholders: string[];
 }
 
+/** A mistake in what the user asked for (a missing stack file, a bad flag): reported without a stack trace. */
+export class PlanInputError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = "PlanInputError";
+  }
+}
+
 export const projectRoot = path.resolve(__dirname, "..", "..");
 
 export function readProjectFile(root = projectRoot): ProjectFile {
@@ -69,7 +77,7 @@ export function loadStackConfig(
   const project = readProjectFile(root);
   const file = options.configFile ?? path.join(root, `Pulumi.${stack}.yaml`);
   if (!fs.existsSync(file)) {
-    throw new Error(
+    throw new PlanInputError(
       `stack config file ${path.relative(process.cwd(), file) || file} does not exist (stack "${stack}")`,
     );
   }
