@@ -7,13 +7,20 @@
 #   scripts/ensure-tools.sh --check    # check only
 set -euo pipefail
 
-# tool=Debian package
+# tool=Debian package (an absolute path where another copy may shadow Debian's on PATH)
 required=(
   "cloud-init=cloud-init"
   "shellcheck=shellcheck"
   "envsubst=gettext-base"
   "jq=jq"
   "curl=curl"
+  "promtool=prometheus"
+  "amtool=prometheus-alertmanager"
+  "etcd=etcd-server"
+  "etcdctl=etcd-client"
+  "age=age"
+  "zstd=zstd"
+  "/usr/bin/aws=awscli"
 )
 
 check_only=false
