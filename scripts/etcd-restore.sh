@@ -1,0 +1,790 @@
+#!/usr/bin/env bash
+# Restores etcd from the backups etcd-backup.sh writes: fetch and verify a snapshot (or the PKI
+# archive), restore one member, or orchestrate the restore of a whole kubeadm control plane over
+# SSH. Never prints a secret: no xtrace, the age identity is only passed to age as a file,
+# credentials reach aws only through its environment. See --help.
+set -euo pipefail
+umask 077
+export LC_ALL=C
+
+readonly SCRIPT_NAME="etcd-restore"
+readonly BUMP_REVISION=1000000000
+
+usage() {
+  cat <<'EOF'
+Usage:
+  etcd-restore.sh fetch     [--key KEY] --out FILE
+  etcd-restore.sh fetch-pki [--key KEY] --out DIR
+  etcd-restore.sh member    --snapshot FILE --name NAME --data-dir DIR --initial-cluster N1=URL,N2=URL,...
+                            --peer-url URL --cluster-token TOKEN [--move-aside]
+  etcd-restore.sh cluster   --node NAME=IP [--node NAME=IP ...] [--key KEY | --snapshot FILE]
+                            [--log FILE] [--ssh-user USER] [--ssh-key FILE] [--sudo]
+                            [--remote-dir DIR] [--timeout SECONDS] [--cluster-token TOKEN]
+                            [--node-etcdutl COMMAND]
+  etcd-restore.sh --help
+
+fetch      Downloads the newest COMPLETE backup (one whose .sha256 sidecar exists) under
+           <S3_PREFIX>/etcd/, or KEY (a full key, or a basename under <S3_PREFIX>/etcd/); checks
+           the object's sha256 against the sidecar (a mismatch is refused and leaves no output),
+           decrypts it (.age; BACKUP_AGE_IDENTITY_FILE; a wrong identity is refused),
+           decompresses it, runs `snapshot status` and checks that the revision matches the
+           key's -r<revision>. FILE must not exist. Prints one JSON line: key, revision, hash,
+           totalKeys, sha256 (of the object), snapshotSha256 (of FILE), out.
+fetch-pki  The same for the PKI archive: KEY is a key under <S3_PREFIX>/pki/ or a snapshot key
+           (its PKI has the same stamp); default the newest complete archive. DIR must be
+           missing or empty; it is created 0700 and the archive is extracted into it.
+member     Restores one member's data dir from FILE. A non-empty DIR is refused unless
+           --move-aside, which keeps it as DIR.pre-restore-<UTC stamp>. Uses etcdutl when on
+           PATH, else etcdctl, and adds --bump-revision 1000000000 --mark-compacted when that
+           tool's `snapshot restore --help` lists them (it logs which).
+cluster    Restores every control-plane node of a kubeadm cluster from ONE snapshot, over SSH,
+           as root on each node. --node NAME=IP is repeated or comma-separated: NAME is the
+           node's etcd member name (kubeadm: the node name), IP its SSH address. Steps (each
+           appended as a JSON line {"time","step","node","status","detail"} to --log FILE,
+           default ./etcd-restore-<stamp>.jsonl; stops at the first failure, naming the node and
+           step; the log is uploaded to <S3_PREFIX>/restore-log/<stamp>.jsonl at the end, also
+           after a failure, best effort):
+             fetch          fetch + verify once, locally (or --snapshot FILE, checked with status)
+             inspect        per node: read --name, --data-dir, --initial-advertise-peer-urls and
+                            --advertise-client-urls from /etc/kubernetes/manifests/etcd.yaml
+                            (the restored membership matches what kubeadm starts)
+             copy           per node: scp the snapshot to --remote-dir, check its sha256 there
+             stop-apiserver per node: move kube-apiserver.yaml (and kube-controller-manager.yaml,
+                            kube-scheduler.yaml) to /etc/kubernetes/manifests.pre-restore-<stamp>/
+             stop-etcd      per node: move etcd.yaml there too
+             wait-stopped   per node: wait until crictl lists no running kube-apiserver or etcd
+             restore        per node, after ALL are stopped: `member --move-aside` with the same
+                            snapshot, a new cluster token and the full membership; the old data
+                            dir stays as <data-dir>.pre-restore-<stamp>
+             start-etcd     per node, after ALL are restored: etcd.yaml back
+             etcd-healthy   wait until `etcdctl endpoint health --cluster` passes
+             start-apiserver per node: the API server (then controller-manager, scheduler) back
+             readyz         per node: wait until https://127.0.0.1:<secure-port>/readyz is ok
+           The node side runs this same script (piped to `bash -s`). etcdutl there: the
+           command in RESTORE_NODE_ETCDUTL if set, else etcdutl on the node's PATH, else the
+           node's etcd image (image: in etcd.yaml) through
+             ctr -n k8s.io run --rm --net-host --mount type=bind,src=/var/lib,dst=/var/lib,options=rbind:rw IMAGE ID etcdutl ...
+           (so --remote-dir and the data dir must be under /var/lib). etcdctl there: etcdctl on
+           PATH, else `crictl exec` into the running etcd container.
+  --ssh-user USER    default root; with another user add --sudo (runs `sudo -n bash -s`)
+  --ssh-key FILE     passed to ssh and scp as -i FILE
+  --remote-dir DIR   where the snapshot goes on each node (default /var/lib/etcd-restore)
+  --timeout SECONDS  limit of each wait (default 600; RESTORE_TIMEOUT)
+  --cluster-token T  the new cluster token (default etcd-restore-<stamp>-<random>)
+  --node-etcdutl C   run etcdutl on the nodes as command C (sets RESTORE_NODE_ETCDUTL there),
+                     e.g. /opt/etcd/etcdutl
+
+Environment:
+  S3_ENDPOINT, S3_BUCKET, S3_PREFIX, S3_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
+                     as for etcd-backup.sh; required by fetch, fetch-pki and cluster (cluster
+                     with --snapshot uses them only to upload the log).
+  AWS_CONFIG_FILE    optional; default a scratch config with path-style addressing.
+  S3_TIMEOUT         seconds one aws call may take (default 1800).
+  BACKUP_AGE_IDENTITY_FILE  age identity (private key) file; required to fetch .age objects.
+  RESTORE_SSH        ssh command (default "ssh -o BatchMode=yes"), split on spaces.
+  RESTORE_SCP        scp command (default "scp -o BatchMode=yes -q"), split on spaces.
+  RESTORE_TIMEOUT    default of --timeout.
+  RESTORE_WORK_DIR   local scratch parent (default $TMPDIR or /tmp; fetch uses FILE's directory).
+  RESTORE_NODE_ETCDUTL  node side: etcdutl command to use instead of the detection above
+                     (set through --node-etcdutl; ssh does not forward the environment).
+
+Exit status: 0 done; 1 refused or a step failed; 2 usage error.
+EOF
+}
+
+log() { printf '%s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$SCRIPT_NAME" "$*" >&2; }
+die() {
+  log "error: $*"
+  exit 1
+}
+usage_error() {
+  log "usage error: $*"
+  log "see --help"
+  exit 2
+}
+
+cleanup_paths=()
+# shellcheck disable=SC2317 # run by the EXIT trap
+cleanup() {
+  local status=$? p
+  trap - EXIT
+  if declare -F on_exit >/dev/null; then on_exit "$status" || true; fi
+  for p in "${cleanup_paths[@]}"; do rm -rf -- "$p"; done
+  exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 129' HUP
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+show_log() { if [[ -s "$1" ]]; then tail -n 20 "$1" | sed 's/^/    /' >&2; fi; }
+
+# need_value FLAG VALUE: VALUE (the next argument) exists.
+need_value() { [[ $# -ge 2 && -n "$2" ]] || usage_error "$1 needs a value"; }
+
+require_var() {
+  local name="$1"
+  [[ -n "${!name:-}" ]] || usage_error "${name} is required and empty or unset"
+}
+
+snapshot_tool() { if command -v etcdutl >/dev/null; then echo etcdutl; else echo etcdctl; fi; }
+
+# ---------------------------------------------------------------------------------------------
+# S3 (as etcd-backup.sh).
+
+s3_setup() {
+  local var
+  for var in S3_ENDPOINT S3_BUCKET S3_PREFIX S3_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+    require_var "$var"
+  done
+  S3_PREFIX="${S3_PREFIX#/}"
+  S3_PREFIX="${S3_PREFIX%/}"
+  S3_TIMEOUT="${S3_TIMEOUT:-1800}"
+  [[ "$S3_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || usage_error "S3_TIMEOUT must be a positive whole number"
+  command -v aws >/dev/null || die "aws not found on PATH"
+  export AWS_REQUEST_CHECKSUM_CALCULATION=when_required
+  export AWS_RESPONSE_CHECKSUM_VALIDATION=when_required
+  export AWS_EC2_METADATA_DISABLED=true
+  export AWS_DEFAULT_REGION="$S3_REGION"
+  export AWS_PAGER=""
+  if [[ -z "${AWS_CONFIG_FILE:-}" ]]; then
+    AWS_CONFIG_FILE="$(mktemp "${TMPDIR:-/tmp}/etcd-restore-aws.XXXXXX")"
+    cleanup_paths+=("$AWS_CONFIG_FILE")
+    export AWS_CONFIG_FILE
+    printf '[default]\ns3 =\n  addressing_style = path\n' >"$AWS_CONFIG_FILE"
+  fi
+  aws_log="$(mktemp "${TMPDIR:-/tmp}/etcd-restore-aws-log.XXXXXX")"
+  cleanup_paths+=("$aws_log")
+}
+
+s3() {
+  timeout --kill-after=10 "$S3_TIMEOUT" aws --endpoint-url "$S3_ENDPOINT" \
+    --cli-connect-timeout 20 --cli-read-timeout 120 "$@"
+}
+
+list_keys() {
+  s3 s3api list-objects-v2 --bucket "$S3_BUCKET" --prefix "$1" --output json 2>>"$aws_log" |
+    jq -r '(.Contents // [])[].Key'
+}
+
+# newest_complete PREFIX PATTERN: the newest key under PREFIX matching the extended regex
+# PATTERN that has a .sha256 sidecar.
+newest_complete() {
+  local keys k
+  keys="$(list_keys "$1")" || {
+    show_log "$aws_log"
+    die "cannot list s3://${S3_BUCKET}/$1"
+  }
+  while IFS= read -r k; do
+    if [[ "$k" =~ $2 ]] && grep -qxF -- "${k}.sha256" <<<"$keys"; then
+      echo "$k"
+      return 0
+    fi
+  done < <(sort -r <<<"$keys")
+  return 1
+}
+
+# download_verified KEY DIR: KEY and KEY.sha256 into DIR; dies unless the object's sha256 is
+# the sidecar's. Sets object_file and object_sha256.
+download_verified() {
+  local key="$1" dir="$2" base expected name
+  base="${key##*/}"
+  object_file="$dir/$base"
+  s3 s3 cp --only-show-errors "s3://${S3_BUCKET}/${key}.sha256" "$dir/sidecar" >>"$aws_log" 2>&1 || {
+    show_log "$aws_log"
+    die "cannot download s3://${S3_BUCKET}/${key}.sha256: no sidecar means no complete backup"
+  }
+  read -r expected name <"$dir/sidecar" || true
+  [[ "$expected" =~ ^[0-9a-f]{64}$ ]] || die "the sidecar ${key}.sha256 holds no sha256"
+  [[ "${name#\*}" == "$base" ]] || die "the sidecar ${key}.sha256 names '${name}', not '${base}'"
+  s3 s3 cp --only-show-errors "s3://${S3_BUCKET}/${key}" "$object_file" >>"$aws_log" 2>&1 || {
+    show_log "$aws_log"
+    die "cannot download s3://${S3_BUCKET}/${key}"
+  }
+  object_sha256="$(sha256sum -- "$object_file" | cut -d' ' -f1)"
+  [[ "$object_sha256" == "$expected" ]] ||
+    die "checksum mismatch for ${key}: the sidecar says ${expected}, the object has ${object_sha256}; refusing (corrupt or tampered object)"
+  log "sha256 of ${key} matches its sidecar"
+}
+
+# unpack FILE OUT: age -d (for .age) and zstd -d.
+unpack() {
+  local file="$1" out="$2" zst="$1"
+  if [[ "$file" == *.age ]]; then
+    [[ -n "${BACKUP_AGE_IDENTITY_FILE:-}" ]] ||
+      usage_error "BACKUP_AGE_IDENTITY_FILE is required to decrypt ${file##*/}"
+    [[ -r "$BACKUP_AGE_IDENTITY_FILE" ]] || die "BACKUP_AGE_IDENTITY_FILE is not a readable file"
+    command -v age >/dev/null || die "age not found on PATH"
+    zst="${file%.age}"
+    age -d -i "$BACKUP_AGE_IDENTITY_FILE" -o "$zst" -- "$file" 2>"$zst.log" || {
+      show_log "$zst.log"
+      die "cannot decrypt ${file##*/} with BACKUP_AGE_IDENTITY_FILE (wrong identity?); refusing"
+    }
+    rm -f -- "$file"
+  fi
+  zstd -q -d -o "$out" -- "$zst" 2>"$out.log" || {
+    show_log "$out.log"
+    die "cannot decompress ${zst##*/}"
+  }
+  rm -f -- "$zst"
+}
+
+# snapshot_status FILE: `snapshot status -w json` of FILE, or dies.
+snapshot_status() {
+  local tool
+  tool="$(snapshot_tool)"
+  "$tool" snapshot status "$1" -w json 2>"$1.status.log" || {
+    show_log "$1.status.log"
+    die "${tool} snapshot status failed on ${1}: not a valid snapshot"
+  }
+  rm -f -- "$1.status.log"
+}
+
+# ---------------------------------------------------------------------------------------------
+# fetch
+
+# fetch_snapshot KEY OUT: sets fetched_key, fetched_json.
+fetch_snapshot() {
+  local key="$1" out="$2" dir status revision
+  [[ ! -e "$out" ]] || die "--out ${out} exists; refusing to overwrite it"
+  [[ -d "$(dirname -- "$out")" ]] || die "the directory of --out ${out} does not exist"
+  if [[ -z "$key" ]]; then
+    key="$(newest_complete "${S3_PREFIX}/etcd/" '\.db\.zst(\.age)?$')" ||
+      die "no complete backup (snapshot with a .sha256 sidecar) under s3://${S3_BUCKET}/${S3_PREFIX}/etcd/"
+    log "newest complete backup: ${key}"
+  elif [[ "$key" != */* ]]; then
+    key="${S3_PREFIX}/etcd/${key}"
+  fi
+  [[ "$key" =~ -r([0-9]+)\.db\.zst(\.age)?$ ]] || die "${key} is not a snapshot key (<stamp>-r<revision>.db.zst[.age])"
+  local want_revision="${BASH_REMATCH[1]}"
+  dir="$(mktemp -d "$(dirname -- "$out")/.etcd-fetch.XXXXXX")"
+  cleanup_paths+=("$dir")
+  download_verified "$key" "$dir"
+  unpack "$object_file" "$dir/snapshot.db"
+  status="$(snapshot_status "$dir/snapshot.db")"
+  revision="$(jq -r .revision <<<"$status")"
+  [[ "$revision" == "$want_revision" ]] ||
+    die "the snapshot's revision ${revision} is not the key's r${want_revision}; refusing"
+  local snapshot_sha256
+  snapshot_sha256="$(sha256sum -- "$dir/snapshot.db" | cut -d' ' -f1)"
+  mv -- "$dir/snapshot.db" "$out"
+  rm -rf -- "$dir"
+  log "fetched ${key} to ${out}: revision ${revision}, $(jq -r .totalKey <<<"$status") keys"
+  fetched_key="$key"
+  fetched_json="$(jq -c --arg key "$key" --arg sha256 "$object_sha256" --arg snapshotSha256 "$snapshot_sha256" \
+    --arg out "$out" '{key: $key, revision, hash: (.hash | tostring), totalKeys: .totalKey, sha256: $sha256,
+      snapshotSha256: $snapshotSha256, out: $out}' <<<"$status")"
+}
+
+fetch_print() {
+  fetch_snapshot "$@"
+  printf '%s\n' "$fetched_json"
+}
+
+cmd_fetch() {
+  local key="" out=""
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --key) need_value "$@"; key="$2"; shift 2 ;;
+      --out) need_value "$@"; out="$2"; shift 2 ;;
+      *) usage_error "fetch: unknown argument '$1'" ;;
+    esac
+  done
+  [[ -n "$out" ]] || usage_error "fetch needs --out FILE"
+  s3_setup
+  fetch_snapshot "$key" "$out"
+  printf '%s\n' "$fetched_json"
+}
+
+cmd_fetch_pki() {
+  local key="" out="" dir base stamp
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --key) need_value "$@"; key="$2"; shift 2 ;;
+      --out) need_value "$@"; out="$2"; shift 2 ;;
+      *) usage_error "fetch-pki: unknown argument '$1'" ;;
+    esac
+  done
+  [[ -n "$out" ]] || usage_error "fetch-pki needs --out DIR"
+  if [[ -e "$out" ]]; then
+    [[ -d "$out" && -z "$(ls -A -- "$out")" ]] || die "--out ${out} exists and is not an empty directory"
+  fi
+  s3_setup
+  if [[ -z "$key" ]]; then
+    key="$(newest_complete "${S3_PREFIX}/pki/" '\.tar\.zst(\.age)?$')" ||
+      die "no complete PKI archive under s3://${S3_BUCKET}/${S3_PREFIX}/pki/"
+  else
+    base="${key##*/}"
+    stamp="${base%%[-.]*}"
+    [[ "$stamp" =~ ^[0-9]{8}T[0-9]{6}Z$ ]] || die "cannot find a UTC stamp in ${key}"
+    if [[ "$key" == */etcd/* || "$key" != */* ]]; then
+      key="$(newest_complete "${S3_PREFIX}/pki/${stamp}" '\.tar\.zst(\.age)?$')" ||
+        die "no complete PKI archive with stamp ${stamp}"
+    fi
+  fi
+  log "PKI archive: ${key}"
+  mkdir -p -- "$out"
+  chmod 0700 "$out"
+  dir="$(mktemp -d "${RESTORE_WORK_DIR:-${TMPDIR:-/tmp}}/etcd-fetch-pki.XXXXXX")"
+  cleanup_paths+=("$dir")
+  download_verified "$key" "$dir"
+  unpack "$object_file" "$dir/pki.tar"
+  tar -C "$out" -xf "$dir/pki.tar" || die "cannot extract the PKI archive into ${out}"
+  # The archive's "." carries the source directory's mode; private keys stay in a 0700 one.
+  chmod 0700 "$out"
+  jq -cn --arg key "$key" --arg sha256 "$object_sha256" --arg out "$out" '{key: $key, sha256: $sha256, out: $out}'
+}
+
+# ---------------------------------------------------------------------------------------------
+# member
+
+# etcdutl_cmd: the command that runs etcdutl here (RESTORE_NODE_ETCDUTL on a node, see node_*).
+etcdutl_cmd=()
+restore_tool() {
+  if ((${#etcdutl_cmd[@]} > 0)); then
+    "${etcdutl_cmd[@]}" "$@"
+  else
+    "$(snapshot_tool)" "$@"
+  fi
+}
+
+# restore_member SNAPSHOT NAME DATA_DIR INITIAL_CLUSTER PEER_URL TOKEN MOVE_ASIDE(true|false)
+restore_member() {
+  local snapshot="$1" name="$2" data_dir="${3%/}" initial_cluster="$4" peer_url="$5" token="$6" move_aside="$7"
+  local stamp staging tool_name extra=()
+  stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+  [[ -f "$snapshot" ]] || die "snapshot ${snapshot} is not a file"
+  [[ ",${initial_cluster}," == *",${name}=${peer_url},"* ]] ||
+    die "--initial-cluster does not contain ${name}=${peer_url}"
+  if [[ -e "$data_dir" && -n "$(ls -A -- "$data_dir" 2>/dev/null)" ]]; then
+    "$move_aside" || die "data dir ${data_dir} exists and is not empty; refusing (pass --move-aside to keep it as ${data_dir}.pre-restore-<stamp>)"
+    mv -- "$data_dir" "${data_dir}.pre-restore-${stamp}"
+    log "moved the old data dir aside: ${data_dir}.pre-restore-${stamp}"
+  elif [[ -d "$data_dir" ]]; then
+    rmdir -- "$data_dir"
+  fi
+  if ((${#etcdutl_cmd[@]} > 0)); then tool_name="${etcdutl_cmd[*]}"; else tool_name="$(snapshot_tool)"; fi
+  if restore_tool snapshot restore --help 2>&1 | grep -q -- '--bump-revision' &&
+    restore_tool snapshot restore --help 2>&1 | grep -q -- '--mark-compacted'; then
+    extra=(--bump-revision "$BUMP_REVISION" --mark-compacted)
+    log "restoring member ${name} with ${tool_name} --bump-revision ${BUMP_REVISION} --mark-compacted"
+  else
+    log "restoring member ${name} with ${tool_name} (it has no --bump-revision/--mark-compacted; watches are not invalidated)"
+  fi
+  staging="${data_dir}.restoring-${stamp}"
+  rm -rf -- "$staging"
+  if ! restore_tool snapshot restore "$snapshot" --name "$name" --data-dir "$staging" \
+    --initial-cluster "$initial_cluster" --initial-cluster-token "$token" \
+    --initial-advertise-peer-urls "$peer_url" "${extra[@]}" >"${staging}.log" 2>&1; then
+    show_log "${staging}.log"
+    rm -rf -- "$staging" "${staging}.log"
+    die "snapshot restore of member ${name} failed"
+  fi
+  rm -f -- "${staging}.log"
+  mv -- "$staging" "$data_dir"
+  chmod 0700 "$data_dir"
+  log "member ${name} restored into ${data_dir}"
+}
+
+cmd_member() {
+  local snapshot="" name="" data_dir="" initial_cluster="" peer_url="" token="" move_aside=false
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --snapshot) need_value "$@"; snapshot="$2"; shift 2 ;;
+      --name) need_value "$@"; name="$2"; shift 2 ;;
+      --data-dir) need_value "$@"; data_dir="$2"; shift 2 ;;
+      --initial-cluster) need_value "$@"; initial_cluster="$2"; shift 2 ;;
+      --peer-url) need_value "$@"; peer_url="$2"; shift 2 ;;
+      --cluster-token) need_value "$@"; token="$2"; shift 2 ;;
+      --move-aside) move_aside=true; shift ;;
+      *) usage_error "member: unknown argument '$1'" ;;
+    esac
+  done
+  local flag
+  for flag in snapshot name data_dir initial_cluster peer_url token; do
+    [[ -n "${!flag}" ]] || usage_error "member needs --${flag//_/-}"
+  done
+  restore_member "$snapshot" "$name" "$data_dir" "$initial_cluster" "$peer_url" "$token" "$move_aside"
+  jq -cn --arg name "$name" --arg dataDir "$data_dir" '{name: $name, dataDir: $dataDir}'
+}
+
+# ---------------------------------------------------------------------------------------------
+# node: the node side of `cluster`, run as root on a control-plane node through `bash -s`.
+# RESTORE_NODE_ROOT prefixes every path (for tests; empty on a real node).
+
+node_root="${RESTORE_NODE_ROOT:-}"
+manifests="${node_root}/etc/kubernetes/manifests"
+
+# manifest_flag FILE FLAG: the value of "- --FLAG=VALUE" in a static pod manifest.
+manifest_flag() {
+  sed -n "s/^[[:space:]]*-[[:space:]]*--$2=\\(.*\\)\$/\\1/p" "$1" | head -n 1 | tr -d "\"'"
+}
+manifest_image() {
+  sed -n 's/^[[:space:]]*image:[[:space:]]*\(.*\)$/\1/p' "$1" | head -n 1 | tr -d "\"'"
+}
+
+# The etcd manifest: in manifests/, or already moved aside.
+etcd_manifest() {
+  local f
+  for f in "${manifests}/etcd.yaml" "${node_root}"/etc/kubernetes/manifests.pre-restore-*/etcd.yaml; do
+    if [[ -f "$f" ]]; then
+      echo "$f"
+      return 0
+    fi
+  done
+  die "no etcd.yaml in ${manifests} (nor moved aside): not a kubeadm control-plane node?"
+}
+
+node_crictl() {
+  if [[ -z "${CONTAINER_RUNTIME_ENDPOINT:-}" && ! -f /etc/crictl.yaml ]]; then
+    export CONTAINER_RUNTIME_ENDPOINT=unix:///run/containerd/containerd.sock
+  fi
+  timeout 30 crictl "$@"
+}
+
+# node_etcdutl ARGS...: etcdutl on this node (see --help: RESTORE_NODE_ETCDUTL, PATH, ctr).
+node_etcdutl_cmd() {
+  local image
+  if [[ -n "${RESTORE_NODE_ETCDUTL:-}" ]]; then
+    read -r -a etcdutl_cmd <<<"$RESTORE_NODE_ETCDUTL"
+  elif command -v etcdutl >/dev/null; then
+    etcdutl_cmd=(etcdutl)
+  else
+    image="$(manifest_image "$(etcd_manifest)")"
+    [[ -n "$image" ]] || die "no image: in etcd.yaml"
+    command -v ctr >/dev/null || die "neither etcdutl nor ctr on this node"
+    etcdutl_cmd=(ctr -n k8s.io run --rm --net-host
+      --mount "type=bind,src=/var/lib,dst=/var/lib,options=rbind:rw" "$image" "etcd-restore-$$-${RANDOM}" etcdutl)
+  fi
+}
+
+# node_etcdctl ARGS...: etcdctl on PATH, else inside the running etcd container.
+node_etcdctl() {
+  local id
+  if command -v etcdctl >/dev/null; then
+    timeout 30 etcdctl "$@"
+  else
+    id="$(node_crictl ps --quiet --state running --name '^etcd$' | head -n 1)"
+    [[ -n "$id" ]] || return 1
+    node_crictl exec "$id" etcdctl "$@"
+  fi
+}
+
+node_running() { [[ -n "$(node_crictl ps --quiet --state running --name "^$1\$")" ]]; }
+
+node_op() {
+  local op="${1:-}" stamp component f stash
+  shift || true
+  case "$op" in
+    info)
+      # name, peer URL, client URL, data dir, image, API server port: tab-separated.
+      f="$(etcd_manifest)"
+      local apiserver port=6443
+      for apiserver in "${manifests}/kube-apiserver.yaml" \
+        "${node_root}"/etc/kubernetes/manifests.pre-restore-*/kube-apiserver.yaml; do
+        if [[ -f "$apiserver" ]]; then
+          port="$(manifest_flag "$apiserver" secure-port)"
+          break
+        fi
+      done
+      printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$(manifest_flag "$f" name)" \
+        "$(manifest_flag "$f" initial-advertise-peer-urls)" "$(manifest_flag "$f" advertise-client-urls)" \
+        "$(manifest_flag "$f" data-dir)" "$(manifest_image "$f")" "${port:-6443}"
+      ;;
+    prepare)
+      # prepare DIR: the directory the snapshot is copied to
+      mkdir -p -- "${node_root}$1"
+      chmod 0700 "${node_root}$1"
+      ;;
+    verify)
+      # verify FILE SHA256
+      [[ -f "${node_root}$1" ]] || die "no snapshot at $1"
+      [[ "$(sha256sum -- "${node_root}$1" | cut -d' ' -f1)" == "$2" ]] || die "sha256 of $1 on this node does not match"
+      ;;
+    stop)
+      # stop STAMP COMPONENT...: manifests to manifests.pre-restore-STAMP/
+      stamp="$1"
+      shift
+      stash="${node_root}/etc/kubernetes/manifests.pre-restore-${stamp}"
+      mkdir -p -- "$stash"
+      chmod 0700 "$stash"
+      for component in "$@"; do
+        if [[ -f "${manifests}/${component}.yaml" ]]; then
+          mv -- "${manifests}/${component}.yaml" "${stash}/${component}.yaml"
+          log "moved ${component}.yaml to ${stash}"
+        elif [[ -f "${stash}/${component}.yaml" ]]; then
+          log "${component}.yaml is already in ${stash}"
+        elif f="$(find "${node_root}/etc/kubernetes" -mindepth 2 -maxdepth 2 -path '*/manifests.pre-restore-*' \
+          -name "${component}.yaml" | sort | tail -n 1)" && [[ -n "$f" ]]; then
+          # A rerun after a failed restore: the manifest is still in that run's directory.
+          mv -- "$f" "${stash}/${component}.yaml"
+          rmdir -- "$(dirname -- "$f")" 2>/dev/null || true
+          log "moved ${component}.yaml from ${f%/*} (an earlier run) to ${stash}"
+        elif [[ "$component" == kube-apiserver || "$component" == etcd ]]; then
+          die "no ${component}.yaml in ${manifests}"
+        fi
+      done
+      ;;
+    start)
+      stamp="$1"
+      shift
+      stash="${node_root}/etc/kubernetes/manifests.pre-restore-${stamp}"
+      for component in "$@"; do
+        if [[ -f "${stash}/${component}.yaml" ]]; then
+          mv -- "${stash}/${component}.yaml" "${manifests}/${component}.yaml"
+          log "moved ${component}.yaml back to ${manifests}"
+        fi
+      done
+      rmdir -- "$stash" 2>/dev/null || true
+      ;;
+    running)
+      # running COMPONENT...: exit 0 when any is still running
+      for component in "$@"; do
+        if node_running "$component"; then
+          echo "$component"
+          return 0
+        fi
+      done
+      return 1
+      ;;
+    restore)
+      # restore SNAPSHOT NAME DATA_DIR INITIAL_CLUSTER PEER_URL TOKEN
+      node_etcdutl_cmd
+      local data_dir="${node_root}$3"
+      # Paths for the tool as this node sees them.
+      restore_member "${node_root}$1" "$2" "$data_dir" "$4" "$5" "$6" true
+      rm -f -- "${node_root}$1"
+      ;;
+    etcd-healthy)
+      # etcd-healthy CLIENT_URL
+      local tls=()
+      if [[ "$1" == https://* ]]; then
+        tls=(--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt
+          --key /etc/kubernetes/pki/etcd/healthcheck-client.key)
+      fi
+      node_etcdctl --endpoints "$1" "${tls[@]}" --dial-timeout 3s --command-timeout 10s endpoint health --cluster
+      ;;
+    readyz)
+      # readyz PORT
+      [[ "$(curl -ksS --max-time 10 "https://127.0.0.1:$1/readyz")" == ok ]]
+      ;;
+    *) usage_error "node: unknown operation '${op}'" ;;
+  esac
+}
+
+# ---------------------------------------------------------------------------------------------
+# cluster
+
+cmd_cluster() {
+  local key="" snapshot="" log_file="" ssh_user="root" ssh_key="" sudo=false
+  local remote_dir="/var/lib/etcd-restore" token="" node_etcdutl=""
+  local timeout_seconds="${RESTORE_TIMEOUT:-600}" item
+  local -a node_specs=()
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --node)
+        need_value "$@"
+        IFS=',' read -r -a item <<<"$2"
+        node_specs+=("${item[@]}")
+        shift 2
+        ;;
+      --key) need_value "$@"; key="$2"; shift 2 ;;
+      --snapshot) need_value "$@"; snapshot="$2"; shift 2 ;;
+      --log) need_value "$@"; log_file="$2"; shift 2 ;;
+      --ssh-user) need_value "$@"; ssh_user="$2"; shift 2 ;;
+      --ssh-key) need_value "$@"; ssh_key="$2"; shift 2 ;;
+      --sudo) sudo=true; shift ;;
+      --remote-dir) need_value "$@"; remote_dir="${2%/}"; shift 2 ;;
+      --timeout) need_value "$@"; timeout_seconds="$2"; shift 2 ;;
+      --cluster-token) need_value "$@"; token="$2"; shift 2 ;;
+      --node-etcdutl) need_value "$@"; node_etcdutl="$2"; shift 2 ;;
+      *) usage_error "cluster: unknown argument '$1'" ;;
+    esac
+  done
+  ((${#node_specs[@]} > 0)) || usage_error "cluster needs --node NAME=IP (repeated or comma-separated)"
+  [[ -z "$key" || -z "$snapshot" ]] || usage_error "--key and --snapshot exclude each other"
+  [[ "$timeout_seconds" =~ ^[1-9][0-9]*$ ]] || usage_error "--timeout must be a positive whole number"
+  local -a names=() ips=()
+  for item in "${node_specs[@]}"; do
+    [[ "$item" =~ ^([A-Za-z0-9._-]+)=([A-Za-z0-9.:_-]+)$ ]] || usage_error "--node '${item}' is not NAME=IP"
+    names+=("${BASH_REMATCH[1]}")
+    ips+=("${BASH_REMATCH[2]}")
+  done
+
+  cluster_stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+  if [[ -z "$token" ]]; then token="etcd-restore-${cluster_stamp}-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"; fi
+  cluster_log="${log_file:-./etcd-restore-${cluster_stamp}.jsonl}"
+  : >>"$cluster_log"
+  s3_setup
+  on_exit() {
+    if [[ "$1" != 0 ]]; then log "restore FAILED; the change register is ${cluster_log}"; fi
+    if s3 s3 cp --only-show-errors "$cluster_log" "s3://${S3_BUCKET}/${S3_PREFIX}/restore-log/${cluster_stamp}.jsonl" \
+      >>"$aws_log" 2>&1; then
+      log "uploaded the change register to s3://${S3_BUCKET}/${S3_PREFIX}/restore-log/${cluster_stamp}.jsonl"
+    else
+      log "WARNING: could not upload the change register ${cluster_log}"
+    fi
+  }
+
+  local -a ssh_cmd scp_cmd
+  read -r -a ssh_cmd <<<"${RESTORE_SSH:-ssh -o BatchMode=yes}"
+  read -r -a scp_cmd <<<"${RESTORE_SCP:-scp -o BatchMode=yes -q}"
+  if [[ -n "$ssh_key" ]]; then
+    ssh_cmd+=(-i "$ssh_key")
+    scp_cmd+=(-i "$ssh_key")
+  fi
+  local self="${BASH_SOURCE[0]}"
+  local remote_bash="bash -s --"
+  if [[ -n "$node_etcdutl" ]]; then remote_bash="env RESTORE_NODE_ETCDUTL=$(printf '%q' "$node_etcdutl") ${remote_bash}"; fi
+  if "$sudo"; then remote_bash="sudo -n ${remote_bash}"; fi
+
+  record() {
+    jq -cn --arg time "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg step "$1" --arg node "$2" --arg status "$3" \
+      --arg detail "${4:-}" '{time: $time, step: $step, node: $node, status: $status, detail: $detail}' >>"$cluster_log"
+  }
+  # step NAME NODE DETAIL COMMAND...: records started, runs COMMAND, records ok or failed (and stops).
+  step() {
+    local name="$1" node="$2" detail="$3" out
+    shift 3
+    record "$name" "$node" started "$detail"
+    log "[${node}] ${name}: ${detail}"
+    out="$(mktemp "${TMPDIR:-/tmp}/etcd-restore-step.XXXXXX")"
+    cleanup_paths+=("$out" "$out.err")
+    # A subshell: a die in the command fails the step instead of ending the script unrecorded.
+    if ("$@") >"$out" 2>"$out.err"; then
+      record "$name" "$node" ok "$detail"
+      step_output="$(cat "$out")"
+      return 0
+    fi
+    show_log "$out.err"
+    record "$name" "$node" failed "$(tail -n 3 "$out.err" | tr '\n' ' ' | cut -c1-500)"
+    die "step ${name} failed on node ${node}; stopping (register: ${cluster_log})"
+  }
+  # on_node I OP ARGS...: this script's node OP on node I, through ssh, bounded.
+  on_node() {
+    local i="$1" command
+    shift
+    command="${remote_bash} node$(printf ' %q' "$@")"
+    timeout --kill-after=10 "$timeout_seconds" "${ssh_cmd[@]}" "${ssh_user}@${ips[$i]}" "$command" <"$self"
+  }
+  # wait_on_node I WHAT OP ARGS...: repeats OP until it succeeds, for at most the timeout.
+  wait_on_node() {
+    local i="$1" deadline=$((SECONDS + timeout_seconds))
+    shift
+    until on_node "$i" "$@"; do
+      ((SECONDS < deadline)) || return 1
+      sleep 2
+    done
+  }
+  # wait_gone I: kube-apiserver and etcd no longer run on node I.
+  wait_gone() {
+    local i="$1" deadline=$((SECONDS + timeout_seconds))
+    while on_node "$i" running kube-apiserver etcd; do
+      ((SECONDS < deadline)) || return 1
+      sleep 2
+    done
+  }
+
+  local n=${#names[@]} i fetched_key=""
+  local -a peer_urls=() client_urls=() data_dirs=() ports=()
+  local local_snapshot sha
+  log "restoring ${n} node(s): ${names[*]}; change register ${cluster_log}"
+  record begin "" ok "nodes ${names[*]}; token ${token}"
+
+  # fetch
+  local work
+  work="$(mktemp -d "${RESTORE_WORK_DIR:-${TMPDIR:-/tmp}}/etcd-restore-cluster.XXXXXX")"
+  cleanup_paths+=("$work")
+  if [[ -n "$snapshot" ]]; then
+    step fetch local "given snapshot ${snapshot}" snapshot_status "$snapshot"
+    local_snapshot="$snapshot"
+  else
+    local_snapshot="$work/snapshot.db"
+    step fetch local "${key:-newest complete backup}" fetch_print "$key" "$local_snapshot"
+    fetched_key="$(jq -r .key <<<"$step_output")"
+  fi
+  sha="$(sha256sum -- "$local_snapshot" | cut -d' ' -f1)"
+  record fetch local ok "snapshot sha256 ${sha}"
+
+  # inspect
+  local name peer client dir image port initial_cluster=""
+  for ((i = 0; i < n; i++)); do
+    step inspect "${names[$i]}" "read etcd.yaml" on_node "$i" info
+    IFS=$'\t' read -r name peer client dir image port <<<"$step_output"
+    if [[ "$name" != "${names[$i]}" || -z "$peer" || -z "$client" || -z "$dir" ]]; then
+      record inspect "${names[$i]}" failed "etcd.yaml names member '${name}' (peer '${peer}', data dir '${dir}')"
+      die "node ${names[$i]}: its etcd.yaml names member '${name}', peer URL '${peer}', data dir '${dir}'; stopping"
+    fi
+    peer_urls+=("$peer")
+    client_urls+=("${client%%,*}")
+    data_dirs+=("$dir")
+    ports+=("$port")
+    initial_cluster+="${initial_cluster:+,}${name}=${peer}"
+    record inspect "${names[$i]}" ok "peer ${peer}, data dir ${dir}, image ${image}"
+  done
+
+  # copy
+  local remote_snapshot="${remote_dir}/snapshot-${cluster_stamp}.db"
+  for ((i = 0; i < n; i++)); do
+    step copy "${names[$i]}" "${remote_snapshot}" copy_to "$i"
+  done
+
+  # stop everything, then wait
+  for ((i = 0; i < n; i++)); do
+    step stop-apiserver "${names[$i]}" "kube-apiserver, kube-controller-manager, kube-scheduler manifests aside" \
+      on_node "$i" stop "$cluster_stamp" kube-apiserver kube-controller-manager kube-scheduler
+  done
+  for ((i = 0; i < n; i++)); do
+    step stop-etcd "${names[$i]}" "etcd manifest aside" on_node "$i" stop "$cluster_stamp" etcd
+  done
+  for ((i = 0; i < n; i++)); do
+    step wait-stopped "${names[$i]}" "kube-apiserver and etcd gone" wait_gone "$i"
+  done
+
+  # restore every member before starting any
+  for ((i = 0; i < n; i++)); do
+    step restore "${names[$i]}" "member ${names[$i]} into ${data_dirs[$i]} (old one kept as .pre-restore-*)" \
+      on_node "$i" restore "$remote_snapshot" "${names[$i]}" "${data_dirs[$i]}" "$initial_cluster" "${peer_urls[$i]}" "$token"
+  done
+
+  for ((i = 0; i < n; i++)); do
+    step start-etcd "${names[$i]}" "etcd manifest back" on_node "$i" start "$cluster_stamp" etcd
+  done
+  step etcd-healthy "${names[0]}" "endpoint health --cluster via ${client_urls[0]}" \
+    wait_on_node 0 etcd-healthy "${client_urls[0]}"
+  for ((i = 0; i < n; i++)); do
+    step start-apiserver "${names[$i]}" "kube-apiserver, kube-controller-manager, kube-scheduler manifests back" \
+      on_node "$i" start "$cluster_stamp" kube-apiserver kube-controller-manager kube-scheduler
+  done
+  for ((i = 0; i < n; i++)); do
+    step readyz "${names[$i]}" "https://127.0.0.1:${ports[$i]}/readyz" wait_on_node "$i" readyz "${ports[$i]}"
+  done
+  record "done" "" ok "restored ${fetched_key:-$snapshot} on ${names[*]}"
+  log "restore complete; restart the kubelet on every node and check workloads (see docs/runbooks/etcd-restore.md)"
+  jq -cn --arg log "$cluster_log" --arg token "$token" --arg stamp "$cluster_stamp" --arg sha256 "$sha" \
+    --arg key "${fetched_key:-}" '{stamp: $stamp, key: $key, snapshotSha256: $sha256, clusterToken: $token, log: $log}'
+}
+
+# copy_to I: the snapshot to node I, then its sha256 checked there (uses cmd_cluster's locals).
+copy_to() {
+  local i="$1"
+  on_node "$i" prepare "$remote_dir"
+  timeout --kill-after=10 "$timeout_seconds" "${scp_cmd[@]}" "$local_snapshot" "${ssh_user}@${ips[$i]}:${remote_snapshot}"
+  on_node "$i" verify "$remote_snapshot" "$sha"
+}
+
+# ---------------------------------------------------------------------------------------------
+
+case "${1:-}" in
+  -h | --help | help)
+    usage
+    exit 0
+    ;;
+  fetch) shift; cmd_fetch "$@" ;;
+  fetch-pki) shift; cmd_fetch_pki "$@" ;;
+  member) shift; cmd_member "$@" ;;
+  cluster) shift; cmd_cluster "$@" ;;
+  node) shift; node_op "$@" ;;
+  "") usage_error "a subcommand is required: fetch, fetch-pki, member or cluster" ;;
+  *) usage_error "unknown subcommand '$1'" ;;
+esac
