@@ -61,3 +61,101 @@ function valueOf(text: string, field: Field): number | undefined {
   if (index < 0) return undefined;
   return field.min + index;
 }
+
+/** Minutes in a day, and days in the Gregorian calendar's 400-year cycle (a whole number of weeks). */
+const minutesPerDay = 1440;
+const daysPer400Years = 146097;
+
+/**
+ * The longest gap, in seconds, between two consecutive runs of a valid 5-field schedule, read
+ * as Kubernetes' CronJob controller reads it (robfig/cron's standard parser, in UTC): when both
+ * day-of-month and day-of-week are restricted a day matches either (Vixie cron's OR); when one
+ * of them is `*` both must match (`*` with a step above 1 counts as restricted, as there).
+ *
+ * Exact rather than sampled: the matching times of day are the same every matching day, and
+ * the calendar repeats every 400 years, so one pass over 146,097 days (7 when only the weekday
+ * matters) finds every gap, the 8-year gaps of `0 0 29 2 *` included. Throws on an invalid schedule and on one that never
+ * runs (`0 0 30 2 *`): an alert threshold cannot be derived from either.
+ */
+export function cronMaxIntervalSeconds(schedule: string): number {
+  const error = cronError(schedule);
+  if (error) throw new Error(`"${schedule}" is not a valid cron schedule: ${error}`);
+  const [minuteField, hourField, dom, months, dow] = schedule
+    .trim()
+    .split(/\s+/)
+    .map((text, i) => expand(text, fields[i]));
+  const minutes = [...minuteField.values];
+  const hours = [...hourField.values];
+  const times = hours.flatMap((h) => minutes.map((m) => h * 60 + m)).sort((a, b) => a - b);
+  const monthMatch = flags(months.values, 12);
+  const domMatch = flags(dom.values, 31);
+  const dowMatch = flags(dow.values, 6);
+  const domAndDow = dom.star || dow.star;
+
+  let longest = 0;
+  for (let i = 1; i < times.length; i++) longest = Math.max(longest, times[i] - times[i - 1]);
+  const dayGap = minutesPerDay + times[0] - times[times.length - 1];
+
+  // When every day of every month qualifies by date, only the weekday decides: the days repeat
+  // weekly. Otherwise walk 2000-01-01 (a Saturday, the start of a 400-year cycle) to 2399-12-31.
+  const cycle = dom.star && months.values.size === 12 ? 7 : daysPer400Years;
+  let firstDay = -1;
+  let lastDay = -1;
+  let day = 0;
+  for (let year = 2000; day < cycle; year++) {
+    const leap = (year % 4 === 0 && year % 100 !== 0) || year % 400 === 0;
+    for (let month = 1; month <= 12 && day < cycle; month++) {
+      const length = monthLength(month, leap);
+      if (!monthMatch[month]) {
+        day += length;
+        continue;
+      }
+      for (let date = 1; date <= length && day < cycle; date++, day++) {
+        const byDate = domMatch[date];
+        const byWeekday = dowMatch[(day + 6) % 7]; // day 0 is a Saturday; 0 = Sunday
+        if (!(domAndDow ? byDate && byWeekday : byDate || byWeekday)) continue;
+        if (lastDay >= 0) longest = Math.max(longest, (day - lastDay - 1) * minutesPerDay + dayGap);
+        if (firstDay < 0) firstDay = day;
+        lastDay = day;
+      }
+    }
+  }
+  if (firstDay < 0) throw new Error(`"${schedule}" never runs: no calendar day matches it`);
+  // The gap from the cycle's last run to the next cycle's first.
+  longest = Math.max(longest, (firstDay + cycle - lastDay - 1) * minutesPerDay + dayGap);
+  return longest * 60;
+}
+
+function monthLength(month: number, leap: boolean): number {
+  if (month === 2) return leap ? 29 : 28;
+  return month === 4 || month === 6 || month === 9 || month === 11 ? 30 : 31;
+}
+
+/** `values` as a lookup table indexed 0..max. */
+function flags(values: Set<number>, max: number): boolean[] {
+  return Array.from({ length: max + 1 }, (_, i) => values.has(i));
+}
+
+/** The values a field selects; `star` when it is a bare `*` (robfig/cron's star bit). */
+function expand(text: string, field: Field): { values: Set<number>; star: boolean } {
+  const values = new Set<number>();
+  let star = false;
+  for (const item of text.split(",")) {
+    const [range, stepText] = item.split("/");
+    const step = stepText === undefined ? 1 : Number(stepText);
+    // Day of week 7 is Sunday, so `*` and `N/step` end at 6, as in robfig/cron.
+    const max = field.name === "day of week" ? 6 : field.max;
+    let low = field.min;
+    let high = max;
+    if (range === "*") {
+      if (step === 1) star = true;
+    } else {
+      const bounds = range.split("-").map((b) => valueOf(b, field) as number);
+      low = bounds[0];
+      // "N/step" means N to the field's maximum, as in robfig/cron.
+      high = bounds.length > 1 ? bounds[1] : stepText === undefined ? low : max;
+    }
+    for (let v = low; v <= high; v += step) values.add(field.name === "day of week" && v === 7 ? 0 : v);
+  }
+  return { values, star };
+}

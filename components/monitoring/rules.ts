@@ -1,0 +1,466 @@
+/**
+ * Prometheus alerting rules for the control plane: etcd, API server, controller-manager,
+ * scheduler, the etcd backup CronJob, and the configured cluster size.
+ *
+ * Pure: rules are data built from {@link AlertRuleSettings}; {@link renderRuleFile} writes the
+ * plain Prometheus rule file (`groups:`) that `promtool` reads and that becomes the
+ * PrometheusRule's `spec`. Job names are settings because kube-prometheus-stack's job labels
+ * differ from the upstream mixins' defaults (`apiserver`, not `kube-apiserver`; `kube-etcd`,
+ * not the mixin's `.*etcd.*` regex), and a selector that matches nothing never fires.
+ *
+ * Sources: the etcd mixin (etcd-io/etcd `contrib/mixin`) and kubernetes-mixin as
+ * kube-prometheus-stack renders them. Deviations are marked where they are made.
+ */
+import { stringify } from "yaml";
+
+export interface AlertRuleSettings {
+  /** The `job` label of the etcd scrape job (kube-prometheus-stack on kubeadm: "kube-etcd"). One setting. */
+  etcdJob: string;
+  /** kube-prometheus-stack's job names: "apiserver", "kube-controller-manager", "kube-scheduler", "kube-state-metrics". */
+  apiserverJob: string;
+  controllerManagerJob: string;
+  schedulerJob: string;
+  kubeStateMetricsJob: string;
+  /** The configured number of control-plane nodes (= etcd members): 1, 3, 5 or 7. */
+  controlPlaneCount: number;
+  /** The etcd backup CronJob: namespace "kube-system", name "etcd-backup"; maxAgeSeconds = schedule's longest gap + margin. */
+  backup: { namespace: string; cronJob: string; maxAgeSeconds: number };
+  /** Base URL of docs/runbooks in the repository; runbook_url = `${runbookBaseUrl}/${alertname}.md`. */
+  runbookBaseUrl: string;
+}
+
+export interface AlertingRule {
+  alert: string;
+  expr: string;
+  for?: string;
+  labels: Record<string, string>;
+  annotations: Record<string, string>;
+}
+
+export interface RecordingRule {
+  record: string;
+  expr: string;
+  labels?: Record<string, string>;
+}
+
+export interface RuleGroup {
+  name: string;
+  interval?: string;
+  rules: (AlertingRule | RecordingRule)[];
+}
+
+export interface RuleFile {
+  groups: RuleGroup[];
+}
+
+export type Severity = "critical" | "warning" | "info";
+
+/**
+ * The etcd mixin's failure-rate window is 4 scrape intervals; kube-prometheus-stack scrapes
+ * every 30s. Re-derive it if the scrape interval changes.
+ */
+const etcdPeerFailureWindow = "120s";
+
+/** The etcd mixin's `etcd_instance_labels` as kube-prometheus-stack sets them. */
+const etcdInstanceLabels = "instance, pod";
+
+/** The alerting rules, in groups, for `settings`. */
+export function prometheusRules(settings: AlertRuleSettings): RuleFile {
+  const alert = alertBuilder(settings.runbookBaseUrl);
+  return {
+    groups: [
+      { name: "etcd", rules: etcdRules(settings, alert) },
+      { name: "etcd-mixin", rules: etcdMixinRules(settings, alert) },
+      { name: "kubernetes-control-plane", rules: controlPlaneRules(settings, alert) },
+      { name: "etcd-backup", rules: backupRules(settings, alert) },
+    ],
+  };
+}
+
+/** Every alert name in the file, sorted, unique. */
+export function alertNames(file: RuleFile): string[] {
+  const names = file.groups.flatMap((g) => g.rules.flatMap((r) => ("alert" in r ? [r.alert] : [])));
+  return [...new Set(names)].sort();
+}
+
+/**
+ * The plain Prometheus rule file (`groups:`) as YAML text: what `promtool check rules` reads
+ * and what the PrometheusRule's `spec` holds. Sorted keys, no line folding, so the same
+ * settings always give the same bytes.
+ */
+export function renderRuleFile(file: RuleFile): string {
+  return stringify(file, { sortMapEntries: true, lineWidth: 0, aliasDuplicateObjects: false });
+}
+
+interface AlertSpec {
+  alert: string;
+  expr: string;
+  for?: string;
+  severity: Severity;
+  summary: string;
+  description: string;
+}
+
+type Alert = (spec: AlertSpec) => AlertingRule;
+
+function alertBuilder(runbookBaseUrl: string): Alert {
+  const base = runbookBaseUrl.replace(/\/+$/, "");
+  return ({ alert, expr, for: pending, severity, summary, description }) => ({
+    alert,
+    expr,
+    ...(pending ? { for: pending } : {}),
+    labels: { severity },
+    annotations: { summary, description, runbook_url: `${base}/${alert}.md` },
+  });
+}
+
+/** `{job="<job>"}`-style selector text from label pairs, values quoted for PromQL. */
+function sel(labels: Record<string, string>): string {
+  const pairs = Object.entries(labels).map(([k, v]) => `${k}=${JSON.stringify(v)}`);
+  return `{${pairs.join(", ")}}`;
+}
+
+/** The runbook's three etcd alerts (names and expressions are a contract), plus target presence and member count. */
+function etcdRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
+  const etcd = sel({ job: s.etcdJob });
+  return [
+    alert({
+      alert: "EtcdMemberDown",
+      expr: `up${etcd} == 0`,
+      for: "5m",
+      severity: "critical",
+      summary: "An etcd member is down.",
+      description: "Prometheus cannot scrape etcd member {{ $labels.instance }} for 5 minutes.",
+    }),
+    alert({
+      alert: "EtcdHighFsyncDuration",
+      expr: `histogram_quantile(0.99, rate(etcd_disk_wal_fsync_duration_seconds_bucket${etcd}[5m])) > 0.5`,
+      for: "10m",
+      severity: "warning",
+      summary: "etcd WAL fsync is slow.",
+      description:
+        "The 99th percentile of WAL fsync durations on etcd member {{ $labels.instance }} is {{ $value | humanize }}s (above 0.5s).",
+    }),
+    alert({
+      alert: "EtcdDatabaseSizeExceeding",
+      expr: `etcd_mvcc_db_total_size_in_bytes${etcd} > 6e+09`,
+      for: "10m",
+      severity: "warning",
+      summary: "The etcd database is larger than 6 GB.",
+      description: "The etcd database of member {{ $labels.instance }} is {{ $value | humanize }}B (above 6 GB).",
+    }),
+    // Not in the etcd mixin: its alerts select on `up{job=...}` and go silent when the target
+    // disappears (a broken ServiceMonitor, metrics listener on loopback only).
+    alert({
+      alert: "EtcdTargetAbsent",
+      expr: `absent(up${etcd})`,
+      for: "15m",
+      severity: "critical",
+      summary: "etcd has disappeared from Prometheus target discovery.",
+      description: `No scrape target with job="${s.etcdJob}" exists: every etcd alert is blind.`,
+    }),
+    // Not in the etcd mixin: the number of scrape targets should equal the configured member
+    // count. An absent count is EtcdTargetAbsent's case.
+    alert({
+      alert: "EtcdMemberCountMismatch",
+      expr: `count by (job) (up${etcd}) != ${s.controlPlaneCount}`,
+      for: "15m",
+      severity: "warning",
+      summary: "The number of etcd scrape targets differs from the configured control-plane count.",
+      description: `Prometheus has {{ $value }} etcd targets; the stack configures ${s.controlPlaneCount} control-plane nodes (etcd members).`,
+    }),
+  ];
+}
+
+/**
+ * The etcd mixin's alerts with our selector and kube-prometheus-stack's instance labels.
+ *
+ * Dropped: `etcdGRPCRequestsSlow`. Its histogram `grpc_server_handling_seconds_bucket` exists
+ * only with etcd's `--metrics=extensive`, which this cluster does not set (kubeadm's default
+ * is `basic`), so the rule could never fire.
+ */
+function etcdMixinRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
+  const etcd = sel({ job: s.etcdJob });
+  const failedCodes = "Unknown|FailedPrecondition|ResourceExhausted|Internal|Unavailable|DataLoss|DeadlineExceeded";
+  const grpcFailureRatio =
+    `100 * sum without (grpc_type, grpc_code) (rate(grpc_server_handled_total{job=${JSON.stringify(s.etcdJob)}, grpc_code=~"${failedCodes}"}[5m]))\n` +
+    `/\nsum without (grpc_type, grpc_code) (rate(grpc_server_handled_total${etcd}[5m]))`;
+  const fsync = `histogram_quantile(0.99, rate(etcd_disk_wal_fsync_duration_seconds_bucket${etcd}[5m]))`;
+  return [
+    alert({
+      alert: "etcdMembersDown",
+      // Deviation: the mixin filters with `> 0` only after the `or`. Both sides of its `or` carry
+      // the same labels once instance and pod are summed away, so the left side (0 while every
+      // target is up) always wins and peer send failures could never fire the alert. Filtering
+      // the left side first lets the peer-failure side count when no member is down.
+      expr: [
+        "max without (endpoint) (",
+        `  sum without (${etcdInstanceLabels}) (up${etcd} == bool 0) > 0`,
+        "or",
+        "  count without (To) (",
+        `    sum without (${etcdInstanceLabels}) (rate(etcd_network_peer_sent_failures_total${etcd}[${etcdPeerFailureWindow}])) > 0.01`,
+        "  )",
+        ")",
+      ].join("\n"),
+      for: "20m",
+      severity: "warning",
+      summary: "etcd cluster members are down.",
+      description:
+        'etcd cluster "{{ $labels.job }}": members are down ({{ $value }}), or peers fail to reach each other.',
+    }),
+    alert({
+      alert: "etcdInsufficientMembers",
+      expr: `sum without (${etcdInstanceLabels}) (up${etcd} == bool 1) < ((count without (${etcdInstanceLabels}) (up${etcd}) + 1) / 2)`,
+      for: "3m",
+      severity: "critical",
+      summary: "etcd cluster has insufficient number of members.",
+      description: 'etcd cluster "{{ $labels.job }}": insufficient members ({{ $value }}); quorum is lost.',
+    }),
+    alert({
+      alert: "etcdNoLeader",
+      expr: `etcd_server_has_leader${etcd} == 0`,
+      for: "1m",
+      severity: "critical",
+      summary: "etcd cluster has no leader.",
+      description: "etcd member {{ $labels.instance }} has no leader.",
+    }),
+    alert({
+      alert: "etcdHighNumberOfLeaderChanges",
+      expr:
+        `increase((max without (${etcdInstanceLabels}) (etcd_server_leader_changes_seen_total${etcd})` +
+        ` or 0 * absent(etcd_server_leader_changes_seen_total${etcd}))[15m:1m]) >= 4`,
+      for: "5m",
+      severity: "warning",
+      summary: "etcd cluster has high number of leader changes.",
+      description:
+        'etcd cluster "{{ $labels.job }}": {{ $value }} leader changes within the last 15 minutes. Frequent elections may be a sign of insufficient resources, high network latency, or disruptions by other components.',
+    }),
+    alert({
+      alert: "etcdHighNumberOfFailedGRPCRequests",
+      expr: `${grpcFailureRatio}\n> 1`,
+      for: "10m",
+      severity: "warning",
+      summary: "etcd cluster has high number of failed grpc requests.",
+      description:
+        "{{ $value | humanize }}% of {{ $labels.grpc_method }} requests failed on etcd member {{ $labels.instance }}.",
+    }),
+    alert({
+      alert: "etcdHighNumberOfFailedGRPCRequests",
+      expr: `${grpcFailureRatio}\n> 5`,
+      for: "5m",
+      severity: "critical",
+      summary: "etcd cluster has high number of failed grpc requests.",
+      description:
+        "{{ $value | humanize }}% of {{ $labels.grpc_method }} requests failed on etcd member {{ $labels.instance }}.",
+    }),
+    alert({
+      alert: "etcdMemberCommunicationSlow",
+      expr: `histogram_quantile(0.99, rate(etcd_network_peer_round_trip_time_seconds_bucket${etcd}[5m])) > 0.15`,
+      for: "10m",
+      severity: "warning",
+      summary: "etcd cluster member communication is slow.",
+      description:
+        "Peer round trips from etcd member {{ $labels.instance }} to {{ $labels.To }} take {{ $value | humanize }}s at the 99th percentile.",
+    }),
+    alert({
+      alert: "etcdHighNumberOfFailedProposals",
+      expr: `rate(etcd_server_proposals_failed_total${etcd}[15m]) > 5`,
+      for: "15m",
+      severity: "warning",
+      summary: "etcd cluster has high number of proposal failures.",
+      description:
+        "etcd member {{ $labels.instance }} had {{ $value | humanize }} proposal failures per second over 15 minutes.",
+    }),
+    alert({
+      alert: "etcdHighFsyncDurations",
+      expr: `${fsync} > 0.5`,
+      for: "10m",
+      severity: "warning",
+      summary: "etcd cluster 99th percentile fsync durations are too high.",
+      description:
+        "99th percentile WAL fsync duration is {{ $value | humanize }}s on etcd member {{ $labels.instance }}.",
+    }),
+    alert({
+      alert: "etcdHighFsyncDurations",
+      expr: `${fsync} > 1`,
+      for: "10m",
+      severity: "critical",
+      summary: "etcd cluster 99th percentile fsync durations are too high.",
+      description:
+        "99th percentile WAL fsync duration is {{ $value | humanize }}s on etcd member {{ $labels.instance }}.",
+    }),
+    alert({
+      alert: "etcdHighCommitDurations",
+      expr: `histogram_quantile(0.99, rate(etcd_disk_backend_commit_duration_seconds_bucket${etcd}[5m])) > 0.25`,
+      for: "10m",
+      severity: "warning",
+      summary: "etcd cluster 99th percentile commit durations are too high.",
+      description:
+        "99th percentile backend commit duration is {{ $value | humanize }}s on etcd member {{ $labels.instance }}.",
+    }),
+    alert({
+      alert: "etcdDatabaseQuotaLowSpace",
+      expr:
+        `(last_over_time(etcd_mvcc_db_total_size_in_bytes${etcd}[5m])` +
+        ` / last_over_time(etcd_server_quota_backend_bytes${etcd}[5m])) * 100 > 95`,
+      for: "10m",
+      severity: "critical",
+      summary: "etcd cluster database is running full.",
+      description: "The database of etcd member {{ $labels.instance }} uses {{ $value | humanize }}% of its quota.",
+    }),
+    alert({
+      alert: "etcdExcessiveDatabaseGrowth",
+      expr: `predict_linear(etcd_mvcc_db_total_size_in_bytes${etcd}[4h], 4 * 60 * 60) > etcd_server_quota_backend_bytes${etcd}`,
+      for: "10m",
+      severity: "warning",
+      summary: "etcd cluster database growing very fast.",
+      description:
+        "At the growth rate of the last 4 hours, the database of etcd member {{ $labels.instance }} exceeds its quota within 4 hours.",
+    }),
+    alert({
+      alert: "etcdDatabaseHighFragmentationRatio",
+      expr:
+        `(last_over_time(etcd_mvcc_db_total_size_in_use_in_bytes${etcd}[5m])` +
+        ` / last_over_time(etcd_mvcc_db_total_size_in_bytes${etcd}[5m])) < 0.5` +
+        ` and etcd_mvcc_db_total_size_in_use_in_bytes${etcd} > 104857600`,
+      for: "10m",
+      severity: "warning",
+      summary: "etcd database size in use is less than 50% of the actual allocated storage.",
+      description:
+        "etcd member {{ $labels.instance }} uses {{ $value | humanizePercentage }} of its database file; defragment it to reclaim the rest.",
+    }),
+  ];
+}
+
+/**
+ * kubernetes-mixin's control-plane availability and client-certificate alerts with
+ * kube-prometheus-stack's job names, plus the configured control-plane node count.
+ * The mixin's `cluster` label is left out of `on(...)`: one Prometheus watches one cluster.
+ */
+function controlPlaneRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
+  const components = [
+    { name: "KubeAPI", job: s.apiserverJob, what: "The Kubernetes API server" },
+    { name: "KubeControllerManager", job: s.controllerManagerJob, what: "kube-controller-manager" },
+    { name: "KubeScheduler", job: s.schedulerJob, what: "kube-scheduler" },
+  ];
+  const availability = components.flatMap(({ name, job, what }) => [
+    alert({
+      alert: `${name}Down`,
+      expr: `absent(up${sel({ job })})`,
+      for: "15m",
+      severity: "critical",
+      summary: "Target disappeared from Prometheus target discovery.",
+      description: `${what} (job="${job}") has disappeared from Prometheus target discovery.`,
+    }),
+    alert({
+      alert: `${name}InstanceUnreachable`,
+      expr: `up${sel({ job })} == 0`,
+      for: "15m",
+      severity: "warning",
+      summary: "A control-plane component instance is unreachable.",
+      description: `${what} instance {{ $labels.instance }} has been unreachable for 15 minutes.`,
+    }),
+  ]);
+  const apiserver = sel({ job: s.apiserverJob });
+  const certificate = (severity: Severity, seconds: number, within: string) =>
+    alert({
+      alert: "KubeClientCertificateExpiration",
+      expr:
+        `histogram_quantile(0.01, sum without (namespace, service, endpoint) (rate(apiserver_client_certificate_expiration_seconds_bucket${apiserver}[5m]))) < ${seconds}\n` +
+        `and on (job, instance) apiserver_client_certificate_expiration_seconds_count${apiserver} > 0`,
+      for: "5m",
+      severity,
+      summary: "Client certificate is about to expire.",
+      description: `A client certificate used to authenticate to the API server at {{ $labels.instance }} expires in less than ${within}.`,
+    });
+  const ksm = s.kubeStateMetricsJob;
+  return [
+    ...availability,
+    certificate("warning", 604800, "7 days"),
+    certificate("critical", 86400, "24 hours"),
+    // Counts distinct nodes, so two kube-state-metrics replicas do not double the count. With
+    // no node labelled control-plane the count is absent; `or 0 * count(up ...)` turns that
+    // into 0 while kube-state-metrics is up, so the alert fires; while it is down, it stays
+    // silent (kube-prometheus-stack's TargetDown reports that).
+    alert({
+      alert: "ControlPlaneNodeCountMismatch",
+      expr:
+        `(\n  count(count by (node) (kube_node_role${sel({ job: ksm, role: "control-plane" })}))\n` +
+        `or\n  0 * count(up${sel({ job: ksm })} == 1)\n) != ${s.controlPlaneCount}`,
+      for: "15m",
+      severity: "warning",
+      summary: "The number of control-plane nodes differs from the configured count.",
+      description: `The cluster has {{ $value }} nodes with role control-plane; the stack configures ${s.controlPlaneCount}.`,
+    }),
+  ];
+}
+
+/**
+ * The etcd backup CronJob, through kube-state-metrics.
+ *
+ * Freshness: `kube_cronjob_status_last_successful_time` exists only once a run has succeeded,
+ * so a new CronJob counts its age from `kube_cronjob_created`: it fires once it has existed
+ * longer than the threshold without a success, and not before (gardener/gardener#2892 fired
+ * on every new cluster by reading a missing timestamp as 0). No `for`: the age only grows,
+ * and a `for` would restart after every kube-state-metrics restart.
+ */
+function backupRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
+  const { namespace, cronJob, maxAgeSeconds } = s.backup;
+  const ksm = s.kubeStateMetricsJob;
+  const cron = sel({ job: ksm, namespace, cronjob: cronJob });
+  const lastSuccessOrCreation = `max by (namespace, cronjob) (\n  kube_cronjob_status_last_successful_time${cron}\n  or\n  kube_cronjob_created${cron}\n)`;
+  const tooOld = (severity: Severity, seconds: number) =>
+    alert({
+      alert: "EtcdBackupTooOld",
+      expr: `time() - ${lastSuccessOrCreation} > ${seconds}`,
+      severity,
+      summary: "The last successful etcd backup is too old.",
+      description: `No run of CronJob ${namespace}/${cronJob} has succeeded for {{ $value | humanizeDuration }} (threshold ${seconds}s).`,
+    });
+  const jobs = sel({ job: ksm, namespace });
+  return [
+    tooOld("warning", maxAgeSeconds),
+    // Escalates when a second period passes without a backup.
+    tooOld("critical", 2 * maxAgeSeconds),
+    // A failed Job stays in the CronJob's history after later runs succeed, so a failed Job
+    // counts only when it was created after the last successful completion (or when no run
+    // has succeeded yet). `kube_job_failed{condition="true"}` is the Job's terminal Failed
+    // condition (backoffLimit or activeDeadlineSeconds reached), not a single failed pod that
+    // a retry recovered.
+    alert({
+      alert: "EtcdBackupJobFailed",
+      expr: [
+        `(`,
+        `  max by (namespace, job_name) (kube_job_created${jobs})`,
+        `  and on (namespace, job_name) kube_job_owner${sel({ job: ksm, namespace, owner_kind: "CronJob", owner_name: cronJob })}`,
+        `  and on (namespace, job_name) (kube_job_failed${sel({ job: ksm, namespace, condition: "true" })} == 1)`,
+        `)`,
+        `> on (namespace) group_left ()`,
+        `(`,
+        `  max by (namespace) (kube_cronjob_status_last_successful_time${cron})`,
+        `  or`,
+        `  max by (namespace) (0 * kube_cronjob_created${cron})`,
+        `)`,
+      ].join("\n"),
+      severity: "warning",
+      summary: "The most recent etcd backup Job failed.",
+      description: `Job {{ $labels.job_name }} of CronJob ${namespace}/${cronJob} failed, and no run has succeeded since.`,
+    }),
+    alert({
+      alert: "EtcdBackupCronJobMissing",
+      expr: `absent(kube_cronjob_info${cron})`,
+      for: "15m",
+      severity: "critical",
+      summary: "The etcd backup CronJob does not exist.",
+      description: `kube-state-metrics reports no CronJob ${namespace}/${cronJob}: no etcd backups are being taken, and EtcdBackupTooOld cannot fire.`,
+    }),
+    alert({
+      alert: "EtcdBackupCronJobSuspended",
+      expr: `kube_cronjob_spec_suspend${cron} == 1`,
+      for: "15m",
+      severity: "warning",
+      summary: "The etcd backup CronJob is suspended.",
+      description: `CronJob ${namespace}/${cronJob} is suspended: no new etcd backups are taken until it is resumed.`,
+    }),
+  ];
+}

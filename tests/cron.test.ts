@@ -1,0 +1,68 @@
+/**
+ * cronMaxIntervalSeconds: the longest gap between two runs of a CronJob schedule, which sets
+ * the etcd backup freshness alert's threshold. Each expectation is worked out by hand from
+ * the calendar, not from the implementation.
+ */
+import { cronMaxIntervalSeconds } from "../components/cron";
+
+const minute = 60;
+const hour = 3600;
+const day = 86400;
+
+test.each([
+  ["0 */6 * * *", 6 * hour],
+  ["30 2 * * *", day],
+  ["0 3 * * 1", 7 * day],
+  ["*/15 * * * *", 15 * minute],
+  ["* * * * *", minute],
+  ["*/1 * * * *", minute],
+  // Runs at :00 and :45: the long gap is :00 -> :45.
+  ["0,45 * * * *", 45 * minute],
+  // 23:00 then 01:00 the next day is 2h; 01:00 -> 23:00 is 22h.
+  ["0 1,23 * * *", 22 * hour],
+  // "N/step" runs from N to the field's maximum: 5, 25, 45 past each hour -> 20m, and 45 -> 05 is 20m.
+  ["5/20 * * * *", 20 * minute],
+  // Weekdays at 02:00: Friday -> Monday is 3 days.
+  ["0 2 * * mon-fri", 3 * day],
+  ["0 2 * * 1-5", 3 * day],
+  // 7 and 0 are both Sunday.
+  ["0 0 * * 7", 7 * day],
+  ["0 0 * * 0,7", 7 * day],
+  // Monthly on the 1st: the longest gap is a 31-day month.
+  ["0 0 1 * *", 31 * day],
+  // The 31st exists in 7 months; Aug 31 is the last before Oct 31 (61 days)... and Dec 31 -> Jan 31 is 31 days,
+  // Jan 31 -> Mar 31 is 59 or 60 days; May 31 -> Jul 31 is 61 days.
+  ["0 0 31 * *", 61 * day],
+  // Yearly on January 1st: 365 or 366 days.
+  ["0 0 1 1 *", 366 * day],
+  // Leap days only (day-of-week is `*`, so both must match): 2096-02-29 -> 2104-02-29 is 8 years, two leap days.
+  ["0 0 29 2 *", (8 * 365 + 1) * day],
+  // Day-of-month 1 OR Sunday (both restricted: Vixie cron's OR). Never more than 7 days apart.
+  ["0 0 1 * 0", 7 * day],
+  // `*/2` in day-of-week counts as restricted (robfig/cron clears the star bit for a step), so OR applies:
+  // every day of month 1 OR an even weekday; day of month 1 is the only day-of-month match.
+  ["0 0 1 * */2", 2 * day],
+  // Day-of-month `*` with a day-of-week list: AND, so only Mondays and Thursdays: Thu -> Mon is 4 days.
+  ["0 12 * * 1,4", 4 * day],
+])("%s -> %d s", (schedule, expected) => {
+  expect(cronMaxIntervalSeconds(schedule)).toBe(expected);
+});
+
+test("common schedules take well under 50 ms", () => {
+  for (const schedule of ["0 */6 * * *", "30 2 * * *", "0 3 * * 1", "*/15 * * * *", "0 0 29 2 *"]) {
+    const start = process.hrtime.bigint();
+    cronMaxIntervalSeconds(schedule);
+    expect(Number(process.hrtime.bigint() - start) / 1e6).toBeLessThan(50);
+  }
+});
+
+test("an invalid schedule is refused with cronError's reason", () => {
+  expect(() => cronMaxIntervalSeconds("0 */6 * *")).toThrow(
+    '"0 */6 * *" is not a valid cron schedule: it has 4 fields; a cron schedule has 5',
+  );
+  expect(() => cronMaxIntervalSeconds("61 * * * *")).toThrow('the minute field "61" is outside 0-59');
+});
+
+test("a schedule that never runs is refused, since no threshold follows from it", () => {
+  expect(() => cronMaxIntervalSeconds("0 0 30 2 *")).toThrow('"0 0 30 2 *" never runs: no calendar day matches it');
+});
