@@ -3,12 +3,14 @@
  * concern; the order of statements here is not the deployment order, the data flow is.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { EtcdBackup } from "./components/backup";
 import { ClusterBootstrap } from "./components/bootstrap";
 import { ClusterAccess, publicApiServer } from "./components/clusterAccess";
 import { Cni } from "./components/cni";
 import { loadConfig, loadSecrets } from "./components/config";
 import { ControlPlane } from "./components/controlPlane";
 import { ApiLoadBalancer } from "./components/loadBalancer";
+import { Monitoring } from "./components/monitoring/monitoring";
 import { ClusterNetwork } from "./components/network";
 import { stackOutputs, StackOutputs } from "./components/outputs";
 import { ReservedIp } from "./components/reservedIp";
@@ -70,7 +72,21 @@ export = async (): Promise<StackOutputs> => {
       .apply(([lbIpv4, address]) => publicApiServer(cfg, lbIpv4, address)),
   });
 
-  new Cni("cni", { cfg, provider: access.provider });
+  const cni = new Cni("cni", { cfg, provider: access.provider });
+
+  new Monitoring("monitoring", {
+    cfg,
+    provider: access.provider,
+    pagerdutyRoutingKey: secrets.pagerdutyRoutingKey,
+    podNetwork: cni.release,
+  });
+
+  new EtcdBackup("etcd-backup", {
+    cfg,
+    provider: access.provider,
+    accessKey: secrets.objectStorage.accessKey,
+    secretKey: secrets.objectStorage.secretKey,
+  });
 
   return stackOutputs({ cfg, network, reservedIp, controlPlane, api, access });
 };

@@ -14,9 +14,11 @@ import {
   loadBalancerTypes,
   locationZones,
   networkZones,
+  objectStorageLocations,
   privateRanges,
   supportedImages,
 } from "./hetzner";
+import { businessHoursErrors } from "./monitoring/alertmanager";
 
 /** One control-plane node. `name` is stable: resources are keyed by it, never by position. */
 export interface NodeSpec {
@@ -29,6 +31,10 @@ export interface NodeSpec {
 export type HealthCheckMode = "tcp" | "readyz";
 export const cniChoices = ["cilium", "calico"] as const;
 export type CniChoice = (typeof cniChoices)[number];
+export const monitoringChoices = ["kube-prometheus-stack", "existing-operator"] as const;
+export type MonitoringChoice = (typeof monitoringChoices)[number];
+export const backupEncryptionChoices = ["age", "none"] as const;
+export type BackupEncryption = (typeof backupEncryptionChoices)[number];
 
 /** The validated stack configuration. Field docs are in Pulumi.yaml, next to each default. */
 export interface ClusterConfig {
@@ -71,6 +77,32 @@ export interface ClusterConfig {
     schedule: string;
     retentionDays: number;
     keepLast: number;
+    /** The bucket name (derived from clusterName when the setting is ""). */
+    bucket: string;
+    /** Object Storage location of the bucket. */
+    location: string;
+    objectLock: boolean;
+    encryption: BackupEncryption;
+    /** age public keys; non-empty when encryption is age. */
+    ageRecipients: string[];
+    image: string;
+  };
+  monitoring: {
+    mode: MonitoringChoice;
+    namespace: string;
+    ruleName: string;
+    /** Labels on the PrometheusRule (the operator's ruleSelector must match them). */
+    ruleLabels: Record<string, string>;
+    etcdJob: string;
+    /** Without a trailing slash. */
+    runbookBaseUrl: string;
+    backupAlertMarginMinutes: number;
+    paging: {
+      timezone: string;
+      businessDays: string[];
+      businessHours: string[];
+      onCallWebhookUrl: string;
+    };
   };
 }
 
@@ -105,9 +137,29 @@ export const configKeys = {
   backupSchedule: "string",
   backupRetentionDays: "integer",
   backupKeepLast: "integer",
+  backupBucket: "string",
+  backupLocation: "string",
+  backupObjectLock: "boolean",
+  backupEncryption: "string",
+  backupAgeRecipients: "array",
+  backupImage: "string",
+  objectStorageAccessKey: "string",
+  objectStorageSecretKey: "string",
   cni: "string",
   reservedIpFailover: "boolean",
   sshPrivateKey: "string",
+  monitoring: "string",
+  monitoringNamespace: "string",
+  prometheusRuleName: "string",
+  prometheusRuleLabels: "array",
+  etcdJobName: "string",
+  runbookBaseUrl: "string",
+  backupAlertMarginMinutes: "integer",
+  alertTimezone: "string",
+  businessDays: "array",
+  businessHours: "array",
+  onCallWebhookUrl: "string",
+  pagerdutyRoutingKey: "string",
 } as const satisfies Record<string, KeyType>;
 
 export type ConfigKey = keyof typeof configKeys;
@@ -145,14 +197,26 @@ export function loadConfig(): ClusterConfig {
   });
 }
 
-/** The secrets, as Pulumi secrets; call after loadConfig validated that they are set. */
-export function loadSecrets(cfg: ClusterConfig): {
+export interface ClusterSecrets {
   sshPrivateKey: pulumi.Output<string>;
   hcloudToken?: pulumi.Output<string>;
-} {
+  objectStorage: { accessKey: pulumi.Output<string>; secretKey: pulumi.Output<string> };
+  /** Only read when this program deploys the monitoring stack (and so the paging). */
+  pagerdutyRoutingKey?: pulumi.Output<string>;
+}
+
+/** The secrets, as Pulumi secrets; call after loadConfig validated that they are set. */
+export function loadSecrets(cfg: ClusterConfig): ClusterSecrets {
+  const config = new pulumi.Config();
   return {
-    sshPrivateKey: new pulumi.Config().requireSecret("sshPrivateKey"),
+    sshPrivateKey: config.requireSecret("sshPrivateKey"),
     hcloudToken: cfg.reservedIpFailover ? new pulumi.Config("hcloud").requireSecret("token") : undefined,
+    objectStorage: {
+      accessKey: config.requireSecret("objectStorageAccessKey"),
+      secretKey: config.requireSecret("objectStorageSecretKey"),
+    },
+    pagerdutyRoutingKey:
+      cfg.monitoring.mode === "kube-prometheus-stack" ? config.requireSecret("pagerdutyRoutingKey") : undefined,
   };
 }
 
@@ -343,10 +407,127 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
     v >= 1 ? undefined : "must be at least 1: retention always keeps the newest backups",
   );
 
+  const bucketRaw = r("backupBucket") as string | undefined;
+  const bucket = reader.check("backupBucket", bucketRaw, (v) =>
+    v === "" || (/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(v) && !v.includes("..") && !/^\d+(\.\d+){3}$/.test(v))
+      ? undefined
+      : "must be \"\" or an S3 bucket name: 3-63 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
+  );
+  const backupLocationRaw = r("backupLocation") as string | undefined;
+  const backupLocation = reader.check("backupLocation", backupLocationRaw, (v) => {
+    if (v !== "") {
+      return (objectStorageLocations as readonly string[]).includes(v)
+        ? undefined
+        : `must be "" or one of ${objectStorageLocations.join(", ")} (the Object Storage locations)`;
+    }
+    return location && !(objectStorageLocations as readonly string[]).includes(location)
+      ? `is "", which means the cluster's location ${location}, and Object Storage is not offered there: set one of ${objectStorageLocations.join(", ")}`
+      : undefined;
+  });
+  const objectLock = r("backupObjectLock") as boolean | undefined;
+  const encryption = reader.oneOf(
+    "backupEncryption",
+    r("backupEncryption") as string | undefined,
+    backupEncryptionChoices,
+  );
+  const recipients = reader.check("backupAgeRecipients", r("backupAgeRecipients") as string[] | undefined, (v) => {
+    const bad = v.findIndex((k) => !/^age1[02-9ac-hj-np-z]{58}$/.test(k));
+    if (bad >= 0) return `entry ${bad + 1} is not an age public key (age1 followed by 58 bech32 characters)`;
+    if (encryption === "age" && v.length === 0) {
+      return "must list at least one age public key while backupEncryption is age (or set backupEncryption to none, which uploads the cluster's private keys unencrypted)";
+    }
+    return undefined;
+  });
+  const backupImage = reader.check("backupImage", r("backupImage") as string | undefined, imageReferenceError);
+
   const cni = reader.oneOf("cni", r("cni") as string | undefined, cniChoices);
   const failover = r("reservedIpFailover") as boolean | undefined;
-  // Read only to report it missing; loadSecrets hands it on as a Pulumi secret.
+  // Read only to report them missing; loadSecrets hands them on as Pulumi secrets.
   r("sshPrivateKey");
+  r("objectStorageAccessKey");
+  r("objectStorageSecretKey");
+  r("pagerdutyRoutingKey");
+
+  const monitoringMode = reader.oneOf("monitoring", r("monitoring") as string | undefined, monitoringChoices);
+  const dnsLabel = (v: string) =>
+    /^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$/.test(v)
+      ? undefined
+      : "must be a Kubernetes name: 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit";
+  const monitoringNamespace = reader.check(
+    "monitoringNamespace",
+    r("monitoringNamespace") as string | undefined,
+    dnsLabel,
+  );
+  const ruleName = reader.check("prometheusRuleName", r("prometheusRuleName") as string | undefined, dnsLabel);
+  const ruleLabelsRaw = r("prometheusRuleLabels") as string[] | undefined;
+  let ruleLabels: Record<string, string> | undefined;
+  if (ruleLabelsRaw !== undefined) {
+    const labels: Record<string, string> = {};
+    let ok = true;
+    ruleLabelsRaw.forEach((entry, i) => {
+      const m =
+        /^((?:[a-z0-9]([a-z0-9.-]*[a-z0-9])?\/)?[A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)=([A-Za-z0-9]([A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?)?$/.exec(
+          entry,
+        );
+      if (!m) {
+        reader.problem(
+          "prometheusRuleLabels",
+          ruleLabelsRaw,
+          `entry ${i + 1} (${entry}) must be key=value with Kubernetes label syntax`,
+        );
+        ok = false;
+      } else labels[m[1]] = m[4] ?? "";
+    });
+    if (ok && monitoringMode === "existing-operator" && ruleLabelsRaw.length === 0) {
+      reader.problem(
+        "prometheusRuleLabels",
+        ruleLabelsRaw,
+        "must list the labels your Prometheus' ruleSelector matches (e.g. release=<your release>) while monitoring is existing-operator, or the operator ignores the rules",
+      );
+      ok = false;
+    }
+    if (ok)
+      ruleLabels =
+        monitoringMode === "kube-prometheus-stack" ? { ...labels, release: "kube-prometheus-stack" } : labels;
+  }
+  const etcdJob = reader.check("etcdJobName", r("etcdJobName") as string | undefined, (v) =>
+    /^[A-Za-z0-9_.:/-]+$/.test(v)
+      ? undefined
+      : "must be the job label of the etcd scrape job: letters, digits and _ . : / - (kube-prometheus-stack on kubeadm: kube-etcd)",
+  );
+  const runbookBaseUrl = reader.check("runbookBaseUrl", r("runbookBaseUrl") as string | undefined, (v) =>
+    /^https?:\/\/[^\s"'<>]+$/.test(v)
+      ? undefined
+      : "must be the http(s) URL of this repository's docs/runbooks directory",
+  );
+  const margin = reader.check(
+    "backupAlertMarginMinutes",
+    r("backupAlertMarginMinutes") as number | undefined,
+    inRange(10, 1440, " minutes"),
+  );
+  const paging = {
+    timezone: r("alertTimezone") as string | undefined,
+    businessDays: r("businessDays") as string[] | undefined,
+    businessHours: r("businessHours") as string[] | undefined,
+  };
+  if (paging.timezone !== undefined && paging.businessDays !== undefined && paging.businessHours !== undefined) {
+    const errors = businessHoursErrors({
+      timezone: paging.timezone,
+      businessDays: paging.businessDays,
+      businessHours: paging.businessHours,
+    });
+    for (const e of errors.timezone) reader.problem("alertTimezone", paging.timezone, e);
+    for (const e of errors.businessDays) reader.problem("businessDays", paging.businessDays, e);
+    for (const e of errors.businessHours) reader.problem("businessHours", paging.businessHours, e);
+  }
+  const onCallWebhookUrl = reader.check("onCallWebhookUrl", r("onCallWebhookUrl") as string | undefined, (v) => {
+    if (v === "") {
+      return monitoringMode === "kube-prometheus-stack"
+        ? "must be set while monitoring is kube-prometheus-stack: business-hours criticals and all warnings go there"
+        : undefined;
+    }
+    return /^https?:\/\/[^\s"'<>]+$/.test(v) ? undefined : "must be an http(s) URL";
+  });
   if (failover && raw.values["hcloud:token"] === undefined) {
     problems.push(
       "hcloud:token is not set, and reservedIpFailover needs it on the nodes: `pulumi config set --secret hcloud:token`, or set reservedIpFailover to false",
@@ -382,8 +563,49 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
     },
     cni: cni!,
     reservedIpFailover: failover!,
-    backup: { schedule: schedule!, retentionDays: retentionDays!, keepLast: keepLast! },
+    backup: {
+      schedule: schedule!,
+      retentionDays: retentionDays!,
+      keepLast: keepLast!,
+      bucket: bucket || `${clusterName}-etcd-backups`,
+      location: backupLocation || location!,
+      objectLock: objectLock!,
+      encryption: encryption!,
+      ageRecipients: recipients!,
+      image: backupImage!,
+    },
+    monitoring: {
+      mode: monitoringMode!,
+      namespace: monitoringNamespace!,
+      ruleName: ruleName!,
+      ruleLabels: ruleLabels!,
+      etcdJob: etcdJob!,
+      runbookBaseUrl: runbookBaseUrl!.replace(/\/+$/, ""),
+      backupAlertMarginMinutes: margin!,
+      paging: {
+        timezone: paging.timezone!,
+        businessDays: paging.businessDays!,
+        businessHours: paging.businessHours!,
+        onCallWebhookUrl: onCallWebhookUrl!,
+      },
+    },
   };
+}
+
+/**
+ * Why `ref` is not a pinned image reference, or undefined: `registry/path:tag` or
+ * `...@sha256:<digest>`; `latest` and a missing tag are refused, since a CronJob that pulls a
+ * moving tag runs a different backup than the one tested.
+ */
+export function imageReferenceError(ref: string): string | undefined {
+  const m =
+    /^([a-z0-9]+(?:[._-][a-z0-9]+)*(?::\d+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+)(?::([\w][\w.-]{0,127}))?(@sha256:[a-f0-9]{64})?$/.exec(
+      ref,
+    );
+  if (!m) return "must be an image reference such as registry.example.com/platform/etcd-backup:3.6.5-1";
+  if (!m[2] && !m[3]) return "must be pinned with a tag or an @sha256 digest";
+  if (m[2] === "latest" && !m[3]) return "must not use the moving tag latest; pin a version tag or a digest";
+  return undefined;
 }
 
 /** Collects problems while parsing raw strings into typed values. */

@@ -28,3 +28,10 @@ export const privateRanges = ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16"] a
 
 /** Largest userData Hetzner accepts, in bytes (32 KiB). */
 export const maxUserDataBytes = 32 * 1024;
+
+/** Object Storage locations; each has the S3 endpoint `https://<location>.your-objectstorage.com`. */
+export const objectStorageLocations = ["fsn1", "nbg1", "hel1"] as const;
+
+export function objectStorageEndpoint(location: string): string {
+  return `https://${location}.your-objectstorage.com`;
+}

@@ -16,6 +16,17 @@ export const versions = {
   ciliumChart: "1.18.4",
   /** Calico's tigera-operator Helm chart (https://docs.tigera.io/calico/charts), the alternative. */
   calicoChart: "v3.30.4",
+  /**
+   * kube-prometheus-stack Helm chart (https://prometheus-community.github.io/helm-charts):
+   * Prometheus Operator, Prometheus, Alertmanager, kube-state-metrics and node-exporter.
+   */
+  kubePrometheusStackChart: "88.5.3",
+  /**
+   * The etcd image whose etcdctl/etcdutl the backup image carries
+   * (scripts/images/etcd-backup.Dockerfile, build argument ETCD_IMAGE). Keep it at the etcd
+   * version kubeadm deploys for the configured Kubernetes minor (`kubeadm config images list`).
+   */
+  etcdImage: "registry.k8s.io/etcd:3.6.5-0",
 } as const;
 
 /** The apt version string of kubeadm/kubelet/kubectl for a Kubernetes version `x.y.z`. */

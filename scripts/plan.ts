@@ -7,6 +7,9 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { Graphviz } from "@hpcc-js/wasm-graphviz";
+import { parseConfig } from "../components/config";
+import { renderAlertmanagerConfig } from "../components/monitoring/alertmanager";
+import { pagingSettings } from "../components/monitoring/monitoring";
 import { runProgram } from "./offline/harness";
 import { artifacts, countsByType, toDot, toPlan, toTree } from "./offline/render";
 import { loadStackConfig, PlanInputError, projectRoot } from "./offline/stackConfig";
@@ -84,6 +87,13 @@ async function main(): Promise<void> {
   };
   write("plan.json", JSON.stringify(plan, null, 2) + "\n");
   for (const artifact of artifacts(plan)) write(artifact.path, artifact.content);
+  // The Kubernetes provider marks all Secret data secret, so the plan shows the Secret masked;
+  // the Alertmanager configuration it holds has no secret in it (the routing key is a file),
+  // so it is rendered here from the same function for review.
+  const cfg = parseConfig(config);
+  if (cfg.monitoring.mode === "kube-prometheus-stack") {
+    write("manifests/alertmanager.yaml", renderAlertmanagerConfig(pagingSettings(cfg)));
+  }
   const graphviz = await Graphviz.load();
   write("graph.svg", graphviz.dot(toDot(plan)));
 

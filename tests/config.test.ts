@@ -40,7 +40,32 @@ describe("the prod stack", () => {
       publicInterface: true,
       healthCheck: { mode: "readyz", interval: 5, timeout: 3, retries: 3 },
     });
-    expect(cfg.backup).toEqual({ schedule: "0 */6 * * *", retentionDays: 14, keepLast: 4 });
+    expect(cfg.backup).toEqual({
+      schedule: "0 */6 * * *",
+      retentionDays: 14,
+      keepLast: 4,
+      bucket: "prod-nbg1-etcd-backups",
+      location: "nbg1",
+      objectLock: true,
+      encryption: "age",
+      ageRecipients: ["age1jrv6vc5s67v5cacsn0608aj0l0570ympuy64r0nmqtkuu55rlyuq7urp76"],
+      image: "registry.example.com/platform/etcd-backup:3.6.5-1",
+    });
+    expect(cfg.monitoring).toEqual({
+      mode: "kube-prometheus-stack",
+      namespace: "monitoring",
+      ruleName: "control-plane-alerts",
+      ruleLabels: { release: "kube-prometheus-stack" },
+      etcdJob: "kube-etcd",
+      runbookBaseUrl: "https://git.example.com/platform/hcloud-control-plane/-/blob/main/docs/runbooks",
+      backupAlertMarginMinutes: 60,
+      paging: {
+        timezone: "Europe/Berlin",
+        businessDays: ["monday:friday"],
+        businessHours: ["09:00-17:30"],
+        onCallWebhookUrl: "https://alerts.example.com/hooks/platform-on-call",
+      },
+    });
   });
 
   test("empty nodeIps and loadBalancerPrivateIp derive addresses from the subnet", () => {
@@ -312,6 +337,121 @@ describe("validation rules", () => {
       `  - ${P}:location = "nbg2": must be one of fsn1, nbg1, hel1, ash, hil, sin`,
       `  - ${P}:controlPlaneCount = 4: must be an odd number from 1 to 7 (1, 3, 5 or 7): etcd needs a majority, and an even count adds no fault tolerance`,
       `  - ${P}:backupRetentionDays = -3: must be a positive number of days`,
+    ]);
+  });
+});
+
+describe("backup settings", () => {
+  test("the bucket name defaults to <clusterName>-etcd-backups and must be an S3 bucket name", () => {
+    expect(parse({ backupBucket: "" }).backup.bucket).toBe("prod-nbg1-etcd-backups");
+    expect(parse({ backupBucket: "acme.etcd-backups" }).backup.bucket).toBe("acme.etcd-backups");
+    for (const bad of ["ab", "Upper-Case", "-leading", "a..b", "192.168.1.10"]) {
+      expect(problems({ backupBucket: bad })).toEqual([
+        `${P}:backupBucket = ${JSON.stringify(bad)}: must be "" or an S3 bucket name: 3-63 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit`,
+      ]);
+    }
+  });
+
+  test("the bucket's location is an Object Storage location; \"\" takes the cluster's, where there is one", () => {
+    expect(parse({ backupLocation: "" }).backup.location).toBe("nbg1");
+    expect(parse({ backupLocation: "hel1" }).backup.location).toBe("hel1");
+    expect(problems({ backupLocation: "ash" })).toEqual([
+      `${P}:backupLocation = "ash": must be "" or one of fsn1, nbg1, hel1 (the Object Storage locations)`,
+    ]);
+    expect(problems({ location: "ash", networkZone: "us-east", backupLocation: "" })).toEqual([
+      `${P}:backupLocation = "": is "", which means the cluster's location ash, and Object Storage is not offered there: set one of fsn1, nbg1, hel1`,
+    ]);
+  });
+
+  test("encryption is age or an explicit none, and age needs at least one valid recipient", () => {
+    expect(problems({ backupEncryption: "gpg" })).toEqual([`${P}:backupEncryption = "gpg": must be one of age, none`]);
+    expect(problems({ backupAgeRecipients: [] })).toEqual([
+      `${P}:backupAgeRecipients = []: must list at least one age public key while backupEncryption is age (or set backupEncryption to none, which uploads the cluster's private keys unencrypted)`,
+    ]);
+    expect(problems({ backupAgeRecipients: ["age1short"] })).toEqual([
+      `${P}:backupAgeRecipients = ["age1short"]: entry 1 is not an age public key (age1 followed by 58 bech32 characters)`,
+    ]);
+    expect(parse({ backupEncryption: "none", backupAgeRecipients: [] }).backup.encryption).toBe("none");
+  });
+
+  test("the backup image must be pinned by a tag other than latest or by a digest", () => {
+    const digest = `registry.example.com/etcd-backup@sha256:${"a".repeat(64)}`;
+    expect(parse({ backupImage: digest }).backup.image).toBe(digest);
+    expect(problems({ backupImage: "registry.example.com/etcd-backup" })).toEqual([
+      `${P}:backupImage = "registry.example.com/etcd-backup": must be pinned with a tag or an @sha256 digest`,
+    ]);
+    expect(problems({ backupImage: "registry.example.com/etcd-backup:latest" })).toEqual([
+      `${P}:backupImage = "registry.example.com/etcd-backup:latest": must not use the moving tag latest; pin a version tag or a digest`,
+    ]);
+    expect(problems({ backupImage: "not an image" })).toHaveLength(1);
+  });
+
+  test("Object Storage keys and the PagerDuty routing key must be set", () => {
+    expect(problems({}, ["objectStorageAccessKey", "objectStorageSecretKey", "pagerdutyRoutingKey"])).toEqual([
+      `${P}:objectStorageAccessKey is not set: set it in Pulumi.prod.yaml (see the README's configuration reference)`,
+      `${P}:objectStorageSecretKey is not set: set it in Pulumi.prod.yaml (see the README's configuration reference)`,
+      `${P}:pagerdutyRoutingKey is not set: set it in Pulumi.prod.yaml (see the README's configuration reference)`,
+    ]);
+  });
+});
+
+describe("monitoring settings", () => {
+  test("monitoring is kube-prometheus-stack or existing-operator", () => {
+    expect(problems({ monitoring: "victoria-metrics" })).toEqual([
+      `${P}:monitoring = "victoria-metrics": must be one of kube-prometheus-stack, existing-operator`,
+    ]);
+  });
+
+  test("an existing operator needs the labels its ruleSelector matches; the chart's release label is added otherwise", () => {
+    expect(problems({ monitoring: "existing-operator" })).toEqual([
+      `${P}:prometheusRuleLabels = []: must list the labels your Prometheus' ruleSelector matches (e.g. release=<your release>) while monitoring is existing-operator, or the operator ignores the rules`,
+    ]);
+    const existing = parse({
+      monitoring: "existing-operator",
+      prometheusRuleLabels: ["prometheus=platform", "team=infra"],
+    });
+    expect(existing.monitoring.ruleLabels).toEqual({ prometheus: "platform", team: "infra" });
+    const stack = parse({ prometheusRuleLabels: ["team=infra"] });
+    expect(stack.monitoring.ruleLabels).toEqual({ team: "infra", release: "kube-prometheus-stack" });
+    expect(problems({ prometheusRuleLabels: ["no-equals-sign"] })).toEqual([
+      `${P}:prometheusRuleLabels = ["no-equals-sign"]: entry 1 (no-equals-sign) must be key=value with Kubernetes label syntax`,
+    ]);
+  });
+
+  test("names are Kubernetes names; the etcd job is a plain label value; the runbook base is a URL", () => {
+    expect(problems({ prometheusRuleName: "Control_Plane" })).toEqual([
+      `${P}:prometheusRuleName = "Control_Plane": must be a Kubernetes name: 1-63 lower-case letters, digits and '-', starting and ending with a letter or digit`,
+    ]);
+    expect(problems({ etcdJobName: 'etcd"} or vector(1)' })).toHaveLength(1);
+    expect(problems({ runbookBaseUrl: "docs/runbooks" })).toEqual([
+      `${P}:runbookBaseUrl = "docs/runbooks": must be the http(s) URL of this repository's docs/runbooks directory`,
+    ]);
+    expect(parse({ runbookBaseUrl: "https://example.com/runbooks/" }).monitoring.runbookBaseUrl).toBe(
+      "https://example.com/runbooks",
+    );
+  });
+
+  test("the on-call webhook is required while this program deploys the paging configuration", () => {
+    expect(problems({ onCallWebhookUrl: "" })).toEqual([
+      `${P}:onCallWebhookUrl = "": must be set while monitoring is kube-prometheus-stack: business-hours criticals and all warnings go there`,
+    ]);
+    expect(
+      parse({ onCallWebhookUrl: "", monitoring: "existing-operator", prometheusRuleLabels: ["release=x"] }).monitoring
+        .paging.onCallWebhookUrl,
+    ).toBe("");
+  });
+
+  test("business hours: timezone, days and times are checked and each problem names its setting", () => {
+    const found = problems({ alertTimezone: "Mars/Olympus", businessDays: ["funday"], businessHours: ["17:00-09:00"] });
+    expect(found).toHaveLength(3);
+    expect(found[0]).toMatch(new RegExp(`^${P}:alertTimezone = "Mars/Olympus": `));
+    expect(found[1]).toMatch(new RegExp(`^${P}:businessDays = \\["funday"\\]: `));
+    expect(found[2]).toMatch(new RegExp(`^${P}:businessHours = \\["17:00-09:00"\\]: `));
+  });
+
+  test("the backup alert margin is 10 minutes to a day", () => {
+    expect(problems({ backupAlertMarginMinutes: 5 })).toEqual([
+      `${P}:backupAlertMarginMinutes = 5: must be from 10 to 1440 minutes`,
     ]);
   });
 });

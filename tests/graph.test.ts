@@ -38,6 +38,8 @@ describe("the prod stack's graph", () => {
         `${P}:index:ClusterBootstrap bootstrap`,
         `${P}:index:ClusterAccess access`,
         `${P}:index:Cni cni`,
+        `${P}:index:Monitoring monitoring`,
+        `${P}:index:EtcdBackup etcd-backup`,
         `${T.network} cluster-network`,
         `${T.subnet} cluster-subnet`,
         `${T.placementGroup} cluster-spread`,
@@ -243,8 +245,9 @@ describe("variants", () => {
       Array.from({ length: n }, (_, i) => `control-plane-cp-${i + 1}`),
     );
     expect(byType(run, T.lbTarget)).toHaveLength(n);
-    // Infrastructure 14 + 2 per node; bootstrap 5 + 9 per node (see bootstrap.test.ts).
-    expect(run.resources).toHaveLength(19 + 11 * n);
+    // Infrastructure 14 + 2 per node; bootstrap 5 + 9 per node (see bootstrap.test.ts);
+    // monitoring 6 and backup 7 (monitoring.test.ts, backup.test.ts).
+    expect(run.resources).toHaveLength(32 + 11 * n);
   });
 
   test("tcp health check mode", async () => {
@@ -286,7 +289,7 @@ describe("variants", () => {
   test("preview: the whole graph registers with every computed output unknown", async () => {
     const run = await runStack({}, { preview: true });
     expect(run.preview).toBe(true);
-    expect(run.resources).toHaveLength(52);
+    expect(run.resources).toHaveLength(65);
     expect(one(run, "api-lb-target-cp-1").inputs.serverId).toBe("[unknown]");
     expect(run.outputs.apiServerUrl).toBe("[unknown]");
   });

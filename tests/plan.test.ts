@@ -8,10 +8,15 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
+import YAML from "yaml";
 import { renderCloudInit } from "../components/cloudInit";
+import { parseConfig } from "../components/config";
+import { ruleFile } from "../components/monitoring/monitoring";
+import { renderRuleFile } from "../components/monitoring/rules";
 import { runProgram, secretMask } from "../scripts/offline/harness";
 import { Plan, toPlan } from "../scripts/offline/render";
 import { loadStackConfig, projectRoot, secretPlaceholder } from "../scripts/offline/stackConfig";
+import { requireTool } from "./support/tools";
 
 const tsNode = path.join(projectRoot, "node_modules", ".bin", "ts-node");
 
@@ -135,6 +140,45 @@ describe("npm run plan --stack prod", () => {
     expect(spawnSync("grep", ["-c", "-e", leaks[0], probe], { encoding: "utf8" }).stdout.trim()).toBe("1");
   });
 
+  test("writes the Prometheus rule file the PrometheusRule holds, and promtool accepts it", () => {
+    const file = path.join(out, "prod", "prometheus-rules.yaml");
+    const cfg = parseConfig(loadStackConfig("prod"));
+    expect(fs.readFileSync(file, "utf8")).toBe(renderRuleFile(ruleFile(cfg)));
+    const check = spawnSync(requireTool("/usr/bin/promtool", "prometheus"), ["check", "rules", file], {
+      encoding: "utf8",
+    });
+    expect([check.status, check.stderr]).toEqual([0, ""]);
+    expect(check.stdout).toMatch(/SUCCESS: \d+ rules found/);
+  });
+
+  test("writes every Kubernetes object and the Helm values it applies to manifests/", () => {
+    const dir = path.join(out, "prod", "manifests");
+    expect(fs.readdirSync(dir).sort()).toEqual([
+      "alertmanager.yaml",
+      "cni-cilium-values.yaml",
+      "etcd-backup-credentials.yaml",
+      "etcd-backup-cronjob.yaml",
+      "etcd-backup-script.yaml",
+      "monitoring-alertmanager-config.yaml",
+      "monitoring-kube-prometheus-stack-values.yaml",
+      "monitoring-namespace.yaml",
+      "monitoring-pagerduty.yaml",
+      "monitoring-rules.yaml",
+    ]);
+    const read = (f: string) => YAML.parse(fs.readFileSync(path.join(dir, f), "utf8")) as Record<string, unknown>;
+    expect(read("etcd-backup-cronjob.yaml")).toMatchObject({ kind: "CronJob", metadata: { name: "etcd-backup" } });
+    expect(read("etcd-backup-credentials.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
+    expect(read("monitoring-pagerduty.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
+    // The Secret is masked as a whole; the config it holds (no secret in it) is rendered
+    // beside it, and monitoring.test.ts checks the two are the same. amtool accepts it.
+    expect(read("monitoring-alertmanager-config.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
+    const amConfig = path.join(dir, "alertmanager.yaml");
+    const check = spawnSync(requireTool("/usr/bin/amtool", "prometheus-alertmanager"), ["check-config", amConfig], {
+      encoding: "utf8",
+    });
+    expect([check.status, check.stdout]).toEqual([0, expect.stringContaining("SUCCESS")]);
+  });
+
   test("draws the dependency graph with components as clusters", () => {
     const raw = fs.readFileSync(path.join(out, "prod", "graph.svg"), "utf8");
     expect(raw).toMatch(/^<\?xml[^>]*>\s*<!DOCTYPE svg/);
@@ -165,7 +209,7 @@ describe("npm run plan --stack prod", () => {
     const lines = result.stdout.split("\n");
     expect(lines).toContain("├─ control-plane  hcloud-control-plane:ControlPlane");
     expect(lines).toContain("│  ├─ control-plane-cp-1  hcloud:Server  (protected, waits for 4)");
-    expect(lines).toContain("Resources by type (52 in all):");
+    expect(lines).toContain("Resources by type (65 in all):");
     expect(lines).toContain("    3  hcloud:index/server:Server");
     expect(result.stdout).toContain(path.relative(projectRoot, path.join(out, "prod", "plan.json")));
     expect(result.stdout).toContain(path.relative(projectRoot, path.join(out, "prod", "graph.svg")));
@@ -216,13 +260,21 @@ describe("secrets", () => {
     for (const key of ["hcloud:token", "hcloud-control-plane:sshPrivateKey"]) {
       expect(config.values[key]).toBe(secretPlaceholder(key));
     }
-    expect(config.secretKeys).toEqual(["hcloud-control-plane:sshPrivateKey", "hcloud:token"]);
-    expect(config.placeholders).toEqual(["hcloud-control-plane:sshPrivateKey", "hcloud:token"]);
+    // Declared secrets the file lacks get placeholders too (the test below).
+    expect(config.secretKeys).toEqual(config.placeholders);
+    expect(config.placeholders).toContain("hcloud-control-plane:sshPrivateKey");
+    expect(config.placeholders).toContain("hcloud:token");
   });
 
   test("declared secrets and the provider token get placeholders when the stack file lacks them", () => {
     const config = loadStackConfig("prod");
-    expect(config.placeholders).toEqual(["hcloud-control-plane:sshPrivateKey", "hcloud:token"]);
+    expect(config.placeholders).toEqual([
+      "hcloud-control-plane:objectStorageAccessKey",
+      "hcloud-control-plane:objectStorageSecretKey",
+      "hcloud-control-plane:pagerdutyRoutingKey",
+      "hcloud-control-plane:sshPrivateKey",
+      "hcloud:token",
+    ]);
     expect(config.secretKeys).toEqual(config.placeholders);
   });
 
@@ -279,5 +331,5 @@ test("plan files are the same on every run (reviewable diffs)", () => {
     execFileSync("ls", [path.join(a, "prod")], { encoding: "utf8" })
       .split("\n")
       .filter(Boolean),
-  ).toEqual(["cloud-init", "graph.svg", "kube-vip", "kubeadm", "plan.json"]);
+  ).toEqual(["cloud-init", "graph.svg", "kube-vip", "kubeadm", "manifests", "plan.json", "prometheus-rules.yaml"]);
 });

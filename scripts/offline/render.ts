@@ -2,6 +2,8 @@
  * Turns a recorded program run into what the offline plan shows: plan.json, the rendered
  * artifacts each resource received, the dependency graph in DOT, and a terminal tree.
  */
+import YAML from "yaml";
+import { renderRuleFile, RuleFile } from "../../components/monitoring/rules";
 import { ProgramRun, RecordedResource } from "./harness";
 
 export interface PlanResource {
@@ -78,10 +80,31 @@ const copiedFiles: Record<string, (node: string) => string> = {
   "kube-vip": (node) => `kube-vip/${node}.yaml`,
 };
 
+const yamlText = (doc: unknown) => YAML.stringify(doc, { lineWidth: 0, sortMapEntries: false });
+
+/**
+ * Kubernetes objects and Helm values the program applies through the cluster's provider, as
+ * `manifests/<resource name>.yaml` (secret values masked), plus the Prometheus rule file.
+ */
+function kubernetesArtifacts(r: PlanResource): Artifact[] {
+  if (!r.type.startsWith("kubernetes:")) return [];
+  if (r.type === "kubernetes:helm.sh/v3:Release") {
+    const { name, chart, version, repositoryOpts, namespace, values } = r.inputs;
+    const release = { name, chart, version, repository: (repositoryOpts as { repo?: string })?.repo, namespace };
+    return [{ path: `manifests/${r.name}-values.yaml`, content: `# ${JSON.stringify(release)}\n${yamlText(values)}` }];
+  }
+  const files = [{ path: `manifests/${r.name}.yaml`, content: yamlText(r.inputs) }];
+  if (r.inputs.kind === "PrometheusRule") {
+    files.push({ path: "prometheus-rules.yaml", content: renderRuleFile(r.inputs.spec as RuleFile) });
+  }
+  return files;
+}
+
 /** Files a resource received as input, written beside plan.json for review and tests. */
 export function artifacts(plan: Plan): Artifact[] {
   const files: Artifact[] = [];
   for (const r of plan.resources) {
+    files.push(...kubernetesArtifacts(r));
     if (r.type === "hcloud:index/server:Server" && typeof r.inputs.userData === "string") {
       const node = (r.inputs.labels as Record<string, string> | undefined)?.node ?? r.name;
       files.push({ path: `cloud-init/${node}.yaml`, content: r.inputs.userData });

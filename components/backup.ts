@@ -1,0 +1,244 @@
+/**
+ * etcd backups: the bucket in Hetzner Object Storage (through `@pulumi/aws`) and the
+ * `etcd-backup` CronJob that runs scripts/etcd-backup.sh on a control-plane node (through the
+ * cluster's Kubernetes provider).
+ *
+ * The job snapshots etcd, verifies the snapshot with a trial restore, compresses and encrypts
+ * it for the configured age recipients, uploads it with a sha256 sidecar (the completion
+ * marker) and an encrypted archive of /etc/kubernetes/pki, then applies retention. Retention is
+ * the job's work on purpose: a BucketLifecycleConfiguration hangs against Hetzner.
+ */
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as aws from "@pulumi/aws";
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { ClusterConfig } from "./config";
+import { objectStorageEndpoint } from "./hetzner";
+
+/** The CronJob the freshness alerts watch (components/monitoring/rules.ts). */
+export const backupCronJob = { namespace: "kube-system", name: "etcd-backup" } as const;
+
+/** The script the job runs, delivered through a ConfigMap. */
+export const backupScriptPath = path.join(__dirname, "..", "scripts", "etcd-backup.sh");
+
+/** kubeadm's etcd client certificate and CA on every control-plane node. */
+export const etcdClientTls = {
+  caCert: "/etc/kubernetes/pki/etcd/ca.crt",
+  cert: "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+  key: "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+} as const;
+
+const names = {
+  configMap: "etcd-backup-script",
+  secret: "etcd-backup-object-storage",
+  scriptKey: "etcd-backup.sh",
+  scriptDir: "/opt/etcd-backup",
+  workDir: "/var/tmp/etcd-backup",
+  pkiDir: "/etc/kubernetes/pki",
+};
+
+/** Annotation on the pod template carrying the script's sha256: a new script rolls out. */
+export const scriptHashAnnotation = "hcloud-control-plane/script-sha256";
+
+export interface BackupManifestInput {
+  cfg: ClusterConfig;
+  /** The content of scripts/etcd-backup.sh. */
+  script: string;
+}
+
+const metadata = (name: string) => ({
+  name,
+  namespace: backupCronJob.namespace,
+  labels: { "app.kubernetes.io/name": "etcd-backup", "app.kubernetes.io/managed-by": "pulumi" },
+});
+
+/** The ConfigMap holding the script (plain object, rendered to the plan and schema-checked). */
+export function backupScriptConfigMap(input: BackupManifestInput) {
+  return {
+    apiVersion: "v1" as const,
+    kind: "ConfigMap" as const,
+    metadata: metadata(names.configMap),
+    data: { [names.scriptKey]: input.script },
+  };
+}
+
+/**
+ * Every variable the script reads (scripts/etcd-backup.sh --help), except the two credentials,
+ * which come from the Secret. The local member is tried first; the others follow, so a backup
+ * still succeeds while the local member is down.
+ */
+export function backupEnvironment(cfg: ClusterConfig): { name: string; value: string }[] {
+  const endpoints = ["127.0.0.1", ...cfg.nodes.map((n) => n.privateIp)].map((ip) => `https://${ip}:2379`);
+  return [
+    { name: "ETCD_ENDPOINTS", value: endpoints.join(",") },
+    { name: "ETCD_CACERT", value: etcdClientTls.caCert },
+    { name: "ETCD_CERT", value: etcdClientTls.cert },
+    { name: "ETCD_KEY", value: etcdClientTls.key },
+    { name: "S3_ENDPOINT", value: objectStorageEndpoint(cfg.backup.location) },
+    { name: "S3_BUCKET", value: cfg.backup.bucket },
+    { name: "S3_PREFIX", value: cfg.clusterName },
+    { name: "S3_REGION", value: cfg.backup.location },
+    { name: "BACKUP_ENCRYPTION", value: cfg.backup.encryption },
+    { name: "BACKUP_AGE_RECIPIENTS", value: cfg.backup.ageRecipients.join(" ") },
+    { name: "BACKUP_RETENTION_DAYS", value: String(cfg.backup.retentionDays) },
+    { name: "BACKUP_KEEP_LAST", value: String(cfg.backup.keepLast) },
+    { name: "PKI_DIR", value: names.pkiDir },
+    { name: "BACKUP_WORK_DIR", value: names.workDir },
+  ];
+}
+
+/** The CronJob (plain object, rendered to the plan and schema-checked). */
+export function backupCronJobManifest(input: BackupManifestInput) {
+  const { cfg, script } = input;
+  const scriptHash = crypto.createHash("sha256").update(script).digest("hex");
+  return {
+    apiVersion: "batch/v1" as const,
+    kind: "CronJob" as const,
+    metadata: metadata(backupCronJob.name),
+    spec: {
+      schedule: cfg.backup.schedule,
+      // The schedule is documented as UTC; without this the controller uses its own zone.
+      timeZone: "Etc/UTC",
+      // Two snapshots at once would double the load on etcd and race on retention.
+      concurrencyPolicy: "Forbid",
+      // A run missed by more than this (controller down) is skipped, not started late in a burst.
+      startingDeadlineSeconds: 600,
+      successfulJobsHistoryLimit: 3,
+      failedJobsHistoryLimit: 3,
+      jobTemplate: {
+        spec: {
+          backoffLimit: 1,
+          // Minutes per GB of etcd: snapshot, trial restore, compression and upload of a large
+          // database take long; a hung upload must still end so the next run can start.
+          activeDeadlineSeconds: 3600,
+          template: {
+            metadata: {
+              labels: { "app.kubernetes.io/name": "etcd-backup" },
+              annotations: { [scriptHashAnnotation]: scriptHash },
+            },
+            spec: {
+              restartPolicy: "Never",
+              // etcd listens on the node's addresses; the job reaches it as any local client would.
+              hostNetwork: true,
+              dnsPolicy: "ClusterFirstWithHostNet",
+              nodeSelector: { "node-role.kubernetes.io/control-plane": "" },
+              tolerations: [{ key: "node-role.kubernetes.io/control-plane", operator: "Exists", effect: "NoSchedule" }],
+              priorityClassName: "system-cluster-critical",
+              // The etcd client key and the PKI are root-only files on the host.
+              securityContext: { runAsUser: 0, runAsGroup: 0 },
+              containers: [
+                {
+                  name: "backup",
+                  image: cfg.backup.image,
+                  imagePullPolicy: "IfNotPresent",
+                  command: ["/bin/bash", `${names.scriptDir}/${names.scriptKey}`],
+                  // HOME: aws-cli keeps its cache there; the root filesystem is read-only.
+                  env: [...backupEnvironment(cfg), { name: "HOME", value: "/tmp" }],
+                  envFrom: [{ secretRef: { name: names.secret } }],
+                  resources: {
+                    requests: { cpu: "100m", memory: "256Mi" },
+                    limits: { memory: "2Gi" },
+                  },
+                  securityContext: {
+                    allowPrivilegeEscalation: false,
+                    readOnlyRootFilesystem: true,
+                    // Root owns the key files it reads, so no capability is needed.
+                    capabilities: { drop: ["ALL"] },
+                  },
+                  volumeMounts: [
+                    { name: "script", mountPath: names.scriptDir, readOnly: true },
+                    { name: "pki", mountPath: names.pkiDir, readOnly: true },
+                    { name: "work", mountPath: names.workDir },
+                    { name: "tmp", mountPath: "/tmp" },
+                  ],
+                },
+              ],
+              volumes: [
+                { name: "script", configMap: { name: names.configMap, defaultMode: 0o555 } },
+                { name: "pki", hostPath: { path: names.pkiDir, type: "Directory" } },
+                // Snapshot, trial restore and the encrypted copy: about three times the database.
+                { name: "work", emptyDir: {} },
+                { name: "tmp", emptyDir: { medium: "Memory", sizeLimit: "64Mi" } },
+              ],
+            },
+          },
+        },
+      },
+    },
+  };
+}
+
+export interface EtcdBackupArgs {
+  cfg: ClusterConfig;
+  /** The cluster's Kubernetes provider. */
+  provider: k8s.Provider;
+  /** Secrets: Object Storage keys, for Pulumi (the bucket) and the job (a Secret). */
+  accessKey: pulumi.Output<string>;
+  secretKey: pulumi.Output<string>;
+}
+
+export class EtcdBackup extends pulumi.ComponentResource {
+  readonly bucket: aws.s3.Bucket;
+  readonly endpoint: string;
+  readonly cronJob: k8s.batch.v1.CronJob;
+
+  constructor(name: string, args: EtcdBackupArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hcloud-control-plane:index:EtcdBackup", name, {}, opts);
+    const { cfg } = args;
+    this.endpoint = objectStorageEndpoint(cfg.backup.location);
+
+    const storage = new aws.Provider(
+      `${name}-object-storage`,
+      {
+        region: cfg.backup.location,
+        accessKey: args.accessKey,
+        secretKey: args.secretKey,
+        endpoints: [{ s3: this.endpoint }],
+        s3UsePathStyle: true,
+        // Hetzner has no STS, IAM or EC2 metadata; without these the provider calls them and fails.
+        skipCredentialsValidation: true,
+        skipRequestingAccountId: true,
+        skipMetadataApiCheck: true,
+        skipRegionValidation: true,
+      },
+      { parent: this },
+    );
+
+    this.bucket = new aws.s3.Bucket(
+      `${name}-bucket`,
+      {
+        bucket: cfg.backup.bucket,
+        // Only possible when the bucket is created; a later change replaces the bucket, which
+        // protect refuses.
+        objectLockEnabled: cfg.backup.objectLock,
+        forceDestroy: false,
+      },
+      { parent: this, provider: storage, protect: true },
+    );
+    const versioning = new aws.s3.BucketVersioning(
+      `${name}-versioning`,
+      { bucket: this.bucket.bucket, versioningConfiguration: { status: "Enabled" } },
+      { parent: this, provider: storage },
+    );
+
+    const script = fs.readFileSync(backupScriptPath, "utf8");
+    const k8sOpts = { parent: this, provider: args.provider };
+    const configMap = new k8s.core.v1.ConfigMap(`${name}-script`, backupScriptConfigMap({ cfg, script }), k8sOpts);
+    const credentials = new k8s.core.v1.Secret(
+      `${name}-credentials`,
+      {
+        metadata: metadata(names.secret),
+        type: "Opaque",
+        stringData: { AWS_ACCESS_KEY_ID: args.accessKey, AWS_SECRET_ACCESS_KEY: args.secretKey },
+      },
+      k8sOpts,
+    );
+    this.cronJob = new k8s.batch.v1.CronJob(`${name}-cronjob`, backupCronJobManifest({ cfg, script }), {
+      ...k8sOpts,
+      dependsOn: [versioning, configMap, credentials],
+    });
+    this.registerOutputs({});
+  }
+}

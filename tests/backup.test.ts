@@ -1,0 +1,219 @@
+/**
+ * The backup part of the real program's graph under recording mocks: the Object Storage
+ * provider and bucket (through @pulumi/aws), and the CronJob with its script and credentials
+ * (through the cluster's Kubernetes provider), validated against the Kubernetes schemas.
+ *
+ * The script itself runs for real against etcd and an S3 server in etcdBackup.test.ts. What
+ * this cannot prove: that Hetzner accepts the bucket calls (DESIGN.md lists the flags its S3
+ * needs) and that the image named by backupImage carries the tools the script uses
+ * (scripts/images/etcd-backup.Dockerfile, checked against the script below).
+ */
+import { spawnSync } from "node:child_process";
+import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { CronJob } from "kubernetes-models/batch/v1/CronJob";
+import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
+import {
+  backupCronJobManifest,
+  backupEnvironment,
+  backupScriptConfigMap,
+  backupScriptPath,
+  scriptHashAnnotation,
+} from "../components/backup";
+import { parseConfig } from "../components/config";
+import { versions } from "../components/versions";
+import { ProgramRun } from "../scripts/offline/harness";
+import { loadStackConfig } from "../scripts/offline/stackConfig";
+import { one, runStack } from "./support/program";
+
+const P = "hcloud-control-plane";
+const prodConfig = (overrides: Record<string, unknown> = {}) => parseConfig(loadStackConfig("prod", { overrides }));
+const script = fs.readFileSync(backupScriptPath, "utf8");
+
+describe("the prod stack's backup resources", () => {
+  let run: ProgramRun;
+  beforeAll(async () => {
+    run = await runStack();
+  });
+
+  test("the EtcdBackup component holds the storage provider, bucket, versioning and the job's objects", () => {
+    const component = one(run, "etcd-backup");
+    expect(component.type).toBe(`${P}:index:EtcdBackup`);
+    expect(
+      run.resources
+        .filter((r) => r.parent === component.urn)
+        .map((r) => `${r.type} ${r.name}`)
+        .sort(),
+    ).toEqual([
+      "aws:s3/bucket:Bucket etcd-backup-bucket",
+      "aws:s3/bucketVersioning:BucketVersioning etcd-backup-versioning",
+      "kubernetes:batch/v1:CronJob etcd-backup-cronjob",
+      "kubernetes:core/v1:ConfigMap etcd-backup-script",
+      "kubernetes:core/v1:Secret etcd-backup-credentials",
+      "pulumi:providers:aws etcd-backup-object-storage",
+    ]);
+  });
+
+  test("the aws provider points at Hetzner Object Storage with path-style and the skip flags", () => {
+    const provider = one(run, "etcd-backup-object-storage");
+    expect(provider.inputs).toMatchObject({
+      region: "nbg1",
+      accessKey: "[secret]",
+      secretKey: "[secret]",
+      s3UsePathStyle: "true",
+      skipCredentialsValidation: "true",
+      skipRequestingAccountId: "true",
+      skipMetadataApiCheck: "true",
+      skipRegionValidation: "true",
+    });
+    expect(JSON.parse(provider.inputs.endpoints as string)).toEqual([{ s3: "https://nbg1.your-objectstorage.com" }]);
+  });
+
+  test("the bucket is protected, never force-destroyed, object lock at creation, versioning on; no lifecycle", () => {
+    const provider = one(run, "etcd-backup-object-storage");
+    const bucket = one(run, "etcd-backup-bucket");
+    expect(bucket.protect).toBe(true);
+    expect(bucket.provider).toBe(provider.urn);
+    expect(bucket.inputs).toMatchObject({
+      bucket: "prod-nbg1-etcd-backups",
+      objectLockEnabled: true,
+      forceDestroy: false,
+    });
+    expect(one(run, "etcd-backup-versioning").inputs).toMatchObject({
+      bucket: "prod-nbg1-etcd-backups",
+      versioningConfiguration: { status: "Enabled" },
+    });
+    // Retention is the job's: a lifecycle configuration hangs against Hetzner.
+    expect(run.resources.filter((r) => r.type.includes("Lifecycle"))).toEqual([]);
+  });
+
+  test("the Kubernetes objects use the cluster's provider; the CronJob waits for the bucket's versioning", () => {
+    const provider = one(run, "access-provider").urn;
+    for (const name of ["etcd-backup-cronjob", "etcd-backup-script", "etcd-backup-credentials"]) {
+      expect([name, one(run, name).provider]).toEqual([name, provider]);
+    }
+    expect(one(run, "etcd-backup-cronjob").dependsOn).toEqual(
+      expect.arrayContaining([
+        one(run, "etcd-backup-versioning").urn,
+        one(run, "etcd-backup-script").urn,
+        one(run, "etcd-backup-credentials").urn,
+      ]),
+    );
+  });
+
+  test("the Object Storage keys reach the job only through a Secret, as Pulumi secrets", () => {
+    const credentials = one(run, "etcd-backup-credentials");
+    expect(credentials.inputs.stringData).toBe("[secret]");
+    expect(Object.keys(credentials.revealedInputs.stringData as object).sort()).toEqual([
+      "AWS_ACCESS_KEY_ID",
+      "AWS_SECRET_ACCESS_KEY",
+    ]);
+    const cronJob = JSON.stringify(one(run, "etcd-backup-cronjob").revealedInputs);
+    expect(cronJob).not.toContain("placeholder for");
+  });
+
+  test("the ConfigMap carries scripts/etcd-backup.sh as it is in the repository", () => {
+    expect((one(run, "etcd-backup-script").inputs.data as Record<string, string>)["etcd-backup.sh"]).toBe(script);
+  });
+});
+
+describe("the CronJob", () => {
+  const cfg = prodConfig();
+  const manifest = backupCronJobManifest({ cfg, script });
+  const pod = manifest.spec.jobTemplate.spec.template.spec;
+  const container = pod.containers[0];
+
+  test("validates against the Kubernetes schema (and a broken one does not)", () => {
+    expect(() => new CronJob(manifest as never).validate()).not.toThrow();
+    expect(() => new ConfigMap(backupScriptConfigMap({ cfg, script }) as never).validate()).not.toThrow();
+    const broken = { ...manifest, spec: { ...manifest.spec, concurrencyPolicy: 3 } };
+    expect(() => new CronJob(broken as never).validate()).toThrow();
+  });
+
+  test("etcd-backup in kube-system on the configured schedule, never two at once, bounded in time", () => {
+    expect(manifest.metadata).toMatchObject({ name: "etcd-backup", namespace: "kube-system" });
+    expect(manifest.spec).toMatchObject({
+      schedule: "0 */6 * * *",
+      timeZone: "Etc/UTC",
+      concurrencyPolicy: "Forbid",
+      successfulJobsHistoryLimit: 3,
+      failedJobsHistoryLimit: 3,
+    });
+    expect(manifest.spec.jobTemplate.spec.activeDeadlineSeconds).toBeGreaterThan(0);
+    expect(prodConfig({ backupSchedule: "30 2 * * *" }).backup.schedule).toBe("30 2 * * *");
+    expect(backupCronJobManifest({ cfg: prodConfig({ backupSchedule: "30 2 * * *" }), script }).spec.schedule).toBe(
+      "30 2 * * *",
+    );
+  });
+
+  test("runs on a control-plane node with host networking and the etcd certificates read-only", () => {
+    expect(pod).toMatchObject({
+      hostNetwork: true,
+      restartPolicy: "Never",
+      nodeSelector: { "node-role.kubernetes.io/control-plane": "" },
+      tolerations: [{ key: "node-role.kubernetes.io/control-plane", operator: "Exists", effect: "NoSchedule" }],
+    });
+    expect(pod.volumes).toContainEqual({ name: "pki", hostPath: { path: "/etc/kubernetes/pki", type: "Directory" } });
+    expect(container.volumeMounts).toContainEqual({ name: "pki", mountPath: "/etc/kubernetes/pki", readOnly: true });
+    expect(container.resources.requests).toEqual({ cpu: "100m", memory: "256Mi" });
+    expect(container.image).toBe("registry.example.com/platform/etcd-backup:3.6.5-1");
+  });
+
+  test("a script change changes the pod template, so the next run uses it", () => {
+    const hash = (text: string) => crypto.createHash("sha256").update(text).digest("hex");
+    const annotations = manifest.spec.jobTemplate.spec.template.metadata.annotations;
+    expect(annotations[scriptHashAnnotation]).toBe(hash(script));
+    const changed = backupCronJobManifest({ cfg, script: `${script}\n# changed\n` });
+    expect(changed.spec.jobTemplate.spec.template.metadata.annotations[scriptHashAnnotation]).not.toBe(
+      annotations[scriptHashAnnotation],
+    );
+  });
+
+  test("the environment gives the script every endpoint (local member first) and the settings", () => {
+    const env = Object.fromEntries(backupEnvironment(cfg).map((e) => [e.name, e.value]));
+    expect(env).toEqual({
+      ETCD_ENDPOINTS: "https://127.0.0.1:2379,https://10.20.1.11:2379,https://10.20.1.12:2379,https://10.20.1.13:2379",
+      ETCD_CACERT: "/etc/kubernetes/pki/etcd/ca.crt",
+      ETCD_CERT: "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+      ETCD_KEY: "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+      S3_ENDPOINT: "https://nbg1.your-objectstorage.com",
+      S3_BUCKET: "prod-nbg1-etcd-backups",
+      S3_PREFIX: "prod-nbg1",
+      S3_REGION: "nbg1",
+      BACKUP_ENCRYPTION: "age",
+      BACKUP_AGE_RECIPIENTS: "age1jrv6vc5s67v5cacsn0608aj0l0570ympuy64r0nmqtkuu55rlyuq7urp76",
+      BACKUP_RETENTION_DAYS: "14",
+      BACKUP_KEEP_LAST: "4",
+      PKI_DIR: "/etc/kubernetes/pki",
+      BACKUP_WORK_DIR: "/var/tmp/etcd-backup",
+    });
+    expect(container.envFrom).toEqual([{ secretRef: { name: "etcd-backup-object-storage" } }]);
+  });
+
+  test("every variable the job sets is one the script documents in --help", () => {
+    const result = spawnSync("bash", [backupScriptPath, "--help"], {
+      encoding: "utf8",
+      env: { PATH: "/usr/bin:/bin" },
+    });
+    expect(result.status).toBe(0);
+    const help = result.stdout;
+    for (const e of container.env)
+      if (e.name !== "HOME") expect([e.name, help.includes(e.name)]).toEqual([e.name, true]);
+    for (const name of ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]) expect(help).toContain(name);
+  });
+
+  test("the backup image's Dockerfile takes etcdctl/etcdutl from the pinned etcd image and installs the script's tools", () => {
+    const dockerfile = fs.readFileSync(
+      path.join(__dirname, "..", "scripts", "images", "etcd-backup.Dockerfile"),
+      "utf8",
+    );
+    expect(dockerfile).toContain(`ARG ETCD_IMAGE=${versions.etcdImage}`);
+    expect(dockerfile).toMatch(
+      /COPY --from=etcd \/usr\/local\/bin\/etcdctl \/usr\/local\/bin\/etcdutl \/usr\/local\/bin\//,
+    );
+    for (const pkg of ["awscli", "age", "zstd", "ca-certificates", "jq", "curl", "tar"]) {
+      expect([pkg, new RegExp(`\\b${pkg}\\b`).test(dockerfile)]).toEqual([pkg, true]);
+    }
+  });
+});

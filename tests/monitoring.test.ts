@@ -1,0 +1,212 @@
+/**
+ * The monitoring part of the real program's graph under recording mocks: the release, the
+ * PrometheusRule and the paging Secrets go through the cluster's Kubernetes provider, in the
+ * right order, and the objects validate against the Prometheus Operator's schemas.
+ *
+ * What this cannot prove: that the chart's templates turn these values into the scrape jobs
+ * named here (the job names follow the chart's values.yaml and templates as read, not a
+ * rendered chart), and that Prometheus actually scrapes the targets on a live cluster.
+ */
+import { Alertmanager } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/Alertmanager";
+import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
+import { Namespace } from "kubernetes-models/v1/Namespace";
+import { Secret } from "kubernetes-models/v1/Secret";
+import { parseConfig } from "../components/config";
+import { etcdMetricsPort } from "../components/kubeadm";
+import {
+  alertmanagerConfigSecretManifest,
+  kubePrometheusStackValues,
+  pagerdutyRoutingKeyFile,
+  pagingSettings,
+  prometheusRuleManifest,
+  ruleFile,
+} from "../components/monitoring/monitoring";
+import { renderAlertmanagerConfig } from "../components/monitoring/alertmanager";
+import { alertNames } from "../components/monitoring/rules";
+import { ProgramRun, RecordedResource } from "../scripts/offline/harness";
+import { loadStackConfig } from "../scripts/offline/stackConfig";
+import { byType, one, runStack } from "./support/program";
+
+const P = "hcloud-control-plane";
+const K = {
+  provider: "pulumi:providers:kubernetes",
+  release: "kubernetes:helm.sh/v3:Release",
+  rule: "kubernetes:monitoring.coreos.com/v1:PrometheusRule",
+  secret: "kubernetes:core/v1:Secret",
+  namespace: "kubernetes:core/v1:Namespace",
+};
+
+const prodConfig = (overrides: Record<string, unknown> = {}) => parseConfig(loadStackConfig("prod", { overrides }));
+const children = (run: ProgramRun, component: string): RecordedResource[] =>
+  run.resources.filter((r) => r.parent === one(run, component).urn).sort((a, b) => a.name.localeCompare(b.name));
+
+describe("with kube-prometheus-stack (the default)", () => {
+  let run: ProgramRun;
+  beforeAll(async () => {
+    run = await runStack();
+  });
+
+  test("the Monitoring component holds the namespace, both Secrets, the release and the rule", () => {
+    expect(one(run, "monitoring").type).toBe(`${P}:index:Monitoring`);
+    expect(children(run, "monitoring").map((r) => `${r.type} ${r.name}`)).toEqual([
+      `${K.secret} monitoring-alertmanager-config`,
+      `${K.release} monitoring-kube-prometheus-stack`,
+      `${K.namespace} monitoring-namespace`,
+      `${K.secret} monitoring-pagerduty`,
+      `${K.rule} monitoring-rules`,
+    ]);
+  });
+
+  test("everything goes through the cluster's provider, built from the fetched kubeconfig", () => {
+    const provider = one(run, "access-provider");
+    expect(provider.type).toBe(K.provider);
+    for (const r of children(run, "monitoring")) expect([r.name, r.provider]).toEqual([r.name, provider.urn]);
+  });
+
+  test("the rule depends on the release; the release on the namespace, the Secrets and the pod network", () => {
+    const urn = (name: string) => one(run, name).urn;
+    expect(one(run, "monitoring-rules").dependsOn).toContain(urn("monitoring-kube-prometheus-stack"));
+    expect(one(run, "monitoring-kube-prometheus-stack").dependsOn).toEqual(
+      expect.arrayContaining([
+        urn("monitoring-namespace"),
+        urn("monitoring-pagerduty"),
+        urn("monitoring-alertmanager-config"),
+        urn("cni-cilium"),
+      ]),
+    );
+  });
+
+  test("the release is the pinned chart from its repository, atomic, in the monitoring namespace", () => {
+    expect(one(run, "monitoring-kube-prometheus-stack").inputs).toMatchObject({
+      name: "kube-prometheus-stack",
+      chart: "kube-prometheus-stack",
+      version: "88.5.3",
+      repositoryOpts: { repo: "https://prometheus-community.github.io/helm-charts" },
+      namespace: "monitoring",
+      createNamespace: false,
+      atomic: true,
+    });
+  });
+
+  test("the rule is named by the setting, labelled for the chart's rule selector, and holds the rule file", () => {
+    const rule = one(run, "monitoring-rules");
+    const cfg = prodConfig();
+    expect(rule.inputs).toMatchObject({
+      apiVersion: "monitoring.coreos.com/v1",
+      kind: "PrometheusRule",
+      metadata: { name: "control-plane-alerts", namespace: "monitoring", labels: { release: "kube-prometheus-stack" } },
+    });
+    expect(rule.inputs.spec).toEqual(JSON.parse(JSON.stringify(ruleFile(cfg))));
+  });
+
+  test("the Alertmanager config Secret holds exactly the rendered configuration (the plan's manifests/alertmanager.yaml)", () => {
+    const secret = one(run, "monitoring-alertmanager-config");
+    expect(secret.revealedInputs.stringData).toEqual({
+      "alertmanager.yaml": renderAlertmanagerConfig(pagingSettings(prodConfig())),
+    });
+  });
+
+  test("the PagerDuty routing key is a secret, in its own Secret, and reaches nothing else", () => {
+    const pagerduty = one(run, "monitoring-pagerduty");
+    expect(pagerduty.inputs.stringData).toBe("[secret]");
+    const placeholder = pagerduty.revealedInputs.stringData as Record<string, string>;
+    for (const r of run.resources.filter((x) => x.name !== "monitoring-pagerduty")) {
+      expect([r.name, JSON.stringify(r.revealedInputs).includes(placeholder.routingKey)]).toEqual([r.name, false]);
+    }
+  });
+});
+
+describe("the chart's values for kubeadm", () => {
+  const cfg = prodConfig();
+  const values = kubePrometheusStackValues(cfg) as Record<string, Record<string, unknown>>;
+  const ips = ["10.20.1.11", "10.20.1.12", "10.20.1.13"];
+
+  test("etcd is scraped over HTTP on 2381 at the control-plane private IPs", () => {
+    expect(etcdMetricsPort).toBe(2381);
+    expect(values.kubeEtcd).toMatchObject({
+      enabled: true,
+      endpoints: ips,
+      service: { port: 2381, targetPort: 2381 },
+      serviceMonitor: { scheme: "http" },
+    });
+  });
+
+  test("controller-manager 10257 and scheduler 10259 over HTTPS at the same IPs; kube-state-metrics on", () => {
+    expect(values.kubeControllerManager).toMatchObject({
+      endpoints: ips,
+      service: { port: 10257, targetPort: 10257 },
+      serviceMonitor: { https: true, insecureSkipVerify: true },
+    });
+    expect(values.kubeScheduler).toMatchObject({
+      endpoints: ips,
+      service: { port: 10259, targetPort: 10259 },
+      serviceMonitor: { https: true, insecureSkipVerify: true },
+    });
+    expect(values.kubeStateMetrics).toEqual({ enabled: true });
+    expect(values.kubeProxy).toEqual({ enabled: false });
+  });
+
+  test("the chart's own etcd and control-plane alerts give way to this program's", () => {
+    expect(values.defaultRules.rules).toMatchObject({ etcd: false, kubeControllerManager: false });
+    const disabled = values.defaultRules.disabled as Record<string, boolean>;
+    expect(Object.keys(disabled).sort()).toEqual(alertNames(ruleFile(cfg)));
+  });
+
+  test("Alertmanager loads this program's config Secret and mounts the routing key it names", () => {
+    const spec = (values.alertmanager as { alertmanagerSpec: Record<string, unknown> }).alertmanagerSpec;
+    expect(spec).toMatchObject({ useExistingSecret: true, configSecret: "alertmanager-paging-config" });
+    expect(spec.secrets).toEqual(["alertmanager-pagerduty"]);
+    // The business-hours location needs a tz database inside the pod: the node's, read-only.
+    expect(spec.volumeMounts).toEqual([{ name: "zoneinfo", mountPath: "/usr/share/zoneinfo", readOnly: true }]);
+    expect(pagerdutyRoutingKeyFile).toBe("/etc/alertmanager/secrets/alertmanager-pagerduty/routingKey");
+    const config = alertmanagerConfigSecretManifest(cfg).stringData["alertmanager.yaml"];
+    expect(config).toContain(`routing_key_file: ${pagerdutyRoutingKeyFile}`);
+    expect(config).toContain("location: Europe/Berlin");
+  });
+});
+
+describe("schemas (@kubernetes-models)", () => {
+  const cfg = prodConfig();
+
+  test("the PrometheusRule validates, and a broken one does not", () => {
+    const manifest = prometheusRuleManifest(cfg);
+    expect(() => new PrometheusRule(manifest as never).validate()).not.toThrow();
+    const broken = { ...manifest, spec: { groups: [{ name: "x", rules: [{ alert: "A" }] }] } };
+    expect(() => new PrometheusRule(broken as never).validate()).toThrow();
+  });
+
+  test("the Alertmanager spec the values give validates as an Alertmanager object", () => {
+    const values = kubePrometheusStackValues(cfg) as { alertmanager: { alertmanagerSpec: Record<string, unknown> } };
+    const { useExistingSecret, ...spec } = values.alertmanager.alertmanagerSpec;
+    expect(useExistingSecret).toBe(true);
+    const object = { metadata: { name: "kube-prometheus-stack-alertmanager", namespace: "monitoring" }, spec };
+    expect(() => new Alertmanager(object as never).validate()).not.toThrow();
+    const broken = { ...object, spec: { ...spec, secrets: "alertmanager-pagerduty" } };
+    expect(() => new Alertmanager(broken as never).validate()).toThrow();
+  });
+
+  test("the namespace and the config Secret validate", () => {
+    expect(() => new Secret(alertmanagerConfigSecretManifest(cfg) as never).validate()).not.toThrow();
+    expect(() => new Namespace({ metadata: { name: cfg.monitoring.namespace } }).validate()).not.toThrow();
+  });
+});
+
+describe("with an existing Prometheus Operator", () => {
+  let run: ProgramRun;
+  beforeAll(async () => {
+    run = await runStack({ monitoring: "existing-operator", prometheusRuleLabels: ["prometheus=platform"] });
+  });
+
+  test("no release, namespace or paging Secret is created; only the rule, with the selector's label", () => {
+    expect(byType(run, K.release).map((r) => r.name)).toEqual(["cni-cilium"]);
+    expect(children(run, "monitoring").map((r) => r.name)).toEqual(["monitoring-rules"]);
+    const rule = one(run, "monitoring-rules");
+    expect(rule.inputs.metadata).toEqual({
+      name: "control-plane-alerts",
+      namespace: "monitoring",
+      labels: { prometheus: "platform", "app.kubernetes.io/managed-by": "pulumi" },
+    });
+    expect(rule.dependsOn.filter((u) => u.includes("Release"))).toEqual([]);
+    expect(rule.provider).toBe(one(run, "access-provider").urn);
+  });
+});
