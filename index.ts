@@ -14,6 +14,7 @@ import { Monitoring } from "./components/monitoring/monitoring";
 import { ClusterNetwork } from "./components/network";
 import { stackOutputs, StackOutputs } from "./components/outputs";
 import { ReservedIp } from "./components/reservedIp";
+import { WorkerJoinToken } from "./components/workerJoin";
 
 export = async (): Promise<StackOutputs> => {
   // Validation throws before any resource is registered.
@@ -81,12 +82,21 @@ export = async (): Promise<StackOutputs> => {
     podNetwork: cni.release,
   });
 
-  new EtcdBackup("etcd-backup", {
+  const backup = new EtcdBackup("etcd-backup", {
     cfg,
     provider: access.provider,
     accessKey: secrets.objectStorage.accessKey,
     secretKey: secrets.objectStorage.secretKey,
   });
 
-  return stackOutputs({ cfg, network, reservedIp, controlPlane, api, access });
+  const workerToken = new WorkerJoinToken("worker-join", {
+    clusterName: cfg.clusterName,
+    rotation: cfg.workerJoin.rotation,
+    ttlHours: cfg.workerJoin.ttlHours,
+    node: controlPlane.nodes[0],
+    init: bootstrap.init,
+    sshPrivateKey: secrets.sshPrivateKey,
+  });
+
+  return stackOutputs({ cfg, network, reservedIp, controlPlane, api, access, backup, workerToken });
 };

@@ -3,6 +3,7 @@
  * Kubernetes provider built from it. The kubeconfig is a secret from the command's stdout
  * onwards and is never printed.
  */
+import * as crypto from "node:crypto";
 import * as command from "@pulumi/command";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
@@ -27,7 +28,26 @@ export interface ClusterAccessArgs {
 }
 
 interface Kubeconfig {
-  clusters?: { name: string; cluster: { server?: string } }[];
+  clusters?: { name: string; cluster: { server?: string; "certificate-authority-data"?: string } }[];
+}
+
+/** The cluster CA (PEM) admin.conf carries as `certificate-authority-data`. */
+export function kubeconfigCaCertificate(kubeconfig: string): string {
+  const doc = YAML.parse(kubeconfig) as Kubeconfig | null;
+  const data = doc?.clusters?.[0]?.cluster["certificate-authority-data"];
+  if (!data) throw new Error("the admin kubeconfig has no certificate-authority-data");
+  const pem = Buffer.from(data, "base64").toString("utf8");
+  new crypto.X509Certificate(pem); // throws unless it is a certificate
+  return pem;
+}
+
+/**
+ * `sha256:<hex>` over the CA's DER SubjectPublicKeyInfo: the value
+ * `kubeadm join --discovery-token-ca-cert-hash` checks the cluster against.
+ */
+export function caCertHash(pem: string): string {
+  const spki = new crypto.X509Certificate(pem).publicKey.export({ type: "spki", format: "der" });
+  return `sha256:${crypto.createHash("sha256").update(spki).digest("hex")}`;
 }
 
 /**
@@ -50,6 +70,8 @@ export function publicApiServer(cfg: ClusterConfig, lbIpv4: string, reservedIp: 
 export class ClusterAccess extends pulumi.ComponentResource {
   /** Secret: the admin kubeconfig with the public server address. */
   readonly kubeconfig: pulumi.Output<string>;
+  /** The cluster CA certificate (PEM), public: read from the kubeconfig, then unmarked secret. */
+  readonly caCertificate: pulumi.Output<string>;
   readonly provider: k8s.Provider;
 
   constructor(name: string, args: ClusterAccessArgs, opts?: pulumi.ComponentResourceOptions) {
@@ -67,6 +89,8 @@ export class ClusterAccess extends pulumi.ComponentResource {
     this.kubeconfig = pulumi.secret(
       pulumi.all([fetch.stdout, args.server]).apply(([text, server]) => rewriteKubeconfigServer(text, server)),
     );
+    // A CA certificate is public (every kubeconfig and node has it); only the rest is secret.
+    this.caCertificate = pulumi.unsecret(fetch.stdout.apply(kubeconfigCaCertificate));
     this.provider = new k8s.Provider(
       `${name}-provider`,
       {

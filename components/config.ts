@@ -73,6 +73,7 @@ export interface ClusterConfig {
   cni: CniChoice;
   /** Run the companion that moves the reserved IP to the kube-vip leader. */
   reservedIpFailover: boolean;
+  workerJoin: { ttlHours: number; rotation: string };
   backup: {
     schedule: string;
     retentionDays: number;
@@ -146,6 +147,8 @@ export const configKeys = {
   objectStorageAccessKey: "string",
   objectStorageSecretKey: "string",
   cni: "string",
+  workerJoinTokenTtlHours: "integer",
+  workerJoinTokenRotation: "string",
   reservedIpFailover: "boolean",
   sshPrivateKey: "string",
   monitoring: "string",
@@ -442,6 +445,16 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
 
   const cni = reader.oneOf("cni", r("cni") as string | undefined, cniChoices);
   const failover = r("reservedIpFailover") as boolean | undefined;
+  const tokenTtl = reader.check(
+    "workerJoinTokenTtlHours",
+    r("workerJoinTokenTtlHours") as number | undefined,
+    inRange(1, 8760, " hours (a year at most)"),
+  );
+  const tokenRotation = reader.check(
+    "workerJoinTokenRotation",
+    r("workerJoinTokenRotation") as string | undefined,
+    (v) => (/^[A-Za-z0-9._-]{1,63}$/.test(v) ? undefined : "must be 1-63 letters, digits, '.', '_' or '-'"),
+  );
   // Read only to report them missing; loadSecrets hands them on as Pulumi secrets.
   r("sshPrivateKey");
   r("objectStorageAccessKey");
@@ -563,6 +576,7 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
     },
     cni: cni!,
     reservedIpFailover: failover!,
+    workerJoin: { ttlHours: tokenTtl!, rotation: tokenRotation! },
     backup: {
       schedule: schedule!,
       retentionDays: retentionDays!,

@@ -2,12 +2,14 @@
  * The stack outputs, as one interface: what other teams read through StackReference.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { ClusterAccess } from "./clusterAccess";
+import { EtcdBackup } from "./backup";
+import { caCertHash, ClusterAccess } from "./clusterAccess";
 import { ClusterConfig } from "./config";
 import { ControlPlane } from "./controlPlane";
 import { apiServerPort, ApiLoadBalancer } from "./loadBalancer";
 import { ClusterNetwork } from "./network";
 import { ReservedIp } from "./reservedIp";
+import { WorkerJoinToken } from "./workerJoin";
 
 export interface NodeOutput {
   name: string;
@@ -17,7 +19,26 @@ export interface NodeOutput {
   publicIpv6: string;
 }
 
+/**
+ * Bumped whenever an output is removed or changes meaning; consumers check it
+ * (`outputsVersion`) before reading the rest. Adding an output does not bump it.
+ */
+export const outputsVersion = 2;
+
+/** What a worker node needs to join: `kubeadm join <controlPlaneEndpoint> --token ... --discovery-token-ca-cert-hash ...`. */
+export interface WorkerJoin {
+  /** `host:port` of the API, reachable from the private network. */
+  controlPlaneEndpoint: string;
+  /** Bootstrap token `[a-z0-9]{6}.[a-z0-9]{16}` in kubeadm's default-node-token group. */
+  token: string;
+  /** `sha256:<hex>` of the cluster CA's public key. */
+  caCertHash: string;
+  /** When the token stops working (ISO 8601, UTC). */
+  expires: string;
+}
+
 export interface StackOutputs {
+  outputsVersion: number;
   clusterName: string;
   location: string;
   networkZone: string;
@@ -41,8 +62,17 @@ export interface StackOutputs {
   firewallId: pulumi.Output<string>;
   placementGroupId: pulumi.Output<string>;
   nodes: pulumi.Output<NodeOutput[]>;
+  /** PEM of the cluster CA (kubeadm's /etc/kubernetes/pki/ca.crt). */
+  caCertificate: pulumi.Output<string>;
+  /** `sha256:<hex>` of the CA's public key, as `kubeadm join --discovery-token-ca-cert-hash` takes it. */
+  caCertHash: pulumi.Output<string>;
+  backupBucket: string;
+  /** S3 endpoint of the backup bucket (Hetzner Object Storage, path-style). */
+  backupEndpoint: string;
   /** Secret: admin kubeconfig pointing at the public API address. */
   kubeconfig: pulumi.Output<string>;
+  /** Secret: worker join material. Control-plane join material is never exported. */
+  workerJoin: pulumi.Output<WorkerJoin>;
 }
 
 export interface OutputSources {
@@ -52,17 +82,23 @@ export interface OutputSources {
   controlPlane: ControlPlane;
   api: ApiLoadBalancer;
   access: ClusterAccess;
+  backup: EtcdBackup;
+  workerToken: WorkerJoinToken;
 }
 
-export function stackOutputs({ cfg, network, reservedIp, controlPlane, api, access }: OutputSources): StackOutputs {
+export function stackOutputs(sources: OutputSources): StackOutputs {
+  const { cfg, network, reservedIp, controlPlane, api, access, backup, workerToken } = sources;
   const lb = api.loadBalancer;
   const publicLb = cfg.loadBalancer.publicInterface;
+  const controlPlaneEndpoint = `${cfg.apiDnsName ?? cfg.loadBalancer.privateIp}:${apiServerPort}`;
+  const hash = access.caCertificate.apply(caCertHash);
   return {
+    outputsVersion,
     clusterName: cfg.clusterName,
     location: cfg.location,
     networkZone: cfg.networkZone,
     kubernetesVersion: cfg.kubernetesVersion,
-    controlPlaneEndpoint: `${cfg.apiDnsName ?? cfg.loadBalancer.privateIp}:${apiServerPort}`,
+    controlPlaneEndpoint,
     ...(publicLb
       ? {
           apiServerUrl: pulumi.interpolate`https://${lb.ipv4}:${apiServerPort}`,
@@ -90,6 +126,15 @@ export function stackOutputs({ cfg, network, reservedIp, controlPlane, api, acce
         })),
       ),
     ),
+    caCertificate: access.caCertificate,
+    caCertHash: hash,
+    backupBucket: cfg.backup.bucket,
+    backupEndpoint: backup.endpoint,
     kubeconfig: access.kubeconfig,
+    workerJoin: pulumi.secret(
+      pulumi
+        .all([workerToken.token, hash])
+        .apply(([{ token, expires }, caCertHash]) => ({ controlPlaneEndpoint, token, caCertHash, expires })),
+    ),
   };
 }

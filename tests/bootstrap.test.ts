@@ -52,8 +52,8 @@ describe("the prod stack's bootstrap", () => {
 
   test("registers exactly these bootstrap resources", () => {
     const names = run.resources
-      // Monitoring and backup objects are in monitoring.test.ts and backup.test.ts.
-      .filter((r) => !["monitoring", "etcd-backup"].some((c) => r.parent === one(run, c).urn))
+      // Monitoring, backup and worker-token resources are in their own tests.
+      .filter((r) => !["monitoring", "etcd-backup", "worker-join"].some((c) => r.parent === one(run, c).urn))
       .filter(
         (r) =>
           r.type.startsWith("command:") || r.type.startsWith("kubernetes:") || r.type.startsWith("pulumi:providers"),
@@ -295,7 +295,7 @@ describe("variants", () => {
 
   test("preview: the whole bootstrap registers while every command's output is unknown", async () => {
     const run = await runStack({}, { preview: true });
-    expect(run.resources).toHaveLength(65);
+    expect(run.resources).toHaveLength(67);
     // The credentials do not exist before the credential command runs.
     expect(one(run, "bootstrap-cp-2-join").revealedInputs.stdin).toBe("[unknown]");
     expect(one(run, "access-provider").revealedInputs.kubeconfig).toBe("[unknown]");

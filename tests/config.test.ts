@@ -455,3 +455,16 @@ describe("monitoring settings", () => {
     ]);
   });
 });
+
+describe("worker join token settings", () => {
+  test("the TTL is 1 hour to a year; the rotation is a short label", () => {
+    expect(parse().workerJoin).toEqual({ ttlHours: 720, rotation: "1" });
+    expect(problems({ workerJoinTokenTtlHours: 0 })).toEqual([
+      `${P}:workerJoinTokenTtlHours = 0: must be from 1 to 8760 hours (a year at most)`,
+    ]);
+    expect(problems({ workerJoinTokenRotation: "next month" })).toEqual([
+      `${P}:workerJoinTokenRotation = "next month": must be 1-63 letters, digits, '.', '_' or '-'`,
+    ]);
+    expect(parse({ workerJoinTokenRotation: "2026-12" }).workerJoin.rotation).toBe("2026-12");
+  });
+});

@@ -40,6 +40,7 @@ describe("the prod stack's graph", () => {
         `${P}:index:Cni cni`,
         `${P}:index:Monitoring monitoring`,
         `${P}:index:EtcdBackup etcd-backup`,
+        `${P}:index:WorkerJoinToken worker-join`,
         `${T.network} cluster-network`,
         `${T.subnet} cluster-subnet`,
         `${T.placementGroup} cluster-spread`,
@@ -246,8 +247,8 @@ describe("variants", () => {
     );
     expect(byType(run, T.lbTarget)).toHaveLength(n);
     // Infrastructure 14 + 2 per node; bootstrap 5 + 9 per node (see bootstrap.test.ts);
-    // monitoring 6 and backup 7 (monitoring.test.ts, backup.test.ts).
-    expect(run.resources).toHaveLength(32 + 11 * n);
+    // monitoring 6, backup 7 and the worker join token 2 (monitoring, backup, outputs tests).
+    expect(run.resources).toHaveLength(34 + 11 * n);
   });
 
   test("tcp health check mode", async () => {
@@ -289,7 +290,7 @@ describe("variants", () => {
   test("preview: the whole graph registers with every computed output unknown", async () => {
     const run = await runStack({}, { preview: true });
     expect(run.preview).toBe(true);
-    expect(run.resources).toHaveLength(65);
+    expect(run.resources).toHaveLength(67);
     expect(one(run, "api-lb-target-cp-1").inputs.serverId).toBe("[unknown]");
     expect(run.outputs.apiServerUrl).toBe("[unknown]");
   });

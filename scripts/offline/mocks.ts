@@ -58,17 +58,38 @@ const computed: Record<string, (name: string, inputs: State) => State> = {
   }),
 };
 
+/**
+ * A real self-signed CA certificate (EC P-256, CN=kubernetes; its key was discarded), so code
+ * that parses admin.conf's CA gets a certificate. kubeadm's discovery hash of it is
+ * sha256:a7538f5f86f38efa81525568d219d0a4f6206559d128cf72a57303c900d98b8a (openssl computed).
+ */
+export const mockCaCertificate = [
+  "-----BEGIN CERTIFICATE-----",
+  "MIIBgTCCASegAwIBAgIURmk98jHCywxZSSZ0ubJ9K5d0a+UwCgYIKoZIzj0EAwIw",
+  "FTETMBEGA1UEAwwKa3ViZXJuZXRlczAgFw0yNjExMjExMjQwMTNaGA8yMTI2MTAy",
+  "ODEyNDAxM1owFTETMBEGA1UEAwwKa3ViZXJuZXRlczBZMBMGByqGSM49AgEGCCqG",
+  "SM49AwEHA0IABIU4twi1ySMEBfPnoB/Xwou5a10/YYc8/ltxedGvXBRvka+Dn9NO",
+  "8JvFwwdHfpte7eIZqnIL2xdlizr/j0U58SSjUzBRMB0GA1UdDgQWBBS0xzzDrGmh",
+  "Lb+fzKQ88NEfdRPLDzAfBgNVHSMEGDAWgBS0xzzDrGmhLb+fzKQ88NEfdRPLDzAP",
+  "BgNVHRMBAf8EBTADAQH/MAoGCCqGSM49BAMCA0gAMEUCIDhNosDx169ZvUCbO9lP",
+  "+vgPRPmnwm88sucRi51OHj6AAiEAm5jZVKNeHVFjIN51KFuJrowrrB4hv1XOzqrF",
+  "Sd468/s=",
+  "-----END CERTIFICATE-----",
+  "",
+].join("\n");
+
 /** What a remote command prints, for the commands whose output the program reads. */
 function commandStdout(name: string, create: string): string {
   if (create.includes("cat /etc/kubernetes/admin.conf")) {
     // kubeadm's admin.conf shape; the server is whatever controlPlaneEndpoint the node has.
     const data = Buffer.from(`mock-${name}`).toString("base64");
+    const ca = Buffer.from(mockCaCertificate).toString("base64");
     return [
       "apiVersion: v1",
       "kind: Config",
       "clusters:",
       "- cluster:",
-      `    certificate-authority-data: ${data}`,
+      `    certificate-authority-data: ${ca}`,
       "    server: https://control-plane-endpoint.invalid:6443",
       "  name: kubernetes",
       "contexts:",
@@ -88,6 +109,11 @@ function commandStdout(name: string, create: string): string {
   if (create.includes("mint-join-credentials.sh")) {
     const hex = crypto.createHash("sha256").update(name).digest("hex");
     return `JOIN_TOKEN=${hex.slice(0, 6)}.${hex.slice(6, 22)}\nJOIN_CA_CERT_HASH=sha256:${hex}\nJOIN_CERTIFICATE_KEY=${hex}\n`;
+  }
+  if (create.includes("worker-join-token.sh create")) {
+    const hex = crypto.createHash("sha256").update(name).digest("hex");
+    const id = /--id ([a-z0-9]{6})/.exec(create)?.[1] ?? "000000";
+    return `WORKER_JOIN_TOKEN=${id}.${hex.slice(0, 16)}\nWORKER_JOIN_EXPIRES=2026-12-21T00:00:00Z\n`;
   }
   return "";
 }
