@@ -351,7 +351,7 @@ restore_tool() {
 # restore_member SNAPSHOT NAME DATA_DIR INITIAL_CLUSTER PEER_URL TOKEN MOVE_ASIDE(true|false)
 restore_member() {
   local snapshot="$1" name="$2" data_dir="${3%/}" initial_cluster="$4" peer_url="$5" token="$6" move_aside="$7"
-  local stamp staging tool_name extra=()
+  local stamp staging tool_name restore_help extra=()
   stamp="$(date -u +%Y%m%dT%H%M%SZ)"
   [[ -f "$snapshot" ]] || die "snapshot ${snapshot} is not a file"
   [[ ",${initial_cluster}," == *",${name}=${peer_url},"* ]] ||
@@ -364,8 +364,10 @@ restore_member() {
     rmdir -- "$data_dir"
   fi
   if ((${#etcdutl_cmd[@]} > 0)); then tool_name="${etcdutl_cmd[*]}"; else tool_name="$(snapshot_tool)"; fi
-  if restore_tool snapshot restore --help 2>&1 | grep -q -- '--bump-revision' &&
-    restore_tool snapshot restore --help 2>&1 | grep -q -- '--mark-compacted'; then
+  # Captured first: `grep -q` in a pipe exits at the first match, and under pipefail the
+  # writer's SIGPIPE would make a tool that has the flags look as if it had not.
+  restore_help="$(restore_tool snapshot restore --help 2>&1 || true)"
+  if [[ "$restore_help" == *--bump-revision* && "$restore_help" == *--mark-compacted* ]]; then
     extra=(--bump-revision "$BUMP_REVISION" --mark-compacted)
     log "restoring member ${name} with ${tool_name} --bump-revision ${BUMP_REVISION} --mark-compacted"
   else
