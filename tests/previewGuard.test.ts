@@ -1,0 +1,282 @@
+/**
+ * scripts/preview-guard.ts, run for real as a child process against recorded `pulumi preview
+ * --json` documents (tests/fixtures/preview/). The fixtures are Pulumi's PreviewDigest format
+ * (steps with op, urn, provider, oldState/newState, diffReasons, replaceReasons, detailedDiff,
+ * plus changeSummary) with this program's real URNs; a test checks each URN against the program.
+ *
+ * What this cannot prove: that a given code change makes Pulumi emit these steps. That is the
+ * preview job in .github/workflows/pull-request.yml, which runs this guard on the real preview.
+ */
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { findRefusals, guardedResources, parsePreview, parseUrn, PreviewStep, stepOps } from "../scripts/preview-guard";
+import { runStack } from "./support/program";
+
+const repoRoot = path.join(__dirname, "..");
+const fixtures = path.join(__dirname, "fixtures", "preview");
+const fixture = (name: string) => path.join(fixtures, name);
+const tsNode = path.join(repoRoot, "node_modules", ".bin", "ts-node");
+const guardScript = path.join(repoRoot, "scripts", "preview-guard.ts");
+
+const urnOf = (type: string, name: string, parent: string) =>
+  `urn:pulumi:prod::hcloud-control-plane::hcloud-control-plane:index:${parent}$${type}::${name}`;
+const cp2 = urnOf("hcloud:index/server:Server", "control-plane-cp-2", "ControlPlane");
+
+/** GitHub's `pull_request.labels`, as `toJSON(github.event.pull_request.labels)` renders it. */
+const labels = (...names: string[]) =>
+  JSON.stringify(
+    names.map((name, i) => ({
+      id: 7000000000 + i,
+      node_id: `LA_kwDOLabel${i}`,
+      url: `https://api.github.com/repos/platform/hcloud-control-plane/labels/${encodeURIComponent(name)}`,
+      name,
+      color: "d93f0b",
+      default: false,
+      description: null,
+    })),
+  );
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function guard(args: string[], env: Record<string, string> = {}): Run {
+  const inherited = { ...process.env };
+  delete inherited.PREVIEW_GUARD_ALLOW; // only what a test sets
+  const result = spawnSync(tsNode, ["--transpile-only", guardScript, ...args], {
+    cwd: repoRoot,
+    env: { ...inherited, ...env },
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+}
+const preview = (name: string, ...rest: string[]) => guard(["--preview", fixture(name), ...rest]);
+
+function expectStatus(run: Run, status: number): void {
+  if (run.status !== status) {
+    throw new Error(`exit status ${run.status}, expected ${status}\nstdout:\n${run.stdout}\nstderr:\n${run.stderr}`);
+  }
+}
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "preview-guard-test-"));
+});
+afterAll(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+const tmpFile = (name: string, text: string) => {
+  const file = path.join(tmp, name);
+  fs.writeFileSync(file, text);
+  return file;
+};
+
+describe("passes", () => {
+  test("no changes: exit 0 with a one-line summary", () => {
+    const run = preview("no-changes.json");
+    expectStatus(run, 0);
+    expect(run.stdout.trim().split("\n")).toHaveLength(1);
+    expect(run.stdout).toMatch(/^preview-guard: OK: 65 steps \(same 65\); no guarded resource replaced or deleted\n$/);
+    expect(run.stderr).toBe("");
+  });
+
+  test("updates only (PrometheusRule spec, LB service health check): exit 0", () => {
+    const run = preview("updates-only.json");
+    expectStatus(run, 0);
+    expect(run.stdout).toContain("update 2");
+  });
+
+  test("a resource outside the rules replaced (ConfigMap etcd-backup-script): exit 0", () => {
+    expectStatus(preview("configmap-replaced.json"), 0);
+  });
+});
+
+describe("refuses", () => {
+  test("a control-plane server replaced (delete-replaced, replace, create-replacement; location)", () => {
+    const run = preview("server-replaced.json");
+    expectStatus(run, 1);
+    expect(run.stdout).toBe("");
+    expect(run.stderr).toContain("REFUSED: this preview replaces or deletes 1 guarded resource(s)");
+    expect(run.stderr).toContain("hcloud:index/server:Server control-plane-cp-2");
+    expect(run.stderr).toContain(cp2);
+    expect(run.stderr).toContain("ops:            delete-replaced, replace, create-replacement");
+    expect(run.stderr).toContain("replaceReasons: location");
+    expect(run.stderr).toContain("add the label 'allow-replace:control-plane-cp-2'");
+    expect(run.stderr).toContain("--allow control-plane-cp-2");
+    expect(run.stderr).toContain("PREVIEW_GUARD_ALLOW=control-plane-cp-2");
+    // The load balancer target replaced with it is not guarded.
+    expect(run.stderr).not.toContain("api-lb-target-cp-2\n");
+  });
+
+  test.each([
+    ["join-replaced.json", "command:remote:Command bootstrap-cp-2-join", "replaceReasons: triggers"],
+    ["bucket-deleted.json", "aws:s3/bucket:Bucket etcd-backup-bucket", "ops:            delete"],
+    ["reserved-ip-replaced.json", "hcloud:index/floatingIp:FloatingIp reserved-ip-fip", "replaceReasons: homeLocation"],
+    ["lb-deleted.json", "hcloud:index/loadBalancer:LoadBalancer api-lb", "ops:            delete"],
+  ])("%s: exit 1 naming %s", (file, resource, detail) => {
+    const run = preview(file);
+    expectStatus(run, 1);
+    expect(run.stderr).toContain("1 guarded resource(s)");
+    expect(run.stderr).toContain(`${resource}\n`);
+    expect(run.stderr).toContain(detail);
+    const name = resource.split(" ")[1];
+    expect(run.stderr).toContain(`'allow-replace:${name}'`);
+  });
+});
+
+describe("allowances", () => {
+  test.each<[string, string[], Record<string, string>]>([
+    ["--allow name", ["--allow", "control-plane-cp-2"], {}],
+    ["--allow with other names", ["--allow", "api-lb, control-plane-cp-2"], {}],
+    ["--allow full URN", ["--allow", cp2], {}],
+    ["PREVIEW_GUARD_ALLOW", [], { PREVIEW_GUARD_ALLOW: "reserved-ip-fip,control-plane-cp-2" }],
+    ["label allow-replace:<name>", ["--labels-json", labels("infra", "allow-replace:control-plane-cp-2")], {}],
+  ])("the server replacement allowed by %s: exit 0", (_label, args, env) => {
+    const run = guard(["--preview", fixture("server-replaced.json"), ...args], env);
+    expectStatus(run, 0);
+    expect(run.stdout).toContain(
+      "allowed: hcloud:index/server:Server control-plane-cp-2 (delete-replaced, replace, create-replacement)",
+    );
+    expect(run.stdout).toContain("except 1 allowed");
+  });
+
+  test.each<[string, string[], Record<string, string>]>([
+    ["--allow another server", ["--allow", "control-plane-cp-3"], {}],
+    ["--allow a prefix of the name", ["--allow", "control-plane-cp"], {}],
+    ["--allow another URN", ["--allow", cp2.replace("cp-2", "cp-3")], {}],
+    ["PREVIEW_GUARD_ALLOW another resource", [], { PREVIEW_GUARD_ALLOW: "api-lb" }],
+    ["a label for another resource", ["--labels-json", labels("allow-replace:control-plane-cp-3")], {}],
+    ["the name as a label without the prefix", ["--labels-json", labels("control-plane-cp-2")], {}],
+    ["no labels (push event: null)", ["--labels-json", "null"], {}],
+  ])("an allowance that does not name it (%s): still refused", (_label, args, env) => {
+    const run = guard(["--preview", fixture("server-replaced.json"), ...args], env);
+    expectStatus(run, 1);
+    expect(run.stderr).toContain("hcloud:index/server:Server control-plane-cp-2");
+  });
+
+  test("an allowance that matches nothing is reported, and allows only what it names", () => {
+    const run = preview("bucket-deleted.json", "--allow", "control-plane-cp-2");
+    expectStatus(run, 1);
+    expect(run.stderr).toContain("allowance 'control-plane-cp-2' matches no guarded replace or delete");
+    expect(run.stderr).toContain("etcd-backup-bucket");
+  });
+});
+
+describe("bad input: exit 2, never fine", () => {
+  test.each([
+    ["malformed JSON", '{"steps": [{"op": "same",', "the preview is not JSON"],
+    ["an empty file", "", "the preview is not JSON"],
+    ["JSON null", "null", "the preview is not an object"],
+    ["no steps", '{"changeSummary": {"same": 3}}', "no `steps` list"],
+    ["steps not a list", '{"steps": {}}', "no `steps` list"],
+    ["a step without op", '{"steps": [{"urn": "urn:pulumi:prod::p::t::n"}]}', "step 0 has no string `op` and `urn`"],
+    ["a step with a bad URN", '{"steps": [{"op": "delete", "urn": "control-plane-cp-2"}]}', "not a Pulumi URN"],
+  ])("%s", (name, text, message) => {
+    const run = guard(["--preview", tmpFile(`${name.replace(/\W+/g, "-")}.json`, text)]);
+    expectStatus(run, 2);
+    expect(run.stderr).toContain(message);
+    expect(run.stdout).toBe("");
+  });
+
+  test("a failed preview (diagnostics, no steps) from the fixtures", () => {
+    const run = preview("preview-failed.json");
+    expectStatus(run, 2);
+    expect(run.stderr).toContain("no `steps` list");
+  });
+
+  test("a missing file, a missing --preview, an unknown flag, bad labels JSON", () => {
+    expectStatus(guard(["--preview", path.join(tmp, "does-not-exist.json")]), 2);
+    expect(guard(["--preview", path.join(tmp, "does-not-exist.json")]).stderr).toContain("cannot read");
+    expect(guard([]).stderr).toContain("--preview <file> is required");
+    expectStatus(guard([]), 2);
+    expectStatus(preview("no-changes.json", "--force"), 2);
+    expectStatus(preview("no-changes.json", "--allow"), 2);
+    for (const bad of ["{not json", '{"name": "allow-replace:x"}', "[{}]"]) {
+      expectStatus(preview("server-replaced.json", "--labels-json", bad), 2);
+    }
+  });
+});
+
+describe("rules and ops", () => {
+  const step = (op: string, urn: string): PreviewStep => ({ op, urn });
+
+  test("every rule has a reason; the rules select exactly the program's state-holding resources", async () => {
+    for (const rule of guardedResources) expect(rule.why.length).toBeGreaterThan(20);
+    const run = await runStack();
+    const guarded = run.resources
+      .filter((r) => findRefusals([step("delete", r.urn)]).length > 0)
+      .map((r) => r.name)
+      .sort();
+    expect(guarded).toEqual([
+      "api-lb",
+      "bootstrap-cp-1-init",
+      "bootstrap-cp-2-join",
+      "bootstrap-cp-3-join",
+      "control-plane-cp-1",
+      "control-plane-cp-2",
+      "control-plane-cp-3",
+      "etcd-backup-bucket",
+      "reserved-ip-fip",
+    ]);
+    // Every URN and type in the fixtures is one the program really forms.
+    const types = new Map(run.resources.map((r) => [r.urn, r.type]));
+    for (const file of fs.readdirSync(fixtures)) {
+      const doc = JSON.parse(fs.readFileSync(fixture(file), "utf8")) as { steps?: PreviewStep[] };
+      for (const s of doc.steps ?? []) {
+        expect({ file, urn: s.urn, known: types.has(s.urn) }).toEqual({ file, urn: s.urn, known: true });
+        for (const state of [s.oldState, s.newState]) if (state) expect(state.type).toBe(types.get(s.urn));
+        expect(parseUrn(s.urn).type).toBe(types.get(s.urn));
+      }
+    }
+  });
+
+  test("each op: replace/delete ops refused, others pass, an unknown op fails closed", () => {
+    const destructive = Object.keys(stepOps).filter((op) => stepOps[op].destructive);
+    expect(destructive.sort()).toEqual(
+      [
+        "create-replacement",
+        "delete",
+        "delete-replaced",
+        "discard-replaced",
+        "import-replacement",
+        "read-replacement",
+        "remove-pending-replace",
+        "replace",
+      ].sort(),
+    );
+    for (const op of Object.keys(stepOps)) {
+      expect({ op, refused: findRefusals([step(op, cp2)]).length }).toEqual({
+        op,
+        refused: destructive.includes(op) ? 1 : 0,
+      });
+    }
+    expect(findRefusals([step("frobnicate", cp2)])[0].ops).toEqual(["frobnicate (unknown op, treated as destructive)"]);
+    expect(findRefusals([step("toString", cp2)])).toHaveLength(1);
+  });
+
+  test("commands: only names ending in -join or -init are guarded", () => {
+    const command = (name: string) => urnOf("command:remote:Command", name, "ClusterBootstrap");
+    expect(findRefusals([step("replace", command("bootstrap-cp-1-init"))])).toHaveLength(1);
+    expect(findRefusals([step("replace", command("bootstrap-cp-3-join"))])).toHaveLength(1);
+    for (const name of ["bootstrap-cp-2-join-credentials", "bootstrap-cp-1-prepared", "access-admin-kubeconfig"]) {
+      expect(findRefusals([step("replace", command(name))])).toEqual([]);
+    }
+    // A CopyToRemote named like a join is another type.
+    expect(findRefusals([step("delete", urnOf("command:remote:CopyToRemote", "x-join", "ClusterBootstrap"))])).toEqual(
+      [],
+    );
+  });
+
+  test("parsePreview keeps changeSummary; one refusal per resource across its steps", () => {
+    const doc = parsePreview(fs.readFileSync(fixture("server-replaced.json"), "utf8"));
+    expect(doc.changeSummary).toEqual({ replace: 2, same: 63 });
+    expect(findRefusals(doc.steps)).toEqual([
+      expect.objectContaining({ name: "control-plane-cp-2", replaceReasons: ["location"], diffReasons: ["location"] }),
+    ]);
+  });
+});

@@ -1,0 +1,397 @@
+/**
+ * The GitHub workflows (.github/workflows/) read as data, and scripts/check-control-plane.sh
+ * run for real with bash against a fake `kubectl` on PATH (as tests/nodeScripts.test.ts does).
+ *
+ * What this cannot prove: that GitHub runs the workflows as read here, that pulumi/actions@v6
+ * behaves as documented, and that a real kubectl and etcd print what the fake prints. The proof
+ * of those is a pull request and a deployment on GitHub.
+ */
+import { spawnSync } from "child_process";
+import * as fs from "fs";
+import * as os from "os";
+import * as path from "path";
+import { parse } from "yaml";
+import { requireTool } from "./support/tools";
+
+const repoRoot = path.join(__dirname, "..");
+const workflowsDir = path.join(repoRoot, ".github", "workflows");
+
+interface Step {
+  name?: string;
+  uses?: string;
+  run?: string;
+  with?: Record<string, unknown>;
+  env?: Record<string, string>;
+  if?: string;
+}
+interface Job {
+  name?: string;
+  needs?: string | string[];
+  if?: string;
+  "runs-on"?: unknown;
+  container?: unknown;
+  permissions?: Record<string, string>;
+  strategy?: { "max-parallel"?: number; "fail-fast"?: boolean; matrix?: { stack?: string[] } };
+  env?: Record<string, string>;
+  steps: Step[];
+}
+interface Workflow {
+  name: string;
+  on: Record<string, unknown>;
+  permissions?: Record<string, string>;
+  concurrency?: { group: string; "cancel-in-progress": boolean };
+  jobs: Record<string, Job>;
+}
+
+const workflow = (file: string) =>
+  parse(fs.readFileSync(path.join(workflowsDir, file), "utf8"), { strict: true, uniqueKeys: true }) as Workflow;
+const pullRequest = workflow("pull-request.yml");
+const deploy = workflow("deploy.yml");
+
+/** The region stacks: one per Pulumi.<stack>.yaml in the repository root. */
+const stackFiles = fs
+  .readdirSync(repoRoot)
+  .map((f) => /^Pulumi\.(.+)\.yaml$/.exec(f)?.[1])
+  .filter((s): s is string => s !== undefined)
+  .sort();
+
+const stepIndex = (job: Job, predicate: (s: Step) => boolean, what: string) => {
+  const i = job.steps.findIndex(predicate);
+  if (i < 0) throw new Error(`no step ${what} in job ${job.name}`);
+  return i;
+};
+const allSteps = [pullRequest, deploy].flatMap((w) => Object.values(w.jobs).flatMap((j) => j.steps));
+
+describe("both workflows", () => {
+  test("the stack list is not empty and prod is in it", () => {
+    expect(stackFiles).toContain("prod");
+  });
+
+  test("no `run` script inlines a ${{ }} expression (values reach scripts through env)", () => {
+    for (const step of allSteps.filter((s) => s.run))
+      expect({ run: step.run }).toEqual({ run: expect.not.stringContaining("${{") });
+  });
+
+  test("every action is pinned to a major version; Pulumi through pulumi/actions@v6", () => {
+    const uses = allSteps.flatMap((s) => (s.uses ? [s.uses] : []));
+    for (const u of uses) expect(u).toMatch(/^[\w-]+\/[\w-]+@v\d+$/);
+    expect(uses.filter((u) => u.startsWith("pulumi/actions@"))).toEqual(["pulumi/actions@v6", "pulumi/actions@v6"]);
+  });
+
+  test("least privilege: read-only by default, no xtrace in any script", () => {
+    for (const w of [pullRequest, deploy]) expect(w.permissions).toEqual({ contents: "read" });
+    for (const step of allSteps.filter((s) => s.run)) expect(step.run).not.toMatch(/set -[a-z]*x|set -o xtrace/);
+  });
+});
+
+describe("pull-request.yml", () => {
+  const { offline, preview } = pullRequest.jobs;
+
+  test("runs on pull requests, again when labels change, and on nothing else", () => {
+    expect(Object.keys(pullRequest.on)).toEqual(["pull_request"]);
+    expect(pullRequest.on.pull_request).toEqual({
+      types: ["opened", "synchronize", "reopened", "labeled", "unlabeled"],
+    });
+    expect(Object.keys(pullRequest.jobs).sort()).toEqual(["offline", "preview"]);
+  });
+
+  test("offline: no secret anywhere, runs for forks, npm test and the plan of every stack, uploads the plans", () => {
+    expect(JSON.stringify(offline)).not.toMatch(/secrets\./);
+    expect(offline.if).toBeUndefined();
+    expect(offline.needs).toBeUndefined();
+    const runs = offline.steps.map((s) => s.run ?? "");
+    expect(runs).toContain("npm test");
+    const plan = offline.steps[stepIndex(offline, (s) => /npm run plan/.test(s.run ?? ""), "npm run plan")];
+    expect(plan.run).toContain("for file in Pulumi.*.yaml");
+    expect(plan.run).toContain('npm run plan -- --stack "$stack" --out plan-output');
+    const upload = offline.steps[stepIndex(offline, (s) => s.uses === "actions/upload-artifact@v4", "upload")];
+    expect(upload.with).toMatchObject({ path: "plan-output/", "if-no-files-found": "error" });
+    expect(stepIndex(offline, (s) => s === upload, "upload")).toBeGreaterThan(offline.steps.indexOf(plan));
+  });
+
+  test("the plan loop plans exactly the Pulumi.<stack>.yaml stacks", () => {
+    const plan = offline.steps.find((s) => /npm run plan/.test(s.run ?? ""))!;
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "workflow-plan-"));
+    try {
+      for (const f of ["Pulumi.yaml", ...stackFiles.map((s) => `Pulumi.${s}.yaml`), "Pulumi.other.yml"]) {
+        fs.writeFileSync(path.join(dir, f), "");
+      }
+      // `npm` is a function that prints its arguments.
+      const script = `set -euo pipefail\nnpm() { echo "$*"; }\n${plan.run}`;
+      const result = spawnSync("/bin/bash", ["-c", script], { cwd: dir, encoding: "utf8" });
+      expect(result.status).toBe(0);
+      expect(result.stdout.trim().split("\n")).toEqual(
+        stackFiles.map((s) => `run plan -- --stack ${s} --out plan-output --quiet`),
+      );
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("preview: after offline, only for branches of this repository, over every stack", () => {
+    expect(preview.needs).toBe("offline");
+    expect(preview.if).toBe("github.event.pull_request.head.repo.full_name == github.repository");
+    expect(preview.strategy?.matrix?.stack).toEqual(stackFiles);
+    expect(preview.strategy?.["fail-fast"]).toBe(false);
+    expect(preview.permissions).toEqual({ contents: "read", "pull-requests": "write" });
+    expect(preview.env).toEqual({
+      PULUMI_ACCESS_TOKEN: "${{ secrets.PULUMI_ACCESS_TOKEN }}",
+      STACK: "${{ matrix.stack }}",
+    });
+  });
+
+  test("preview: pulumi/actions@v6 preview with diff and a PR comment, then the JSON preview, then the guard", () => {
+    const action = stepIndex(preview, (s) => s.uses === "pulumi/actions@v6", "pulumi/actions@v6");
+    expect(preview.steps[action].with).toEqual({
+      command: "preview",
+      "stack-name": "${{ matrix.stack }}",
+      diff: true,
+      "comment-on-pr": true,
+      "github-token": "${{ secrets.GITHUB_TOKEN }}",
+    });
+    const json = stepIndex(preview, (s) => /pulumi preview .*--json/.test(s.run ?? ""), "pulumi preview --json");
+    expect(preview.steps[json].run).toBe('pulumi preview --stack "$STACK" --json > preview.json');
+    const guard = stepIndex(preview, (s) => /preview-guard\.ts/.test(s.run ?? ""), "the guard");
+    expect(action).toBeLessThan(json);
+    expect(json).toBeLessThan(guard);
+    expect(preview.steps[guard].run).toBe(
+      'npx ts-node --transpile-only scripts/preview-guard.ts --preview preview.json --labels-json "$PR_LABELS"',
+    );
+    expect(preview.steps[guard].env).toEqual({ PR_LABELS: "${{ toJSON(github.event.pull_request.labels) }}" });
+    expect(preview.steps[guard].if).toBeUndefined();
+    expect(fs.existsSync(path.join(repoRoot, "scripts", "preview-guard.ts"))).toBe(true);
+  });
+});
+
+describe("deploy.yml", () => {
+  const { deploy: job } = deploy.jobs;
+
+  test("runs on pushes to main only, one deployment at a time, never cancelled midway", () => {
+    expect(deploy.on).toEqual({ push: { branches: ["main"] } });
+    expect(Object.keys(deploy.jobs)).toEqual(["deploy"]);
+    expect(deploy.concurrency).toEqual({ group: "deploy", "cancel-in-progress": false });
+  });
+
+  test("region by region: a matrix over every stack, max-parallel 1, fail-fast", () => {
+    expect(job.strategy).toEqual({ "max-parallel": 1, "fail-fast": true, matrix: { stack: stackFiles } });
+  });
+
+  test("pulumi up, then the health check with the stack's kubeconfig in a private file, never printed", () => {
+    const up = stepIndex(job, (s) => s.uses === "pulumi/actions@v6", "pulumi/actions@v6");
+    expect(job.steps[up].with).toEqual({ command: "up", "stack-name": "${{ matrix.stack }}", diff: true });
+    const check = stepIndex(job, (s) => /check-control-plane\.sh/.test(s.run ?? ""), "the health check");
+    expect(check).toBe(up + 1);
+    expect(job.steps[check].if).toBeUndefined();
+    const lines = job.steps[check].run!.trim().split("\n");
+    expect(lines).toEqual([
+      "set -euo pipefail",
+      "umask 077",
+      'kubeconfig="$RUNNER_TEMP/kubeconfig-$STACK"',
+      "trap 'rm -f \"$kubeconfig\"' EXIT",
+      'pulumi stack output kubeconfig --show-secrets --stack "$STACK" > "$kubeconfig"',
+      'expected="$(pulumi stack output nodes --json --stack "$STACK" | jq length)"',
+      'bash scripts/check-control-plane.sh --timeout 600 "$kubeconfig" "$expected"',
+    ]);
+    // Nothing reads the file back to the log.
+    expect(job.steps[check].run).not.toMatch(/\b(cat|echo|printf|tee|head|tail|less)\b/);
+    expect(job.env).toEqual({
+      PULUMI_ACCESS_TOKEN: "${{ secrets.PULUMI_ACCESS_TOKEN }}",
+      STACK: "${{ matrix.stack }}",
+    });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// scripts/check-control-plane.sh against a fake kubectl.
+
+const checkScript = path.join(repoRoot, "scripts", "check-control-plane.sh");
+const kubeconfigSecret = "client-key-data: LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tc2VjcmV0";
+const etcdPki = "/etc/kubernetes/pki/etcd";
+
+const fakeKubectl = `#!/usr/bin/env bash
+printf 'kubectl %s\\n' "$*" >>"$FAKE_LOG"
+count() { local f="$FAKE_DIR/count.$1" n=0; if [[ -f "$f" ]]; then n="$(<"$f")"; fi; echo $((n + 1)) >"$f"; echo $((n + 1)); }
+case "$*" in
+  *" get --raw /readyz")
+    if [[ "\${FAKE_READYZ:-ok}" == hang ]]; then exec sleep 30; fi
+    if [[ "\${FAKE_READYZ:-ok}" != ok ]]; then echo "[-]etcd failed: reason withheld" >&2; echo "readyz check failed" >&2; exit 1; fi
+    echo ok
+    ;;
+  *" get nodes "*)
+    if (($(count nodes) < \${FAKE_READY_AFTER:-1})); then printf '%s\\n' "$FAKE_NODES_EARLY"; else printf '%s\\n' "$FAKE_NODES"; fi
+    ;;
+  *" endpoint health --cluster")
+    if [[ -n "\${FAKE_ETCD_FAIL:-}" ]]; then echo "https://10.20.1.13:2379 is unhealthy: failed to commit proposal: context deadline exceeded" >&2; exit 1; fi
+    for ip in \${FAKE_ETCD_IPS:-11 12 13}; do echo "https://10.20.1.$ip:2379 is healthy: successfully committed proposal: took = 2.1ms"; done
+    ;;
+  *) echo "fake kubectl: unexpected $*" >&2; exit 99 ;;
+esac
+`;
+
+const healthyNodes = ["prod-nbg1-cp-1   True", "prod-nbg1-cp-2   True", "prod-nbg1-cp-3   True"].join("\n");
+
+interface CheckRun {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+  calls: string[];
+  kubeconfig: string;
+}
+
+let tmp: string;
+beforeAll(() => {
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "check-control-plane-test-"));
+});
+afterAll(() => {
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function check(args: string[] | ((kubeconfig: string) => string[]), env: Record<string, string> = {}): CheckRun {
+  const dir = fs.mkdtempSync(path.join(tmp, "run-"));
+  const bin = path.join(dir, "bin");
+  fs.mkdirSync(bin);
+  fs.writeFileSync(path.join(bin, "kubectl"), fakeKubectl, { mode: 0o755 });
+  // Only the fake and the few real tools the script and the fake use.
+  for (const tool of ["bash", "timeout", "sleep", "grep", "sed"]) {
+    const found = ["/usr/bin", "/bin"].map((d) => path.join(d, tool)).find((p) => fs.existsSync(p));
+    if (!found) throw new Error(`${tool} not found`);
+    fs.symlinkSync(found, path.join(bin, tool));
+  }
+  const kubeconfig = path.join(dir, "kubeconfig");
+  fs.writeFileSync(
+    kubeconfig,
+    `apiVersion: v1\nkind: Config\nusers:\n- name: admin\n  user:\n    ${kubeconfigSecret}\n`,
+    {
+      mode: 0o600,
+    },
+  );
+  const log = path.join(dir, "calls.log");
+  fs.writeFileSync(log, "");
+  const started = Date.now();
+  const result = spawnSync("/bin/bash", [checkScript, ...(typeof args === "function" ? args(kubeconfig) : args)], {
+    env: { PATH: bin, LC_ALL: "C", FAKE_LOG: log, FAKE_DIR: dir, FAKE_NODES: healthyNodes, ...env },
+    encoding: "utf8",
+    timeout: 30_000,
+  });
+  const calls = fs
+    .readFileSync(log, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((c) =>
+      c
+        .split(kubeconfig)
+        .join("$KUBECONFIG")
+        .replace(/--request-timeout=\d+s/, "--request-timeout=Ns"),
+    );
+  const output = result.stdout + result.stderr;
+  expect(output).not.toContain(kubeconfigSecret);
+  expect(output).not.toContain("kind: Config");
+  return {
+    status: result.status,
+    stdout: result.stdout,
+    stderr: result.stderr,
+    ms: Date.now() - started,
+    calls,
+    kubeconfig,
+  };
+}
+const fast = (kubeconfig: string, expected = "3") => ["--timeout", "2", "--interval", "0.2", kubeconfig, expected];
+
+// Each call is bounded by the time left (at most 30 s); the tests read it as N.
+const kubectl = (rest: string) => `kubectl --kubeconfig $KUBECONFIG --request-timeout=Ns ${rest}`;
+const readyzCall = kubectl("get --raw /readyz");
+const nodesCall = kubectl(
+  'get nodes -l node-role.kubernetes.io/control-plane --no-headers -o custom-columns=NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status',
+);
+const etcdCall = (node: string) =>
+  kubectl(
+    `-n kube-system exec etcd-${node} -- etcdctl --endpoints https://127.0.0.1:2379 --cacert ${etcdPki}/ca.crt ` +
+      `--cert ${etcdPki}/healthcheck-client.crt --key ${etcdPki}/healthcheck-client.key endpoint health --cluster`,
+  );
+
+describe("scripts/check-control-plane.sh", () => {
+  test("shellcheck passes; strict mode, no xtrace", () => {
+    const binary = requireTool("/usr/bin/shellcheck", "shellcheck");
+    const result = spawnSync(binary, [checkScript], { encoding: "utf8" });
+    expect({ status: result.status, output: result.stdout + result.stderr }).toEqual({ status: 0, output: "" });
+    const text = fs.readFileSync(checkScript, "utf8");
+    expect(text.startsWith("#!/usr/bin/env bash\n")).toBe(true);
+    expect(text).toContain("\nset -euo pipefail\n");
+    expect(text).not.toMatch(/set -[a-z]*x|set -o xtrace/);
+    expect(fs.statSync(checkScript).mode & 0o111).not.toBe(0);
+  });
+
+  test("healthy: exit 0 after /readyz, the node list and etcd health through cp-1's etcd pod", () => {
+    const run = check((k) => fast(k));
+    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(run.stdout).toMatch(/^control plane healthy: .*3\/3 control-plane nodes Ready, etcd 3\/3 members healthy/);
+    expect(run.calls).toEqual([readyzCall, nodesCall, etcdCall("prod-nbg1-cp-1")]);
+  });
+
+  test("one node NotReady: non-zero within the timeout, naming the node", () => {
+    const nodes = healthyNodes.replace("prod-nbg1-cp-2   True", "prod-nbg1-cp-2   False");
+    const run = check((k) => fast(k), { FAKE_NODES: nodes });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain("control-plane nodes not Ready: prod-nbg1-cp-2 (False)");
+    expect(run.stderr).toContain("not healthy after 2s");
+    expect(run.ms).toBeLessThan(6_000);
+    expect(run.calls.length).toBeGreaterThan(2); // it retried
+    expect(run.calls).not.toContain(etcdCall("prod-nbg1-cp-1"));
+  });
+
+  test("a node missing (2 of 3) or etcd reporting fewer members: non-zero", () => {
+    const twoNodes = check((k) => fast(k), { FAKE_NODES: healthyNodes.split("\n").slice(0, 2).join("\n") });
+    expect(twoNodes.status).toBe(1);
+    expect(twoNodes.stderr).toContain("2 control-plane nodes, expected 3");
+    const twoMembers = check((k) => fast(k), { FAKE_ETCD_IPS: "11 12" });
+    expect(twoMembers.status).toBe(1);
+    expect(twoMembers.stderr).toContain("etcd reports 2 healthy members, expected 3");
+    const etcdFails = check((k) => fast(k), { FAKE_ETCD_FAIL: "1" });
+    expect(etcdFails.status).toBe(1);
+    expect(etcdFails.stderr).toContain("https://10.20.1.13:2379 is unhealthy");
+  });
+
+  test("/readyz failing: non-zero; a hanging /readyz: non-zero within the timeout", () => {
+    const failing = check((k) => fast(k), { FAKE_READYZ: "fail" });
+    expect(failing.status).toBe(1);
+    expect(failing.stderr).toContain("/readyz is not ok: [-]etcd failed");
+    expect(failing.ms).toBeLessThan(6_000);
+    expect(new Set(failing.calls)).toEqual(new Set([readyzCall]));
+    const hanging = check((k) => fast(k), { FAKE_READYZ: "hang" });
+    expect(hanging.status).toBe(1);
+    expect(hanging.ms).toBeLessThan(8_000);
+  });
+
+  test("retries until healthy: nodes NotReady at first, then Ready", () => {
+    const early = healthyNodes.replace("prod-nbg1-cp-1   True", "prod-nbg1-cp-1   Unknown");
+    const run = check((k) => ["--timeout", "10", "--interval", "0.1", k, "3"], {
+      FAKE_NODES_EARLY: early,
+      FAKE_READY_AFTER: "3",
+    });
+    expect(run.status).toBe(0);
+    expect(run.stderr).toContain("attempt 1: control-plane nodes not Ready: prod-nbg1-cp-1 (Unknown)");
+    expect(run.stdout).toContain("(attempt 3)");
+    // etcd is checked only once every control-plane node is Ready.
+    expect(run.calls.filter((c) => c.includes("endpoint health"))).toEqual([etcdCall("prod-nbg1-cp-1")]);
+  });
+
+  test("bad arguments: exit 2 without calling kubectl", () => {
+    for (const args of [
+      (k: string) => [k],
+      (k: string) => [k, "three"],
+      (k: string) => [k, "0"],
+      () => [path.join(tmp, "no-such-kubeconfig"), "3"],
+      (k: string) => ["--no-such-flag", k, "3"],
+      (k: string) => ["--timeout", "soon", k, "3"],
+    ]) {
+      const run = check(args);
+      expect(run.status).toBe(2);
+      expect(run.stderr).toContain("usage: check-control-plane.sh");
+      expect(run.calls).toEqual([]);
+    }
+    const help = check(["--help"]);
+    expect(help.status).toBe(0);
+    expect(help.stdout).toContain("KUBECONFIG EXPECTED");
+  });
+});
