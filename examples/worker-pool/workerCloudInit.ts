@@ -1,0 +1,107 @@
+/**
+ * Cloud-init user data for a worker node: the control plane's node preparation (the same
+ * packages, kernel settings and pinned containerd/kubeadm/kubelet/kubectl, from
+ * components/cloudInit.ts), then `kubeadm join --config` with a JoinConfiguration that holds
+ * the bootstrap token.
+ *
+ * The token never appears on a command line or in cloud-init's log: it is in a root-only file
+ * (0600) written by `write_files`, read by kubeadm through `--config`, and removed after a
+ * successful join. It does stay in the server's user data (root-only on the node, and served
+ * by Hetzner's metadata service to processes on the server), which is why the token is short-lived.
+ *
+ * Pure: the result is a string, serialized the way renderCloudInit serializes.
+ */
+import { parse, stringify } from "yaml";
+import { nodePaths, renderCloudInit } from "../../components/cloudInit";
+import { maxUserDataBytes } from "../../components/hetzner";
+import { kubeadmPaths } from "../../components/kubeadm";
+import type { WorkerJoin } from "../../components/outputs";
+
+export interface WorkerCloudInitInput {
+  /** Server name, hostname and Kubernetes node name, e.g. "prod-nbg1-worker-1". */
+  hostname: string;
+  /** The control plane's Kubernetes version "x.y.z"; the node's packages are pinned to it. */
+  kubernetesVersion: string;
+  /** The node's address on the private network; kubelet advertises it (`node-ip`). */
+  privateIp: string;
+  /** Join material from the control-plane stack's secret `workerJoin` output. */
+  join: WorkerJoin;
+}
+
+export const workerPaths = {
+  /** JoinConfiguration with the bootstrap token: mode 0600, removed after a successful join. */
+  joinConfig: "/etc/kubernetes/worker-join.yaml",
+} as const;
+
+interface WriteFile {
+  path: string;
+  owner: string;
+  permissions: string;
+  content: string;
+}
+interface CloudConfig {
+  write_files: WriteFile[];
+  runcmd: unknown[];
+  [key: string]: unknown;
+}
+
+/** The `kubeadm join --config` document (kubeadm.k8s.io/v1beta4) for one worker. */
+export function renderWorkerJoinConfiguration(input: WorkerCloudInitInput): string {
+  const join = {
+    apiVersion: "kubeadm.k8s.io/v1beta4",
+    kind: "JoinConfiguration",
+    discovery: {
+      // tlsBootstrapToken defaults to this token.
+      bootstrapToken: {
+        apiServerEndpoint: input.join.controlPlaneEndpoint,
+        token: input.join.token,
+        caCertHashes: [input.join.caCertHash],
+      },
+    },
+    nodeRegistration: {
+      name: input.hostname,
+      criSocket: kubeadmPaths.criSocket,
+      // As on the control plane: cluster traffic uses the private network, not the public NIC.
+      kubeletExtraArgs: [{ name: "node-ip", value: input.privateIp }],
+    },
+  };
+  return stringify(join, { sortMapEntries: true, lineWidth: 0, version: "1.1" });
+}
+
+/**
+ * The shell step after node preparation: join only when preparation finished (its sentinel
+ * exists), then remove the token file. Arguments are positional, never interpolated.
+ */
+const joinStep = 'test -s "$1" && kubeadm join --config "$2" && rm -f -- "$2"';
+
+/** Renders the `#cloud-config` user data for one worker node. */
+export function renderWorkerCloudInit(input: WorkerCloudInitInput): string {
+  const base = parse(renderCloudInit({ hostname: input.hostname, kubernetesVersion: input.kubernetesVersion }), {
+    version: "1.1",
+  }) as CloudConfig;
+  const cloudConfig: CloudConfig = {
+    ...base,
+    write_files: [
+      // A worker runs no API server: the control plane's audit policy is not needed.
+      ...base.write_files.filter((f) => f.path !== nodePaths.auditPolicy),
+      {
+        path: workerPaths.joinConfig,
+        owner: "root:root",
+        permissions: "0600",
+        content: renderWorkerJoinConfiguration(input),
+      },
+    ],
+    runcmd: [
+      ...base.runcmd,
+      ["/bin/sh", "-c", joinStep, "worker-join", nodePaths.preparedSentinel, workerPaths.joinConfig],
+    ],
+  };
+  const userData = `#cloud-config\n${stringify(cloudConfig, { sortMapEntries: true, lineWidth: 0, version: "1.1" })}`;
+  const size = Buffer.byteLength(userData, "utf8");
+  if (size > maxUserDataBytes) {
+    throw new Error(
+      `worker-pool: user data for ${input.hostname} is ${size} bytes, over Hetzner's ${maxUserDataBytes}`,
+    );
+  }
+  return userData;
+}
