@@ -26,3 +26,9 @@ test("every relative link in the README points at a file that exists", () => {
   expect(links.length).toBeGreaterThan(0);
   for (const link of links) expect([link, fs.existsSync(path.join(projectRoot, link))]).toEqual([link, true]);
 });
+
+test("the README links every runbook", () => {
+  for (const file of fs.readdirSync(path.join(projectRoot, "docs", "runbooks"))) {
+    expect([file, readme.includes(`(docs/runbooks/${file})`)]).toEqual([file, true]);
+  }
+});
