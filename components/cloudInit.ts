@@ -23,6 +23,12 @@ export interface CloudInitInput {
   hostname: string;
   /** Kubernetes version "x.y.z"; kubeadm, kubelet and kubectl are pinned to it. Required. */
   kubernetesVersion: string;
+  /** The API server's audit policy; only control-plane nodes need it. Default true. */
+  auditPolicy?: boolean;
+  /** Files written after the node's own (a worker's join configuration). */
+  extraFiles?: { path: string; permissions: string; content: string }[];
+  /** Commands run after the node preparation, in list form (a worker's join). */
+  extraRuncmd?: string[][];
 }
 
 /** Host paths the node preparation creates, for components that must agree with it. */
@@ -45,7 +51,7 @@ function readEmbedded(relativePath: string): string {
 
 const kernelModules = readEmbedded("cloud-init/kubernetes-modules.conf");
 const sysctls = readEmbedded("cloud-init/kubernetes-sysctl.conf");
-const auditPolicy = readEmbedded("cloud-init/audit-policy.yaml");
+const auditPolicyText = readEmbedded("cloud-init/audit-policy.yaml");
 const prepareScript = readEmbedded("../scripts/node/prepare-kubernetes-node.sh");
 
 const prerequisitePackages = [
@@ -60,9 +66,9 @@ const prerequisitePackages = [
   "jq",
 ];
 
-/** Renders the `#cloud-config` user data for one control-plane node. */
+/** Renders the `#cloud-config` user data for one node (control-plane unless told otherwise). */
 export function renderCloudInit(input: CloudInitInput): string {
-  const { hostname, kubernetesVersion } = input;
+  const { hostname, kubernetesVersion, auditPolicy = true, extraFiles = [], extraRuncmd = [] } = input;
 
   const cloudConfig = {
     hostname,
@@ -78,8 +84,9 @@ export function renderCloudInit(input: CloudInitInput): string {
     write_files: [
       file("/etc/modules-load.d/kubernetes.conf", "0644", kernelModules),
       file("/etc/sysctl.d/90-kubernetes.conf", "0644", sysctls),
-      file(nodePaths.auditPolicy, "0600", auditPolicy),
+      ...(auditPolicy ? [file(nodePaths.auditPolicy, "0600", auditPolicyText)] : []),
       file(nodePaths.prepareScript, "0700", prepareScript),
+      ...extraFiles.map((f) => file(f.path, f.permissions, f.content)),
     ],
     // List form: cloud-init execs it without a shell, so no argument is ever re-parsed.
     runcmd: [
@@ -92,6 +99,7 @@ export function renderCloudInit(input: CloudInitInput): string {
         "--channel",
         kubernetesPackageChannel(kubernetesVersion),
       ],
+      ...extraRuncmd,
     ],
     ssh_pwauth: false,
     // The kubeadm bootstrap (@pulumi/command) logs in as root with the stack's SSH key; Ubuntu's

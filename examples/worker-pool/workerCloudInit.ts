@@ -9,11 +9,10 @@
  * successful join. It does stay in the server's user data (root-only on the node, and served
  * by Hetzner's metadata service to processes on the server), which is why the token is short-lived.
  *
- * Pure: the result is a string, serialized the way renderCloudInit serializes.
+ * Pure: components/cloudInit.ts renders it, with the worker's file and command added.
  */
-import { parse, stringify } from "yaml";
+import { stringify } from "yaml";
 import { nodePaths, renderCloudInit } from "../../components/cloudInit";
-import { maxUserDataBytes } from "../../components/hetzner";
 import { kubeadmPaths } from "../../components/kubeadm";
 import type { WorkerJoin } from "../../components/outputs";
 
@@ -32,18 +31,6 @@ export const workerPaths = {
   /** JoinConfiguration with the bootstrap token: mode 0600, removed after a successful join. */
   joinConfig: "/etc/kubernetes/worker-join.yaml",
 } as const;
-
-interface WriteFile {
-  path: string;
-  owner: string;
-  permissions: string;
-  content: string;
-}
-interface CloudConfig {
-  write_files: WriteFile[];
-  runcmd: unknown[];
-  [key: string]: unknown;
-}
 
 /** The `kubeadm join --config` document (kubeadm.k8s.io/v1beta4) for one worker. */
 export function renderWorkerJoinConfiguration(input: WorkerCloudInitInput): string {
@@ -76,32 +63,12 @@ const joinStep = 'test -s "$1" && kubeadm join --config "$2" && rm -f -- "$2"';
 
 /** Renders the `#cloud-config` user data for one worker node. */
 export function renderWorkerCloudInit(input: WorkerCloudInitInput): string {
-  const base = parse(renderCloudInit({ hostname: input.hostname, kubernetesVersion: input.kubernetesVersion }), {
-    version: "1.1",
-  }) as CloudConfig;
-  const cloudConfig: CloudConfig = {
-    ...base,
-    write_files: [
-      // A worker runs no API server: the control plane's audit policy is not needed.
-      ...base.write_files.filter((f) => f.path !== nodePaths.auditPolicy),
-      {
-        path: workerPaths.joinConfig,
-        owner: "root:root",
-        permissions: "0600",
-        content: renderWorkerJoinConfiguration(input),
-      },
-    ],
-    runcmd: [
-      ...base.runcmd,
-      ["/bin/sh", "-c", joinStep, "worker-join", nodePaths.preparedSentinel, workerPaths.joinConfig],
-    ],
-  };
-  const userData = `#cloud-config\n${stringify(cloudConfig, { sortMapEntries: true, lineWidth: 0, version: "1.1" })}`;
-  const size = Buffer.byteLength(userData, "utf8");
-  if (size > maxUserDataBytes) {
-    throw new Error(
-      `worker-pool: user data for ${input.hostname} is ${size} bytes, over Hetzner's ${maxUserDataBytes}`,
-    );
-  }
-  return userData;
+  return renderCloudInit({
+    hostname: input.hostname,
+    kubernetesVersion: input.kubernetesVersion,
+    // A worker runs no API server: the control plane's audit policy is not needed.
+    auditPolicy: false,
+    extraFiles: [{ path: workerPaths.joinConfig, permissions: "0600", content: renderWorkerJoinConfiguration(input) }],
+    extraRuncmd: [["/bin/sh", "-c", joinStep, "worker-join", nodePaths.preparedSentinel, workerPaths.joinConfig]],
+  });
 }

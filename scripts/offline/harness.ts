@@ -45,6 +45,8 @@ export interface ProgramRun {
   preview: boolean;
   resources: RecordedResource[];
   outputs: Record<string, unknown>;
+  /** The outputs with secrets in clear: for tests only, never written anywhere. */
+  revealedOutputs: Record<string, unknown>;
 }
 
 /**
@@ -120,15 +122,18 @@ export async function runProgram(
     preview?: boolean;
     /** Receives each registration as it happens, so a failed run can still be inspected. */
     sink?: RecordedResource[];
+    /** Mocks that answer more than the providers (e.g. a StackReference); default ProviderMocks. */
+    mocks?: ProviderMocks;
   } = {},
 ): Promise<ProgramRun> {
   const preview = options.preview ?? false;
   pulumi.runtime.setAllConfig(config.values, config.secretKeys);
-  const mocks = new ProviderMocks(preview);
+  const mocks = options.mocks ?? new ProviderMocks(preview);
   await pulumi.runtime.setMocks(mocks, config.project, config.stack, preview);
 
   const resources: RecordedResource[] = options.sink ?? [];
   let outputs: Record<string, unknown> = {};
+  let revealedOutputs: Record<string, unknown> = {};
   const monitor = pulumi.runtime.getMonitor() as unknown as Monitor;
   const register = monitor.registerResource.bind(monitor);
   monitor.registerResource = (req, cb) => {
@@ -158,7 +163,9 @@ export async function runProgram(
   const registerOutputs = monitor.registerResourceOutputs.bind(monitor);
   monitor.registerResourceOutputs = (req, cb) => {
     if (req.getUrn().includes("::pulumi:pulumi:Stack::")) {
-      outputs = unwire(req.getOutputs()?.toJavaScript() ?? {}) as Record<string, unknown>;
+      const wire = req.getOutputs()?.toJavaScript() ?? {};
+      outputs = unwire(wire) as Record<string, unknown>;
+      revealedOutputs = unwire(wire, true) as Record<string, unknown>;
     }
     registerOutputs(req, cb);
   };
@@ -182,5 +189,5 @@ export async function runProgram(
     // failure, this lets every registration that did start reach the record.
     await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
   }
-  return { project: config.project, stack: config.stack, preview, resources, outputs };
+  return { project: config.project, stack: config.stack, preview, resources, outputs, revealedOutputs };
 }

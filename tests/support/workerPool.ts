@@ -13,7 +13,7 @@
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import type { NodeOutput, StackOutputs } from "../../components/outputs";
-import { unwire } from "../../scripts/offline/harness";
+import { RecordedResource, runProgram } from "../../scripts/offline/harness";
 import { ProviderMocks } from "../../scripts/offline/mocks";
 import { loadStackConfig } from "../../scripts/offline/stackConfig";
 
@@ -82,16 +82,8 @@ export function without(outputs: Record<string, unknown>, key: string): Record<s
 /** The outputs the control plane marks secret (components/outputs.ts: kubeconfig, workerJoin). */
 export const controlPlaneSecretOutputs = ["kubeconfig", "workerJoin"];
 
-export interface Recorded {
-  type: string;
-  name: string;
-  custom: boolean;
-  ignoreChanges: string[];
-  /** Inputs as the engine receives them, secrets masked as "[secret]". */
-  inputs: Record<string, unknown>;
-  /** The same with secrets in clear: for assertions only. */
-  revealedInputs: Record<string, unknown>;
-}
+/** A registration as the offline harness records it. */
+export type Recorded = RecordedResource;
 
 export interface WorkerPoolRun {
   resources: Recorded[];
@@ -101,33 +93,19 @@ export interface WorkerPoolRun {
   outputs: Record<string, unknown>;
 }
 
-interface RegisterRequest {
-  getType(): string;
-  getName(): string;
-  getCustom(): boolean;
-  getIgnorechangesList(): string[];
-  getObject(): { toJavaScript(): Record<string, unknown> } | undefined;
-}
-type Callback = (err: unknown, response?: unknown) => void;
-interface Monitor {
-  registerResource(req: RegisterRequest, cb: Callback): Promise<void>;
-  registerResourceOutputs(
-    req: { getUrn(): string; getOutputs(): { toJavaScript(): object } | undefined },
-    cb: Callback,
-  ): void;
-}
-
-class WorkerPoolMocks implements pulumi.runtime.Mocks {
-  readonly providers = new ProviderMocks(false);
+/** The providers' mocks, plus the control-plane stack answering the StackReference. */
+class WorkerPoolMocks extends ProviderMocks {
   readonly stackReferences: { name: string; stack: unknown }[] = [];
 
   constructor(
     private readonly outputs: Record<string, unknown>,
     private readonly secretOutputNames: string[],
-  ) {}
+  ) {
+    super(false);
+  }
 
   newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
-    if (args.type !== stackReferenceType) return this.providers.newResource(args);
+    if (args.type !== stackReferenceType) return super.newResource(args);
     this.stackReferences.push({ name: args.name, stack: args.inputs.name });
     const outputs = Object.fromEntries(
       Object.entries(this.outputs).map(([k, v]) => [k, this.secretOutputNames.includes(k) ? pulumi.secret(v) : v]),
@@ -136,10 +114,6 @@ class WorkerPoolMocks implements pulumi.runtime.Mocks {
       id: args.id ?? String(args.inputs.name),
       state: { name: args.inputs.name, outputs, secretOutputNames: this.secretOutputNames },
     };
-  }
-
-  call(args: pulumi.runtime.MockCallArgs): pulumi.runtime.MockCallResult {
-    return this.providers.call(args);
   }
 }
 
@@ -162,54 +136,10 @@ export async function runWorkerPool(
     overrides: options.config ?? {},
     externalSecrets: ["hcloud:token"],
   });
-  pulumi.runtime.setAllConfig(config.values, config.secretKeys);
   const mocks = new WorkerPoolMocks(
     options.outputs ?? { ...controlPlaneOutputs() },
     options.secretOutputNames ?? controlPlaneSecretOutputs,
   );
-  await pulumi.runtime.setMocks(mocks, config.project, config.stack, false);
-
-  const resources: Recorded[] = options.sink ?? [];
-  const monitor = pulumi.runtime.getMonitor() as unknown as Monitor;
-  const register = monitor.registerResource.bind(monitor);
-  monitor.registerResource = (req, cb) =>
-    register(req, (err, response) => {
-      if (!err) {
-        const wire = req.getObject()?.toJavaScript() ?? {};
-        resources.push({
-          type: req.getType(),
-          name: req.getName(),
-          custom: req.getCustom(),
-          ignoreChanges: req.getIgnorechangesList(),
-          inputs: unwire(wire) as Record<string, unknown>,
-          revealedInputs: unwire(wire, true) as Record<string, unknown>,
-        });
-      }
-      cb(err, response);
-    });
-
-  let outputs: Record<string, unknown> = {};
-  const registerOutputs = monitor.registerResourceOutputs.bind(monitor);
-  monitor.registerResourceOutputs = (req, cb) => {
-    if (req.getUrn().includes("::pulumi:pulumi:Stack::")) {
-      outputs = unwire(req.getOutputs()?.toJavaScript() ?? {}) as Record<string, unknown>;
-    }
-    registerOutputs(req, cb);
-  };
-
-  const stack = new pulumi.runtime.Stack(async () => (await program()) as pulumi.Inputs);
-  // As in scripts/offline/harness.ts: the program's error is reported once, through promise().
-  const stackOutputs = stack.outputs as unknown as {
-    isKnown: Promise<unknown>;
-    isSecret: Promise<unknown>;
-    promise(): Promise<unknown>;
-  };
-  stackOutputs.isKnown.catch(() => undefined);
-  stackOutputs.isSecret.catch(() => undefined);
-  try {
-    await stackOutputs.promise();
-  } finally {
-    await (pulumi.runtime as unknown as { waitForRPCs(): Promise<void> }).waitForRPCs();
-  }
-  return { resources, stackReferences: mocks.stackReferences, outputs };
+  const run = await runProgram(program, config, { mocks, sink: options.sink });
+  return { resources: run.resources, stackReferences: mocks.stackReferences, outputs: run.outputs };
 }
