@@ -9,9 +9,8 @@
  * (join command format, `member list -w simple` columns, reset removing the etcd member).
  * The proof of those is a real bootstrap: init, two joins, one leave, on real servers.
  */
-import { spawn, spawnSync } from "child_process";
+import { spawn } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { parse } from "yaml";
 import { nodePaths } from "../components/cloudInit";
@@ -23,11 +22,24 @@ import {
   kubeadmPaths,
   renderJoinConfiguration,
 } from "../components/kubeadm";
+import {
+  at,
+  calls,
+  expectScriptContract,
+  expectShellcheckClean,
+  expectStatus,
+  makeSandbox as makeNodeSandbox,
+  mode,
+  nodeScriptsDir,
+  resetCalls,
+  Run,
+  RunOptions,
+  runNodeScript,
+  Sandbox,
+  useTempDir,
+} from "./support/nodeSandbox";
 import { requireTool } from "./support/tools";
 
-const repoRoot = path.join(__dirname, "..");
-const nodeScriptsDir = path.join(repoRoot, "scripts", "node");
-const shellcheckBinary = "/usr/bin/shellcheck";
 const envsubstBinary = "/usr/bin/envsubst";
 
 const scriptNames = [
@@ -56,26 +68,12 @@ const etcdHealthCall = (kubeconfig: string, node: string) =>
   `--endpoints https://127.0.0.1:2379 ${etcdctlTls} endpoint health --cluster`;
 const readyzCall = `kubectl --kubeconfig $ROOT${adminConf} get --raw /readyz`;
 
-let tmp: string;
-beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "node-scripts-test-"));
-});
-afterAll(() => {
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
+const tmp = useTempDir("node-scripts-test-");
 
 // ---------------------------------------------------------------------------------------------
-// Fakes: each appends "<name> <argv>" to $FAKE_LOG, then acts. FAKE_FAIL / FAKE_HANG name the
-// operations (comma-separated) that exit 1 / never return.
-
-const prelude = [
-  "#!/usr/bin/env bash",
-  'printf \'%s\\n\' "${0##*/}${*:+ $*}" >>"$FAKE_LOG"',
-  'fails() { [[ ",${FAKE_FAIL:-}," == *",$1,"* ]]; }',
-  'hangs() { [[ ",${FAKE_HANG:-}," == *",$1,"* ]]; }',
-  // How often an operation ran, for fakes that succeed only after some attempts.
-  'count() { local f="$FAKE_CAPTURE/count.$1" n=0; if [[ -f "$f" ]]; then n="$(<"$f")"; fi; echo $((n + 1)) >"$f"; echo $((n + 1)); }',
-].join("\n");
+// Fakes: each appends "<name> <argv>" to $FAKE_LOG, then acts (the prelude of
+// tests/support/nodeSandbox.ts). FAKE_FAIL / FAKE_HANG name the operations (comma-separated)
+// that exit 1 / never return.
 
 const fakes: Record<string, string> = {
   kubeadm: `
@@ -176,99 +174,29 @@ const realTools = [
   ...["cp", "dirname", "grep", "mkdir", "stat"], // the fakes
 ];
 
-interface Sandbox {
-  root: string;
-  capture: string;
-  fakeBin: string;
-  log: string;
-  env: Record<string, string>;
-}
-
 function makeSandbox(name: string): Sandbox {
-  const dir = fs.mkdtempSync(path.join(tmp, `${name}-`));
-  const root = path.join(dir, "root");
-  const fakeBin = path.join(dir, "fake-bin");
-  const realBin = path.join(dir, "real-bin");
-  const capture = path.join(dir, "capture");
-  const log = path.join(dir, "calls.log");
-  for (const d of [root, fakeBin, realBin, capture, path.join(root, "etc", "kubernetes")]) {
-    fs.mkdirSync(d, { recursive: true });
-  }
-  fs.writeFileSync(path.join(root, "etc", "hosts"), "127.0.0.1 localhost\n::1 localhost ip6-localhost\n");
-  fs.writeFileSync(log, "");
-  for (const [command, body] of Object.entries(fakes)) {
-    fs.writeFileSync(path.join(fakeBin, command), `${prelude}\n${body}\n`, { mode: 0o755 });
-  }
-  const searchPath = (process.env.PATH ?? "/usr/bin:/bin").split(":");
-  for (const tool of realTools) {
-    const found = searchPath.map((d) => path.join(d, tool)).find((p) => fs.existsSync(p));
-    if (!found) throw new Error(`${tool} not found on PATH`);
-    fs.symlinkSync(found, path.join(realBin, tool));
-  }
-  fs.symlinkSync(requireTool(envsubstBinary, "gettext-base"), path.join(realBin, "envsubst"));
-  const env = {
-    PATH: `${fakeBin}:${realBin}`,
-    ROOT: root,
-    POLL_SECONDS: "0.05",
-    LC_ALL: "C",
-    FAKE_LOG: log,
-    FAKE_CAPTURE: capture,
-    FAKE_ADMIN_CONF: path.join(root, adminConf),
-    FAKE_KUBELET_CONF: path.join(root, "etc/kubernetes/kubelet.conf"),
-    FAKE_TOKEN: token,
-    FAKE_CA_CERT_HASH: caCertHash,
-    FAKE_CERT_KEY: certificateKey,
-  };
-  return { root, capture, fakeBin, log, env };
-}
-
-interface Run {
-  status: number | null;
-  stdout: string;
-  stderr: string;
-  ms: number;
-}
-
-interface RunOptions {
-  /** Added to (or overriding) the sandbox environment. */
-  env?: Record<string, string>;
-  /** Sandbox environment variables left out. */
-  unset?: string[];
-  /** Standard input; empty (closed at once) by default. */
-  input?: string;
-}
-
-function run(sandbox: Sandbox, script: ScriptName, args: string[], options: RunOptions = {}): Run {
-  const env: Record<string, string> = { ...sandbox.env, ...options.env };
-  for (const name of options.unset ?? []) delete env[name];
-  const started = Date.now();
-  const result = spawnSync("/bin/bash", [path.join(nodeScriptsDir, script), ...args], {
-    env,
-    input: options.input ?? "",
-    encoding: "utf8",
-    timeout: 15_000,
+  const sandbox = makeNodeSandbox(tmp(), name, {
+    fakes,
+    realTools,
+    toolPaths: { envsubst: requireTool(envsubstBinary, "gettext-base") },
+    files: { "etc/hosts": "127.0.0.1 localhost\n::1 localhost ip6-localhost\n" },
+    env: {
+      FAKE_TOKEN: token,
+      FAKE_CA_CERT_HASH: caCertHash,
+      FAKE_CERT_KEY: certificateKey,
+    },
   });
-  return { status: result.status, stdout: result.stdout, stderr: result.stderr, ms: Date.now() - started };
+  fs.mkdirSync(at(sandbox, "etc/kubernetes"), { recursive: true });
+  Object.assign(sandbox.env, {
+    FAKE_ADMIN_CONF: at(sandbox, adminConf),
+    FAKE_KUBELET_CONF: at(sandbox, "etc/kubernetes/kubelet.conf"),
+  });
+  return sandbox;
 }
 
-/** The fakes' call log, with the sandbox root written as $ROOT. */
-function calls(sandbox: Sandbox): string[] {
-  return fs
-    .readFileSync(sandbox.log, "utf8")
-    .split("\n")
-    .filter(Boolean)
-    .map((line) => line.split(sandbox.root).join("$ROOT"));
-}
-function resetCalls(sandbox: Sandbox): void {
-  fs.writeFileSync(sandbox.log, "");
-}
+const run = (sandbox: Sandbox, script: ScriptName, args: string[], options: RunOptions = {}): Run =>
+  runNodeScript(sandbox, script, args, options);
 
-const at = (sandbox: Sandbox, p: string) => path.join(sandbox.root, p);
-const mode = (file: string) => (fs.statSync(file).mode & 0o777).toString(8);
-
-function expectStatus(result: Run, status: number): void {
-  expect({ status: result.status, stderr: result.stderr }).toMatchObject({ status });
-}
 function expectNoSecrets(result: Run): void {
   for (const secret of secrets) {
     expect(result.stdout).not.toContain(secret);
@@ -280,11 +208,9 @@ function expectNoSecrets(result: Run): void {
 
 describe("every node script", () => {
   test("shellcheck passes on every script in scripts/node/", () => {
-    const binary = requireTool(shellcheckBinary, "shellcheck");
     const all = fs.readdirSync(nodeScriptsDir).filter((f) => f.endsWith(".sh"));
     expect(all).toEqual(expect.arrayContaining([...scriptNames]));
-    const result = spawnSync(binary, all, { cwd: nodeScriptsDir, encoding: "utf8" });
-    expect({ status: result.status, output: result.stdout + result.stderr }).toEqual({ status: 0, output: "" });
+    expectShellcheckClean(all);
   });
 
   const documented: Record<ScriptName, string[]> = {
@@ -315,26 +241,7 @@ describe("every node script", () => {
   };
 
   test.each(scriptNames)("%s: bash strict mode, no xtrace, --help documents every flag", (name) => {
-    const text = scriptText(name);
-    expect(text.startsWith("#!/usr/bin/env bash\n")).toBe(true);
-    expect(text).toContain("\nset -euo pipefail\n");
-    expect(text).not.toMatch(/set -[a-z]*x|set -o xtrace/);
-    const sandbox = makeSandbox("help");
-    const help = run(sandbox, name, ["--help"]);
-    expect({ status: help.status, stderr: help.stderr }).toEqual({ status: 0, stderr: "" });
-    for (const word of documented[name]) expect(help.stdout).toContain(word);
-    // Every flag the script parses is documented.
-    const parser = text.slice(
-      text.indexOf("\nparse_args() {"),
-      text.indexOf("\n}\n", text.indexOf("\nparse_args() {")),
-    );
-    const parsed = [...parser.matchAll(/^\s+(--[a-z-]+)\)/gm)].map((m) => m[1]);
-    expect(parsed.length).toBeGreaterThan(0);
-    for (const flag of parsed) expect(help.stdout).toContain(flag);
-    const unknown = run(sandbox, name, ["--no-such-flag"]);
-    expect(unknown.status).toBe(2);
-    expect(unknown.stderr).toContain("unknown argument '--no-such-flag'");
-    expect(calls(sandbox)).toEqual([]);
+    expectScriptContract(makeSandbox("help"), name, documented[name]);
   });
 
   test("join credentials: the scripts check the patterns, names and envsubst format of components/kubeadm.ts", () => {
@@ -402,6 +309,21 @@ describe("wait-node-prepared.sh", () => {
     expect(noKubeadm.status).toBe(1);
     expect(noKubeadm.stderr).toContain("missing: 'kubeadm' on PATH");
     expect(noKubeadm.stderr).not.toContain("missing: the sentinel");
+  });
+
+  test("a cluster member prepared with another version passes: the upgrade chain moves it, not this check", () => {
+    // A configured version change re-runs this check on every node before the upgrade chain.
+    const sandbox = makeSandbox("member-older");
+    prepared(sandbox, "1.34.2-1.1");
+    fs.writeFileSync(at(sandbox, "etc/kubernetes/kubelet.conf"), "apiVersion: v1\n");
+    const result = run(sandbox, "wait-node-prepared.sh", ["--package-version", "1.35.0-1.1"]);
+    expectStatus(result, 0);
+    expect(result.stderr).toContain("member node prepared with 1.34.2-1.1; the upgrade moves it to 1.35.0-1.1");
+    // A node that is not a member yet must hold exactly the version it is to join with.
+    fs.rmSync(at(sandbox, "etc/kubernetes/kubelet.conf"));
+    const fresh = run(sandbox, "wait-node-prepared.sh", ["--package-version", "1.35.0-1.1"]);
+    expect(fresh.status).toBe(1);
+    expect(fresh.stderr).toContain("holding '1.35.0-1.1' (it holds '1.34.2-1.1')");
   });
 
   test("gives up when cloud-init does not finish within --timeout", () => {

@@ -32,7 +32,9 @@ Environment:
 Checks, in order:
   1. `cloud-init status --wait` ends within the timeout. Exit 0 is done; exit 2 (done with
      recoverable errors, e.g. deprecated keys) is accepted with a warning; anything else fails.
-  2. /var/lib/kubernetes-node/prepared exists and holds exactly the package version;
+  2. /var/lib/kubernetes-node/prepared exists and holds exactly the package version; on a node
+     that already is a cluster member (/etc/kubernetes/kubelet.conf exists) another version is
+     accepted: a configured version change reaches members through upgrade-node.sh;
   3. kubeadm and kubectl are on PATH.
 A failure names what is missing; /var/log/cloud-init-output.log has the preparation's output.
 
@@ -93,7 +95,13 @@ check_prepared() {
   else
     prepared_version="$(<"$sentinel")"
     if [[ "$prepared_version" != "$package_version" ]]; then
-      missing+=("${sentinel} holding '${package_version}' (it holds '${prepared_version}')")
+      if [[ -f "${ROOT}/etc/kubernetes/kubelet.conf" ]]; then
+        # A member of the cluster: a changed version reaches it through the upgrade chain
+        # (upgrade-node.sh), which writes the sentinel last; it was prepared all the same.
+        log "member node prepared with ${prepared_version}; the upgrade moves it to ${package_version}"
+      else
+        missing+=("${sentinel} holding '${package_version}' (it holds '${prepared_version}')")
+      fi
     fi
   fi
   for command_name in kubeadm kubectl; do

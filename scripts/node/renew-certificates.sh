@@ -1,0 +1,201 @@
+#!/usr/bin/env bash
+# Renews THIS control-plane node's kubeadm certificates (`kubeadm certs renew all`) and restarts
+# its static pods one at a time so they load them, gated on the API server's /readyz and etcd's
+# cluster health before the renewal and after every restart. Pulumi runs it on one node at a time
+# when the setting certificateRenewal changes; the stamp makes a re-run with the same value a
+# no-op.
+set -euo pipefail
+umask 077
+# Bash's regular expressions follow the locale; C makes [a-z] mean exactly a to z.
+export LC_ALL=C
+
+readonly SCRIPT_NAME="renew-certificates"
+# shellcheck source-path=SCRIPTDIR source=lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+
+readonly SENTINEL=/var/lib/kubernetes-node/certificates-renewed
+readonly MANIFESTS=/etc/kubernetes/manifests
+# Outside the manifests directory (the kubelet watches it), on the same file system (a rename).
+readonly PARKED=/etc/kubernetes/manifests-parked
+readonly COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler etcd)
+# containerd's CRI socket (components/kubeadm.ts criSocket), so crictl needs no /etc/crictl.yaml.
+readonly CRI_ENDPOINT=unix:///run/containerd/containerd.sock
+readonly STAMP_PATTERN='^[A-Za-z0-9._-]{1,63}$'
+
+usage() {
+  cat <<'EOF'
+Usage: renew-certificates.sh --node-name NAME --stamp STAMP [--timeout SECONDS] [--root DIR]
+
+Renews the kubeadm certificates of this control-plane node and restarts its static pods so they
+use them. Run as root on the node, on one control-plane node at a time.
+
+Options:
+  --node-name NAME   Kubernetes node name of this node: its etcd pod is etcd-NAME. Required.
+  --stamp STAMP      Label of this renewal, chosen by the operator (e.g. the date 2027-05-01):
+                     1 to 63 of A-Z a-z 0-9 . _ -. Required. When the sentinel
+                     /var/lib/kubernetes-node/certificates-renewed already holds STAMP, the
+                     node was renewed with it: nothing is done (exit 0).
+  --timeout SECONDS  Longest wait for each gate, each container to stop or start, and for
+                     kubeadm certs renew all (default 300).
+  --root DIR         Prefix for every file this script reads or writes (default: $ROOT, else
+                     empty, meaning /). For tests; commands still act on this host.
+  -h, --help         Show this help and exit.
+
+Environment:
+  ROOT          Same as --root; the flag wins.
+  POLL_SECONDS  Pause between checks (default 5; may be fractional, e.g. 0.1).
+
+Gate: `kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz` answers ok, then
+`etcdctl endpoint health --cluster` passes in etcd-NAME (through kubectl exec), each waited for.
+Steps:
+  1. a manifest that an interrupted run left in /etc/kubernetes/manifests-parked/ is put back;
+  2. gate;
+  3. kubeadm certs renew all (output to the log): renews every certificate kubeadm manages on
+     this node, and the ones embedded in admin.conf, super-admin.conf, controller-manager.conf
+     and scheduler.conf (not the CAs, not the kubelet's own client certificate, which the
+     kubelet rotates itself). admin.conf is renewed in place and left there;
+  4. for kube-apiserver, kube-controller-manager, kube-scheduler, then etcd:
+     move /etc/kubernetes/manifests/<name>.yaml to /etc/kubernetes/manifests-parked/, wait until
+     `crictl ps --name ^<name>$ -q` lists no container, move the manifest back, wait until it
+     lists one, then gate;
+  5. write STAMP to the sentinel (atomically).
+On any failure the script exits 1 naming the node and the step; a manifest it moved out is put
+back first, whatever happens (also on SIGHUP, SIGINT, SIGTERM). The sentinel is not written, so
+a re-run with the same STAMP renews and restarts again. kubeadm, kubectl and crictl output goes
+to /var/log/hcloud-control-plane/renew-certificates.log (0600).
+
+Exit status: 0 renewed (or already renewed with STAMP), 1 a step failed or timed out, 2 usage
+error.
+EOF
+}
+
+node_name=""
+stamp=""
+admin_conf=""
+timeout_seconds="300"
+ROOT="${ROOT:-}"
+POLL_SECONDS="${POLL_SECONDS:-5}"
+
+parse_args() {
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      --node-name | --stamp | --timeout | --root)
+        [[ $# -ge 2 ]] || usage_error "$1 needs a value"
+        case "$1" in
+          --node-name) node_name="$2" ;;
+          --stamp) stamp="$2" ;;
+          --timeout) timeout_seconds="$2" ;;
+          --root) ROOT="$2" ;;
+        esac
+        shift 2
+        ;;
+      -h | --help)
+        usage
+        exit 0
+        ;;
+      *) usage_error "unknown argument '$1'" ;;
+    esac
+  done
+
+  is_dns_name "$node_name" || usage_error "--node-name must be a node name (lowercase DNS name), got '${node_name}'"
+  [[ "$stamp" =~ $STAMP_PATTERN ]] ||
+    usage_error "--stamp must be 1 to 63 of A-Z a-z 0-9 . _ -, got '${stamp}'"
+  check_timeout
+  check_poll_seconds
+  check_root_dir
+}
+
+# The component whose manifest is parked right now; cleanup puts it back. The signal traps of
+# cleanup_on_exit turn a signal into an exit, so cleanup runs then too.
+parked=""
+unpark() {
+  local name="$1"
+  [[ -f "${ROOT}${PARKED}/${name}.yaml" && ! -e "${ROOT}${MANIFESTS}/${name}.yaml" ]] || return 0
+  mv -f -- "${ROOT}${PARKED}/${name}.yaml" "${ROOT}${MANIFESTS}/${name}.yaml" || return 1
+  log "put the manifest of ${name} back in ${MANIFESTS}"
+}
+cleanup() {
+  if [[ -n "$parked" ]]; then
+    unpark "$parked" || log "error: could not put ${ROOT}${PARKED}/${parked}.yaml back in ${MANIFESTS}: do it by hand"
+  fi
+  remove_staged
+}
+cleanup_on_exit cleanup
+
+# crictl_ps NAME: the ids of the running containers named exactly NAME (the crictl call fails or
+# times out: no output and status 1).
+crictl_ps() {
+  bounded crictl --runtime-endpoint "$CRI_ENDPOINT" ps --name "^${1}\$" -q 2>>"$log_file"
+}
+container_gone() {
+  local ids
+  ids="$(crictl_ps "$1")" || return 1
+  [[ -z "$ids" ]]
+}
+container_running() {
+  local ids
+  ids="$(crictl_ps "$1")" || return 1
+  [[ -n "$ids" ]]
+}
+
+# gate STEP: /readyz, then etcd's cluster health, each waited for; exits 1 naming STEP.
+gate() {
+  wait_for apiserver_ready "$admin_conf" ||
+    die "${node_name}: ${1}: the API server did not report ready within ${timeout_seconds}s; see ${log_file}"
+  wait_for etcd_cluster_healthy "$admin_conf" "$node_name" ||
+    die "${node_name}: ${1}: etcd endpoint health --cluster did not pass within ${timeout_seconds}s; see ${log_file}"
+}
+
+# restart NAME: moves the static pod's manifest out, waits for its container to stop, moves it
+# back, waits for its container to run, then gates.
+restart() {
+  local name="$1"
+  local manifest="${ROOT}${MANIFESTS}/${name}.yaml"
+  log "restarting ${name}"
+  parked="$name"
+  mv -f -- "$manifest" "${ROOT}${PARKED}/${name}.yaml"
+  wait_for container_gone "$name" ||
+    die "${node_name}: stopping ${name}: its container still runs ${timeout_seconds}s after its manifest was moved out (it is put back); see ${log_file}"
+  unpark "$name"
+  parked=""
+  wait_for container_running "$name" ||
+    die "${node_name}: starting ${name}: no container ran within ${timeout_seconds}s of its manifest being put back; check the kubelet (journalctl -u kubelet); see ${log_file}"
+  gate "after restarting ${name}"
+}
+
+main() {
+  parse_args "$@"
+  require_root
+  local sentinel="${ROOT}${SENTINEL}"
+  if [[ -f "$sentinel" && "$(<"$sentinel")" == "$stamp" ]]; then
+    log "${node_name}: certificates already renewed with stamp ${stamp}; nothing to do"
+    exit 0
+  fi
+  admin_conf="${ROOT}/etc/kubernetes/admin.conf"
+  [[ -f "$admin_conf" ]] || die "${node_name}: ${admin_conf} not found: run this on a control-plane node"
+  open_log --node-name "$node_name" --stamp "$stamp"
+
+  local name
+  install -d -m 0700 "${ROOT}${PARKED}"
+  for name in "${COMPONENTS[@]}"; do
+    unpark "$name"
+    [[ -f "${ROOT}${MANIFESTS}/${name}.yaml" ]] ||
+      die "${node_name}: ${ROOT}${MANIFESTS}/${name}.yaml not found: not a kubeadm control-plane node with a local etcd"
+  done
+
+  log "${node_name}: checking the API server and etcd before renewing"
+  gate "before renewing"
+
+  log "${node_name}: running kubeadm certs renew all (output in ${log_file})"
+  bounded kubeadm certs renew all >>"$log_file" 2>&1 ||
+    die "${node_name}: kubeadm certs renew all failed (no static pod was restarted); see ${log_file}"
+
+  for name in "${COMPONENTS[@]}"; do restart "$name"; done
+
+  install -d -m 0755 "${ROOT}/var/lib/kubernetes-node"
+  write_file 0644 "$sentinel" <<<"$stamp"
+  rmdir -- "${ROOT}${PARKED}" 2>/dev/null || true
+  log "${node_name}: certificates renewed (stamp ${stamp}); every static pod restarted with them"
+}
+
+main "$@"

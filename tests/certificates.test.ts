@@ -1,0 +1,636 @@
+/**
+ * The certificate node scripts (scripts/node/cert-expiry.sh, scripts/node/renew-certificates.sh)
+ * run for real with bash under a temporary root (tests/support/nodeSandbox.ts), with fake
+ * `kubeadm`, `kubectl` and `crictl` on PATH; `date` is the real GNU date.
+ *
+ * The fake kubeadm prints `kubeadm certs check-expiration` as kubeadm's text printer does
+ * (certTextPrinter.PrintObj in kubernetes/kubernetes cmd/kubeadm/app/cmd/certs.go: a
+ * text/tabwriter with minwidth 10 and padding 3, dates formatted "Jan 02, 2006 15:04 MST", the
+ * residual time from k8s.io/apimachinery's duration.ShortHumanDuration, "<invalid>" once expired,
+ * "!MISSING! <name>" for a certificate that is not there, then an empty line and the CA table).
+ * The fake crictl lists a static pod's container exactly while its manifest is in
+ * /etc/kubernetes/manifests, as the kubelet would after a moment.
+ *
+ * What this cannot prove: that a real kubelet stops and starts the static pods when their
+ * manifests move, and that kubeadm's output keeps this format in later releases (the script
+ * fails loudly on a row it cannot read). The proof of those is a renewal on real servers.
+ */
+import { spawn } from "child_process";
+import * as fs from "fs";
+import * as path from "path";
+import {
+  at,
+  calls,
+  expectScriptContract,
+  expectShellcheckClean,
+  expectStatus,
+  makeSandbox as makeNodeSandbox,
+  mode,
+  nodeScriptsDir,
+  resetCalls,
+  runNodeScript,
+  Sandbox,
+  useTempDir,
+} from "./support/nodeSandbox";
+
+const tmp = useTempDir("certificates-test-");
+
+// ---------------------------------------------------------------------------------------------
+// kubeadm's check-expiration text.
+
+const months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const pad2 = (n: number) => String(n).padStart(2, "0");
+/** Go's time.Format("Jan 02, 2006 15:04 MST") of a UTC time. */
+const kubeadmDate = (iso: string) => {
+  const d = new Date(iso);
+  return `${months[d.getUTCMonth()]} ${pad2(d.getUTCDate())}, ${d.getUTCFullYear()} ${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())} UTC`;
+};
+/** k8s.io/apimachinery/pkg/util/duration.ShortHumanDuration of the time left until `iso`. */
+const residual = (iso: string) => {
+  const seconds = Math.trunc((Date.parse(iso) - Date.now()) / 1000);
+  if (seconds < -1) return "<invalid>";
+  if (seconds < 0) return "0s";
+  if (seconds < 60) return `${seconds}s`;
+  if (seconds < 3600) return `${Math.trunc(seconds / 60)}m`;
+  const hours = Math.trunc(seconds / 3600);
+  if (hours < 24) return `${hours}h`;
+  if (hours < 24 * 365) return `${Math.trunc(hours / 24)}d`;
+  return `${Math.trunc(hours / 24 / 365)}y`;
+};
+
+/**
+ * Go's text/tabwriter (minwidth 10, tabwidth 4, padding 3, padchar ' ', no flags) for lines whose
+ * cells end in a tab: in each block of lines (ended by an empty line), a column is as wide as its
+ * widest cell plus the padding, at least 10; the last cell of a line is not aligned.
+ */
+function tabwrite(lines: string[]): string {
+  const out: string[] = [];
+  let block: string[][] = [];
+  const flush = () => {
+    const widths: number[] = [];
+    for (const cells of block) {
+      cells.slice(0, -1).forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 10, cell.length + 3)));
+    }
+    for (const cells of block) {
+      out.push(cells.map((cell, i) => (i < cells.length - 1 ? cell.padEnd(widths[i]) : cell)).join(""));
+    }
+    block = [];
+  };
+  for (const line of lines) {
+    if (line === "") {
+      flush();
+      out.push("");
+    } else {
+      block.push(line.split("\t"));
+    }
+  }
+  flush();
+  return out.join("\n") + "\n";
+}
+
+interface Cert {
+  name: string;
+  /** ISO date, or undefined for a missing certificate. */
+  expires?: string;
+  ca?: string;
+  external?: boolean;
+}
+const yesNo = (b?: boolean) => (b ? "yes" : "no").padEnd(8);
+
+/** The text of `kubeadm certs check-expiration` after its "[check-expiration]" lines. */
+function expirationTable(certs: Cert[], cas: Cert[]): string {
+  return tabwrite([
+    "CERTIFICATE\tEXPIRES\tRESIDUAL TIME\tCERTIFICATE AUTHORITY\tEXTERNALLY MANAGED",
+    ...certs.map((c) =>
+      c.expires
+        ? `${c.name}\t${kubeadmDate(c.expires)}\t${residual(c.expires)}\t${c.ca}\t${yesNo(c.external)}`
+        : `!MISSING! ${c.name}\t\t\t\t`,
+    ),
+    "",
+    "CERTIFICATE AUTHORITY\tEXPIRES\tRESIDUAL TIME\tEXTERNALLY MANAGED",
+    ...cas.map((c) =>
+      c.expires
+        ? `${c.name}\t${kubeadmDate(c.expires)}\t${residual(c.expires)}\t${yesNo(c.external)}`
+        : `!MISSING! ${c.name}\t\t\t`,
+    ),
+  ]);
+}
+
+/** kubeadm 1.34's certificates and CAs, in its order, on a node with a local etcd. */
+const leafNames: [string, string][] = [
+  ["admin.conf", "ca"],
+  ["apiserver", "ca"],
+  ["apiserver-etcd-client", "etcd-ca"],
+  ["apiserver-kubelet-client", "ca"],
+  ["controller-manager.conf", "ca"],
+  ["etcd-healthcheck-client", "etcd-ca"],
+  ["etcd-peer", "etcd-ca"],
+  ["etcd-server", "etcd-ca"],
+  ["front-proxy-client", "front-proxy-ca"],
+  ["scheduler.conf", "ca"],
+  ["super-admin.conf", "ca"],
+];
+const caNames = ["ca", "etcd-ca", "front-proxy-ca"];
+const caExpiry = "2035-11-19T13:21:00Z";
+const allLeaves = (expires: string): Cert[] => leafNames.map(([name, ca]) => ({ name, ca, expires }));
+const allCas = (expires = caExpiry): Cert[] => caNames.map((name) => ({ name, expires }));
+
+// ---------------------------------------------------------------------------------------------
+// Fakes (after the prelude of tests/support/nodeSandbox.ts). FAKE_FAIL / FAKE_HANG name the
+// operations (comma-separated) that exit 1 / never return: check, renew, readyz, etcd, crictl.
+
+const fakes: Record<string, string> = {
+  kubeadm: `
+case "$*" in
+  "certs check-expiration")
+    if hangs check; then exec sleep 30; fi
+    echo 'I1121 13:21:00.000000 1234 version.go:261] remote version is much newer' >&2
+    if fails check; then echo 'error: open /etc/kubernetes/pki/ca.crt: no such file or directory' >&2; exit 1; fi
+    echo '[check-expiration] Reading configuration from the "kubeadm-config" ConfigMap in namespace "kube-system"...'
+    echo "[check-expiration] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to re-upload it."
+    echo
+    cat "$FAKE_CAPTURE/table"
+    ;;
+  "certs renew all")
+    if hangs renew; then exec sleep 30; fi
+    echo '[renew] Reading configuration from the "kubeadm-config" ConfigMap in namespace "kube-system"...'
+    if fails renew; then echo 'error: failed to renew certificate apiserver' >&2; exit 1; fi
+    echo "certificate embedded in the kubeconfig file for the admin to use and for kubeadm itself renewed"
+    echo "certificate for serving the Kubernetes API renewed"
+    echo
+    echo "Done renewing certificates. You must restart the kube-apiserver, kube-controller-manager, kube-scheduler and etcd, so that they can use the new certificates."
+    cp "$FAKE_CAPTURE/renewed-table" "$FAKE_CAPTURE/table"
+    echo "renewed admin kubeconfig" >"$FAKE_ADMIN_CONF"
+    ;;
+  *) echo "fake kubeadm: unexpected $*" >&2; exit 99 ;;
+esac`,
+  kubectl: `
+case "$*" in
+  *" get --raw /readyz")
+    if hangs readyz; then exec sleep 30; fi
+    if fails readyz; then echo "Error from server (InternalError): [-]etcd failed: reason withheld" >&2; exit 1; fi
+    echo ok
+    ;;
+  *" endpoint health --cluster")
+    if hangs etcd; then exec sleep 30; fi
+    if fails etcd; then echo "https://10.20.1.13:2379 is unhealthy: context deadline exceeded" >&2; exit 1; fi
+    echo "https://127.0.0.1:2379 is healthy: successfully committed proposal: took = 2.1ms"
+    ;;
+  *) echo "fake kubectl: unexpected $*" >&2; exit 99 ;;
+esac`,
+  // crictl --runtime-endpoint ENDPOINT ps --name ^NAME$ -q: a container id while the manifest is
+  // in place, unless NAME is in FAKE_NEVER_BACK; always one when NAME is in FAKE_NEVER_GONE.
+  crictl: `
+[[ $# -eq 6 && "$1 $3 $4 $6" == "--runtime-endpoint ps --name -q" ]] || { echo "fake crictl: unexpected $*" >&2; exit 99; }
+if hangs crictl; then exec sleep 30; fi
+if fails crictl; then echo "connect: connection refused" >&2; exit 1; fi
+name="\${5#^}"; name="\${name%$}"
+state=absent
+if [[ -f "$FAKE_MANIFESTS/$name.yaml" ]]; then state=present; fi
+echo "$name $state" >>"$FAKE_CAPTURE/crictl"
+listed() { [[ ",$1," == *",$name,"* ]]; }
+if listed "\${FAKE_NEVER_GONE:-}" || { [[ $state == present ]] && ! listed "\${FAKE_NEVER_BACK:-}"; }; then
+  echo "3f1c0a9e7b2d\${#name}"
+fi`,
+};
+
+const realTools = [
+  ...["bash", "cat", "chmod", "date", "dirname", "install", "mktemp", "mv", "rm", "rmdir", "sleep", "timeout"], // the scripts
+  ...["cp"], // the fakes
+];
+
+const node = "prod-nbg1-cp-2";
+const adminConf = "/etc/kubernetes/admin.conf";
+const manifestsDir = "/etc/kubernetes/manifests";
+const parkedDir = "/etc/kubernetes/manifests-parked";
+const sentinel = "/var/lib/kubernetes-node/certificates-renewed";
+const components = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"];
+const manifest = (name: string) => `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n  namespace: kube-system\n`;
+
+const before = expirationTable(
+  [...allLeaves("2026-12-30T23:36:00Z").filter((c) => c.name !== "super-admin.conf"), { name: "super-admin.conf" }],
+  allCas(),
+);
+const renewedAt = "2027-11-21T13:21:00Z";
+const renewed = expirationTable(
+  [...allLeaves(renewedAt).filter((c) => c.name !== "super-admin.conf"), { name: "super-admin.conf" }],
+  allCas(),
+);
+
+function makeSandbox(name: string, table = before): Sandbox {
+  const files: Record<string, string> = { [adminConf]: "admin kubeconfig\n" };
+  for (const component of components) files[`${manifestsDir}/${component}.yaml`] = manifest(component);
+  const sandbox = makeNodeSandbox(tmp(), name, { fakes, realTools, files });
+  fs.writeFileSync(path.join(sandbox.capture, "table"), table);
+  fs.writeFileSync(path.join(sandbox.capture, "renewed-table"), renewed);
+  Object.assign(sandbox.env, {
+    FAKE_ADMIN_CONF: at(sandbox, adminConf),
+    FAKE_MANIFESTS: at(sandbox, manifestsDir),
+  });
+  return sandbox;
+}
+
+const readyzCall = `kubectl --kubeconfig $ROOT${adminConf} get --raw /readyz`;
+const etcdHealthCall =
+  `kubectl --kubeconfig $ROOT${adminConf} -n kube-system exec etcd-${node} -- etcdctl ` +
+  "--endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt " +
+  "--cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key " +
+  "endpoint health --cluster";
+const gateCalls = [readyzCall, etcdHealthCall];
+const crictlCall = (name: string) =>
+  `crictl --runtime-endpoint unix:///run/containerd/containerd.sock ps --name ^${name}$ -q`;
+const renewCall = "kubeadm certs renew all";
+/** Per component: wait until gone, wait until running, gate. */
+const restartCalls = (name: string) => [crictlCall(name), crictlCall(name), ...gateCalls];
+const renewalCalls = [...gateCalls, renewCall, ...components.flatMap(restartCalls)];
+
+/** The manifest state the fake crictl saw at each call: "<name> present|absent". */
+const crictlSeen = (sandbox: Sandbox) => {
+  const file = path.join(sandbox.capture, "crictl");
+  return fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim().split("\n") : [];
+};
+const manifests = (sandbox: Sandbox) => fs.readdirSync(at(sandbox, manifestsDir)).sort();
+const allManifests = components.map((c) => `${c}.yaml`).sort();
+
+// ---------------------------------------------------------------------------------------------
+
+describe("the certificate scripts", () => {
+  test("shellcheck passes on both", () => {
+    expectShellcheckClean(["cert-expiry.sh", "renew-certificates.sh"]);
+  });
+
+  test.each([
+    ["cert-expiry.sh", ["--node-name", "--timeout", "--root", "ROOT", "externallyManaged", "earliestName"]],
+    [
+      "renew-certificates.sh",
+      ["--node-name", "--stamp", "--timeout", "--root", "ROOT", "POLL_SECONDS", sentinel, parkedDir],
+    ],
+  ])("%s: bash strict mode, no xtrace, --help documents every flag", (script, documented) => {
+    expectScriptContract(makeSandbox("help"), script, documented);
+  });
+});
+
+describe("cert-expiry.sh", () => {
+  const run = (sandbox: Sandbox, args: string[], env: Record<string, string> = {}) =>
+    runNodeScript(sandbox, "cert-expiry.sh", args, { env });
+
+  test("parses both tables, an expired row and a missing certificate into one line of JSON", () => {
+    const table = expirationTable(
+      [
+        { name: "admin.conf", ca: "ca", expires: "2027-11-21T13:21:00Z" },
+        { name: "apiserver", ca: "ca", expires: "2027-11-21T13:20:00Z" },
+        // Expired: kubeadm still prints its date, with the residual time "<invalid>".
+        { name: "apiserver-etcd-client", ca: "etcd-ca", expires: "2025-10-02T08:05:00Z" },
+        { name: "apiserver-kubelet-client", ca: "ca", expires: "2027-11-21T13:21:00Z" },
+        { name: "front-proxy-client", ca: "front-proxy-ca", expires: "2027-02-03T04:05:00Z", external: true },
+        { name: "super-admin.conf" },
+      ],
+      [
+        { name: "ca", expires: "2035-11-19T13:21:00Z" },
+        // A CA that expires first is not the earliest: only leaf certificates count.
+        { name: "etcd-ca", expires: "2024-01-01T00:00:00Z" },
+        { name: "front-proxy-ca", expires: "2035-11-19T13:21:00Z", external: true },
+      ],
+    );
+    // The test's rendering is kubeadm's: "!MISSING! super-admin.conf" (26) widens the first
+    // column to 29, empty cells are padded too, the CA table is aligned apart after an empty line.
+    expect(table).toContain(
+      "\napiserver-etcd-client        Oct 02, 2025 08:05 UTC   <invalid>       etcd-ca                 no      \n",
+    );
+    expect(table).toContain(`\n!MISSING! super-admin.conf${" ".repeat(3 + 25 + 16 + 24)}\n`);
+    expect(table).toContain(
+      "   yes     \n" +
+        `!MISSING! super-admin.conf${" ".repeat(68)}\n` +
+        "\n" +
+        "CERTIFICATE AUTHORITY   EXPIRES                  RESIDUAL TIME   EXTERNALLY MANAGED\n" +
+        "ca                      Nov 19, 2035 13:21 UTC   ",
+    );
+    const sandbox = makeSandbox("expiry", table);
+    const result = run(sandbox, ["--node-name", node]);
+    expectStatus(result, 0);
+    expect(result.stdout.endsWith("\n")).toBe(true);
+    expect(result.stdout.trimEnd().split("\n")).toHaveLength(1);
+    expect(JSON.parse(result.stdout)).toEqual({
+      node,
+      earliest: "2025-10-02T08:05:00Z",
+      earliestName: "apiserver-etcd-client",
+      certificates: [
+        { name: "admin.conf", expires: "2027-11-21T13:21:00Z", externallyManaged: false },
+        { name: "apiserver", expires: "2027-11-21T13:20:00Z", externallyManaged: false },
+        { name: "apiserver-etcd-client", expires: "2025-10-02T08:05:00Z", externallyManaged: false },
+        { name: "apiserver-kubelet-client", expires: "2027-11-21T13:21:00Z", externallyManaged: false },
+        { name: "front-proxy-client", expires: "2027-02-03T04:05:00Z", externallyManaged: true },
+      ],
+      authorities: [
+        { name: "ca", expires: "2035-11-19T13:21:00Z", externallyManaged: false },
+        { name: "etcd-ca", expires: "2024-01-01T00:00:00Z", externallyManaged: false },
+        { name: "front-proxy-ca", expires: "2035-11-19T13:21:00Z", externallyManaged: true },
+      ],
+      missing: ["super-admin.conf"],
+    });
+    expect(calls(sandbox)).toEqual(["kubeadm certs check-expiration"]);
+    // kubeadm's stderr went to the root-only log.
+    const logFile = at(sandbox, "var/log/hcloud-control-plane/cert-expiry.log");
+    expect(mode(logFile)).toBe("600");
+    expect(fs.readFileSync(logFile, "utf8")).toContain("remote version is much newer");
+    expect(result.stderr).not.toContain("remote version");
+  });
+
+  test("earliest: the first leaf expiry; a tie keeps kubeadm's order; nothing missing is []", () => {
+    const leaves = allLeaves("2027-11-21T13:21:00Z");
+    leaves[3].expires = "2027-06-01T10:00:00Z"; // apiserver-kubelet-client
+    leaves[7].expires = "2027-06-01T10:00:00Z"; // etcd-server, the same minute
+    const sandbox = makeSandbox("expiry-earliest", expirationTable(leaves, allCas()));
+    const result = run(sandbox, ["--node-name", node]);
+    expectStatus(result, 0);
+    const report = JSON.parse(result.stdout);
+    expect(report).toMatchObject({ earliest: "2027-06-01T10:00:00Z", earliestName: "apiserver-kubelet-client" });
+    expect(report.certificates.map((c: { name: string }) => c.name)).toEqual(leafNames.map(([n]) => n));
+    expect(report.authorities.map((c: { name: string }) => c.name)).toEqual(caNames);
+    expect(report.missing).toEqual([]);
+  });
+
+  test("a failing or hanging kubeadm: exit 1 naming the node, nothing on stdout", () => {
+    const failures: Record<string, string>[] = [{ FAKE_FAIL: "check" }, { FAKE_HANG: "check" }];
+    for (const env of failures) {
+      const sandbox = makeSandbox("expiry-fails");
+      const result = run(sandbox, ["--node-name", node, "--timeout", "1"], env);
+      expect(result.status).toBe(1);
+      expect(result.stdout).toBe("");
+      expect(result.stderr).toContain(`kubeadm certs check-expiration failed on ${node}`);
+      expect(result.ms).toBeLessThan(5_000);
+    }
+  });
+
+  const row = (name: string, date: string, rest = "364d            ca                      no      ") =>
+    `${name.padEnd(27)}${date.padEnd(25)}${rest}`;
+  const header =
+    "CERTIFICATE                EXPIRES                  RESIDUAL TIME   CERTIFICATE AUTHORITY   EXTERNALLY MANAGED";
+  const caHeader = "CERTIFICATE AUTHORITY   EXPIRES                  RESIDUAL TIME   EXTERNALLY MANAGED";
+  const cas = ["", caHeader, "ca                      Nov 19, 2035 13:21 UTC   9y              no      "];
+  const good = row("admin.conf", "Nov 21, 2027 13:21 UTC");
+  test.each([
+    [
+      "an invalid date",
+      [header, good, row("apiserver", "Feb 30, 2027 13:21 UTC"), ...cas],
+      "invalid date in: apiserver",
+    ],
+    [
+      "a date in another zone",
+      [header, good, row("apiserver", "Nov 21, 2027 13:21 CET"), ...cas],
+      "cannot read: apiserver",
+    ],
+    [
+      "a row without its CA",
+      [header, good, row("apiserver", "Nov 21, 2027 13:21 UTC", "364d   no"), ...cas],
+      "cannot read: apiserver",
+    ],
+    [
+      "a name with a quote",
+      [header, good, row('api"server', "Nov 21, 2027 13:21 UTC"), ...cas],
+      'cannot read: api"server',
+    ],
+    [
+      "an unreadable CA row",
+      [header, good, "", caHeader, "ca   never"],
+      "certificate authority row this script cannot read: ca   never",
+    ],
+    [
+      "the old format without the CA column",
+      [
+        "CERTIFICATE                EXPIRES                  RESIDUAL TIME   EXTERNALLY MANAGED",
+        "admin.conf                 Nov 21, 2027 13:21 UTC   364d            false",
+      ],
+      "printed no certificate table",
+    ],
+    ["an empty certificate table", [header, ...cas], "listed no certificate"],
+    ["no CA table", [header, good], "printed no certificate authority table"],
+    ["no CA table after the empty line", [header, good, ""], "printed no certificate authority table"],
+    [
+      "something else after the first table",
+      [header, good, "", "W1121 warning", ...cas.slice(1)],
+      "'W1121 warning' where",
+    ],
+    ["no output", [], "printed no certificate table"],
+  ])("%s: exit 1, nothing on stdout, the row named", (_label, lines, message) => {
+    const sandbox = makeSandbox("expiry-unreadable", lines.map((l) => `${l}\n`).join(""));
+    const result = run(sandbox, ["--node-name", node]);
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toContain(message);
+    expect(result.stderr).toContain(node);
+  });
+
+  test("usage errors run nothing", () => {
+    const sandbox = makeSandbox("expiry-usage");
+    for (const args of [[], ["--node-name", "Prod_CP"], ["--node-name", node, "--timeout", "0"], ["--node-name"]]) {
+      const result = run(sandbox, args);
+      expect(result.status).toBe(2);
+      expect(result.stdout).toBe("");
+    }
+    expect(calls(sandbox)).toEqual([]);
+  });
+});
+
+describe("renew-certificates.sh", () => {
+  const run = (sandbox: Sandbox, args: string[], env: Record<string, string> = {}) =>
+    runNodeScript(sandbox, "renew-certificates.sh", args, { env });
+  const args = (stamp: string, ...more: string[]) => ["--node-name", node, "--stamp", stamp, ...more];
+  const sentinelText = (sandbox: Sandbox) =>
+    fs.existsSync(at(sandbox, sentinel)) ? fs.readFileSync(at(sandbox, sentinel), "utf8") : undefined;
+
+  test("gates, renews, restarts each static pod in turn with a gate after each, writes the stamp", () => {
+    const sandbox = makeSandbox("renew");
+    const result = run(sandbox, args("2027-05-01"));
+    expectStatus(result, 0);
+    expect(result.stdout).toBe("");
+    expect(calls(sandbox)).toEqual(renewalCalls);
+    // Each component's manifest was out while waiting for it to stop, back while waiting for it.
+    expect(crictlSeen(sandbox)).toEqual(components.flatMap((c) => [`${c} absent`, `${c} present`]));
+    expect(manifests(sandbox)).toEqual(allManifests);
+    for (const c of components)
+      expect(fs.readFileSync(at(sandbox, `${manifestsDir}/${c}.yaml`), "utf8")).toBe(manifest(c));
+    expect(fs.existsSync(at(sandbox, parkedDir))).toBe(false);
+    expect(sentinelText(sandbox)).toBe("2027-05-01\n");
+    expect(mode(at(sandbox, sentinel))).toBe("644");
+    // admin.conf is renewed in place, and left there.
+    expect(fs.readFileSync(at(sandbox, adminConf), "utf8")).toBe("renewed admin kubeconfig\n");
+    const logFile = at(sandbox, "var/log/hcloud-control-plane/renew-certificates.log");
+    expect(mode(logFile)).toBe("600");
+    expect(fs.readFileSync(logFile, "utf8")).toContain("Done renewing certificates.");
+    expect(result.stderr).not.toContain("Done renewing certificates.");
+
+    // cert-expiry.sh now reports the renewed dates.
+    const expiry = runNodeScript(sandbox, "cert-expiry.sh", ["--node-name", node]);
+    expectStatus(expiry, 0);
+    expect(JSON.parse(expiry.stdout)).toMatchObject({ earliest: renewedAt, earliestName: "admin.conf" });
+  });
+
+  test("the same stamp again does nothing at all; a new stamp renews again", () => {
+    const sandbox = makeSandbox("renew-again");
+    expectStatus(run(sandbox, args("2027-05-01")), 0);
+    resetCalls(sandbox);
+    const same = run(sandbox, args("2027-05-01"));
+    expectStatus(same, 0);
+    expect(same.stderr).toContain("already renewed with stamp 2027-05-01; nothing to do");
+    expect(calls(sandbox)).toEqual([]);
+
+    const next = run(sandbox, args("2028-04-30.1"));
+    expectStatus(next, 0);
+    expect(calls(sandbox)).toEqual(renewalCalls);
+    expect(sentinelText(sandbox)).toBe("2028-04-30.1\n");
+  });
+
+  test("a container that never comes back: exit 1 naming the node and step, manifest restored, no stamp", () => {
+    const sandbox = makeSandbox("renew-never-back");
+    const result = run(sandbox, args("2027-05-01", "--timeout", "1"), { FAKE_NEVER_BACK: "kube-scheduler" });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(`${node}: starting kube-scheduler: no container ran within 1s`);
+    expect(result.ms).toBeLessThan(5_000);
+    expect(manifests(sandbox)).toEqual(allManifests);
+    expect(fs.readdirSync(at(sandbox, parkedDir))).toEqual([]);
+    expect(sentinelText(sandbox)).toBeUndefined();
+    const log = calls(sandbox);
+    const upTo = [
+      ...gateCalls,
+      renewCall,
+      ...restartCalls("kube-apiserver"),
+      ...restartCalls("kube-controller-manager"),
+    ];
+    expect(log.slice(0, upTo.length + 1)).toEqual([...upTo, crictlCall("kube-scheduler")]);
+    // Then only the wait for kube-scheduler; etcd was never touched.
+    for (const later of log.slice(upTo.length + 1)) expect(later).toBe(crictlCall("kube-scheduler"));
+    expect(crictlSeen(sandbox)).not.toContain("etcd absent");
+  });
+
+  test("a container that never stops: its manifest is put back, exit 1, no stamp", () => {
+    const sandbox = makeSandbox("renew-never-gone");
+    const result = run(sandbox, args("2027-05-01", "--timeout", "1"), { FAKE_NEVER_GONE: "kube-controller-manager" });
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(`${node}: stopping kube-controller-manager: its container still runs 1s after`);
+    expect(result.stderr).toContain("put the manifest of kube-controller-manager back");
+    expect(manifests(sandbox)).toEqual(allManifests);
+    expect(sentinelText(sandbox)).toBeUndefined();
+    expect(calls(sandbox)).not.toContain(crictlCall("kube-scheduler"));
+  });
+
+  test("a gate that fails after a restart stops before the next component", () => {
+    const sandbox = makeSandbox("renew-gate");
+    // readyz passes twice (the first gate, then after kube-apiserver), then fails.
+    fs.writeFileSync(
+      path.join(sandbox.fakeBin, "kubectl"),
+      fs
+        .readFileSync(path.join(sandbox.fakeBin, "kubectl"), "utf8")
+        .replace("if fails readyz;", "if fails readyz || (($(count readyz) > 2));"),
+    );
+    const result = run(sandbox, args("2027-05-01", "--timeout", "1"));
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(
+      `${node}: after restarting kube-controller-manager: the API server did not report ready within 1s`,
+    );
+    expect(calls(sandbox)).not.toContain(crictlCall("kube-scheduler"));
+    expect(manifests(sandbox)).toEqual(allManifests);
+    expect(sentinelText(sandbox)).toBeUndefined();
+  });
+
+  test.each([
+    [
+      "etcd unhealthy",
+      { FAKE_FAIL: "etcd" },
+      `${node}: before renewing: etcd endpoint health --cluster did not pass`,
+      [readyzCall, etcdHealthCall],
+    ],
+    [
+      "the API server not ready",
+      { FAKE_HANG: "readyz" },
+      `${node}: before renewing: the API server did not report ready`,
+      [readyzCall],
+    ],
+    [
+      "kubeadm certs renew all fails",
+      { FAKE_FAIL: "renew" },
+      `${node}: kubeadm certs renew all failed (no static pod was restarted)`,
+      [...gateCalls, renewCall],
+    ],
+  ])("%s: exit 1 before any static pod is touched", (_label, env, message, expected) => {
+    const sandbox = makeSandbox("renew-refused");
+    const result = run(sandbox, args("2027-05-01", "--timeout", "1"), env);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(message);
+    expect(result.ms).toBeLessThan(5_000);
+    const log = calls(sandbox);
+    expect(log.slice(0, expected.length)).toEqual(expected);
+    for (const later of log.slice(expected.length)) expect(later).toBe(expected[expected.length - 1]);
+    expect(log.some((c) => c.startsWith("crictl"))).toBe(false);
+    expect(manifests(sandbox)).toEqual(allManifests);
+    expect(sentinelText(sandbox)).toBeUndefined();
+  });
+
+  test("a manifest an interrupted run left parked is put back first", () => {
+    const sandbox = makeSandbox("renew-recover");
+    fs.mkdirSync(at(sandbox, parkedDir), { recursive: true });
+    fs.renameSync(at(sandbox, `${manifestsDir}/etcd.yaml`), at(sandbox, `${parkedDir}/etcd.yaml`));
+    const result = run(sandbox, args("2027-05-01"));
+    expectStatus(result, 0);
+    expect(result.stderr).toContain("put the manifest of etcd back");
+    expect(calls(sandbox)).toEqual(renewalCalls);
+    expect(manifests(sandbox)).toEqual(allManifests);
+  });
+
+  test("SIGTERM while a manifest is out: it is put back", async () => {
+    const sandbox = makeSandbox("renew-signal");
+    const child = spawn(
+      "/bin/bash",
+      [path.join(nodeScriptsDir, "renew-certificates.sh"), ...args("2027-05-01", "--timeout", "30")],
+      { env: { ...sandbox.env, FAKE_NEVER_GONE: "kube-apiserver" }, stdio: ["ignore", "pipe", "pipe"] },
+    );
+    let stderr = "";
+    child.stderr.on("data", (chunk: Buffer) => (stderr += chunk.toString()));
+    const closed = new Promise<number | null>((resolve) => child.on("close", resolve));
+    const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
+    for (let i = 0; i < 100 && !crictlSeen(sandbox).includes("kube-apiserver absent"); i++) {
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(fs.existsSync(at(sandbox, `${manifestsDir}/kube-apiserver.yaml`))).toBe(false);
+    child.kill("SIGTERM");
+    const status = await closed;
+    clearTimeout(killer);
+    expect(status).toBe(143);
+    expect(stderr).toContain("put the manifest of kube-apiserver back");
+    expect(manifests(sandbox)).toEqual(allManifests);
+    expect(sentinelText(sandbox)).toBeUndefined();
+  });
+
+  test("usage errors and a node that is not a control-plane node", () => {
+    const sandbox = makeSandbox("renew-usage");
+    const usage: string[][] = [
+      ["--stamp", "2027-05-01"],
+      ["--node-name", node],
+      args("2027 05 01"),
+      args("2027/05/01"),
+      args(""),
+      args("x".repeat(64)),
+      args("$(id)"),
+      args("2027-05-01", "--timeout", "soon"),
+    ];
+    for (const argv of usage) {
+      const result = run(sandbox, argv);
+      expect({ argv, status: result.status }).toEqual({ argv, status: 2 });
+    }
+    expect(run(sandbox, ["--stamp", "2027-05-01"]).stderr).toContain("--node-name must be a node name");
+    expect(run(sandbox, args("2027/05/01")).stderr).toContain("--stamp must be 1 to 63 of A-Z a-z 0-9 . _ -");
+    // A 63-character stamp is valid: the script goes on (to a failing gate).
+    expectStatus(run(sandbox, args("x".repeat(63), "--timeout", "1"), { FAKE_FAIL: "etcd" }), 1);
+    resetCalls(sandbox);
+
+    fs.rmSync(at(sandbox, `${manifestsDir}/etcd.yaml`));
+    const noEtcd = run(sandbox, args("2027-05-01"));
+    expect(noEtcd.status).toBe(1);
+    expect(noEtcd.stderr).toContain("etcd.yaml not found: not a kubeadm control-plane node with a local etcd");
+    fs.rmSync(at(sandbox, adminConf));
+    const noAdmin = run(sandbox, args("2027-05-01"));
+    expect(noAdmin.status).toBe(1);
+    expect(noAdmin.stderr).toContain(`${node}: ${at(sandbox, adminConf)} not found`);
+    expect(calls(sandbox)).toEqual([]);
+  });
+});

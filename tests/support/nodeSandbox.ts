@@ -1,0 +1,240 @@
+/**
+ * Runs the node scripts of scripts/node/ for real, with bash, under a temporary root, with fake
+ * commands on PATH. Used by tests/nodeScripts.test.ts and tests/certificates.test.ts.
+ *
+ * Usage:
+ *
+ *   import { makeSandbox, runNodeScript, calls, resetCalls, expectStatus, expectScriptContract,
+ *            useTempDir, at } from "./support/nodeSandbox";
+ *
+ *   const tmp = useTempDir("my-test-");            // registers beforeAll/afterAll; tmp() is the dir
+ *   const fakes = {                                 // body of each fake command; `prelude` is added
+ *     kubectl: 'case "$*" in *" get --raw /readyz") echo ok ;; *) exit 99 ;; esac',
+ *   };
+ *   const sandbox = makeSandbox(tmp(), "name", {
+ *     fakes,
+ *     realTools: ["bash", "cat", "chmod", "install", "mktemp", "mv", "rm", "sleep", "timeout"],
+ *     toolPaths: { envsubst: "/usr/bin/envsubst" },  // optional: real tools at a fixed path
+ *     env: { FAKE_X: "1" },                           // optional: added to the environment
+ *     files: { "etc/kubernetes/admin.conf": "..." },  // optional: files under the root
+ *   });
+ *   const result = runNodeScript(sandbox, "my-script.sh", ["--node-name", "cp-1"], { env: { FAKE_FAIL: "x" } });
+ *   expectStatus(result, 0);                     // shows stderr when the status differs
+ *   expect(calls(sandbox)).toEqual(["kubectl --kubeconfig $ROOT/etc/kubernetes/admin.conf get --raw /readyz"]);
+ *   resetCalls(sandbox);
+ *
+ *   // The contract of every node script: starts with `#!/usr/bin/env bash`, `set -euo pipefail`,
+ *   // no xtrace, --help exits 0 with empty stderr and names every word in `documented` and every
+ *   // `--flag)` case pattern of parse_args(); an unknown flag exits 2 naming it; no fake runs.
+ *   expectScriptContract(sandbox, "my-script.sh", ["--node-name", "--timeout", "--root", "ROOT"]);
+ *
+ * The sandbox: `root` (the scripts' --root, also $ROOT in the environment), `fakeBin` (the fakes),
+ * `capture` (a scratch directory for the fakes: $FAKE_CAPTURE), `log` (the call log: $FAKE_LOG),
+ * `env` (the environment of every run; mutable). PATH holds only the fakes and the named real
+ * tools (symlinked), so an unexpected command is "command not found". POLL_SECONDS is 0.05 and
+ * LC_ALL is C.
+ *
+ * Every fake starts with `prelude`: it appends "<command> <argv>" to $FAKE_LOG, and defines
+ *   fails OP   true when OP is in $FAKE_FAIL (comma-separated): the fake should exit 1;
+ *   hangs OP   true when OP is in $FAKE_HANG (comma-separated): the fake should never return;
+ *   count OP   counts the runs of OP (in $FAKE_CAPTURE) and prints the new count.
+ * A fake's body is bash inside a TypeScript template literal: escape `${` as `\${` and `\n` as `\\n`,
+ * or use a plain string.
+ * calls(sandbox) returns the call log with the root written as $ROOT.
+ */
+import { spawnSync } from "node:child_process";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import { requireTool } from "./tools";
+
+export const repoRoot = path.join(__dirname, "..", "..");
+export const nodeScriptsDir = path.join(repoRoot, "scripts", "node");
+export const shellcheckBinary = "/usr/bin/shellcheck";
+
+/** The text of a script in scripts/node/. */
+export const nodeScriptText = (name: string): string => fs.readFileSync(path.join(nodeScriptsDir, name), "utf8");
+
+/** The first lines of every fake: argv recording to $FAKE_LOG, and the fails/hangs/count helpers. */
+export const prelude = [
+  "#!/usr/bin/env bash",
+  'printf \'%s\\n\' "${0##*/}${*:+ $*}" >>"$FAKE_LOG"',
+  'fails() { [[ ",${FAKE_FAIL:-}," == *",$1,"* ]]; }',
+  'hangs() { [[ ",${FAKE_HANG:-}," == *",$1,"* ]]; }',
+  // How often an operation ran, for fakes that succeed only after some attempts.
+  'count() { local f="$FAKE_CAPTURE/count.$1" n=0; if [[ -f "$f" ]]; then n="$(<"$f")"; fi; echo $((n + 1)) >"$f"; echo $((n + 1)); }',
+].join("\n");
+
+export interface Sandbox {
+  /** The scripts' root (--root / $ROOT). */
+  root: string;
+  /** Scratch directory for the fakes ($FAKE_CAPTURE). */
+  capture: string;
+  /** The directory of the fake commands; delete one to make a command missing. */
+  fakeBin: string;
+  /** The fakes' call log ($FAKE_LOG). */
+  log: string;
+  /** The environment of every run; tests may add to it. */
+  env: Record<string, string>;
+}
+
+export interface SandboxOptions {
+  /** Fake commands: name -> bash body (the prelude is prepended). */
+  fakes: Record<string, string>;
+  /** Real tools found on the test's PATH and linked into the sandbox's PATH. */
+  realTools: string[];
+  /** Real tools at a fixed path: name -> absolute path (check it with requireTool first). */
+  toolPaths?: Record<string, string>;
+  /** Added to the sandbox environment. */
+  env?: Record<string, string>;
+  /** Files to create under the root: path relative to the root -> content. */
+  files?: Record<string, string>;
+}
+
+/** Registers beforeAll/afterAll for a temporary directory; call the result inside a test. */
+export function useTempDir(prefix: string): () => string {
+  let dir: string | undefined;
+  beforeAll(() => {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  });
+  afterAll(() => {
+    if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return () => {
+    if (!dir) throw new Error("useTempDir: the directory exists only inside tests");
+    return dir;
+  };
+}
+
+/** A new sandbox in a new directory `<tmpDir>/<name>-XXXXXX`. */
+export function makeSandbox(tmpDir: string, name: string, options: SandboxOptions): Sandbox {
+  const dir = fs.mkdtempSync(path.join(tmpDir, `${name}-`));
+  const root = path.join(dir, "root");
+  const fakeBin = path.join(dir, "fake-bin");
+  const realBin = path.join(dir, "real-bin");
+  const capture = path.join(dir, "capture");
+  const log = path.join(dir, "calls.log");
+  for (const d of [root, fakeBin, realBin, capture]) fs.mkdirSync(d, { recursive: true });
+  fs.writeFileSync(log, "");
+  for (const [file, content] of Object.entries(options.files ?? {})) {
+    fs.mkdirSync(path.dirname(path.join(root, file)), { recursive: true });
+    fs.writeFileSync(path.join(root, file), content);
+  }
+  for (const [command, body] of Object.entries(options.fakes)) {
+    fs.writeFileSync(path.join(fakeBin, command), `${prelude}\n${body}\n`, { mode: 0o755 });
+  }
+  const searchPath = (process.env.PATH ?? "/usr/bin:/bin").split(":");
+  for (const tool of options.realTools) {
+    const found = searchPath.map((d) => path.join(d, tool)).find((p) => fs.existsSync(p));
+    if (!found) throw new Error(`${tool} not found on PATH`);
+    fs.symlinkSync(found, path.join(realBin, tool));
+  }
+  for (const [tool, binary] of Object.entries(options.toolPaths ?? {})) {
+    fs.symlinkSync(binary, path.join(realBin, tool));
+  }
+  const env = {
+    PATH: `${fakeBin}:${realBin}`,
+    ROOT: root,
+    POLL_SECONDS: "0.05",
+    LC_ALL: "C",
+    FAKE_LOG: log,
+    FAKE_CAPTURE: capture,
+    ...options.env,
+  };
+  return { root, capture, fakeBin, log, env };
+}
+
+export interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  ms: number;
+}
+
+export interface RunOptions {
+  /** Added to (or overriding) the sandbox environment. */
+  env?: Record<string, string>;
+  /** Sandbox environment variables left out. */
+  unset?: string[];
+  /** Standard input; empty (closed at once) by default. */
+  input?: string;
+  /** Killed after this many milliseconds (default 15000). */
+  timeoutMs?: number;
+}
+
+/** Runs scripts/node/<script> ARGS with bash in the sandbox's environment. */
+export function runNodeScript(sandbox: Sandbox, script: string, args: string[], options: RunOptions = {}): Run {
+  const env: Record<string, string> = { ...sandbox.env, ...options.env };
+  for (const name of options.unset ?? []) delete env[name];
+  const started = Date.now();
+  const result = spawnSync("/bin/bash", [path.join(nodeScriptsDir, script), ...args], {
+    env,
+    input: options.input ?? "",
+    encoding: "utf8",
+    timeout: options.timeoutMs ?? 15_000,
+  });
+  return { status: result.status, stdout: result.stdout, stderr: result.stderr, ms: Date.now() - started };
+}
+
+/** The fakes' call log, with the sandbox root written as $ROOT. */
+export function calls(sandbox: Sandbox): string[] {
+  return fs
+    .readFileSync(sandbox.log, "utf8")
+    .split("\n")
+    .filter(Boolean)
+    .map((line) => line.split(sandbox.root).join("$ROOT"));
+}
+
+/** Empties the call log. */
+export function resetCalls(sandbox: Sandbox): void {
+  fs.writeFileSync(sandbox.log, "");
+}
+
+/** The path of `p` (absolute on the node) under the sandbox root. */
+export const at = (sandbox: Sandbox, p: string): string => path.join(sandbox.root, p);
+
+/** A file's permission bits in octal, e.g. "600". */
+export const mode = (file: string): string => (fs.statSync(file).mode & 0o777).toString(8);
+
+/** Expects the exit status; on a mismatch the failure shows stderr too. */
+export function expectStatus(result: Run, status: number): void {
+  expect({ status: result.status, stderr: result.stderr }).toMatchObject({ status });
+}
+
+/** The `--flag)` case patterns of the script's parse_args() function. */
+export function parsedFlags(text: string): string[] {
+  const start = text.indexOf("\nparse_args() {");
+  if (start < 0) return [];
+  const parser = text.slice(start, text.indexOf("\n}\n", start));
+  return [...parser.matchAll(/^\s+(--[a-z-]+)\)/gm)].map((m) => m[1]);
+}
+
+/**
+ * The common contract of a node script: bash strict mode, no xtrace, --help (exit 0, empty
+ * stderr) documents every word of `documented` and every flag parse_args() parses, an unknown
+ * flag exits 2 naming it, and neither runs a fake.
+ */
+export function expectScriptContract(sandbox: Sandbox, script: string, documented: string[]): void {
+  const text = nodeScriptText(script);
+  expect(text.startsWith("#!/usr/bin/env bash\n")).toBe(true);
+  expect(text).toContain("\nset -euo pipefail\n");
+  expect(text).not.toMatch(/set -[a-z]*x|set -o xtrace/);
+  const help = runNodeScript(sandbox, script, ["--help"]);
+  expect({ status: help.status, stderr: help.stderr }).toEqual({ status: 0, stderr: "" });
+  for (const word of documented) expect(help.stdout).toContain(word);
+  // Every flag the script parses is documented.
+  const parsed = parsedFlags(text);
+  expect(parsed.length).toBeGreaterThan(0);
+  for (const flag of parsed) expect(help.stdout).toContain(flag);
+  const unknown = runNodeScript(sandbox, script, ["--no-such-flag"]);
+  expect(unknown.status).toBe(2);
+  expect(unknown.stderr).toContain("unknown argument '--no-such-flag'");
+  expect(calls(sandbox)).toEqual([]);
+}
+
+/** shellcheck (run in scripts/node/, so .shellcheckrc and `source` paths apply) passes on `files`. */
+export function expectShellcheckClean(files: string[]): void {
+  const binary = requireTool(shellcheckBinary, "shellcheck");
+  const result = spawnSync(binary, files, { cwd: nodeScriptsDir, encoding: "utf8" });
+  expect({ status: result.status, output: result.stdout + result.stderr }).toEqual({ status: 0, output: "" });
+}
