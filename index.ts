@@ -5,20 +5,25 @@
 import * as pulumi from "@pulumi/pulumi";
 import { EtcdBackup } from "./components/backup";
 import { ClusterBootstrap } from "./components/bootstrap";
+import { certificateRevision, KubeadmCertificates } from "./components/certificates";
 import { ClusterAccess, publicApiServer } from "./components/clusterAccess";
 import { Cni } from "./components/cni";
-import { loadConfig, loadSecrets } from "./components/config";
+import { loadConfig, loadSecrets, readDeployedOutput } from "./components/config";
 import { ControlPlane } from "./components/controlPlane";
+import { EtcdDefrag } from "./components/defrag";
 import { ApiLoadBalancer } from "./components/loadBalancer";
 import { Monitoring } from "./components/monitoring/monitoring";
 import { ClusterNetwork } from "./components/network";
 import { stackOutputs, StackOutputs } from "./components/outputs";
 import { ReservedIp } from "./components/reservedIp";
+import { ControlPlaneUpgrade } from "./components/upgrade";
 import { WorkerJoinToken } from "./components/workerJoin";
 
 export = async (): Promise<StackOutputs> => {
-  // Validation throws before any resource is registered.
-  const cfg = loadConfig();
+  // Validation throws before any resource is registered. An upgrade starts from the version
+  // the stack last exported: one minor at a time, never down.
+  const deployedVersion = await readDeployedOutput("kubernetesVersion");
+  const cfg = loadConfig(typeof deployedVersion === "string" ? deployedVersion : undefined);
   const secrets = loadSecrets(cfg);
 
   const network = new ClusterNetwork("cluster", {
@@ -63,10 +68,25 @@ export = async (): Promise<StackOutputs> => {
     hcloudToken: secrets.hcloudToken,
   });
 
+  // Day 2: upgrades to the configured version, then certificate renewal, one node at a time.
+  const upgrade = new ControlPlaneUpgrade("upgrade", {
+    cfg,
+    nodes: controlPlane.nodes,
+    after: bootstrap.complete,
+    sshPrivateKey: secrets.sshPrivateKey,
+  });
+  const certificates = new KubeadmCertificates("certificates", {
+    cfg,
+    nodes: controlPlane.nodes,
+    after: upgrade.complete,
+    sshPrivateKey: secrets.sshPrivateKey,
+  });
+
   const access = new ClusterAccess("access", {
     cfg,
     node: controlPlane.nodes[0],
-    init: bootstrap.init,
+    after: certificates.complete,
+    revision: certificateRevision(cfg),
     sshPrivateKey: secrets.sshPrivateKey,
     server: pulumi
       .all([api.loadBalancer.ipv4, reservedIp.address])
@@ -80,6 +100,7 @@ export = async (): Promise<StackOutputs> => {
     provider: access.provider,
     pagerdutyRoutingKey: secrets.pagerdutyRoutingKey,
     podNetwork: cni.release,
+    certificateExpiry: certificates.expiry,
   });
 
   const backup = new EtcdBackup("etcd-backup", {
@@ -88,6 +109,8 @@ export = async (): Promise<StackOutputs> => {
     accessKey: secrets.objectStorage.accessKey,
     secretKey: secrets.objectStorage.secretKey,
   });
+
+  new EtcdDefrag("etcd-defrag", { cfg, provider: access.provider });
 
   const workerToken = new WorkerJoinToken("worker-join", {
     clusterName: cfg.clusterName,
@@ -98,5 +121,5 @@ export = async (): Promise<StackOutputs> => {
     sshPrivateKey: secrets.sshPrivateKey,
   });
 
-  return stackOutputs({ cfg, network, reservedIp, controlPlane, api, access, backup, workerToken });
+  return stackOutputs({ cfg, network, reservedIp, controlPlane, api, access, backup, workerToken, certificates });
 };

@@ -8,39 +8,37 @@
  * marker) and an encrypted archive of /etc/kubernetes/pki, then applies retention. Retention is
  * the job's work on purpose: a BucketLifecycleConfiguration hangs against Hetzner.
  */
-import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
 import * as aws from "@pulumi/aws";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "./config";
+import {
+  etcdClientEnvironment,
+  etcdCronJobManifest,
+  EtcdCronJobInput,
+  etcdJobMetadata,
+  etcdJobNamespace,
+  etcdJobScriptConfigMap,
+} from "./etcdCronJob";
 import { objectStorageEndpoint } from "./hetzner";
 
+export { etcdClientTls, scriptHashAnnotation } from "./etcdCronJob";
+
 /** The CronJob the freshness alerts watch (components/monitoring/rules.ts). */
-export const backupCronJob = { namespace: "kube-system", name: "etcd-backup" } as const;
+export const backupCronJob = { namespace: etcdJobNamespace, name: "etcd-backup" } as const;
 
 /** The script the job runs, delivered through a ConfigMap. */
 export const backupScriptPath = path.join(__dirname, "..", "scripts", "etcd-backup.sh");
-
-/** kubeadm's etcd client certificate and CA on every control-plane node. */
-export const etcdClientTls = {
-  caCert: "/etc/kubernetes/pki/etcd/ca.crt",
-  cert: "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-  key: "/etc/kubernetes/pki/etcd/healthcheck-client.key",
-} as const;
 
 const names = {
   configMap: "etcd-backup-script",
   secret: "etcd-backup-object-storage",
   scriptKey: "etcd-backup.sh",
-  scriptDir: "/opt/etcd-backup",
   workDir: "/var/tmp/etcd-backup",
   pkiDir: "/etc/kubernetes/pki",
 };
-
-/** Annotation on the pod template carrying the script's sha256: a new script rolls out. */
-export const scriptHashAnnotation = "hcloud-control-plane/script-sha256";
 
 export interface BackupManifestInput {
   cfg: ClusterConfig;
@@ -48,20 +46,16 @@ export interface BackupManifestInput {
   script: string;
 }
 
-const metadata = (name: string) => ({
-  name,
-  namespace: backupCronJob.namespace,
-  labels: { "app.kubernetes.io/name": "etcd-backup", "app.kubernetes.io/managed-by": "pulumi" },
+const metadata = (name: string) => etcdJobMetadata(name, backupCronJob.name);
+const scriptSource = (script: string): EtcdCronJobInput["script"] => ({
+  configMap: names.configMap,
+  key: names.scriptKey,
+  text: script,
 });
 
 /** The ConfigMap holding the script (plain object, rendered to the plan and schema-checked). */
 export function backupScriptConfigMap(input: BackupManifestInput) {
-  return {
-    apiVersion: "v1" as const,
-    kind: "ConfigMap" as const,
-    metadata: metadata(names.configMap),
-    data: { [names.scriptKey]: input.script },
-  };
+  return etcdJobScriptConfigMap(backupCronJob.name, scriptSource(input.script));
 }
 
 /**
@@ -72,10 +66,7 @@ export function backupScriptConfigMap(input: BackupManifestInput) {
 export function backupEnvironment(cfg: ClusterConfig): { name: string; value: string }[] {
   const endpoints = ["127.0.0.1", ...cfg.nodes.map((n) => n.privateIp)].map((ip) => `https://${ip}:2379`);
   return [
-    { name: "ETCD_ENDPOINTS", value: endpoints.join(",") },
-    { name: "ETCD_CACERT", value: etcdClientTls.caCert },
-    { name: "ETCD_CERT", value: etcdClientTls.cert },
-    { name: "ETCD_KEY", value: etcdClientTls.key },
+    ...etcdClientEnvironment(endpoints),
     { name: "S3_ENDPOINT", value: objectStorageEndpoint(cfg.backup.location) },
     { name: "S3_BUCKET", value: cfg.backup.bucket },
     { name: "S3_PREFIX", value: cfg.clusterName },
@@ -92,82 +83,20 @@ export function backupEnvironment(cfg: ClusterConfig): { name: string; value: st
 /** The CronJob (plain object, rendered to the plan and schema-checked). */
 export function backupCronJobManifest(input: BackupManifestInput) {
   const { cfg, script } = input;
-  const scriptHash = crypto.createHash("sha256").update(script).digest("hex");
-  return {
-    apiVersion: "batch/v1" as const,
-    kind: "CronJob" as const,
-    metadata: metadata(backupCronJob.name),
-    spec: {
-      schedule: cfg.backup.schedule,
-      // The schedule is documented as UTC; without this the controller uses its own zone.
-      timeZone: "Etc/UTC",
-      // Two snapshots at once would double the load on etcd and race on retention.
-      concurrencyPolicy: "Forbid",
-      // A run missed by more than this (controller down) is skipped, not started late in a burst.
-      startingDeadlineSeconds: 600,
-      successfulJobsHistoryLimit: 3,
-      failedJobsHistoryLimit: 3,
-      jobTemplate: {
-        spec: {
-          backoffLimit: 1,
-          // Minutes per GB of etcd: snapshot, trial restore, compression and upload of a large
-          // database take long; a hung upload must still end so the next run can start.
-          activeDeadlineSeconds: 3600,
-          template: {
-            metadata: {
-              labels: { "app.kubernetes.io/name": "etcd-backup" },
-              annotations: { [scriptHashAnnotation]: scriptHash },
-            },
-            spec: {
-              restartPolicy: "Never",
-              // etcd listens on the node's addresses; the job reaches it as any local client would.
-              hostNetwork: true,
-              dnsPolicy: "ClusterFirstWithHostNet",
-              nodeSelector: { "node-role.kubernetes.io/control-plane": "" },
-              tolerations: [{ key: "node-role.kubernetes.io/control-plane", operator: "Exists", effect: "NoSchedule" }],
-              priorityClassName: "system-cluster-critical",
-              // The etcd client key and the PKI are root-only files on the host.
-              securityContext: { runAsUser: 0, runAsGroup: 0 },
-              containers: [
-                {
-                  name: "backup",
-                  image: cfg.backup.image,
-                  imagePullPolicy: "IfNotPresent",
-                  command: ["/bin/bash", `${names.scriptDir}/${names.scriptKey}`],
-                  // HOME: aws-cli keeps its cache there; the root filesystem is read-only.
-                  env: [...backupEnvironment(cfg), { name: "HOME", value: "/tmp" }],
-                  envFrom: [{ secretRef: { name: names.secret } }],
-                  resources: {
-                    requests: { cpu: "100m", memory: "256Mi" },
-                    limits: { memory: "2Gi" },
-                  },
-                  securityContext: {
-                    allowPrivilegeEscalation: false,
-                    readOnlyRootFilesystem: true,
-                    // Root owns the key files it reads, so no capability is needed.
-                    capabilities: { drop: ["ALL"] },
-                  },
-                  volumeMounts: [
-                    { name: "script", mountPath: names.scriptDir, readOnly: true },
-                    { name: "pki", mountPath: names.pkiDir, readOnly: true },
-                    { name: "work", mountPath: names.workDir },
-                    { name: "tmp", mountPath: "/tmp" },
-                  ],
-                },
-              ],
-              volumes: [
-                { name: "script", configMap: { name: names.configMap, defaultMode: 0o555 } },
-                { name: "pki", hostPath: { path: names.pkiDir, type: "Directory" } },
-                // Snapshot, trial restore and the encrypted copy: about three times the database.
-                { name: "work", emptyDir: {} },
-                { name: "tmp", emptyDir: { medium: "Memory", sizeLimit: "64Mi" } },
-              ],
-            },
-          },
-        },
-      },
-    },
-  };
+  return etcdCronJobManifest({
+    name: backupCronJob.name,
+    schedule: cfg.backup.schedule,
+    image: cfg.backup.image,
+    script: scriptSource(script),
+    env: backupEnvironment(cfg),
+    envFromSecrets: [names.secret],
+    resources: { requests: { cpu: "100m", memory: "256Mi" }, limits: { memory: "2Gi" } },
+    // Minutes per GB of etcd: snapshot, trial restore, compression and upload of a large
+    // database take long; a hung upload must still end so the next run can start.
+    activeDeadlineSeconds: 3600,
+    // Snapshot, trial restore and the encrypted copy: about three times the database.
+    scratch: [{ name: "work", mountPath: names.workDir, volume: { emptyDir: {} } }],
+  });
 }
 
 export interface EtcdBackupArgs {

@@ -1,5 +1,6 @@
 /**
- * The admin kubeconfig, fetched from the first node once `kubeadm init` is done, and the
+ * The admin kubeconfig, fetched from the first node once `kubeadm init` is done (and again after
+ * each upgrade or certificate renewal, which renew its client certificate), and the
  * Kubernetes provider built from it. The kubeconfig is a secret from the command's stdout
  * onwards and is never printed.
  */
@@ -19,8 +20,13 @@ export interface ClusterAccessArgs {
   cfg: ClusterConfig;
   /** The node `kubeadm init` ran on. */
   node: ControlPlaneNode;
-  /** The init command: admin.conf exists once it is done. */
-  init: pulumi.Resource;
+  /**
+   * What admin.conf is final after: the init command, then any upgrade or certificate renewal
+   * (both renew admin.conf's client certificate on the first node).
+   */
+  after: pulumi.Resource;
+  /** Changes whenever admin.conf is renewed, so the kubeconfig is read again (a shell comment). */
+  revision: string;
   /** Secret: the key matching the servers' SSH key. */
   sshPrivateKey: pulumi.Input<string>;
   /** The API URL Pulumi (outside the private network) reaches the cluster at. */
@@ -80,11 +86,11 @@ export class ClusterAccess extends pulumi.ComponentResource {
       `${name}-admin-kubeconfig`,
       {
         connection: sshConnection(args.node, args.sshPrivateKey),
-        create: `cat ${shellQuote(kubeadmPaths.adminKubeconfig)}`,
+        create: `cat ${shellQuote(kubeadmPaths.adminKubeconfig)} ${args.revision}`,
         triggers: [args.node.server.id],
         logging: "none",
       },
-      { parent: this, dependsOn: [args.init], additionalSecretOutputs: ["stdout", "stderr"] },
+      { parent: this, dependsOn: [args.after], additionalSecretOutputs: ["stdout", "stderr"] },
     );
     this.kubeconfig = pulumi.secret(
       pulumi.all([fetch.stdout, args.server]).apply(([text, server]) => rewriteKubeconfigServer(text, server)),

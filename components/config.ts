@@ -69,6 +69,11 @@ export interface ClusterConfig {
       retries: number;
     };
   };
+  /**
+   * The version the stack last exported (its `kubernetesVersion` output), when known: an
+   * upgrade starts from it. Undefined for a new stack.
+   */
+  deployedKubernetesVersion?: string;
   /** Pod network add-on, installed right after `kubeadm init`. */
   cni: CniChoice;
   /** Run the companion that moves the reserved IP to the kube-vip leader. */
@@ -87,6 +92,20 @@ export interface ClusterConfig {
     /** age public keys; non-empty when encryption is age. */
     ageRecipients: string[];
     image: string;
+  };
+  /** Day-2 operations: certificate renewal and etcd defragmentation. */
+  maintenance: {
+    /** Each new value renews every node's kubeadm certificates, one node at a time; "" never. */
+    certificateRenewal: string;
+    certificateExpiryWarningDays: number;
+    defrag: {
+      /** 5-field cron schedule (UTC) of the etcd-defrag CronJob. */
+      schedule: string;
+      /** A member is defragmented when at least this share of its database file is free. */
+      thresholdPercent: number;
+      /** Members with a smaller database file are left alone. */
+      minSizeMiB: number;
+    };
   };
   monitoring: {
     mode: MonitoringChoice;
@@ -135,6 +154,11 @@ export const configKeys = {
   healthCheckIntervalSeconds: "integer",
   healthCheckTimeoutSeconds: "integer",
   healthCheckRetries: "integer",
+  certificateRenewal: "string",
+  certificateExpiryWarningDays: "integer",
+  etcdDefragSchedule: "string",
+  etcdDefragThresholdPercent: "integer",
+  etcdDefragMinSizeMiB: "integer",
   backupSchedule: "string",
   backupRetentionDays: "integer",
   backupKeepLast: "integer",
@@ -189,15 +213,66 @@ export interface RawConfig {
   project: string;
   stack: string;
   values: Record<string, string>;
+  /** The stack's last exported `kubernetesVersion`; undefined for a stack never deployed. */
+  deployedKubernetesVersion?: string;
 }
 
-/** Reads the running program's configuration and validates it. Throws ConfigError. */
-export function loadConfig(): ClusterConfig {
+/**
+ * Reads the running program's configuration and validates it. Throws ConfigError.
+ * `deployedKubernetesVersion` is the version the stack last exported ({@link readDeployedOutput}).
+ */
+export function loadConfig(deployedKubernetesVersion?: string): ClusterConfig {
   return parseConfig({
     project: pulumi.getProject(),
     stack: pulumi.getStack(),
     values: pulumi.runtime.allConfig(),
+    deployedKubernetesVersion,
   });
+}
+
+/**
+ * One output of this stack's last successful update, read through a StackReference to the
+ * stack itself (the engine answers it from the stack's checkpoint, in preview and update
+ * alike). Undefined for a stack that was never deployed or has no such output. A failed update
+ * leaves the outputs as they were, so an interrupted upgrade is resumed from the same version.
+ * (Reading a stack's own outputs back this way: pulumi/pulumi#3722. The stack must exist, which
+ * it does while it is being previewed or updated.)
+ */
+export async function readDeployedOutput(name: string): Promise<unknown> {
+  const self = new pulumi.StackReference("deployed-stack", {
+    name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}`,
+  });
+  const details = await self.getOutputDetails(name);
+  return details.value ?? details.secretValue;
+}
+
+/** A Kubernetes version "x.y.z" as numbers. */
+export function parseVersion(version: string): { major: number; minor: number; patch: number } | undefined {
+  const m = /^(\d+)\.(\d+)\.(\d+)$/.exec(version);
+  return m ? { major: Number(m[1]), minor: Number(m[2]), patch: Number(m[3]) } : undefined;
+}
+
+/**
+ * Why moving a running cluster from `deployed` to `wanted` is refused, or undefined: kubeadm
+ * upgrades one minor version at a time and never downgrades. Patch releases within a minor,
+ * and the next minor at any patch, are allowed.
+ */
+export function versionChangeError(deployed: string, wanted: string): string | undefined {
+  const from = parseVersion(deployed);
+  const to = parseVersion(wanted);
+  if (!from || !to) return undefined;
+  const order = (v: { major: number; minor: number; patch: number }) => [v.major, v.minor, v.patch];
+  const cmp =
+    order(to)
+      .map((x, i) => x - order(from)[i])
+      .find((d) => d !== 0) ?? 0;
+  if (cmp < 0) {
+    return `is older than ${deployed}, the version this stack runs (its kubernetesVersion output): kubeadm cannot downgrade a cluster; set it back to ${deployed} or higher`;
+  }
+  if (to.major !== from.major || to.minor > from.minor + 1) {
+    return `skips minor versions: this stack runs ${deployed} (its kubernetesVersion output), and kubeadm upgrades one minor version at a time; set ${from.major}.${from.minor + 1}.x first, run pulumi up, then go on (docs/runbooks/upgrade.md)`;
+  }
+  return undefined;
 }
 
 export interface ClusterSecrets {
@@ -264,6 +339,11 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
       ? undefined
       : 'must be a Kubernetes version "x.y.z" such as "1.34.2" (no "v" prefix)',
   );
+  const deployedVersion = raw.deployedKubernetesVersion;
+  if (kubernetesVersion && deployedVersion) {
+    const error = versionChangeError(deployedVersion, kubernetesVersion);
+    if (error) reader.problem("kubernetesVersion", kubernetesVersion, error);
+  }
 
   // Networks: each must parse, the network must be private, the subnet inside it, and
   // nothing that routes differently (pods, services) may overlap anything else.
@@ -403,6 +483,31 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
     const err = cronError(v);
     return err ? `is not a valid 5-field cron schedule: ${err}` : undefined;
   });
+  const certificateRenewal = reader.check("certificateRenewal", r("certificateRenewal") as string | undefined, (v) =>
+    v === "" || /^[A-Za-z0-9._-]{1,63}$/.test(v)
+      ? undefined
+      : "must be \"\" (no renewal) or 1-63 letters, digits, '.', '_' or '-' such as 2027-05-01; each new value renews the certificates once",
+  );
+  const certificateExpiryWarningDays = reader.check(
+    "certificateExpiryWarningDays",
+    r("certificateExpiryWarningDays") as number | undefined,
+    (v) =>
+      v >= 8 && v <= 180
+        ? undefined
+        : "must be from 8 to 180 days (the critical alert fires at 7 days; kubeadm certificates last 365)",
+  );
+  const defragSchedule = reader.check("etcdDefragSchedule", r("etcdDefragSchedule") as string | undefined, (v) => {
+    const err = cronError(v);
+    return err ? `is not a valid 5-field cron schedule: ${err}` : undefined;
+  });
+  const defragThreshold = reader.check(
+    "etcdDefragThresholdPercent",
+    r("etcdDefragThresholdPercent") as number | undefined,
+    (v) => (v >= 1 && v <= 99 ? undefined : "must be from 1 to 99 (percent of the database file that is free)"),
+  );
+  const defragMinSize = reader.check("etcdDefragMinSizeMiB", r("etcdDefragMinSizeMiB") as number | undefined, (v) =>
+    v >= 0 && v <= 8192 ? undefined : "must be from 0 to 8192 MiB (etcd's largest quota)",
+  );
   const retentionDays = reader.check("backupRetentionDays", r("backupRetentionDays") as number | undefined, (v) =>
     v >= 1 ? undefined : "must be a positive number of days",
   );
@@ -574,6 +679,7 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
       publicInterface: lbPublic!,
       healthCheck: { mode: mode!, interval: interval!, timeout: timeout!, retries: retries! },
     },
+    deployedKubernetesVersion: deployedVersion,
     cni: cni!,
     reservedIpFailover: failover!,
     workerJoin: { ttlHours: tokenTtl!, rotation: tokenRotation! },
@@ -587,6 +693,11 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
       encryption: encryption!,
       ageRecipients: recipients!,
       image: backupImage!,
+    },
+    maintenance: {
+      certificateRenewal: certificateRenewal!,
+      certificateExpiryWarningDays: certificateExpiryWarningDays!,
+      defrag: { schedule: defragSchedule!, thresholdPercent: defragThreshold!, minSizeMiB: defragMinSize! },
     },
     monitoring: {
       mode: monitoringMode!,

@@ -3,6 +3,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { EtcdBackup } from "./backup";
+import { CertificateExpiry, KubeadmCertificates } from "./certificates";
 import { caCertHash, ClusterAccess } from "./clusterAccess";
 import { ClusterConfig } from "./config";
 import { ControlPlane } from "./controlPlane";
@@ -66,6 +67,11 @@ export interface StackOutputs {
   caCertificate: pulumi.Output<string>;
   /** `sha256:<hex>` of the CA's public key, as `kubeadm join --discovery-token-ca-cert-hash` takes it. */
   caCertHash: pulumi.Output<string>;
+  /**
+   * The earliest expiry of the control-plane nodes' kubeadm certificates (ISO 8601 UTC), which
+   * node and certificate it is, and each node's earliest; read after every upgrade and renewal.
+   */
+  certificateExpiry: pulumi.Output<CertificateExpiry>;
   backupBucket: string;
   /** S3 endpoint of the backup bucket (Hetzner Object Storage, path-style). */
   backupEndpoint: string;
@@ -84,10 +90,11 @@ export interface OutputSources {
   access: ClusterAccess;
   backup: EtcdBackup;
   workerToken: WorkerJoinToken;
+  certificates: KubeadmCertificates;
 }
 
 export function stackOutputs(sources: OutputSources): StackOutputs {
-  const { cfg, network, reservedIp, controlPlane, api, access, backup, workerToken } = sources;
+  const { cfg, network, reservedIp, controlPlane, api, access, backup, workerToken, certificates } = sources;
   const lb = api.loadBalancer;
   const publicLb = cfg.loadBalancer.publicInterface;
   const controlPlaneEndpoint = `${cfg.apiDnsName ?? cfg.loadBalancer.privateIp}:${apiServerPort}`;
@@ -128,6 +135,7 @@ export function stackOutputs(sources: OutputSources): StackOutputs {
     ),
     caCertificate: access.caCertificate,
     caCertHash: hash,
+    certificateExpiry: certificates.expiry,
     backupBucket: cfg.backup.bucket,
     backupEndpoint: backup.endpoint,
     kubeconfig: access.kubeconfig,

@@ -3,6 +3,10 @@
  * file and writes what `pulumi up` would create to out/<stack>/.
  *
  *   npm run plan [-- --stack <name>] [--config-file <path>] [--out <dir>] [--preview] [--quiet]
+ *                    [--deployed-version x.y.z]
+ *
+ * --deployed-version stands for the stack's last exported kubernetesVersion, which the real
+ * program reads from the backend: with it, the plan checks a version change as `pulumi up` would.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -21,9 +25,11 @@ interface Args {
   preview: boolean;
   quiet: boolean;
   stats?: string;
+  deployedVersion?: string;
 }
 
-const usage = "usage: npm run plan -- [--stack <name>] [--config-file <path>] [--out <dir>] [--preview] [--quiet]";
+const usage =
+  "usage: npm run plan -- [--stack <name>] [--config-file <path>] [--out <dir>] [--preview] [--quiet] [--deployed-version x.y.z]";
 
 function parseArgs(argv: string[]): Args {
   const args: Args = { stack: "prod", out: path.join(projectRoot, "out"), preview: false, quiet: false };
@@ -48,6 +54,9 @@ function parseArgs(argv: string[]): Args {
         break;
       case "--preview":
         args.preview = true;
+        break;
+      case "--deployed-version":
+        args.deployedVersion = value();
         break;
       case "--quiet":
         args.quiet = true;
@@ -75,7 +84,8 @@ async function main(): Promise<void> {
   const config = loadStackConfig(args.stack, { configFile: args.configFile });
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- the program's entry point, loaded after config is in place
   const program = require(path.join(projectRoot, "index")) as () => Promise<unknown>;
-  const run = await runProgram(program, config, { preview: args.preview });
+  const deployed = args.deployedVersion ? { kubernetesVersion: args.deployedVersion } : {};
+  const run = await runProgram(program, config, { preview: args.preview, deployed });
   const plan = toPlan(run);
 
   const written: string[] = [];
@@ -90,7 +100,7 @@ async function main(): Promise<void> {
   // The Kubernetes provider marks all Secret data secret, so the plan shows the Secret masked;
   // the Alertmanager configuration it holds has no secret in it (the routing key is a file),
   // so it is rendered here from the same function for review.
-  const cfg = parseConfig(config);
+  const cfg = parseConfig({ ...config, deployedKubernetesVersion: args.deployedVersion });
   if (cfg.monitoring.mode === "kube-prometheus-stack") {
     write("manifests/alertmanager.yaml", renderAlertmanagerConfig(pagingSettings(cfg)));
   }

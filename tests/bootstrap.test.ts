@@ -52,8 +52,13 @@ describe("the prod stack's bootstrap", () => {
 
   test("registers exactly these bootstrap resources", () => {
     const names = run.resources
-      // Monitoring, backup and worker-token resources are in their own tests.
-      .filter((r) => !["monitoring", "etcd-backup", "worker-join"].some((c) => r.parent === one(run, c).urn))
+      // Monitoring, backup, worker-token and day-2 resources are in their own tests.
+      .filter(
+        (r) =>
+          !["monitoring", "etcd-backup", "worker-join", "upgrade", "certificates", "etcd-defrag"].some(
+            (c) => r.parent === one(run, c).urn,
+          ),
+      )
       .filter(
         (r) =>
           r.type.startsWith("command:") || r.type.startsWith("kubernetes:") || r.type.startsWith("pulumi:providers"),
@@ -224,8 +229,9 @@ describe("the prod stack's bootstrap", () => {
   test("the Kubernetes provider is built from the fetched admin kubeconfig, with a stable identifier", () => {
     const fetch = one(run, "access-admin-kubeconfig");
     expect(host(fetch)).toBe(serverIp(run, "cp-1"));
-    expect(fetch.dependsOn).toContain(one(run, "bootstrap-cp-1-init").urn);
-    expect(fetch.inputs.create).toBe("cat /etc/kubernetes/admin.conf");
+    // After init, through the day-2 chain (dayTwo.test.ts), which starts after the whole bootstrap.
+    expect(fetch.dependsOn).toContain(one(run, "upgrade-cp-3").urn);
+    expect(fetch.inputs.create).toBe('cat /etc/kubernetes/admin.conf # kubernetes 1.34.2, certificate renewal ""');
     const provider = one(run, "access-provider");
     expect(provider.dependsOn).toContain(fetch.urn);
     expect(provider.inputs).toEqual({ kubeconfig: "[secret]", clusterIdentifier: "prod-nbg1" });
@@ -295,7 +301,7 @@ describe("variants", () => {
 
   test("preview: the whole bootstrap registers while every command's output is unknown", async () => {
     const run = await runStack({}, { preview: true });
-    expect(run.resources).toHaveLength(67);
+    expect(run.resources).toHaveLength(79);
     // The credentials do not exist before the credential command runs.
     expect(one(run, "bootstrap-cp-2-join").revealedInputs.stdin).toBe("[unknown]");
     expect(one(run, "access-provider").revealedInputs.kubeconfig).toBe("[unknown]");

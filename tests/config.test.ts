@@ -7,16 +7,16 @@ import { loadStackConfig, readProjectFile } from "../scripts/offline/stackConfig
 
 const P = "hcloud-control-plane";
 
-function parse(overrides: Record<string, unknown> = {}, remove: string[] = []) {
+function parse(overrides: Record<string, unknown> = {}, remove: string[] = [], deployedKubernetesVersion?: string) {
   const cfg = loadStackConfig("prod", { overrides });
   const values = { ...cfg.values };
   for (const key of remove) delete values[`${P}:${key}`];
-  return parseConfig({ project: cfg.project, stack: cfg.stack, values });
+  return parseConfig({ project: cfg.project, stack: cfg.stack, values, deployedKubernetesVersion });
 }
 
-function problems(overrides: Record<string, unknown>, remove: string[] = []): string[] {
+function problems(overrides: Record<string, unknown>, remove: string[] = [], deployed?: string): string[] {
   try {
-    parse(overrides, remove);
+    parse(overrides, remove, deployed);
   } catch (err) {
     if (err instanceof ConfigError) return err.problems;
     throw err;
@@ -124,6 +124,64 @@ describe("validation rules", () => {
       `${P}:kubernetesVersion = "v1.34.2": must be a Kubernetes version "x.y.z" such as "1.34.2" (no "v" prefix)`,
     ]);
     expect(problems({ kubernetesVersion: "1.34" })).toHaveLength(1);
+  });
+
+  describe("a version change against the version the stack runs (its kubernetesVersion output)", () => {
+    test.each([
+      ["1.34.2", "1.34.2"],
+      ["1.34.2", "1.34.5"],
+      ["1.34.2", "1.35.0"],
+      ["1.34.2", "1.35.3"],
+      ["1.34.9", "1.35.0"],
+    ])("%s -> %s is allowed", (deployed, wanted) => {
+      expect(parse({ kubernetesVersion: wanted }, [], deployed).kubernetesVersion).toBe(wanted);
+    });
+
+    test("a new stack (nothing deployed) may start at any version", () => {
+      expect(parse({ kubernetesVersion: "1.36.1" }).deployedKubernetesVersion).toBeUndefined();
+    });
+
+    test.each([
+      ["1.34.2", "1.36.0"],
+      ["1.34.2", "1.37.1"],
+    ])("%s -> %s skips a minor version and is refused", (deployed, wanted) => {
+      expect(problems({ kubernetesVersion: wanted }, [], deployed)).toEqual([
+        `${P}:kubernetesVersion = "${wanted}": skips minor versions: this stack runs ${deployed} (its kubernetesVersion output), and kubeadm upgrades one minor version at a time; set 1.35.x first, run pulumi up, then go on (docs/runbooks/upgrade.md)`,
+      ]);
+    });
+
+    test.each([
+      ["1.34.2", "1.34.1"],
+      ["1.34.2", "1.33.9"],
+    ])("%s -> %s is a downgrade and is refused", (deployed, wanted) => {
+      expect(problems({ kubernetesVersion: wanted }, [], deployed)).toEqual([
+        `${P}:kubernetesVersion = "${wanted}": is older than ${deployed}, the version this stack runs (its kubernetesVersion output): kubeadm cannot downgrade a cluster; set it back to ${deployed} or higher`,
+      ]);
+    });
+  });
+
+  test("certificateRenewal is empty or a label", () => {
+    expect(parse({ certificateRenewal: "2027-05-01" }).maintenance.certificateRenewal).toBe("2027-05-01");
+    expect(problems({ certificateRenewal: "next week" })).toEqual([
+      `${P}:certificateRenewal = "next week": must be "" (no renewal) or 1-63 letters, digits, '.', '_' or '-' such as 2027-05-01; each new value renews the certificates once`,
+    ]);
+  });
+
+  test("certificateExpiryWarningDays lies between the critical week and half a year", () => {
+    expect(problems({ certificateExpiryWarningDays: 7 })).toEqual([
+      `${P}:certificateExpiryWarningDays = 7: must be from 8 to 180 days (the critical alert fires at 7 days; kubeadm certificates last 365)`,
+    ]);
+  });
+
+  test("etcd defragmentation settings", () => {
+    expect(parse().maintenance.defrag).toEqual({ schedule: "17 3 * * *", thresholdPercent: 40, minSizeMiB: 100 });
+    expect(
+      problems({ etcdDefragSchedule: "daily", etcdDefragThresholdPercent: 100, etcdDefragMinSizeMiB: -1 }),
+    ).toEqual([
+      expect.stringMatching(new RegExp(`^${P}:etcdDefragSchedule = "daily": is not a valid 5-field cron schedule`)),
+      `${P}:etcdDefragThresholdPercent = 100: must be from 1 to 99 (percent of the database file that is free)`,
+      `${P}:etcdDefragMinSizeMiB = -1: must be from 0 to 8192 MiB (etcd's largest quota)`,
+    ]);
   });
 
   test("image must be one the node preparation supports", () => {

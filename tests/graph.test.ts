@@ -41,6 +41,9 @@ describe("the prod stack's graph", () => {
         `${P}:index:Monitoring monitoring`,
         `${P}:index:EtcdBackup etcd-backup`,
         `${P}:index:WorkerJoinToken worker-join`,
+        `${P}:index:ControlPlaneUpgrade upgrade`,
+        `${P}:index:KubeadmCertificates certificates`,
+        `${P}:index:EtcdDefrag etcd-defrag`,
         `${T.network} cluster-network`,
         `${T.subnet} cluster-subnet`,
         `${T.placementGroup} cluster-spread`,
@@ -247,8 +250,9 @@ describe("variants", () => {
     );
     expect(byType(run, T.lbTarget)).toHaveLength(n);
     // Infrastructure 14 + 2 per node; bootstrap 5 + 9 per node (see bootstrap.test.ts);
-    // monitoring 6, backup 7 and the worker join token 2 (monitoring, backup, outputs tests).
-    expect(run.resources).toHaveLength(34 + 11 * n);
+    // monitoring 6, backup 7 and the worker join token 2 (monitoring, backup, outputs tests);
+    // day 2: upgrade 2 + 1 per node, certificates 1 + 1 per node, defrag 3 (dayTwo.test.ts).
+    expect(run.resources).toHaveLength(40 + 13 * n);
   });
 
   test("tcp health check mode", async () => {
@@ -290,7 +294,7 @@ describe("variants", () => {
   test("preview: the whole graph registers with every computed output unknown", async () => {
     const run = await runStack({}, { preview: true });
     expect(run.preview).toBe(true);
-    expect(run.resources).toHaveLength(67);
+    expect(run.resources).toHaveLength(79);
     expect(one(run, "api-lb-target-cp-1").inputs.serverId).toBe("[unknown]");
     expect(run.outputs.apiServerUrl).toBe("[unknown]");
   });

@@ -11,6 +11,7 @@ import { Alertmanager } from "@kubernetes-models/prometheus-operator/monitoring.
 import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
 import { Namespace } from "kubernetes-models/v1/Namespace";
 import { Secret } from "kubernetes-models/v1/Secret";
+import { CertificateExpiry, expirySeries } from "../components/certificates";
 import { parseConfig } from "../components/config";
 import { etcdMetricsPort } from "../components/kubeadm";
 import {
@@ -96,7 +97,10 @@ describe("with kube-prometheus-stack (the default)", () => {
       kind: "PrometheusRule",
       metadata: { name: "control-plane-alerts", namespace: "monitoring", labels: { release: "kube-prometheus-stack" } },
     });
-    expect(rule.inputs.spec).toEqual(JSON.parse(JSON.stringify(ruleFile(cfg))));
+    // Plus the certificate expiry the stack read from the nodes (dayTwo.test.ts).
+    const expiry = expirySeries(run.outputs.certificateExpiry as CertificateExpiry);
+    expect(expiry.map((e) => e.node)).toEqual(["prod-nbg1-cp-1", "prod-nbg1-cp-2", "prod-nbg1-cp-3"]);
+    expect(rule.inputs.spec).toEqual(JSON.parse(JSON.stringify(ruleFile(cfg, expiry))));
   });
 
   test("the Alertmanager config Secret holds exactly the rendered configuration (the plan's manifests/alertmanager.yaml)", () => {

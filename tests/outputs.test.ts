@@ -31,6 +31,7 @@ describe("the prod stack's outputs", () => {
         "backupEndpoint",
         "caCertHash",
         "caCertificate",
+        "certificateExpiry",
         "clusterName",
         "controlPlaneEndpoint",
         "firewallId",

@@ -11,6 +11,7 @@ import * as pulumi from "@pulumi/pulumi";
 import YAML from "yaml";
 import { renderCloudInit } from "../components/cloudInit";
 import { parseConfig } from "../components/config";
+import { CertificateExpiry, expirySeries } from "../components/certificates";
 import { ruleFile } from "../components/monitoring/monitoring";
 import { renderRuleFile } from "../components/monitoring/rules";
 import { runProgram, secretMask } from "../scripts/offline/harness";
@@ -143,7 +144,13 @@ describe("npm run plan --stack prod", () => {
   test("writes the Prometheus rule file the PrometheusRule holds, and promtool accepts it", () => {
     const file = path.join(out, "prod", "prometheus-rules.yaml");
     const cfg = parseConfig(loadStackConfig("prod"));
-    expect(fs.readFileSync(file, "utf8")).toBe(renderRuleFile(ruleFile(cfg)));
+    // The certificate series come from the nodes' expiry reports, which the plan records too.
+    const plan = JSON.parse(fs.readFileSync(path.join(out, "prod", "plan.json"), "utf8")) as {
+      outputs: { certificateExpiry: CertificateExpiry };
+    };
+    const expiry = expirySeries(plan.outputs.certificateExpiry);
+    expect(expiry).toHaveLength(3);
+    expect(fs.readFileSync(file, "utf8")).toBe(renderRuleFile(ruleFile(cfg, expiry)));
     const check = spawnSync(requireTool("/usr/bin/promtool", "prometheus"), ["check", "rules", file], {
       encoding: "utf8",
     });
@@ -159,6 +166,8 @@ describe("npm run plan --stack prod", () => {
       "etcd-backup-credentials.yaml",
       "etcd-backup-cronjob.yaml",
       "etcd-backup-script.yaml",
+      "etcd-defrag-cronjob.yaml",
+      "etcd-defrag-script.yaml",
       "monitoring-alertmanager-config.yaml",
       "monitoring-kube-prometheus-stack-values.yaml",
       "monitoring-namespace.yaml",
@@ -209,7 +218,7 @@ describe("npm run plan --stack prod", () => {
     const lines = result.stdout.split("\n");
     expect(lines).toContain("├─ control-plane  hcloud-control-plane:ControlPlane");
     expect(lines).toContain("│  ├─ control-plane-cp-1  hcloud:Server  (protected, waits for 4)");
-    expect(lines).toContain("Resources by type (67 in all):");
+    expect(lines).toContain("Resources by type (79 in all):");
     expect(lines).toContain("    3  hcloud:index/server:Server");
     expect(result.stdout).toContain(path.relative(projectRoot, path.join(out, "prod", "plan.json")));
     expect(result.stdout).toContain(path.relative(projectRoot, path.join(out, "prod", "graph.svg")));

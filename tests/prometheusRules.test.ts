@@ -19,6 +19,7 @@ import {
   AlertingRule,
   AlertRuleSettings,
   alertNames,
+  certificateExpiryMetric,
   prometheusRules,
   renderRuleFile,
   RuleFile,
@@ -38,6 +39,15 @@ const testSettings: AlertRuleSettings = {
   // a minute up to a test's last eval_time, and hours of that make the suite slow.
   backup: { namespace: "kube-system", cronJob: "etcd-backup", maxAgeSeconds: 3600 },
   runbookBaseUrl: "https://example.com/runbooks",
+  // Hours, not the 30 and 7 days of a stack, for the same reason as the backup's maxAgeSeconds.
+  certificates: {
+    warningSeconds: 7200,
+    criticalSeconds: 3600,
+    expiry: [
+      { node: "prod-nbg1-cp-1", certificate: "admin.conf", expiresSeconds: 10800 },
+      { node: "prod-nbg1-cp-2", certificate: "apiserver", expiresSeconds: 36000 },
+    ],
+  },
 };
 
 const repoRoot = path.join(__dirname, "..");
@@ -75,6 +85,7 @@ describe("rule content", () => {
         "KubeClientCertificateExpiration",
         "KubeControllerManagerDown",
         "KubeControllerManagerInstanceUnreachable",
+        "KubeadmCertificateExpiration",
         "KubeSchedulerDown",
         "KubeSchedulerInstanceUnreachable",
         "etcdDatabaseHighFragmentationRatio",
@@ -108,6 +119,7 @@ describe("rule content", () => {
       [
         "EtcdBackupTooOld",
         "KubeClientCertificateExpiration",
+        "KubeadmCertificateExpiration",
         "etcdHighFsyncDurations",
         "etcdHighNumberOfFailedGRPCRequests",
       ].sort(),
@@ -248,6 +260,34 @@ describe("rule content", () => {
     );
     // A CronJob that never succeeded counts its age from its creation.
     expect(only(file, "EtcdBackupTooOld", "warning").expr).toContain("kube_cronjob_created");
+  });
+
+  test("the certificate group records each node's expiry as a constant and alerts on the time left", () => {
+    const group = rules.groups.find((g) => g.name === "kubeadm-certificates")!;
+    expect(group.rules.filter((r) => "record" in r)).toEqual([
+      {
+        record: certificateExpiryMetric,
+        expr: "vector(10800)",
+        labels: { node: "prod-nbg1-cp-1", certificate: "admin.conf" },
+      },
+      {
+        record: certificateExpiryMetric,
+        expr: "vector(36000)",
+        labels: { node: "prod-nbg1-cp-2", certificate: "apiserver" },
+      },
+    ]);
+    expect(only(rules, "KubeadmCertificateExpiration", "warning").expr).toBe(
+      `${certificateExpiryMetric} - time() < 7200`,
+    );
+    expect(only(rules, "KubeadmCertificateExpiration", "critical").expr).toBe(
+      `${certificateExpiryMetric} - time() < 3600`,
+    );
+    // Before the nodes were read (a first preview) the alerts exist and have nothing to see.
+    const unread = prometheusRules({ ...testSettings, certificates: { ...testSettings.certificates, expiry: [] } });
+    expect(unread.groups.find((g) => g.name === "kubeadm-certificates")!.rules.map((r) => "alert" in r)).toEqual([
+      true,
+      true,
+    ]);
   });
 
   test("rendering is deterministic YAML that reads back as the same rules", () => {

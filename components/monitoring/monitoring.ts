@@ -14,7 +14,8 @@ import { cronMaxIntervalSeconds } from "../cron";
 import { etcdMetricsPort } from "../kubeadm";
 import { versions } from "../versions";
 import { PagingSettings, renderAlertmanagerConfig } from "./alertmanager";
-import { AlertRuleSettings, alertNames, prometheusRules, RuleFile } from "./rules";
+import { CertificateExpiry, expirySeries } from "../certificates";
+import { AlertRuleSettings, alertNames, CertificateExpirySeries, prometheusRules, RuleFile } from "./rules";
 
 /** The Helm release name; kube-prometheus-stack selects rules labelled `release: <it>`. */
 export const releaseName = "kube-prometheus-stack";
@@ -40,7 +41,11 @@ const names = {
 /** Where the PagerDuty routing key appears inside the Alertmanager pod (`alertmanagerSpec.secrets`). */
 export const pagerdutyRoutingKeyFile = `/etc/alertmanager/secrets/${names.pagerdutySecret}/${names.pagerdutyKey}`;
 
-export function alertRuleSettings(cfg: ClusterConfig): AlertRuleSettings {
+/** kubeadm certificate alerts: critical a week before the earliest expiry. */
+export const certificateCriticalSeconds = 7 * 86400;
+
+/** `expiry` is what the stack read from the nodes; empty before the first read. */
+export function alertRuleSettings(cfg: ClusterConfig, expiry: CertificateExpirySeries[] = []): AlertRuleSettings {
   return {
     etcdJob: cfg.monitoring.etcdJob,
     apiserverJob: stackJobs.apiserver,
@@ -54,12 +59,17 @@ export function alertRuleSettings(cfg: ClusterConfig): AlertRuleSettings {
       maxAgeSeconds: cronMaxIntervalSeconds(cfg.backup.schedule) + cfg.monitoring.backupAlertMarginMinutes * 60,
     },
     runbookBaseUrl: cfg.monitoring.runbookBaseUrl,
+    certificates: {
+      warningSeconds: cfg.maintenance.certificateExpiryWarningDays * 86400,
+      criticalSeconds: certificateCriticalSeconds,
+      expiry,
+    },
   };
 }
 
 /** The rule file: the PrometheusRule's spec and out/<stack>/prometheus-rules.yaml. */
-export function ruleFile(cfg: ClusterConfig): RuleFile {
-  return prometheusRules(alertRuleSettings(cfg));
+export function ruleFile(cfg: ClusterConfig, expiry: CertificateExpirySeries[] = []): RuleFile {
+  return prometheusRules(alertRuleSettings(cfg, expiry));
 }
 
 export function pagingSettings(cfg: ClusterConfig): PagingSettings {
@@ -75,7 +85,7 @@ export function pagingSettings(cfg: ClusterConfig): PagingSettings {
 }
 
 /** The PrometheusRule object (plain; the offline plan renders it and tests check its schema). */
-export function prometheusRuleManifest(cfg: ClusterConfig) {
+export function prometheusRuleManifest(cfg: ClusterConfig, expiry: CertificateExpirySeries[] = []) {
   return {
     apiVersion: "monitoring.coreos.com/v1",
     kind: "PrometheusRule",
@@ -84,7 +94,7 @@ export function prometheusRuleManifest(cfg: ClusterConfig) {
       namespace: cfg.monitoring.namespace,
       labels: { ...cfg.monitoring.ruleLabels, "app.kubernetes.io/managed-by": "pulumi" },
     },
-    spec: ruleFile(cfg),
+    spec: ruleFile(cfg, expiry),
   };
 }
 
@@ -183,6 +193,8 @@ export interface MonitoringArgs {
   pagerdutyRoutingKey?: pulumi.Output<string>;
   /** Pods need the pod network before the release can become ready. */
   podNetwork: pulumi.Resource;
+  /** The kubeadm certificate expiry read from the nodes: the certificate alerts watch it. */
+  certificateExpiry: pulumi.Output<CertificateExpiry>;
 }
 
 export class Monitoring extends pulumi.ComponentResource {
@@ -236,10 +248,14 @@ export class Monitoring extends pulumi.ComponentResource {
     }
 
     // A plain CustomResource after the release: its CRD arrives with the chart.
-    this.rule = new k8s.apiextensions.CustomResource(`${name}-rules`, prometheusRuleManifest(cfg), {
-      ...k8sOpts,
-      dependsOn: this.release ? [this.release] : [],
-    });
+    this.rule = new k8s.apiextensions.CustomResource(
+      `${name}-rules`,
+      {
+        ...prometheusRuleManifest(cfg),
+        spec: args.certificateExpiry.apply((expiry) => ruleFile(cfg, expirySeries(expiry))),
+      },
+      { ...k8sOpts, dependsOn: this.release ? [this.release] : [] },
+    );
     this.registerOutputs({});
   }
 }

@@ -27,7 +27,30 @@ export interface AlertRuleSettings {
   backup: { namespace: string; cronJob: string; maxAgeSeconds: number };
   /** Base URL of docs/runbooks in the repository; runbook_url = `${runbookBaseUrl}/${alertname}.md`. */
   runbookBaseUrl: string;
+  /**
+   * kubeadm certificate expiry as the stack read it from the nodes (components/certificates.ts):
+   * one series per node, and the thresholds of the warning and the critical alert.
+   */
+  certificates: {
+    warningSeconds: number;
+    criticalSeconds: number;
+    /** Empty until the nodes were read (a first preview); the alerts then have nothing to see. */
+    expiry: CertificateExpirySeries[];
+  };
 }
+
+/** One node's earliest kubeadm certificate expiry. */
+export interface CertificateExpirySeries {
+  /** The Kubernetes node name. */
+  node: string;
+  /** The certificate that expires first on it, e.g. admin.conf. */
+  certificate: string;
+  /** Unix time of its expiry. */
+  expiresSeconds: number;
+}
+
+/** The series the certificate recording rules write; the certificate alerts read it. */
+export const certificateExpiryMetric = "kubeadm_certificate_expiration_timestamp_seconds";
 
 export interface AlertingRule {
   alert: string;
@@ -73,6 +96,7 @@ export function prometheusRules(settings: AlertRuleSettings): RuleFile {
       { name: "etcd-mixin", rules: etcdMixinRules(settings, alert) },
       { name: "kubernetes-control-plane", rules: controlPlaneRules(settings, alert) },
       { name: "etcd-backup", rules: backupRules(settings, alert) },
+      { name: "kubeadm-certificates", rules: certificateRules(settings, alert) },
     ],
   };
 }
@@ -463,4 +487,29 @@ function backupRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
       description: `CronJob ${namespace}/${cronJob} is suspended: no new etcd backups are taken until it is resumed.`,
     }),
   ];
+}
+
+/**
+ * kubeadm's certificates live in files on the nodes, where no exporter reads them. The stack
+ * reads their expiry over SSH (`kubeadm certs check-expiration`) after every upgrade and
+ * renewal, and writes each node's earliest expiry into this group as a constant recording
+ * rule; the alerts compare it with time(). An expiry is a fixed date, so the series stays true
+ * until the next upgrade or renewal replaces it. No `for`: the time left only shrinks.
+ */
+function certificateRules(s: AlertRuleSettings, alert: Alert): (AlertingRule | RecordingRule)[] {
+  const { warningSeconds, criticalSeconds, expiry } = s.certificates;
+  const recorded: RecordingRule[] = expiry.map((e) => ({
+    record: certificateExpiryMetric,
+    expr: `vector(${Math.floor(e.expiresSeconds)})`,
+    labels: { node: e.node, certificate: e.certificate },
+  }));
+  const expiring = (severity: Severity, seconds: number) =>
+    alert({
+      alert: "KubeadmCertificateExpiration",
+      expr: `${certificateExpiryMetric} - time() < ${seconds}`,
+      severity,
+      summary: "A kubeadm certificate of a control-plane node is about to expire.",
+      description: `Certificate {{ $labels.certificate }} on {{ $labels.node }} expires in {{ $value | humanizeDuration }} (threshold ${seconds}s). Renew it (certificateRenewal) or upgrade Kubernetes.`,
+    });
+  return [...recorded, expiring("warning", warningSeconds), expiring("critical", criticalSeconds)];
 }

@@ -111,6 +111,9 @@ interface Monitor {
   ): void;
 }
 
+/** The organization a self-managed backend reports (`pulumi.getOrganization()`). */
+export const offlineOrganization = "organization";
+
 /**
  * Runs `program` (the module export of index.ts) as the stack's root, with `config` as its
  * configuration. Rejects with the program's own error, e.g. a ConfigError.
@@ -124,12 +127,20 @@ export async function runProgram(
     sink?: RecordedResource[];
     /** Mocks that answer more than the providers (e.g. a StackReference); default ProviderMocks. */
     mocks?: ProviderMocks;
+    /**
+     * With the default mocks: the outputs of the stack's last update, which the program reads
+     * through a StackReference to itself (e.g. the Kubernetes version it runs). Default: none,
+     * a stack that was never deployed.
+     */
+    deployed?: Record<string, unknown>;
   } = {},
 ): Promise<ProgramRun> {
   const preview = options.preview ?? false;
   pulumi.runtime.setAllConfig(config.values, config.secretKeys);
-  const mocks = options.mocks ?? new ProviderMocks(preview);
-  await pulumi.runtime.setMocks(mocks, config.project, config.stack, preview);
+  const self = `${offlineOrganization}/${config.project}/${config.stack}`;
+  const deployed = { outputs: options.deployed ?? {}, secretOutputNames: [] };
+  const mocks = options.mocks ?? new ProviderMocks(preview, (stack) => (stack === self ? deployed : undefined));
+  await pulumi.runtime.setMocks(mocks, config.project, config.stack, preview, offlineOrganization);
 
   const resources: RecordedResource[] = options.sink ?? [];
   let outputs: Record<string, unknown> = {};

@@ -110,6 +110,23 @@ function commandStdout(name: string, create: string): string {
     const hex = crypto.createHash("sha256").update(name).digest("hex");
     return `JOIN_TOKEN=${hex.slice(0, 6)}.${hex.slice(6, 22)}\nJOIN_CA_CERT_HASH=sha256:${hex}\nJOIN_CERTIFICATE_KEY=${hex}\n`;
   }
+  if (create.includes("cert-expiry.sh")) {
+    // cert-expiry.sh's report: a year after a fixed init date, with a stable per-node offset.
+    const node = /--node-name (\S+)/.exec(create)?.[1] ?? name;
+    const day = (offset: number) => new Date(Date.UTC(2027, 10, 21 + offset, 9, 30)).toISOString().replace(".000", "");
+    const first = day(hash(node) % 20);
+    const certificates = ["admin.conf", "apiserver", "apiserver-etcd-client", "etcd-server"].map((c, i) => ({
+      name: c,
+      expires: i === 0 ? first : day(20 + i),
+      externallyManaged: false,
+    }));
+    const authorities = ["ca", "etcd-ca", "front-proxy-ca"].map((c) => ({
+      name: c,
+      expires: "2036-11-19T09:30:00Z",
+      externallyManaged: false,
+    }));
+    return `${JSON.stringify({ node, earliest: first, earliestName: "admin.conf", certificates, authorities })}\n`;
+  }
   if (create.includes("worker-join-token.sh create")) {
     const hex = crypto.createHash("sha256").update(name).digest("hex");
     const id = /--id ([a-z0-9]{6})/.exec(create)?.[1] ?? "000000";
@@ -127,16 +144,36 @@ function wireSecret(value: unknown): Record<string, unknown> {
   return { "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value };
 }
 
+/** The type of a StackReference read. */
+export const stackReferenceType = "pulumi:pulumi:StackReference";
+
+/** What a StackReference read returns: a stack's outputs, and which of them are secret. */
+export interface ReferencedStack {
+  outputs: Record<string, unknown>;
+  secretOutputNames: string[];
+}
+
 export class ProviderMocks implements pulumi.runtime.Mocks {
   /**
    * The engine marks a resource's `additionalSecretOutputs` secret; the mock monitor does not.
    * The recording harness sets this just before each registration so the mocks can.
    */
   secretOutputs: string[] = [];
+  /** Every StackReference read: its resource name and the stack it names. */
+  readonly stackReferences: { name: string; stack: unknown }[] = [];
 
-  constructor(private readonly preview: boolean) {}
+  /**
+   * `stacks` answers StackReference reads by stack name (`org/project/stack`); a stack it does
+   * not know has no outputs, like one that was never deployed. The program reads its own stack
+   * to learn the version it runs.
+   */
+  constructor(
+    private readonly preview: boolean,
+    private readonly stacks: (stack: string) => ReferencedStack | undefined = () => undefined,
+  ) {}
 
   newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
+    if (args.type === stackReferenceType) return this.readStack(args);
     const inputs = args.inputs as State;
     const secretOutputs = this.secretOutputs;
     this.secretOutputs = [];
@@ -145,6 +182,23 @@ export class ProviderMocks implements pulumi.runtime.Mocks {
     const state: State = { ...inputs, ...(computed[args.type]?.(args.name, inputs) ?? {}) };
     for (const key of secretOutputs) if (key in state) state[key] = wireSecret(state[key]);
     return { id, state };
+  }
+
+  /**
+   * A StackReference is a resource *read* (id = the stack name): the mock monitor's
+   * readResource asks newResource for its state, and the SDK reads `outputs` (every output) and
+   * `secretOutputNames`. The engine sends secret outputs as secrets inside `outputs`; so does
+   * this mock, so a program sees what it would see from a real stack. Reads resolve in preview
+   * too, as the engine's do.
+   */
+  private readStack(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
+    const stack = String(args.inputs.name);
+    this.stackReferences.push({ name: args.name, stack });
+    const { outputs, secretOutputNames } = this.stacks(stack) ?? { outputs: {}, secretOutputNames: [] };
+    const wired = Object.fromEntries(
+      Object.entries(outputs).map(([k, v]) => [k, secretOutputNames.includes(k) ? pulumi.secret(v) : v]),
+    );
+    return { id: args.id ?? stack, state: { name: stack, outputs: wired, secretOutputNames } };
   }
 
   /** The program makes no provider function calls; one that appears must be mocked on purpose. */

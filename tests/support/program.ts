@@ -7,7 +7,13 @@ const program = require("../../index") as () => Promise<unknown>;
 
 export async function runStack(
   overrides: Record<string, unknown> = {},
-  options: { preview?: boolean; sink?: RecordedResource[]; stack?: string } = {},
+  options: {
+    preview?: boolean;
+    sink?: RecordedResource[];
+    stack?: string;
+    /** The outputs of the stack's last update (e.g. the kubernetesVersion it runs). */
+    deployed?: Record<string, unknown>;
+  } = {},
 ): Promise<ProgramRun> {
   const config = loadStackConfig(options.stack ?? "prod", { overrides });
   return runProgram(program, config, options);

@@ -24,7 +24,7 @@ import type workerPoolProgram from "../../examples/worker-pool/index";
 const program = require("../../examples/worker-pool/index") as typeof workerPoolProgram;
 
 export const exampleRoot = path.join(__dirname, "..", "..", "examples", "worker-pool");
-export const stackReferenceType = "pulumi:pulumi:StackReference";
+export { stackReferenceType } from "../../scripts/offline/mocks";
 
 /** StackOutputs as a stack reference returns them: every Output resolved to its value. */
 export type ResolvedOutputs = {
@@ -62,6 +62,17 @@ export function controlPlaneOutputs(): ResolvedOutputs {
     nodes,
     caCertificate: "-----BEGIN CERTIFICATE-----\nMIIB...\n-----END CERTIFICATE-----\n",
     caCertHash: `sha256:${"ab".repeat(32)}`,
+    certificateExpiry: {
+      earliest: "2027-11-21T09:30:00Z",
+      node: "prod-nbg1-cp-1",
+      certificate: "admin.conf",
+      nodes: [1, 2, 3].map((n) => ({
+        name: `cp-${n}`,
+        node: `prod-nbg1-cp-${n}`,
+        earliest: `2027-11-2${n}T09:30:00Z`,
+        certificate: "admin.conf",
+      })),
+    },
     backupBucket: "prod-nbg1-etcd-backup",
     backupEndpoint: "https://nbg1.your-objectstorage.com",
     kubeconfig: "apiVersion: v1\nkind: Config\n",
@@ -93,30 +104,6 @@ export interface WorkerPoolRun {
   outputs: Record<string, unknown>;
 }
 
-/** The providers' mocks, plus the control-plane stack answering the StackReference. */
-class WorkerPoolMocks extends ProviderMocks {
-  readonly stackReferences: { name: string; stack: unknown }[] = [];
-
-  constructor(
-    private readonly outputs: Record<string, unknown>,
-    private readonly secretOutputNames: string[],
-  ) {
-    super(false);
-  }
-
-  newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
-    if (args.type !== stackReferenceType) return super.newResource(args);
-    this.stackReferences.push({ name: args.name, stack: args.inputs.name });
-    const outputs = Object.fromEntries(
-      Object.entries(this.outputs).map(([k, v]) => [k, this.secretOutputNames.includes(k) ? pulumi.secret(v) : v]),
-    );
-    return {
-      id: args.id ?? String(args.inputs.name),
-      state: { name: args.inputs.name, outputs, secretOutputNames: this.secretOutputNames },
-    };
-  }
-}
-
 /**
  * Runs the example as stack `dev` with Pulumi.yaml defaults, Pulumi.example.yaml and `config`
  * overrides; the control-plane stack answers with `outputs`. Rejects with the program's error.
@@ -136,10 +123,12 @@ export async function runWorkerPool(
     overrides: options.config ?? {},
     externalSecrets: ["hcloud:token"],
   });
-  const mocks = new WorkerPoolMocks(
-    options.outputs ?? { ...controlPlaneOutputs() },
-    options.secretOutputNames ?? controlPlaneSecretOutputs,
-  );
+  // Whatever stack the example names answers with the control plane's outputs.
+  const controlPlane = {
+    outputs: options.outputs ?? { ...controlPlaneOutputs() },
+    secretOutputNames: options.secretOutputNames ?? controlPlaneSecretOutputs,
+  };
+  const mocks = new ProviderMocks(false, () => controlPlane);
   const run = await runProgram(program, config, { mocks, sink: options.sink });
   return { resources: run.resources, stackReferences: mocks.stackReferences, outputs: run.outputs };
 }

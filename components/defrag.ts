@@ -1,0 +1,83 @@
+/**
+ * etcd defragmentation: the `etcd-defrag` CronJob that runs scripts/etcd-defrag.sh on a
+ * control-plane node, through the cluster's Kubernetes provider.
+ *
+ * Compaction frees pages inside etcd's database file but never shrinks the file; a defrag
+ * rewrites it, and blocks its member while it runs. The script therefore defragments one
+ * member at a time, followers first and the leader last, only members above the threshold,
+ * and only while every member is healthy. It runs in the backup image (etcdctl and bash).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { ClusterConfig } from "./config";
+import {
+  etcdClientEnvironment,
+  etcdCronJobManifest,
+  EtcdCronJobInput,
+  etcdJobNamespace,
+  etcdJobScriptConfigMap,
+} from "./etcdCronJob";
+
+export const defragCronJob = { namespace: etcdJobNamespace, name: "etcd-defrag" } as const;
+
+export const defragScriptPath = path.join(__dirname, "..", "scripts", "etcd-defrag.sh");
+
+const scriptSource = (text: string): EtcdCronJobInput["script"] => ({
+  configMap: "etcd-defrag-script",
+  key: "etcd-defrag.sh",
+  text,
+});
+
+/**
+ * Every variable the job sets (scripts/etcd-defrag.sh --help). Each member appears once, at its
+ * private address: the script reads every member's status and defragments each one by URL.
+ */
+export function defragEnvironment(cfg: ClusterConfig): { name: string; value: string }[] {
+  const { defrag } = cfg.maintenance;
+  return [
+    ...etcdClientEnvironment(cfg.nodes.map((n) => `https://${n.privateIp}:2379`)),
+    { name: "DEFRAG_THRESHOLD_PERCENT", value: String(defrag.thresholdPercent) },
+    { name: "DEFRAG_MIN_DB_SIZE_BYTES", value: String(defrag.minSizeMiB * 1024 * 1024) },
+  ];
+}
+
+export function defragScriptConfigMap(script: string) {
+  return etcdJobScriptConfigMap(defragCronJob.name, scriptSource(script));
+}
+
+export function defragCronJobManifest(cfg: ClusterConfig, script: string) {
+  return etcdCronJobManifest({
+    name: defragCronJob.name,
+    schedule: cfg.maintenance.defrag.schedule,
+    image: cfg.backup.image,
+    script: scriptSource(script),
+    env: defragEnvironment(cfg),
+    resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } },
+    // A defrag takes seconds per GB; a run over all members, with health waits between them,
+    // stays far below this. A hung run must still end before the next one.
+    activeDeadlineSeconds: 3600,
+  });
+}
+
+export interface EtcdDefragArgs {
+  cfg: ClusterConfig;
+  provider: k8s.Provider;
+}
+
+export class EtcdDefrag extends pulumi.ComponentResource {
+  readonly cronJob: k8s.batch.v1.CronJob;
+
+  constructor(name: string, args: EtcdDefragArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hcloud-control-plane:index:EtcdDefrag", name, {}, opts);
+    const script = fs.readFileSync(defragScriptPath, "utf8");
+    const k8sOpts = { parent: this, provider: args.provider };
+    const configMap = new k8s.core.v1.ConfigMap(`${name}-script`, defragScriptConfigMap(script), k8sOpts);
+    this.cronJob = new k8s.batch.v1.CronJob(`${name}-cronjob`, defragCronJobManifest(args.cfg, script), {
+      ...k8sOpts,
+      dependsOn: [configMap],
+    });
+    this.registerOutputs({});
+  }
+}

@@ -1,0 +1,96 @@
+/**
+ * Kubernetes upgrades from `pulumi up`: changing `kubernetesVersion` (one minor at a time;
+ * config validation refuses more, and downgrades) re-runs this chain of remote commands:
+ *
+ *   preflight (first node: version-skew rules and cluster health, before anything changes)
+ *   -> cp-1: kubeadm upgrade plan + apply, drain, kubelet/kubectl packages, restart, uncordon
+ *   -> cp-2: kubeadm upgrade node, the same node steps
+ *   -> ... strictly one node after another.
+ *
+ * Every step is idempotent (a node already at the version only checks the gates), so the chain
+ * also runs once on a new cluster and resumes where it stopped after a failure. Each step
+ * starts and ends with the gates (API server /readyz, etcd cluster health), and the next step
+ * depends on the previous one: a failed step stops the chain, and Pulumi names its resource
+ * (`upgrade-<node>`) while the script's message names the node and the step.
+ *
+ * New servers get the configured version from cloud-init (servers ignore later userData
+ * changes, so existing ones are moved only by this chain).
+ */
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { sshConnection } from "./bootstrap";
+import { ClusterConfig, NodeSpec } from "./config";
+import { ControlPlaneNode } from "./controlPlane";
+import { kubeadmPaths } from "./kubeadm";
+import { nodeCommand } from "./nodeScripts";
+import { kubernetesPackageChannel, kubernetesPackageVersion } from "./versions";
+
+export interface ControlPlaneUpgradeArgs {
+  cfg: ClusterConfig;
+  /** Control-plane servers in node order; the first one runs `kubeadm upgrade apply`. */
+  nodes: ControlPlaneNode[];
+  /** The end of the bootstrap chain: every node is a member before any upgrade step runs. */
+  after: pulumi.Resource;
+  /** Secret: the key matching the servers' SSH key. */
+  sshPrivateKey: pulumi.Input<string>;
+}
+
+export interface UpgradeStep {
+  spec: NodeSpec;
+  command: command.remote.Command;
+}
+
+/** The command line of one node's upgrade step. */
+export function upgradeNodeCommand(cfg: ClusterConfig, spec: NodeSpec, first: boolean): string {
+  return nodeCommand("upgrade-node.sh", [
+    "--role",
+    first ? "apply" : "node",
+    "--version",
+    cfg.kubernetesVersion,
+    "--package-version",
+    kubernetesPackageVersion(cfg.kubernetesVersion),
+    "--channel",
+    kubernetesPackageChannel(cfg.kubernetesVersion),
+    "--node-name",
+    `${cfg.clusterName}-${spec.name}`,
+    "--patches",
+    kubeadmPaths.patchesDirectory,
+  ]);
+}
+
+export class ControlPlaneUpgrade extends pulumi.ComponentResource {
+  readonly preflight: command.remote.Command;
+  readonly steps: UpgradeStep[];
+  /** The last step: what must see every node at the configured version waits for it. */
+  readonly complete: command.remote.Command;
+
+  constructor(name: string, args: ControlPlaneUpgradeArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hcloud-control-plane:index:ControlPlaneUpgrade", name, {}, opts);
+    const { cfg } = args;
+    const first = args.nodes[0];
+    this.preflight = new command.remote.Command(
+      `${name}-preflight`,
+      {
+        connection: sshConnection(first, args.sshPrivateKey),
+        create: nodeCommand("upgrade-preflight.sh", ["--version", cfg.kubernetesVersion]),
+      },
+      { parent: this, dependsOn: [args.after] },
+    );
+    let previous: command.remote.Command = this.preflight;
+    this.steps = args.nodes.map((node, i) => {
+      const step = new command.remote.Command(
+        `${name}-${node.spec.name}`,
+        {
+          connection: sshConnection(node, args.sshPrivateKey),
+          create: upgradeNodeCommand(cfg, node.spec, i === 0),
+        },
+        // One node at a time: each step waits for the previous one to finish, gates included.
+        { parent: this, dependsOn: [previous] },
+      );
+      previous = step;
+      return { spec: node.spec, command: step };
+    });
+    this.complete = previous;
+    this.registerOutputs({});
+  }
+}
