@@ -24,6 +24,7 @@ import {
   expectScriptContract,
   expectShellcheckClean,
   expectStatus,
+  kubectlGateArms,
   makeSandbox as makeNodeSandbox,
   mode,
   nodeScriptsDir,
@@ -166,16 +167,7 @@ case "$*" in
 esac`,
   kubectl: `
 case "$*" in
-  *" get --raw /readyz")
-    if hangs readyz; then exec sleep 30; fi
-    if fails readyz; then echo "Error from server (InternalError): [-]etcd failed: reason withheld" >&2; exit 1; fi
-    echo ok
-    ;;
-  *" endpoint health --cluster")
-    if hangs etcd; then exec sleep 30; fi
-    if fails etcd; then echo "https://10.20.1.13:2379 is unhealthy: context deadline exceeded" >&2; exit 1; fi
-    echo "https://127.0.0.1:2379 is healthy: successfully committed proposal: took = 2.1ms"
-    ;;
+${kubectlGateArms()}
   *) echo "fake kubectl: unexpected $*" >&2; exit 99 ;;
 esac`,
   // crictl --runtime-endpoint ENDPOINT ps --name ^NAME$ -q: a container id while the manifest is

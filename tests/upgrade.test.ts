@@ -20,6 +20,7 @@ import {
   expectScriptContract,
   expectShellcheckClean,
   expectStatus,
+  kubectlGateArms,
   makeSandbox,
   mode,
   resetCalls,
@@ -105,17 +106,7 @@ esac`,
 S="$FAKE_CAPTURE"
 sentinel() { printf '%s %s\\n' "$1" "$(<"$FAKE_ROOT${sentinelPath}")" >>"$S/sentinel-seen"; }
 case "$*" in
-  *" get --raw /readyz")
-    sentinel readyz
-    if hangs readyz; then exec sleep 30; fi
-    if fails readyz; then echo "Error from server (InternalError): [-]etcd failed: reason withheld" >&2; exit 1; fi
-    echo ok
-    ;;
-  *" endpoint health --cluster")
-    if hangs etcd; then exec sleep 30; fi
-    if fails etcd; then echo "https://10.20.1.13:2379 is unhealthy: context deadline exceeded" >&2; exit 1; fi
-    echo "https://127.0.0.1:2379 is healthy: successfully committed proposal: took = 2.1ms"
-    ;;
+${kubectlGateArms("sentinel readyz")}
   *" get pods -l component=kube-apiserver -o "*) printf '%s\\n' "$FAKE_APISERVERS" ;;
   *" get nodes -o "*) printf '%s\\n' "$FAKE_KUBELETS" ;;
   *" get node "*)

@@ -271,9 +271,11 @@ export class EtcdCluster {
     const running = this.members.filter((m) => m.process).map((m) => m.clientUrl);
     const r = this.etcdctl(["--dial-timeout=2s", "endpoint", "status", "-w", "json"], running);
     if (r.status !== 0) throw new Error(`endpoint status failed: ${r.stderr}`);
-    const statuses = JSON.parse(r.stdout) as {
+    // Member ids are 64-bit: quoted before parsing, so no two ids can round to the same number.
+    const exact = r.stdout.replace(/"(member_id|leader)":(\d+)/g, '"$1":"$2"');
+    const statuses = JSON.parse(exact) as {
       Endpoint: string;
-      Status: { header: { member_id: number }; leader: number };
+      Status: { header: { member_id: string }; leader: string };
     }[];
     const leader = statuses.find((s) => s.Status.leader === s.Status.header.member_id);
     if (!leader) throw new Error(`no leader in ${r.stdout}`);

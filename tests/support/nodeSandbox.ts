@@ -65,6 +65,28 @@ export const prelude = [
   'count() { local f="$FAKE_CAPTURE/count.$1" n=0; if [[ -f "$f" ]]; then n="$(<"$f")"; fi; echo $((n + 1)) >"$f"; echo $((n + 1)); }',
 ].join("\n");
 
+/**
+ * The arms of a fake kubectl's `case "$*" in` for the two gates lib.sh runs: `/readyz`
+ * (apiserver_ready) and `etcdctl endpoint health --cluster` in the etcd pod
+ * (etcd_cluster_healthy). `FAKE_FAIL`/`FAKE_HANG` naming readyz or etcd make them fail or hang;
+ * `beforeReadyz` runs first in the readyz arm (e.g. to record what the gate saw).
+ */
+export function kubectlGateArms(beforeReadyz = ""): string {
+  return [
+    `  *" get --raw /readyz")`,
+    ...(beforeReadyz ? [`    ${beforeReadyz}`] : []),
+    `    if hangs readyz; then exec sleep 30; fi`,
+    `    if fails readyz; then echo "Error from server (InternalError): [-]etcd failed: reason withheld" >&2; exit 1; fi`,
+    `    echo ok`,
+    `    ;;`,
+    `  *" endpoint health --cluster")`,
+    `    if hangs etcd; then exec sleep 30; fi`,
+    `    if fails etcd; then echo "https://10.20.1.13:2379 is unhealthy: context deadline exceeded" >&2; exit 1; fi`,
+    `    echo "https://127.0.0.1:2379 is healthy: successfully committed proposal: took = 2.1ms"`,
+    `    ;;`,
+  ].join("\n");
+}
+
 export interface Sandbox {
   /** The scripts' root (--root / $ROOT). */
   root: string;
