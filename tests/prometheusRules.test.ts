@@ -38,6 +38,7 @@ const testSettings: AlertRuleSettings = {
   // e.g. `*/30 * * * *` plus a 30m margin. Short on purpose: promtool evaluates every rule once
   // a minute up to a test's last eval_time, and hours of that make the suite slow.
   backup: { namespace: "kube-system", cronJob: "etcd-backup", maxAgeSeconds: 3600 },
+  defrag: { namespace: "kube-system", cronJob: "etcd-defrag" },
   runbookBaseUrl: "https://example.com/runbooks",
   // Hours, not the 30 and 7 days of a stack, for the same reason as the backup's maxAgeSeconds.
   certificates: {
@@ -76,6 +77,7 @@ describe("rule content", () => {
         "EtcdBackupJobFailed",
         "EtcdBackupTooOld",
         "EtcdDatabaseSizeExceeding",
+        "EtcdDefragJobFailed",
         "EtcdHighFsyncDuration",
         "EtcdMemberCountMismatch",
         "EtcdMemberDown",

@@ -11,6 +11,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { backupCronJob } from "../backup";
 import { ClusterConfig } from "../config";
 import { cronMaxIntervalSeconds } from "../cron";
+import { defragCronJob } from "../defrag";
 import { etcdMetricsPort } from "../kubeadm";
 import { versions } from "../versions";
 import { PagingSettings, renderAlertmanagerConfig } from "./alertmanager";
@@ -58,6 +59,7 @@ export function alertRuleSettings(cfg: ClusterConfig, expiry: CertificateExpiryS
       cronJob: backupCronJob.name,
       maxAgeSeconds: cronMaxIntervalSeconds(cfg.backup.schedule) + cfg.monitoring.backupAlertMarginMinutes * 60,
     },
+    defrag: { namespace: defragCronJob.namespace, cronJob: defragCronJob.name },
     runbookBaseUrl: cfg.monitoring.runbookBaseUrl,
     certificates: {
       warningSeconds: cfg.maintenance.certificateExpiryWarningDays * 86400,

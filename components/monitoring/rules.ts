@@ -25,6 +25,8 @@ export interface AlertRuleSettings {
   controlPlaneCount: number;
   /** The etcd backup CronJob: namespace "kube-system", name "etcd-backup"; maxAgeSeconds = schedule's longest gap + margin. */
   backup: { namespace: string; cronJob: string; maxAgeSeconds: number };
+  /** The etcd defragmentation CronJob: namespace "kube-system", name "etcd-defrag". */
+  defrag: { namespace: string; cronJob: string };
   /** Base URL of docs/runbooks in the repository; runbook_url = `${runbookBaseUrl}/${alertname}.md`. */
   runbookBaseUrl: string;
   /**
@@ -96,6 +98,7 @@ export function prometheusRules(settings: AlertRuleSettings): RuleFile {
       { name: "etcd-mixin", rules: etcdMixinRules(settings, alert) },
       { name: "kubernetes-control-plane", rules: controlPlaneRules(settings, alert) },
       { name: "etcd-backup", rules: backupRules(settings, alert) },
+      { name: "etcd-defrag", rules: defragRules(settings, alert) },
       { name: "kubeadm-certificates", rules: certificateRules(settings, alert) },
     ],
   };
@@ -428,6 +431,31 @@ function controlPlaneRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
  * on every new cluster by reading a missing timestamp as 0). No `for`: the age only grows,
  * and a `for` would restart after every kube-state-metrics restart.
  */
+/**
+ * The newest Job of a CronJob failed. A failed Job stays in the CronJob's history after later
+ * runs succeed, so a failed Job counts only when it was created after the last successful
+ * completion (or when no run has succeeded yet). `kube_job_failed{condition="true"}` is the
+ * Job's terminal Failed condition (backoffLimit or activeDeadlineSeconds reached), not a single
+ * failed pod that a retry recovered.
+ */
+function newestJobFailed(ksm: string, namespace: string, cronJob: string): string {
+  const jobs = sel({ job: ksm, namespace });
+  const cron = sel({ job: ksm, namespace, cronjob: cronJob });
+  return [
+    `(`,
+    `  max by (namespace, job_name) (kube_job_created${jobs})`,
+    `  and on (namespace, job_name) kube_job_owner${sel({ job: ksm, namespace, owner_kind: "CronJob", owner_name: cronJob })}`,
+    `  and on (namespace, job_name) (kube_job_failed${sel({ job: ksm, namespace, condition: "true" })} == 1)`,
+    `)`,
+    `> on (namespace) group_left ()`,
+    `(`,
+    `  max by (namespace) (kube_cronjob_status_last_successful_time${cron})`,
+    `  or`,
+    `  max by (namespace) (0 * kube_cronjob_created${cron})`,
+    `)`,
+  ].join("\n");
+}
+
 function backupRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
   const { namespace, cronJob, maxAgeSeconds } = s.backup;
   const ksm = s.kubeStateMetricsJob;
@@ -441,31 +469,13 @@ function backupRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
       summary: "The last successful etcd backup is too old.",
       description: `No run of CronJob ${namespace}/${cronJob} has succeeded for {{ $value | humanizeDuration }} (threshold ${seconds}s).`,
     });
-  const jobs = sel({ job: ksm, namespace });
   return [
     tooOld("warning", maxAgeSeconds),
     // Escalates when a second period passes without a backup.
     tooOld("critical", 2 * maxAgeSeconds),
-    // A failed Job stays in the CronJob's history after later runs succeed, so a failed Job
-    // counts only when it was created after the last successful completion (or when no run
-    // has succeeded yet). `kube_job_failed{condition="true"}` is the Job's terminal Failed
-    // condition (backoffLimit or activeDeadlineSeconds reached), not a single failed pod that
-    // a retry recovered.
     alert({
       alert: "EtcdBackupJobFailed",
-      expr: [
-        `(`,
-        `  max by (namespace, job_name) (kube_job_created${jobs})`,
-        `  and on (namespace, job_name) kube_job_owner${sel({ job: ksm, namespace, owner_kind: "CronJob", owner_name: cronJob })}`,
-        `  and on (namespace, job_name) (kube_job_failed${sel({ job: ksm, namespace, condition: "true" })} == 1)`,
-        `)`,
-        `> on (namespace) group_left ()`,
-        `(`,
-        `  max by (namespace) (kube_cronjob_status_last_successful_time${cron})`,
-        `  or`,
-        `  max by (namespace) (0 * kube_cronjob_created${cron})`,
-        `)`,
-      ].join("\n"),
+      expr: newestJobFailed(ksm, namespace, cronJob),
       severity: "warning",
       summary: "The most recent etcd backup Job failed.",
       description: `Job {{ $labels.job_name }} of CronJob ${namespace}/${cronJob} failed, and no run has succeeded since.`,
@@ -485,6 +495,24 @@ function backupRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
       severity: "warning",
       summary: "The etcd backup CronJob is suspended.",
       description: `CronJob ${namespace}/${cronJob} is suspended: no new etcd backups are taken until it is resumed.`,
+    }),
+  ];
+}
+
+/**
+ * The defragmentation job refuses while any member is unhealthy and stops at the first failed
+ * member, so a failed run means the database was not compacted on disk: the fragmentation
+ * alert follows in time, this one says why first.
+ */
+function defragRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
+  const { namespace, cronJob } = s.defrag;
+  return [
+    alert({
+      alert: "EtcdDefragJobFailed",
+      expr: newestJobFailed(s.kubeStateMetricsJob, namespace, cronJob),
+      severity: "warning",
+      summary: "The most recent etcd defragmentation Job failed.",
+      description: `Job {{ $labels.job_name }} of CronJob ${namespace}/${cronJob} failed, and no run has succeeded since: etcd members were not defragmented.`,
     }),
   ];
 }
