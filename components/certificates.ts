@@ -93,9 +93,6 @@ export interface KubeadmCertificatesArgs {
 }
 
 export class KubeadmCertificates extends pulumi.ComponentResource {
-  /** Present while `certificateRenewal` is set, in node order. */
-  readonly renewals: command.remote.Command[];
-  readonly reads: command.remote.Command[];
   /** The last renewal step, or `after` when there is none: certificates are final after it. */
   readonly complete: pulumi.Resource;
   readonly expiry: pulumi.Output<CertificateExpiry>;
@@ -107,10 +104,9 @@ export class KubeadmCertificates extends pulumi.ComponentResource {
     const nodeName = (node: ControlPlaneNode) => `${cfg.clusterName}-${node.spec.name}`;
 
     let previous: pulumi.Resource = args.after;
-    this.renewals = [];
     if (stamp !== "") {
       for (const node of args.nodes) {
-        const renew: command.remote.Command = new command.remote.Command(
+        previous = new command.remote.Command(
           `${name}-${node.spec.name}-renew`,
           {
             connection: sshConnection(node, args.sshPrivateKey),
@@ -119,13 +115,11 @@ export class KubeadmCertificates extends pulumi.ComponentResource {
           // One node at a time, after any upgrade.
           { parent: this, dependsOn: [previous] },
         );
-        this.renewals.push(renew);
-        previous = renew;
       }
     }
     this.complete = previous;
 
-    this.reads = args.nodes.map(
+    const reads = args.nodes.map(
       (node) =>
         new command.remote.Command(
           `${name}-${node.spec.name}-expiry`,
@@ -138,7 +132,7 @@ export class KubeadmCertificates extends pulumi.ComponentResource {
     );
     const specs = args.nodes.map((n) => n.spec.name);
     this.expiry = pulumi
-      .all(this.reads.map((read, i) => read.stdout.apply((stdout) => parseNodeReport(specs[i], stdout))))
+      .all(reads.map((read, i) => read.stdout.apply((stdout) => parseNodeReport(specs[i], stdout))))
       .apply((reports) => earliestExpiry(specs, reports));
     this.registerOutputs({});
   }

@@ -35,13 +35,8 @@ export interface ControlPlaneUpgradeArgs {
   sshPrivateKey: pulumi.Input<string>;
 }
 
-export interface UpgradeStep {
-  spec: NodeSpec;
-  command: command.remote.Command;
-}
-
 /** The command line of one node's upgrade step. */
-export function upgradeNodeCommand(cfg: ClusterConfig, spec: NodeSpec, first: boolean): string {
+function upgradeNodeCommand(cfg: ClusterConfig, spec: NodeSpec, first: boolean): string {
   return nodeCommand("upgrade-node.sh", [
     "--role",
     first ? "apply" : "node",
@@ -59,8 +54,6 @@ export function upgradeNodeCommand(cfg: ClusterConfig, spec: NodeSpec, first: bo
 }
 
 export class ControlPlaneUpgrade extends pulumi.ComponentResource {
-  readonly preflight: command.remote.Command;
-  readonly steps: UpgradeStep[];
   /** The last step: what must see every node at the configured version waits for it. */
   readonly complete: command.remote.Command;
 
@@ -68,7 +61,7 @@ export class ControlPlaneUpgrade extends pulumi.ComponentResource {
     super("hcloud-control-plane:index:ControlPlaneUpgrade", name, {}, opts);
     const { cfg } = args;
     const first = args.nodes[0];
-    this.preflight = new command.remote.Command(
+    const preflight = new command.remote.Command(
       `${name}-preflight`,
       {
         connection: sshConnection(first, args.sshPrivateKey),
@@ -76,9 +69,9 @@ export class ControlPlaneUpgrade extends pulumi.ComponentResource {
       },
       { parent: this, dependsOn: [args.after] },
     );
-    let previous: command.remote.Command = this.preflight;
-    this.steps = args.nodes.map((node, i) => {
-      const step = new command.remote.Command(
+    let previous = preflight;
+    args.nodes.forEach((node, i) => {
+      previous = new command.remote.Command(
         `${name}-${node.spec.name}`,
         {
           connection: sshConnection(node, args.sshPrivateKey),
@@ -87,8 +80,6 @@ export class ControlPlaneUpgrade extends pulumi.ComponentResource {
         // One node at a time: each step waits for the previous one to finish, gates included.
         { parent: this, dependsOn: [previous] },
       );
-      previous = step;
-      return { spec: node.spec, command: step };
     });
     this.complete = previous;
     this.registerOutputs({});

@@ -13,6 +13,7 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import { CronJob } from "kubernetes-models/batch/v1/CronJob";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
+import { earliestExpiry, parseNodeReport } from "../components/certificates";
 import { parseConfig } from "../components/config";
 import { defragCronJobManifest, defragScriptConfigMap, defragScriptPath } from "../components/defrag";
 import { certificateExpiryMetric, RuleFile } from "../components/monitoring/rules";
@@ -203,6 +204,27 @@ describe("kubeadm certificates", () => {
       'cat /etc/kubernetes/admin.conf # kubernetes 1.34.2, certificate renewal "2027-05-01"',
     );
     expect(renewed.resources).toHaveLength(run.resources.length + 3);
+  });
+
+  test("a node's report must be cert-expiry.sh's JSON with a date; the earliest over the nodes wins", () => {
+    expect(() => parseNodeReport("cp-2", "kubeadm: command not found\n")).toThrow(
+      "cert-expiry.sh on cp-2 printed no JSON report",
+    );
+    expect(() => parseNodeReport("cp-3", '{"node":"x","earliest":"soon"}')).toThrow(
+      "cert-expiry.sh on cp-3 reported no earliest expiry",
+    );
+    const report = (node: string, earliest: string, earliestName: string) =>
+      parseNodeReport(node, JSON.stringify({ node, earliest, earliestName, certificates: [], authorities: [] }));
+    const expiry = earliestExpiry(
+      ["cp-1", "cp-2", "cp-3"],
+      [
+        report("n1", "2027-11-21T09:30:00Z", "admin.conf"),
+        report("n2", "2027-03-01T00:00:00Z", "apiserver"),
+        report("n3", "2027-03-01T00:00:01Z", "etcd-server"),
+      ],
+    );
+    expect(expiry).toMatchObject({ earliest: "2027-03-01T00:00:00Z", node: "n2", certificate: "apiserver" });
+    expect(expiry.nodes.map((n) => n.name)).toEqual(["cp-1", "cp-2", "cp-3"]);
   });
 
   test("preview: the reads exist, their dates are unknown", async () => {

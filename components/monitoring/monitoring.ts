@@ -86,8 +86,11 @@ export function pagingSettings(cfg: ClusterConfig): PagingSettings {
   };
 }
 
-/** The PrometheusRule object (plain; the offline plan renders it and tests check its schema). */
-export function prometheusRuleManifest(cfg: ClusterConfig, expiry: CertificateExpirySeries[] = []) {
+/**
+ * The PrometheusRule object (plain; the offline plan renders it and tests check its schema).
+ * Its spec here has no certificate series; the Monitoring component puts in the ones read.
+ */
+export function prometheusRuleManifest(cfg: ClusterConfig) {
   return {
     apiVersion: "monitoring.coreos.com/v1",
     kind: "PrometheusRule",
@@ -96,7 +99,7 @@ export function prometheusRuleManifest(cfg: ClusterConfig, expiry: CertificateEx
       namespace: cfg.monitoring.namespace,
       labels: { ...cfg.monitoring.ruleLabels, "app.kubernetes.io/managed-by": "pulumi" },
     },
-    spec: ruleFile(cfg, expiry),
+    spec: ruleFile(cfg),
   };
 }
 
