@@ -5,8 +5,8 @@
 import * as pulumi from "@pulumi/pulumi";
 import { EtcdBackup } from "./components/backup";
 import { ClusterBootstrap } from "./components/bootstrap";
-import { certificateRevision, KubeadmCertificates } from "./components/certificates";
-import { ClusterAccess, publicApiServer } from "./components/clusterAccess";
+import { KubeadmCertificates } from "./components/certificates";
+import { apiServerViaReservedIp, ClusterAccess, publicApiServer } from "./components/clusterAccess";
 import { Cni } from "./components/cni";
 import { loadConfig, loadSecrets, readDeployedOutput } from "./components/config";
 import { ControlPlane } from "./components/controlPlane";
@@ -85,8 +85,9 @@ export = async (): Promise<StackOutputs> => {
   const access = new ClusterAccess("access", {
     cfg,
     node: controlPlane.nodes[0],
-    after: certificates.complete,
-    revision: certificateRevision(cfg),
+    // Through the reserved IP, the API answers only once a node holds it.
+    after: [certificates.complete, ...(apiServerViaReservedIp(cfg) ? bootstrap.reservedIpHolders : [])],
+    revision: certificates.revision,
     sshPrivateKey: secrets.sshPrivateKey,
     server: pulumi
       .all([api.loadBalancer.ipv4, reservedIp.address])

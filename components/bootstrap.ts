@@ -12,7 +12,7 @@ import * as crypto from "node:crypto";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig, NodeSpec } from "./config";
-import { ControlPlaneNode } from "./controlPlane";
+import { ControlPlaneNode, nodeName } from "./controlPlane";
 import {
   KubeadmInput,
   kubeadmPaths,
@@ -46,20 +46,6 @@ export const kubeadmFiles = {
   etcdPatch: `${kubeadmPaths.patchesDirectory}/${kubeadmPaths.etcdPatchFile}`,
 } as const;
 
-/** How one node became a member of the control plane. */
-export interface Membership {
-  spec: NodeSpec;
-  /** `kubeadm init` for the first node, `kubeadm join` for the others. */
-  member: command.remote.Command;
-  /** The credential command that ran on the previous member (absent for the first node). */
-  credentials?: command.remote.Command;
-}
-
-export interface NodeBootstrap extends Membership {
-  kubeVip: command.remote.CopyToRemote;
-  failover?: command.remote.Command;
-}
-
 /** SSH as root to the server's public IPv4 with the stack's key. */
 export function sshConnection(
   node: ControlPlaneNode,
@@ -86,7 +72,7 @@ export function kubeadmInput(
     clusterName: cfg.clusterName,
     kubernetesVersion: cfg.kubernetesVersion,
     node: spec,
-    nodeHostname: `${cfg.clusterName}-${spec.name}`,
+    nodeHostname: nodeName(cfg.clusterName, spec),
     controlPlaneEndpoint: cfg.apiDnsName ?? cfg.loadBalancer.privateIp,
     certSans: sans.filter((s): s is string => typeof s === "string" && s !== ""),
     podCidr: cfg.podCidr,
@@ -100,11 +86,15 @@ function endpointArgs(cfg: ClusterConfig): string[] {
 }
 
 export class ClusterBootstrap extends pulumi.ComponentResource {
-  readonly nodes: NodeBootstrap[];
   /** The init command; the admin kubeconfig is read after it. */
   readonly init: command.remote.Command;
   /** The last member of the join chain: everything that needs the whole control plane waits for it. */
   readonly complete: command.remote.Command;
+  /**
+   * Per node, what makes the reserved IP work there: the companion when failover is on, else
+   * the kube-vip manifest. Whatever reaches the API through the reserved IP waits for them.
+   */
+  readonly reservedIpHolders: pulumi.Resource[];
 
   constructor(name: string, args: BootstrapArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:ClusterBootstrap", name, {}, opts);
@@ -118,15 +108,14 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     const scriptsRevision = scriptsHash();
 
     const prepared = args.nodes.map((node) => this.prepare(name, args, node, addresses, scriptsRevision));
-    const members: Membership[] = [];
+    let init: command.remote.Command | undefined;
     let previous: command.remote.Command | undefined;
     let previousNode: ControlPlaneNode | undefined;
     args.nodes.forEach((node, i) => {
       const connection = sshConnection(node, args.sshPrivateKey);
       const ready = prepared[i];
-      const nodeName = `${cfg.clusterName}-${node.spec.name}`;
       if (!previous || !previousNode) {
-        const init = new command.remote.Command(
+        init = new command.remote.Command(
           `${name}-${node.spec.name}-init`,
           {
             connection,
@@ -148,7 +137,6 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
             deleteBeforeReplace: true,
           },
         );
-        members.push({ spec: node.spec, member: init });
         previous = init;
       } else {
         // Minted on the member that joined last, when this join runs: kubeadm's upload-certs
@@ -172,12 +160,12 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
               "--config-template",
               kubeadmFiles.joinTemplate,
               "--node-name",
-              nodeName,
+              node.name,
               ...endpointArgs(cfg),
             ]),
             // The credentials travel on stdin: never on a command line, never in the environment.
             stdin: pulumi.secret(credentials.stdout),
-            delete: nodeCommand("leave-cluster.sh", ["--node-name", nodeName]),
+            delete: nodeCommand("leave-cluster.sh", ["--node-name", node.name]),
             triggers: [node.server.id],
             logging: "none",
           },
@@ -191,18 +179,17 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
             deleteBeforeReplace: true,
           },
         );
-        members.push({ spec: node.spec, member: join, credentials });
         previous = join;
       }
       previousNode = node;
     });
-    this.init = members[0].member;
-    this.complete = previous as command.remote.Command;
+    if (!init || !previous) throw new Error("the bootstrap needs at least one node");
+    this.init = init;
+    this.complete = previous;
 
     // kube-vip comes after the whole chain: the load balancer is the endpoint, so kube-vip is not
     // needed to bootstrap, and with admin.conf in place it avoids kubeadm's super-admin.conf trap.
-    this.nodes = members.map((membership, i) => {
-      const node = args.nodes[i];
+    this.reservedIpHolders = args.nodes.map((node) => {
       const connection = sshConnection(node, args.sshPrivateKey);
       const kubeVip = copyFile(
         `${name}-${node.spec.name}-kube-vip`,
@@ -212,9 +199,9 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         node,
         { parent: this, dependsOn: [this.complete] },
       );
-      if (!cfg.reservedIpFailover) return { ...membership, kubeVip };
+      if (!cfg.reservedIpFailover) return kubeVip;
       if (!args.hcloudToken) throw new Error("reservedIpFailover is on but no Hetzner token was given");
-      const failover = new command.remote.Command(
+      return new command.remote.Command(
         `${name}-${node.spec.name}-reserved-ip-failover`,
         {
           connection,
@@ -231,7 +218,6 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         },
         { parent: this, dependsOn: [kubeVip], additionalSecretOutputs: ["stdout", "stderr"] },
       );
-      return { ...membership, kubeVip, failover };
     });
     this.registerOutputs({});
   }

@@ -96,12 +96,14 @@ export class KubeadmCertificates extends pulumi.ComponentResource {
   /** The last renewal step, or `after` when there is none: certificates are final after it. */
   readonly complete: pulumi.Resource;
   readonly expiry: pulumi.Output<CertificateExpiry>;
+  /** {@link certificateRevision}: what else must read its files again when they change. */
+  readonly revision: string;
 
   constructor(name: string, args: KubeadmCertificatesArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:KubeadmCertificates", name, {}, opts);
     const { cfg } = args;
     const stamp = cfg.maintenance.certificateRenewal;
-    const nodeName = (node: ControlPlaneNode) => `${cfg.clusterName}-${node.spec.name}`;
+    this.revision = certificateRevision(cfg);
 
     let previous: pulumi.Resource = args.after;
     if (stamp !== "") {
@@ -110,7 +112,7 @@ export class KubeadmCertificates extends pulumi.ComponentResource {
           `${name}-${node.spec.name}-renew`,
           {
             connection: sshConnection(node, args.sshPrivateKey),
-            create: nodeCommand("renew-certificates.sh", ["--node-name", nodeName(node), "--stamp", stamp]),
+            create: nodeCommand("renew-certificates.sh", ["--node-name", node.name, "--stamp", stamp]),
           },
           // One node at a time, after any upgrade.
           { parent: this, dependsOn: [previous] },
@@ -125,7 +127,7 @@ export class KubeadmCertificates extends pulumi.ComponentResource {
           `${name}-${node.spec.name}-expiry`,
           {
             connection: sshConnection(node, args.sshPrivateKey),
-            create: `${nodeCommand("cert-expiry.sh", ["--node-name", nodeName(node)])} ${certificateRevision(cfg)}`,
+            create: `${nodeCommand("cert-expiry.sh", ["--node-name", node.name])} ${this.revision}`,
           },
           { parent: this, dependsOn: [this.complete] },
         ),

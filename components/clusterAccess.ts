@@ -21,10 +21,11 @@ export interface ClusterAccessArgs {
   /** The node `kubeadm init` ran on. */
   node: ControlPlaneNode;
   /**
-   * What admin.conf is final after: the init command, then any upgrade or certificate renewal
-   * (both renew admin.conf's client certificate on the first node).
+   * What the kubeconfig is read after: admin.conf is final after init and any upgrade or
+   * certificate renewal (both renew its client certificate), and the API answers at `server`
+   * once the reserved IP (when `server` is the reserved IP) is held.
    */
-  after: pulumi.Resource;
+  after: pulumi.Input<pulumi.Resource>[];
   /** Changes whenever admin.conf is renewed, so the kubeconfig is read again (a shell comment). */
   revision: string;
   /** Secret: the key matching the servers' SSH key. */
@@ -67,10 +68,15 @@ export function rewriteKubeconfigServer(kubeconfig: string, server: string): str
   return YAML.stringify(doc, { lineWidth: 0 });
 }
 
+/** Pulumi reaches the API at the reserved IP: no DNS name and no public load balancer interface. */
+export function apiServerViaReservedIp(cfg: ClusterConfig): boolean {
+  return !cfg.apiDnsName && !cfg.loadBalancer.publicInterface;
+}
+
 /** Where Pulumi reaches the API: the DNS name, else the load balancer's public IPv4, else the reserved IP. */
 export function publicApiServer(cfg: ClusterConfig, lbIpv4: string, reservedIp: string): string {
-  const host = cfg.apiDnsName ?? (cfg.loadBalancer.publicInterface ? lbIpv4 : reservedIp);
-  return `https://${host}:${apiServerPort}`;
+  if (apiServerViaReservedIp(cfg)) return `https://${reservedIp}:${apiServerPort}`;
+  return `https://${cfg.apiDnsName ?? lbIpv4}:${apiServerPort}`;
 }
 
 export class ClusterAccess extends pulumi.ComponentResource {
@@ -90,7 +96,7 @@ export class ClusterAccess extends pulumi.ComponentResource {
         triggers: [args.node.server.id],
         logging: "none",
       },
-      { parent: this, dependsOn: [args.after], additionalSecretOutputs: ["stdout", "stderr"] },
+      { parent: this, dependsOn: args.after, additionalSecretOutputs: ["stdout", "stderr"] },
     );
     this.kubeconfig = pulumi.secret(
       pulumi.all([fetch.stdout, args.server]).apply(([text, server]) => rewriteKubeconfigServer(text, server)),

@@ -29,8 +29,15 @@ export interface ControlPlaneArgs {
   sshKeyId: pulumi.Input<string>;
 }
 
+/** `<clusterName>-<node>`: the server's name, its hostname and its Kubernetes node name. */
+export function nodeName(clusterName: string, spec: NodeSpec): string {
+  return `${clusterName}-${spec.name}`;
+}
+
 export interface ControlPlaneNode {
   spec: NodeSpec;
+  /** The server's name, hostname and Kubernetes node name ({@link nodeName}). */
+  name: string;
   server: hcloud.Server;
 }
 
@@ -40,12 +47,16 @@ export class ControlPlane extends pulumi.ComponentResource {
 
   constructor(name: string, args: ControlPlaneArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:ControlPlane", name, {}, opts);
-    this.nodes = args.nodes.map((spec) => ({ spec, server: this.server(name, args, spec) }));
+    this.nodes = args.nodes.map((spec) => ({
+      spec,
+      name: nodeName(args.clusterName, spec),
+      server: this.server(name, args, spec),
+    }));
     this.registerOutputs({ serverIds: this.nodes.map((n) => n.server.id) });
   }
 
   private server(name: string, args: ControlPlaneArgs, spec: NodeSpec): hcloud.Server {
-    const serverName = `${args.clusterName}-${spec.name}`;
+    const serverName = nodeName(args.clusterName, spec);
     return new hcloud.Server(
       `${name}-${spec.name}`,
       {

@@ -19,7 +19,7 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { sshConnection } from "./bootstrap";
-import { ClusterConfig, NodeSpec } from "./config";
+import { ClusterConfig } from "./config";
 import { ControlPlaneNode } from "./controlPlane";
 import { kubeadmPaths } from "./kubeadm";
 import { nodeCommand } from "./nodeScripts";
@@ -36,7 +36,7 @@ export interface ControlPlaneUpgradeArgs {
 }
 
 /** The command line of one node's upgrade step. */
-function upgradeNodeCommand(cfg: ClusterConfig, spec: NodeSpec, first: boolean): string {
+function upgradeNodeCommand(cfg: ClusterConfig, node: ControlPlaneNode, first: boolean): string {
   return nodeCommand("upgrade-node.sh", [
     "--role",
     first ? "apply" : "node",
@@ -47,7 +47,7 @@ function upgradeNodeCommand(cfg: ClusterConfig, spec: NodeSpec, first: boolean):
     "--channel",
     kubernetesPackageChannel(cfg.kubernetesVersion),
     "--node-name",
-    `${cfg.clusterName}-${spec.name}`,
+    node.name,
     "--patches",
     kubeadmPaths.patchesDirectory,
   ]);
@@ -75,7 +75,7 @@ export class ControlPlaneUpgrade extends pulumi.ComponentResource {
         `${name}-${node.spec.name}`,
         {
           connection: sshConnection(node, args.sshPrivateKey),
-          create: upgradeNodeCommand(cfg, node.spec, i === 0),
+          create: upgradeNodeCommand(cfg, node, i === 0),
         },
         // One node at a time: each step waits for the previous one to finish, gates included.
         { parent: this, dependsOn: [previous] },

@@ -338,6 +338,26 @@ describe("pure pieces", () => {
     expect(publicApiServer(privateLb, "198.51.100.7", "192.0.2.9")).toBe("https://192.0.2.9:6443");
   });
 
+  test("through the reserved IP, the kubeconfig is read only once every node holds it (companion or kube-vip)", async () => {
+    const fetchDeps = (run: ProgramRun) => {
+      const fetch = one(run, "access-admin-kubeconfig");
+      return run.resources.filter((r) => fetch.dependsOn.includes(r.urn)).map((r) => r.name);
+    };
+    const viaReservedIp = await runStack({ apiDnsName: "", loadBalancerPublicInterface: false });
+    expect(fetchDeps(viaReservedIp)).toEqual(
+      expect.arrayContaining(["bootstrap-cp-1-reserved-ip-failover", "bootstrap-cp-3-reserved-ip-failover"]),
+    );
+    const withoutCompanion = await runStack({
+      apiDnsName: "",
+      loadBalancerPublicInterface: false,
+      reservedIpFailover: false,
+    });
+    expect(fetchDeps(withoutCompanion)).toEqual(expect.arrayContaining(["bootstrap-cp-2-kube-vip"]));
+    // By DNS name (prod) or the load balancer's address, the reserved IP is not on the way.
+    const prod = await runStack();
+    expect(fetchDeps(prod).filter((n) => /kube-vip|failover/.test(n))).toEqual([]);
+  });
+
   test("certificate SANs hold every address clients use", () => {
     const input = kubeadmInput(cfg, cfg.nodes[1], {
       lbIpv4: "198.51.100.7",
