@@ -9,7 +9,7 @@
  * (join command format, `member list -w simple` columns, reset removing the etcd member).
  * The proof of those is a real bootstrap: init, two joins, one leave, on real servers.
  */
-import { spawn } from "child_process";
+import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { parse } from "yaml";
@@ -31,11 +31,14 @@ import {
   makeSandbox as makeNodeSandbox,
   mode,
   nodeScriptsDir,
+  nodeScriptText,
+  parsedFlags,
   resetCalls,
   Run,
   RunOptions,
   runNodeScript,
   Sandbox,
+  undocumentedFlags,
   useTempDir,
 } from "./support/nodeSandbox";
 import { requireTool } from "./support/tools";
@@ -242,6 +245,83 @@ describe("every node script", () => {
 
   test.each(scriptNames)("%s: bash strict mode, no xtrace, --help documents every flag", (name) => {
     expectScriptContract(makeSandbox("help"), name, documented[name]);
+  });
+
+  test("parse_flags (lib.sh): values, switches, --help, and the usage errors of a missing value or an unknown argument", () => {
+    const program = [
+      "set -euo pipefail",
+      "SCRIPT_NAME=demo",
+      'source "$LIB"',
+      "usage() { echo 'Usage: demo'; }",
+      'name="" ROOT="" force=false',
+      'parse_flags --node-name=name --root=ROOT --force=force=true -- "$@"',
+      'printf \'%s|%s|%s\\n\' "$name" "$ROOT" "$force"',
+    ].join("\n");
+    // A file, not `bash -c`: bash -c on node's socket stdin reads ~/.bashrc.
+    const demo = path.join(tmp(), "parse-flags-demo.sh");
+    fs.writeFileSync(demo, `${program}\n`);
+    const parse = (...args: string[]) => {
+      const result = spawnSync("/bin/bash", [demo, ...args], {
+        env: { PATH: "/usr/bin:/bin", LIB: path.join(nodeScriptsDir, "lib.sh") },
+        encoding: "utf8",
+      });
+      return { status: result.status, stdout: result.stdout, stderr: result.stderr };
+    };
+    const ok = (stdout: string) => ({ status: 0, stdout, stderr: "" });
+    const usageError = (message: string) => ({
+      status: 2,
+      stdout: "",
+      stderr: `demo: usage error: ${message}\ndemo: see --help\n`,
+    });
+    expect(parse()).toEqual(ok("||false\n"));
+    // The last value wins; a value may look like a flag; a switch takes no value.
+    expect(parse("--node-name", "a", "--force", "--root", "/r", "--node-name", "--root")).toEqual(
+      ok("--root|/r|true\n"),
+    );
+    expect(parse("--node-name", "")).toEqual(ok("||false\n"));
+    expect(parse("--node-name", "a", "--help", "--bogus")).toEqual(ok("Usage: demo\n"));
+    expect(parse("-h")).toEqual(ok("Usage: demo\n"));
+    expect(parse("--node-name")).toEqual(usageError("--node-name needs a value"));
+    expect(parse("--root", "/r", "--node-name")).toEqual(usageError("--node-name needs a value"));
+    for (const bad of ["--bogus", "--node-name=a", "--force=true", "", "@", "create", "-f"]) {
+      expect(parse(bad)).toEqual(usageError(`unknown argument '${bad}'`));
+    }
+  });
+
+  test("parsedFlags reads the parse_flags specs and `--flag)` patterns: a parsed flag missing from --help is caught", () => {
+    const text = [
+      "#!/usr/bin/env bash",
+      "parse_args() {",
+      "  parse_flags --node-name=node_name --timeout=timeout_seconds \\",
+      '    --force=force=true --root=ROOT -- "$@"',
+      '  case "$1" in',
+      "    --legacy) legacy=true ;;",
+      "  esac",
+      "}",
+      "",
+    ].join("\n");
+    expect(parsedFlags(text)).toEqual(["--node-name", "--timeout", "--force", "--root", "--legacy"]);
+    const help = "Options:\n  --node-name NAME\n  --timeout SECONDS\n  --root DIR\n  --legacy\n";
+    expect(undocumentedFlags(text, help)).toEqual(["--force"]);
+    expect(undocumentedFlags(text, `${help}  --force\n`)).toEqual([]);
+    expect(() => parsedFlags(text.replace("--force=force=true", "--force"))).toThrow(/not a parse_flags spec/);
+  });
+
+  test("every script that sources lib.sh parses its flags with parse_flags, and its --help names each", () => {
+    const sandbox = makeSandbox("parse-flags");
+    const sourcing = fs
+      .readdirSync(nodeScriptsDir)
+      .filter((f) => f.endsWith(".sh") && f !== "lib.sh" && nodeScriptText(f).includes('/lib.sh"\n'));
+    expect(sourcing).toEqual(expect.arrayContaining([...scriptNames, "worker-join-token.sh"]));
+    for (const script of sourcing) {
+      const text = nodeScriptText(script);
+      expect({ script, loop: text.includes("while [[ $# -gt 0 ]]") }).toEqual({ script, loop: false });
+      expect({ script, calls: text.match(/\n {2}parse_flags --/g)?.length }).toEqual({ script, calls: 1 });
+      const help = runNodeScript(sandbox, script, ["--help"]);
+      expect({ script, status: help.status }).toEqual({ script, status: 0 });
+      expect({ script, undocumented: undocumentedFlags(text, help.stdout) }).toEqual({ script, undocumented: [] });
+    }
+    expect(calls(sandbox)).toEqual([]);
   });
 
   test("join credentials: the scripts check the patterns, names and envsubst format of components/kubeadm.ts", () => {

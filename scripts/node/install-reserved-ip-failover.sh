@@ -65,23 +65,8 @@ ROOT="${ROOT:-}"
 readonly ipv4_pattern='^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$'
 
 parse_args() {
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --floating-ip-id | --address | --interface | --root)
-        [[ $# -ge 2 ]] || usage_error "$1 needs a value"
-        case "$1" in
-          --floating-ip-id) floating_ip_id="$2" ;;
-          --address) address="$2" ;;
-          --interface) interface="$2" ;;
-          --root) ROOT="$2" ;;
-        esac
-        shift 2
-        ;;
-      --disable) disable=true; shift ;;
-      -h | --help) usage; exit 0 ;;
-      *) usage_error "unknown argument '$1'" ;;
-    esac
-  done
+  parse_flags --floating-ip-id=floating_ip_id --address=address --interface=interface --root=ROOT \
+    --disable=disable=true -- "$@"
 
   check_root_dir
   if [[ "$disable" == true ]]; then

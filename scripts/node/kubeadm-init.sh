@@ -67,27 +67,8 @@ ROOT="${ROOT:-}"
 POLL_SECONDS="${POLL_SECONDS:-5}"
 
 parse_args() {
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --config | --endpoint-host | --endpoint-ip | --refuse-if-serving | --timeout | --root)
-        [[ $# -ge 2 ]] || usage_error "$1 needs a value"
-        case "$1" in
-          --refuse-if-serving) refuse_url="$2" ;;
-          --config) config="$2" ;;
-          --endpoint-host) endpoint_host="$2" ;;
-          --endpoint-ip) endpoint_ip="$2" ;;
-          --timeout) timeout_seconds="$2" ;;
-          --root) ROOT="$2" ;;
-        esac
-        shift 2
-        ;;
-      -h | --help)
-        usage
-        exit 0
-        ;;
-      *) usage_error "unknown argument '$1'" ;;
-    esac
-  done
+  parse_flags --config=config --endpoint-host=endpoint_host --endpoint-ip=endpoint_ip \
+    --refuse-if-serving=refuse_url --timeout=timeout_seconds --root=ROOT -- "$@"
 
   [[ "$config" == /* ]] || usage_error "--config must be an absolute path, got '${config}'"
   check_endpoint "$endpoint_host" "$endpoint_ip"

@@ -86,27 +86,8 @@ ROOT="${ROOT:-}"
 POLL_SECONDS="${POLL_SECONDS:-5}"
 
 parse_args() {
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --config-template | --node-name | --endpoint-host | --endpoint-ip | --timeout | --root)
-        [[ $# -ge 2 ]] || usage_error "$1 needs a value"
-        case "$1" in
-          --config-template) config_template="$2" ;;
-          --node-name) node_name="$2" ;;
-          --endpoint-host) endpoint_host="$2" ;;
-          --endpoint-ip) endpoint_ip="$2" ;;
-          --timeout) timeout_seconds="$2" ;;
-          --root) ROOT="$2" ;;
-        esac
-        shift 2
-        ;;
-      -h | --help)
-        usage
-        exit 0
-        ;;
-      *) usage_error "unknown argument '$1'" ;;
-    esac
-  done
+  parse_flags --config-template=config_template --node-name=node_name --endpoint-host=endpoint_host \
+    --endpoint-ip=endpoint_ip --timeout=timeout_seconds --root=ROOT -- "$@"
 
   [[ "$config_template" == /* ]] ||
     usage_error "--config-template must be an absolute path, got '${config_template}'"

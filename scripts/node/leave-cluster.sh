@@ -59,28 +59,8 @@ ROOT="${ROOT:-}"
 POLL_SECONDS="${POLL_SECONDS:-5}"
 
 parse_args() {
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --node-name | --timeout | --root)
-        [[ $# -ge 2 ]] || usage_error "$1 needs a value"
-        case "$1" in
-          --node-name) node_name="$2" ;;
-          --timeout) timeout_seconds="$2" ;;
-          --root) ROOT="$2" ;;
-        esac
-        shift 2
-        ;;
-      --skip-etcd-check)
-        skip_etcd_check=true
-        shift
-        ;;
-      -h | --help)
-        usage
-        exit 0
-        ;;
-      *) usage_error "unknown argument '$1'" ;;
-    esac
-  done
+  parse_flags --node-name=node_name --timeout=timeout_seconds --root=ROOT \
+    --skip-etcd-check=skip_etcd_check=true -- "$@"
 
   check_timeout
   check_poll_seconds

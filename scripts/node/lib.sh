@@ -30,7 +30,45 @@ usage_error() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Argument checks, for parse_args. The check_* functions exit 2 (usage error) on a bad value.
+# Arguments, for parse_args: parse_flags reads the flags, the check_* functions exit 2 (usage
+# error) on a bad value.
+
+# parse_flags SPEC... -- ARGS...: sets the sourcing script's variables from ARGS, its flags. Each
+# SPEC is --flag=variable (the flag takes a value, stored in variable) or --flag=variable=VALUE (a
+# switch: it sets variable to VALUE). -h or --help prints usage and exits 0; a flag without its
+# value, or any other argument, is a usage error. The tests read the flags of each script from
+# its parse_flags call (tests/support/nodeSandbox.ts), so write the specs literally.
+parse_flags() {
+  # Prefixed names: printf -v must reach the script's variables, not these locals.
+  local -A _pf_variable=() _pf_value=()
+  local _pf_flag _pf_rest
+  while [[ $# -gt 0 && "$1" != -- ]]; do
+    [[ "$1" =~ ^--[a-z0-9-]+=[A-Za-z_][A-Za-z0-9_]*(=|$) ]] || die "parse_flags: bad spec '$1'"
+    _pf_flag="${1%%=*}" _pf_rest="${1#*=}"
+    _pf_variable[$_pf_flag]="${_pf_rest%%=*}"
+    if [[ "$_pf_rest" == *=* ]]; then _pf_value[$_pf_flag]="${_pf_rest#*=}"; fi
+    shift
+  done
+  [[ $# -gt 0 ]] || die "parse_flags: no -- after the specs"
+  shift
+  while [[ $# -gt 0 ]]; do
+    case "$1" in
+      -h | --help)
+        usage
+        exit 0
+        ;;
+    esac
+    [[ -n "$1" && -n "${_pf_variable[$1]+set}" ]] || usage_error "unknown argument '$1'"
+    if [[ -n "${_pf_value[$1]+set}" ]]; then
+      printf -v "${_pf_variable[$1]}" '%s' "${_pf_value[$1]}"
+      shift
+    else
+      [[ $# -ge 2 ]] || usage_error "$1 needs a value"
+      printf -v "${_pf_variable[$1]}" '%s' "$2"
+      shift 2
+    fi
+  done
+}
 
 is_ipv4() {
   local IFS=. octet

@@ -61,24 +61,7 @@ timeout_seconds="120"
 ROOT="${ROOT:-}"
 
 parse_args() {
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --ttl | --timeout | --root)
-        [[ $# -ge 2 ]] || usage_error "$1 needs a value"
-        case "$1" in
-          --ttl) ttl="$2" ;;
-          --timeout) timeout_seconds="$2" ;;
-          --root) ROOT="$2" ;;
-        esac
-        shift 2
-        ;;
-      -h | --help)
-        usage
-        exit 0
-        ;;
-      *) usage_error "unknown argument '$1'" ;;
-    esac
-  done
+  parse_flags --ttl=ttl --timeout=timeout_seconds --root=ROOT -- "$@"
 
   [[ "$ttl" =~ ^([0-9]+(h|m|s))+$ && "$ttl" =~ [1-9] ]] ||
     usage_error "--ttl must be a non-zero duration such as 1h, 30m or 1h30m, got '${ttl}'"

@@ -61,29 +61,8 @@ timeout_seconds="60"
 ROOT="${ROOT:-}"
 
 parse_args() {
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --member | --node-name | --timeout | --root)
-        [[ $# -ge 2 ]] || usage_error "$1 needs a value"
-        case "$1" in
-          --member) member="$2" ;;
-          --node-name) node_name="$2" ;;
-          --timeout) timeout_seconds="$2" ;;
-          --root) ROOT="$2" ;;
-        esac
-        shift 2
-        ;;
-      --force)
-        force=true
-        shift
-        ;;
-      -h | --help)
-        usage
-        exit 0
-        ;;
-      *) usage_error "unknown argument '$1'" ;;
-    esac
-  done
+  parse_flags --member=member --node-name=node_name --timeout=timeout_seconds --root=ROOT \
+    --force=force=true -- "$@"
 
   is_dns_name "$member" || usage_error "--member must be a node name (lowercase DNS name), got '${member}'"
   [[ -z "$node_name" ]] || is_dns_name "$node_name" ||

@@ -77,25 +77,7 @@ ROOT="${ROOT:-}"
 POLL_SECONDS="${POLL_SECONDS:-5}"
 
 parse_args() {
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --node-name | --stamp | --timeout | --root)
-        [[ $# -ge 2 ]] || usage_error "$1 needs a value"
-        case "$1" in
-          --node-name) node_name="$2" ;;
-          --stamp) stamp="$2" ;;
-          --timeout) timeout_seconds="$2" ;;
-          --root) ROOT="$2" ;;
-        esac
-        shift 2
-        ;;
-      -h | --help)
-        usage
-        exit 0
-        ;;
-      *) usage_error "unknown argument '$1'" ;;
-    esac
-  done
+  parse_flags --node-name=node_name --stamp=stamp --timeout=timeout_seconds --root=ROOT -- "$@"
 
   is_dns_name "$node_name" || usage_error "--node-name must be a node name (lowercase DNS name), got '${node_name}'"
   [[ "$stamp" =~ $STAMP_PATTERN ]] ||

@@ -102,30 +102,9 @@ ROOT="${ROOT:-}"
 POLL_SECONDS="${POLL_SECONDS:-5}"
 
 parse_args() {
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --role | --version | --package-version | --channel | --node-name | --patches | --drain-timeout | --timeout | --root)
-        [[ $# -ge 2 ]] || usage_error "$1 needs a value"
-        case "$1" in
-          --role) role="$2" ;;
-          --version) target="$2" ;;
-          --package-version) package_version="$2" ;;
-          --channel) channel="$2" ;;
-          --node-name) node_name="$2" ;;
-          --patches) patches="$2" ;;
-          --drain-timeout) drain_timeout="$2" ;;
-          --timeout) timeout_seconds="$2" ;;
-          --root) ROOT="$2" ;;
-        esac
-        shift 2
-        ;;
-      -h | --help)
-        usage
-        exit 0
-        ;;
-      *) usage_error "unknown argument '$1'" ;;
-    esac
-  done
+  parse_flags --role=role --version=target --package-version=package_version --channel=channel \
+    --node-name=node_name --patches=patches --drain-timeout=drain_timeout \
+    --timeout=timeout_seconds --root=ROOT -- "$@"
 
   [[ "$role" == apply || "$role" == node ]] || usage_error "--role must be apply or node, got '${role}'"
   [[ "$target" =~ ^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$ ]] ||

@@ -67,25 +67,7 @@ ROOT="${ROOT:-}"
 POLL_SECONDS="${POLL_SECONDS:-5}"
 
 parse_args() {
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --version | --node-name | --timeout | --root)
-        [[ $# -ge 2 ]] || usage_error "$1 needs a value"
-        case "$1" in
-          --version) target="$2" ;;
-          --node-name) node_name="$2" ;;
-          --timeout) timeout_seconds="$2" ;;
-          --root) ROOT="$2" ;;
-        esac
-        shift 2
-        ;;
-      -h | --help)
-        usage
-        exit 0
-        ;;
-      *) usage_error "unknown argument '$1'" ;;
-    esac
-  done
+  parse_flags --version=target --node-name=node_name --timeout=timeout_seconds --root=ROOT -- "$@"
 
   [[ "$target" =~ ^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$ ]] ||
     usage_error "--version must look like 1.35.0 (no v prefix), got '${target}'"

@@ -47,24 +47,7 @@ timeout_seconds="900"
 ROOT="${ROOT:-}"
 
 parse_args() {
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --package-version | --timeout | --root)
-        [[ $# -ge 2 ]] || usage_error "$1 needs a value"
-        case "$1" in
-          --package-version) package_version="$2" ;;
-          --timeout) timeout_seconds="$2" ;;
-          --root) ROOT="$2" ;;
-        esac
-        shift 2
-        ;;
-      -h | --help)
-        usage
-        exit 0
-        ;;
-      *) usage_error "unknown argument '$1'" ;;
-    esac
-  done
+  parse_flags --package-version=package_version --timeout=timeout_seconds --root=ROOT -- "$@"
 
   [[ "$package_version" =~ ^[0-9]+\.[0-9]+\.[0-9]+-[0-9A-Za-z.+~]+$ ]] ||
     usage_error "--package-version must look like 1.34.2-1.1, got '${package_version}'"

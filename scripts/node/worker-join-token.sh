@@ -57,21 +57,7 @@ parse_args() {
     *) usage_error "the first argument must be create or delete, got '$1'" ;;
   esac
   shift
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --id | --ttl-hours | --timeout | --root)
-        [[ $# -ge 2 ]] || usage_error "$1 needs a value"
-        case "$1" in
-          --id) id="$2" ;;
-          --ttl-hours) ttl_hours="$2" ;;
-          --timeout) timeout_seconds="$2" ;;
-          --root) ROOT="$2" ;;
-        esac
-        shift 2
-        ;;
-      *) usage_error "unknown argument '$1'" ;;
-    esac
-  done
+  parse_flags --id=id --ttl-hours=ttl_hours --timeout=timeout_seconds --root=ROOT -- "$@"
   [[ "$id" =~ $ID_PATTERN ]] || usage_error "--id must be 6 characters of [a-z0-9], got '${id}'"
   if [[ "$mode" == create ]]; then
     [[ "$ttl_hours" =~ ^[1-9][0-9]{0,4}$ ]] || usage_error "--ttl-hours must be a whole number of hours from 1, got '${ttl_hours}'"

@@ -25,7 +25,8 @@
  *
  *   // The contract of every node script: starts with `#!/usr/bin/env bash`, `set -euo pipefail`,
  *   // no xtrace, --help exits 0 with empty stderr and names every word in `documented` and every
- *   // `--flag)` case pattern of parse_args(); an unknown flag exits 2 naming it; no fake runs.
+ *   // flag parse_args() parses (parsedFlags: its parse_flags specs and `--flag)` case patterns);
+ *   // an unknown flag exits 2 naming it; no fake runs.
  *   expectScriptContract(sandbox, "my-script.sh", ["--node-name", "--timeout", "--root", "ROOT"]);
  *
  * The sandbox: `root` (the scripts' --root, also $ROOT in the environment), `fakeBin` (the fakes),
@@ -223,12 +224,33 @@ export function expectStatus(result: Run, status: number): void {
   expect({ status: result.status, stderr: result.stderr }).toMatchObject({ status });
 }
 
-/** The `--flag)` case patterns of the script's parse_args() function. */
+/**
+ * The flags the script's parse_args() function parses: the flag of every spec of its
+ * `parse_flags SPEC... -- "$@"` call (lib.sh; continuation lines allowed), then every `--flag)`
+ * case pattern (a script that parses by hand). A spec that is not `--flag=variable` or
+ * `--flag=variable=VALUE` throws, so a flag cannot hide from the check.
+ */
 export function parsedFlags(text: string): string[] {
   const start = text.indexOf("\nparse_args() {");
   if (start < 0) return [];
-  const parser = text.slice(start, text.indexOf("\n}\n", start));
-  return [...parser.matchAll(/^\s+(--[a-z-]+)\)/gm)].map((m) => m[1]);
+  const parser = text.slice(start, text.indexOf("\n}\n", start)).replace(/\\\n\s*/g, " ");
+  const fromSpecs = [...parser.matchAll(/^\s*parse_flags\s(.*?)\s--\s/gm)].flatMap((call) =>
+    call[1]
+      .trim()
+      .split(/\s+/)
+      .map((spec) => {
+        const flag = /^(--[a-z0-9-]+)=[A-Za-z_]\w*(=\S*)?$/.exec(spec);
+        if (!flag) throw new Error(`parsedFlags: not a parse_flags spec: '${spec}'`);
+        return flag[1];
+      }),
+  );
+  const fromPatterns = [...parser.matchAll(/^\s+(--[a-z-]+)\)/gm)].map((m) => m[1]);
+  return [...fromSpecs, ...fromPatterns];
+}
+
+/** The flags parse_args() of the script `text` parses that the --help output `help` does not name. */
+export function undocumentedFlags(text: string, help: string): string[] {
+  return parsedFlags(text).filter((flag) => !help.includes(flag));
 }
 
 /**
@@ -245,9 +267,8 @@ export function expectScriptContract(sandbox: Sandbox, script: string, documente
   expect({ status: help.status, stderr: help.stderr }).toEqual({ status: 0, stderr: "" });
   for (const word of documented) expect(help.stdout).toContain(word);
   // Every flag the script parses is documented.
-  const parsed = parsedFlags(text);
-  expect(parsed.length).toBeGreaterThan(0);
-  for (const flag of parsed) expect(help.stdout).toContain(flag);
+  expect(parsedFlags(text).length).toBeGreaterThan(0);
+  expect(undocumentedFlags(text, help.stdout)).toEqual([]);
   const unknown = runNodeScript(sandbox, script, ["--no-such-flag"]);
   expect(unknown.status).toBe(2);
   expect(unknown.stderr).toContain("unknown argument '--no-such-flag'");
