@@ -233,8 +233,9 @@ export function loadConfig(deployedKubernetesVersion?: string): ClusterConfig {
 /**
  * One output of this stack's last successful update, read through a StackReference to the
  * stack itself (the engine answers it from the stack's checkpoint, in preview and update
- * alike). Undefined for a stack that was never deployed or has no such output. A failed update
- * leaves the outputs as they were, so an interrupted upgrade is resumed from the same version.
+ * alike). Undefined for a stack that was never deployed or has no such output. After a failed
+ * update it may already hold the new value (Pulumi can record a failed update's outputs): the
+ * upgrade preflight on the nodes, which reads the versions really running, guards that case.
  * (Reading a stack's own outputs back this way: pulumi/pulumi#3722. The stack must exist, which
  * it does while it is being previewed or updated.)
  */

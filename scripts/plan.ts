@@ -29,7 +29,7 @@ interface Args {
 }
 
 const usage =
-  "usage: npm run plan -- [--stack <name>] [--config-file <path>] [--out <dir>] [--preview] [--quiet] [--deployed-version x.y.z]";
+  "usage: npm run plan -- [--stack <name>] [--config-file <path>] [--out <dir>] [--preview] [--quiet] [--deployed-version x.y.z] [--stats <file>]";
 
 function parseArgs(argv: string[]): Args {
   const args: Args = { stack: "prod", out: path.join(projectRoot, "out"), preview: false, quiet: false };

@@ -21,10 +21,25 @@ test("the two README commands are the package's scripts, and .ci/run calls the t
   expect(fs.readFileSync(path.join(projectRoot, ".ci", "run"), "utf8")).toMatch(/^npm test$/m);
 });
 
-test("every relative link in the README points at a file that exists", () => {
-  const links = [...readme.matchAll(/\]\((?!https?:|#)([^)#\s]+)/g)].map((m) => m[1]);
-  expect(links.length).toBeGreaterThan(0);
-  for (const link of links) expect([link, fs.existsSync(path.join(projectRoot, link))]).toEqual([link, true]);
+/** Markdown files whose relative links must resolve: the README and everything under docs/. */
+function markdownFiles(dir: string): string[] {
+  return fs.readdirSync(dir, { withFileTypes: true }).flatMap((e) => {
+    const file = path.join(dir, e.name);
+    if (e.isDirectory()) return markdownFiles(file);
+    return e.name.endsWith(".md") ? [file] : [];
+  });
+}
+
+test("every relative link in the README and in docs/ points at a file that exists", () => {
+  const files = [path.join(projectRoot, "README.md"), ...markdownFiles(path.join(projectRoot, "docs"))];
+  expect(files.length).toBeGreaterThan(30);
+  for (const file of files) {
+    const links = [...fs.readFileSync(file, "utf8").matchAll(/\]\((?!https?:|#)([^)#\s]+)/g)].map((m) => m[1]);
+    for (const link of links) {
+      const exists = fs.existsSync(path.resolve(path.dirname(file), link));
+      expect([path.relative(projectRoot, file), link, exists]).toEqual([path.relative(projectRoot, file), link, true]);
+    }
+  }
 });
 
 test("the README links every runbook", () => {

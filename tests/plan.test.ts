@@ -245,6 +245,25 @@ test("an invalid config exits non-zero, names the problem, and leaves no plan.js
   expect(fs.existsSync(path.join(out, "broken", "plan.json"))).toBe(false);
 });
 
+test("--deployed-version checks a version change as pulumi up does: one minor up plans, two are refused", () => {
+  const configFile = path.join(tmp, "Pulumi.next.yaml");
+  const prod = fs.readFileSync(path.join(projectRoot, "Pulumi.prod.yaml"), "utf8");
+  fs.writeFileSync(configFile, prod.replace("kubernetesVersion: 1.34.2", "kubernetesVersion: 1.35.0"));
+  const out = path.join(tmp, "next");
+  const args = ["--stack", "next", "--config-file", configFile, "--out", out, "--quiet"];
+  const oneMinor = plan([...args, "--deployed-version", "1.34.2"]);
+  expect([oneMinor.status, oneMinor.stderr]).toEqual([0, ""]);
+  const planned = JSON.parse(fs.readFileSync(path.join(out, "next", "plan.json"), "utf8")) as Plan;
+  const upgrade = planned.resources.find((r) => r.name === "upgrade-cp-1")!;
+  expect(String(upgrade.inputs.create)).toContain("--version 1.35.0 --package-version 1.35.0-1.1 --channel v1.35");
+  const twoMinors = plan([...args, "--deployed-version", "1.33.4"]);
+  expect(twoMinors.status).toBe(1);
+  expect(twoMinors.stderr).toContain(
+    'hcloud-control-plane:kubernetesVersion = "1.35.0": skips minor versions: this stack runs 1.33.4',
+  );
+  expect(fs.existsSync(path.join(out, "next", "plan.json"))).toBe(false);
+});
+
 test("an unknown argument or stack is refused with usage", () => {
   const bad = plan(["--stak", "prod"]);
   expect(bad.status).toBe(1);

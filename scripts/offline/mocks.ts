@@ -111,13 +111,17 @@ function commandStdout(name: string, create: string): string {
     return `JOIN_TOKEN=${hex.slice(0, 6)}.${hex.slice(6, 22)}\nJOIN_CA_CERT_HASH=sha256:${hex}\nJOIN_CERTIFICATE_KEY=${hex}\n`;
   }
   if (create.includes("cert-expiry.sh")) {
-    // cert-expiry.sh's report: a year after a fixed init date, with a stable per-node offset.
+    // cert-expiry.sh's report. Node N's first certificate to expire is a different one on each
+    // node, and node 2's comes first, so code that took the first node or one name shows.
     const node = /--node-name (\S+)/.exec(create)?.[1] ?? name;
+    const n = Number(/-cp-(\d+)$/.exec(node)?.[1] ?? "1");
     const day = (offset: number) => new Date(Date.UTC(2027, 10, 21 + offset, 9, 30)).toISOString().replace(".000", "");
-    const first = day(hash(node) % 20);
-    const certificates = ["admin.conf", "apiserver", "apiserver-etcd-client", "etcd-server"].map((c, i) => ({
+    const names = ["admin.conf", "apiserver", "etcd-server", "front-proxy-client"];
+    const first = names[(n - 1) % names.length];
+    const earliest = day(n === 2 ? 0 : 10 + n);
+    const certificates = names.map((c, i) => ({
       name: c,
-      expires: i === 0 ? first : day(20 + i),
+      expires: c === first ? earliest : day(30 + i),
       externallyManaged: false,
     }));
     const authorities = ["ca", "etcd-ca", "front-proxy-ca"].map((c) => ({
@@ -125,7 +129,7 @@ function commandStdout(name: string, create: string): string {
       expires: "2036-11-19T09:30:00Z",
       externallyManaged: false,
     }));
-    return `${JSON.stringify({ node, earliest: first, earliestName: "admin.conf", certificates, authorities })}\n`;
+    return `${JSON.stringify({ node, earliest, earliestName: first, certificates, authorities })}\n`;
   }
   if (create.includes("worker-join-token.sh create")) {
     const hex = crypto.createHash("sha256").update(name).digest("hex");
