@@ -387,6 +387,28 @@ describe("nothing to do", () => {
   }, 60_000);
 });
 
+/**
+ * A directory with an `etcdctl` that runs `onDefrag` (bash) for every `defrag` call and the real
+ * etcdctl for everything else; put it first on the script's PATH.
+ */
+function etcdctlWrapper(name: string, onDefrag: string[]): string {
+  const bin = path.join(tmp, name);
+  fs.mkdirSync(bin, { recursive: true });
+  fs.writeFileSync(
+    path.join(bin, "etcdctl"),
+    [
+      "#!/bin/bash",
+      'if [[ " $* " == *" defrag "* ]]; then',
+      ...onDefrag.map((l) => `  ${l}`),
+      "fi",
+      `exec ${etcdctlBinary} "$@"`,
+      "",
+    ].join("\n"),
+    { mode: 0o755 },
+  );
+  return bin;
+}
+
 describe("defragmentation", () => {
   test("defragments every fragmented member one at a time, the leader last, the cluster healthy throughout", async () => {
     const before = statuses();
@@ -414,11 +436,26 @@ describe("defragmentation", () => {
       leaderAfterMove = leader();
     })();
 
+    // Every defrag call logs when it starts and ends: the windows must not overlap.
+    const windows = path.join(tmp, "defrag-windows.log");
+    const timing = etcdctlWrapper("timing-bin", [
+      'printf \'start %s %s\\n\' "$(date +%s.%N)" "$*" >>"$DEFRAG_WINDOWS"',
+      `${etcdctlBinary} "$@"; status=$?`,
+      'printf \'end %s %s\\n\' "$(date +%s.%N)" "$*" >>"$DEFRAG_WINDOWS"',
+      'exit "$status"',
+    ]);
     const poller = new Poller(cluster.endpoints);
     const started = Date.now();
     let result: ScriptResult;
     try {
-      result = await defrag(defragEnv({ ETCD_ENDPOINTS: order.join(","), DEFRAG_PAUSE_SECONDS: "4" }));
+      result = await defrag(
+        defragEnv({
+          ETCD_ENDPOINTS: order.join(","),
+          DEFRAG_PAUSE_SECONDS: "4",
+          PATH: `${timing}:/usr/bin:/bin`,
+          DEFRAG_WINDOWS: windows,
+        }),
+      );
     } finally {
       await poller.stop();
     }
@@ -446,7 +483,17 @@ describe("defragmentation", () => {
     }
     expect(result.stdout).toBe(`etcd-defrag: defragmented 3 of 3 members, freed ${freed} bytes\n`);
 
-    // The cluster answered quorum reads all along; at most one member at a time was busy.
+    // One member at a time: each defrag call ended before the next began, one per member.
+    const events = fs
+      .readFileSync(windows, "utf8")
+      .trim()
+      .split("\n")
+      .map((line) => line.split(" ").slice(0, 2));
+    expect(events.map(([kind]) => kind)).toEqual(["start", "end", "start", "end", "start", "end"]);
+    const times = events.map(([, t]) => Number(t));
+    for (let i = 1; i < times.length; i++) expect(times[i]).toBeGreaterThanOrEqual(times[i - 1]);
+    // The cluster answered quorum reads all along. (The poller rarely catches a member busy: a
+    // defrag of this size takes well under a second, so the windows above are the proof.)
     expect(poller.ticks).toBeGreaterThan(5);
     expect(poller.clusterFailures).toEqual([]);
     expect(poller.overlaps).toBe(0);
@@ -481,23 +528,12 @@ describe("a failed defrag", () => {
     // etcdctl on PATH is a wrapper that logs every call and fails every defrag; the rest is
     // the real etcdctl. After the defrag above each member still has a few free pages, so
     // with a 1% threshold all three are selected.
-    const bin = path.join(tmp, "failing-bin");
     const calls = path.join(tmp, "etcdctl-calls.log");
-    fs.mkdirSync(bin, { recursive: true });
-    fs.writeFileSync(
-      path.join(bin, "etcdctl"),
-      [
-        "#!/bin/bash",
-        'printf \'%s\\n\' "$*" >>"$FAKE_ETCDCTL_LOG"',
-        'if [[ " $* " == *" defrag "* ]]; then',
-        '  echo "Failed to defragment etcd member[${2}] (context deadline exceeded)" >&2',
-        "  exit 1",
-        "fi",
-        `exec ${etcdctlBinary} "$@"`,
-        "",
-      ].join("\n"),
-      { mode: 0o755 },
-    );
+    const bin = etcdctlWrapper("failing-bin", [
+      'printf \'%s\\n\' "$*" >>"$FAKE_ETCDCTL_LOG"',
+      'echo "Failed to defragment etcd member[${2}] (context deadline exceeded)" >&2',
+      "exit 1",
+    ]);
     const before = statuses();
     const selected = before.filter((s) => fragmentation(s) >= 1).map((s) => s.endpoint);
     expect(selected).toHaveLength(3);
