@@ -67,6 +67,8 @@ Retention (runs only after a successful upload; age is the UTC stamp in the key 
   BACKUP_KEEP_LAST        Always keep the newest N complete backups, whatever their age
                           (default 4, at least 1). Objects without a sidecar older than the
                           retention are leftovers of failed runs and are deleted too.
+  A deleted object goes with every version and delete marker of its key (on a versioned bucket
+  a plain delete would only hide it); objects an Object Lock still protects stay, with a WARNING.
 
 Other
   PKI_DIR                 Directory archived next to the snapshot (default /etc/kubernetes/pki);
@@ -200,12 +202,22 @@ success=false
 
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
-  local status=$? key
+  local status=$? key i
+  local -a targets=()
+  local -A seen=()
   trap - EXIT
   if ! "$success" && ((${#uploaded[@]} > 0)); then
-    log "removing the ${#uploaded[@]} object(s) this failed run uploaded"
-    for key in "${uploaded[@]}"; do
-      if s3 s3api delete-object --bucket "$S3_BUCKET" --key "$key" >>"$work/aws.log" 2>&1; then
+    # Newest upload first (a sidecar before the object it vouches for), each key once (a key is
+    # recorded once per upload attempt).
+    for ((i = ${#uploaded[@]} - 1; i >= 0; i--)); do
+      key="${uploaded[i]}"
+      [[ -z "${seen[$key]:-}" ]] || continue
+      seen["$key"]=1
+      targets+=("$key")
+    done
+    log "removing the ${#targets[@]} object(s) this failed run uploaded"
+    for key in "${targets[@]}"; do
+      if delete_key_all_versions "$key"; then
         log "removed s3://${S3_BUCKET}/${key}"
       else
         log "WARNING: could not remove s3://${S3_BUCKET}/${key}; it has no sidecar, so no restore uses it"
@@ -240,6 +252,54 @@ fi
 s3() {
   timeout --kill-after=10 "$S3_TIMEOUT" aws --endpoint-url "$S3_ENDPOINT" \
     --cli-connect-timeout 20 --cli-read-timeout 120 "$@"
+}
+
+# delete_key_all_versions KEY: deletes the object KEY for good. The stack's bucket is versioned,
+# where a plain delete-object only adds a delete marker (the data stays, is billed and can be
+# recovered), so every version and delete marker of exactly KEY is deleted by its version id.
+# Without real version ids (an unversioned bucket lists none, or only the id "null") it is a
+# plain delete-object. When the versions cannot be listed: a WARNING and the plain delete.
+# Fails when a delete fails (Object Lock refuses to delete a version under retention).
+delete_key_all_versions() {
+  local key="$1" listing ids id more real round=0 failed=0
+  # Bounded rounds: a listing returns at most 1000 versions (of KEY and of longer keys sharing it
+  # as a prefix, which are matched out: only exactly KEY is deleted).
+  while ((round < 5)); do
+    round=$((round + 1))
+    if ! listing="$(s3 s3api list-object-versions --bucket "$S3_BUCKET" --prefix "$key" --max-items 1000 \
+      --output json 2>>"$work/aws.log")" ||
+      ! ids="$(jq -r --arg key "$key" '[(.Versions // [])[], (.DeleteMarkers // [])[]]
+          | map(select(.Key == $key) | (.VersionId // "null") | tostring) | unique | .[]' <<<"$listing")" ||
+      ! more="$(jq -r 'if (.NextToken // "") == "" then "no" else "yes" end' <<<"$listing")"; then
+      ((round == 1)) || break
+      log "WARNING: could not list the versions of s3://${S3_BUCKET}/${key}; deleting it without a version id (on a versioned bucket its old versions stay)"
+      s3 s3api delete-object --bucket "$S3_BUCKET" --key "$key" >>"$work/aws.log" 2>&1
+      return
+    fi
+    real=0
+    while IFS= read -r id; do
+      [[ -n "$id" && "$id" != null ]] || continue
+      real=$((real + 1))
+      # --version-id=ID: an id never reads as an option.
+      s3 s3api delete-object --bucket "$S3_BUCKET" --key "$key" --version-id="$id" >>"$work/aws.log" 2>&1 ||
+        failed=1
+    done <<<"$ids"
+    if ((real == 0 && round == 1)); then
+      # Unversioned bucket (or nothing under this key): the plain delete, as always.
+      s3 s3api delete-object --bucket "$S3_BUCKET" --key "$key" >>"$work/aws.log" 2>&1
+      return
+    fi
+    # A "null" version next to real ones predates versioning; it has to be named too.
+    if grep -qx null <<<"$ids"; then
+      s3 s3api delete-object --bucket "$S3_BUCKET" --key "$key" --version-id=null >>"$work/aws.log" 2>&1 ||
+        failed=1
+    fi
+    if ((failed || real == 0)) || [[ "$more" != yes ]]; then break; fi
+    if ((round == 5)); then
+      log "WARNING: s3://${S3_BUCKET}/${key} still has versions after ${round} rounds of 1000 deletes; they stay"
+    fi
+  done
+  ((failed == 0))
 }
 
 # uploaded_size KEY SIZE: the object at KEY has SIZE bytes (catches a silently truncated upload).
@@ -431,14 +491,19 @@ retention() {
     [[ "$stamp_of" =~ ^[0-9]{8}T[0-9]{6}Z$ ]] || continue
     if [[ "$stamp_of" < "$cutoff" && -z "${keep_stamp[$stamp_of]:-}" ]]; then doomed["$k"]=1; fi
   done <<<"$keys"$'\n'"$pki_keys"
-  # Sidecars first: a backup never looks complete while its snapshot is being deleted.
-  for k in $(printf '%s\n' "${!doomed[@]}" | sort -r); do
-    if s3 s3api delete-object --bucket "$S3_BUCKET" --key "$k" >>"$work/aws.log" 2>&1; then
+  # Sidecars first: a backup never looks complete while its snapshot (or PKI) is being deleted.
+  # One key a line: keys are never split or globbed.
+  while IFS= read -r k; do
+    [[ -n "$k" ]] || continue
+    if delete_key_all_versions "$k"; then
       deleted+=("$k")
     else
       log "WARNING: could not delete s3://${S3_BUCKET}/${k}"
     fi
-  done
+  done < <(
+    printf '%s\n' "${!doomed[@]}" | sort -r | grep '\.sha256$' || true
+    printf '%s\n' "${!doomed[@]}" | sort -r | grep -v '\.sha256$' || true
+  )
   log "retention: kept ${kept} complete backup(s) (newest ${BACKUP_KEEP_LAST} always, others newer than ${cutoff}); deleted ${#deleted[@]} object(s)"
 }
 retention_status=0

@@ -1,8 +1,9 @@
 /**
  * scripts/etcd-backup.sh and scripts/etcd-restore.sh (fetch, fetch-pki, member) for real: a
  * 3-member etcd (Debian's etcd 3.4) on 127.0.0.1, s3rver as the object store reached through
- * Debian's aws-cli v2, age keys made by age-keygen. Nothing is faked except one aws wrapper
- * that fails a chosen upload.
+ * Debian's aws-cli v2, age keys made by age-keygen. Nothing is faked except aws wrappers that
+ * fail a chosen upload, record delete-object calls, or answer list-object-versions the way a
+ * versioned bucket does (s3rver 3.7 has no object versioning).
  *
  * What this cannot prove: etcd 3.6's etcdutl (--bump-revision/--mark-compacted) and Hetzner's
  * own S3 dialect. Both scripts pick etcdutl and the bump flags only when present, so here they
@@ -22,7 +23,7 @@ import {
   ScriptResult,
   scriptsDir,
 } from "./support/etcdCluster";
-import { S3Server, startS3Server } from "./support/s3Server";
+import { awsBinary, S3Server, startS3Server } from "./support/s3Server";
 
 const backupScript = path.join(scriptsDir, "etcd-backup.sh");
 const restoreScript = path.join(scriptsDir, "etcd-restore.sh");
@@ -118,6 +119,55 @@ async function backup(prefix: string, extra: NodeJS.ProcessEnv = {}): Promise<Su
   const result = await run(backupScript, [], backupEnv(prefix, extra));
   if (result.status !== 0) throw new Error(`etcd-backup.sh failed (${result.status}):\n${result.stderr}`);
   return JSON.parse(result.stdout.trim()) as Summary;
+}
+
+/**
+ * A stand-in `aws` first on PATH: runs `body` (bash; it may answer and exit), records every
+ * `s3api delete-object` call (one tab-separated line of arguments) and passes the call on to the
+ * real aws, a `--version-id=ID` dropped (s3rver keeps one version per key). Returns the PATH and
+ * a reader of the recorded delete calls, in order.
+ */
+function awsStandIn(name: string, body = ""): { PATH: string; deletes: () => DeleteCall[] } {
+  const dir = path.join(tmp, name);
+  fs.mkdirSync(dir, { recursive: true });
+  const calls = path.join(dir, "delete-calls");
+  fs.writeFileSync(
+    path.join(dir, "aws"),
+    `#!/bin/bash
+${body}
+if [[ " $* " == *" s3api delete-object "* ]]; then
+  (IFS=$'\t'; printf '%s\n' "$*") >>'${calls}'
+  args=()
+  for a in "$@"; do [[ "$a" == --version-id=* ]] || args+=("$a"); done
+  exec ${awsBinary} "\${args[@]}"
+fi
+exec ${awsBinary} "$@"
+`,
+    { mode: 0o755 },
+  );
+  const deletes = (): DeleteCall[] =>
+    fs.existsSync(calls)
+      ? fs
+          .readFileSync(calls, "utf8")
+          .split("\n")
+          .filter((line) => line !== "")
+          .map((line) => {
+            const args = line.split("\t");
+            const value = (flag: string): string | null => {
+              const i = args.indexOf(flag);
+              if (i >= 0) return args[i + 1];
+              const joined = args.find((a) => a.startsWith(`${flag}=`));
+              return joined ? joined.slice(flag.length + 1) : null;
+            };
+            return { key: value("--key")!, versionId: value("--version-id") };
+          })
+      : [];
+  return { PATH: `${dir}:/usr/bin:/bin`, deletes };
+}
+
+interface DeleteCall {
+  key: string;
+  versionId: string | null;
 }
 
 const keyPattern = /^drill\/etcd\/\d{8}T\d{6}Z-r\d+\.db\.zst\.age$/;
@@ -350,18 +400,93 @@ describe("drill and faults", () => {
 
   test("an upload failing half-way removes everything this run uploaded (no sidecar, no partial objects)", async () => {
     // aws fails every upload of a .sha256 sidecar: the snapshot and the PKI archive went up first.
-    const fakeBin = path.join(tmp, "failing-aws");
-    fs.mkdirSync(fakeBin, { recursive: true });
-    fs.writeFileSync(
-      path.join(fakeBin, "aws"),
-      '#!/bin/bash\nif [[ "$*" == *" s3 cp "*".sha256 s3://"* ]]; then echo "simulated: connection reset" >&2; exit 1; fi\nexec /usr/bin/aws "$@"\n',
-      { mode: 0o755 },
+    const aws = awsStandIn(
+      "failing-aws",
+      'if [[ "$*" == *" s3 cp "*".sha256 s3://"* ]]; then echo "simulated: connection reset" >&2; exit 1; fi',
     );
-    const result = await run(backupScript, [], backupEnv("halfway", { PATH: `${fakeBin}:/usr/bin:/bin` }));
+    const result = await run(backupScript, [], backupEnv("halfway", { PATH: aws.PATH }));
     expect(result.status).toBe(1);
     expect(result.stderr).toMatch(/uploaded s3:\/\/[^ ]+\/halfway\/etcd\/.*\.db\.zst\.age/);
     expect(result.stderr).toContain("removing the");
     expect(s3.list("halfway/")).toEqual([]);
+  });
+
+  test("the cleanup of a failed run deletes newest upload first (sidecar before its object), each key once", async () => {
+    // Only the snapshot's sidecar (the last upload) fails, twice: its key is recorded per attempt.
+    const aws = awsStandIn(
+      "failing-sidecar-aws",
+      'if [[ "$*" == *" s3 cp "*".sha256 s3://"*"/etcd/"* ]]; then echo "simulated: connection reset" >&2; exit 1; fi',
+    );
+    const result = await run(backupScript, [], backupEnv("newest-first", { PATH: aws.PATH, S3_UPLOAD_ATTEMPTS: "2" }));
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain("removing the 4 object(s) this failed run uploaded");
+    const snapshot = /uploaded s3:\/\/[^ /]+\/(newest-first\/etcd\/[^ ]+\.db\.zst\.age) /.exec(result.stderr)![1];
+    const pki = /uploaded s3:\/\/[^ /]+\/(newest-first\/pki\/[^ ]+\.tar\.zst\.age) /.exec(result.stderr)![1];
+    // s3rver lists no versions: each key goes with one plain delete-object, in reverse upload order.
+    expect(aws.deletes()).toEqual(
+      [`${snapshot}.sha256`, `${pki}.sha256`, pki, snapshot].map((key) => ({ key, versionId: null })),
+    );
+    expect(s3.list("newest-first/")).toEqual([]);
+  });
+
+  test("retention deletes every version and delete marker of exactly the doomed key on a versioned bucket", async () => {
+    const stamp = new Date(Date.now() - 30 * 86_400_000)
+      .toISOString()
+      .replace(/[-:]/g, "")
+      .replace(/\.\d+Z$/, "Z");
+    const doomed = `versioned/etcd/${stamp}-r42.db.zst.age`;
+    s3.putAll({
+      [doomed]: "old",
+      [`${doomed}.sha256`]: "x",
+      [`versioned/pki/${stamp}.tar.zst.age`]: "old",
+      [`versioned/pki/${stamp}.tar.zst.age.sha256`]: "x",
+    });
+    // What a versioned bucket answers for the prefix `doomed`: two versions and a delete marker of
+    // it, and a version of the sidecar, a longer key sharing the prefix.
+    const listing = {
+      Versions: [
+        { Key: doomed, VersionId: "v-snapshot-2", IsLatest: true },
+        { Key: doomed, VersionId: "v-snapshot-1", IsLatest: false },
+        { Key: `${doomed}.sha256`, VersionId: "v-longer-key", IsLatest: true },
+      ],
+      DeleteMarkers: [{ Key: doomed, VersionId: "dm-snapshot-3", IsLatest: false }],
+    };
+    const listingFile = path.join(tmp, "versioned-listing.json");
+    fs.writeFileSync(listingFile, JSON.stringify(listing));
+    const aws = awsStandIn(
+      "versioned-aws",
+      `if [[ "$*" == *" s3api list-object-versions "*" --prefix ${doomed} "* ]]; then cat '${listingFile}'; exit 0; fi`,
+    );
+    const result = await run(
+      backupScript,
+      [],
+      backupEnv("versioned", { PATH: aws.PATH, BACKUP_RETENTION_DAYS: "14", BACKUP_KEEP_LAST: "1" }),
+    );
+    expect(result.status).toBe(0);
+    const summary = JSON.parse(result.stdout) as Summary;
+    expect(summary.deleted).toHaveLength(4);
+    expect(summary.deleted).toContain(doomed);
+    const deletes = aws.deletes();
+    // Each version and the delete marker of exactly `doomed`, by id; never a plain delete of it (on a
+    // versioned bucket that only adds a delete marker), never the longer key's version.
+    const ofDoomed = deletes.filter((d) => d.key === doomed);
+    expect(ofDoomed.map((d) => d.versionId).sort()).toEqual(["dm-snapshot-3", "v-snapshot-1", "v-snapshot-2"]);
+    expect(deletes.map((d) => d.versionId)).not.toContain("v-longer-key");
+    // The other keys list no versions here (s3rver): the fallback, a WARNING and a plain delete each.
+    expect(result.stderr).toContain(`WARNING: could not list the versions of s3://${s3.bucket}/${doomed}.sha256`);
+    const others = deletes.filter((d) => d.key !== doomed);
+    expect(others).toEqual(
+      [`versioned/pki/${stamp}.tar.zst.age.sha256`, `${doomed}.sha256`, `versioned/pki/${stamp}.tar.zst.age`].map(
+        (key) => ({ key, versionId: null }),
+      ),
+    );
+    // Sidecars first: the snapshot's sidecar is gone before any version of the snapshot.
+    expect(deletes.findIndex((d) => d.key === `${doomed}.sha256`)).toBeLessThan(
+      deletes.findIndex((d) => d.key === doomed),
+    );
+    expect(s3.list("versioned/")).toEqual(
+      [summary.key, `${summary.key}.sha256`, summary.pkiKey!, `${summary.pkiKey}.sha256`].sort(),
+    );
   });
 
   test("a corrupted object: fetch refuses on the checksum and leaves no output file", async () => {
