@@ -21,7 +21,7 @@ import {
   renderJoinConfiguration,
 } from "./kubeadm";
 import { kubeVipManifestPath, renderKubeVipManifest } from "./kubeVip";
-import { ApiLoadBalancer, apiServerPort } from "./loadBalancer";
+import { ApiLoadBalancer, apiServerPort, controlPlaneHost } from "./loadBalancer";
 import { nodeCommand, nodeLibDir, scriptsHash, shellQuote } from "./nodeScripts";
 import { ReservedIp } from "./reservedIp";
 import { kubernetesPackageVersion } from "./versions";
@@ -73,7 +73,7 @@ export function kubeadmInput(
     kubernetesVersion: cfg.kubernetesVersion,
     node: spec,
     nodeHostname: nodeName(cfg.clusterName, spec),
-    controlPlaneEndpoint: cfg.apiDnsName ?? cfg.loadBalancer.privateIp,
+    controlPlaneEndpoint: controlPlaneHost(cfg),
     certSans: sans.filter((s): s is string => typeof s === "string" && s !== ""),
     podCidr: cfg.podCidr,
     serviceCidr: cfg.serviceCidr,

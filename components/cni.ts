@@ -11,7 +11,7 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "./config";
-import { apiServerPort } from "./loadBalancer";
+import { apiServerPort, controlPlaneHost } from "./loadBalancer";
 import { versions } from "./versions";
 
 export interface CniChart {
@@ -37,7 +37,7 @@ export function cniChart(cfg: ClusterConfig): CniChart {
         tunnelProtocol: "vxlan",
         // kube-proxy stays (kubeadm installs it); Cilium still reaches the API directly.
         kubeProxyReplacement: false,
-        k8sServiceHost: cfg.apiDnsName ?? cfg.loadBalancer.privateIp,
+        k8sServiceHost: controlPlaneHost(cfg),
         k8sServicePort: apiServerPort,
         operator: { replicas: Math.min(2, cfg.nodes.length) },
         rollOutCiliumPods: true,

@@ -299,6 +299,15 @@ export function loadSecrets(cfg: ClusterConfig): ClusterSecrets {
   };
 }
 
+/** A 5-field cron schedule (backup and defragmentation jobs). */
+const cronRule = (v: string): string | undefined => {
+  const err = cronError(v);
+  return err ? `is not a valid 5-field cron schedule: ${err}` : undefined;
+};
+/** A value whose every change means "do it again" (token rotation, certificate renewal). */
+const revisionLabel = /^[A-Za-z0-9._-]{1,63}$/;
+const httpUrl = /^https?:\/\/[^\s"'<>]+$/;
+
 /** Pure: raw config in, validated config out (or ConfigError listing every problem). */
 export function parseConfig(raw: RawConfig): ClusterConfig {
   const problems: string[] = [];
@@ -480,12 +489,9 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
   );
   const retries = reader.check("healthCheckRetries", r("healthCheckRetries") as number | undefined, inRange(1, 10, ""));
 
-  const schedule = reader.check("backupSchedule", r("backupSchedule") as string | undefined, (v) => {
-    const err = cronError(v);
-    return err ? `is not a valid 5-field cron schedule: ${err}` : undefined;
-  });
+  const schedule = reader.check("backupSchedule", r("backupSchedule") as string | undefined, cronRule);
   const certificateRenewal = reader.check("certificateRenewal", r("certificateRenewal") as string | undefined, (v) =>
-    v === "" || /^[A-Za-z0-9._-]{1,63}$/.test(v)
+    v === "" || revisionLabel.test(v)
       ? undefined
       : "must be \"\" (no renewal) or 1-63 letters, digits, '.', '_' or '-' such as 2027-05-01; each new value renews the certificates once",
   );
@@ -497,10 +503,7 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
         ? undefined
         : "must be from 8 to 180 days (the critical alert fires at 7 days; kubeadm certificates last 365)",
   );
-  const defragSchedule = reader.check("etcdDefragSchedule", r("etcdDefragSchedule") as string | undefined, (v) => {
-    const err = cronError(v);
-    return err ? `is not a valid 5-field cron schedule: ${err}` : undefined;
-  });
+  const defragSchedule = reader.check("etcdDefragSchedule", r("etcdDefragSchedule") as string | undefined, cronRule);
   const defragThreshold = reader.check(
     "etcdDefragThresholdPercent",
     r("etcdDefragThresholdPercent") as number | undefined,
@@ -559,7 +562,7 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
   const tokenRotation = reader.check(
     "workerJoinTokenRotation",
     r("workerJoinTokenRotation") as string | undefined,
-    (v) => (/^[A-Za-z0-9._-]{1,63}$/.test(v) ? undefined : "must be 1-63 letters, digits, '.', '_' or '-'"),
+    (v) => (revisionLabel.test(v) ? undefined : "must be 1-63 letters, digits, '.', '_' or '-'"),
   );
   // Read only to report them missing; loadSecrets hands them on as Pulumi secrets.
   r("sshPrivateKey");
@@ -615,9 +618,7 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
       : "must be the job label of the etcd scrape job: letters, digits and _ . : / - (kube-prometheus-stack on kubeadm: kube-etcd)",
   );
   const runbookBaseUrl = reader.check("runbookBaseUrl", r("runbookBaseUrl") as string | undefined, (v) =>
-    /^https?:\/\/[^\s"'<>]+$/.test(v)
-      ? undefined
-      : "must be the http(s) URL of this repository's docs/runbooks directory",
+    httpUrl.test(v) ? undefined : "must be the http(s) URL of this repository's docs/runbooks directory",
   );
   const margin = reader.check(
     "backupAlertMarginMinutes",
@@ -645,7 +646,7 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
         ? "must be set while monitoring is kube-prometheus-stack: business-hours criticals and all warnings go there"
         : undefined;
     }
-    return /^https?:\/\/[^\s"'<>]+$/.test(v) ? undefined : "must be an http(s) URL";
+    return httpUrl.test(v) ? undefined : "must be an http(s) URL";
   });
   if (failover && raw.values["hcloud:token"] === undefined) {
     problems.push(

@@ -12,6 +12,14 @@ import { clusterLabels } from "./labels";
 /** The API server port, on the load balancer and on every node. */
 export const apiServerPort = 6443;
 
+/**
+ * The host of kubeadm's controlPlaneEndpoint, as nodes and in-cluster clients reach the API:
+ * the DNS name when configured, else the load balancer's pinned private IP.
+ */
+export function controlPlaneHost(cfg: ClusterConfig): string {
+  return cfg.apiDnsName ?? cfg.loadBalancer.privateIp;
+}
+
 export interface ApiLoadBalancerArgs {
   /** Cluster name; prefixes the Hetzner resource name. */
   clusterName: string;

@@ -7,7 +7,7 @@ import { CertificateExpiry, KubeadmCertificates } from "./certificates";
 import { caCertHash, ClusterAccess } from "./clusterAccess";
 import { ClusterConfig } from "./config";
 import { ControlPlane } from "./controlPlane";
-import { apiServerPort, ApiLoadBalancer } from "./loadBalancer";
+import { apiServerPort, ApiLoadBalancer, controlPlaneHost } from "./loadBalancer";
 import { ClusterNetwork } from "./network";
 import { ReservedIp } from "./reservedIp";
 import { WorkerJoinToken } from "./workerJoin";
@@ -97,7 +97,7 @@ export function stackOutputs(sources: OutputSources): StackOutputs {
   const { cfg, network, reservedIp, controlPlane, api, access, backup, workerToken, certificates } = sources;
   const lb = api.loadBalancer;
   const publicLb = cfg.loadBalancer.publicInterface;
-  const controlPlaneEndpoint = `${cfg.apiDnsName ?? cfg.loadBalancer.privateIp}:${apiServerPort}`;
+  const controlPlaneEndpoint = `${controlPlaneHost(cfg)}:${apiServerPort}`;
   const hash = access.caCertificate.apply(caCertHash);
   return {
     outputsVersion,

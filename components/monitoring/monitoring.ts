@@ -88,9 +88,9 @@ export function pagingSettings(cfg: ClusterConfig): PagingSettings {
 
 /**
  * The PrometheusRule object (plain; the offline plan renders it and tests check its schema).
- * Its spec here has no certificate series; the Monitoring component puts in the ones read.
+ * `spec` defaults to the rules without certificate series; the component passes the ones read.
  */
-export function prometheusRuleManifest(cfg: ClusterConfig) {
+export function prometheusRuleManifest(cfg: ClusterConfig, spec: pulumi.Input<RuleFile> = ruleFile(cfg)) {
   return {
     apiVersion: "monitoring.coreos.com/v1",
     kind: "PrometheusRule",
@@ -99,7 +99,7 @@ export function prometheusRuleManifest(cfg: ClusterConfig) {
       namespace: cfg.monitoring.namespace,
       labels: { ...cfg.monitoring.ruleLabels, "app.kubernetes.io/managed-by": "pulumi" },
     },
-    spec: ruleFile(cfg),
+    spec,
   };
 }
 
@@ -255,10 +255,10 @@ export class Monitoring extends pulumi.ComponentResource {
     // A plain CustomResource after the release: its CRD arrives with the chart.
     this.rule = new k8s.apiextensions.CustomResource(
       `${name}-rules`,
-      {
-        ...prometheusRuleManifest(cfg),
-        spec: args.certificateExpiry.apply((expiry) => ruleFile(cfg, expirySeries(expiry))),
-      },
+      prometheusRuleManifest(
+        cfg,
+        args.certificateExpiry.apply((expiry) => ruleFile(cfg, expirySeries(expiry))),
+      ),
       { ...k8sOpts, dependsOn: this.release ? [this.release] : [] },
     );
     this.registerOutputs({});

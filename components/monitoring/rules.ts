@@ -423,15 +423,6 @@ function controlPlaneRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
 }
 
 /**
- * The etcd backup CronJob, through kube-state-metrics.
- *
- * Freshness: `kube_cronjob_status_last_successful_time` exists only once a run has succeeded,
- * so a new CronJob counts its age from `kube_cronjob_created`: it fires once it has existed
- * longer than the threshold without a success, and not before (gardener/gardener#2892 fired
- * on every new cluster by reading a missing timestamp as 0). No `for`: the age only grows,
- * and a `for` would restart after every kube-state-metrics restart.
- */
-/**
  * The newest Job of a CronJob failed. A failed Job stays in the CronJob's history after later
  * runs succeed, so a failed Job counts only when it was created after the last successful
  * completion (or when no run has succeeded yet). `kube_job_failed{condition="true"}` is the
@@ -456,6 +447,15 @@ function newestJobFailed(ksm: string, namespace: string, cronJob: string): strin
   ].join("\n");
 }
 
+/**
+ * The etcd backup CronJob, through kube-state-metrics.
+ *
+ * Freshness: `kube_cronjob_status_last_successful_time` exists only once a run has succeeded,
+ * so a new CronJob counts its age from `kube_cronjob_created`: it fires once it has existed
+ * longer than the threshold without a success, and not before (gardener/gardener#2892 fired
+ * on every new cluster by reading a missing timestamp as 0). No `for`: the age only grows,
+ * and a `for` would restart after every kube-state-metrics restart.
+ */
 function backupRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
   const { namespace, cronJob, maxAgeSeconds } = s.backup;
   const ksm = s.kubeStateMetricsJob;

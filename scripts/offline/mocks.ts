@@ -9,6 +9,7 @@
  */
 import * as crypto from "node:crypto";
 import * as pulumi from "@pulumi/pulumi";
+import { wireSecret } from "./wire";
 
 type State = Record<string, unknown>;
 
@@ -142,11 +143,6 @@ function commandStdout(name: string, create: string): string {
 const idFor: Record<string, (name: string, inputs: State) => string> = {
   "hcloud:index/networkSubnet:NetworkSubnet": (_name, inputs) => `${inputs.networkId}-${inputs.ipRange}`,
 };
-
-/** Pulumi's wire form of a secret value (sdk/nodejs/runtime/rpc.ts). */
-function wireSecret(value: unknown): Record<string, unknown> {
-  return { "4dabf18193072939515e22adb298388d": "1b47061264138c4ac30d75fd1eb44270", value };
-}
 
 /** The type of a StackReference read. */
 export const stackReferenceType = "pulumi:pulumi:StackReference";
