@@ -11,6 +11,7 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { sshConnection } from "./bootstrap";
 import { ControlPlaneNode } from "./controlPlane";
+import { joinCredentialPatterns } from "./kubeadm";
 import { nodeCommand } from "./nodeScripts";
 
 /** The 6-character public id of the worker token for these settings. */
@@ -30,7 +31,7 @@ export function parseWorkerTokenOutput(stdout: string): { token: string; expires
   );
   const token = values.WORKER_JOIN_TOKEN ?? "";
   const expires = values.WORKER_JOIN_EXPIRES ?? "";
-  if (!/^[a-z0-9]{6}\.[a-z0-9]{16}$/.test(token)) throw new Error("worker-join-token.sh printed no valid token");
+  if (!joinCredentialPatterns.token.test(token)) throw new Error("worker-join-token.sh printed no valid token");
   if (!/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/.test(expires)) throw new Error("worker-join-token.sh printed no expiry");
   return { token, expires };
 }

@@ -2,6 +2,9 @@
  * What this example expects from the control-plane stack's outputs (components/outputs.ts),
  * checked before anything is created. Pure: no Pulumi resources, no I/O.
  */
+import { isIPv4 } from "node:net";
+import { intToIpv4, ipv4ToInt } from "../../components/cidr";
+import { joinCredentialPatterns } from "../../components/kubeadm";
 import type { WorkerJoin } from "../../components/outputs";
 
 /**
@@ -24,8 +27,6 @@ export function checkOutputsVersion(version: unknown, stack: string): void {
   );
 }
 
-const bootstrapToken = /^[a-z0-9]{6}\.[a-z0-9]{16}$/;
-const caCertHash = /^sha256:[0-9a-f]{64}$/;
 const hostPort = /^[A-Za-z0-9.-]+:[0-9]{1,5}$/;
 
 /**
@@ -49,26 +50,21 @@ export function parseWorkerJoin(value: unknown, stack: string): WorkerJoin {
   const endpoint = text("controlPlaneEndpoint");
   if (!hostPort.test(endpoint)) fail("controlPlaneEndpoint", "host:port");
   const token = text("token");
-  if (!bootstrapToken.test(token)) fail("token", "a kubeadm bootstrap token ([a-z0-9]{6}.[a-z0-9]{16})");
+  if (!joinCredentialPatterns.token.test(token)) fail("token", "a kubeadm bootstrap token ([a-z0-9]{6}.[a-z0-9]{16})");
   const hash = text("caCertHash");
-  if (!caCertHash.test(hash)) fail("caCertHash", "sha256:<64 hex digits>");
+  if (!joinCredentialPatterns.caCertHash.test(hash)) fail("caCertHash", "sha256:<64 hex digits>");
   const expires = text("expires");
   if (Number.isNaN(Date.parse(expires))) fail("expires", "an ISO 8601 time");
   return { controlPlaneEndpoint: endpoint, token, caCertHash: hash, expires };
 }
-
-const ipv4 = /^(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])(\.(25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])){3}$/;
 
 /**
  * `count` consecutive IPv4 addresses from `first` (`10.20.1.101`, `10.20.1.102`, ...). Whether
  * they lie in the stack's subnet and are free is Hetzner's to check at `pulumi up`.
  */
 export function consecutiveIps(first: string, count: number): string[] {
-  if (!ipv4.test(first)) throw new Error(`worker-pool: firstPrivateIp must be an IPv4 address, got '${first}'`);
-  const start = first.split(".").reduce((n, octet) => n * 256 + Number(octet), 0);
+  if (!isIPv4(first)) throw new Error(`worker-pool: firstPrivateIp must be an IPv4 address, got '${first}'`);
+  const start = ipv4ToInt(first);
   if (start + count - 1 > 0xffffffff) throw new Error(`worker-pool: ${count} addresses from ${first} overflow IPv4`);
-  return Array.from({ length: count }, (_, i) => {
-    const n = start + i;
-    return [24, 16, 8, 0].map((shift) => (n >>> shift) & 255).join(".");
-  });
+  return Array.from({ length: count }, (_, i) => intToIpv4(start + i));
 }
