@@ -118,7 +118,7 @@ export = async (): Promise<StackOutputs> => {
     rotation: cfg.workerJoin.rotation,
     ttlHours: cfg.workerJoin.ttlHours,
     node: controlPlane.nodes[0],
-    init: bootstrap.init,
+    after: upgrade.complete,
     sshPrivateKey: secrets.sshPrivateKey,
   });
 

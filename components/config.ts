@@ -69,11 +69,6 @@ export interface ClusterConfig {
       retries: number;
     };
   };
-  /**
-   * The version the stack last exported (its `kubernetesVersion` output), when known: an
-   * upgrade starts from it. Undefined for a new stack.
-   */
-  deployedKubernetesVersion?: string;
   /** Pod network add-on, installed right after `kubeadm init`. */
   cni: CniChoice;
   /** Run the companion that moves the reserved IP to the kube-vip leader. */
@@ -681,7 +676,6 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
       publicInterface: lbPublic!,
       healthCheck: { mode: mode!, interval: interval!, timeout: timeout!, retries: retries! },
     },
-    deployedKubernetesVersion: deployedVersion,
     cni: cni!,
     reservedIpFailover: failover!,
     workerJoin: { ttlHours: tokenTtl!, rotation: tokenRotation! },

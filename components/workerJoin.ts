@@ -40,9 +40,10 @@ export interface WorkerJoinTokenArgs {
   clusterName: string;
   rotation: string;
   ttlHours: number;
-  /** The node the token is managed on (cp-1), and the command after which its API serves. */
+  /** The node the token is managed on (cp-1). */
   node: ControlPlaneNode;
-  init: pulumi.Resource;
+  /** What must be done first: the cluster up and cp-1 not in the middle of an upgrade. */
+  after: pulumi.Resource;
   sshPrivateKey: pulumi.Input<string>;
 }
 
@@ -63,7 +64,7 @@ export class WorkerJoinToken extends pulumi.ComponentResource {
         triggers: [args.node.server.id, id],
         logging: "none",
       },
-      { parent: this, dependsOn: [args.init], additionalSecretOutputs: ["stdout", "stderr"] },
+      { parent: this, dependsOn: [args.after], additionalSecretOutputs: ["stdout", "stderr"] },
     );
     this.token = pulumi.secret(cmd.stdout.apply(parseWorkerTokenOutput));
     this.registerOutputs({});

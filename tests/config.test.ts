@@ -138,7 +138,7 @@ describe("validation rules", () => {
     });
 
     test("a new stack (nothing deployed) may start at any version", () => {
-      expect(parse({ kubernetesVersion: "1.36.1" }).deployedKubernetesVersion).toBeUndefined();
+      expect(parse({ kubernetesVersion: "1.36.1" }).kubernetesVersion).toBe("1.36.1");
     });
 
     test.each([

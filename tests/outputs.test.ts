@@ -91,7 +91,7 @@ describe("the prod stack's outputs", () => {
     });
   });
 
-  test("the worker token is managed on cp-1 after init, secret, replaced by a new id, removed by its delete", () => {
+  test("the worker token is managed on cp-1 after the upgrade chain, secret, replaced by a new id, removed by its delete", () => {
     const cmd = one(run, "worker-join-token");
     const id = workerTokenId("prod-nbg1", "1", 720);
     expect(cmd.inputs.create).toBe(
@@ -102,7 +102,8 @@ describe("the prod stack's outputs", () => {
     );
     expect(cmd.inputs.logging).toBe("none");
     expect(cmd.additionalSecretOutputs).toEqual(expect.arrayContaining(["stdout", "stderr"]));
-    expect(cmd.dependsOn).toContain(one(run, "bootstrap-cp-1-init").urn);
+    // After the upgrade chain: never while cp-1's API server restarts for an upgrade.
+    expect(cmd.dependsOn).toContain(one(run, "upgrade-cp-3").urn);
     expect(cmd.inputs.triggers).toEqual([(run.outputs.nodes as { id: string }[])[0].id, id]);
   });
 
