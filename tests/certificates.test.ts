@@ -21,6 +21,7 @@ import * as path from "path";
 import {
   at,
   calls,
+  etcdHealthCall,
   expectScriptContract,
   expectShellcheckClean,
   expectStatus,
@@ -28,6 +29,7 @@ import {
   makeSandbox as makeNodeSandbox,
   mode,
   nodeScriptsDir,
+  readyzCall,
   resetCalls,
   runNodeScript,
   Sandbox,
@@ -222,13 +224,8 @@ function makeSandbox(name: string, table = before): Sandbox {
   return sandbox;
 }
 
-const readyzCall = `kubectl --kubeconfig $ROOT${adminConf} get --raw /readyz`;
-const etcdHealthCall =
-  `kubectl --kubeconfig $ROOT${adminConf} -n kube-system exec etcd-${node} -- etcdctl ` +
-  "--endpoints https://127.0.0.1:2379 --cacert /etc/kubernetes/pki/etcd/ca.crt " +
-  "--cert /etc/kubernetes/pki/etcd/healthcheck-client.crt --key /etc/kubernetes/pki/etcd/healthcheck-client.key " +
-  "endpoint health --cluster";
-const gateCalls = [readyzCall, etcdHealthCall];
+const kubeconfig = `$ROOT${adminConf}`;
+const gateCalls = [readyzCall(kubeconfig), etcdHealthCall(kubeconfig, node)];
 const crictlCall = (name: string) =>
   `crictl --runtime-endpoint unix:///run/containerd/containerd.sock ps --name ^${name}$ -q`;
 const renewCall = "kubeadm certs renew all";
@@ -530,13 +527,13 @@ describe("renew-certificates.sh", () => {
       "etcd unhealthy",
       { FAKE_FAIL: "etcd" },
       `${node}: before renewing: etcd endpoint health --cluster did not pass`,
-      [readyzCall, etcdHealthCall],
+      gateCalls,
     ],
     [
       "the API server not ready",
       { FAKE_HANG: "readyz" },
       `${node}: before renewing: the API server did not report ready`,
-      [readyzCall],
+      [readyzCall(kubeconfig)],
     ],
     [
       "kubeadm certs renew all fails",

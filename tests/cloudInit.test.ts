@@ -6,58 +6,41 @@
  * What this cannot prove: that Ubuntu's containerd and pkgs.k8s.io behave as the fakes do.
  * The fakes only record calls; a real first boot (or the kubeadm bootstrap) is the proof of that.
  */
-import { spawnSync, SpawnSyncReturns } from "child_process";
+import { spawnSync } from "child_process";
 import * as fs from "fs";
-import * as os from "os";
 import * as path from "path";
 import { parse } from "yaml";
 import { nodePaths, renderCloudInit } from "../components/cloudInit";
 import { maxUserDataBytes } from "../components/hetzner";
-import { pyyamlLoadAll, requireTool } from "./support/tools";
+import { parseCloudConfig, writtenFile } from "./support/cloudConfig";
 import { renderedElsewhen } from "./support/determinism";
+import {
+  calls,
+  expectShellcheckClean,
+  makeSandbox as makeNodeSandbox,
+  mode,
+  nodeScriptText,
+  repoRoot,
+  resetCalls,
+  type Run,
+  runNodeScript,
+  type Sandbox,
+  useTempDir,
+} from "./support/nodeSandbox";
+import { pyyamlLoadAll, requireTool } from "./support/tools";
 
-const repoRoot = path.join(__dirname, "..");
-const scriptPath = path.join(repoRoot, "scripts", "node", "prepare-kubernetes-node.sh");
+const scriptName = "prepare-kubernetes-node.sh";
 const cloudInitBinary = "/usr/bin/cloud-init";
-const shellcheckBinary = "/usr/bin/shellcheck";
 
-let tmp: string;
-beforeAll(() => {
-  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "cloud-init-test-"));
-});
-afterAll(() => {
-  fs.rmSync(tmp, { recursive: true, force: true });
-});
-
-interface WriteFile {
-  path: string;
-  owner: string;
-  permissions: string;
-  content: string;
-}
-interface CloudConfig {
-  hostname: string;
-  package_update: boolean;
-  packages: string[];
-  write_files: WriteFile[];
-  runcmd: string[][];
-  ssh_pwauth: boolean;
-  disable_root: boolean;
-}
+const tmp = useTempDir("cloud-init-test-");
 
 const userData = renderCloudInit({ hostname: "prod-nbg1-cp-1", kubernetesVersion: "1.34.2" });
-const cloudConfig = parse(userData, { version: "1.1" }) as CloudConfig;
-
-function writtenFile(filePath: string): WriteFile {
-  const found = cloudConfig.write_files.find((f) => f.path === filePath);
-  if (!found) throw new Error(`write_files has no ${filePath}`);
-  return found;
-}
+const cloudConfig = parseCloudConfig(userData);
 
 describe("renderCloudInit", () => {
   test("the real cloud-init schema validator accepts it", () => {
     const binary = requireTool(cloudInitBinary, "cloud-init");
-    const file = path.join(tmp, "user-data.yaml");
+    const file = path.join(tmp(), "user-data.yaml");
     fs.writeFileSync(file, userData);
     const result = spawnSync(binary, ["schema", "--config-file", file], { encoding: "utf8" });
     expect({ status: result.status, stderr: result.stderr }).toEqual({ status: 0, stderr: "" });
@@ -115,11 +98,13 @@ describe("renderCloudInit", () => {
       ["/etc/kubernetes/audit-policy.yaml", "root:root", "0600"],
       ["/usr/local/sbin/prepare-kubernetes-node.sh", "root:root", "0700"],
     ]);
-    expect(writtenFile("/etc/modules-load.d/kubernetes.conf").content).toBe(
+    expect(writtenFile(cloudConfig, "/etc/modules-load.d/kubernetes.conf").content).toBe(
       onDisk("components/cloud-init/kubernetes-modules.conf"),
     );
-    expect(writtenFile("/etc/modules-load.d/kubernetes.conf").content).toMatch(/^overlay\nbr_netfilter\n$/m);
-    const sysctls = writtenFile("/etc/sysctl.d/90-kubernetes.conf").content;
+    expect(writtenFile(cloudConfig, "/etc/modules-load.d/kubernetes.conf").content).toMatch(
+      /^overlay\nbr_netfilter\n$/m,
+    );
+    const sysctls = writtenFile(cloudConfig, "/etc/sysctl.d/90-kubernetes.conf").content;
     expect(sysctls).toBe(onDisk("components/cloud-init/kubernetes-sysctl.conf"));
     for (const key of [
       "net.ipv4.ip_forward",
@@ -128,12 +113,16 @@ describe("renderCloudInit", () => {
     ]) {
       expect(sysctls).toMatch(new RegExp(`^${key.replace(/\./g, "\\.")} = 1$`, "m"));
     }
-    expect(writtenFile(nodePaths.auditPolicy).content).toBe(onDisk("components/cloud-init/audit-policy.yaml"));
-    expect(writtenFile(nodePaths.prepareScript).content).toBe(onDisk("scripts/node/prepare-kubernetes-node.sh"));
+    expect(writtenFile(cloudConfig, nodePaths.auditPolicy).content).toBe(
+      onDisk("components/cloud-init/audit-policy.yaml"),
+    );
+    expect(writtenFile(cloudConfig, nodePaths.prepareScript).content).toBe(
+      onDisk("scripts/node/prepare-kubernetes-node.sh"),
+    );
   });
 
   test("nodePaths agree with the preparation script", () => {
-    const script = fs.readFileSync(scriptPath, "utf8");
+    const script = nodeScriptText(scriptName);
     expect(script).toContain(nodePaths.auditLogDir);
     expect(script).toContain(nodePaths.preparedSentinel);
   });
@@ -195,7 +184,7 @@ function levelFor(policy: AuditPolicy, request: AuditRequest): string {
 }
 
 describe("audit policy", () => {
-  const policy = parse(writtenFile(nodePaths.auditPolicy).content) as AuditPolicy;
+  const policy = parse(writtenFile(cloudConfig, nodePaths.auditPolicy).content) as AuditPolicy;
 
   test("is an audit.k8s.io/v1 Policy without the RequestReceived stage", () => {
     expect(policy.apiVersion).toBe("audit.k8s.io/v1");
@@ -258,16 +247,10 @@ describe("audit policy", () => {
 // The node preparation script, under a temporary root with fakes for every system command.
 
 test("shellcheck passes on the node preparation script", () => {
-  const binary = requireTool(shellcheckBinary, "shellcheck");
-  const result = spawnSync(binary, [scriptPath], { encoding: "utf8" });
-  expect({ status: result.status, output: result.stdout + result.stderr }).toEqual({
-    status: 0,
-    output: "",
-  });
+  expectShellcheckClean([scriptName]);
 });
 
-const logLine = 'printf \'%s\\n\' "${0##*/} $*" >>"$FAKE_LOG"';
-/** Bash bodies of the fakes; each first appends its name and argv to $FAKE_LOG. */
+/** Bash bodies of the fakes; each first appends its name and argv to $FAKE_LOG (nodeSandbox's prelude). */
 function fakeCommands(aptGetExit: number): Record<string, string> {
   return {
     "apt-get": `exit ${aptGetExit}`,
@@ -293,56 +276,19 @@ function fakeCommands(aptGetExit: number): Record<string, string> {
 /** Real tools the script may use besides the fakes; anything else is "command not found". */
 const harmlessTools = ["bash", "cat", "chmod", "grep", "install", "mktemp", "mv", "rm", "sed", "seq", "sleep"];
 
-interface Sandbox {
-  root: string;
-  log: string;
-  env: NodeJS.ProcessEnv;
-}
-
 function makeSandbox(name: string, aptGetExit = 0): Sandbox {
-  const dir = fs.mkdtempSync(path.join(tmp, `${name}-`));
-  const root = path.join(dir, "root");
-  const fakeBin = path.join(dir, "fake-bin");
-  const realBin = path.join(dir, "real-bin");
-  const log = path.join(dir, "calls.log");
-  for (const d of [root, fakeBin, realBin, path.join(root, "etc")]) fs.mkdirSync(d, { recursive: true });
-  fs.writeFileSync(
-    path.join(root, "etc", "fstab"),
-    "UUID=abc / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n# /old none swap sw 0 0\n",
-  );
-  fs.writeFileSync(log, "");
-  for (const [command, body] of Object.entries(fakeCommands(aptGetExit))) {
-    fs.writeFileSync(path.join(fakeBin, command), `#!/usr/bin/env bash\n${logLine}\n${body}\n`, {
-      mode: 0o755,
-    });
-  }
-  const searchPath = (process.env.PATH ?? "/usr/bin:/bin").split(":");
-  for (const tool of harmlessTools) {
-    const found = searchPath.map((d) => path.join(d, tool)).find((p) => fs.existsSync(p));
-    if (!found) throw new Error(`${tool} not found on PATH`);
-    fs.symlinkSync(found, path.join(realBin, tool));
-  }
-  const env = {
-    PATH: `${fakeBin}:${realBin}`,
-    FAKE_LOG: log,
-    ROOT: root,
-    RETRY_SLEEP_SECONDS: "0",
-    LC_ALL: "C",
-  };
-  return { root, log, env };
-}
-
-function runScript(sandbox: Sandbox, args: string[]): SpawnSyncReturns<string> {
-  return spawnSync("/bin/bash", [scriptPath, ...args], {
-    env: sandbox.env,
-    encoding: "utf8",
-    timeout: 10_000,
+  return makeNodeSandbox(tmp(), name, {
+    fakes: fakeCommands(aptGetExit),
+    realTools: harmlessTools,
+    files: { "etc/fstab": "UUID=abc / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n# /old none swap sw 0 0\n" },
+    env: { RETRY_SLEEP_SECONDS: "0" },
   });
 }
 
+const runScript = (sandbox: Sandbox, args: string[]): Run =>
+  runNodeScript(sandbox, scriptName, args, { timeoutMs: 10_000 });
+
 const pinnedArgs = ["--kubernetes-version", "1.34.2", "--package-version", "1.34.2-1.1", "--channel", "v1.34"];
-const calls = (sandbox: Sandbox) => fs.readFileSync(sandbox.log, "utf8").split("\n").filter(Boolean);
-const mode = (file: string) => (fs.statSync(file).mode & 0o777).toString(8);
 
 describe("prepare-kubernetes-node.sh", () => {
   test("first run prepares the node; a second run with the same version is a no-op", () => {
@@ -390,7 +336,7 @@ describe("prepare-kubernetes-node.sh", () => {
     expect(mode(at("var/log/kubernetes/audit"))).toBe("700");
     expect(fs.readFileSync(at("var/lib/kubernetes-node/prepared"), "utf8")).toBe("1.34.2-1.1\n");
 
-    fs.writeFileSync(sandbox.log, "");
+    resetCalls(sandbox);
     const second = runScript(sandbox, pinnedArgs);
     expect({ status: second.status, stderr: second.stderr }).toEqual({
       status: 0,

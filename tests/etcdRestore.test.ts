@@ -32,6 +32,7 @@ import {
   waitUntil,
 } from "./support/etcdCluster";
 import { S3Server, startS3Server } from "./support/s3Server";
+import { expectNoSecrets } from "./support/secrets";
 import { requireTool } from "./support/tools";
 
 const backupScript = path.join(scriptsDir, "etcd-backup.sh");
@@ -327,10 +328,7 @@ async function restore(
     240_000,
     tmp,
   );
-  for (const secret of secrets) {
-    expect(result.stdout).not.toContain(secret);
-    expect(result.stderr).not.toContain(secret);
-  }
+  expectNoSecrets(result, secrets);
   return result;
 }
 

@@ -25,14 +25,18 @@ import {
 import {
   at,
   calls,
+  etcdctlCall,
+  etcdHealthCall,
   expectScriptContract,
   expectShellcheckClean,
   expectStatus,
+  kubectlGateArms,
   makeSandbox as makeNodeSandbox,
   mode,
   nodeScriptsDir,
   nodeScriptText,
   parsedFlags,
+  readyzCall,
   resetCalls,
   Run,
   RunOptions,
@@ -41,6 +45,7 @@ import {
   undocumentedFlags,
   useTempDir,
 } from "./support/nodeSandbox";
+import { expectNoSecrets } from "./support/secrets";
 import { requireTool } from "./support/tools";
 
 const envsubstBinary = "/usr/bin/envsubst";
@@ -54,7 +59,6 @@ const scriptNames = [
   "remove-etcd-member.sh",
 ] as const;
 type ScriptName = (typeof scriptNames)[number];
-const scriptText = (name: ScriptName) => fs.readFileSync(path.join(nodeScriptsDir, name), "utf8");
 
 // Realistic credentials; every test that runs kubeadm checks they never reach the terminal.
 const token = "abcdef.0123456789abcdef";
@@ -63,13 +67,8 @@ const certificateKey = "5ca1ab1e".repeat(8);
 const secrets = [token, certificateKey];
 
 const adminConf = kubeadmPaths.adminKubeconfig;
-const etcdctlTls =
-  "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt " +
-  "--key /etc/kubernetes/pki/etcd/healthcheck-client.key";
-const etcdHealthCall = (kubeconfig: string, node: string) =>
-  `kubectl --kubeconfig ${kubeconfig} -n kube-system exec etcd-${node} -- etcdctl ` +
-  `--endpoints https://127.0.0.1:2379 ${etcdctlTls} endpoint health --cluster`;
-const readyzCall = `kubectl --kubeconfig $ROOT${adminConf} get --raw /readyz`;
+const kubeconfig = `$ROOT${adminConf}`;
+const readyzGate = readyzCall(kubeconfig);
 
 const tmp = useTempDir("node-scripts-test-");
 
@@ -122,18 +121,7 @@ if [[ "$1" == --kubeconfig ]]; then
   printf '%s %s\\n' "$2" "$(stat -c %a "$2" 2>/dev/null || echo missing)" >>"$FAKE_CAPTURE/kubeconfigs"
 fi
 case "$*" in
-  *" get --raw /readyz")
-    if hangs readyz; then exec sleep 30; fi
-    if fails readyz || (($(count readyz) < \${FAKE_READY_AFTER:-1})); then
-      echo "Error from server (InternalError): [-]etcd failed: reason withheld" >&2; exit 1
-    fi
-    echo ok
-    ;;
-  *" endpoint health --cluster")
-    if hangs etcd; then exec sleep 30; fi
-    if fails etcd; then echo "https://10.20.1.13:2379 is unhealthy: context deadline exceeded" >&2; exit 1; fi
-    echo "https://127.0.0.1:2379 is healthy: successfully committed proposal: took = 2.1ms"
-    ;;
+${kubectlGateArms("", { readyAfter: true })}
   *" member list -w simple")
     if hangs member-list; then exec sleep 30; fi
     if fails member-list; then exit 1; fi
@@ -199,13 +187,6 @@ function makeSandbox(name: string): Sandbox {
 
 const run = (sandbox: Sandbox, script: ScriptName, args: string[], options: RunOptions = {}): Run =>
   runNodeScript(sandbox, script, args, options);
-
-function expectNoSecrets(result: Run): void {
-  for (const secret of secrets) {
-    expect(result.stdout).not.toContain(secret);
-    expect(result.stderr).not.toContain(secret);
-  }
-}
 
 // ---------------------------------------------------------------------------------------------
 
@@ -326,12 +307,12 @@ describe("every node script", () => {
 
   test("join credentials: the scripts check the patterns, names and envsubst format of components/kubeadm.ts", () => {
     for (const name of ["mint-join-credentials.sh", "kubeadm-join.sh"] as const) {
-      const text = scriptText(name);
+      const text = nodeScriptText(name);
       for (const pattern of Object.values(joinCredentialPatterns)) expect(text).toContain(`'${pattern.source}'`);
       for (const variable of Object.values(joinVariables)) expect(text).toContain(variable);
     }
-    expect(scriptText("kubeadm-join.sh")).toContain(`readonly ENVSUBST_FORMAT='${joinEnvsubstFormat}'`);
-    expect(scriptText("wait-node-prepared.sh")).toContain(nodePaths.preparedSentinel);
+    expect(nodeScriptText("kubeadm-join.sh")).toContain(`readonly ENVSUBST_FORMAT='${joinEnvsubstFormat}'`);
+    expect(nodeScriptText("wait-node-prepared.sh")).toContain(nodePaths.preparedSentinel);
   });
 });
 
@@ -433,8 +414,8 @@ describe("kubeadm-init.sh", () => {
     withConfig(sandbox);
     const first = run(sandbox, "kubeadm-init.sh", ["--config", config, ...endpoint]);
     expectStatus(first, 0);
-    expect(calls(sandbox)).toEqual([initCall, readyzCall]);
-    expectNoSecrets(first);
+    expect(calls(sandbox)).toEqual([initCall, readyzGate]);
+    expectNoSecrets(first, secrets);
     expect(first.stdout).toBe("");
     expect(hosts(sandbox)).toBe("127.0.0.1 localhost\n::1 localhost ip6-localhost\n10.20.1.250 api.prod.example.com\n");
     expect(mode(at(sandbox, "etc/hosts"))).toBe("644");
@@ -447,7 +428,7 @@ describe("kubeadm-init.sh", () => {
     resetCalls(sandbox);
     const second = run(sandbox, "kubeadm-init.sh", ["--config", config, ...endpoint]);
     expectStatus(second, 0);
-    expect(calls(sandbox)).toEqual([readyzCall]);
+    expect(calls(sandbox)).toEqual([readyzGate]);
     expect(second.stderr).toContain("already initialized");
     expect(second.stderr).toContain("/etc/hosts already maps api.prod.example.com to 10.20.1.250");
     expect(hosts(sandbox).match(/api\.prod\.example\.com/g)).toHaveLength(1);
@@ -479,7 +460,7 @@ describe("kubeadm-init.sh", () => {
     });
     expectStatus(result, 0);
     expect(hosts(sandbox)).toBe(before);
-    expect(calls(sandbox)).toEqual([initCall, readyzCall, readyzCall, readyzCall]);
+    expect(calls(sandbox)).toEqual([initCall, readyzGate, readyzGate, readyzGate]);
   });
 
   test("refuses to init when an API server already answers at the endpoint (a replaced first node)", () => {
@@ -497,7 +478,7 @@ describe("kubeadm-init.sh", () => {
     expect(calls(fresh)).toEqual([
       "curl --silent --insecure --max-time 5 https://10.20.1.250:6443/readyz",
       initCall,
-      readyzCall,
+      readyzGate,
     ]);
   });
 
@@ -507,7 +488,7 @@ describe("kubeadm-init.sh", () => {
     const result = run(sandbox, "kubeadm-init.sh", ["--config", config], { env: { FAKE_FAIL: "init" } });
     expect(result.status).toBe(1);
     expect(result.stderr).toContain("kubeadm init failed; see");
-    expectNoSecrets(result);
+    expectNoSecrets(result, secrets);
     expect(calls(sandbox)).toEqual([initCall]);
   });
 
@@ -520,7 +501,7 @@ describe("kubeadm-init.sh", () => {
       expect(result.status).toBe(1);
       expect(result.stderr).toContain("the API server did not report ready within 1s");
       expect(result.ms).toBeLessThan(5_000);
-      expectNoSecrets(result);
+      expectNoSecrets(result, secrets);
     }
   });
 
@@ -592,7 +573,7 @@ describe("mint-join-credentials.sh", () => {
     expect(result.status).toBe(1);
     expect(result.stdout).toBe("");
     expect(result.stderr).toContain(message);
-    expectNoSecrets(result);
+    expectNoSecrets(result, secrets);
     for (const [variable, value] of Object.entries(env)) {
       if (variable !== "FAKE_FAIL") expect(result.stderr).not.toContain(value);
     }
@@ -628,7 +609,7 @@ describe("kubeadm-join.sh", () => {
     `${joinVariables.token}=${token}`,
     `${joinVariables.caCertHash}=${caCertHash}`,
   ].join("\n");
-  const gates = [readyzCall, etcdHealthCall(`$ROOT${adminConf}`, "prod-nbg1-cp-2")];
+  const gates = [readyzGate, etcdHealthCall(kubeconfig, "prod-nbg1-cp-2")];
   const withTemplate = (name: string) => {
     const sandbox = makeSandbox(name);
     fs.mkdirSync(path.dirname(at(sandbox, templatePath)), { recursive: true });
@@ -641,7 +622,7 @@ describe("kubeadm-join.sh", () => {
     const sandbox = withTemplate("join");
     const first = run(sandbox, "kubeadm-join.sh", args, { input: credentials });
     expectStatus(first, 0);
-    expectNoSecrets(first);
+    expectNoSecrets(first, secrets);
     expect(first.stdout).toBe("");
     const log = calls(sandbox);
     expect(log).toEqual(["hostname", expect.stringMatching(/^kubeadm join --config \S+$/), ...gates]);
@@ -701,7 +682,7 @@ describe("kubeadm-join.sh", () => {
     const sandbox = withTemplate("join-refused");
     const result = run(sandbox, "kubeadm-join.sh", args, { input: lines.join("\n") });
     expect(result.status).toBe(1);
-    expectNoSecrets(result);
+    expectNoSecrets(result, secrets);
     expect(result.stderr).not.toContain(token.toUpperCase());
     expect(calls(sandbox)).toEqual(["hostname"]);
     expect(kubeadmDir(sandbox)).toEqual(["join-configuration.yaml.tmpl"]);
@@ -712,7 +693,7 @@ describe("kubeadm-join.sh", () => {
     const result = run(sandbox, "kubeadm-join.sh", args, { input: credentials, env: { FAKE_FAIL: "join" } });
     expect(result.status).toBe(1);
     expect(result.stderr).toContain("kubeadm join failed; see");
-    expectNoSecrets(result);
+    expectNoSecrets(result, secrets);
     expect(fs.readFileSync(path.join(sandbox.capture, "rendered.mode"), "utf8")).toBe("600\n");
     expect(kubeadmDir(sandbox)).toEqual(["join-configuration.yaml.tmpl"]);
     expect(calls(sandbox)).toEqual(["hostname", expect.stringMatching(/^kubeadm join --config /)]);
@@ -727,8 +708,8 @@ describe("kubeadm-join.sh", () => {
     expect(result.status).toBe(1);
     expect(result.stderr).toContain("etcd endpoint health --cluster did not pass within 1s");
     expect(result.ms).toBeLessThan(5_000);
-    expectNoSecrets(result);
-    expect(calls(sandbox)).toContain(etcdHealthCall(`$ROOT${adminConf}`, "prod-nbg1-cp-9"));
+    expectNoSecrets(result, secrets);
+    expect(calls(sandbox)).toContain(etcdHealthCall(kubeconfig, "prod-nbg1-cp-9"));
     expect(calls(sandbox)).not.toContain("hostname");
   });
 
@@ -784,7 +765,7 @@ describe("leave-cluster.sh", () => {
     const sandbox = joined("leave");
     const first = run(sandbox, "leave-cluster.sh", []);
     expectStatus(first, 0);
-    expectNoSecrets(first);
+    expectNoSecrets(first, secrets);
     expect(first.stdout).toBe("");
     expect(calls(sandbox)).toEqual(leaveCalls(kubeconfigCopy(sandbox)));
     expect(fs.readdirSync(at(sandbox, "run/hcloud-control-plane"))).toEqual([]);
@@ -821,7 +802,7 @@ describe("leave-cluster.sh", () => {
     expect(result.status).toBe(1);
     expect(result.stderr).toContain(message);
     expect(result.ms).toBeLessThan(5_000);
-    expectNoSecrets(result);
+    expectNoSecrets(result, secrets);
     const copy = kubeconfigCopy(sandbox);
     const log = calls(sandbox);
     const expected = leaveCalls(copy, "1");
@@ -844,9 +825,7 @@ describe("remove-etcd-member.sh", () => {
     Object.assign(sandbox.env, { FAKE_HOSTNAME: "prod-nbg1-cp-1", FAKE_MEMBERS: members });
     return sandbox;
   };
-  const etcdctl = (endpoints: string, command: string) =>
-    `kubectl --kubeconfig $ROOT${adminConf} -n kube-system exec etcd-prod-nbg1-cp-1 -- etcdctl ` +
-    `--endpoints ${endpoints} ${etcdctlTls} ${command}`;
+  const etcdctl = (endpoints: string, command: string) => etcdctlCall(kubeconfig, "prod-nbg1-cp-1", endpoints, command);
   const listCall = etcdctl("https://127.0.0.1:2379", "member list -w simple");
   const healthCall = etcdctl("https://10.20.1.13:2379", "endpoint health");
   const removeCall = etcdctl("https://127.0.0.1:2379", "member remove 4c5d6e7f80910213");

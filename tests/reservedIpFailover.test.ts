@@ -10,23 +10,32 @@
  * and that systemd accepts the unit's hardening (no systemd here: the unit is parsed as INI and
  * its keys asserted; a node boot is the proof).
  */
-import { spawn, spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import * as fs from "node:fs";
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import {
+  calls,
+  expectShellcheckClean,
+  makeSandbox as makeNodeSandbox,
+  mode,
+  nodeScriptsDir,
+  resetCalls,
+  runNodeScript,
+  type Sandbox,
+} from "./support/nodeSandbox";
+import { expectNoSecrets } from "./support/secrets";
 import { requireTool } from "./support/tools";
 
-const repoRoot = path.join(__dirname, "..");
-const nodeDir = path.join(repoRoot, "scripts", "node");
-const failoverScript = path.join(nodeDir, "reserved-ip-failover.sh");
-const installerScript = path.join(nodeDir, "install-reserved-ip-failover.sh");
-const unitFile = path.join(nodeDir, "reserved-ip-failover.service");
+const failoverScript = path.join(nodeScriptsDir, "reserved-ip-failover.sh");
+const installerName = "install-reserved-ip-failover.sh";
+const installerScript = path.join(nodeScriptsDir, installerName);
+const unitFile = path.join(nodeScriptsDir, "reserved-ip-failover.service");
 
 const curlBinary = requireTool("/usr/bin/curl", "curl");
 requireTool("/usr/bin/jq", "jq");
-const shellcheckBinary = "/usr/bin/shellcheck";
 
 // The values one node sees. The token looks like a Hetzner token (64 letters and digits).
 const token = "Tk9fe2VNLXJlYWwtdG9rZW4tZm9yLXRlc3RzLW9ubHktNjQtY2hhcnMtbG9uZzEy";
@@ -173,55 +182,49 @@ const eth0Lines = (ip: string) =>
     "",
   ].join("\n");
 
-interface Sandbox {
-  dir: string;
+/** A node sandbox (nodeSandbox.ts) with the failover's token file and the fakes' inputs. */
+interface FailoverSandbox extends Sandbox {
   tokenFile: string;
   /** What the fake `ip` prints; `<ipOutput>.<n>`, when it exists, wins for the n-th call. */
   ipOutput: string;
-  /** Every fake or wrapped command appends its name and argv here. */
-  callLog: string;
   /** The curl wrapper appends curl's environment here. */
   envLog: string;
-  env: NodeJS.ProcessEnv;
 }
 
-function makeSandbox(name: string, eth0: string | null): Sandbox {
-  const dir = fs.mkdtempSync(path.join(tmp, `${name}-`));
-  const fakeBin = path.join(dir, "fake-bin");
-  const ipOutput = path.join(dir, "ip-output");
-  const callLog = path.join(dir, "calls.log");
-  const envLog = path.join(dir, "curl-env.log");
-  const tokenFile = path.join(dir, "failover-token");
-  fs.mkdirSync(fakeBin);
-  fs.mkdirSync(path.join(dir, "tmp"));
-  fs.writeFileSync(callLog, "");
-  fs.writeFileSync(envLog, "");
-  fs.writeFileSync(tokenFile, `${token}\n`, { mode: 0o600 });
-  if (eth0 !== null) fs.writeFileSync(ipOutput, eth0);
-  const logLine = 'printf \'%s\\n\' "${0##*/} $*" >>"$FAKE_LOG"';
-  const fakes: Record<string, string> = {
-    // No output file: the interface cannot be read, as when eth0 does not exist.
-    ip: [
-      logLine,
-      'n=$(($(cat "$FAKE_IP_OUTPUT.count" 2>/dev/null || echo 0) + 1)); echo "$n" >"$FAKE_IP_OUTPUT.count"',
-      'if [[ -f "$FAKE_IP_OUTPUT.$n" ]]; then exec cat "$FAKE_IP_OUTPUT.$n"; fi',
-      'exec cat "$FAKE_IP_OUTPUT" 2>/dev/null',
-    ].join("\n"),
-    curl: `${logLine}\nenv >>"$FAKE_ENV_LOG"\nexec ${curlBinary} "$@"`,
-    systemctl: logLine,
+/** Every fake or wrapped command appends its name and argv to the call log (the prelude). */
+const fakes: Record<string, string> = {
+  // No output file: the interface cannot be read, as when eth0 does not exist.
+  ip: [
+    'n="$(count ip)"',
+    'if [[ -f "$FAKE_IP_OUTPUT.$n" ]]; then exec cat "$FAKE_IP_OUTPUT.$n"; fi',
+    'exec cat "$FAKE_IP_OUTPUT" 2>/dev/null',
+  ].join("\n"),
+  curl: `env >>"$FAKE_ENV_LOG"\nexec ${curlBinary} "$@"`,
+  systemctl: "",
+};
+
+/** The system's directories, after the fakes: the scripts use real bash, curl, jq, awk and more. */
+const systemPath = ["/usr/local/bin", "/usr/bin", "/bin", "/usr/sbin", "/sbin"];
+
+function makeSandbox(name: string, eth0: string | null): FailoverSandbox {
+  const sandbox = makeNodeSandbox(tmp, name, { fakes, realTools: [], pathAfter: systemPath });
+  const inCapture = (file: string) => path.join(sandbox.capture, file);
+  const failover = {
+    ...sandbox,
+    tokenFile: inCapture("failover-token"),
+    ipOutput: inCapture("ip-output"),
+    envLog: inCapture("curl-env.log"),
   };
-  for (const [command, body] of Object.entries(fakes)) {
-    fs.writeFileSync(path.join(fakeBin, command), `#!/usr/bin/env bash\n${body}\n`, { mode: 0o755 });
-  }
-  const env = {
-    PATH: `${fakeBin}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin`,
-    FAKE_LOG: callLog,
-    FAKE_ENV_LOG: envLog,
-    FAKE_IP_OUTPUT: ipOutput,
-    TMPDIR: path.join(dir, "tmp"),
-    LC_ALL: "C",
-  };
-  return { dir, tokenFile, ipOutput, callLog, envLog, env };
+  fs.mkdirSync(inCapture("tmp"));
+  fs.writeFileSync(failover.envLog, "");
+  fs.writeFileSync(failover.tokenFile, `${token}\n`, { mode: 0o600 });
+  if (eth0 !== null) fs.writeFileSync(failover.ipOutput, eth0);
+  Object.assign(sandbox.env, {
+    FAKE_ENV_LOG: failover.envLog,
+    FAKE_IP_OUTPUT: failover.ipOutput,
+    TMPDIR: inCapture("tmp"),
+  });
+  return failover;
 }
 
 interface RunResult {
@@ -248,14 +251,13 @@ function runAsync(script: string, args: string[], env: NodeJS.ProcessEnv): Promi
 }
 
 /** Every run: the token is in no output, no logged argv and no environment of curl. */
-function expectNoTokenLeak(sandbox: Sandbox, result: RunResult): void {
-  expect(result.stdout).not.toContain(token);
-  expect(result.stderr).not.toContain(token);
-  expect(fs.readFileSync(sandbox.callLog, "utf8")).not.toContain(token);
+function expectNoTokenLeak(sandbox: FailoverSandbox, result: RunResult): void {
+  expectNoSecrets(result, [token]);
+  expect(fs.readFileSync(sandbox.log, "utf8")).not.toContain(token);
   expect(fs.readFileSync(sandbox.envLog, "utf8")).not.toContain(token);
 }
 
-const apiArgs = (sandbox: Sandbox, apiUrl = `${fake.url}/v1`) => [
+const apiArgs = (sandbox: FailoverSandbox, apiUrl = `${fake.url}/v1`) => [
   "--floating-ip-id",
   String(floatingIpId),
   "--address",
@@ -274,13 +276,12 @@ const apiArgs = (sandbox: Sandbox, apiUrl = `${fake.url}/v1`) => [
   "2",
 ];
 
-async function failover(sandbox: Sandbox, extra: string[] = ["--once"], apiUrl?: string): Promise<RunResult> {
+async function failover(sandbox: FailoverSandbox, extra: string[] = ["--once"], apiUrl?: string): Promise<RunResult> {
   const result = await runAsync(failoverScript, [...apiArgs(sandbox, apiUrl), ...extra], sandbox.env);
   expectNoTokenLeak(sandbox, result);
   return result;
 }
 
-const calls = (sandbox: Sandbox) => fs.readFileSync(sandbox.callLog, "utf8").split("\n").filter(Boolean);
 const summary = () => fake.requests.map((r) => `${r.method} ${r.path}`);
 const metadataGet = "GET /metadata/instance-id";
 const floatingIpGet = `GET /v1/floating_ips/${floatingIpId}`;
@@ -719,24 +720,16 @@ describe("install-reserved-ip-failover.sh", () => {
   const service = "reserved-ip-failover.service";
   const installArgs = ["--floating-ip-id", String(floatingIpId), "--address", address];
 
-  function install(sandbox: Sandbox, root: string, args: string[], input: string): RunResult {
-    fs.writeFileSync(sandbox.callLog, "");
-    const result = spawnSync("/bin/bash", [installerScript, "--root", root, ...args], {
-      env: sandbox.env,
-      input,
-      encoding: "utf8",
-      timeout: 10_000,
-    });
-    const run = { status: result.status, stdout: result.stdout, stderr: result.stderr };
+  function install(sandbox: FailoverSandbox, root: string, args: string[], input: string): RunResult {
+    resetCalls(sandbox);
+    const run = runNodeScript(sandbox, installerName, ["--root", root, ...args], { input, timeoutMs: 10_000 });
     expectNoTokenLeak(sandbox, run);
     return run;
   }
-  const mode = (file: string) => (fs.statSync(file).mode & 0o777).toString(8);
 
   test("(h) installs, is idempotent, restarts only on a change, rotates the token, disables", async () => {
     const sandbox = makeSandbox("installer", eth0Lines(address));
-    const root = path.join(sandbox.dir, "root");
-    fs.mkdirSync(root);
+    const root = sandbox.root;
     const at = (p: string) => path.join(root, p);
 
     const first = install(sandbox, root, installArgs, `${token}\n`);
@@ -776,7 +769,7 @@ describe("install-reserved-ip-failover.sh", () => {
         .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
     );
     fake.reset(otherServerId);
-    fs.writeFileSync(sandbox.callLog, "");
+    resetCalls(sandbox);
     const installedRun = await runAsync(
       at("usr/local/sbin/reserved-ip-failover.sh"),
       ["--once", "--token-file", at("etc/hcloud-control-plane/failover-token")],
@@ -819,8 +812,7 @@ describe("install-reserved-ip-failover.sh", () => {
 
   test("no token on stdin: usage error (exit 2) and nothing installed", () => {
     const sandbox = makeSandbox("installer-no-token", "");
-    const root = path.join(sandbox.dir, "root");
-    fs.mkdirSync(root);
+    const root = sandbox.root;
     for (const input of ["", "\n"]) {
       const result = install(sandbox, root, installArgs, input);
       expect(result.status).toBe(2);
@@ -841,7 +833,5 @@ describe("install-reserved-ip-failover.sh", () => {
 });
 
 test("shellcheck passes on the failover script and its installer", () => {
-  const binary = requireTool(shellcheckBinary, "shellcheck");
-  const result = spawnSync(binary, [failoverScript, installerScript], { encoding: "utf8" });
-  expect({ status: result.status, output: result.stdout + result.stderr }).toEqual({ status: 0, output: "" });
+  expectShellcheckClean(["reserved-ip-failover.sh", installerName]);
 });

@@ -17,12 +17,14 @@ import * as path from "node:path";
 import {
   at,
   calls,
+  etcdHealthCall,
   expectScriptContract,
   expectShellcheckClean,
   expectStatus,
   kubectlGateArms,
   makeSandbox,
   mode,
+  readyzCall,
   resetCalls,
   runNodeScript,
   type Run,
@@ -41,13 +43,10 @@ const keyring = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg";
 const patchesDir = "/etc/kubernetes/kubeadm-patches";
 const logDir = "/var/log/hcloud-control-plane";
 
-const kubectl = `kubectl --kubeconfig $ROOT${adminConf}`;
-const readyzCall = `${kubectl} get --raw /readyz`;
-const etcdHealthCall = (node: string) =>
-  `${kubectl} -n kube-system exec etcd-${node} -- etcdctl --endpoints https://127.0.0.1:2379 ` +
-  "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt " +
-  "--key /etc/kubernetes/pki/etcd/healthcheck-client.key endpoint health --cluster";
-const gates = (node: string) => [readyzCall, etcdHealthCall(node)];
+const kubeconfig = `$ROOT${adminConf}`;
+const kubectl = `kubectl --kubeconfig ${kubeconfig}`;
+const readyzGate = readyzCall(kubeconfig);
+const gates = (node: string) => [readyzGate, etcdHealthCall(kubeconfig, node)];
 
 // ---------------------------------------------------------------------------------------------
 // Fakes. State files in $FAKE_CAPTURE; $FAKE_ROOT is the sandbox root (the scripts' --root).
@@ -362,7 +361,7 @@ describe("upgrade-preflight.sh", () => {
       "upgrade-preflight: target 1.35.0: 3 API servers at 1.34.2, 5 kubelets between 1.33.4 and 1.34.2: ok\n",
     );
     expect(result.stderr).not.toContain("violation");
-    expect(calls(sandbox)).toEqual([readyzCall, podsCall, nodesCall, etcdHealthCall(node1)]);
+    expect(calls(sandbox)).toEqual([readyzGate, podsCall, nodesCall, etcdHealthCall(kubeconfig, node1)]);
     expect(mode(at(sandbox, `${logDir}/upgrade-preflight.log`))).toBe("600");
   });
 
@@ -385,7 +384,7 @@ describe("upgrade-preflight.sh", () => {
     const sandbox = controlPlaneNode("preflight-hostname");
     Object.assign(sandbox.env, { FAKE_APISERVERS: threeAt1342, FAKE_KUBELETS: fiveKubelets, FAKE_HOSTNAME: node2 });
     expectStatus(runNodeScript(sandbox, "upgrade-preflight.sh", ["--version", "1.35.0"]), 0);
-    expect(calls(sandbox)).toEqual(["hostname", readyzCall, podsCall, nodesCall, etcdHealthCall(node2)]);
+    expect(calls(sandbox)).toEqual(["hostname", readyzGate, podsCall, nodesCall, etcdHealthCall(kubeconfig, node2)]);
   });
 
   test.each([
@@ -445,7 +444,7 @@ describe("upgrade-preflight.sh", () => {
     expect(result.stderr).toContain(`target ${version}: ${count} check(s) failed`);
     expect(result.stderr).toContain("nothing was changed");
     // Only reads and the gates ran.
-    expect(calls(sandbox)).toEqual([readyzCall, podsCall, nodesCall, etcdHealthCall(node1)]);
+    expect(calls(sandbox)).toEqual([readyzGate, podsCall, nodesCall, etcdHealthCall(kubeconfig, node1)]);
   });
 
   test("lists every violation together: two minors up and a kubelet newer than the target", () => {
@@ -476,7 +475,7 @@ describe("upgrade-preflight.sh", () => {
       expect(readyz.result.status).toBe(1);
       expect(readyz.result.stderr).toContain("the API server did not report ready within 1s");
       expect(readyz.result.ms).toBeLessThan(5_000);
-      expect(new Set(calls(readyz.sandbox))).toEqual(new Set([readyzCall]));
+      expect(new Set(calls(readyz.sandbox))).toEqual(new Set([readyzGate]));
     }
   });
 
@@ -685,7 +684,7 @@ describe("upgrade-node.sh", () => {
     expect(result.stderr).toContain(
       `upgrade of ${node1} failed at gate: the API server did not report ready within 1s`,
     );
-    expect(new Set(actions(sandbox))).toEqual(new Set([readyzCall]));
+    expect(new Set(actions(sandbox))).toEqual(new Set([readyzGate]));
     expect(packages(sandbox).kubeadm).toBe("1.34.2-1.1");
     expect(fs.readFileSync(at(sandbox, sourcesList), "utf8")).toContain("/v1.34/");
   });

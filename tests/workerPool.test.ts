@@ -13,7 +13,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
-import YAML, { parse } from "yaml";
+import YAML from "yaml";
 import { nodePaths } from "../components/cloudInit";
 import { outputsVersion } from "../components/outputs";
 import {
@@ -23,6 +23,7 @@ import {
   supportedOutputsVersion,
 } from "../examples/worker-pool/contract";
 import { workerPaths } from "../examples/worker-pool/workerCloudInit";
+import { parseCloudConfig, writtenFile } from "./support/cloudConfig";
 import { pyyamlLoadAll, requireTool } from "./support/tools";
 import {
   controlPlaneOutputs,
@@ -37,17 +38,6 @@ const serverType = "hcloud:index/server:Server";
 const cloudInitBinary = "/usr/bin/cloud-init";
 const join = controlPlaneOutputs().workerJoin;
 
-interface WriteFile {
-  path: string;
-  owner: string;
-  permissions: string;
-  content: string;
-}
-interface CloudConfig {
-  hostname: string;
-  write_files: WriteFile[];
-  runcmd: string[][];
-}
 interface JoinConfiguration {
   apiVersion: string;
   kind: string;
@@ -61,12 +51,6 @@ function servers(run: WorkerPoolRun): Recorded[] {
 
 function userDataOf(server: Recorded): string {
   return server.revealedInputs.userData as string;
-}
-
-function joinFile(cloudConfig: CloudConfig): WriteFile {
-  const found = cloudConfig.write_files.find((f) => f.path === workerPaths.joinConfig);
-  if (!found) throw new Error(`write_files has no ${workerPaths.joinConfig}`);
-  return found;
 }
 
 let tmp: string;
@@ -319,7 +303,7 @@ describe("worker cloud-init", () => {
     servers(run).forEach((server, i) => {
       const userData = userDataOf(server);
       expect(userData.split("\n")[0]).toBe("#cloud-config");
-      const cloudConfig = parse(userData, { version: "1.1" }) as CloudConfig;
+      const cloudConfig = parseCloudConfig(userData);
       // PyYAML, the parser cloud-init uses, reads the same document.
       expect(pyyamlLoadAll(userData)).toEqual([cloudConfig]);
       expect(cloudConfig.hostname).toBe(server.name);
@@ -328,7 +312,7 @@ describe("worker cloud-init", () => {
       expect(paths).toContain(nodePaths.prepareScript);
       expect(paths).not.toContain(nodePaths.auditPolicy);
 
-      const file = joinFile(cloudConfig);
+      const file = writtenFile(cloudConfig, workerPaths.joinConfig);
       expect(file).toMatchObject({ owner: "root:root", permissions: "0600" });
       const joinConfig = pyyamlLoadAll(file.content)[0] as JoinConfiguration;
       expect(joinConfig).toEqual({
@@ -374,7 +358,7 @@ describe("worker cloud-init", () => {
 
   describe("the join step, run by /bin/sh with a fake kubeadm", () => {
     function joinStep(): string[] {
-      const cloudConfig = parse(userDataOf(servers(run)[0]), { version: "1.1" }) as CloudConfig;
+      const cloudConfig = parseCloudConfig(userDataOf(servers(run)[0]));
       return cloudConfig.runcmd[1];
     }
 

@@ -11,9 +11,15 @@ import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
 import { parse } from "yaml";
-import { requireTool } from "./support/tools";
+import {
+  etcdHealthCall,
+  expectShellcheckClean,
+  expectStrictBash,
+  kubectlCall,
+  readyzCall,
+  repoRoot,
+} from "./support/nodeSandbox";
 
-const repoRoot = path.join(__dirname, "..");
 const workflowsDir = path.join(repoRoot, ".github", "workflows");
 
 interface Step {
@@ -206,7 +212,6 @@ describe("deploy.yml", () => {
 
 const checkScript = path.join(repoRoot, "scripts", "check-control-plane.sh");
 const kubeconfigSecret = "client-key-data: LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tc2VjcmV0";
-const etcdPki = "/etc/kubernetes/pki/etcd";
 
 const fakeKubectl = `#!/usr/bin/env bash
 printf 'kubectl %s\\n' "$*" >>"$FAKE_LOG"
@@ -299,26 +304,19 @@ function check(args: string[] | ((kubeconfig: string) => string[]), env: Record<
 const fast = (kubeconfig: string, expected = "3") => ["--timeout", "2", "--interval", "0.2", kubeconfig, expected];
 
 // Each call is bounded by the time left (at most 30 s); the tests read it as N.
-const kubectl = (rest: string) => `kubectl --kubeconfig $KUBECONFIG --request-timeout=Ns ${rest}`;
-const readyzCall = kubectl("get --raw /readyz");
-const nodesCall = kubectl(
+const requestTimeout = ["--request-timeout=Ns"];
+const readyzGate = readyzCall("$KUBECONFIG", requestTimeout);
+const nodesCall = kubectlCall(
+  "$KUBECONFIG",
   'get nodes -l node-role.kubernetes.io/control-plane --no-headers -o custom-columns=NAME:.metadata.name,READY:.status.conditions[?(@.type=="Ready")].status',
+  requestTimeout,
 );
-const etcdCall = (node: string) =>
-  kubectl(
-    `-n kube-system exec etcd-${node} -- etcdctl --endpoints https://127.0.0.1:2379 --cacert ${etcdPki}/ca.crt ` +
-      `--cert ${etcdPki}/healthcheck-client.crt --key ${etcdPki}/healthcheck-client.key endpoint health --cluster`,
-  );
+const etcdCall = (node: string) => etcdHealthCall("$KUBECONFIG", node, requestTimeout);
 
 describe("scripts/check-control-plane.sh", () => {
   test("shellcheck passes; strict mode, no xtrace", () => {
-    const binary = requireTool("/usr/bin/shellcheck", "shellcheck");
-    const result = spawnSync(binary, [checkScript], { encoding: "utf8" });
-    expect({ status: result.status, output: result.stdout + result.stderr }).toEqual({ status: 0, output: "" });
-    const text = fs.readFileSync(checkScript, "utf8");
-    expect(text.startsWith("#!/usr/bin/env bash\n")).toBe(true);
-    expect(text).toContain("\nset -euo pipefail\n");
-    expect(text).not.toMatch(/set -[a-z]*x|set -o xtrace/);
+    expectShellcheckClean([checkScript], repoRoot);
+    expectStrictBash(fs.readFileSync(checkScript, "utf8"));
     expect(fs.statSync(checkScript).mode & 0o111).not.toBe(0);
   });
 
@@ -326,7 +324,7 @@ describe("scripts/check-control-plane.sh", () => {
     const run = check((k) => fast(k));
     expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: "" });
     expect(run.stdout).toMatch(/^control plane healthy: .*3\/3 control-plane nodes Ready, etcd 3\/3 members healthy/);
-    expect(run.calls).toEqual([readyzCall, nodesCall, etcdCall("prod-nbg1-cp-1")]);
+    expect(run.calls).toEqual([readyzGate, nodesCall, etcdCall("prod-nbg1-cp-1")]);
   });
 
   test("one node NotReady: non-zero within the timeout, naming the node", () => {
@@ -357,7 +355,7 @@ describe("scripts/check-control-plane.sh", () => {
     expect(failing.status).toBe(1);
     expect(failing.stderr).toContain("/readyz is not ok: [-]etcd failed");
     expect(failing.ms).toBeLessThan(6_000);
-    expect(new Set(failing.calls)).toEqual(new Set([readyzCall]));
+    expect(new Set(failing.calls)).toEqual(new Set([readyzGate]));
     const hanging = check((k) => fast(k), { FAKE_READYZ: "hang" });
     expect(hanging.status).toBe(1);
     expect(hanging.ms).toBeLessThan(8_000);

@@ -1,6 +1,7 @@
 /**
  * Runs the node scripts of scripts/node/ for real, with bash, under a temporary root, with fake
- * commands on PATH. Used by tests/nodeScripts.test.ts and tests/certificates.test.ts.
+ * commands on PATH. Used by the tests of scripts/node/ (nodeScripts, certificates, upgrade, cloudInit,
+ * reservedIpFailover); workflows.test.ts uses its call and script checks.
  *
  * Usage:
  *
@@ -15,12 +16,14 @@
  *     fakes,
  *     realTools: ["bash", "cat", "chmod", "install", "mktemp", "mv", "rm", "sleep", "timeout"],
  *     toolPaths: { envsubst: "/usr/bin/envsubst" },  // optional: real tools at a fixed path
+ *     pathAfter: ["/usr/bin", "/bin"],                // optional: searched after fakes and real tools
  *     env: { FAKE_X: "1" },                           // optional: added to the environment
  *     files: { "etc/kubernetes/admin.conf": "..." },  // optional: files under the root
  *   });
  *   const result = runNodeScript(sandbox, "my-script.sh", ["--node-name", "cp-1"], { env: { FAKE_FAIL: "x" } });
  *   expectStatus(result, 0);                     // shows stderr when the status differs
  *   expect(calls(sandbox)).toEqual(["kubectl --kubeconfig $ROOT/etc/kubernetes/admin.conf get --raw /readyz"]);
+ *   // the same, and lib.sh's etcd gate:  readyzCall(conf), etcdHealthCall(conf, "cp-1")  (conf as logged)
  *   resetCalls(sandbox);
  *
  *   // The contract of every node script: starts with `#!/usr/bin/env bash`, `set -euo pipefail`,
@@ -28,12 +31,14 @@
  *   // flag parse_args() parses (parsedFlags: its parse_flags specs and `--flag)` case patterns);
  *   // an unknown flag exits 2 naming it; no fake runs.
  *   expectScriptContract(sandbox, "my-script.sh", ["--node-name", "--timeout", "--root", "ROOT"]);
+ *   expectStrictBash(text);                      // its first part, for any bash script
+ *   expectShellcheckClean(["my-script.sh"]);     // run in scripts/node/; or pass another cwd
  *
  * The sandbox: `root` (the scripts' --root, also $ROOT in the environment), `fakeBin` (the fakes),
  * `capture` (a scratch directory for the fakes: $FAKE_CAPTURE), `log` (the call log: $FAKE_LOG),
  * `env` (the environment of every run; mutable). PATH holds only the fakes and the named real
- * tools (symlinked), so an unexpected command is "command not found". POLL_SECONDS is 0.05 and
- * LC_ALL is C.
+ * tools (symlinked), then `pathAfter` if given, so without it an unexpected command is "command
+ * not found". POLL_SECONDS is 0.05 and LC_ALL is C.
  *
  * Every fake starts with `prelude`: it appends "<command> <argv>" to $FAKE_LOG, and defines
  *   fails OP   true when OP is in $FAKE_FAIL (comma-separated): the fake should exit 1;
@@ -70,14 +75,18 @@ export const prelude = [
  * The arms of a fake kubectl's `case "$*" in` for the two gates lib.sh runs: `/readyz`
  * (apiserver_ready) and `etcdctl endpoint health --cluster` in the etcd pod
  * (etcd_cluster_healthy). `FAKE_FAIL`/`FAKE_HANG` naming readyz or etcd make them fail or hang;
- * `beforeReadyz` runs first in the readyz arm (e.g. to record what the gate saw).
+ * `beforeReadyz` runs first in the readyz arm (e.g. to record what the gate saw). With
+ * `readyAfter`, /readyz also fails until its $FAKE_READY_AFTER-th run (default 1: at once).
  */
-export function kubectlGateArms(beforeReadyz = ""): string {
+export function kubectlGateArms(beforeReadyz = "", options: { readyAfter?: boolean } = {}): string {
+  const notReady = options.readyAfter ? " || (($(count readyz) < ${FAKE_READY_AFTER:-1}))" : "";
   return [
     `  *" get --raw /readyz")`,
     ...(beforeReadyz ? [`    ${beforeReadyz}`] : []),
     `    if hangs readyz; then exec sleep 30; fi`,
-    `    if fails readyz; then echo "Error from server (InternalError): [-]etcd failed: reason withheld" >&2; exit 1; fi`,
+    `    if fails readyz${notReady}; then`,
+    `      echo "Error from server (InternalError): [-]etcd failed: reason withheld" >&2; exit 1`,
+    `    fi`,
     `    echo ok`,
     `    ;;`,
     `  *" endpoint health --cluster")`,
@@ -87,6 +96,41 @@ export function kubectlGateArms(beforeReadyz = ""): string {
     `    ;;`,
   ].join("\n");
 }
+
+/**
+ * A kubectl call as a fake's call log shows it: `kubectl --kubeconfig KUBECONFIG [FLAGS] ARGS`.
+ * `kubeconfig` as logged (e.g. `$ROOT/etc/kubernetes/admin.conf`); `flags` follow it (e.g.
+ * `--request-timeout=Ns`).
+ */
+export const kubectlCall = (kubeconfig: string, args: string, flags: string[] = []): string =>
+  ["kubectl", "--kubeconfig", kubeconfig, ...flags, args].join(" ");
+
+/** The TLS flags lib.sh gives etcdctl in the etcd pod (the healthcheck client certificate). */
+export const etcdctlTls =
+  "--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt " +
+  "--key /etc/kubernetes/pki/etcd/healthcheck-client.key";
+
+/** apiserver_ready's gate call: `kubectl --kubeconfig KUBECONFIG get --raw /readyz`. */
+export const readyzCall = (kubeconfig: string, flags: string[] = []): string =>
+  kubectlCall(kubeconfig, "get --raw /readyz", flags);
+
+/** `etcdctl --endpoints ENDPOINTS <TLS> COMMAND` run in the etcd pod of `node` through kubectl exec. */
+export const etcdctlCall = (
+  kubeconfig: string,
+  node: string,
+  endpoints: string,
+  command: string,
+  flags: string[] = [],
+): string =>
+  kubectlCall(
+    kubeconfig,
+    `-n kube-system exec etcd-${node} -- etcdctl --endpoints ${endpoints} ${etcdctlTls} ${command}`,
+    flags,
+  );
+
+/** etcd_cluster_healthy's gate call: `endpoint health --cluster` through the local member of `node`. */
+export const etcdHealthCall = (kubeconfig: string, node: string, flags: string[] = []): string =>
+  etcdctlCall(kubeconfig, node, "https://127.0.0.1:2379", "endpoint health --cluster", flags);
 
 export interface Sandbox {
   /** The scripts' root (--root / $ROOT). */
@@ -108,6 +152,11 @@ export interface SandboxOptions {
   realTools: string[];
   /** Real tools at a fixed path: name -> absolute path (check it with requireTool first). */
   toolPaths?: Record<string, string>;
+  /**
+   * Directories searched after the fakes and the real tools (e.g. the system's), for scripts that
+   * use too many real tools to name; then an unexpected command is no longer "command not found".
+   */
+  pathAfter?: string[];
   /** Added to the sandbox environment. */
   env?: Record<string, string>;
   /** Files to create under the root: path relative to the root -> content. */
@@ -156,7 +205,7 @@ export function makeSandbox(tmpDir: string, name: string, options: SandboxOption
     fs.symlinkSync(binary, path.join(realBin, tool));
   }
   const env = {
-    PATH: `${fakeBin}:${realBin}`,
+    PATH: [fakeBin, realBin, ...(options.pathAfter ?? [])].join(":"),
     ROOT: root,
     POLL_SECONDS: "0.05",
     LC_ALL: "C",
@@ -253,6 +302,13 @@ export function undocumentedFlags(text: string, help: string): string[] {
   return parsedFlags(text).filter((flag) => !help.includes(flag));
 }
 
+/** Bash strict mode: `#!/usr/bin/env bash` first, `set -euo pipefail`, and no xtrace. */
+export function expectStrictBash(text: string): void {
+  expect(text.startsWith("#!/usr/bin/env bash\n")).toBe(true);
+  expect(text).toContain("\nset -euo pipefail\n");
+  expect(text).not.toMatch(/set -[a-z]*x|set -o xtrace/);
+}
+
 /**
  * The common contract of a node script: bash strict mode, no xtrace, --help (exit 0, empty
  * stderr) documents every word of `documented` and every flag parse_args() parses, an unknown
@@ -260,9 +316,7 @@ export function undocumentedFlags(text: string, help: string): string[] {
  */
 export function expectScriptContract(sandbox: Sandbox, script: string, documented: string[]): void {
   const text = nodeScriptText(script);
-  expect(text.startsWith("#!/usr/bin/env bash\n")).toBe(true);
-  expect(text).toContain("\nset -euo pipefail\n");
-  expect(text).not.toMatch(/set -[a-z]*x|set -o xtrace/);
+  expectStrictBash(text);
   const help = runNodeScript(sandbox, script, ["--help"]);
   expect({ status: help.status, stderr: help.stderr }).toEqual({ status: 0, stderr: "" });
   for (const word of documented) expect(help.stdout).toContain(word);
@@ -275,9 +329,12 @@ export function expectScriptContract(sandbox: Sandbox, script: string, documente
   expect(calls(sandbox)).toEqual([]);
 }
 
-/** shellcheck (run in scripts/node/, so .shellcheckrc and `source` paths apply) passes on `files`. */
-export function expectShellcheckClean(files: string[]): void {
+/**
+ * shellcheck passes on `files`, run in `cwd` (default scripts/node/, so `files` may be names
+ * there; .shellcheckrc and `source` paths apply whatever the directory).
+ */
+export function expectShellcheckClean(files: string[], cwd = nodeScriptsDir): void {
   const binary = requireTool(shellcheckBinary, "shellcheck");
-  const result = spawnSync(binary, files, { cwd: nodeScriptsDir, encoding: "utf8" });
+  const result = spawnSync(binary, files, { cwd, encoding: "utf8" });
   expect({ status: result.status, output: result.stdout + result.stderr }).toEqual({ status: 0, output: "" });
 }
