@@ -8,8 +8,6 @@
  * marker) and an encrypted archive of /etc/kubernetes/pki, then applies retention. Retention is
  * the job's work on purpose: a BucketLifecycleConfiguration hangs against Hetzner.
  */
-import * as fs from "node:fs";
-import * as path from "node:path";
 import * as aws from "@pulumi/aws";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
@@ -17,45 +15,38 @@ import { ClusterConfig } from "./config";
 import {
   etcdClientEnvironment,
   etcdCronJobManifest,
-  EtcdCronJobInput,
   etcdJobMetadata,
   etcdJobNamespace,
   etcdJobScriptConfigMap,
+  EtcdJobScripts,
+  etcdJobScriptPath,
+  kubeadmPkiDir,
+  readEtcdJobScripts,
 } from "./etcdCronJob";
 import { objectStorageEndpoint } from "./hetzner";
-
-export { etcdClientTls, scriptHashAnnotation } from "./etcdCronJob";
 
 /** The CronJob the freshness alerts watch (components/monitoring/rules.ts). */
 export const backupCronJob = { namespace: etcdJobNamespace, name: "etcd-backup" } as const;
 
-/** The script the job runs, delivered through a ConfigMap. */
-export const backupScriptPath = path.join(__dirname, "..", "scripts", "etcd-backup.sh");
+/** The script the job runs, delivered through a ConfigMap (with scripts/etcd-job-lib.sh). */
+export const backupScriptPath = etcdJobScriptPath(backupCronJob.name);
 
 const names = {
-  configMap: "etcd-backup-script",
   secret: "etcd-backup-object-storage",
-  scriptKey: "etcd-backup.sh",
   workDir: "/var/tmp/etcd-backup",
-  pkiDir: "/etc/kubernetes/pki",
 };
 
 export interface BackupManifestInput {
   cfg: ClusterConfig;
-  /** The content of scripts/etcd-backup.sh. */
-  script: string;
+  /** scripts/etcd-backup.sh and scripts/etcd-job-lib.sh. */
+  scripts: EtcdJobScripts;
 }
 
 const metadata = (name: string) => etcdJobMetadata(name, backupCronJob.name);
-const scriptSource = (script: string): EtcdCronJobInput["script"] => ({
-  configMap: names.configMap,
-  key: names.scriptKey,
-  text: script,
-});
 
-/** The ConfigMap holding the script (plain object, rendered to the plan and schema-checked). */
-export function backupScriptConfigMap(input: BackupManifestInput) {
-  return etcdJobScriptConfigMap(backupCronJob.name, scriptSource(input.script));
+/** The ConfigMap holding the script and its library (plain object, rendered to the plan and schema-checked). */
+export function backupScriptConfigMap(scripts: EtcdJobScripts) {
+  return etcdJobScriptConfigMap(backupCronJob.name, scripts);
 }
 
 /**
@@ -75,19 +66,19 @@ export function backupEnvironment(cfg: ClusterConfig): { name: string; value: st
     { name: "BACKUP_AGE_RECIPIENTS", value: cfg.backup.ageRecipients.join(" ") },
     { name: "BACKUP_RETENTION_DAYS", value: String(cfg.backup.retentionDays) },
     { name: "BACKUP_KEEP_LAST", value: String(cfg.backup.keepLast) },
-    { name: "PKI_DIR", value: names.pkiDir },
+    { name: "PKI_DIR", value: kubeadmPkiDir },
     { name: "BACKUP_WORK_DIR", value: names.workDir },
   ];
 }
 
 /** The CronJob (plain object, rendered to the plan and schema-checked). */
 export function backupCronJobManifest(input: BackupManifestInput) {
-  const { cfg, script } = input;
+  const { cfg, scripts } = input;
   return etcdCronJobManifest({
     name: backupCronJob.name,
     schedule: cfg.backup.schedule,
     image: cfg.backup.image,
-    script: scriptSource(script),
+    scripts,
     env: backupEnvironment(cfg),
     envFromSecrets: [names.secret],
     resources: { requests: { cpu: "100m", memory: "256Mi" }, limits: { memory: "2Gi" } },
@@ -152,9 +143,9 @@ export class EtcdBackup extends pulumi.ComponentResource {
       { parent: this, provider: storage },
     );
 
-    const script = fs.readFileSync(backupScriptPath, "utf8");
+    const scripts = readEtcdJobScripts(backupCronJob.name);
     const k8sOpts = { parent: this, provider: args.provider };
-    const configMap = new k8s.core.v1.ConfigMap(`${name}-script`, backupScriptConfigMap({ cfg, script }), k8sOpts);
+    const configMap = new k8s.core.v1.ConfigMap(`${name}-script`, backupScriptConfigMap(scripts), k8sOpts);
     const credentials = new k8s.core.v1.Secret(
       `${name}-credentials`,
       {
@@ -164,7 +155,7 @@ export class EtcdBackup extends pulumi.ComponentResource {
       },
       k8sOpts,
     );
-    this.cronJob = new k8s.batch.v1.CronJob(`${name}-cronjob`, backupCronJobManifest({ cfg, script }), {
+    this.cronJob = new k8s.batch.v1.CronJob(`${name}-cronjob`, backupCronJobManifest({ cfg, scripts }), {
       ...k8sOpts,
       dependsOn: [versioning, configMap, credentials],
     });

@@ -7,28 +7,22 @@
  * member at a time, followers first and the leader last, only members above the threshold,
  * and only while every member is healthy. It runs in the backup image (etcdctl and bash).
  */
-import * as fs from "node:fs";
-import * as path from "node:path";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "./config";
 import {
   etcdClientEnvironment,
   etcdCronJobManifest,
-  EtcdCronJobInput,
   etcdJobNamespace,
   etcdJobScriptConfigMap,
+  EtcdJobScripts,
+  etcdJobScriptPath,
+  readEtcdJobScripts,
 } from "./etcdCronJob";
 
 export const defragCronJob = { namespace: etcdJobNamespace, name: "etcd-defrag" } as const;
 
-export const defragScriptPath = path.join(__dirname, "..", "scripts", "etcd-defrag.sh");
-
-const scriptSource = (text: string): EtcdCronJobInput["script"] => ({
-  configMap: "etcd-defrag-script",
-  key: "etcd-defrag.sh",
-  text,
-});
+export const defragScriptPath = etcdJobScriptPath(defragCronJob.name);
 
 /**
  * Every variable the job sets (scripts/etcd-defrag.sh --help). Each member appears once, at its
@@ -43,16 +37,17 @@ export function defragEnvironment(cfg: ClusterConfig): { name: string; value: st
   ];
 }
 
-export function defragScriptConfigMap(script: string) {
-  return etcdJobScriptConfigMap(defragCronJob.name, scriptSource(script));
+/** The ConfigMap holding scripts/etcd-defrag.sh and scripts/etcd-job-lib.sh. */
+export function defragScriptConfigMap(scripts: EtcdJobScripts) {
+  return etcdJobScriptConfigMap(defragCronJob.name, scripts);
 }
 
-export function defragCronJobManifest(cfg: ClusterConfig, script: string) {
+export function defragCronJobManifest(cfg: ClusterConfig, scripts: EtcdJobScripts) {
   return etcdCronJobManifest({
     name: defragCronJob.name,
     schedule: cfg.maintenance.defrag.schedule,
     image: cfg.backup.image,
-    script: scriptSource(script),
+    scripts,
     env: defragEnvironment(cfg),
     resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } },
     // A defrag takes seconds per GB; a run over all members, with health waits between them,
@@ -71,10 +66,10 @@ export class EtcdDefrag extends pulumi.ComponentResource {
 
   constructor(name: string, args: EtcdDefragArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:EtcdDefrag", name, {}, opts);
-    const script = fs.readFileSync(defragScriptPath, "utf8");
+    const scripts = readEtcdJobScripts(defragCronJob.name);
     const k8sOpts = { parent: this, provider: args.provider };
-    const configMap = new k8s.core.v1.ConfigMap(`${name}-script`, defragScriptConfigMap(script), k8sOpts);
-    this.cronJob = new k8s.batch.v1.CronJob(`${name}-cronjob`, defragCronJobManifest(args.cfg, script), {
+    const configMap = new k8s.core.v1.ConfigMap(`${name}-script`, defragScriptConfigMap(scripts), k8sOpts);
+    this.cronJob = new k8s.batch.v1.CronJob(`${name}-cronjob`, defragCronJobManifest(args.cfg, scripts), {
       ...k8sOpts,
       dependsOn: [configMap],
     });

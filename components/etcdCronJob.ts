@@ -3,32 +3,84 @@
  * the defragmentation): a bash script from a ConfigMap, run as root with host networking on a
  * control-plane node, with kubeadm's PKI mounted read-only and a read-only root filesystem.
  * Plain objects: the offline plan renders them and the tests check them against the schemas.
+ *
+ * The job `<name>` runs scripts/<name>.sh, which sources scripts/etcd-job-lib.sh beside it: its
+ * ConfigMap `<name>-script` carries both files, mounted together in /opt/etcd-job.
  */
 import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
 
 /** Everything these jobs create lives in kube-system, beside etcd's static pods. */
 export const etcdJobNamespace = "kube-system";
 
+/** kubeadm's PKI on every control-plane node, mounted read-only into the jobs. */
+export const kubeadmPkiDir = "/etc/kubernetes/pki";
+
 /** kubeadm's etcd client certificate and CA on every control-plane node. */
 export const etcdClientTls = {
-  caCert: "/etc/kubernetes/pki/etcd/ca.crt",
-  cert: "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
-  key: "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+  caCert: `${kubeadmPkiDir}/etcd/ca.crt`,
+  cert: `${kubeadmPkiDir}/etcd/healthcheck-client.crt`,
+  key: `${kubeadmPkiDir}/etcd/healthcheck-client.key`,
 } as const;
 
-/** Annotation on the pod template carrying the script's sha256: a new script rolls out. */
+/**
+ * Annotation on the pod template carrying the sha256 of the ConfigMap's files: a new script or
+ * library rolls out. It is `sha256sum <files, by name> | sha256sum` in /opt/etcd-job.
+ */
 export const scriptHashAnnotation = "hcloud-control-plane/script-sha256";
 
-const pkiDir = "/etc/kubernetes/pki";
 const scriptDir = "/opt/etcd-job";
+const scriptsSourceDir = path.join(__dirname, "..", "scripts");
+
+/** The helpers both job scripts source, the second file of each job's ConfigMap. */
+const etcdJobLibraryFile = "etcd-job-lib.sh";
+const etcdJobLibraryPath = path.join(scriptsSourceDir, etcdJobLibraryFile);
+
+/** scripts/<name>.sh, the script of the job `name`. */
+export const etcdJobScriptPath = (name: string) => path.join(scriptsSourceDir, `${name}.sh`);
+
+/** The text of a job's script and of the library it sources. */
+export interface EtcdJobScripts {
+  script: string;
+  library: string;
+}
+
+/** The job `name`'s script and the library, as they are in the repository. */
+export function readEtcdJobScripts(name: string): EtcdJobScripts {
+  return {
+    script: fs.readFileSync(etcdJobScriptPath(name), "utf8"),
+    library: fs.readFileSync(etcdJobLibraryPath, "utf8"),
+  };
+}
+
+/** The ConfigMap name and the files (by name) of the job `name`. */
+function scriptFiles(name: string, scripts: EtcdJobScripts) {
+  const scriptFile = `${name}.sh`;
+  return {
+    configMap: `${name}-script`,
+    scriptFile,
+    data: { [scriptFile]: scripts.script, [etcdJobLibraryFile]: scripts.library },
+  };
+}
+
+/** sha256 of `sha256sum` over the files in name order (what the annotation documents). */
+function filesHash(data: Record<string, string>): string {
+  const sha256 = (text: string) => crypto.createHash("sha256").update(text).digest("hex");
+  const listing = Object.keys(data)
+    .sort()
+    .map((file) => `${sha256(data[file])}  ${file}\n`)
+    .join("");
+  return sha256(listing);
+}
 
 export interface EtcdCronJobInput {
-  /** The CronJob's name, also `app.kubernetes.io/name` and the container's name. */
+  /** The CronJob's name (`etcd-<x>`), also `app.kubernetes.io/name` and the container's name. */
   name: string;
   schedule: string;
   image: string;
-  /** ConfigMap name and key holding the script, and the script's text (for the hash). */
-  script: { configMap: string; key: string; text: string };
+  /** The job's script and the library, carried by its ConfigMap and hashed into the pod template. */
+  scripts: EtcdJobScripts;
   env: { name: string; value: string }[];
   /** Secrets whose keys become environment variables. */
   envFromSecrets?: string[];
@@ -48,13 +100,14 @@ export function etcdJobMetadata(name: string, app: string) {
   };
 }
 
-/** The ConfigMap holding a job's script. */
-export function etcdJobScriptConfigMap(app: string, script: EtcdCronJobInput["script"]) {
+/** The ConfigMap `<name>-script` of the job `name`: `<name>.sh` and etcd-job-lib.sh. */
+export function etcdJobScriptConfigMap(name: string, scripts: EtcdJobScripts) {
+  const files = scriptFiles(name, scripts);
   return {
     apiVersion: "v1" as const,
     kind: "ConfigMap" as const,
-    metadata: etcdJobMetadata(script.configMap, app),
-    data: { [script.key]: script.text },
+    metadata: etcdJobMetadata(files.configMap, name),
+    data: files.data,
   };
 }
 
@@ -69,7 +122,7 @@ export function etcdClientEnvironment(endpoints: string[]): { name: string; valu
 }
 
 export function etcdCronJobManifest(input: EtcdCronJobInput) {
-  const scriptHash = crypto.createHash("sha256").update(input.script.text).digest("hex");
+  const files = scriptFiles(input.name, input.scripts);
   const scratch = input.scratch ?? [];
   return {
     apiVersion: "batch/v1" as const,
@@ -94,7 +147,7 @@ export function etcdCronJobManifest(input: EtcdCronJobInput) {
           template: {
             metadata: {
               labels: { "app.kubernetes.io/name": input.name },
-              annotations: { [scriptHashAnnotation]: scriptHash },
+              annotations: { [scriptHashAnnotation]: filesHash(files.data) },
             },
             spec: {
               restartPolicy: "Never",
@@ -111,7 +164,7 @@ export function etcdCronJobManifest(input: EtcdCronJobInput) {
                   name: input.name.replace(/^etcd-/, ""),
                   image: input.image,
                   imagePullPolicy: "IfNotPresent",
-                  command: ["/bin/bash", `${scriptDir}/${input.script.key}`],
+                  command: ["/bin/bash", `${scriptDir}/${files.scriptFile}`],
                   // HOME: tools keep caches there; the root filesystem is read-only.
                   env: [...input.env, { name: "HOME", value: "/tmp" }],
                   ...(input.envFromSecrets?.length
@@ -126,15 +179,15 @@ export function etcdCronJobManifest(input: EtcdCronJobInput) {
                   },
                   volumeMounts: [
                     { name: "script", mountPath: scriptDir, readOnly: true },
-                    { name: "pki", mountPath: pkiDir, readOnly: true },
+                    { name: "pki", mountPath: kubeadmPkiDir, readOnly: true },
                     ...scratch.map((s) => ({ name: s.name, mountPath: s.mountPath })),
                     { name: "tmp", mountPath: "/tmp" },
                   ],
                 },
               ],
               volumes: [
-                { name: "script", configMap: { name: input.script.configMap, defaultMode: 0o555 } },
-                { name: "pki", hostPath: { path: pkiDir, type: "Directory" } },
+                { name: "script", configMap: { name: files.configMap, defaultMode: 0o555 } },
+                { name: "pki", hostPath: { path: kubeadmPkiDir, type: "Directory" } },
                 ...scratch.map((s) => ({ name: s.name, ...s.volume })),
                 { name: "tmp", emptyDir: { medium: "Memory", sizeLimit: "64Mi" } },
               ],

@@ -10,6 +10,8 @@ umask 077
 export LC_ALL=C
 
 readonly SCRIPT_NAME="etcd-backup"
+# shellcheck source-path=SCRIPTDIR source=etcd-job-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/etcd-job-lib.sh"
 
 usage() {
   cat <<'EOF'
@@ -89,48 +91,15 @@ nothing looks like a complete backup); 2 configuration error.
 EOF
 }
 
-log() { printf '%s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$SCRIPT_NAME" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-config_error() {
-  log "configuration error: $*"
-  log "see --help"
-  exit 2
-}
-
-case "${1:-}" in
-  -h | --help)
-    usage
-    exit 0
-    ;;
-  "") ;;
-  *) config_error "unexpected argument '$1' (configuration is through environment variables only)" ;;
-esac
+check_arguments "$@"
 
 # ---------------------------------------------------------------------------------------------
 # Configuration.
 
-require_var() {
-  local name="$1"
-  [[ -n "${!name:-}" ]] || config_error "${name} is required and empty or unset"
-}
 for var in ETCD_ENDPOINTS S3_ENDPOINT S3_BUCKET S3_PREFIX S3_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
   require_var "$var"
 done
 
-require_uint() {
-  local name="$1" min="$2"
-  if [[ ! "${!name}" =~ ^[0-9]+$ ]] || ((10#${!name} < min)); then
-    config_error "${name} must be a whole number >= ${min}, got '${!name}'"
-  fi
-}
-
-ETCD_CACERT="${ETCD_CACERT:-}"
-ETCD_CERT="${ETCD_CERT:-}"
-ETCD_KEY="${ETCD_KEY:-}"
-ETCD_DIAL_TIMEOUT="${ETCD_DIAL_TIMEOUT:-3s}"
 ETCD_HEALTH_TIMEOUT="${ETCD_HEALTH_TIMEOUT:-10}"
 ETCD_SNAPSHOT_TIMEOUT="${ETCD_SNAPSHOT_TIMEOUT:-1800}"
 S3_UPLOAD_ATTEMPTS="${S3_UPLOAD_ATTEMPTS:-3}"
@@ -144,19 +113,15 @@ BACKUP_KEEP_LAST="${BACKUP_KEEP_LAST:-4}"
 PKI_DIR="${PKI_DIR:-/etc/kubernetes/pki}"
 BACKUP_ZSTD_LEVEL="${BACKUP_ZSTD_LEVEL:-3}"
 
-require_uint ETCD_HEALTH_TIMEOUT 1
-require_uint ETCD_SNAPSHOT_TIMEOUT 1
-require_uint S3_UPLOAD_ATTEMPTS 1
-require_uint S3_RETRY_SECONDS 0
-require_uint S3_TIMEOUT 1
-require_uint BACKUP_RETENTION_DAYS 0
-require_uint BACKUP_KEEP_LAST 1
-require_uint BACKUP_ZSTD_LEVEL 1
-[[ "$ETCD_DIAL_TIMEOUT" =~ ^[0-9]+(ms|s|m)$ ]] ||
-  config_error "ETCD_DIAL_TIMEOUT must be a duration such as 3s, got '${ETCD_DIAL_TIMEOUT}'"
-if [[ -n "$ETCD_CERT" && -z "$ETCD_KEY" ]] || [[ -z "$ETCD_CERT" && -n "$ETCD_KEY" ]]; then
-  config_error "ETCD_CERT and ETCD_KEY must both be set or both be empty"
-fi
+require_int ETCD_HEALTH_TIMEOUT 1
+require_int ETCD_SNAPSHOT_TIMEOUT 1
+require_int S3_UPLOAD_ATTEMPTS 1
+require_int S3_RETRY_SECONDS 0
+require_int S3_TIMEOUT 1
+require_int BACKUP_RETENTION_DAYS 0
+require_int BACKUP_KEEP_LAST 1
+require_int BACKUP_ZSTD_LEVEL 1
+etcd_client_config
 
 S3_PREFIX="${S3_PREFIX#/}"
 S3_PREFIX="${S3_PREFIX%/}"
@@ -182,13 +147,9 @@ case "$BACKUP_PKI_UNENCRYPTED" in
   *) config_error "BACKUP_PKI_UNENCRYPTED must be 'skip' or 'upload', got '${BACKUP_PKI_UNENCRYPTED}'" ;;
 esac
 
-for tool in etcdctl zstd aws jq sha256sum timeout; do
-  command -v "$tool" >/dev/null || die "${tool} not found on PATH"
-done
-if [[ "$BACKUP_ENCRYPTION" == age ]]; then command -v age >/dev/null || die "age not found on PATH"; fi
+require_tools etcdctl zstd aws jq sha256sum timeout
+if [[ "$BACKUP_ENCRYPTION" == age ]]; then require_tools age; fi
 if command -v etcdutl >/dev/null; then snapshot_tool=etcdutl; else snapshot_tool=etcdctl; fi
-
-IFS=',' read -r -a endpoints <<<"$ETCD_ENDPOINTS"
 
 # ---------------------------------------------------------------------------------------------
 # Scratch space and cleanup.
@@ -337,16 +298,10 @@ upload() {
 # ---------------------------------------------------------------------------------------------
 # 1. Snapshot from the first healthy endpoint.
 
-etcdctl_tls=()
-if [[ -n "$ETCD_CACERT" ]]; then etcdctl_tls+=(--cacert "$ETCD_CACERT"); fi
-if [[ -n "$ETCD_CERT" ]]; then etcdctl_tls+=(--cert "$ETCD_CERT" --key "$ETCD_KEY"); fi
-
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 snapshot="$work/snapshot.db"
 used_endpoint=""
 for endpoint in "${endpoints[@]}"; do
-  endpoint="${endpoint// /}"
-  [[ -n "$endpoint" ]] || continue
   if ! timeout --kill-after=5 "$ETCD_HEALTH_TIMEOUT" etcdctl --endpoints "$endpoint" "${etcdctl_tls[@]}" \
     --dial-timeout "$ETCD_DIAL_TIMEOUT" --command-timeout "${ETCD_HEALTH_TIMEOUT}s" \
     endpoint health >"$work/health.log" 2>&1; then

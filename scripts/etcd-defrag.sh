@@ -13,6 +13,8 @@ umask 077
 export LC_ALL=C
 
 readonly SCRIPT_NAME="etcd-defrag"
+# shellcheck source-path=SCRIPTDIR source=etcd-job-lib.sh
+source "$(dirname "${BASH_SOURCE[0]}")/etcd-job-lib.sh"
 
 usage() {
   cat <<'EOF'
@@ -68,34 +70,11 @@ from ETCD_ENDPOINTS) or a step failed; 2 configuration error (names the variable
 EOF
 }
 
-log() { printf '%s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$SCRIPT_NAME" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-config_error() {
-  log "configuration error: $*"
-  log "see --help"
-  exit 2
-}
-
-case "${1:-}" in
-  -h | --help)
-    usage
-    exit 0
-    ;;
-  "") ;;
-  *) config_error "unexpected argument '$1' (configuration is through environment variables only)" ;;
-esac
+check_arguments "$@"
 
 # ---------------------------------------------------------------------------------------------
 # Configuration.
 
-ETCD_ENDPOINTS="${ETCD_ENDPOINTS:-}"
-ETCD_CACERT="${ETCD_CACERT:-}"
-ETCD_CERT="${ETCD_CERT:-}"
-ETCD_KEY="${ETCD_KEY:-}"
-ETCD_DIAL_TIMEOUT="${ETCD_DIAL_TIMEOUT:-3s}"
 ETCD_COMMAND_TIMEOUT="${ETCD_COMMAND_TIMEOUT:-10}"
 DEFRAG_TIMEOUT="${DEFRAG_TIMEOUT:-600}"
 DEFRAG_THRESHOLD_PERCENT="${DEFRAG_THRESHOLD_PERCENT:-40}"
@@ -104,51 +83,28 @@ DEFRAG_HEALTH_WAIT_SECONDS="${DEFRAG_HEALTH_WAIT_SECONDS:-120}"
 DEFRAG_PAUSE_SECONDS="${DEFRAG_PAUSE_SECONDS:-10}"
 DEFRAG_DRY_RUN="${DEFRAG_DRY_RUN:-false}"
 
-[[ -n "$ETCD_ENDPOINTS" ]] ||
-  config_error "ETCD_ENDPOINTS is required and empty or unset (comma-separated client URLs of all members)"
-
-# require_int NAME MIN MAX: NAME holds a whole number in MIN..MAX (MAX empty: no upper bound);
-# leading zeros are dropped so that bash arithmetic never reads it as octal.
-require_int() {
-  local name="$1" min="$2" max="$3" value="${!1}" allowed
-  if [[ -n "$max" ]]; then allowed="a whole number from ${min} to ${max}"; else allowed="a whole number >= ${min}"; fi
-  if [[ ! "$value" =~ ^[0-9]{1,15}$ ]] || ((10#$value < min)) || { [[ -n "$max" ]] && ((10#$value > max)); }; then
-    config_error "${name} must be ${allowed}, got '${value}'"
-  fi
-  printf -v "$name" '%d' "$((10#$value))"
-}
-require_int ETCD_COMMAND_TIMEOUT 1 ""
-require_int DEFRAG_TIMEOUT 1 ""
+require_var ETCD_ENDPOINTS "comma-separated client URLs of all members"
+require_int ETCD_COMMAND_TIMEOUT 1
+require_int DEFRAG_TIMEOUT 1
 require_int DEFRAG_THRESHOLD_PERCENT 1 99
-require_int DEFRAG_MIN_DB_SIZE_BYTES 0 ""
-require_int DEFRAG_HEALTH_WAIT_SECONDS 1 ""
-require_int DEFRAG_PAUSE_SECONDS 0 ""
-[[ "$ETCD_DIAL_TIMEOUT" =~ ^[0-9]+(ms|s|m)$ ]] ||
-  config_error "ETCD_DIAL_TIMEOUT must be a duration such as 3s, 500ms or 1m, got '${ETCD_DIAL_TIMEOUT}'"
+require_int DEFRAG_MIN_DB_SIZE_BYTES 0
+require_int DEFRAG_HEALTH_WAIT_SECONDS 1
+require_int DEFRAG_PAUSE_SECONDS 0
+etcd_client_config
 case "$DEFRAG_DRY_RUN" in
   true | false) ;;
   *) config_error "DEFRAG_DRY_RUN must be 'true' or 'false', got '${DEFRAG_DRY_RUN}'" ;;
 esac
-if [[ -n "$ETCD_CERT" && -z "$ETCD_KEY" ]] || [[ -z "$ETCD_CERT" && -n "$ETCD_KEY" ]]; then
-  config_error "ETCD_CERT and ETCD_KEY must both be set or both be empty"
-fi
 
-endpoints=()
-IFS=',' read -r -a raw_endpoints <<<"$ETCD_ENDPOINTS"
-for endpoint in "${raw_endpoints[@]}"; do
-  endpoint="${endpoint//[[:space:]]/}"
-  [[ -n "$endpoint" ]] || continue
-  for known in "${endpoints[@]}"; do
-    [[ "$known" != "$endpoint" ]] || config_error "ETCD_ENDPOINTS lists ${endpoint} twice"
-  done
-  endpoints+=("$endpoint")
-done
 ((${#endpoints[@]} > 0)) || config_error "ETCD_ENDPOINTS holds no URL, got '${ETCD_ENDPOINTS}'"
+declare -A listed=()
+for endpoint in "${endpoints[@]}"; do
+  [[ -z "${listed[$endpoint]:-}" ]] || config_error "ETCD_ENDPOINTS lists ${endpoint} twice"
+  listed["$endpoint"]=1
+done
 readonly member_count=${#endpoints[@]}
 
-for tool in etcdctl timeout tail date sleep; do
-  command -v "$tool" >/dev/null || die "${tool} not found on PATH"
-done
+require_tools etcdctl timeout tail date sleep
 
 trap 'log "interrupted (SIGHUP); a defrag already sent keeps running on its member"; exit 129' HUP
 trap 'log "interrupted (SIGINT); a defrag already sent keeps running on its member"; exit 130' INT
@@ -156,10 +112,6 @@ trap 'log "interrupted (SIGTERM); a defrag already sent keeps running on its mem
 
 # ---------------------------------------------------------------------------------------------
 # etcdctl, bounded.
-
-etcdctl_tls=()
-if [[ -n "$ETCD_CACERT" ]]; then etcdctl_tls+=(--cacert "$ETCD_CACERT"); fi
-if [[ -n "$ETCD_CERT" ]]; then etcdctl_tls+=(--cert "$ETCD_CERT" --key "$ETCD_KEY"); fi
 
 # ctl SECONDS ENDPOINTS ARGS...: etcdctl ARGS against ENDPOINTS (comma-separated), with
 # --command-timeout SECONDS, killed a little later if it hangs anyway.

@@ -19,9 +19,9 @@ import {
   backupEnvironment,
   backupScriptConfigMap,
   backupScriptPath,
-  scriptHashAnnotation,
 } from "../components/backup";
 import { parseConfig } from "../components/config";
+import { scriptHashAnnotation } from "../components/etcdCronJob";
 import { versions } from "../components/versions";
 import { ProgramRun } from "../scripts/offline/harness";
 import { loadStackConfig } from "../scripts/offline/stackConfig";
@@ -30,6 +30,8 @@ import { one, runStack } from "./support/program";
 const P = "hcloud-control-plane";
 const prodConfig = (overrides: Record<string, unknown> = {}) => parseConfig(loadStackConfig("prod", { overrides }));
 const script = fs.readFileSync(backupScriptPath, "utf8");
+const library = fs.readFileSync(path.join(__dirname, "..", "scripts", "etcd-job-lib.sh"), "utf8");
+const scripts = { script, library };
 
 describe("the prod stack's backup resources", () => {
   let run: ProgramRun;
@@ -113,20 +115,23 @@ describe("the prod stack's backup resources", () => {
     expect(cronJob).not.toContain("placeholder for");
   });
 
-  test("the ConfigMap carries scripts/etcd-backup.sh as it is in the repository", () => {
-    expect((one(run, "etcd-backup-script").inputs.data as Record<string, string>)["etcd-backup.sh"]).toBe(script);
+  test("the ConfigMap carries scripts/etcd-backup.sh and the library it sources as they are in the repository", () => {
+    expect(one(run, "etcd-backup-script").inputs.data).toEqual({
+      "etcd-backup.sh": script,
+      "etcd-job-lib.sh": library,
+    });
   });
 });
 
 describe("the CronJob", () => {
   const cfg = prodConfig();
-  const manifest = backupCronJobManifest({ cfg, script });
+  const manifest = backupCronJobManifest({ cfg, scripts });
   const pod = manifest.spec.jobTemplate.spec.template.spec;
   const container = pod.containers[0];
 
   test("validates against the Kubernetes schema (and a broken one does not)", () => {
     expect(() => new CronJob(manifest as never).validate()).not.toThrow();
-    expect(() => new ConfigMap(backupScriptConfigMap({ cfg, script }) as never).validate()).not.toThrow();
+    expect(() => new ConfigMap(backupScriptConfigMap(scripts) as never).validate()).not.toThrow();
     const broken = { ...manifest, spec: { ...manifest.spec, concurrencyPolicy: 3 } };
     expect(() => new CronJob(broken as never).validate()).toThrow();
   });
@@ -142,7 +147,7 @@ describe("the CronJob", () => {
     });
     expect(manifest.spec.jobTemplate.spec.activeDeadlineSeconds).toBeGreaterThan(0);
     expect(prodConfig({ backupSchedule: "30 2 * * *" }).backup.schedule).toBe("30 2 * * *");
-    expect(backupCronJobManifest({ cfg: prodConfig({ backupSchedule: "30 2 * * *" }), script }).spec.schedule).toBe(
+    expect(backupCronJobManifest({ cfg: prodConfig({ backupSchedule: "30 2 * * *" }), scripts }).spec.schedule).toBe(
       "30 2 * * *",
     );
   });
@@ -156,18 +161,26 @@ describe("the CronJob", () => {
     });
     expect(pod.volumes).toContainEqual({ name: "pki", hostPath: { path: "/etc/kubernetes/pki", type: "Directory" } });
     expect(container.volumeMounts).toContainEqual({ name: "pki", mountPath: "/etc/kubernetes/pki", readOnly: true });
+    // The ConfigMap (script and library) is one directory: the script sources the library beside it.
+    expect(pod.volumes).toContainEqual({
+      name: "script",
+      configMap: { name: "etcd-backup-script", defaultMode: 0o555 },
+    });
+    expect(container.volumeMounts).toContainEqual({ name: "script", mountPath: "/opt/etcd-job", readOnly: true });
+    expect(container.command).toEqual(["/bin/bash", "/opt/etcd-job/etcd-backup.sh"]);
     expect(container.resources.requests).toEqual({ cpu: "100m", memory: "256Mi" });
     expect(container.image).toBe("registry.example.com/platform/etcd-backup:3.6.5-1");
   });
 
-  test("a script change changes the pod template, so the next run uses it", () => {
+  test("a change to the script or to its library changes the pod template, so the next run uses it", () => {
     const hash = (text: string) => crypto.createHash("sha256").update(text).digest("hex");
-    const annotations = manifest.spec.jobTemplate.spec.template.metadata.annotations;
-    expect(annotations[scriptHashAnnotation]).toBe(hash(script));
-    const changed = backupCronJobManifest({ cfg, script: `${script}\n# changed\n` });
-    expect(changed.spec.jobTemplate.spec.template.metadata.annotations[scriptHashAnnotation]).not.toBe(
-      annotations[scriptHashAnnotation],
-    );
+    const annotation = (m: typeof manifest) =>
+      m.spec.jobTemplate.spec.template.metadata.annotations[scriptHashAnnotation];
+    // `sha256sum etcd-backup.sh etcd-job-lib.sh | sha256sum` in the pod's /opt/etcd-job.
+    expect(annotation(manifest)).toBe(hash(`${hash(script)}  etcd-backup.sh\n${hash(library)}  etcd-job-lib.sh\n`));
+    const changedScript = backupCronJobManifest({ cfg, scripts: { script: `${script}\n# changed\n`, library } });
+    const changedLibrary = backupCronJobManifest({ cfg, scripts: { script, library: `${library}\n# changed\n` } });
+    expect(new Set([manifest, changedScript, changedLibrary].map(annotation)).size).toBe(3);
   });
 
   test("the environment gives the script every endpoint (local member first) and the settings", () => {
@@ -215,5 +228,9 @@ describe("the CronJob", () => {
     for (const pkg of ["awscli", "age", "zstd", "ca-certificates", "jq", "curl", "tar"]) {
       expect([pkg, new RegExp(`\\b${pkg}\\b`).test(dockerfile)]).toEqual([pkg, true]);
     }
+    // The scripts source the library beside them, so the copies for manual runs travel together.
+    expect(dockerfile).toContain(
+      "COPY scripts/etcd-job-lib.sh scripts/etcd-backup.sh scripts/etcd-defrag.sh /usr/local/bin/",
+    );
   });
 });

@@ -11,11 +11,13 @@
  */
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
+import * as path from "node:path";
 import { CronJob } from "kubernetes-models/batch/v1/CronJob";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
 import { earliestExpiry, parseNodeReport } from "../components/certificates";
 import { parseConfig } from "../components/config";
 import { defragCronJobManifest, defragScriptConfigMap, defragScriptPath } from "../components/defrag";
+import { scriptHashAnnotation } from "../components/etcdCronJob";
 import { certificateExpiryMetric, RuleFile } from "../components/monitoring/rules";
 import { ProgramRun, RecordedResource } from "../scripts/offline/harness";
 import { loadStackConfig } from "../scripts/offline/stackConfig";
@@ -239,23 +241,28 @@ describe("kubeadm certificates", () => {
 describe("the etcd-defrag CronJob", () => {
   const cfg = parseConfig(loadStackConfig("prod"));
   const script = fs.readFileSync(defragScriptPath, "utf8");
-  const manifest = defragCronJobManifest(cfg, script);
+  const library = fs.readFileSync(path.join(__dirname, "..", "scripts", "etcd-job-lib.sh"), "utf8");
+  const scripts = { script, library };
+  const manifest = defragCronJobManifest(cfg, scripts);
   const pod = manifest.spec.jobTemplate.spec.template.spec;
   const container = pod.containers[0];
   const env = Object.fromEntries(container.env.map((e) => [e.name, e.value]));
 
-  test("is in the graph through the cluster's provider, after its script", async () => {
+  test("is in the graph through the cluster's provider, after its script and the library it sources", async () => {
     const run = await runStack();
     const cronJob = one(run, "etcd-defrag-cronjob");
     expect(cronJob.type).toBe("kubernetes:batch/v1:CronJob");
     expect(cronJob.provider).toMatch(/::access-provider$/);
     expect(cronJob.dependsOn).toEqual([one(run, "etcd-defrag-script").urn]);
-    expect(one(run, "etcd-defrag-script").inputs.data).toEqual({ "etcd-defrag.sh": script });
+    expect(one(run, "etcd-defrag-script").inputs.data).toEqual({
+      "etcd-defrag.sh": script,
+      "etcd-job-lib.sh": library,
+    });
   });
 
   test("validates against the Kubernetes schema", () => {
     expect(() => new CronJob(manifest as never).validate()).not.toThrow();
-    expect(() => new ConfigMap(defragScriptConfigMap(script) as never).validate()).not.toThrow();
+    expect(() => new ConfigMap(defragScriptConfigMap(scripts) as never).validate()).not.toThrow();
   });
 
   test("kube-system, the configured schedule in UTC, never two at once, on a control-plane node", () => {
@@ -266,6 +273,24 @@ describe("the etcd-defrag CronJob", () => {
     expect(container.image).toBe(cfg.backup.image);
     expect(container.volumeMounts).toContainEqual({ name: "pki", mountPath: "/etc/kubernetes/pki", readOnly: true });
     expect(container.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
+    // The ConfigMap (script and library) is one directory: the script sources the library beside it.
+    expect(pod.volumes).toContainEqual({
+      name: "script",
+      configMap: { name: "etcd-defrag-script", defaultMode: 0o555 },
+    });
+    expect(container.volumeMounts).toContainEqual({ name: "script", mountPath: "/opt/etcd-job", readOnly: true });
+    expect(container.command).toEqual(["/bin/bash", "/opt/etcd-job/etcd-defrag.sh"]);
+  });
+
+  test("a change to the script or to its library changes the pod template, so the next run uses it", () => {
+    const hashes = [
+      scripts,
+      { script: `${script}\n# changed\n`, library },
+      { script, library: `${library}\n# changed\n` },
+    ].map(
+      (s) => defragCronJobManifest(cfg, s).spec.jobTemplate.spec.template.metadata.annotations[scriptHashAnnotation],
+    );
+    expect(new Set(hashes).size).toBe(3);
   });
 
   test("every member exactly once, the threshold and the size floor from the settings", () => {
@@ -278,7 +303,7 @@ describe("the etcd-defrag CronJob", () => {
           overrides: { etcdDefragSchedule: "0 4 * * 0", etcdDefragThresholdPercent: 25, etcdDefragMinSizeMiB: 0 },
         }),
       ),
-      script,
+      scripts,
     );
     const otherEnv = Object.fromEntries(
       other.spec.jobTemplate.spec.template.spec.containers[0].env.map((e) => [e.name, e.value]),

@@ -26,6 +26,8 @@ import {
 import { requireTool } from "./support/tools";
 
 const defragScript = path.join(scriptsDir, "etcd-defrag.sh");
+/** Sourced by the script from its own directory (in the pod, the same ConfigMap). */
+const jobLibrary = path.join(scriptsDir, "etcd-job-lib.sh");
 
 /** Small keys that must survive everything. */
 const keepCount = 300;
@@ -150,14 +152,15 @@ afterAll(async () => {
 describe("configuration", () => {
   test("shellcheck passes; strict mode, no xtrace, executable", () => {
     const binary = requireTool("/usr/bin/shellcheck", "shellcheck");
-    const result = spawnSync(binary, [defragScript], { encoding: "utf8" });
+    const result = spawnSync(binary, [defragScript, jobLibrary], { encoding: "utf8" });
     expect({ status: result.status, output: result.stdout + result.stderr }).toEqual({ status: 0, output: "" });
     const text = fs.readFileSync(defragScript, "utf8");
+    const library = fs.readFileSync(jobLibrary, "utf8");
     expect(text.startsWith("#!/usr/bin/env bash\n")).toBe(true);
     expect(text).toContain("\nset -euo pipefail\n");
-    expect(text).not.toMatch(/set -[a-z]*x|set -o xtrace/);
-    // bash, coreutils and etcdctl only: the CronJob image has no jq and no python.
-    const code = text.split("\n").filter((line) => !line.trim().startsWith("#"));
+    expect(text + library).not.toMatch(/set -[a-z]*x|set -o xtrace/);
+    // bash, coreutils and etcdctl only, in the library it sources too: the CronJob image has no jq and no python.
+    const code = (text + library).split("\n").filter((line) => !line.trim().startsWith("#"));
     expect(code.filter((line) => /\b(jq|python3?|awk|sed|grep)\b/.test(line))).toEqual([]);
     expect(fs.statSync(defragScript).mode & 0o111).not.toBe(0);
   });

@@ -1,6 +1,7 @@
-# The image of the etcd-backup CronJob (components/backup.ts): bash, aws-cli, age, zstd and the
-# etcd image's own etcdctl/etcdutl. The tests run scripts/etcd-backup.sh with the same Debian
-# packages (scripts/ensure-tools.sh), so what runs in the cluster is what was tested.
+# The image of the etcd-backup and etcd-defrag CronJobs (components/backup.ts, defrag.ts): bash,
+# aws-cli, age, zstd and the etcd image's own etcdctl/etcdutl. The tests run the scripts with the
+# same Debian aws-cli, age and zstd (scripts/ensure-tools.sh), but with Debian's etcd 3.4 etcdctl
+# (no etcdutl), not this image's 3.6: the tests run the etcdctl fallback, the etcdutl path runs only here.
 #
 #   docker build -f scripts/images/etcd-backup.Dockerfile -t registry.example.com/platform/etcd-backup:3.6.5-1 .
 #   docker push registry.example.com/platform/etcd-backup:3.6.5-1
@@ -16,7 +17,8 @@ RUN apt-get update \
       awscli age zstd ca-certificates jq curl tar \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=etcd /usr/local/bin/etcdctl /usr/local/bin/etcdutl /usr/local/bin/
-COPY scripts/etcd-backup.sh /usr/local/bin/etcd-backup.sh
-# The CronJob runs the script from its ConfigMap (so a script change needs no new image);
-# the copy here serves manual runs: docker run --rm ... etcd-backup.sh --help
+COPY scripts/etcd-job-lib.sh scripts/etcd-backup.sh scripts/etcd-defrag.sh /usr/local/bin/
+# The CronJobs run the scripts from their ConfigMaps (so a script change needs no new image);
+# the copies here serve manual runs: docker run --rm ... etcd-backup.sh --help (etcd-defrag.sh
+# with --entrypoint). Both source etcd-job-lib.sh from their own directory, so it sits beside them.
 ENTRYPOINT ["/bin/bash", "/usr/local/bin/etcd-backup.sh"]
