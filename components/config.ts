@@ -8,7 +8,7 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { cidrContains, cidrContainsIp, cidrError, cidrsOverlap, hostAt, Ipv4Cidr, parseIpv4Cidr } from "./cidr";
-import { cronError } from "./cron";
+import { cronError, cronNeverFiresError } from "./cron";
 import {
   loadBalancerAlgorithms,
   loadBalancerTypes,
@@ -19,6 +19,7 @@ import {
   supportedImages,
 } from "./hetzner";
 import { businessHoursErrors } from "./monitoring/alertmanager";
+import { supportedKubernetesMinors } from "./versions";
 
 /** One control-plane node. `name` is stable: resources are keyed by it, never by position. */
 export interface NodeSpec {
@@ -138,6 +139,7 @@ export const configKeys = {
   serviceCidr: "string",
   nodeIps: "array",
   adminCidrs: "array",
+  allowSshFromAnywhere: "boolean",
   apiCidrs: "array",
   sshPublicKey: "string",
   apiDnsName: "string",
@@ -294,14 +296,39 @@ export function loadSecrets(cfg: ClusterConfig): ClusterSecrets {
   };
 }
 
-/** A 5-field cron schedule (backup and defragmentation jobs). */
+/**
+ * A 5-field cron schedule (backup and defragmentation jobs) that fires: a CronJob whose
+ * schedule never fires is accepted by the API server and silently never runs.
+ */
 const cronRule = (v: string): string | undefined => {
   const err = cronError(v);
-  return err ? `is not a valid 5-field cron schedule: ${err}` : undefined;
+  return err ? `is not a valid 5-field cron schedule: ${err}` : cronNeverFiresError(v);
 };
 /** A value whose every change means "do it again" (token rotation, certificate renewal). */
 const revisionLabel = /^[A-Za-z0-9._-]{1,63}$/;
 const httpUrl = /^https?:\/\/[^\s"'<>]+$/;
+/**
+ * The one rule of every URL setting: `http://` or `https://`, no whitespace, quotes or angle
+ * brackets, and a URL the WHATWG URL parser (`new URL`, what Node and browsers use) accepts,
+ * which for http(s) means a non-empty host. `must` is the setting's own "must be ..." text.
+ */
+const httpUrlRule =
+  (must: string) =>
+  (v: string): string | undefined => {
+    if (!httpUrl.test(v)) return must;
+    const authority = /^https?:\/\/([^/?#]*)/i.exec(v)?.[1] ?? "";
+    const host = authority.slice(authority.lastIndexOf("@") + 1).replace(/:\d*$/, "");
+    if (host === "") return `${must}: it has no host`;
+    let url: URL;
+    try {
+      url = new URL(v);
+    } catch {
+      return `${must}: the URL parser refuses it (is the host a valid name or address?)`;
+    }
+    return url.protocol === "http:" || url.protocol === "https:" ? undefined : must;
+  };
+/** A valid source CIDR with prefix length 0 (`0.0.0.0/0`, `::/0`, `0.0.0.0/00`) admits every address. */
+const anywhere = (cidr: string): boolean => Number(cidr.slice(cidr.lastIndexOf("/") + 1)) === 0;
 
 /** Pure: raw config in, validated config out (or ConfigError listing every problem). */
 export function parseConfig(raw: RawConfig): ClusterConfig {
@@ -339,15 +366,21 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
     /^[a-z]+\d+[a-z]*$/.test(v) ? undefined : "must be a Hetzner server type name such as ccx23 or cpx31",
   );
   const image = reader.oneOf("image", r("image") as string | undefined, supportedImages);
-  const kubernetesVersion = reader.check("kubernetesVersion", r("kubernetesVersion") as string | undefined, (v) =>
-    /^1\.(0|[1-9]\d*)\.(0|[1-9]\d*)$/.test(v)
+  const kubernetesVersionRaw = r("kubernetesVersion") as string | undefined;
+  const wellFormed = (v: string) => /^1\.(0|[1-9]\d*)\.(0|[1-9]\d*)$/.test(v);
+  const kubernetesVersion = reader.check("kubernetesVersion", kubernetesVersionRaw, (v) => {
+    if (!wellFormed(v)) return 'must be a Kubernetes version "x.y.z" such as "1.34.2" (no "v" prefix)';
+    const { major, min, max } = supportedKubernetesMinors;
+    const minor = parseVersion(v)!.minor;
+    return minor >= min && minor <= max
       ? undefined
-      : 'must be a Kubernetes version "x.y.z" such as "1.34.2" (no "v" prefix)',
-  );
+      : `must be a ${major}.${min} to ${major}.${max} version (supportedKubernetesMinors in components/versions.ts): the pinned add-ons, the kubeadm v1beta4 configuration and the node scripts were made for those minors`;
+  });
+  // Checked even outside the supported minors, so that both refusals are reported at once.
   const deployedVersion = raw.deployedKubernetesVersion;
-  if (kubernetesVersion && deployedVersion) {
-    const error = versionChangeError(deployedVersion, kubernetesVersion);
-    if (error) reader.problem("kubernetesVersion", kubernetesVersion, error);
+  if (kubernetesVersionRaw && wellFormed(kubernetesVersionRaw) && deployedVersion) {
+    const error = versionChangeError(deployedVersion, kubernetesVersionRaw);
+    if (error) reader.problem("kubernetesVersion", kubernetesVersionRaw, error);
   }
 
   // Networks: each must parse, the network must be private, the subnet inside it, and
@@ -446,7 +479,20 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
     }
   }
 
-  const adminCidrs = reader.cidrList("adminCidrs", r("adminCidrs") as string[] | undefined, true);
+  let adminCidrs = reader.cidrList("adminCidrs", r("adminCidrs") as string[] | undefined, true);
+  const sshFromAnywhere = r("allowSshFromAnywhere") as boolean | undefined;
+  const openToAll = adminCidrs?.findIndex(anywhere) ?? -1;
+  if (adminCidrs && openToAll >= 0 && sshFromAnywhere === false) {
+    reader.problem(
+      "adminCidrs",
+      adminCidrs,
+      `entry ${openToAll + 1} (${adminCidrs[openToAll]}) opens SSH (port 22) on every node to the whole internet; list the networks operators and the Pulumi runner connect from, or set ${reader.fullKey("allowSshFromAnywhere")} to true to accept it`,
+    );
+    adminCidrs = undefined;
+  }
+  // apiCidrs may hold 0.0.0.0/0 without an opt-in: port 6443 is the API server, which
+  // authenticates every request, and the load balancer's public 6443 (which no Hetzner
+  // firewall can filter) is open to the internet anyway while loadBalancerPublicInterface is on.
   const apiCidrs = reader.cidrList("apiCidrs", r("apiCidrs") as string[] | undefined, false);
   const sshPublicKey = reader.check("sshPublicKey", r("sshPublicKey") as string | undefined, (v) =>
     /^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521)) [A-Za-z0-9+/=]+( \S.*)?$/.test(v.trim())
@@ -612,8 +658,10 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
       ? undefined
       : "must be the job label of the etcd scrape job: letters, digits and _ . : / - (kube-prometheus-stack on kubeadm: kube-etcd)",
   );
-  const runbookBaseUrl = reader.check("runbookBaseUrl", r("runbookBaseUrl") as string | undefined, (v) =>
-    httpUrl.test(v) ? undefined : "must be the http(s) URL of this repository's docs/runbooks directory",
+  const runbookBaseUrl = reader.check(
+    "runbookBaseUrl",
+    r("runbookBaseUrl") as string | undefined,
+    httpUrlRule("must be the http(s) URL of this repository's docs/runbooks directory"),
   );
   const margin = reader.check(
     "backupAlertMarginMinutes",
@@ -641,7 +689,7 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
         ? "must be set while monitoring is kube-prometheus-stack: business-hours criticals and all warnings go there"
         : undefined;
     }
-    return httpUrl.test(v) ? undefined : "must be an http(s) URL";
+    return httpUrlRule("must be an http(s) URL")(v);
   });
   if (failover && raw.values["hcloud:token"] === undefined) {
     problems.push(

@@ -62,6 +62,41 @@ function valueOf(text: string, field: Field): number | undefined {
   return field.min + index;
 }
 
+const monthNames = [
+  "January",
+  "February",
+  "March",
+  "April",
+  "May",
+  "June",
+  "July",
+  "August",
+  "September",
+  "October",
+  "November",
+  "December",
+];
+
+/**
+ * Why a valid 5-field schedule never fires, or undefined when some calendar day matches it.
+ * Read as Kubernetes' CronJob controller reads it (robfig/cron's `dayMatches`): when day-of-week
+ * is a bare star (step 1 included), a day must match day-of-month; when both are restricted a day
+ * matches either (Vixie cron's OR), and every month has every weekday, so it fires; when only
+ * day-of-week is restricted, likewise. So only a day-of-month that no selected month has
+ * (`0 0 30 2 *`, `0 0 31 4,6,9,11 *`) never fires. February counts with 29 days: `0 0 29 2 *`
+ * fires in leap years.
+ */
+export function cronNeverFiresError(schedule: string): string | undefined {
+  if (cronError(schedule)) return undefined;
+  const [, , dom, months, dow] = parseFields(schedule);
+  if (!dow.star) return undefined;
+  const selectedMonths = [...months.values].sort((a, b) => a - b);
+  if (selectedMonths.some((m) => [...dom.values].some((d) => d <= monthLength(m, true)))) return undefined;
+  const days = [...dom.values].sort((a, b) => a - b).join(" or ");
+  const lengths = selectedMonths.map((m) => `${monthNames[m - 1]} ${monthLength(m, true)}`).join(", ");
+  return `never fires: no month it selects has day ${days} (days per month: ${lengths}); with day-of-week * a run needs that day of month`;
+}
+
 /** Minutes in a day, and days in the Gregorian calendar's 400-year cycle (a whole number of weeks). */
 const minutesPerDay = 1440;
 const daysPer400Years = 146097;
@@ -75,15 +110,14 @@ const daysPer400Years = 146097;
  * Exact rather than sampled: the matching times of day are the same every matching day, and
  * the calendar repeats every 400 years, so one pass over 146,097 days (7 when only the weekday
  * matters) finds every gap, the 8-year gaps of `0 0 29 2 *` included. Throws on an invalid schedule and on one that never
- * runs (`0 0 30 2 *`): an alert threshold cannot be derived from either.
+ * fires (`0 0 30 2 *`, {@link cronNeverFiresError}): an alert threshold cannot be derived from either.
  */
 export function cronMaxIntervalSeconds(schedule: string): number {
   const error = cronError(schedule);
   if (error) throw new Error(`"${schedule}" is not a valid cron schedule: ${error}`);
-  const [minuteField, hourField, dom, months, dow] = schedule
-    .trim()
-    .split(/\s+/)
-    .map((text, i) => expand(text, fields[i]));
+  const never = cronNeverFiresError(schedule);
+  if (never) throw new Error(`"${schedule}" ${never}`);
+  const [minuteField, hourField, dom, months, dow] = parseFields(schedule);
   const minutes = [...minuteField.values];
   const hours = [...hourField.values];
   const times = hours.flatMap((h) => minutes.map((m) => h * 60 + m)).sort((a, b) => a - b);
@@ -120,7 +154,8 @@ export function cronMaxIntervalSeconds(schedule: string): number {
       }
     }
   }
-  if (firstDay < 0) throw new Error(`"${schedule}" never runs: no calendar day matches it`);
+  // Unreachable after cronNeverFiresError; kept so a gap in that rule cannot become a bogus 0.
+  if (firstDay < 0) throw new Error(`"${schedule}" never fires: no calendar day matches it`);
   // The gap from the cycle's last run to the next cycle's first.
   longest = Math.max(longest, (firstDay + cycle - lastDay - 1) * minutesPerDay + dayGap);
   return longest * 60;
@@ -134,6 +169,14 @@ function monthLength(month: number, leap: boolean): number {
 /** `values` as a lookup table indexed 0..max. */
 function flags(values: Set<number>, max: number): boolean[] {
   return Array.from({ length: max + 1 }, (_, i) => values.has(i));
+}
+
+/** The five fields of a valid schedule, expanded. */
+function parseFields(schedule: string): { values: Set<number>; star: boolean }[] {
+  return schedule
+    .trim()
+    .split(/\s+/)
+    .map((text, i) => expand(text, fields[i]));
 }
 
 /** The values a field selects; `star` when it is a bare `*` (robfig/cron's star bit). */

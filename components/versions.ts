@@ -29,6 +29,20 @@ export const versions = {
   etcdImage: "registry.k8s.io/etcd:3.6.5-0",
 } as const;
 
+/**
+ * The Kubernetes minors (inclusive) the pinned versions above and the node scripts were made
+ * for; config validation refuses a kubernetesVersion outside them. Widen it only together with
+ * the pins it depends on:
+ * - 1.31 is the first minor whose kubeadm reads `kubeadm.k8s.io/v1beta4` (components/kubeadm.ts).
+ * - 1.35 is the last minor that supports containerd 1.x, and the nodes install Ubuntu's
+ *   containerd 1.7 (scripts/node/prepare-kubernetes-node.sh); 1.36 needs containerd 2.
+ * - Cilium 1.18 is e2e-tested on 1.30-1.33 (Documentation/network/kubernetes/compatibility.rst
+ *   in cilium/cilium v1.18.x) and Calico 3.30 reported working on 1.35 by its maintainers
+ *   (projectcalico discussion #11717); the default 1.34 and the upgrade to 1.35 rely on
+ *   Kubernetes' API compatibility, which a bump of these charts should re-check.
+ */
+export const supportedKubernetesMinors = { major: 1, min: 31, max: 35 } as const;
+
 /** The apt version string of kubeadm/kubelet/kubectl for a Kubernetes version `x.y.z`. */
 export function kubernetesPackageVersion(kubernetesVersion: string): string {
   return `${kubernetesVersion}-${versions.kubernetesPackageRevision}`;

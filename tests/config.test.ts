@@ -126,6 +126,23 @@ describe("validation rules", () => {
     expect(problems({ kubernetesVersion: "1.34" })).toHaveLength(1);
   });
 
+  test("kubernetesVersion must be of a minor the pinned add-ons and node scripts were made for", () => {
+    const outside = (v: string) =>
+      `${P}:kubernetesVersion = "${v}": must be a 1.31 to 1.35 version (supportedKubernetesMinors in components/versions.ts): the pinned add-ons, the kubeadm v1beta4 configuration and the node scripts were made for those minors`;
+    expect(problems({ kubernetesVersion: "1.43.2" })).toEqual([outside("1.43.2")]);
+    expect(problems({ kubernetesVersion: "1.36.0" })).toEqual([outside("1.36.0")]);
+    expect(problems({ kubernetesVersion: "1.30.14" })).toEqual([outside("1.30.14")]);
+    for (const v of ["1.31.0", "1.34.2", "1.35.9"]) expect(parse({ kubernetesVersion: v }).kubernetesVersion).toBe(v);
+    // The default in Pulumi.yaml lies inside.
+    const projectDefault = String(readProjectFile().config.kubernetesVersion.default);
+    expect(parse({ kubernetesVersion: projectDefault }).kubernetesVersion).toBe(projectDefault);
+    // Outside the range and skipping minors against the running version: both are reported.
+    expect(problems({ kubernetesVersion: "1.43.2" }, [], "1.34.2")).toEqual([
+      outside("1.43.2"),
+      expect.stringContaining(`${P}:kubernetesVersion = "1.43.2": skips minor versions`),
+    ]);
+  });
+
   describe("a version change against the version the stack runs (its kubernetesVersion output)", () => {
     test.each([
       ["1.34.2", "1.34.2"],
@@ -137,16 +154,17 @@ describe("validation rules", () => {
       expect(parse({ kubernetesVersion: wanted }, [], deployed).kubernetesVersion).toBe(wanted);
     });
 
-    test("a new stack (nothing deployed) may start at any version", () => {
-      expect(parse({ kubernetesVersion: "1.36.1" }).kubernetesVersion).toBe("1.36.1");
+    test("a new stack (nothing deployed) may start at any supported version", () => {
+      expect(parse({ kubernetesVersion: "1.31.4" }).kubernetesVersion).toBe("1.31.4");
     });
 
+    // Inside the supported minors, so that the skip is the only refusal.
     test.each([
-      ["1.34.2", "1.36.0"],
-      ["1.34.2", "1.37.1"],
+      ["1.31.2", "1.33.0"],
+      ["1.31.2", "1.35.1"],
     ])("%s -> %s skips a minor version and is refused", (deployed, wanted) => {
       expect(problems({ kubernetesVersion: wanted }, [], deployed)).toEqual([
-        `${P}:kubernetesVersion = "${wanted}": skips minor versions: this stack runs ${deployed} (its kubernetesVersion output), and kubeadm upgrades one minor version at a time; set 1.35.x first, run pulumi up, then go on (docs/runbooks/upgrade.md)`,
+        `${P}:kubernetesVersion = "${wanted}": skips minor versions: this stack runs ${deployed} (its kubernetesVersion output), and kubeadm upgrades one minor version at a time; set 1.32.x first, run pulumi up, then go on (docs/runbooks/upgrade.md)`,
       ]);
     });
 
@@ -181,6 +199,9 @@ describe("validation rules", () => {
       expect.stringMatching(new RegExp(`^${P}:etcdDefragSchedule = "daily": is not a valid 5-field cron schedule`)),
       `${P}:etcdDefragThresholdPercent = 100: must be from 1 to 99 (percent of the database file that is free)`,
       `${P}:etcdDefragMinSizeMiB = -1: must be from 0 to 8192 MiB (etcd's largest quota)`,
+    ]);
+    expect(problems({ etcdDefragSchedule: "0 0 30 2 *" })).toEqual([
+      `${P}:etcdDefragSchedule = "0 0 30 2 *": never fires: no month it selects has day 30 (days per month: February 29); with day-of-week * a run needs that day of month`,
     ]);
   });
 
@@ -297,6 +318,23 @@ describe("validation rules", () => {
     ]);
   });
 
+  test("adminCidrs may not open SSH to the whole internet without the explicit opt-in", () => {
+    const open = (list: string[], entry: number) =>
+      `${P}:adminCidrs = ${JSON.stringify(list)}: entry ${entry} (${list[entry - 1]}) opens SSH (port 22) on every node to the whole internet; list the networks operators and the Pulumi runner connect from, or set ${P}:allowSshFromAnywhere to true to accept it`;
+    expect(problems({ adminCidrs: ["0.0.0.0/0"] })).toEqual([open(["0.0.0.0/0"], 1)]);
+    expect(problems({ adminCidrs: ["198.51.100.0/28", "::/0"] })).toEqual([open(["198.51.100.0/28", "::/0"], 2)]);
+    expect(problems({ adminCidrs: ["0.0.0.0/00"] })).toEqual([open(["0.0.0.0/00"], 1)]);
+    expect(parse().adminCidrs).toEqual(["198.51.100.0/28", "203.0.113.40/32"]);
+    expect(parse({ adminCidrs: ["0.0.0.0/0", "::/0"], allowSshFromAnywhere: true }).adminCidrs).toEqual([
+      "0.0.0.0/0",
+      "::/0",
+    ]);
+    expect(readProjectFile().config.allowSshFromAnywhere.default).toBe(false);
+    // The API server authenticates every request, and the load balancer's public 6443 cannot be
+    // firewalled anyway: apiCidrs needs no opt-in.
+    expect(parse({ apiCidrs: ["0.0.0.0/0", "::/0"] }).apiCidrs).toEqual(["0.0.0.0/0", "::/0"]);
+  });
+
   test("adminCidrs may not be empty: the bootstrap needs SSH", () => {
     expect(problems({ adminCidrs: [] })).toEqual([
       `${P}:adminCidrs = []: must list at least one source CIDR (where operators and the Pulumi runner connect from)`,
@@ -317,6 +355,16 @@ describe("validation rules", () => {
       `${P}:backupSchedule = "0 24 * * *": is not a valid 5-field cron schedule: the hour field "24" is outside 0-23`,
     ]);
     expect(problems({ backupSchedule: "*/0 * * * *" })).toHaveLength(1);
+    // A schedule that never fires is refused here, not later by the backup alert's threshold.
+    expect(problems({ backupSchedule: "0 0 31 2 *" })).toEqual([
+      `${P}:backupSchedule = "0 0 31 2 *": never fires: no month it selects has day 31 (days per month: February 29); with day-of-week * a run needs that day of month`,
+    ]);
+    expect(problems({ backupSchedule: "0 0 31 4,6,9,11 *" })).toEqual([
+      `${P}:backupSchedule = "0 0 31 4,6,9,11 *": never fires: no month it selects has day 31 (days per month: April 30, June 30, September 30, November 30); with day-of-week * a run needs that day of month`,
+    ]);
+    // Day-of-month and day-of-week both restricted: either matches, so this runs every Monday in February.
+    expect(parse({ backupSchedule: "0 0 31 2 1" }).backup.schedule).toBe("0 0 31 2 1");
+    expect(parse({ etcdDefragSchedule: "0 0 30 2 mon" }).maintenance.defrag.schedule).toBe("0 0 30 2 mon");
     expect(parse({ backupSchedule: "15 1-23/2 * jan-dec mon,fri" }).backup.schedule).toBe(
       "15 1-23/2 * jan-dec mon,fri",
     );
@@ -484,9 +532,33 @@ describe("monitoring settings", () => {
     expect(problems({ runbookBaseUrl: "docs/runbooks" })).toEqual([
       `${P}:runbookBaseUrl = "docs/runbooks": must be the http(s) URL of this repository's docs/runbooks directory`,
     ]);
+    expect(problems({ runbookBaseUrl: "https://:443/runbooks" })).toEqual([
+      `${P}:runbookBaseUrl = "https://:443/runbooks": must be the http(s) URL of this repository's docs/runbooks directory: it has no host`,
+    ]);
     expect(parse({ runbookBaseUrl: "https://example.com/runbooks/" }).monitoring.runbookBaseUrl).toBe(
       "https://example.com/runbooks",
     );
+  });
+
+  test("the on-call webhook is an http(s) URL with a host, as the WHATWG URL parser reads it", () => {
+    for (const url of ["https://:8080/hook", "https://user@/hook", "http:///hook"]) {
+      expect(problems({ onCallWebhookUrl: url })).toEqual([
+        `${P}:onCallWebhookUrl = "${url}": must be an http(s) URL: it has no host`,
+      ]);
+    }
+    expect(problems({ onCallWebhookUrl: "https://alerts^example.com/hook" })).toEqual([
+      `${P}:onCallWebhookUrl = "https://alerts^example.com/hook": must be an http(s) URL: the URL parser refuses it (is the host a valid name or address?)`,
+    ]);
+    expect(problems({ onCallWebhookUrl: "ftp://alerts.example.com/hook" })).toEqual([
+      `${P}:onCallWebhookUrl = "ftp://alerts.example.com/hook": must be an http(s) URL`,
+    ]);
+    for (const url of [
+      "http://10.0.0.5:9093/hook",
+      "https://[2001:db8::1]:8443/hook",
+      "https://bot@alerts.example.com/h",
+    ]) {
+      expect(parse({ onCallWebhookUrl: url }).monitoring.paging.onCallWebhookUrl).toBe(url);
+    }
   });
 
   test("the on-call webhook is required while this program deploys the paging configuration", () => {

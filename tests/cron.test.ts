@@ -3,7 +3,7 @@
  * the etcd backup freshness alert's threshold. Each expectation is worked out by hand from
  * the calendar, not from the implementation.
  */
-import { cronMaxIntervalSeconds } from "../components/cron";
+import { cronMaxIntervalSeconds, cronNeverFiresError } from "../components/cron";
 
 const minute = 60;
 const hour = 3600;
@@ -42,6 +42,10 @@ test.each([
   // `*/2` in day-of-week counts as restricted (robfig/cron clears the star bit for a step), so OR applies:
   // every day of month 1 OR an even weekday; day of month 1 is the only day-of-month match.
   ["0 0 1 * */2", 2 * day],
+  // Day-of-month 31 OR Monday in February (both restricted): every Monday in February. The longest
+  // gap: a non-leap year whose Feb 22 is a Monday (the last one) to Feb 7 of the next year (its
+  // Feb 22 is a Tuesday, so Feb 7 is a Monday and Feb 1 a Tuesday): 365 - 15 days.
+  ["0 0 31 2 1", 350 * day],
   // Day-of-month `*` with a day-of-week list: AND, so only Mondays and Thursdays: Thu -> Mon is 4 days.
   ["0 12 * * 1,4", 4 * day],
 ])("%s -> %d s", (schedule, expected) => {
@@ -63,6 +67,47 @@ test("an invalid schedule is refused with cronError's reason", () => {
   expect(() => cronMaxIntervalSeconds("61 * * * *")).toThrow('the minute field "61" is outside 0-59');
 });
 
-test("a schedule that never runs is refused, since no threshold follows from it", () => {
-  expect(() => cronMaxIntervalSeconds("0 0 30 2 *")).toThrow('"0 0 30 2 *" never runs: no calendar day matches it');
+test("a schedule that never fires is refused, since no threshold follows from it", () => {
+  expect(() => cronMaxIntervalSeconds("0 0 30 2 *")).toThrow(
+    '"0 0 30 2 *" never fires: no month it selects has day 30 (days per month: February 29)',
+  );
+  expect(() => cronMaxIntervalSeconds("0 0 31 2 *")).toThrow('"0 0 31 2 *" never fires');
+});
+
+describe("cronNeverFiresError", () => {
+  test.each([
+    ["0 0 30 2 *", "day 30 (days per month: February 29)"],
+    ["0 0 31 2 *", "day 31 (days per month: February 29)"],
+    ["0 0 30,31 feb *", "day 30 or 31 (days per month: February 29)"],
+    ["0 0 31 4 *", "day 31 (days per month: April 30)"],
+    ["0 0 31 jun *", "day 31 (days per month: June 30)"],
+    ["0 0 31 9 *", "day 31 (days per month: September 30)"],
+    ["0 0 31 4,6,9,11 *", "day 31 (days per month: April 30, June 30, September 30, November 30)"],
+    ["0 0 31 2,4 *", "day 31 (days per month: February 29, April 30)"],
+    // `*/1` keeps robfig/cron's star bit (only a step above 1 clears it): still AND.
+    ["0 0 31 2 */1", "day 31 (days per month: February 29)"],
+  ])("%s never fires", (schedule, what) => {
+    expect(cronNeverFiresError(schedule)).toBe(
+      `never fires: no month it selects has ${what}; with day-of-week * a run needs that day of month`,
+    );
+  });
+
+  test.each([
+    // Both day fields restricted: a day matches either (Vixie cron's OR), and February has Mondays.
+    "0 0 31 2 1",
+    "0 0 30 2 mon-fri",
+    // `*/2` clears robfig/cron's star bit, so OR applies.
+    "0 0 31 2 */2",
+    // Leap days exist.
+    "0 0 29 2 *",
+    // One selected month has the day.
+    "0 0 31 2,3 *",
+    "0 0 31 * *",
+    "0 0 30 2/1 *",
+    "0 */6 * * *",
+    // Invalid schedules are cronError's to report.
+    "0 0 32 2 *",
+  ])("%s is not reported as never firing", (schedule) => {
+    expect(cronNeverFiresError(schedule)).toBeUndefined();
+  });
 });
