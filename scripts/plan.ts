@@ -16,7 +16,7 @@ import { renderAlertmanagerConfig } from "../components/monitoring/alertmanager"
 import { pagingSettings } from "../components/monitoring/monitoring";
 import { runProgram } from "./offline/harness";
 import { artifacts, countsByType, toDot, toPlan, toTree } from "./offline/render";
-import { loadStackConfig, PlanInputError, projectRoot } from "./offline/stackConfig";
+import { loadStackConfig, missingSecretsWarning, PlanInputError, projectRoot } from "./offline/stackConfig";
 
 interface Args {
   stack: string;
@@ -106,6 +106,14 @@ async function main(): Promise<void> {
   }
   const graphviz = await Graphviz.load();
   write("graph.svg", graphviz.dot(toDot(plan)));
+
+  // On stderr and even with --quiet: the plan succeeded, but pulumi up with this file would not.
+  const stackFile = path.relative(
+    process.cwd(),
+    args.configFile ?? path.join(projectRoot, `Pulumi.${args.stack}.yaml`),
+  );
+  const warning = missingSecretsWarning(config, stackFile);
+  if (warning) console.error(warning);
 
   const seconds = Number(process.hrtime.bigint() - started) / 1e9;
   if (args.stats) {

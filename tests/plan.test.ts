@@ -45,8 +45,18 @@ describe("npm run plan --stack prod", () => {
     written = JSON.parse(fs.readFileSync(path.join(out, "prod", "plan.json"), "utf8")) as Plan;
   });
 
-  test("exits 0", () => {
-    expect(result.stderr).toBe("");
+  test("exits 0, and warns on stderr about the secrets the committed stack file cannot hold", () => {
+    expect(result.stderr).toBe(
+      [
+        "warning: Pulumi.prod.yaml does not hold these secrets yet; this plan used placeholders, but pulumi up needs each of them (see the README's configuration reference):",
+        "  pulumi config set --secret hcloud-control-plane:objectStorageAccessKey --stack prod",
+        "  pulumi config set --secret hcloud-control-plane:objectStorageSecretKey --stack prod",
+        "  pulumi config set --secret hcloud-control-plane:pagerdutyRoutingKey --stack prod",
+        "  pulumi config set --secret hcloud-control-plane:sshPrivateKey --stack prod",
+        "  pulumi config set --secret hcloud:token --stack prod",
+        "",
+      ].join("\n"),
+    );
     expect(result.status).toBe(0);
   });
 
@@ -245,10 +255,30 @@ test("an invalid config exits non-zero, names the problem, and leaves no plan.js
   expect(fs.existsSync(path.join(out, "broken", "plan.json"))).toBe(false);
 });
 
+test("a backup schedule that never fires is a config problem naming the key, not a stack trace", () => {
+  const configFile = path.join(tmp, "Pulumi.feb31.yaml");
+  const prod = fs.readFileSync(path.join(projectRoot, "Pulumi.prod.yaml"), "utf8");
+  fs.writeFileSync(configFile, prod.replace('backupSchedule: "0 */6 * * *"', 'backupSchedule: "0 0 31 2 *"'));
+  const result = plan(["--stack", "feb31", "--config-file", configFile, "--out", path.join(tmp, "feb31"), "--quiet"]);
+  expect(result.status).toBe(1);
+  expect(result.stderr.trim()).toBe(
+    [
+      "plan failed: Invalid stack configuration:",
+      '  - hcloud-control-plane:backupSchedule = "0 0 31 2 *": never fires: no month it selects has day 31 (days per month: February 29); with day-of-week * a run needs that day of month',
+    ].join("\n"),
+  );
+});
+
+/** The prod stack file with every secret pulumi up needs, as the CLI writes them (encrypted). */
+function prodWithSecrets(): string {
+  const prod = fs.readFileSync(path.join(projectRoot, "Pulumi.prod.yaml"), "utf8");
+  const secrets = loadStackConfig("prod").missingSecrets.map((key) => `  ${key}:\n    secure: v1:AAAA\n`);
+  return prod + secrets.join("");
+}
+
 test("--deployed-version checks a version change as pulumi up does: one minor up plans, two are refused", () => {
   const configFile = path.join(tmp, "Pulumi.next.yaml");
-  const prod = fs.readFileSync(path.join(projectRoot, "Pulumi.prod.yaml"), "utf8");
-  fs.writeFileSync(configFile, prod.replace("kubernetesVersion: 1.34.2", "kubernetesVersion: 1.35.0"));
+  fs.writeFileSync(configFile, prodWithSecrets().replace("kubernetesVersion: 1.34.2", "kubernetesVersion: 1.35.0"));
   const out = path.join(tmp, "next");
   const args = ["--stack", "next", "--config-file", configFile, "--out", out, "--quiet"];
   const oneMinor = plan([...args, "--deployed-version", "1.34.2"]);
@@ -304,6 +334,46 @@ describe("secrets", () => {
       "hcloud:token",
     ]);
     expect(config.secretKeys).toEqual(config.placeholders);
+  });
+
+  test("the secrets pulumi up needs come from Pulumi.yaml's declarations and the provider secrets", () => {
+    expect(loadStackConfig("prod").missingSecrets).toEqual([
+      "hcloud-control-plane:objectStorageAccessKey",
+      "hcloud-control-plane:objectStorageSecretKey",
+      "hcloud-control-plane:pagerdutyRoutingKey",
+      "hcloud-control-plane:sshPrivateKey",
+      "hcloud:token",
+    ]);
+    // A secret the file holds (encrypted, or as a test override) is no longer missing.
+    const configFile = path.join(tmp, "Pulumi.partial.yaml");
+    fs.writeFileSync(configFile, "config:\n  hcloud:token:\n    secure: v1:AAAA\n");
+    expect(loadStackConfig("partial", { configFile, overrides: { sshPrivateKey: "test key" } }).missingSecrets).toEqual(
+      [
+        "hcloud-control-plane:objectStorageAccessKey",
+        "hcloud-control-plane:objectStorageSecretKey",
+        "hcloud-control-plane:pagerdutyRoutingKey",
+      ],
+    );
+    // One place: a secret newly declared in Pulumi.yaml is required at once; one with a default is not.
+    const root = fs.mkdtempSync(path.join(tmp, "project-"));
+    const project = YAML.parse(fs.readFileSync(path.join(projectRoot, "Pulumi.yaml"), "utf8")) as {
+      config: Record<string, unknown>;
+    };
+    project.config.newToken = { type: "string", secret: true, description: "Secret: a new one." };
+    project.config.optionalToken = { type: "string", secret: true, default: "", description: "Secret: optional." };
+    fs.writeFileSync(path.join(root, "Pulumi.yaml"), YAML.stringify(project));
+    fs.copyFileSync(path.join(projectRoot, "Pulumi.prod.yaml"), path.join(root, "Pulumi.prod.yaml"));
+    const declared = loadStackConfig("prod", { root }).missingSecrets;
+    expect(declared).toContain("hcloud-control-plane:newToken");
+    expect(declared).not.toContain("hcloud-control-plane:optionalToken");
+  });
+
+  test("a stack file holding every secret plans without the warning", () => {
+    const configFile = path.join(tmp, "Pulumi.complete.yaml");
+    fs.writeFileSync(configFile, prodWithSecrets());
+    const complete = plan(["--stack", "complete", "--config-file", configFile, "--out", path.join(tmp, "complete")]);
+    expect([complete.status, complete.stderr]).toEqual([0, ""]);
+    expect(complete.stdout).toContain("Secrets shown as placeholders (not decryptable offline)");
   });
 
   test('every secret value in inputs and outputs is "[secret]", and the value itself appears nowhere', async () => {

@@ -29,6 +29,13 @@ export interface StackConfig {
   secretKeys: string[];
   /** Keys that got a placeholder instead of a decrypted secret. */
   placeholders: string[];
+  /**
+   * Secrets `pulumi up` needs that the stack file does not hold yet: every key Pulumi.yaml
+   * declares `secret: true` without a default, and the provider secrets (`providerSecrets`;
+   * Pulumi.yaml cannot declare keys of other namespaces: the CLI refuses a type or default for
+   * them, pulumi/pulumi pkg/workspace/project.go). Offline they are placeholders.
+   */
+  missingSecrets: string[];
 }
 
 /** A mistake in what the user asked for (a missing stack file, a bad flag): reported without a stack trace. */
@@ -86,6 +93,7 @@ export function loadStackConfig(
   const values: Record<string, string> = {};
   const secretKeys = new Set<string>();
   const placeholders = new Set<string>();
+  const required = new Set<string>();
 
   for (const [key, decl] of Object.entries(project.config)) {
     const full = qualify(project.name, key);
@@ -95,6 +103,7 @@ export function loadStackConfig(
       if (decl.default === undefined) {
         values[full] = secretPlaceholder(full);
         placeholders.add(full);
+        required.add(full);
       }
     }
   }
@@ -102,6 +111,7 @@ export function loadStackConfig(
     values[full] = secretPlaceholder(full);
     secretKeys.add(full);
     placeholders.add(full);
+    required.add(full);
   }
   const stackValues = { ...(stackDoc.config ?? {}), ...(options.overrides ?? {}) };
   for (const [key, value] of Object.entries(stackValues)) {
@@ -114,6 +124,7 @@ export function loadStackConfig(
       values[full] = asConfigString(value);
       placeholders.delete(full);
     }
+    required.delete(full);
   }
   return {
     project: project.name,
@@ -121,5 +132,18 @@ export function loadStackConfig(
     values,
     secretKeys: [...secretKeys].sort(),
     placeholders: [...placeholders].sort(),
+    missingSecrets: [...required].sort(),
   };
+}
+
+/**
+ * The warning the offline plan prints when the stack file lacks secrets: the plan itself works
+ * with placeholders, but `pulumi up` would stop at the first one it reads. Undefined when none is missing.
+ */
+export function missingSecretsWarning(config: StackConfig, file: string): string | undefined {
+  if (config.missingSecrets.length === 0) return undefined;
+  return [
+    `warning: ${file} does not hold these secrets yet; this plan used placeholders, but pulumi up needs each of them (see the README's configuration reference):`,
+    ...config.missingSecrets.map((key) => `  pulumi config set --secret ${key} --stack ${config.stack}`),
+  ].join("\n");
 }
