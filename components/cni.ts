@@ -1,8 +1,12 @@
 /**
- * The pod network, installed through the cluster's Kubernetes provider right after
- * `kubeadm init`, so nodes become Ready. Both choices run VXLAN overlays: Hetzner's private
- * network routes only addresses its API knows, so pod IPs cannot be routed natively without
- * per-node routes.
+ * The pod network, installed through the cluster's Kubernetes provider, so nodes become Ready.
+ * The provider is built from the admin kubeconfig, which is read after the whole member chain
+ * (and the upgrade and certificate steps), so the CNI comes once every control-plane node has
+ * joined; nothing before it waits for Ready nodes (the joins gate on `/readyz` and etcd health,
+ * the upgrade chain only warns about a node that is not Ready).
+ *
+ * Both choices run VXLAN overlays: Hetzner's private network routes only addresses its API
+ * knows, so pod IPs cannot be routed natively without per-node routes.
  *
  * Default Cilium: an eBPF datapath with network policy and Hubble, and it needs nothing from
  * the private network beyond UDP 8472 between nodes (not filtered there). Calico (through the

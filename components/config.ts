@@ -70,7 +70,7 @@ export interface ClusterConfig {
       retries: number;
     };
   };
-  /** Pod network add-on, installed right after `kubeadm init`. */
+  /** Pod network add-on, installed once every control-plane node has joined (components/cni.ts). */
   cni: CniChoice;
   /** Run the companion that moves the reserved IP to the kube-vip leader. */
   reservedIpFailover: boolean;

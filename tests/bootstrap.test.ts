@@ -240,7 +240,7 @@ describe("the prod stack's bootstrap", () => {
     expect(kubeconfig).not.toContain("control-plane-endpoint.invalid");
   });
 
-  test("the CNI is a pinned Helm release through the cluster's provider, right after init", () => {
+  test("the CNI is a pinned Helm release through the cluster's provider, installed once every member has joined", () => {
     const cni = one(run, "cni-cilium");
     const provider = one(run, "access-provider");
     expect(cni.provider).toBe(provider.urn);
@@ -250,8 +250,27 @@ describe("the prod stack's bootstrap", () => {
       routingMode: "tunnel",
       k8sServiceHost: "api.prod-nbg1.k8s.example.com",
     });
-    // It does not wait for the joins: nodes become Ready as they join.
-    expect(ancestors(run, cni.urn).has(one(run, "bootstrap-cp-2-join").urn)).toBe(false);
+    // A resource waits for its provider too, and so for whatever the provider's inputs wait
+    // for: the admin kubeconfig, read after the member chain (and the upgrade and certificate
+    // steps). So this walk follows provider links as well as dependsOn.
+    const byUrn = new Map(run.resources.map((r) => [r.urn, r]));
+    const edges = (urn: string) => {
+      const r = byUrn.get(urn);
+      return r ? [...r.dependsOn, ...(r.provider ? [r.provider] : [])] : [];
+    };
+    const waits = new Set<string>();
+    const stack = edges(cni.urn);
+    while (stack.length > 0) {
+      const next = stack.pop() as string;
+      if (waits.has(next)) continue;
+      waits.add(next);
+      stack.push(...edges(next));
+    }
+    expect(waits).toContain(provider.urn);
+    expect(waits).toContain(one(run, "access-admin-kubeconfig").urn);
+    const chain = members(run);
+    expect(chain.map((m) => m.name)).toEqual(["bootstrap-cp-1-init", "bootstrap-cp-2-join", "bootstrap-cp-3-join"]);
+    for (const member of chain) expect([member.name, waits.has(member.urn)]).toEqual([member.name, true]);
   });
 });
 
