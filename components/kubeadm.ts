@@ -70,6 +70,17 @@ export const kubeadmPaths = {
 export const etcdMetricsPort = 2381;
 
 /**
+ * etcd's backend quota (`--quota-backend-bytes`): 8 GiB. etcd's default is 2 GiB, and kubeadm
+ * does not change it; "8 GiB is a suggested maximum size for normal environments and etcd
+ * warns at startup if the configured value exceeds it" (etcd.io/docs/v3.6/dev-guide/limit,
+ * "Storage size limit"). The alerts are built around it: EtcdDatabaseSizeExceeding warns at
+ * 6e9 bytes (70% of it), etcdDatabaseQuotaLowSpace is critical at 95% of
+ * `etcd_server_quota_backend_bytes`, which reports this value. At the old 2 GiB the 6e9
+ * warning could never fire: etcd stops accepting writes (NOSPACE) at the quota.
+ */
+export const etcdQuotaBackendBytes = 8 * 1024 ** 3;
+
+/**
  * Shell variables that carry the join credentials. They are minted on an existing
  * control-plane node at join time (`kubeadm init phase upload-certs --upload-certs`,
  * `kubeadm token create --ttl 1h --print-join-command --certificate-key ...`) and reach the
@@ -268,7 +279,9 @@ function clusterConfiguration(input: KubeadmInput) {
     controllerManager: { extraArgs: controlLoopArgs },
     scheduler: { extraArgs: controlLoopArgs },
     // Stacked etcd. Its metrics listener on the private address is per node: renderEtcdPatch.
-    etcd: { local: { dataDir: "/var/lib/etcd" } },
+    etcd: {
+      local: { dataDir: "/var/lib/etcd", extraArgs: args({ "quota-backend-bytes": String(etcdQuotaBackendBytes) }) },
+    },
   };
 }
 

@@ -18,6 +18,7 @@ import { parseAllDocuments } from "yaml";
 import { nodePaths } from "../components/cloudInit";
 import {
   etcdMetricsPort,
+  etcdQuotaBackendBytes,
   joinCredentialPatterns,
   joinEnvsubstFormat,
   joinPlaceholders,
@@ -29,6 +30,7 @@ import {
   renderJoinConfiguration,
 } from "../components/kubeadm";
 import { apiServerPort } from "../components/loadBalancer";
+import { EtcdCluster } from "./support/etcdCluster";
 import { pyyamlLoadAll, requireTool } from "./support/tools";
 import { renderedElsewhen } from "./support/determinism";
 
@@ -152,9 +154,36 @@ describe("renderInitConfiguration", () => {
       },
       controllerManager: { extraArgs: expectedControlLoopArgs },
       scheduler: { extraArgs: expectedControlLoopArgs },
-      etcd: { local: { dataDir: "/var/lib/etcd" } },
+      etcd: {
+        local: { dataDir: "/var/lib/etcd", extraArgs: [{ name: "quota-backend-bytes", value: "8589934592" }] },
+      },
     });
   });
+
+  test("etcd's backend quota is 8 GiB, the limit the etcd size alerts are built around", () => {
+    expect(etcdQuotaBackendBytes).toBe(8589934592);
+    expect(rawDocOfKind(text, "ClusterConfiguration")).toContain(
+      'etcd:\n  local:\n    dataDir: /var/lib/etcd\n    extraArgs:\n      - name: quota-backend-bytes\n        value: "8589934592"\n',
+    );
+  });
+
+  test("a real etcd started with that flag reports it as etcd_server_quota_backend_bytes", async () => {
+    const cluster = docOfKind(text, "ClusterConfiguration") as {
+      etcd: { local: { extraArgs: { name: string; value: string }[] } };
+    };
+    const quota = cluster.etcd.local.extraArgs.find((a) => a.name === "quota-backend-bytes")!.value;
+    // The loopback etcd of tests/support/etcdCluster.ts passes --quota-backend-bytes=<quota>;
+    // etcd serves /metrics on its client URL, and etcdDatabaseQuotaLowSpace divides by this series.
+    const etcd = await EtcdCluster.create({ size: 1, quotaBackendBytes: Number(quota) });
+    try {
+      await etcd.startAll(30_000);
+      const metrics = await (await fetch(`${etcd.members[0].clientUrl}/metrics`)).text();
+      const line = metrics.split("\n").find((l) => l.startsWith("etcd_server_quota_backend_bytes "));
+      expect(Number(line?.split(" ")[1])).toBe(8589934592);
+    } finally {
+      await etcd.cleanup();
+    }
+  }, 60_000);
 
   test("audit paths are the ones the node preparation creates (nodePaths)", () => {
     const cluster = docOfKind(text, "ClusterConfiguration") as {

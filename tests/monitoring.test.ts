@@ -23,7 +23,7 @@ import {
   ruleFile,
 } from "../components/monitoring/monitoring";
 import { renderAlertmanagerConfig } from "../components/monitoring/alertmanager";
-import { alertNames } from "../components/monitoring/rules";
+import { alertNames, RuleFile } from "../components/monitoring/rules";
 import { ProgramRun, RecordedResource } from "../scripts/offline/harness";
 import { loadStackConfig } from "../scripts/offline/stackConfig";
 import { byType, one, runStack } from "./support/program";
@@ -156,6 +156,19 @@ describe("the chart's values for kubeadm", () => {
     expect(Object.keys(disabled).sort()).toEqual(alertNames(ruleFile(cfg)));
   });
 
+  test("the chart keeps its kubernetes-mixin API server rules; this program does not ship a second copy", () => {
+    const disabled = Object.keys(values.defaultRules.disabled as Record<string, boolean>);
+    const groups = ruleFile(cfg).groups.map((g) => g.name);
+    for (const name of apiserverMixinAlerts) {
+      expect([name, disabled.includes(name), alertNames(ruleFile(cfg)).includes(name)]).toEqual([name, false, false]);
+    }
+    expect(groups).not.toContain("kube-apiserver-burnrate.rules");
+    // The chart's switches for those groups stay at their defaults (on).
+    for (const key of ["kubeApiserverBurnrate", "kubeApiserverSlos", "kubernetesSystem"]) {
+      expect([key, (values.defaultRules.rules as Record<string, boolean>)[key]]).toEqual([key, undefined]);
+    }
+  });
+
   test("Alertmanager loads this program's config Secret and mounts the routing key it names", () => {
     const spec = (values.alertmanager as { alertmanagerSpec: Record<string, unknown> }).alertmanagerSpec;
     expect(spec).toMatchObject({ useExistingSecret: true, configSecret: "alertmanager-paging-config" });
@@ -195,6 +208,16 @@ describe("schemas (@kubernetes-models)", () => {
   });
 });
 
+/** kubernetes-mixin alerts the chart ships and an existing operator may lack (rules.ts apiserverMixinGroups). */
+const apiserverMixinAlerts = [
+  "KubeAPIErrorBudgetBurn",
+  "KubeAPITerminatedRequests",
+  "KubeAggregatedAPIDown",
+  "KubeAggregatedAPIErrors",
+  "KubeClientErrors",
+  "KubeVersionMismatch",
+];
+
 describe("with an existing Prometheus Operator", () => {
   let run: ProgramRun;
   beforeAll(async () => {
@@ -212,5 +235,17 @@ describe("with an existing Prometheus Operator", () => {
     });
     expect(rule.dependsOn.filter((u) => u.includes("Release"))).toEqual([]);
     expect(rule.provider).toBe(one(run, "access-provider").urn);
+  });
+
+  test("the rule also carries the kubernetes-mixin API server alerts and their burn-rate recording rules", () => {
+    const spec = one(run, "monitoring-rules").inputs.spec as RuleFile;
+    const names = alertNames(spec);
+    for (const name of apiserverMixinAlerts) expect([name, names.includes(name)]).toEqual([name, true]);
+    const recorded = spec.groups
+      .find((g) => g.name === "kube-apiserver-burnrate.rules")!
+      .rules.map((r) => ("record" in r ? r.record : ""));
+    expect(new Set(recorded)).toEqual(
+      new Set(["5m", "30m", "1h", "2h", "6h", "1d", "3d"].map((w) => `apiserver_request:burnrate${w}`)),
+    );
   });
 });

@@ -21,9 +21,11 @@ import {
   alertNames,
   certificateExpiryMetric,
   prometheusRules,
+  RecordingRule,
   renderRuleFile,
   RuleFile,
 } from "../components/monitoring/rules";
+import { etcdQuotaBackendBytes } from "../components/kubeadm";
 import { alertCases, coverage, parseTestFile } from "./support/promtool";
 import { requireTool } from "./support/tools";
 
@@ -35,6 +37,8 @@ const testSettings: AlertRuleSettings = {
   schedulerJob: "kube-scheduler",
   kubeStateMetricsJob: "kube-state-metrics",
   controlPlaneCount: 3,
+  // The existing-operator set, so the promtool files cover the kubernetes-mixin rules too.
+  apiserverMixinRules: true,
   // e.g. `*/30 * * * *` plus a 30m margin. Short on purpose: promtool evaluates every rule once
   // a minute up to a test's last eval_time, and hours of that make the suite slow.
   backup: { namespace: "kube-system", cronJob: "etcd-backup", maxAgeSeconds: 3600 },
@@ -81,15 +85,23 @@ describe("rule content", () => {
         "EtcdHighFsyncDuration",
         "EtcdMemberCountMismatch",
         "EtcdMemberDown",
+        "EtcdMemberFlapping",
         "EtcdTargetAbsent",
+        "KubeAggregatedAPIDown",
+        "KubeAggregatedAPIErrors",
         "KubeAPIDown",
+        "KubeAPIErrorBudgetBurn",
         "KubeAPIInstanceUnreachable",
+        "KubeAPITerminatedRequests",
         "KubeClientCertificateExpiration",
+        "KubeClientErrors",
         "KubeControllerManagerDown",
         "KubeControllerManagerInstanceUnreachable",
         "KubeadmCertificateExpiration",
         "KubeSchedulerDown",
         "KubeSchedulerInstanceUnreachable",
+        "KubeStateMetricsDown",
+        "KubeVersionMismatch",
         "etcdDatabaseHighFragmentationRatio",
         "etcdDatabaseQuotaLowSpace",
         "etcdExcessiveDatabaseGrowth",
@@ -113,13 +125,14 @@ describe("rule content", () => {
     expect(new Set(names.map((n) => n.toLowerCase())).size).toBe(names.length);
   });
 
-  test("only same-named pairs that differ in severity share a name", () => {
-    const keys = alerts(rules).map((a) => `${a.alert}/${a.labels.severity}`);
+  test("only same-named alerts that differ in their labels share a name", () => {
+    const keys = alerts(rules).map((a) => `${a.alert}/${JSON.stringify(a.labels)}`);
     expect(new Set(keys).size).toBe(keys.length);
     const pairs = alertNames(rules).filter((n) => alerts(rules).filter((a) => a.alert === n).length > 1);
     expect(pairs).toEqual(
       [
         "EtcdBackupTooOld",
+        "KubeAPIErrorBudgetBurn",
         "KubeClientCertificateExpiration",
         "KubeadmCertificateExpiration",
         "etcdHighFsyncDurations",
@@ -130,7 +143,9 @@ describe("rule content", () => {
 
   test("every alert has a severity, a summary, a description and its runbook_url", () => {
     for (const a of alerts(rules)) {
-      expect([a.alert, Object.keys(a.labels)]).toEqual([a.alert, ["severity"]]);
+      // The burn-rate alerts keep the mixin's window labels, as the chart's copies have them.
+      const windowLabels = a.alert === "KubeAPIErrorBudgetBurn" ? ["long", "short"] : [];
+      expect([a.alert, Object.keys(a.labels).sort()]).toEqual([a.alert, [...windowLabels, "severity"].sort()]);
       expect([a.alert, ["critical", "warning", "info"].includes(a.labels.severity)]).toEqual([a.alert, true]);
       expect([a.alert, Object.keys(a.annotations).sort()]).toEqual([
         a.alert,
@@ -180,7 +195,7 @@ describe("rule content", () => {
     const other = prometheusRules({ ...testSettings, etcdJob: "etcd-custom" });
     const etcdGroups = rules.groups.filter((g) => g.name === "etcd" || g.name === "etcd-mixin");
     const etcdAlerts = alerts({ groups: etcdGroups });
-    expect(etcdAlerts).toHaveLength(19);
+    expect(etcdAlerts).toHaveLength(20);
     for (const a of etcdAlerts) {
       const changed = alerts(other).find((b) => b.alert === a.alert && b.labels.severity === a.labels.severity)!;
       expect([a.alert, changed.expr]).toEqual([a.alert, a.expr.split('job="kube-etcd"').join('job="etcd-custom"')]);
@@ -212,6 +227,7 @@ describe("rule content", () => {
       "EtcdBackupTooOld",
       "EtcdBackupJobFailed",
       "EtcdBackupCronJobMissing",
+      "KubeStateMetricsDown",
       "ControlPlaneNodeCountMismatch",
     ]) {
       const expr = alerts(other).find((a) => a.alert === name)!.expr;
@@ -247,11 +263,69 @@ describe("rule content", () => {
         false,
       ]);
     }
+    // Only while kube-state-metrics is up: otherwise every CronJob looks missing.
     expect(only(file, "EtcdBackupCronJobMissing").expr).toBe(
-      'absent(kube_cronjob_info{job="kube-state-metrics", namespace="backups", cronjob="etcd-snap"})',
+      'absent(kube_cronjob_info{job="kube-state-metrics", namespace="backups", cronjob="etcd-snap"})\n' +
+        "and on ()\n" +
+        'count(up{job="kube-state-metrics"} == 1) > 0',
     );
-    // A CronJob that never succeeded counts its age from its creation.
-    expect(only(file, "EtcdBackupTooOld", "warning").expr).toContain("kube_cronjob_created");
+    expect(only(file, "KubeStateMetricsDown").expr).toBe('absent(up{job="kube-state-metrics"} == 1)');
+    // A CronJob that never succeeded counts its age from its creation; a replaced one keeps
+    // its predecessor's last success for the critical threshold plus one threshold (3 x 90000s).
+    for (const severity of ["warning", "critical"]) {
+      const expr = only(file, "EtcdBackupTooOld", severity).expr;
+      expect(expr).toContain("kube_cronjob_created");
+      expect(expr).toContain(
+        'max_over_time(kube_cronjob_status_last_successful_time{job="kube-state-metrics", namespace="backups", cronjob="etcd-snap"}[270000s])',
+      );
+    }
+  });
+
+  test("the kubernetes-mixin API server rules ship only when asked (existing-operator), with their recording rules", () => {
+    const without = prometheusRules({ ...testSettings, apiserverMixinRules: false });
+    const mixinAlerts = [
+      "KubeAPIErrorBudgetBurn",
+      "KubeAPITerminatedRequests",
+      "KubeAggregatedAPIDown",
+      "KubeAggregatedAPIErrors",
+      "KubeClientErrors",
+      "KubeVersionMismatch",
+    ];
+    expect(alertNames(rules).filter((n) => mixinAlerts.includes(n))).toEqual([...mixinAlerts].sort());
+    expect(alertNames(without).filter((n) => mixinAlerts.includes(n))).toEqual([]);
+    expect(without.groups.map((g) => g.name)).not.toContain("kube-apiserver-burnrate.rules");
+    const recorded = rules.groups.find((g) => g.name === "kube-apiserver-burnrate.rules")!.rules as RecordingRule[];
+    // Every window an alert reads is recorded, for reads and writes.
+    const read = alerts(rules)
+      .filter((a) => a.alert === "KubeAPIErrorBudgetBurn")
+      .flatMap((a) => [...a.expr.matchAll(/apiserver_request:burnrate\w+/g)].map((m) => m[0]));
+    expect(new Set(read)).toEqual(new Set(recorded.map((r) => r.record)));
+    expect(recorded.map((r) => `${r.record}/${r.labels!.verb}`).sort()).toEqual(
+      ["1d", "1h", "2h", "30m", "3d", "5m", "6h"]
+        .flatMap((w) => [`apiserver_request:burnrate${w}/read`, `apiserver_request:burnrate${w}/write`])
+        .sort(),
+    );
+    for (const r of recorded) expect([r.record, r.expr.includes('job="apiserver"')]).toEqual([r.record, true]);
+    expect(
+      alerts(rules)
+        .filter((a) => a.alert === "KubeAPIErrorBudgetBurn")
+        .map((a) => [a.labels.severity, a.labels.long, a.labels.short, a.for]),
+    ).toEqual([
+      ["critical", "1h", "5m", "2m"],
+      ["critical", "6h", "30m", "15m"],
+      ["warning", "1d", "2h", "1h"],
+      ["warning", "3d", "6h", "3h"],
+    ]);
+  });
+
+  test("the etcd quota (8 GiB) leaves room for the 6e9 warning before the critical quota alert", () => {
+    const size = Number(/> (\S+)$/.exec(only(rules, "EtcdDatabaseSizeExceeding").expr)![1]);
+    expect(size).toBe(6e9);
+    // etcdDatabaseQuotaLowSpace: above 95% of etcd_server_quota_backend_bytes.
+    expect(only(rules, "etcdDatabaseQuotaLowSpace").expr).toMatch(/etcd_server_quota_backend_bytes.*\* 100 > 95$/);
+    expect(size).toBeLessThan(0.95 * etcdQuotaBackendBytes);
+    // etcd's 2 GiB default would refuse writes long before 6e9: the warning could never fire.
+    expect(size).toBeGreaterThan(2 * 1024 ** 3);
   });
 
   test("the certificate group records each node's expiry as a constant and alerts on the time left", () => {

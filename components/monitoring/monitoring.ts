@@ -54,6 +54,8 @@ export function alertRuleSettings(cfg: ClusterConfig, expiry: CertificateExpiryS
     schedulerJob: stackJobs.scheduler,
     kubeStateMetricsJob: stackJobs.kubeStateMetrics,
     controlPlaneCount: cfg.nodes.length,
+    // kube-prometheus-stack ships these itself (defaultRules); an existing operator may not.
+    apiserverMixinRules: cfg.monitoring.mode === "existing-operator",
     backup: {
       namespace: backupCronJob.namespace,
       cronJob: backupCronJob.name,

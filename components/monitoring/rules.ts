@@ -23,6 +23,15 @@ export interface AlertRuleSettings {
   kubeStateMetricsJob: string;
   /** The configured number of control-plane nodes (= etcd members): 1, 3, 5 or 7. */
   controlPlaneCount: number;
+  /**
+   * Ship kubernetes-mixin's API server SLO and system alerts (KubeAPIErrorBudgetBurn with its
+   * `apiserver_request:burnrate*` recording rules, KubeAPITerminatedRequests, KubeAggregatedAPI*,
+   * KubeClientErrors, KubeVersionMismatch). True with `monitoring: existing-operator`, where
+   * nothing else provides them; false with kube-prometheus-stack, whose chart ships the same
+   * rules under the same names (its groups kube-apiserver-burnrate.rules, kube-apiserver-slos,
+   * kubernetes-system-apiserver and kubernetes-system), so two copies would fire twice.
+   */
+  apiserverMixinRules: boolean;
   /** The etcd backup CronJob: namespace "kube-system", name "etcd-backup"; maxAgeSeconds = schedule's longest gap + margin. */
   backup: { namespace: string; cronJob: string; maxAgeSeconds: number };
   /** The etcd defragmentation CronJob: namespace "kube-system", name "etcd-defrag". */
@@ -97,6 +106,7 @@ export function prometheusRules(settings: AlertRuleSettings): RuleFile {
       { name: "etcd", rules: etcdRules(settings, alert) },
       { name: "etcd-mixin", rules: etcdMixinRules(settings, alert) },
       { name: "kubernetes-control-plane", rules: controlPlaneRules(settings, alert) },
+      ...(settings.apiserverMixinRules ? apiserverMixinGroups(settings, alert) : []),
       { name: "etcd-backup", rules: backupRules(settings, alert) },
       { name: "etcd-defrag", rules: defragRules(settings, alert) },
       { name: "kubeadm-certificates", rules: certificateRules(settings, alert) },
@@ -126,17 +136,19 @@ interface AlertSpec {
   severity: Severity;
   summary: string;
   description: string;
+  /** Labels besides severity that tell same-named alerts apart (the burn-rate windows). */
+  labels?: Record<string, string>;
 }
 
 type Alert = (spec: AlertSpec) => AlertingRule;
 
 function alertBuilder(runbookBaseUrl: string): Alert {
   const base = runbookBaseUrl.replace(/\/+$/, "");
-  return ({ alert, expr, for: pending, severity, summary, description }) => ({
+  return ({ alert, expr, for: pending, severity, summary, description, labels }) => ({
     alert,
     expr,
     ...(pending ? { for: pending } : {}),
-    labels: { severity },
+    labels: { ...labels, severity },
     annotations: { summary, description, runbook_url: `${base}/${alert}.md` },
   });
 }
@@ -158,6 +170,22 @@ function etcdRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
       severity: "critical",
       summary: "An etcd member is down.",
       description: "Prometheus cannot scrape etcd member {{ $labels.instance }} for 5 minutes.",
+    }),
+    // Not in the runbook or the etcd mixin: a member that is down 4 minutes of every 5 never
+    // has 5 minutes of `up == 0` in a row, so EtcdMemberDown (and etcdMembersDown's 20m) never
+    // fire. `changes()` counts transitions of `up` in 15 minutes: one restart is 2 (down, up),
+    // two restarts are 4 (a node upgrade and a certificate renewal in one window), a continuous
+    // outage is 1 (EtcdMemberDown's case). More than 4 means at least a third outage within
+    // 15 minutes: a member that keeps failing. It is critical like EtcdMemberDown: the member
+    // is as good as lost for quorum, and every return costs the leader a catch-up.
+    alert({
+      alert: "EtcdMemberFlapping",
+      expr: `changes(up${etcd}[15m]) > 4`,
+      for: "5m",
+      severity: "critical",
+      summary: "An etcd member keeps going down and coming back.",
+      description:
+        "The scrape of etcd member {{ $labels.instance }} changed between up and down {{ $value }} times in 15 minutes: it fails again and again, so it is missing from quorum most of the time.",
     }),
     alert({
       alert: "EtcdHighFsyncDuration",
@@ -423,6 +451,177 @@ function controlPlaneRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
 }
 
 /**
+ * kubernetes-mixin's multi-window burn rates of a 99% API server availability SLO over 30 days
+ * (kubernetes-monitoring/kubernetes-mixin @ aa38e2bfa7ea6ec6870420b483046afe790a6411,
+ * config.libsonnet `SLOs.apiserver`).
+ */
+const apiserverSlo = {
+  target: 0.99,
+  windows: [
+    { severity: "critical", for: "2m", long: "1h", short: "5m", factor: 14.4 },
+    { severity: "critical", for: "15m", long: "6h", short: "30m", factor: 6 },
+    { severity: "warning", for: "1h", long: "1d", short: "2h", factor: 3 },
+    { severity: "warning", for: "3h", long: "3d", short: "6h", factor: 1 },
+  ],
+} as const;
+
+/**
+ * kubernetes-mixin's API server SLO and system rules, for `monitoring: existing-operator`
+ * (see {@link AlertRuleSettings.apiserverMixinRules}). Taken from
+ * kubernetes-monitoring/kubernetes-mixin @ aa38e2bfa7ea6ec6870420b483046afe790a6411:
+ * rules/kube_apiserver-burnrate.libsonnet and rules/kube_apiserver-config.libsonnet (the
+ * recording rules and their selectors), alerts/kube_apiserver.libsonnet (KubeAPIErrorBudgetBurn,
+ * KubeAggregatedAPIErrors, KubeAggregatedAPIDown, KubeAPITerminatedRequests) and
+ * alerts/system_alerts.libsonnet (KubeVersionMismatch, KubeClientErrors). Group names, alert
+ * names and labels (`long`, `short` on the burn alerts) are the mixin's, as
+ * kube-prometheus-stack renders them. Deviations: the API server job is a setting (the mixin's
+ * default is `kube-apiserver`), runbooks and descriptions are this repository's. The mixin's
+ * `cluster` label stays in `by`/`on`: absent in a one-cluster Prometheus, it groups nothing.
+ *
+ * Recording rules: all 14 `apiserver_request:burnrate<window>` series (read and write, the 7
+ * distinct windows of the 4 alerts). No subset: every window is read by one alert, and a
+ * missing one makes that alert silent. If the operator's Prometheus already records these
+ * names (another kube-prometheus installation), both write the same series; turn one off.
+ */
+function apiserverMixinGroups(s: AlertRuleSettings, alert: Alert): RuleGroup[] {
+  const job = `job=${JSON.stringify(s.apiserverJob)}`;
+  const read = 'verb=~"LIST|GET"';
+  const write = 'verb=~"POST|PUT|PATCH|DELETE"';
+  const nonStreaming = 'subresource!~"proxy|attach|log|exec|portforward"';
+  // Buckets of apiserver_request_sli_duration_seconds the SIG Scalability SLO uses.
+  const le = (seconds: number) => `le=~"${seconds}(\\\\.0)?"`;
+  const budget = (1 - apiserverSlo.target).toFixed(5);
+  const windows = [...new Set(apiserverSlo.windows.flatMap((w) => [w.short, w.long]))].sort();
+  const readBurnrate = (w: string): RecordingRule => ({
+    record: `apiserver_request:burnrate${w}`,
+    expr: [
+      "(",
+      "  (",
+      "    # too slow",
+      `    sum by (cluster) (rate(apiserver_request_sli_duration_seconds_count{${job},${read},${nonStreaming}}[${w}]))`,
+      "    -",
+      "    (",
+      "      (",
+      `        sum by (cluster) (rate(apiserver_request_sli_duration_seconds_bucket{${job},${read},${nonStreaming},scope=~"resource|",${le(1)}}[${w}]))`,
+      "        or",
+      "        vector(0)",
+      "      )",
+      "      +",
+      `      sum by (cluster) (rate(apiserver_request_sli_duration_seconds_bucket{${job},${read},${nonStreaming},scope="namespace",${le(5)}}[${w}]))`,
+      "      +",
+      `      sum by (cluster) (rate(apiserver_request_sli_duration_seconds_bucket{${job},${read},${nonStreaming},scope="cluster",${le(30)}}[${w}]))`,
+      "    )",
+      "  )",
+      "  +",
+      "  # errors",
+      `  sum by (cluster) (rate(apiserver_request_total{${job},${read},code=~"5.."}[${w}]))`,
+      ")",
+      "/",
+      `sum by (cluster) (rate(apiserver_request_total{${job},${read}}[${w}]))`,
+    ].join("\n"),
+    labels: { verb: "read" },
+  });
+  const writeBurnrate = (w: string): RecordingRule => ({
+    record: `apiserver_request:burnrate${w}`,
+    expr: [
+      "(",
+      "  (",
+      "    # too slow",
+      `    sum by (cluster) (rate(apiserver_request_sli_duration_seconds_count{${job},${write},${nonStreaming}}[${w}]))`,
+      "    -",
+      `    sum by (cluster) (rate(apiserver_request_sli_duration_seconds_bucket{${job},${write},${nonStreaming},${le(1)}}[${w}]))`,
+      "  )",
+      "  +",
+      `  sum by (cluster) (rate(apiserver_request_total{${job},${write},code=~"5.."}[${w}]))`,
+      ")",
+      "/",
+      `sum by (cluster) (rate(apiserver_request_total{${job},${write}}[${w}]))`,
+    ].join("\n"),
+    labels: { verb: "write" },
+  });
+  const burn = apiserverSlo.windows.map((w) =>
+    alert({
+      alert: "KubeAPIErrorBudgetBurn",
+      expr: [
+        `sum by (cluster) (apiserver_request:burnrate${w.long}) > (${w.factor.toFixed(2)} * ${budget})`,
+        "and on (cluster)",
+        `sum by (cluster) (apiserver_request:burnrate${w.short}) > (${w.factor.toFixed(2)} * ${budget})`,
+      ].join("\n"),
+      for: w.for,
+      severity: w.severity,
+      labels: { long: w.long, short: w.short },
+      summary: "The Kube API server is burning too much error budget.",
+      description: `Over the last ${w.long} and the last ${w.short}, API server requests failed or were too slow ${w.factor} times as often as a ${apiserverSlo.target * 100}% availability target over 30 days allows.`,
+    }),
+  );
+  const apiserver = sel({ job: s.apiserverJob });
+  return [
+    { name: "kube-apiserver-burnrate.rules", rules: [...windows.map(readBurnrate), ...windows.map(writeBurnrate)] },
+    { name: "kube-apiserver-slos", rules: burn },
+    {
+      name: "kubernetes-system-apiserver",
+      rules: [
+        alert({
+          alert: "KubeAggregatedAPIErrors",
+          expr: `sum by (cluster, instance, name, reason) (increase(aggregator_unavailable_apiservice_total${apiserver}[1m])) > 0`,
+          for: "10m",
+          severity: "warning",
+          summary: "Kubernetes aggregated API has reported errors.",
+          description:
+            "The API server {{ $labels.instance }} has reported {{ $labels.reason }} errors of the aggregated API {{ $labels.name }} every minute for 10 minutes.",
+        }),
+        alert({
+          alert: "KubeAggregatedAPIDown",
+          expr: `(1 - max by (name, namespace, cluster) (avg_over_time(aggregator_unavailable_apiservice${apiserver}[10m]))) * 100 < 85`,
+          for: "5m",
+          severity: "warning",
+          summary: "Kubernetes aggregated API is down.",
+          description:
+            "The aggregated API {{ $labels.name }} ({{ $labels.namespace }}) has been only {{ $value | humanize }}% available over the last 10 minutes.",
+        }),
+        alert({
+          alert: "KubeAPITerminatedRequests",
+          expr:
+            `sum by (cluster) (rate(apiserver_request_terminations_total${apiserver}[10m]))\n/\n` +
+            `(sum by (cluster) (rate(apiserver_request_total${apiserver}[10m])) + sum by (cluster) (rate(apiserver_request_terminations_total${apiserver}[10m])))\n> 0.20`,
+          for: "5m",
+          severity: "warning",
+          summary:
+            "The kubernetes apiserver has terminated {{ $value | humanizePercentage }} of its incoming requests.",
+          description:
+            "The API servers have terminated {{ $value | humanizePercentage }} of their incoming requests over 10 minutes (API Priority and Fairness rejections, timeouts).",
+        }),
+      ],
+    },
+    {
+      name: "kubernetes-system",
+      rules: [
+        alert({
+          alert: "KubeVersionMismatch",
+          expr: 'count by (cluster) (count by (git_version, cluster) (label_replace(kubernetes_build_info{job!~"kube-dns|coredns"}, "git_version", "$1", "git_version", "(v[0-9]*.[0-9]*).*"))) > 1',
+          for: "15m",
+          severity: "warning",
+          summary: "Different semantic versions of Kubernetes components running.",
+          description:
+            "There are {{ $value }} different minor versions of Kubernetes components running (kubernetes_build_info).",
+        }),
+        alert({
+          alert: "KubeClientErrors",
+          expr:
+            `(sum by (cluster, instance, job, namespace) (rate(rest_client_requests_total{${job},code=~"5.."}[5m]))\n/\n` +
+            `sum by (cluster, instance, job, namespace) (rate(rest_client_requests_total{${job}}[5m])))\n> 0.01`,
+          for: "15m",
+          severity: "warning",
+          summary: "Kubernetes API server client is experiencing errors.",
+          description:
+            "Kubernetes API server client '{{ $labels.job }}/{{ $labels.instance }}' is experiencing {{ $value | humanizePercentage }} errors.",
+        }),
+      ],
+    },
+  ];
+}
+
+/**
  * The newest Job of a CronJob failed. A failed Job stays in the CronJob's history after later
  * runs succeed, so a failed Job counts only when it was created after the last successful
  * completion (or when no run has succeeded yet). `kube_job_failed{condition="true"}` is the
@@ -448,19 +647,46 @@ function newestJobFailed(ksm: string, namespace: string, cronJob: string): strin
 }
 
 /**
- * The etcd backup CronJob, through kube-state-metrics.
+ * The etcd backup CronJob, through kube-state-metrics (KSM). KSM labels its CronJob series
+ * `namespace` and `cronjob` only (kubernetes/kube-state-metrics internal/store/cronjob.go,
+ * `wrapCronJobFunc`): a replaced CronJob continues the same series, with no uid to tell them
+ * apart.
  *
- * Freshness: `kube_cronjob_status_last_successful_time` exists only once a run has succeeded,
- * so a new CronJob counts its age from `kube_cronjob_created`: it fires once it has existed
- * longer than the threshold without a success, and not before (gardener/gardener#2892 fired
- * on every new cluster by reading a missing timestamp as 0). No `for`: the age only grows,
- * and a `for` would restart after every kube-state-metrics restart.
+ * Freshness, the time since the last successful run:
+ * - `kube_cronjob_status_last_successful_time` exists only once a run of this CronJob object
+ *   has succeeded. A CronJob deleted and created again (a replace, a manual re-create) starts
+ *   without it, so the last success is read with `max_over_time` over a window: the old
+ *   object's last success stays visible for that window after the new object appeared.
+ * - Only with no success in the window does the age count from `kube_cronjob_created`: a new
+ *   CronJob fires once it has existed longer than the threshold without a success, not before
+ *   (gardener/gardener#2892 fired on every new cluster by reading a missing timestamp as 0).
+ * - The window is 3 x maxAgeSeconds: the critical threshold (2 x) plus one threshold of slack.
+ *   Say KSM last reported the old object's last success L at time s, and the object was
+ *   replaced at r >= s. Until s + window the age reads t - L, the truth. After that it reads
+ *   t - r >= s + window - r, which stays above the critical threshold as long as
+ *   r - s <= maxAgeSeconds (KSM reported the old object within one threshold of the
+ *   replacement; a longer KSM outage is KubeStateMetricsDown's to report). So both severities
+ *   keep firing and a replacement does not hide an overdue backup. A success of the new
+ *   object (later than L) is the maximum at once and resolves it.
+ * No `for`: the age only grows, and a `for` would restart after every KSM restart.
+ *
+ * Presence: with KSM down every KSM series disappears, so `absent(kube_cronjob_info)` alone
+ * cannot tell "the CronJob is gone" from "nobody reports on CronJobs". The missing alert
+ * therefore requires a KSM target that is up, and KubeStateMetricsDown reports the other case.
  */
 function backupRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
   const { namespace, cronJob, maxAgeSeconds } = s.backup;
   const ksm = s.kubeStateMetricsJob;
   const cron = sel({ job: ksm, namespace, cronjob: cronJob });
-  const lastSuccessOrCreation = `max by (namespace, cronjob) (\n  kube_cronjob_status_last_successful_time${cron}\n  or\n  kube_cronjob_created${cron}\n)`;
+  const window = `${3 * maxAgeSeconds}s`;
+  const lastSuccessOrCreation = [
+    "(",
+    `  max by (namespace, cronjob) (max_over_time(kube_cronjob_status_last_successful_time${cron}[${window}]))`,
+    "  or",
+    `  max by (namespace, cronjob) (kube_cronjob_created${cron})`,
+    ")",
+  ].join("\n");
+  const ksmUp = `count(up${sel({ job: ksm })} == 1) > 0`;
   const tooOld = (severity: Severity, seconds: number) =>
     alert({
       alert: "EtcdBackupTooOld",
@@ -482,11 +708,22 @@ function backupRules(s: AlertRuleSettings, alert: Alert): AlertingRule[] {
     }),
     alert({
       alert: "EtcdBackupCronJobMissing",
-      expr: `absent(kube_cronjob_info${cron})`,
+      expr: `absent(kube_cronjob_info${cron})\nand on ()\n${ksmUp}`,
       for: "15m",
       severity: "critical",
       summary: "The etcd backup CronJob does not exist.",
-      description: `kube-state-metrics reports no CronJob ${namespace}/${cronJob}: no etcd backups are being taken, and EtcdBackupTooOld cannot fire.`,
+      description: `kube-state-metrics is up and reports no CronJob ${namespace}/${cronJob}: no etcd backups are being taken.`,
+    }),
+    // The chart's TargetDown covers a KSM target that is down, not one that is gone, and with
+    // existing-operator nothing may cover either. Warning: nothing is known to be broken, but
+    // the backup alerts and ControlPlaneNodeCountMismatch see nothing until KSM is back.
+    alert({
+      alert: "KubeStateMetricsDown",
+      expr: `absent(up${sel({ job: ksm })} == 1)`,
+      for: "15m",
+      severity: "warning",
+      summary: "kube-state-metrics is down: the etcd backup alerts are blind.",
+      description: `No scrape target with job="${ksm}" is up. The etcd backup alerts and ControlPlaneNodeCountMismatch read kube-state-metrics: until it is back they see no new backup run, no failed Job and no missing or suspended CronJob.`,
     }),
     alert({
       alert: "EtcdBackupCronJobSuspended",
