@@ -12,7 +12,7 @@
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { parse } from "yaml";
+import { parse, parseAllDocuments } from "yaml";
 import { nodePaths } from "../components/cloudInit";
 import {
   joinCredentialPatterns,
@@ -554,6 +554,37 @@ describe("kubeadm-init.sh", () => {
       expect(result.ms).toBeLessThan(5_000);
       expectNoSecrets(result, secrets);
     }
+  });
+
+  test("--help puts kubeadm's timeouts where v1beta4 has them, and the rendered configuration sets none", () => {
+    const help = run(makeSandbox("init-help"), "kubeadm-init.sh", ["--help"]).stdout;
+    // kubeadm.k8s.io/v1beta4 (cmd/kubeadm/app/apis/kubeadm/v1beta4/types.go): `timeouts` is a field
+    // of InitConfiguration, JoinConfiguration, ResetConfiguration and UpgradeConfiguration only.
+    expect(help).not.toMatch(/ClusterConfiguration\s+`timeouts`/);
+    expect(help).toMatch(
+      /`timeouts` of the InitConfiguration in PATH \(kubeadm\.k8s\.io\/v1beta4;\s+ClusterConfiguration has no such field\)/,
+    );
+    expect(help).toContain("The configuration this project renders sets none");
+    const input = {
+      clusterName: "prod",
+      kubernetesVersion: "1.34.2",
+      node: { name: "cp-1", privateIp: "10.20.1.11" },
+      nodeHostname: "prod-nbg1-cp-1",
+      controlPlaneEndpoint: "api.prod.example.com",
+      certSans: [],
+      podCidr: "10.244.0.0/16",
+      serviceCidr: "10.96.0.0/12",
+    };
+    const documents = [renderInitConfiguration(input), renderJoinConfiguration(input)].flatMap((text) =>
+      parseAllDocuments(text).map((doc) => doc.toJS() as Record<string, unknown>),
+    );
+    expect(documents.map((doc) => doc.kind)).toEqual([
+      "InitConfiguration",
+      "ClusterConfiguration",
+      "KubeletConfiguration",
+      "JoinConfiguration",
+    ]);
+    for (const doc of documents) expect(Object.keys(doc)).not.toContain("timeouts");
   });
 
   test("usage errors and a missing config file run nothing", () => {
