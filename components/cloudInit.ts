@@ -13,7 +13,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { stringify } from "yaml";
 import { maxUserDataBytes } from "./hetzner";
-import { kubernetesPackageChannel, kubernetesPackageVersion } from "./versions";
+import { kubernetesPackageChannel, kubernetesPackageVersion, pauseImage } from "./versions";
 
 export interface CloudInitInput {
   /**
@@ -98,6 +98,9 @@ export function renderCloudInit(input: CloudInitInput): string {
         kubernetesPackageVersion(kubernetesVersion),
         "--channel",
         kubernetesPackageChannel(kubernetesVersion),
+        // containerd's sandbox image, so it is the pause image this kubeadm expects.
+        "--pause-image",
+        pauseImage(kubernetesVersion),
       ],
       ...extraRuncmd,
     ],

@@ -91,7 +91,8 @@ function environment(address: string, iface: string): k8s.types.input.core.v1.En
     // The Lease holder identity: the Kubernetes node name (the Hetzner server name).
     { name: "vip_nodename", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
     plain("vip_interface", iface),
-    plain("vip_cidr", "32"),
+    // No vip_subnet: kube-vip derives /32 for an IPv4 `address` (GenerateCidrRange in
+    // cmd/kube-vip.go), which is what a Floating IP is. kube-vip v0.9.0 dropped vip_cidr.
     plain("cp_enable", "true"),
     plain("cp_namespace", "kube-system"),
     // No LoadBalancer Services: here kube-vip only holds the control-plane address.

@@ -53,3 +53,34 @@ export function kubernetesPackageChannel(kubernetesVersion: string): string {
   const [major, minor] = kubernetesVersion.split(".");
   return `v${major}.${minor}`;
 }
+
+/**
+ * kubeadm's pause image by Kubernetes minor: `PauseVersion` in kubeadm's
+ * cmd/kubeadm/app/constants/constants.go, as `kubeadm config images list` prints it for every
+ * release of the minor (3.10 from 1.31, 3.10.1 from 1.34, 3.10.2 from 1.36). containerd runs pod
+ * sandboxes from this image (scripts/node/prepare-kubernetes-node.sh), so kubeadm's preflight
+ * finds the runtime consistent and a node holds one pause image, not containerd's default too.
+ */
+const pauseVersionByMinor: Readonly<Record<string, string>> = {
+  "1.29": "3.9",
+  "1.30": "3.9",
+  "1.31": "3.10",
+  "1.32": "3.10",
+  "1.33": "3.10",
+  "1.34": "3.10.1",
+  "1.35": "3.10.1",
+  "1.36": "3.10.2",
+};
+
+/** The pause image kubeadm expects for a Kubernetes version `x.y.z`, e.g. registry.k8s.io/pause:3.10.1. */
+export function pauseImage(kubernetesVersion: string): string {
+  const minor = kubernetesVersion.split(".").slice(0, 2).join(".");
+  const pause = pauseVersionByMinor[minor];
+  if (!pause) {
+    throw new Error(
+      `versions: no pause image known for Kubernetes ${minor}; add kubeadm's PauseVersion for it ` +
+        "(cmd/kubeadm/app/constants/constants.go) to pauseVersionByMinor in components/versions.ts",
+    );
+  }
+  return `registry.k8s.io/pause:${pause}`;
+}

@@ -3,8 +3,11 @@
  * and read back by PyYAML (the parser cloud-init uses); the node preparation script is checked
  * by shellcheck and run for real under a temporary root with fake system commands.
  *
+ * The fake `containerd config default` prints what real containerd prints: the files in
+ * tests/fixtures/containerd/ (their README says where they come from), one per config layout.
+ *
  * What this cannot prove: that Ubuntu's containerd and pkgs.k8s.io behave as the fakes do.
- * The fakes only record calls; a real first boot (or the kubeadm bootstrap) is the proof of that.
+ * The other fakes only record calls; a real first boot (or the kubeadm bootstrap) is the proof.
  */
 import { spawnSync } from "child_process";
 import * as fs from "fs";
@@ -12,11 +15,13 @@ import * as path from "path";
 import { parse } from "yaml";
 import { nodePaths, renderCloudInit } from "../components/cloudInit";
 import { maxUserDataBytes } from "../components/hetzner";
+import { pauseImage } from "../components/versions";
 import { parseCloudConfig, writtenFile } from "./support/cloudConfig";
 import { renderedElsewhen } from "./support/determinism";
 import {
   calls,
   expectShellcheckClean,
+  expectStatus,
   makeSandbox as makeNodeSandbox,
   mode,
   nodeScriptText,
@@ -86,8 +91,17 @@ describe("renderCloudInit", () => {
         "1.34.2-1.1",
         "--channel",
         "v1.34",
+        "--pause-image",
+        "registry.k8s.io/pause:3.10.1",
       ],
     ]);
+  });
+
+  test("the pause image follows the Kubernetes minor", () => {
+    const runcmd = (kubernetesVersion: string) =>
+      parseCloudConfig(renderCloudInit({ hostname: "prod-nbg1-cp-1", kubernetesVersion })).runcmd[0];
+    expect(runcmd("1.33.6").slice(-2)).toEqual(["--pause-image", "registry.k8s.io/pause:3.10"]);
+    expect(runcmd("1.36.0").slice(-2)).toEqual(["--pause-image", "registry.k8s.io/pause:3.10.2"]);
   });
 
   test("write_files: paths, owner, permissions, and the contents of the files on disk", () => {
@@ -250,16 +264,22 @@ test("shellcheck passes on the node preparation script", () => {
   expectShellcheckClean([scriptName]);
 });
 
+/**
+ * `containerd config default` of containerd 1.7 (config version 2, Ubuntu 24.04's series) and of
+ * containerd 2.x (config version 3), as the real binaries print it: tests/fixtures/containerd/.
+ */
+const containerdDefaults = {
+  "1.7": path.join(repoRoot, "tests/fixtures/containerd/config-default-1.7.24.toml"),
+  "2.x": path.join(repoRoot, "tests/fixtures/containerd/config-default-2.1.9.toml"),
+} as const;
+
 /** Bash bodies of the fakes; each first appends its name and argv to $FAKE_LOG (nodeSandbox's prelude). */
 function fakeCommands(aptGetExit: number): Record<string, string> {
   return {
     "apt-get": `exit ${aptGetExit}`,
     "apt-mark": "",
-    containerd: [
-      'if [[ "$*" == "config default" ]]; then',
-      "  printf '%s\\n' 'version = 2' '[plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]' '            SystemdCgroup = false'",
-      "fi",
-    ].join("\n"),
+    // Prints the default config of the containerd in $FAKE_CONTAINERD_DEFAULT (a file above).
+    containerd: 'if [[ "$*" == "config default" ]]; then cat "$FAKE_CONTAINERD_DEFAULT"; else exit 99; fi',
     curl: "printf '%s\\n' '-----BEGIN PGP PUBLIC KEY BLOCK-----' 'dummy' '-----END PGP PUBLIC KEY BLOCK-----'",
     gpg: [
       'out=""',
@@ -276,19 +296,23 @@ function fakeCommands(aptGetExit: number): Record<string, string> {
 /** Real tools the script may use besides the fakes; anything else is "command not found". */
 const harmlessTools = ["bash", "cat", "chmod", "grep", "install", "mktemp", "mv", "rm", "sed", "seq", "sleep"];
 
-function makeSandbox(name: string, aptGetExit = 0): Sandbox {
+function makeSandbox(name: string, aptGetExit = 0, containerdDefault: string = containerdDefaults["1.7"]): Sandbox {
   return makeNodeSandbox(tmp(), name, {
     fakes: fakeCommands(aptGetExit),
     realTools: harmlessTools,
     files: { "etc/fstab": "UUID=abc / ext4 defaults 0 1\n/swapfile none swap sw 0 0\n# /old none swap sw 0 0\n" },
-    env: { RETRY_SLEEP_SECONDS: "0" },
+    env: { RETRY_SLEEP_SECONDS: "0", FAKE_CONTAINERD_DEFAULT: containerdDefault },
   });
 }
 
 const runScript = (sandbox: Sandbox, args: string[]): Run =>
   runNodeScript(sandbox, scriptName, args, { timeoutMs: 10_000 });
 
-const pinnedArgs = ["--kubernetes-version", "1.34.2", "--package-version", "1.34.2-1.1", "--channel", "v1.34"];
+const pause = "registry.k8s.io/pause:3.10.1";
+const pinnedArgs = [
+  ...["--kubernetes-version", "1.34.2", "--package-version", "1.34.2-1.1", "--channel", "v1.34"],
+  ...["--pause-image", pause],
+];
 
 describe("prepare-kubernetes-node.sh", () => {
   test("first run prepares the node; a second run with the same version is a no-op", () => {
@@ -351,6 +375,8 @@ describe("prepare-kubernetes-node.sh", () => {
       "1.35.0-1.1",
       "--channel",
       "v1.35",
+      "--pause-image",
+      pause,
     ]);
     expect(other.status).toBe(1);
     expect(other.stderr).toContain("already prepared with '1.34.2-1.1', asked for 1.35.0-1.1");
@@ -376,6 +402,7 @@ describe("prepare-kubernetes-node.sh", () => {
       "--kubernetes-version",
       "--package-version",
       "--channel",
+      "--pause-image",
       "--root",
       "ROOT",
       "RETRY_ATTEMPTS",
@@ -386,6 +413,84 @@ describe("prepare-kubernetes-node.sh", () => {
     const wrongChannel = runScript(sandbox, [...pinnedArgs.slice(0, 4), "--channel", "v1.33"]);
     expect(wrongChannel.status).toBe(2);
     expect(wrongChannel.stderr).toContain("--channel must be v1.34 for 1.34.2, got 'v1.33'");
+    for (const image of ["", "pause:3.10.1", 'registry.k8s.io/pause:3.10.1"', "registry.k8s.io/pause:3.10.1' x"]) {
+      const badImage = runScript(sandbox, [...pinnedArgs.slice(0, 6), "--pause-image", image]);
+      expect(badImage.status).toBe(2);
+      expect(badImage.stderr).toContain("--pause-image must look like registry.k8s.io/pause:3.10.1");
+    }
     expect(calls(sandbox)).toEqual([]);
+  });
+});
+
+describe("prepare-kubernetes-node.sh: containerd's sandbox image is kubeadm's pause image", () => {
+  /** [line before, line after] for every line that differs; both texts must have as many lines. */
+  function changedLines(before: string, after: string): [string, string][] {
+    const a = before.split("\n");
+    const b = after.split("\n");
+    expect(b).toHaveLength(a.length);
+    return a.flatMap((line, i): [string, string][] => (line === b[i] ? [] : [[line, b[i]]]));
+  }
+  const written = (sandbox: Sandbox) => fs.readFileSync(path.join(sandbox.root, "etc/containerd/config.toml"), "utf8");
+
+  test("the pause image of the default Kubernetes version (Pulumi.yaml) is the one passed here", () => {
+    const pulumiYaml = parse(fs.readFileSync(path.join(repoRoot, "Pulumi.yaml"), "utf8")) as {
+      config: { kubernetesVersion: { default: string } };
+    };
+    expect(pulumiYaml.config.kubernetesVersion.default).toBe("1.34.2");
+    expect(pauseImage("1.34.2")).toBe(pause);
+    expect(() => pauseImage("1.28.15")).toThrow("no pause image known for Kubernetes 1.28");
+  });
+
+  test.each([
+    ["1.7", '    sandbox_image = "registry.k8s.io/pause:3.8"', `    sandbox_image = "${pause}"`],
+    ["2.x", "      sandbox = 'registry.k8s.io/pause:3.10'", `      sandbox = '${pause}'`],
+  ] as const)(
+    "containerd %s: containerd's own default with two lines changed, the sandbox image and SystemdCgroup",
+    (series, before, after) => {
+      const sandbox = makeSandbox(`containerd-${series}`, 0, containerdDefaults[series]);
+      expectStatus(runScript(sandbox, pinnedArgs), 0);
+      const original = fs.readFileSync(containerdDefaults[series], "utf8");
+      expect(changedLines(original, written(sandbox))).toEqual([
+        [before, after],
+        ["            SystemdCgroup = false", "            SystemdCgroup = true"],
+      ]);
+      expect(calls(sandbox)).toContain("systemctl restart containerd");
+    },
+  );
+
+  const variant = (name: string, series: keyof typeof containerdDefaults, edit: (text: string) => string) => {
+    const file = path.join(tmp(), `${name}.toml`);
+    fs.writeFileSync(file, edit(fs.readFileSync(containerdDefaults[series], "utf8")));
+    return file;
+  };
+
+  test.each([
+    [
+      "a config version this script does not know",
+      (): string => variant("version-4", "2.x", (t) => t.replace(/^version = 3$/m, "version = 4")),
+      "containerd config version '4' is neither 2 (containerd 1.7) nor 3 (containerd 2.x)",
+    ],
+    [
+      "version 3 without the pinned sandbox image",
+      (): string => variant("no-pinned-sandbox", "2.x", (t) => t.replace(/^ *sandbox = .*\n/m, "")),
+      "containerd config version 3 has 0 'sandbox' keys in [plugins.'io.containerd.cri.v1.images'.pinned_images]",
+    ],
+    [
+      "version 2 with sandbox_image outside the CRI plugin's table",
+      (): string =>
+        variant("moved-sandbox-image", "1.7", (t) =>
+          t.replace(/^ *sandbox_image = .*\n/m, "").replace(/^(\[timeouts\]\n)/m, '$1  sandbox_image = "x"\n'),
+        ),
+      `containerd config version 2 has 0 'sandbox_image' keys in [plugins."io.containerd.grpc.v1.cri"]`,
+    ],
+  ])("refuses %s: exit 1, no config written, containerd not restarted", (_label, config, message) => {
+    const sandbox = makeSandbox("containerd-refused", 0, config());
+    const result = runScript(sandbox, pinnedArgs);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(message);
+    expect(result.stderr).toContain(`cannot set containerd's sandbox image to ${pause}`);
+    expect(fs.existsSync(path.join(sandbox.root, "etc/containerd"))).toBe(false);
+    expect(calls(sandbox)).not.toContain("systemctl restart containerd");
+    expect(fs.existsSync(path.join(sandbox.root, "var/lib/kubernetes-node/prepared"))).toBe(false);
   });
 });

@@ -3,10 +3,16 @@
  * (the `kubernetes-models` package), read back by this project's parser and by PyYAML (YAML 1.1,
  * the rules kubelet's sigs.k8s.io/yaml follows), and asserted field by field.
  *
- * What this cannot prove: that kube-vip v1.2.x reads every environment variable the way its
- * source says, or that the address moves on Hetzner (it does not without the companion; see
- * components/kubeVip.ts). A kubelet on a real node is the proof of that.
+ * Every environment variable the manifest sets must be one the pinned kube-vip reads: the list
+ * is data taken from kube-vip's source at that tag (tests/fixtures/kube-vip/<tag>-environment.txt,
+ * its header names the files and the commit), so a variable kube-vip dropped fails here.
+ *
+ * What this cannot prove: that kube-vip interprets each value the way its source says, or that
+ * the address moves on Hetzner (it does not without the companion; see components/kubeVip.ts).
+ * A kubelet on a real node is the proof of that.
  */
+import * as fs from "fs";
+import * as path from "path";
 import { Pod } from "kubernetes-models/v1/Pod";
 import { parse } from "yaml";
 import { kubeadmPaths } from "../components/kubeadm";
@@ -51,6 +57,21 @@ const container = manifest.spec.containers[0];
 
 type PodData = ConstructorParameters<typeof Pod>[0];
 
+/** The environment variables kube-vip `version` reads, from the list checked in for that tag. */
+function variablesKubeVipReads(version: string): string[] {
+  const file = path.join(__dirname, "fixtures", "kube-vip", `${version}-environment.txt`);
+  if (!fs.existsSync(file)) {
+    throw new Error(
+      `${file} is missing: list the variables kube-vip ${version} reads, from its source, ` +
+        "as the header of the list for the previous tag describes",
+    );
+  }
+  return fs
+    .readFileSync(file, "utf8")
+    .split("\n")
+    .filter((line) => line !== "" && !line.startsWith("#"));
+}
+
 describe("renderKubeVipManifest", () => {
   test("is a valid v1 Pod under the Kubernetes schema", () => {
     expect(() => new Pod(manifest as unknown as PodData).validate()).not.toThrow();
@@ -91,7 +112,6 @@ describe("renderKubeVipManifest", () => {
       { name: "port", value: "6443" },
       { name: "vip_nodename", valueFrom: { fieldRef: { fieldPath: "spec.nodeName" } } },
       { name: "vip_interface", value: "eth0" },
-      { name: "vip_cidr", value: "32" },
       { name: "cp_enable", value: "true" },
       { name: "cp_namespace", value: "kube-system" },
       { name: "svc_enable", value: "false" },
@@ -106,9 +126,31 @@ describe("renderKubeVipManifest", () => {
     expect(kubeVipLeaseName).toBe("plndr-cp-lock");
     expect(kubeVipMetricsPort).toBe(2112);
     // Env values are strings in the API; unquoted `true` or `6443` would not decode.
-    for (const value of ["true", "false", "6443", "32", "15", "10", "2"]) {
+    for (const value of ["true", "false", "6443", "15", "10", "2"]) {
       expect(text).toContain(`value: "${value}"`);
     }
+  });
+
+  test("every variable it sets is one the pinned kube-vip reads", () => {
+    const read = new Set(variablesKubeVipReads(versions.kubeVip));
+    const set = container.env.map((e) => e.name);
+    expect(set.filter((name) => !read.has(name))).toEqual([]);
+    // No mask variable: kube-vip derives /32 for an IPv4 address; vip_cidr is gone since v0.9.0.
+    expect(read.has("vip_cidr")).toBe(false);
+    expect(read.has("vip_subnet")).toBe(true);
+    expect(set).not.toContain("vip_subnet");
+  });
+
+  test("the list of variables kube-vip reads is the one for the pinned tag, and looks like kube-vip's", () => {
+    const file = path.join(__dirname, "fixtures", "kube-vip", `${versions.kubeVip}-environment.txt`);
+    const text = fs.readFileSync(file, "utf8");
+    expect(text).toContain(`tag ${versions.kubeVip}, commit `);
+    const names = variablesKubeVipReads(versions.kubeVip);
+    expect(names).toEqual([...new Set(names)].sort());
+    for (const name of ["address", "vip_arp", "vip_interface", "vip_leaderelection", "cp_enable", "svc_enable"]) {
+      expect(names).toContain(name);
+    }
+    expect(() => variablesKubeVipReads("v0.0.0")).toThrow("v0.0.0-environment.txt is missing");
   });
 
   test("capabilities: NET_ADMIN and NET_RAW only, everything else dropped, not privileged", () => {

@@ -12,7 +12,7 @@
 import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
-import { parse } from "yaml";
+import { parse, parseAllDocuments } from "yaml";
 import { nodePaths } from "../components/cloudInit";
 import {
   joinCredentialPatterns,
@@ -20,6 +20,7 @@ import {
   joinPlaceholders,
   joinVariables,
   kubeadmPaths,
+  renderInitConfiguration,
   renderJoinConfiguration,
 } from "../components/kubeadm";
 import {
@@ -30,6 +31,7 @@ import {
   expectScriptContract,
   expectShellcheckClean,
   expectStatus,
+  kubectlCall,
   kubectlGateArms,
   makeSandbox as makeNodeSandbox,
   mode,
@@ -82,6 +84,50 @@ const fakes: Record<string, string> = {
 join_command="kubeadm join 10.20.1.250:6443 --token $FAKE_TOKEN --discovery-token-ca-cert-hash $FAKE_CA_CERT_HASH --control-plane --certificate-key $FAKE_CERT_KEY"
 case "$1 \${2:-}" in
   "init phase")
+    # kubeadm init phase upload-certs, as kubeadm's source has it:
+    # - cmd/kubeadm/app/cmd/phases/init/uploadcerts.go: the phase inherits only --config,
+    #   --upload-certs, --certificate-key and --skip-certificate-key-print from init (no
+    #   --kubernetes-version); cobra refuses any other flag;
+    # - cmd/kubeadm/app/apis/kubeadm/validation/validation.go, ValidateMixedArguments: next to
+    #   --config only a few flags (upload-certs, skip-*, ...) are allowed, not --certificate-key;
+    # - cmd/kubeadm/app/util/config/initconfiguration.go: the file needs an InitConfiguration or a
+    #   ClusterConfiguration; v1beta4 defaults kubernetesVersion to "stable-1" (defaults.go);
+    # - cmd/kubeadm/app/util/version.go, KubernetesReleaseVersion: a label is fetched from
+    #   https://dl.k8s.io/release/<label>.txt (10 s timeout); offline, kubeadm warns and falls back
+    #   to its own version. The fetch is recorded in $FAKE_CAPTURE/fetched; this sandbox is offline.
+    [[ "$3" == upload-certs ]] || { echo "fake kubeadm: unexpected $*" >&2; exit 99; }
+    shift 3
+    config="" upload="" mixed=""
+    while [[ $# -gt 0 ]]; do
+      case "$1" in
+        --config) config="$2"; shift 2 ;;
+        --upload-certs) upload=1; shift ;;
+        --certificate-key) mixed="certificate-key"; shift 2 ;;
+        --skip-certificate-key-print) shift ;;
+        *) echo "unknown flag: $1" >&2; exit 1 ;;
+      esac
+    done
+    if [[ -n "$config" && -n "$mixed" ]]; then echo "can not mix '--config' with arguments [$mixed]" >&2; exit 1; fi
+    version="stable-1"
+    if [[ -n "$config" ]]; then
+      [[ -r "$config" ]] || { echo "unable to read config from \"$config\"" >&2; exit 1; }
+      cp "$config" "$FAKE_CAPTURE/upload-certs-config.yaml"
+      grep -Eqx 'kind: (InitConfiguration|ClusterConfiguration)' "$config" || {
+        echo "no InitConfiguration or ClusterConfiguration kind was found in the configuration file" >&2; exit 1
+      }
+      while IFS= read -r line; do
+        if [[ "$line" =~ ^kubernetesVersion:[[:space:]]+(.+)$ ]]; then version="\${BASH_REMATCH[1]}"; fi
+      done <"$config"
+    fi
+    if [[ "$version" =~ ^(stable|latest) ]]; then
+      url="https://dl.k8s.io/release/$version.txt"
+      echo "$url" >>"$FAKE_CAPTURE/fetched"
+      echo "W1121 version.go:109] could not fetch a Kubernetes version from the internet: unable to get URL \"$url\": dial tcp: lookup dl.k8s.io: no such host" >&2
+      echo "W1121 version.go:110] falling back to the local client version: \${FAKE_KUBEADM_VERSION:-v1.34.2}" >&2
+      version="\${FAKE_KUBEADM_VERSION:-v1.34.2}"
+    fi
+    echo "$version" >"$FAKE_CAPTURE/upload-certs-version"
+    if [[ -z "$upload" ]]; then echo "[upload-certs] Skipping phase. Please see --upload-certs"; exit 0; fi
     if fails upload-certs; then echo "error execution phase upload-certs" >&2; exit 1; fi
     echo '[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace'
     echo '[upload-certs] Using certificate key:'
@@ -122,6 +168,11 @@ if [[ "$1" == --kubeconfig ]]; then
 fi
 case "$*" in
 ${kubectlGateArms("", { readyAfter: true })}
+  *" -n kube-system get configmap kubeadm-config -o jsonpath={.data.ClusterConfiguration}")
+    # jsonpath prints the string as it is, without a newline of its own.
+    if fails kubeadm-config; then echo 'Error from server (NotFound): configmaps "kubeadm-config" not found' >&2; exit 1; fi
+    printf '%s' "$FAKE_CLUSTER_CONFIGURATION"
+    ;;
   *" member list -w simple")
     if hangs member-list; then exec sleep 30; fi
     if fails member-list; then exit 1; fi
@@ -505,6 +556,37 @@ describe("kubeadm-init.sh", () => {
     }
   });
 
+  test("--help puts kubeadm's timeouts where v1beta4 has them, and the rendered configuration sets none", () => {
+    const help = run(makeSandbox("init-help"), "kubeadm-init.sh", ["--help"]).stdout;
+    // kubeadm.k8s.io/v1beta4 (cmd/kubeadm/app/apis/kubeadm/v1beta4/types.go): `timeouts` is a field
+    // of InitConfiguration, JoinConfiguration, ResetConfiguration and UpgradeConfiguration only.
+    expect(help).not.toMatch(/ClusterConfiguration\s+`timeouts`/);
+    expect(help).toMatch(
+      /`timeouts` of the InitConfiguration in PATH \(kubeadm\.k8s\.io\/v1beta4;\s+ClusterConfiguration has no such field\)/,
+    );
+    expect(help).toContain("The configuration this project renders sets none");
+    const input = {
+      clusterName: "prod",
+      kubernetesVersion: "1.34.2",
+      node: { name: "cp-1", privateIp: "10.20.1.11" },
+      nodeHostname: "prod-nbg1-cp-1",
+      controlPlaneEndpoint: "api.prod.example.com",
+      certSans: [],
+      podCidr: "10.244.0.0/16",
+      serviceCidr: "10.96.0.0/12",
+    };
+    const documents = [renderInitConfiguration(input), renderJoinConfiguration(input)].flatMap((text) =>
+      parseAllDocuments(text).map((doc) => doc.toJS() as Record<string, unknown>),
+    );
+    expect(documents.map((doc) => doc.kind)).toEqual([
+      "InitConfiguration",
+      "ClusterConfiguration",
+      "KubeletConfiguration",
+      "JoinConfiguration",
+    ]);
+    for (const doc of documents) expect(Object.keys(doc)).not.toContain("timeouts");
+  });
+
   test("usage errors and a missing config file run nothing", () => {
     const sandbox = makeSandbox("init-usage");
     const relative = run(sandbox, "kubeadm-init.sh", ["--config", "init.yaml"]);
@@ -520,14 +602,98 @@ describe("kubeadm-init.sh", () => {
 });
 
 describe("mint-join-credentials.sh", () => {
-  const uploadCall = "kubeadm init phase upload-certs --upload-certs";
+  // The ClusterConfiguration document `kubeadm init` stores in ConfigMap kube-system/kubeadm-config,
+  // at a patch release other than the fake kubeadm's own version (v1.34.2).
+  const clusterConfiguration = renderInitConfiguration({
+    clusterName: "prod",
+    kubernetesVersion: "1.34.3",
+    node: { name: "cp-1", privateIp: "10.20.1.11" },
+    nodeHostname: "prod-nbg1-cp-1",
+    controlPlaneEndpoint: "api.prod.example.com",
+    certSans: [],
+    podCidr: "10.244.0.0/16",
+    serviceCidr: "10.96.0.0/12",
+  }).split("---\n")[1];
+  const configMapCall = kubectlCall(
+    kubeconfig,
+    "-n kube-system get configmap kubeadm-config -o jsonpath={.data.ClusterConfiguration}",
+  );
+  const tmpDir = "etc/kubernetes/tmp";
+  const uploadCall = expect.stringMatching(
+    /^kubeadm init phase upload-certs --upload-certs --config \$ROOT\/etc\/kubernetes\/tmp\/mint-join-credentials-cluster-configuration\.\w{6}$/,
+  );
   const tokenCall = (ttl: string) =>
     `kubeadm token create --ttl ${ttl} --print-join-command --certificate-key ${certificateKey}`;
+  const captured = (sandbox: Sandbox, file: string) => fs.readFileSync(path.join(sandbox.capture, file), "utf8");
   const joined = () => {
     const sandbox = makeSandbox("mint");
     fs.writeFileSync(at(sandbox, adminConf), "admin kubeconfig\n");
+    sandbox.env.FAKE_CLUSTER_CONFIGURATION = clusterConfiguration;
     return sandbox;
   };
+
+  test("the fake kubeadm looks a version up, as kubeadm does, unless its config names one", () => {
+    const sandbox = joined();
+    const kubeadm = (args: string[]) =>
+      spawnSync(path.join(sandbox.fakeBin, "kubeadm"), ["init", "phase", "upload-certs", ...args], {
+        env: sandbox.env,
+        encoding: "utf8",
+      });
+    const bare = kubeadm(["--upload-certs"]);
+    expect(bare.status).toBe(0);
+    expect(captured(sandbox, "fetched")).toBe("https://dl.k8s.io/release/stable-1.txt\n");
+    expect(bare.stderr).toContain("falling back to the local client version: v1.34.2");
+    expect(kubeadm(["--upload-certs", "--kubernetes-version", "v1.34.3"]).stderr).toBe(
+      "unknown flag: --kubernetes-version\n",
+    );
+    const config = path.join(sandbox.capture, "cluster.yaml");
+    fs.writeFileSync(config, clusterConfiguration);
+    expect(kubeadm(["--upload-certs", "--config", config, "--certificate-key", certificateKey]).stderr).toBe(
+      "can not mix '--config' with arguments [certificate-key]\n",
+    );
+    fs.rmSync(path.join(sandbox.capture, "fetched"));
+    expect(kubeadm(["--upload-certs", "--config", config]).status).toBe(0);
+    expect(fs.existsSync(path.join(sandbox.capture, "fetched"))).toBe(false);
+    expect(captured(sandbox, "upload-certs-version")).toBe("v1.34.3\n");
+  });
+
+  test("upload-certs gets the cluster's ClusterConfiguration, so kubeadm looks nothing up on the internet", () => {
+    const sandbox = joined();
+    expectStatus(run(sandbox, "mint-join-credentials.sh", []), 0);
+    expect(calls(sandbox)).toEqual([configMapCall, uploadCall, tokenCall("1h")]);
+    expect(fs.existsSync(path.join(sandbox.capture, "fetched"))).toBe(false);
+    expect(captured(sandbox, "upload-certs-config.yaml")).toBe(clusterConfiguration);
+    expect(captured(sandbox, "upload-certs-version")).toBe("v1.34.3\n");
+    // The file lived in kubeadm's root-only scratch directory and is gone.
+    expect(mode(at(sandbox, tmpDir))).toBe("700");
+    expect(fs.readdirSync(at(sandbox, tmpDir))).toEqual([]);
+  });
+
+  test.each([
+    [
+      "kubectl cannot read the ConfigMap",
+      { FAKE_FAIL: "kubeadm-config" },
+      "cannot read ConfigMap kube-system/kubeadm-config",
+    ],
+    [
+      "the ConfigMap holds no ClusterConfiguration",
+      { FAKE_CLUSTER_CONFIGURATION: "" },
+      "holds no ClusterConfiguration",
+    ],
+    [
+      "the ClusterConfiguration names no kubernetesVersion",
+      { FAKE_CLUSTER_CONFIGURATION: clusterConfiguration.replace(/^kubernetesVersion: .*\n/m, "") },
+      "names no kubernetesVersion x.y.z; kubeadm would look one up on the internet",
+    ],
+  ])("%s: exit 1 before kubeadm runs, the file removed", (_label, env, message) => {
+    const sandbox = joined();
+    const result = run(sandbox, "mint-join-credentials.sh", [], { env });
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe("");
+    expect(result.stderr).toContain(message);
+    expect(calls(sandbox)).toEqual([configMapCall]);
+    expect(fs.readdirSync(at(sandbox, tmpDir))).toEqual([]);
+  });
 
   test("prints exactly the three credential lines, and the credentials nowhere else", () => {
     const sandbox = joined();
@@ -549,7 +715,7 @@ describe("mint-join-credentials.sh", () => {
     expect(joinCredentialPatterns.certificateKey.test(values[joinVariables.certificateKey])).toBe(true);
     expect(result.stderr).not.toContain(token);
     expect(result.stderr).not.toContain(certificateKey);
-    expect(calls(sandbox)).toEqual([uploadCall, tokenCall("30m")]);
+    expect(calls(sandbox)).toEqual([configMapCall, uploadCall, tokenCall("30m")]);
     const logFile = at(sandbox, "var/log/hcloud-control-plane/mint-join-credentials.log");
     expect(mode(logFile)).toBe("600");
     expect(fs.readFileSync(logFile, "utf8")).not.toContain(token);
@@ -557,7 +723,7 @@ describe("mint-join-credentials.sh", () => {
     // Every run mints afresh; the default TTL is one hour.
     resetCalls(sandbox);
     expectStatus(run(sandbox, "mint-join-credentials.sh", []), 0);
-    expect(calls(sandbox)).toEqual([uploadCall, tokenCall("1h")]);
+    expect(calls(sandbox)).toEqual([configMapCall, uploadCall, tokenCall("1h")]);
   });
 
   test.each([

@@ -341,6 +341,8 @@ describe("worker cloud-init", () => {
           "1.34.2-1.1",
           "--channel",
           "v1.34",
+          "--pause-image",
+          "registry.k8s.io/pause:3.10.1",
         ],
         [
           "/bin/sh",

@@ -48,8 +48,11 @@ Steps:
   2. unless /etc/kubernetes/admin.conf exists: kubeadm init --config PATH. Its output, which
      contains join commands with a bootstrap token, goes only to the root-only log
      /var/log/hcloud-control-plane/kubeadm-init.log (0600), never to the terminal. kubeadm's
-     own timeouts bound it (ClusterConfiguration `timeouts`); this script does not kill it
-     half-way, which would leave a half-initialized node;
+     own timeouts bound it: `timeouts` of the InitConfiguration in PATH (kubeadm.k8s.io/v1beta4;
+     ClusterConfiguration has no such field). The configuration this project renders sets none,
+     so kubeadm's defaults apply: controlPlaneComponentHealthCheck 4m, kubeletHealthCheck 4m,
+     kubernetesAPICall 1m, etcdAPICall 2m. This script does not kill kubeadm half-way, which
+     would leave a half-initialized node;
   3. wait until `kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz` prints ok.
 If init failed after writing admin.conf, a re-run only waits and then fails: run
 `kubeadm reset -f` on the node, then run this script again.

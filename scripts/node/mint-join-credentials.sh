@@ -33,18 +33,25 @@ Environment:
   ROOT  Same as --root; the flag wins.
 
 Steps:
-  1. kubeadm init phase upload-certs --upload-certs: re-encrypts the control-plane
-     certificates into Secret kube-system/kubeadm-certs (deleted by kubeadm after 2 hours)
-     under a new key, printed on its last line;
-  2. kubeadm token create --ttl DURATION --print-join-command --certificate-key KEY;
-  3. the token, CA certificate hash and certificate key are taken from the printed join
+  1. the cluster's ClusterConfiguration, from ConfigMap kube-system/kubeadm-config (kubeadm
+     init writes it, kubeadm upgrade apply keeps its kubernetesVersion current), into a file
+     under /etc/kubernetes/tmp (0600, removed on exit). It must name a kubernetesVersion x.y.z:
+     without --config, or with a config that has none, kubeadm defaults kubernetesVersion to
+     stable-1 and looks it up at https://dl.k8s.io/release/stable-1.txt (up to 10 s, then its
+     own version), which a control-plane node has no business doing. The phase takes no
+     --kubernetes-version flag;
+  2. kubeadm init phase upload-certs --upload-certs --config FILE: re-encrypts the
+     control-plane certificates into Secret kube-system/kubeadm-certs (deleted by kubeadm after
+     2 hours) under a new key, printed on its last line;
+  3. kubeadm token create --ttl DURATION --print-join-command --certificate-key KEY;
+  4. the token, CA certificate hash and certificate key are taken from the printed join
      command and checked (token [a-z0-9]{6}.[a-z0-9]{16}, hash sha256:<64 hex>, key 64 hex,
-     the key the same as in step 1). Nothing is printed unless all three pass.
-kubeadm's diagnostics go to /var/log/hcloud-control-plane/mint-join-credentials.log (0600);
+     the key the same as in step 2). Nothing is printed unless all three pass.
+kubeadm's and kubectl's diagnostics go to /var/log/hcloud-control-plane/mint-join-credentials.log (0600);
 its stdout, which holds the credentials, is never logged.
 
 Every run mints new credentials (that is its purpose, so it has no "already done" state).
-Step 1 replaces the key of any earlier run: do not run it while a join that uses an earlier
+Step 2 replaces the key of any earlier run: do not run it while a join that uses an earlier
 key is still in progress. Joins are serialized anyway (etcd adds one learner at a time).
 
 Exit status: 0 printed, 1 a step failed or its output did not check out, 2 usage error.
@@ -69,6 +76,29 @@ parse_args() {
   check_root_dir
 }
 
+# The cluster's ClusterConfiguration, for kubeadm's --config; removed when the script exits.
+cluster_config=""
+remove_cluster_config() {
+  if [[ -n "$cluster_config" ]]; then rm -f -- "$cluster_config"; fi
+}
+cleanup_on_exit remove_cluster_config
+
+# write_cluster_config ADMIN_CONF: sets cluster_config to a new file holding the ClusterConfiguration
+# document of ConfigMap kube-system/kubeadm-config, checked to name a kubernetesVersion.
+write_cluster_config() {
+  local tmp_dir="${ROOT}/etc/kubernetes/tmp"
+  # kubeadm's own scratch directory (constants.TempDir), root-only.
+  install -d -m 0700 "$tmp_dir"
+  cluster_config="$(mktemp "${tmp_dir}/mint-join-credentials-cluster-configuration.XXXXXX")"
+  bounded kubectl --kubeconfig "$1" -n kube-system get configmap kubeadm-config \
+    -o 'jsonpath={.data.ClusterConfiguration}' >"$cluster_config" 2>>"$log_file" ||
+    die "cannot read ConfigMap kube-system/kubeadm-config; see ${log_file}"
+  grep -qx 'kind: ClusterConfiguration' "$cluster_config" ||
+    die "ConfigMap kube-system/kubeadm-config holds no ClusterConfiguration"
+  grep -Eqx 'kubernetesVersion: v?[0-9]+\.[0-9]+\.[0-9]+' "$cluster_config" ||
+    die "the ClusterConfiguration in ConfigMap kube-system/kubeadm-config names no kubernetesVersion x.y.z; kubeadm would look one up on the internet"
+}
+
 main() {
   parse_args "$@"
   require_root
@@ -76,10 +106,12 @@ main() {
   [[ -f "$admin_conf" ]] ||
     die "${admin_conf} not found: run this on a control-plane node that is already in the cluster"
   open_log
+  write_cluster_config "$admin_conf"
 
   local upload_output certificate_key join_command
   # stdout holds the key: captured, never logged. stderr (klog warnings) goes to the log.
-  upload_output="$(bounded kubeadm init phase upload-certs --upload-certs 2>>"$log_file")" ||
+  upload_output="$(bounded kubeadm init phase upload-certs --upload-certs --config "$cluster_config" \
+    2>>"$log_file")" ||
     die "kubeadm init phase upload-certs --upload-certs failed; see ${log_file}"
   certificate_key="${upload_output##*$'\n'}"
   [[ "$certificate_key" =~ $CERTIFICATE_KEY_PATTERN ]] ||

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares an Ubuntu 24.04 host to become a kubeadm node: swap off, kernel modules and sysctls,
-# containerd with the systemd cgroup driver, kubeadm/kubelet/kubectl pinned from pkgs.k8s.io.
+# containerd with the systemd cgroup driver and kubeadm's pause image, kubeadm/kubelet/kubectl pinned
+# from pkgs.k8s.io.
 # cloud-init runs it once at first boot (components/cloudInit.ts); it is safe to run again by hand.
 set -euo pipefail
 
@@ -9,7 +10,7 @@ readonly SCRIPT_NAME="prepare-kubernetes-node"
 usage() {
   cat <<'EOF'
 Usage: prepare-kubernetes-node.sh --kubernetes-version X.Y.Z --package-version X.Y.Z-R
-                                  --channel vX.Y [--root DIR]
+                                  --channel vX.Y --pause-image IMAGE [--root DIR]
 
 Prepares an Ubuntu 24.04 host for kubeadm init/join. Run as root.
 
@@ -19,6 +20,9 @@ Options:
                               e.g. 1.34.2-1.1. Must start with the Kubernetes version. Required.
   --channel vX.Y              pkgs.k8s.io repository channel, e.g. v1.34. Must match the
                               Kubernetes minor version. Required.
+  --pause-image IMAGE         The pause image kubeadm of this version expects, e.g.
+                              registry.k8s.io/pause:3.10.1 for 1.34 (components/versions.ts
+                              pauseImage). containerd runs pod sandboxes from it. Required.
   --root DIR                  Prefix for every file this script reads or writes (default: $ROOT,
                               else empty, meaning /). For tests; commands still act on this host.
   -h, --help                  Show this help and exit.
@@ -32,8 +36,14 @@ Steps, each safe to repeat:
   1. swapoff -a, and comment out swap entries in /etc/fstab;
   2. modprobe overlay and br_netfilter; sysctl --system, then check the three sysctls are 1
      (cloud-init writes /etc/modules-load.d/kubernetes.conf and /etc/sysctl.d/90-kubernetes.conf);
-  3. /etc/containerd/config.toml from `containerd config default` with SystemdCgroup = true,
-     containerd enabled and restarted;
+  3. /etc/containerd/config.toml from `containerd config default` with SystemdCgroup = true
+     and the sandbox image set to --pause-image, containerd enabled and restarted. The key
+     depends on the config version containerd prints: version 2 (containerd 1.7, Ubuntu
+     24.04's) has sandbox_image in [plugins."io.containerd.grpc.v1.cri"], version 3
+     (containerd 2.x) has sandbox in [plugins.'io.containerd.cri.v1.images'.pinned_images].
+     Any other version, or the key not exactly once in its table, is refused (exit 1):
+     containerd's own default (pause 3.8 in 1.7) would make kubeadm's preflight warn and
+     every node hold two pause images;
   4. the pkgs.k8s.io apt repository for the channel, key in
      /etc/apt/keyrings/kubernetes-apt-keyring.gpg;
   5. kubeadm, kubelet and kubectl at exactly the package version (never a downgrade), then
@@ -42,6 +52,9 @@ Steps, each safe to repeat:
   7. the sentinel /var/lib/kubernetes-node/prepared holding the package version.
 A run that finds the sentinel with the same version exits 0 at once; with another version it
 refuses (exit 1): upgrades follow the kubeadm upgrade procedure, not this script.
+So a node prepared before --pause-image existed keeps containerd's default sandbox image: set
+the key above in /etc/containerd/config.toml by hand and `systemctl restart containerd` (running
+containers keep running), one node at a time.
 
 Exit status: 0 prepared, 1 a step failed, 2 usage error.
 EOF
@@ -54,6 +67,7 @@ usage_error() { log "usage error: $*"; log "see --help"; exit 2; }
 kubernetes_version=""
 package_version=""
 channel=""
+pause_image=""
 ROOT="${ROOT:-}"
 RETRY_ATTEMPTS="${RETRY_ATTEMPTS:-10}"
 RETRY_SLEEP_SECONDS="${RETRY_SLEEP_SECONDS:-15}"
@@ -61,12 +75,13 @@ RETRY_SLEEP_SECONDS="${RETRY_SLEEP_SECONDS:-15}"
 parse_args() {
   while [[ $# -gt 0 ]]; do
     case "$1" in
-      --kubernetes-version | --package-version | --channel | --root)
+      --kubernetes-version | --package-version | --channel | --pause-image | --root)
         [[ $# -ge 2 ]] || usage_error "$1 needs a value"
         case "$1" in
           --kubernetes-version) kubernetes_version="$2" ;;
           --package-version) package_version="$2" ;;
           --channel) channel="$2" ;;
+          --pause-image) pause_image="$2" ;;
           --root) ROOT="$2" ;;
         esac
         shift 2
@@ -83,6 +98,9 @@ parse_args() {
     usage_error "--package-version must look like ${kubernetes_version}-1.1, got '${package_version}'"
   [[ "$channel" == "v${kubernetes_version%.*}" ]] ||
     usage_error "--channel must be v${kubernetes_version%.*} for ${kubernetes_version}, got '${channel}'"
+  # registry[:port]/path:tag, nothing a TOML string would need escaped.
+  [[ "$pause_image" =~ ^[a-z0-9]+([.-][a-z0-9]+)*(:[0-9]+)?(/[a-z0-9]+([._-][a-z0-9]+)*)+:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$ ]] ||
+    usage_error "--pause-image must look like registry.k8s.io/pause:3.10.1, got '${pause_image}'"
   [[ "$RETRY_ATTEMPTS" =~ ^[1-9][0-9]*$ ]] ||
     usage_error "RETRY_ATTEMPTS must be a positive integer, got '${RETRY_ATTEMPTS}'"
   [[ "$RETRY_SLEEP_SECONDS" =~ ^[0-9]+$ ]] ||
@@ -161,12 +179,43 @@ apply_sysctls() {
   done
 }
 
+# with_sandbox_image IMAGE: prints stdin, a containerd config, with the CRI sandbox image set to
+# IMAGE in the table and key of the config's `version` (see --help). Fails, naming the reason,
+# on any other version or when the key is not exactly once in its table.
+with_sandbox_image() {
+  local image="$1" config version table key value line header="" found=0
+  config="$(cat)"
+  version="$(sed -nE 's/^version[[:space:]]*=[[:space:]]*([0-9]+)[[:space:]]*$/\1/p' <<<"$config")"
+  case "$version" in
+    2) table='[plugins."io.containerd.grpc.v1.cri"]' key="sandbox_image" value="\"${image}\"" ;;
+    3) table="[plugins.'io.containerd.cri.v1.images'.pinned_images]" key="sandbox" value="'${image}'" ;;
+    *)
+      log "error: containerd config version '${version}' is neither 2 (containerd 1.7) nor 3 (containerd 2.x)"
+      return 1
+      ;;
+  esac
+  while IFS= read -r line; do
+    if [[ "$line" =~ ^[[:space:]]*(\[.*\])[[:space:]]*$ ]]; then header="${BASH_REMATCH[1]}"; fi
+    if [[ "$header" == "$table" && "$line" =~ ^([[:space:]]*)${key}[[:space:]]*= ]]; then
+      line="${BASH_REMATCH[1]}${key} = ${value}"
+      found=$((found + 1))
+    fi
+    printf '%s\n' "$line"
+  done <<<"$config"
+  if [[ "$found" -ne 1 ]]; then
+    log "error: containerd config version ${version} has ${found} '${key}' keys in ${table}, expected 1"
+    return 1
+  fi
+}
+
 configure_containerd() {
   local default_config config
   default_config="$(containerd config default)"
   config="$(sed -E 's/^([[:space:]]*SystemdCgroup[[:space:]]*=[[:space:]]*)false/\1true/' <<<"$default_config")"
   grep -Eq '^[[:space:]]*SystemdCgroup[[:space:]]*=[[:space:]]*true' <<<"$config" ||
     die "'containerd config default' has no SystemdCgroup option to switch on"
+  config="$(with_sandbox_image "$pause_image" <<<"$config")" ||
+    die "cannot set containerd's sandbox image to ${pause_image} in the output of 'containerd config default'"
   install -d -m 0755 "${ROOT}/etc/containerd"
   write_file 0644 "${ROOT}/etc/containerd/config.toml" <<<"$config"
   systemctl enable containerd
@@ -220,7 +269,7 @@ main() {
   [[ -n "$ROOT" || "$EUID" -eq 0 ]] || die "must run as root"
   require_commands apt-get apt-mark containerd curl gpg modprobe sed swapoff sysctl systemctl
 
-  log "preparing node for Kubernetes ${kubernetes_version} (packages ${package_version}, channel ${channel})"
+  log "preparing node for Kubernetes ${kubernetes_version} (packages ${package_version}, channel ${channel}, pause image ${pause_image})"
   disable_swap
   load_kernel_modules
   apply_sysctls
