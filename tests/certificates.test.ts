@@ -8,8 +8,9 @@
  * text/tabwriter with minwidth 10 and padding 3, dates formatted "Jan 02, 2006 15:04 MST", the
  * residual time from k8s.io/apimachinery's duration.ShortHumanDuration, "<invalid>" once expired,
  * "!MISSING! <name>" for a certificate that is not there, then an empty line and the CA table).
- * The fake crictl lists a static pod's container exactly while its manifest is in
- * /etc/kubernetes/manifests, as the kubelet would after a moment.
+ * The fake crictl (tests/support/staticPods.ts) lists a static pod's container exactly while its
+ * manifest is in /etc/kubernetes/manifests, as the kubelet would after a moment; the fake
+ * `kubeadm certs renew all` writes admin.conf again with a new client certificate, as kubeadm does.
  *
  * What this cannot prove: that a real kubelet stops and starts the static pods when their
  * manifests move, and that kubeadm's output keeps this format in later releases (the script
@@ -35,6 +36,15 @@ import {
   Sandbox,
   useTempDir,
 } from "./support/nodeSandbox";
+import {
+  adminKubeconfig,
+  crictlCall,
+  crictlFake,
+  crictlSeen,
+  kubeVipManifest,
+  kubeVipSentinel,
+  renewAdminConf,
+} from "./support/staticPods";
 
 const tmp = useTempDir("certificates-test-");
 
@@ -144,6 +154,7 @@ const allCas = (expires = caExpiry): Cert[] => caNames.map((name) => ({ name, ex
 
 const fakes: Record<string, string> = {
   kubeadm: `
+${renewAdminConf}
 case "$*" in
   "certs check-expiration")
     if hangs check; then exec sleep 30; fi
@@ -163,7 +174,7 @@ case "$*" in
     echo
     echo "Done renewing certificates. You must restart the kube-apiserver, kube-controller-manager, kube-scheduler and etcd, so that they can use the new certificates."
     cp "$FAKE_CAPTURE/renewed-table" "$FAKE_CAPTURE/table"
-    echo "renewed admin kubeconfig" >"$FAKE_ADMIN_CONF"
+    renew_admin_conf
     ;;
   *) echo "fake kubeadm: unexpected $*" >&2; exit 99 ;;
 esac`,
@@ -172,24 +183,12 @@ case "$*" in
 ${kubectlGateArms()}
   *) echo "fake kubectl: unexpected $*" >&2; exit 99 ;;
 esac`,
-  // crictl --runtime-endpoint ENDPOINT ps --name ^NAME$ -q: a container id while the manifest is
-  // in place, unless NAME is in FAKE_NEVER_BACK; always one when NAME is in FAKE_NEVER_GONE.
-  crictl: `
-[[ $# -eq 6 && "$1 $3 $4 $6" == "--runtime-endpoint ps --name -q" ]] || { echo "fake crictl: unexpected $*" >&2; exit 99; }
-if hangs crictl; then exec sleep 30; fi
-if fails crictl; then echo "connect: connection refused" >&2; exit 1; fi
-name="\${5#^}"; name="\${name%$}"
-state=absent
-if [[ -f "$FAKE_MANIFESTS/$name.yaml" ]]; then state=present; fi
-echo "$name $state" >>"$FAKE_CAPTURE/crictl"
-listed() { [[ ",$1," == *",$name,"* ]]; }
-if listed "\${FAKE_NEVER_GONE:-}" || { [[ $state == present ]] && ! listed "\${FAKE_NEVER_BACK:-}"; }; then
-  echo "3f1c0a9e7b2d\${#name}"
-fi`,
+  crictl: crictlFake,
 };
 
 const realTools = [
   ...["bash", "cat", "chmod", "date", "dirname", "install", "mktemp", "mv", "rm", "rmdir", "sleep", "timeout"], // the scripts
+  ...["grep", "sha256sum"], // lib.sh's admin.conf fingerprint
   ...["cp"], // the fakes
 ];
 
@@ -211,9 +210,11 @@ const renewed = expirationTable(
   allCas(),
 );
 
-function makeSandbox(name: string, table = before): Sandbox {
-  const files: Record<string, string> = { [adminConf]: "admin kubeconfig\n" };
+/** A control-plane node; with `kubeVip`, it runs kube-vip too (components/kubeVip.ts). */
+function makeSandbox(name: string, table = before, options: { kubeVip?: boolean } = {}): Sandbox {
+  const files: Record<string, string> = { [adminConf]: adminKubeconfig("1") };
   for (const component of components) files[`${manifestsDir}/${component}.yaml`] = manifest(component);
+  if (options.kubeVip) files[`${manifestsDir}/kube-vip.yaml`] = kubeVipManifest;
   const sandbox = makeNodeSandbox(tmp(), name, { fakes, realTools, files });
   fs.writeFileSync(path.join(sandbox.capture, "table"), table);
   fs.writeFileSync(path.join(sandbox.capture, "renewed-table"), renewed);
@@ -226,18 +227,11 @@ function makeSandbox(name: string, table = before): Sandbox {
 
 const kubeconfig = `$ROOT${adminConf}`;
 const gateCalls = [readyzCall(kubeconfig), etcdHealthCall(kubeconfig, node)];
-const crictlCall = (name: string) =>
-  `crictl --runtime-endpoint unix:///run/containerd/containerd.sock ps --name ^${name}$ -q`;
 const renewCall = "kubeadm certs renew all";
 /** Per component: wait until gone, wait until running, gate. */
 const restartCalls = (name: string) => [crictlCall(name), crictlCall(name), ...gateCalls];
 const renewalCalls = [...gateCalls, renewCall, ...components.flatMap(restartCalls)];
 
-/** The manifest state the fake crictl saw at each call: "<name> present|absent". */
-const crictlSeen = (sandbox: Sandbox) => {
-  const file = path.join(sandbox.capture, "crictl");
-  return fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim().split("\n") : [];
-};
 const manifests = (sandbox: Sandbox) => fs.readdirSync(at(sandbox, manifestsDir)).sort();
 const allManifests = components.map((c) => `${c}.yaml`).sort();
 
@@ -443,7 +437,10 @@ describe("renew-certificates.sh", () => {
     expect(sentinelText(sandbox)).toBe("2027-05-01\n");
     expect(mode(at(sandbox, sentinel))).toBe("644");
     // admin.conf is renewed in place, and left there.
-    expect(fs.readFileSync(at(sandbox, adminConf), "utf8")).toBe("renewed admin kubeconfig\n");
+    expect(fs.readFileSync(at(sandbox, adminConf), "utf8")).toBe(adminKubeconfig("renewed1"));
+    // This node runs no kube-vip (its manifest is not there yet): nothing to restart, no failure.
+    expect(result.stderr).toContain("no kube-vip manifest on this node: no kube-vip to restart");
+    expect(fs.existsSync(at(sandbox, kubeVipSentinel))).toBe(false);
     const logFile = at(sandbox, "var/log/hcloud-control-plane/renew-certificates.log");
     expect(mode(logFile)).toBe("600");
     expect(fs.readFileSync(logFile, "utf8")).toContain("Done renewing certificates.");
@@ -477,7 +474,8 @@ describe("renew-certificates.sh", () => {
     expect(result.stderr).toContain(`${node}: starting kube-scheduler: no container ran within 1s`);
     expect(result.ms).toBeLessThan(5_000);
     expect(manifests(sandbox)).toEqual(allManifests);
-    expect(fs.readdirSync(at(sandbox, parkedDir))).toEqual([]);
+    // The parked directory is removed once empty.
+    expect(fs.existsSync(at(sandbox, parkedDir))).toBe(false);
     expect(sentinelText(sandbox)).toBeUndefined();
     const log = calls(sandbox);
     const upTo = [
@@ -553,6 +551,108 @@ describe("renew-certificates.sh", () => {
     expect(log.some((c) => c.startsWith("crictl"))).toBe(false);
     expect(manifests(sandbox)).toEqual(allManifests);
     expect(sentinelText(sandbox)).toBeUndefined();
+  });
+
+  describe("kube-vip, which holds admin.conf in memory", () => {
+    const kubeVipManifests = [...allManifests, "kube-vip.yaml"].sort();
+    const kubeVipFingerprint = (sandbox: Sandbox) =>
+      fs.existsSync(at(sandbox, kubeVipSentinel)) ? fs.readFileSync(at(sandbox, kubeVipSentinel), "utf8") : undefined;
+
+    test("is restarted after the renewal and the other static pods, behind the same gates", () => {
+      const sandbox = makeSandbox("renew-kube-vip", before, { kubeVip: true });
+      const result = run(sandbox, args("2027-05-01"));
+      expectStatus(result, 0);
+      expect(calls(sandbox)).toEqual([...renewalCalls, ...restartCalls("kube-vip")]);
+      expect(crictlSeen(sandbox).slice(-2)).toEqual(["kube-vip absent", "kube-vip present"]);
+      expect(manifests(sandbox)).toEqual(kubeVipManifests);
+      expect(fs.readFileSync(at(sandbox, `${manifestsDir}/kube-vip.yaml`), "utf8")).toBe(kubeVipManifest);
+      expect(fs.existsSync(at(sandbox, parkedDir))).toBe(false);
+      // The fingerprint of the admin.conf client certificate kube-vip now runs with; no key in it.
+      expect(kubeVipFingerprint(sandbox)).toMatch(/^sha256:[0-9a-f]{64}\n$/);
+      expect(mode(at(sandbox, kubeVipSentinel))).toBe("644");
+      expect(sentinelText(sandbox)).toBe("2027-05-01\n");
+
+      // A new renewal renews admin.conf again, so kube-vip is restarted again.
+      const first = kubeVipFingerprint(sandbox);
+      resetCalls(sandbox);
+      expectStatus(run(sandbox, args("2028-04-30")), 0);
+      expect(calls(sandbox)).toEqual([...renewalCalls, ...restartCalls("kube-vip")]);
+      expect(kubeVipFingerprint(sandbox)).not.toBe(first);
+    });
+
+    test("an admin.conf kubeadm did not renew (external CA): kube-vip already runs with it, not restarted", () => {
+      const sandbox = makeSandbox("renew-kube-vip-external", before, { kubeVip: true });
+      expectStatus(run(sandbox, args("2027-05-01")), 0);
+      // kubeadm certs renew all with an external CA leaves admin.conf as it is ("Detected external
+      // ca, ... can't be renewed", renewCert in cmd/kubeadm/app/cmd/certs.go).
+      fs.writeFileSync(
+        path.join(sandbox.fakeBin, "kubeadm"),
+        fs.readFileSync(path.join(sandbox.fakeBin, "kubeadm"), "utf8").replace(/^ {4}renew_admin_conf$/m, "    :"),
+      );
+      resetCalls(sandbox);
+      const result = run(sandbox, args("2028-04-30"));
+      expectStatus(result, 0);
+      expect(result.stderr).toContain("kube-vip was restarted with the current admin.conf already");
+      expect(calls(sandbox)).toEqual(renewalCalls);
+    });
+
+    test.each([
+      ["never comes back", { FAKE_NEVER_BACK: "kube-vip" }, `${node}: starting kube-vip: no container ran within 1s`],
+      [
+        "never stops",
+        { FAKE_NEVER_GONE: "kube-vip" },
+        `${node}: stopping kube-vip: its container still runs 1s after its manifest was moved out`,
+      ],
+    ])("a kube-vip that %s: exit 1 naming the node and step, manifest restored, no stamp", (_label, env, message) => {
+      const sandbox = makeSandbox("renew-kube-vip-fails", before, { kubeVip: true });
+      const result = run(sandbox, args("2027-05-01", "--timeout", "1"), env);
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain(message);
+      expect(result.ms).toBeLessThan(5_000);
+      expect(manifests(sandbox)).toEqual(kubeVipManifests);
+      expect(sentinelText(sandbox)).toBeUndefined();
+      expect(kubeVipFingerprint(sandbox)).toBeUndefined();
+      // Everything before kube-vip ran, gates included; then only the waits for kube-vip.
+      const log = calls(sandbox);
+      expect(log.slice(0, renewalCalls.length)).toEqual(renewalCalls);
+      for (const later of log.slice(renewalCalls.length)) expect(later).toBe(crictlCall("kube-vip"));
+
+      // Fixed: the same stamp again renews and restarts everything, kube-vip included.
+      resetCalls(sandbox);
+      expectStatus(run(sandbox, args("2027-05-01")), 0);
+      expect(calls(sandbox)).toEqual([...renewalCalls, ...restartCalls("kube-vip")]);
+      expect(sentinelText(sandbox)).toBe("2027-05-01\n");
+    });
+
+    test("a gate that fails after the kube-vip restart: exit 1, no fingerprint, no stamp", () => {
+      const sandbox = makeSandbox("renew-kube-vip-gate", before, { kubeVip: true });
+      // readyz passes six times (before renewing, after each of the four components), then fails.
+      fs.writeFileSync(
+        path.join(sandbox.fakeBin, "kubectl"),
+        fs
+          .readFileSync(path.join(sandbox.fakeBin, "kubectl"), "utf8")
+          .replace("if fails readyz;", "if fails readyz || (($(count readyz) > 5));"),
+      );
+      const result = run(sandbox, args("2027-05-01", "--timeout", "1"));
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain(
+        `${node}: after restarting kube-vip: the API server did not report ready within 1s`,
+      );
+      expect(manifests(sandbox)).toEqual(kubeVipManifests);
+      expect(kubeVipFingerprint(sandbox)).toBeUndefined();
+      expect(sentinelText(sandbox)).toBeUndefined();
+    });
+
+    test("a kube-vip manifest an interrupted run left parked is put back first", () => {
+      const sandbox = makeSandbox("renew-kube-vip-recover", before, { kubeVip: true });
+      fs.mkdirSync(at(sandbox, parkedDir), { recursive: true });
+      fs.renameSync(at(sandbox, `${manifestsDir}/kube-vip.yaml`), at(sandbox, `${parkedDir}/kube-vip.yaml`));
+      const result = run(sandbox, args("2027-05-01"));
+      expectStatus(result, 0);
+      expect(result.stderr).toContain("put the manifest of kube-vip back");
+      expect(calls(sandbox)).toEqual([...renewalCalls, ...restartCalls("kube-vip")]);
+      expect(manifests(sandbox)).toEqual(kubeVipManifests);
+    });
   });
 
   test("a manifest an interrupted run left parked is put back first", () => {
