@@ -3,17 +3,20 @@
  * run for real with bash under a temporary root (tests/support/nodeSandbox.ts), with fake
  * `kubeadm`, `kubectl` and `crictl` on PATH; `date` is the real GNU date.
  *
- * The fake kubeadm prints `kubeadm certs check-expiration` as kubeadm's text printer does
- * (certTextPrinter.PrintObj in kubernetes/kubernetes cmd/kubeadm/app/cmd/certs.go: a
- * text/tabwriter with minwidth 10 and padding 3, dates formatted "Jan 02, 2006 15:04 MST", the
- * residual time from k8s.io/apimachinery's duration.ShortHumanDuration, "<invalid>" once expired,
- * "!MISSING! <name>" for a certificate that is not there, then an empty line and the CA table).
- * The fake crictl lists a static pod's container exactly while its manifest is in
- * /etc/kubernetes/manifests, as the kubelet would after a moment.
+ * The fake kubeadm prints `kubeadm certs check-expiration -o json` as kubeadm 1.34 does: a
+ * CertificateExpirationInfo of output.kubeadm.k8s.io/v1alpha3 (kubernetes/kubernetes
+ * cmd/kubeadm/app/apis/output/v1alpha3/types.go), filled by fetchCertificateExpirationInfo in
+ * cmd/kubeadm/app/cmd/certs.go (a missing certificate has only its name and missing: true) and
+ * written by k8s.io/cli-runtime's JSONPrinter (json.MarshalIndent with four spaces, then a newline;
+ * kind and apiVersion first, the fields in the order of the Go struct, metav1.Time as RFC 3339 in
+ * UTC, a zero time as null). In JSON mode kubeadm prints nothing else on stdout.
+ * The fake crictl (tests/support/staticPods.ts) lists a static pod's container exactly while its
+ * manifest is in /etc/kubernetes/manifests, as the kubelet would after a moment; the fake
+ * `kubeadm certs renew all` writes admin.conf again with a new client certificate, as kubeadm does.
  *
  * What this cannot prove: that a real kubelet stops and starts the static pods when their
- * manifests move, and that kubeadm's output keeps this format in later releases (the script
- * fails loudly on a row it cannot read). The proof of those is a renewal on real servers.
+ * manifests move, and that kubeadm keeps this output API in later releases (the script refuses
+ * any other kind or version, and any entry it cannot read). The proof of those is a renewal on real servers.
  */
 import { spawn } from "child_process";
 import * as fs from "fs";
@@ -35,88 +38,56 @@ import {
   Sandbox,
   useTempDir,
 } from "./support/nodeSandbox";
+import {
+  adminKubeconfig,
+  crictlCall,
+  crictlFake,
+  crictlSeen,
+  kubeVipManifest,
+  kubeVipSentinel,
+  renewAdminConf,
+} from "./support/staticPods";
+import { parseNodeReport } from "../components/certificates";
 
 const tmp = useTempDir("certificates-test-");
 
 // ---------------------------------------------------------------------------------------------
-// kubeadm's check-expiration text.
-
-const months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
-const pad2 = (n: number) => String(n).padStart(2, "0");
-/** Go's time.Format("Jan 02, 2006 15:04 MST") of a UTC time. */
-const kubeadmDate = (iso: string) => {
-  const d = new Date(iso);
-  return `${months[d.getUTCMonth()]} ${pad2(d.getUTCDate())}, ${d.getUTCFullYear()} ${pad2(d.getUTCHours())}:${pad2(d.getUTCMinutes())} UTC`;
-};
-/** k8s.io/apimachinery/pkg/util/duration.ShortHumanDuration of the time left until `iso`. */
-const residual = (iso: string) => {
-  const seconds = Math.trunc((Date.parse(iso) - Date.now()) / 1000);
-  if (seconds < -1) return "<invalid>";
-  if (seconds < 0) return "0s";
-  if (seconds < 60) return `${seconds}s`;
-  if (seconds < 3600) return `${Math.trunc(seconds / 60)}m`;
-  const hours = Math.trunc(seconds / 3600);
-  if (hours < 24) return `${hours}h`;
-  if (hours < 24 * 365) return `${Math.trunc(hours / 24)}d`;
-  return `${Math.trunc(hours / 24 / 365)}y`;
-};
-
-/**
- * Go's text/tabwriter (minwidth 10, tabwidth 4, padding 3, padchar ' ', no flags) for lines whose
- * cells end in a tab: in each block of lines (ended by an empty line), a column is as wide as its
- * widest cell plus the padding, at least 10; the last cell of a line is not aligned.
- */
-function tabwrite(lines: string[]): string {
-  const out: string[] = [];
-  let block: string[][] = [];
-  const flush = () => {
-    const widths: number[] = [];
-    for (const cells of block) {
-      cells.slice(0, -1).forEach((cell, i) => (widths[i] = Math.max(widths[i] ?? 10, cell.length + 3)));
-    }
-    for (const cells of block) {
-      out.push(cells.map((cell, i) => (i < cells.length - 1 ? cell.padEnd(widths[i]) : cell)).join(""));
-    }
-    block = [];
-  };
-  for (const line of lines) {
-    if (line === "") {
-      flush();
-      out.push("");
-    } else {
-      block.push(line.split("\t"));
-    }
-  }
-  flush();
-  return out.join("\n") + "\n";
-}
+// kubeadm's check-expiration JSON.
 
 interface Cert {
   name: string;
-  /** ISO date, or undefined for a missing certificate. */
+  /** RFC 3339 UTC date, or undefined for a missing certificate. */
   expires?: string;
   ca?: string;
   external?: boolean;
 }
-const yesNo = (b?: boolean) => (b ? "yes" : "no").padEnd(8);
 
-/** The text of `kubeadm certs check-expiration` after its "[check-expiration]" lines. */
-function expirationTable(certs: Cert[], cas: Cert[]): string {
-  return tabwrite([
-    "CERTIFICATE\tEXPIRES\tRESIDUAL TIME\tCERTIFICATE AUTHORITY\tEXTERNALLY MANAGED",
-    ...certs.map((c) =>
-      c.expires
-        ? `${c.name}\t${kubeadmDate(c.expires)}\t${residual(c.expires)}\t${c.ca}\t${yesNo(c.external)}`
-        : `!MISSING! ${c.name}\t\t\t\t`,
-    ),
-    "",
-    "CERTIFICATE AUTHORITY\tEXPIRES\tRESIDUAL TIME\tEXTERNALLY MANAGED",
-    ...cas.map((c) =>
-      c.expires
-        ? `${c.name}\t${kubeadmDate(c.expires)}\t${residual(c.expires)}\t${yesNo(c.external)}`
-        : `!MISSING! ${c.name}\t\t\t`,
-    ),
-  ]);
+/** One entry of CertificateExpirationInfo, its fields in types.go's order (caName only for leaves). */
+function certificateEntry(c: Cert, leaf: boolean): Record<string, unknown> {
+  if (!c.expires) {
+    // fetchCertificateExpirationInfo sets only Name and Missing; the zero metav1.Time is null.
+    return { name: c.name, expirationDate: null, residualTime: 0, externallyManaged: false, missing: true };
+  }
+  return {
+    name: c.name,
+    expirationDate: c.expires,
+    // int64(ResidualTime() / time.Second): negative once expired.
+    residualTime: Math.trunc((Date.parse(c.expires) - Date.now()) / 1000),
+    externallyManaged: c.external ?? false,
+    ...(leaf && c.ca ? { caName: c.ca } : {}),
+    missing: false,
+  };
+}
+
+/** The stdout of `kubeadm certs check-expiration -o json`. */
+function expirationInfo(certs: Cert[], cas: Cert[]): string {
+  const info = {
+    kind: "CertificateExpirationInfo",
+    apiVersion: "output.kubeadm.k8s.io/v1alpha3",
+    certificates: certs.map((c) => certificateEntry(c, true)),
+    certificateAuthorities: cas.map((c) => certificateEntry(c, false)),
+  };
+  return `${JSON.stringify(info, null, 4)}\n`;
 }
 
 /** kubeadm 1.34's certificates and CAs, in its order, on a node with a local etcd. */
@@ -134,7 +105,7 @@ const leafNames: [string, string][] = [
   ["super-admin.conf", "ca"],
 ];
 const caNames = ["ca", "etcd-ca", "front-proxy-ca"];
-const caExpiry = "2035-11-19T13:21:00Z";
+const caExpiry = "2035-11-19T13:21:14Z";
 const allLeaves = (expires: string): Cert[] => leafNames.map(([name, ca]) => ({ name, ca, expires }));
 const allCas = (expires = caExpiry): Cert[] => caNames.map((name) => ({ name, expires }));
 
@@ -144,15 +115,13 @@ const allCas = (expires = caExpiry): Cert[] => caNames.map((name) => ({ name, ex
 
 const fakes: Record<string, string> = {
   kubeadm: `
+${renewAdminConf}
 case "$*" in
-  "certs check-expiration")
+  "certs check-expiration -o json")
     if hangs check; then exec sleep 30; fi
     echo 'I1121 13:21:00.000000 1234 version.go:261] remote version is much newer' >&2
     if fails check; then echo 'error: open /etc/kubernetes/pki/ca.crt: no such file or directory' >&2; exit 1; fi
-    echo '[check-expiration] Reading configuration from the "kubeadm-config" ConfigMap in namespace "kube-system"...'
-    echo "[check-expiration] Use 'kubeadm init phase upload-config kubeadm --config your-config-file' to re-upload it."
-    echo
-    cat "$FAKE_CAPTURE/table"
+    cat "$FAKE_CAPTURE/expiration.json"
     ;;
   "certs renew all")
     if hangs renew; then exec sleep 30; fi
@@ -162,8 +131,8 @@ case "$*" in
     echo "certificate for serving the Kubernetes API renewed"
     echo
     echo "Done renewing certificates. You must restart the kube-apiserver, kube-controller-manager, kube-scheduler and etcd, so that they can use the new certificates."
-    cp "$FAKE_CAPTURE/renewed-table" "$FAKE_CAPTURE/table"
-    echo "renewed admin kubeconfig" >"$FAKE_ADMIN_CONF"
+    cp "$FAKE_CAPTURE/renewed.json" "$FAKE_CAPTURE/expiration.json"
+    renew_admin_conf
     ;;
   *) echo "fake kubeadm: unexpected $*" >&2; exit 99 ;;
 esac`,
@@ -172,24 +141,12 @@ case "$*" in
 ${kubectlGateArms()}
   *) echo "fake kubectl: unexpected $*" >&2; exit 99 ;;
 esac`,
-  // crictl --runtime-endpoint ENDPOINT ps --name ^NAME$ -q: a container id while the manifest is
-  // in place, unless NAME is in FAKE_NEVER_BACK; always one when NAME is in FAKE_NEVER_GONE.
-  crictl: `
-[[ $# -eq 6 && "$1 $3 $4 $6" == "--runtime-endpoint ps --name -q" ]] || { echo "fake crictl: unexpected $*" >&2; exit 99; }
-if hangs crictl; then exec sleep 30; fi
-if fails crictl; then echo "connect: connection refused" >&2; exit 1; fi
-name="\${5#^}"; name="\${name%$}"
-state=absent
-if [[ -f "$FAKE_MANIFESTS/$name.yaml" ]]; then state=present; fi
-echo "$name $state" >>"$FAKE_CAPTURE/crictl"
-listed() { [[ ",$1," == *",$name,"* ]]; }
-if listed "\${FAKE_NEVER_GONE:-}" || { [[ $state == present ]] && ! listed "\${FAKE_NEVER_BACK:-}"; }; then
-  echo "3f1c0a9e7b2d\${#name}"
-fi`,
+  crictl: crictlFake,
 };
 
 const realTools = [
-  ...["bash", "cat", "chmod", "date", "dirname", "install", "mktemp", "mv", "rm", "rmdir", "sleep", "timeout"], // the scripts
+  ...["bash", "cat", "chmod", "dirname", "install", "jq", "mktemp", "mv", "rm", "rmdir", "sleep", "timeout"], // the scripts
+  ...["grep", "sha256sum"], // lib.sh's admin.conf fingerprint
   ...["cp"], // the fakes
 ];
 
@@ -201,22 +158,24 @@ const sentinel = "/var/lib/kubernetes-node/certificates-renewed";
 const components = ["kube-apiserver", "kube-controller-manager", "kube-scheduler", "etcd"];
 const manifest = (name: string) => `apiVersion: v1\nkind: Pod\nmetadata:\n  name: ${name}\n  namespace: kube-system\n`;
 
-const before = expirationTable(
-  [...allLeaves("2026-12-30T23:36:00Z").filter((c) => c.name !== "super-admin.conf"), { name: "super-admin.conf" }],
+const before = expirationInfo(
+  [...allLeaves("2026-12-30T23:36:41Z").filter((c) => c.name !== "super-admin.conf"), { name: "super-admin.conf" }],
   allCas(),
 );
-const renewedAt = "2027-11-21T13:21:00Z";
-const renewed = expirationTable(
+const renewedAt = "2027-11-21T13:21:14Z";
+const renewed = expirationInfo(
   [...allLeaves(renewedAt).filter((c) => c.name !== "super-admin.conf"), { name: "super-admin.conf" }],
   allCas(),
 );
 
-function makeSandbox(name: string, table = before): Sandbox {
-  const files: Record<string, string> = { [adminConf]: "admin kubeconfig\n" };
+/** A control-plane node; with `kubeVip`, it runs kube-vip too (components/kubeVip.ts). */
+function makeSandbox(name: string, info = before, options: { kubeVip?: boolean } = {}): Sandbox {
+  const files: Record<string, string> = { [adminConf]: adminKubeconfig("1") };
   for (const component of components) files[`${manifestsDir}/${component}.yaml`] = manifest(component);
+  if (options.kubeVip) files[`${manifestsDir}/kube-vip.yaml`] = kubeVipManifest;
   const sandbox = makeNodeSandbox(tmp(), name, { fakes, realTools, files });
-  fs.writeFileSync(path.join(sandbox.capture, "table"), table);
-  fs.writeFileSync(path.join(sandbox.capture, "renewed-table"), renewed);
+  fs.writeFileSync(path.join(sandbox.capture, "expiration.json"), info);
+  fs.writeFileSync(path.join(sandbox.capture, "renewed.json"), renewed);
   Object.assign(sandbox.env, {
     FAKE_ADMIN_CONF: at(sandbox, adminConf),
     FAKE_MANIFESTS: at(sandbox, manifestsDir),
@@ -226,18 +185,11 @@ function makeSandbox(name: string, table = before): Sandbox {
 
 const kubeconfig = `$ROOT${adminConf}`;
 const gateCalls = [readyzCall(kubeconfig), etcdHealthCall(kubeconfig, node)];
-const crictlCall = (name: string) =>
-  `crictl --runtime-endpoint unix:///run/containerd/containerd.sock ps --name ^${name}$ -q`;
 const renewCall = "kubeadm certs renew all";
 /** Per component: wait until gone, wait until running, gate. */
 const restartCalls = (name: string) => [crictlCall(name), crictlCall(name), ...gateCalls];
 const renewalCalls = [...gateCalls, renewCall, ...components.flatMap(restartCalls)];
 
-/** The manifest state the fake crictl saw at each call: "<name> present|absent". */
-const crictlSeen = (sandbox: Sandbox) => {
-  const file = path.join(sandbox.capture, "crictl");
-  return fs.existsSync(file) ? fs.readFileSync(file, "utf8").trim().split("\n") : [];
-};
 const manifests = (sandbox: Sandbox) => fs.readdirSync(at(sandbox, manifestsDir)).sort();
 const allManifests = components.map((c) => `${c}.yaml`).sort();
 
@@ -263,73 +215,76 @@ describe("cert-expiry.sh", () => {
   const run = (sandbox: Sandbox, args: string[], env: Record<string, string> = {}) =>
     runNodeScript(sandbox, "cert-expiry.sh", args, { env });
 
-  test("parses both tables, an expired row and a missing certificate into one line of JSON", () => {
-    const table = expirationTable(
+  test("reads kubeadm's JSON: an expired, an externally managed and a missing certificate, into one line of JSON", () => {
+    const info = expirationInfo(
       [
-        { name: "admin.conf", ca: "ca", expires: "2027-11-21T13:21:00Z" },
-        { name: "apiserver", ca: "ca", expires: "2027-11-21T13:20:00Z" },
-        // Expired: kubeadm still prints its date, with the residual time "<invalid>".
-        { name: "apiserver-etcd-client", ca: "etcd-ca", expires: "2025-10-02T08:05:00Z" },
-        { name: "apiserver-kubelet-client", ca: "ca", expires: "2027-11-21T13:21:00Z" },
-        { name: "front-proxy-client", ca: "front-proxy-ca", expires: "2027-02-03T04:05:00Z", external: true },
+        { name: "admin.conf", ca: "ca", expires: "2027-11-21T13:21:14Z" },
+        { name: "apiserver", ca: "ca", expires: "2027-11-21T13:20:59Z" },
+        // Expired: kubeadm still reports its date, with a negative residual time.
+        { name: "apiserver-etcd-client", ca: "etcd-ca", expires: "2025-10-02T08:05:07Z" },
+        { name: "apiserver-kubelet-client", ca: "ca", expires: "2027-11-21T13:21:14Z" },
+        { name: "front-proxy-client", ca: "front-proxy-ca", expires: "2027-02-03T04:05:06Z", external: true },
         { name: "super-admin.conf" },
       ],
       [
-        { name: "ca", expires: "2035-11-19T13:21:00Z" },
+        { name: "ca", expires: "2035-11-19T13:21:14Z" },
         // A CA that expires first is not the earliest: only leaf certificates count.
         { name: "etcd-ca", expires: "2024-01-01T00:00:00Z" },
-        { name: "front-proxy-ca", expires: "2035-11-19T13:21:00Z", external: true },
+        { name: "front-proxy-ca", expires: "2035-11-19T13:21:14Z", external: true },
       ],
     );
-    // The test's rendering is kubeadm's: "!MISSING! super-admin.conf" (26) widens the first
-    // column to 29, empty cells are padded too, the CA table is aligned apart after an empty line.
-    expect(table).toContain(
-      "\napiserver-etcd-client        Oct 02, 2025 08:05 UTC   <invalid>       etcd-ca                 no      \n",
+    // The test's rendering is kubeadm's: MarshalIndent's four spaces, kind and apiVersion first,
+    // a missing certificate with a null date, caName only on leaves.
+    expect(
+      info.startsWith(
+        '{\n    "kind": "CertificateExpirationInfo",\n    "apiVersion": "output.kubeadm.k8s.io/v1alpha3",\n    "certificates": [\n        {\n            "name": "admin.conf",\n            "expirationDate": "2027-11-21T13:21:14Z",\n            "residualTime": ',
+      ),
+    ).toBe(true);
+    expect(info).toContain('"name": "super-admin.conf",\n            "expirationDate": null,');
+    expect(info).toContain('"externallyManaged": true,\n            "missing": false\n        }\n    ]\n}\n');
+    expect(info).toMatch(
+      /"name": "apiserver-etcd-client",\n {12}"expirationDate": "2025-10-02T08:05:07Z",\n {12}"residualTime": -\d+,/,
     );
-    expect(table).toContain(`\n!MISSING! super-admin.conf${" ".repeat(3 + 25 + 16 + 24)}\n`);
-    expect(table).toContain(
-      "   yes     \n" +
-        `!MISSING! super-admin.conf${" ".repeat(68)}\n` +
-        "\n" +
-        "CERTIFICATE AUTHORITY   EXPIRES                  RESIDUAL TIME   EXTERNALLY MANAGED\n" +
-        "ca                      Nov 19, 2035 13:21 UTC   ",
-    );
-    const sandbox = makeSandbox("expiry", table);
+    const sandbox = makeSandbox("expiry", info);
     const result = run(sandbox, ["--node-name", node]);
     expectStatus(result, 0);
     expect(result.stdout.endsWith("\n")).toBe(true);
     expect(result.stdout.trimEnd().split("\n")).toHaveLength(1);
     expect(JSON.parse(result.stdout)).toEqual({
       node,
-      earliest: "2025-10-02T08:05:00Z",
+      earliest: "2025-10-02T08:05:07Z",
       earliestName: "apiserver-etcd-client",
       certificates: [
-        { name: "admin.conf", expires: "2027-11-21T13:21:00Z", externallyManaged: false },
-        { name: "apiserver", expires: "2027-11-21T13:20:00Z", externallyManaged: false },
-        { name: "apiserver-etcd-client", expires: "2025-10-02T08:05:00Z", externallyManaged: false },
-        { name: "apiserver-kubelet-client", expires: "2027-11-21T13:21:00Z", externallyManaged: false },
-        { name: "front-proxy-client", expires: "2027-02-03T04:05:00Z", externallyManaged: true },
+        { name: "admin.conf", expires: "2027-11-21T13:21:14Z", externallyManaged: false },
+        { name: "apiserver", expires: "2027-11-21T13:20:59Z", externallyManaged: false },
+        { name: "apiserver-etcd-client", expires: "2025-10-02T08:05:07Z", externallyManaged: false },
+        { name: "apiserver-kubelet-client", expires: "2027-11-21T13:21:14Z", externallyManaged: false },
+        { name: "front-proxy-client", expires: "2027-02-03T04:05:06Z", externallyManaged: true },
       ],
       authorities: [
-        { name: "ca", expires: "2035-11-19T13:21:00Z", externallyManaged: false },
+        { name: "ca", expires: "2035-11-19T13:21:14Z", externallyManaged: false },
         { name: "etcd-ca", expires: "2024-01-01T00:00:00Z", externallyManaged: false },
-        { name: "front-proxy-ca", expires: "2035-11-19T13:21:00Z", externallyManaged: true },
+        { name: "front-proxy-ca", expires: "2035-11-19T13:21:14Z", externallyManaged: true },
       ],
       missing: ["super-admin.conf"],
     });
-    expect(calls(sandbox)).toEqual(["kubeadm certs check-expiration"]);
-    // kubeadm's stderr went to the root-only log.
+    // The report is what components/certificates.ts parses.
+    expect(parseNodeReport("cp-2", result.stdout)).toMatchObject({ earliest: "2025-10-02T08:05:07Z" });
+    expect(calls(sandbox)).toEqual(["kubeadm certs check-expiration -o json"]);
+    // kubeadm's stderr and stdout went to the root-only log.
     const logFile = at(sandbox, "var/log/hcloud-control-plane/cert-expiry.log");
     expect(mode(logFile)).toBe("600");
-    expect(fs.readFileSync(logFile, "utf8")).toContain("remote version is much newer");
+    const log = fs.readFileSync(logFile, "utf8");
+    expect(log).toContain("remote version is much newer");
+    expect(log).toContain('"kind": "CertificateExpirationInfo"');
     expect(result.stderr).not.toContain("remote version");
   });
 
-  test("earliest: the first leaf expiry; a tie keeps kubeadm's order; nothing missing is []", () => {
-    const leaves = allLeaves("2027-11-21T13:21:00Z");
+  test("earliest: the first leaf expiry; a tie keeps kubeadm's order; nothing missing is []; a missing CA is listed", () => {
+    const leaves = allLeaves("2027-11-21T13:21:14Z");
     leaves[3].expires = "2027-06-01T10:00:00Z"; // apiserver-kubelet-client
-    leaves[7].expires = "2027-06-01T10:00:00Z"; // etcd-server, the same minute
-    const sandbox = makeSandbox("expiry-earliest", expirationTable(leaves, allCas()));
+    leaves[7].expires = "2027-06-01T10:00:00Z"; // etcd-server, the same second
+    const sandbox = makeSandbox("expiry-earliest", expirationInfo(leaves, allCas()));
     const result = run(sandbox, ["--node-name", node]);
     expectStatus(result, 0);
     const report = JSON.parse(result.stdout);
@@ -337,6 +292,17 @@ describe("cert-expiry.sh", () => {
     expect(report.certificates.map((c: { name: string }) => c.name)).toEqual(leafNames.map(([n]) => n));
     expect(report.authorities.map((c: { name: string }) => c.name)).toEqual(caNames);
     expect(report.missing).toEqual([]);
+
+    const noEtcdCa = makeSandbox(
+      "expiry-missing-ca",
+      expirationInfo(leaves, [...allCas().slice(0, 1), { name: "etcd-ca" }, allCas()[2]]),
+    );
+    const missingCa = run(noEtcdCa, ["--node-name", node]);
+    expectStatus(missingCa, 0);
+    expect(JSON.parse(missingCa.stdout)).toMatchObject({
+      authorities: [{ name: "ca" }, { name: "front-proxy-ca" }],
+      missing: ["etcd-ca"],
+    });
   });
 
   test("a failing or hanging kubeadm: exit 1 naming the node, nothing on stdout", () => {
@@ -351,63 +317,91 @@ describe("cert-expiry.sh", () => {
     }
   });
 
-  const row = (name: string, date: string, rest = "364d            ca                      no      ") =>
-    `${name.padEnd(27)}${date.padEnd(25)}${rest}`;
-  const header =
-    "CERTIFICATE                EXPIRES                  RESIDUAL TIME   CERTIFICATE AUTHORITY   EXTERNALLY MANAGED";
-  const caHeader = "CERTIFICATE AUTHORITY   EXPIRES                  RESIDUAL TIME   EXTERNALLY MANAGED";
-  const cas = ["", caHeader, "ca                      Nov 19, 2035 13:21 UTC   9y              no      "];
-  const good = row("admin.conf", "Nov 21, 2027 13:21 UTC");
+  /** kubeadm's JSON, as a test may break it. */
+  interface Info {
+    kind?: string;
+    apiVersion?: string;
+    certificates?: Record<string, unknown>[] | null;
+    certificateAuthorities?: Record<string, unknown>[] | null;
+  }
+  /** kubeadm's JSON of two good certificates and the CAs, changed by `edit`. */
+  const edited = (edit: (info: Info) => void) => {
+    const info = JSON.parse(
+      expirationInfo(
+        [
+          { name: "admin.conf", ca: "ca", expires: "2027-11-21T13:21:14Z" },
+          { name: "apiserver", ca: "ca", expires: "2027-11-21T13:21:14Z" },
+        ],
+        allCas(),
+      ),
+    ) as Info;
+    edit(info);
+    return `${JSON.stringify(info, null, 4)}\n`;
+  };
+  const second = (info: Info) => (info.certificates ?? [])[1];
+  const firstCa = (info: Info) => (info.certificateAuthorities ?? [])[0];
+  const textTable =
+    "CERTIFICATE                EXPIRES                  RESIDUAL TIME   CERTIFICATE AUTHORITY   EXTERNALLY MANAGED\n" +
+    "admin.conf                 Nov 21, 2027 13:21 UTC   364d            ca                      no      \n";
   test.each([
+    ["the text table (a kubeadm without -o json)", textTable, "printed no JSON"],
+    ["no output", "", "printed no single JSON document"],
+    ["two documents", before + before, "printed no single JSON document"],
+    ["a JSON array", "[]\n", "printed no JSON object"],
+    [
+      "the deprecated output API v1alpha2",
+      edited((i) => (i.apiVersion = "output.kubeadm.k8s.io/v1alpha2")),
+      'printed kind "CertificateExpirationInfo" of "output.kubeadm.k8s.io/v1alpha2", not CertificateExpirationInfo of output.kubeadm.k8s.io/v1alpha3',
+    ],
+    ["another kind", edited((i) => (i.kind = "Images")), 'printed kind "Images"'],
+    ["no certificates", edited((i) => delete i.certificates), "listed no certificate"],
+    ["certificates null (a nil Go slice)", edited((i) => (i.certificates = null)), "listed no certificate"],
+    [
+      "only missing certificates",
+      edited(
+        (i) =>
+          (i.certificates = [
+            { name: "admin.conf", expirationDate: null, residualTime: 0, externallyManaged: false, missing: true },
+          ]),
+      ),
+      "listed no certificate",
+    ],
+    [
+      "certificateAuthorities null",
+      edited((i) => (i.certificateAuthorities = null)),
+      "listed no certificate authority",
+    ],
     [
       "an invalid date",
-      [header, good, row("apiserver", "Feb 30, 2027 13:21 UTC"), ...cas],
-      "invalid date in: apiserver",
+      edited((i) => (second(i).expirationDate = "2027-02-30T13:21:14Z")),
+      '"name":"apiserver","expirationDate":"2027-02-30T13:21:14Z"',
     ],
     [
-      "a date in another zone",
-      [header, good, row("apiserver", "Nov 21, 2027 13:21 CET"), ...cas],
-      "cannot read: apiserver",
+      "a date with an offset",
+      edited((i) => (second(i).expirationDate = "2027-11-21T14:21:14+01:00")),
+      '"expirationDate":"2027-11-21T14:21:14+01:00"',
     ],
     [
-      "a row without its CA",
-      [header, good, row("apiserver", "Nov 21, 2027 13:21 UTC", "364d   no"), ...cas],
-      "cannot read: apiserver",
+      "a date that is null",
+      edited((i) => (second(i).expirationDate = null)),
+      '"name":"apiserver","expirationDate":null',
     ],
+    ["no residualTime", edited((i) => delete second(i).residualTime), '"name":"apiserver"'],
+    ["no missing field", edited((i) => delete second(i).missing), '"name":"apiserver"'],
+    ["externallyManaged as text", edited((i) => (second(i).externallyManaged = "no")), '"externallyManaged":"no"'],
+    ["a name with a quote", edited((i) => (second(i).name = 'api"server')), String.raw`"name":"api\"server"`],
     [
-      "a name with a quote",
-      [header, good, row('api"server', "Nov 21, 2027 13:21 UTC"), ...cas],
-      'cannot read: api"server',
+      "an unreadable CA",
+      edited((i) => Object.assign(firstCa(i), { expirationDate: "never" })),
+      '"name":"ca","expirationDate":"never"',
     ],
-    [
-      "an unreadable CA row",
-      [header, good, "", caHeader, "ca   never"],
-      "certificate authority row this script cannot read: ca   never",
-    ],
-    [
-      "the old format without the CA column",
-      [
-        "CERTIFICATE                EXPIRES                  RESIDUAL TIME   EXTERNALLY MANAGED",
-        "admin.conf                 Nov 21, 2027 13:21 UTC   364d            false",
-      ],
-      "printed no certificate table",
-    ],
-    ["an empty certificate table", [header, ...cas], "listed no certificate"],
-    ["no CA table", [header, good], "printed no certificate authority table"],
-    ["no CA table after the empty line", [header, good, ""], "printed no certificate authority table"],
-    [
-      "something else after the first table",
-      [header, good, "", "W1121 warning", ...cas.slice(1)],
-      "'W1121 warning' where",
-    ],
-    ["no output", [], "printed no certificate table"],
-  ])("%s: exit 1, nothing on stdout, the row named", (_label, lines, message) => {
-    const sandbox = makeSandbox("expiry-unreadable", lines.map((l) => `${l}\n`).join(""));
+  ])("%s: exit 1, nothing on stdout, the problem named", (_label, output, message) => {
+    const sandbox = makeSandbox("expiry-unreadable", output);
     const result = run(sandbox, ["--node-name", node]);
     expect(result.status).toBe(1);
     expect(result.stdout).toBe("");
+    expect(result.stderr).toContain(`kubeadm certs check-expiration -o json on ${node} `);
     expect(result.stderr).toContain(message);
-    expect(result.stderr).toContain(node);
   });
 
   test("usage errors run nothing", () => {
@@ -443,7 +437,10 @@ describe("renew-certificates.sh", () => {
     expect(sentinelText(sandbox)).toBe("2027-05-01\n");
     expect(mode(at(sandbox, sentinel))).toBe("644");
     // admin.conf is renewed in place, and left there.
-    expect(fs.readFileSync(at(sandbox, adminConf), "utf8")).toBe("renewed admin kubeconfig\n");
+    expect(fs.readFileSync(at(sandbox, adminConf), "utf8")).toBe(adminKubeconfig("renewed1"));
+    // This node runs no kube-vip (its manifest is not there yet): nothing to restart, no failure.
+    expect(result.stderr).toContain("no kube-vip manifest on this node: no kube-vip to restart");
+    expect(fs.existsSync(at(sandbox, kubeVipSentinel))).toBe(false);
     const logFile = at(sandbox, "var/log/hcloud-control-plane/renew-certificates.log");
     expect(mode(logFile)).toBe("600");
     expect(fs.readFileSync(logFile, "utf8")).toContain("Done renewing certificates.");
@@ -477,7 +474,8 @@ describe("renew-certificates.sh", () => {
     expect(result.stderr).toContain(`${node}: starting kube-scheduler: no container ran within 1s`);
     expect(result.ms).toBeLessThan(5_000);
     expect(manifests(sandbox)).toEqual(allManifests);
-    expect(fs.readdirSync(at(sandbox, parkedDir))).toEqual([]);
+    // The parked directory is removed once empty.
+    expect(fs.existsSync(at(sandbox, parkedDir))).toBe(false);
     expect(sentinelText(sandbox)).toBeUndefined();
     const log = calls(sandbox);
     const upTo = [
@@ -553,6 +551,108 @@ describe("renew-certificates.sh", () => {
     expect(log.some((c) => c.startsWith("crictl"))).toBe(false);
     expect(manifests(sandbox)).toEqual(allManifests);
     expect(sentinelText(sandbox)).toBeUndefined();
+  });
+
+  describe("kube-vip, which holds admin.conf in memory", () => {
+    const kubeVipManifests = [...allManifests, "kube-vip.yaml"].sort();
+    const kubeVipFingerprint = (sandbox: Sandbox) =>
+      fs.existsSync(at(sandbox, kubeVipSentinel)) ? fs.readFileSync(at(sandbox, kubeVipSentinel), "utf8") : undefined;
+
+    test("is restarted after the renewal and the other static pods, behind the same gates", () => {
+      const sandbox = makeSandbox("renew-kube-vip", before, { kubeVip: true });
+      const result = run(sandbox, args("2027-05-01"));
+      expectStatus(result, 0);
+      expect(calls(sandbox)).toEqual([...renewalCalls, ...restartCalls("kube-vip")]);
+      expect(crictlSeen(sandbox).slice(-2)).toEqual(["kube-vip absent", "kube-vip present"]);
+      expect(manifests(sandbox)).toEqual(kubeVipManifests);
+      expect(fs.readFileSync(at(sandbox, `${manifestsDir}/kube-vip.yaml`), "utf8")).toBe(kubeVipManifest);
+      expect(fs.existsSync(at(sandbox, parkedDir))).toBe(false);
+      // The fingerprint of the admin.conf client certificate kube-vip now runs with; no key in it.
+      expect(kubeVipFingerprint(sandbox)).toMatch(/^sha256:[0-9a-f]{64}\n$/);
+      expect(mode(at(sandbox, kubeVipSentinel))).toBe("644");
+      expect(sentinelText(sandbox)).toBe("2027-05-01\n");
+
+      // A new renewal renews admin.conf again, so kube-vip is restarted again.
+      const first = kubeVipFingerprint(sandbox);
+      resetCalls(sandbox);
+      expectStatus(run(sandbox, args("2028-04-30")), 0);
+      expect(calls(sandbox)).toEqual([...renewalCalls, ...restartCalls("kube-vip")]);
+      expect(kubeVipFingerprint(sandbox)).not.toBe(first);
+    });
+
+    test("an admin.conf kubeadm did not renew (external CA): kube-vip already runs with it, not restarted", () => {
+      const sandbox = makeSandbox("renew-kube-vip-external", before, { kubeVip: true });
+      expectStatus(run(sandbox, args("2027-05-01")), 0);
+      // kubeadm certs renew all with an external CA leaves admin.conf as it is ("Detected external
+      // ca, ... can't be renewed", renewCert in cmd/kubeadm/app/cmd/certs.go).
+      fs.writeFileSync(
+        path.join(sandbox.fakeBin, "kubeadm"),
+        fs.readFileSync(path.join(sandbox.fakeBin, "kubeadm"), "utf8").replace(/^ {4}renew_admin_conf$/m, "    :"),
+      );
+      resetCalls(sandbox);
+      const result = run(sandbox, args("2028-04-30"));
+      expectStatus(result, 0);
+      expect(result.stderr).toContain("kube-vip was restarted with the current admin.conf already");
+      expect(calls(sandbox)).toEqual(renewalCalls);
+    });
+
+    test.each([
+      ["never comes back", { FAKE_NEVER_BACK: "kube-vip" }, `${node}: starting kube-vip: no container ran within 1s`],
+      [
+        "never stops",
+        { FAKE_NEVER_GONE: "kube-vip" },
+        `${node}: stopping kube-vip: its container still runs 1s after its manifest was moved out`,
+      ],
+    ])("a kube-vip that %s: exit 1 naming the node and step, manifest restored, no stamp", (_label, env, message) => {
+      const sandbox = makeSandbox("renew-kube-vip-fails", before, { kubeVip: true });
+      const result = run(sandbox, args("2027-05-01", "--timeout", "1"), env);
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain(message);
+      expect(result.ms).toBeLessThan(5_000);
+      expect(manifests(sandbox)).toEqual(kubeVipManifests);
+      expect(sentinelText(sandbox)).toBeUndefined();
+      expect(kubeVipFingerprint(sandbox)).toBeUndefined();
+      // Everything before kube-vip ran, gates included; then only the waits for kube-vip.
+      const log = calls(sandbox);
+      expect(log.slice(0, renewalCalls.length)).toEqual(renewalCalls);
+      for (const later of log.slice(renewalCalls.length)) expect(later).toBe(crictlCall("kube-vip"));
+
+      // Fixed: the same stamp again renews and restarts everything, kube-vip included.
+      resetCalls(sandbox);
+      expectStatus(run(sandbox, args("2027-05-01")), 0);
+      expect(calls(sandbox)).toEqual([...renewalCalls, ...restartCalls("kube-vip")]);
+      expect(sentinelText(sandbox)).toBe("2027-05-01\n");
+    });
+
+    test("a gate that fails after the kube-vip restart: exit 1, no fingerprint, no stamp", () => {
+      const sandbox = makeSandbox("renew-kube-vip-gate", before, { kubeVip: true });
+      // readyz passes six times (before renewing, after each of the four components), then fails.
+      fs.writeFileSync(
+        path.join(sandbox.fakeBin, "kubectl"),
+        fs
+          .readFileSync(path.join(sandbox.fakeBin, "kubectl"), "utf8")
+          .replace("if fails readyz;", "if fails readyz || (($(count readyz) > 5));"),
+      );
+      const result = run(sandbox, args("2027-05-01", "--timeout", "1"));
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain(
+        `${node}: after restarting kube-vip: the API server did not report ready within 1s`,
+      );
+      expect(manifests(sandbox)).toEqual(kubeVipManifests);
+      expect(kubeVipFingerprint(sandbox)).toBeUndefined();
+      expect(sentinelText(sandbox)).toBeUndefined();
+    });
+
+    test("a kube-vip manifest an interrupted run left parked is put back first", () => {
+      const sandbox = makeSandbox("renew-kube-vip-recover", before, { kubeVip: true });
+      fs.mkdirSync(at(sandbox, parkedDir), { recursive: true });
+      fs.renameSync(at(sandbox, `${manifestsDir}/kube-vip.yaml`), at(sandbox, `${parkedDir}/kube-vip.yaml`));
+      const result = run(sandbox, args("2027-05-01"));
+      expectStatus(result, 0);
+      expect(result.stderr).toContain("put the manifest of kube-vip back");
+      expect(calls(sandbox)).toEqual([...renewalCalls, ...restartCalls("kube-vip")]);
+      expect(manifests(sandbox)).toEqual(kubeVipManifests);
+    });
   });
 
   test("a manifest an interrupted run left parked is put back first", () => {

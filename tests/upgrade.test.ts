@@ -6,7 +6,9 @@
  * record their argv and keep a small node state in $FAKE_CAPTURE: installed package versions
  * (pkg.NAME), holds (held.NAME), the channel apt last updated from, the cluster's version (set by
  * `kubeadm upgrade apply`), the Node's Ready status, kubelet version and cordon. `kubeadm
- * upgrade apply/node` rewrites the kube-apiserver manifest under the root, as kubeadm does.
+ * upgrade apply/node` rewrites the kube-apiserver manifest under the root and admin.conf with a
+ * new client certificate, as kubeadm does; the fake crictl (tests/support/staticPods.ts) lists a
+ * static pod's container while its manifest is in /etc/kubernetes/manifests.
  *
  * What this cannot prove: that kubeadm, kubectl and apt behave as the fakes do (kubeadm upgrade
  * node taking the version from the cluster, apt refusing a held package, jsonpath output). The
@@ -32,11 +34,21 @@ import {
   type Sandbox,
   useTempDir,
 } from "./support/nodeSandbox";
+import {
+  adminKubeconfig,
+  crictlCall,
+  crictlFake,
+  crictlSeen,
+  kubeVipManifest,
+  kubeVipSentinel,
+  renewAdminConf,
+} from "./support/staticPods";
 
 const tmp = useTempDir("upgrade-test-");
 
 const adminConf = "/etc/kubernetes/admin.conf";
 const manifestPath = "/etc/kubernetes/manifests/kube-apiserver.yaml";
+const kubeVipManifestPath = "/etc/kubernetes/manifests/kube-vip.yaml";
 const sentinelPath = "/var/lib/kubernetes-node/prepared";
 const sourcesList = "/etc/apt/sources.list.d/kubernetes.list";
 const keyring = "/etc/apt/keyrings/kubernetes-apt-keyring.gpg";
@@ -69,8 +81,11 @@ const manifest = (tag: string) =>
 
 // kubectl notes the sentinel as it is at each /readyz and uncordon, to show when it was written.
 const fakes: Record<string, string> = {
+  // kubeadm upgrade apply/node renews admin.conf after the static pods it manages
+  // (StaticPodControlPlane in cmd/kubeadm/app/phases/upgrade/staticpods.go), unless it fails first.
   kubeadm: `
 S="$FAKE_CAPTURE"
+${renewAdminConf}
 installed() { local v; v="$(<"$S/pkg.kubeadm")"; echo "v\${v%%-*}"; }
 write_manifest() {
   mkdir -p "$FAKE_ROOT/etc/kubernetes/manifests"
@@ -91,12 +106,14 @@ case "$1 \${2:-}" in
     if fails apply; then echo "[upgrade/apply] FATAL: couldn't upgrade control plane" >&2; exit 1; fi
     echo "$3" >"$S/cluster-version"
     write_manifest "$3"
+    renew_admin_conf
     echo "[upgrade/successful] SUCCESS! Your cluster was upgraded to \\"$3\\". Enjoy!"
     ;;
   "upgrade node")
     patches_ok "$@"
     if fails upgrade-node; then echo "[upgrade] FATAL: upgrade node failed" >&2; exit 1; fi
     write_manifest "$(<"$S/cluster-version")"
+    renew_admin_conf
     echo "[upgrade] The control plane instance for this node was successfully upgraded!"
     ;;
   *) echo "fake kubeadm: unexpected $*" >&2; exit 99 ;;
@@ -187,11 +204,13 @@ case "$*" in
   *) echo "fake systemctl: unexpected $*" >&2; exit 99 ;;
 esac`,
   hostname: 'echo "${FAKE_HOSTNAME:-prod-nbg1-cp-1}"',
+  crictl: crictlFake,
 };
 
 const realTools = [
   ...["bash", "cat", "chmod", "install", "mktemp", "mv", "rm", "sleep", "timeout"], // the scripts
   "dirname", // sourcing lib.sh
+  ...["grep", "sha256sum", "rmdir"], // lib.sh's static pod restart and admin.conf fingerprint
   ...["mkdir", "touch"], // the fakes
 ];
 
@@ -210,6 +229,8 @@ interface NodeState {
   /** The version in the cluster's kubeadm configuration, e.g. "v1.34.2". */
   cluster: string;
   node: string;
+  /** The node runs kube-vip (its manifest is there). */
+  kubeVip?: boolean;
 }
 
 const at1342: NodeState = {
@@ -231,7 +252,8 @@ function controlPlaneNode(name: string, node: Partial<NodeState> = {}): Sandbox 
     fakes,
     realTools,
     files: {
-      [adminConf.slice(1)]: "admin kubeconfig\n",
+      [adminConf.slice(1)]: adminKubeconfig("1"),
+      ...(s.kubeVip ? { [kubeVipManifestPath.slice(1)]: kubeVipManifest } : {}),
       [manifestPath.slice(1)]: manifest(s.manifest),
       [sentinelPath.slice(1)]: `${s.sentinel}\n`,
       [sourcesList.slice(1)]: `deb [signed-by=${keyring}] https://pkgs.k8s.io/core:/stable:/${s.channel}/deb/ /\n`,
@@ -241,6 +263,8 @@ function controlPlaneNode(name: string, node: Partial<NodeState> = {}): Sandbox 
   });
   sandbox.env.FAKE_ROOT = sandbox.root;
   sandbox.env.FAKE_NODE = s.node;
+  sandbox.env.FAKE_ADMIN_CONF = at(sandbox, adminConf);
+  sandbox.env.FAKE_MANIFESTS = path.dirname(at(sandbox, manifestPath));
   for (const p of ["kubeadm", "kubelet", "kubectl"]) {
     setState(sandbox, `pkg.${p}`, `${s.packages}-1.1`);
     setState(sandbox, `held.${p}`, "");
@@ -769,6 +793,133 @@ describe("upgrade-node.sh", () => {
       ...afterDrain(node1),
     ]);
     expectUpgraded(sandbox);
+  });
+
+  describe("kube-vip, which holds the admin.conf kubeadm upgrade renews", () => {
+    const kubeVipRestart = [crictlCall("kube-vip"), crictlCall("kube-vip")];
+    const fingerprint = (sandbox: Sandbox) =>
+      fs.existsSync(at(sandbox, kubeVipSentinel)) ? fs.readFileSync(at(sandbox, kubeVipSentinel), "utf8") : undefined;
+
+    test.each([
+      ["apply", node1, "v1.34.2", applyCalls],
+      ["node", node2, "v1.35.0", [`kubeadm upgrade node --patches $ROOT${patchesDir}`]],
+    ] as const)(
+      "role %s: restarted right after kubeadm upgrade, then the gates, before the drain",
+      (role, node, cluster, upgrade) => {
+        const sandbox = controlPlaneNode(`kube-vip-${role}`, { node, cluster, kubeVip: true });
+        const result = runNodeScript(sandbox, "upgrade-node.sh", to135(role, node));
+        expectStatus(result, 0);
+        expectQuietTerminal(result);
+        expect(actions(sandbox)).toEqual([
+          ...gates(node),
+          ...kubeadmPackage,
+          ...upgrade,
+          ...kubeVipRestart,
+          ...gates(node),
+          drainCall(node),
+          ...afterDrain(node),
+        ]);
+        // Its manifest was out while waiting for it to stop, back while waiting for it to run.
+        expect(crictlSeen(sandbox)).toEqual(["kube-vip absent", "kube-vip present"]);
+        expect(fs.readFileSync(at(sandbox, kubeVipManifestPath), "utf8")).toBe(kubeVipManifest);
+        expect(fs.existsSync(at(sandbox, "/etc/kubernetes/manifests-parked"))).toBe(false);
+        expect(fs.readFileSync(at(sandbox, adminConf), "utf8")).toBe(adminKubeconfig("renewed1"));
+        expect(fingerprint(sandbox)).toMatch(/^sha256:[0-9a-f]{64}\n$/);
+        expectUpgraded(sandbox);
+      },
+    );
+
+    test("a kube-vip that never comes back: exit 1 naming the node and step before the drain, manifest restored; the re-run restarts it", () => {
+      const sandbox = controlPlaneNode("kube-vip-never-back", { kubeVip: true });
+      const failed = runNodeScript(sandbox, "upgrade-node.sh", [...to135("apply"), "--timeout", "1"], {
+        env: { FAKE_NEVER_BACK: "kube-vip" },
+      });
+      expect(failed.status).toBe(1);
+      expect(failed.stderr).toContain(
+        `upgrade of ${node1} failed at kube-vip restart: starting kube-vip: no container ran within 1s`,
+      );
+      expect(failed.stderr).not.toContain("cordoned");
+      expect(failed.ms).toBeLessThan(8_000);
+      expect(fs.readFileSync(at(sandbox, kubeVipManifestPath), "utf8")).toBe(kubeVipManifest);
+      expect(actions(sandbox).some((c) => c.includes(" drain "))).toBe(false);
+      expect(fingerprint(sandbox)).toBeUndefined();
+      expect(sentinel(sandbox)).toBe("1.34.2-1.1\n");
+
+      // Fixed: kubeadm upgrade apply is not run again, kube-vip is restarted, the rest follows.
+      resetCalls(sandbox);
+      const rerun = runNodeScript(sandbox, "upgrade-node.sh", to135("apply"));
+      expectStatus(rerun, 0);
+      expect(rerun.stderr).toContain("kubeadm upgrade apply skipped");
+      expect(actions(sandbox)).toEqual([
+        ...gates(node1),
+        `${aptGet} update`,
+        "apt-mark hold kubeadm",
+        "kubeadm version -o short",
+        ...kubeVipRestart,
+        ...gates(node1),
+        drainCall(node1),
+        ...afterDrain(node1),
+      ]);
+      expectUpgraded(sandbox);
+    });
+
+    test("a kube-vip that never stops: its manifest is put back, exit 1 naming the node and step", () => {
+      const sandbox = controlPlaneNode("kube-vip-never-gone", { kubeVip: true });
+      const failed = runNodeScript(sandbox, "upgrade-node.sh", [...to135("apply"), "--timeout", "1"], {
+        env: { FAKE_NEVER_GONE: "kube-vip" },
+      });
+      expect(failed.status).toBe(1);
+      expect(failed.stderr).toContain(
+        `upgrade of ${node1} failed at kube-vip restart: stopping kube-vip: its container still runs 1s after its manifest was moved out`,
+      );
+      expect(failed.stderr).toContain("put the manifest of kube-vip back");
+      expect(fs.readFileSync(at(sandbox, kubeVipManifestPath), "utf8")).toBe(kubeVipManifest);
+      expect(actions(sandbox).some((c) => c.includes(" drain "))).toBe(false);
+    });
+
+    test("a gate that fails after the kube-vip restart stops before the drain; no fingerprint", () => {
+      const sandbox = controlPlaneNode("kube-vip-gate", { kubeVip: true });
+      // etcd's health passes once (the first gate), then fails.
+      fs.writeFileSync(
+        path.join(sandbox.fakeBin, "kubectl"),
+        fs
+          .readFileSync(path.join(sandbox.fakeBin, "kubectl"), "utf8")
+          .replace("if fails etcd;", "if fails etcd || (($(count etcd) > 1));"),
+      );
+      const failed = runNodeScript(sandbox, "upgrade-node.sh", [...to135("apply"), "--timeout", "1"]);
+      expect(failed.status).toBe(1);
+      expect(failed.stderr).toContain(`upgrade of ${node1} failed at kube-vip restart: etcd endpoint health --cluster`);
+      expect(actions(sandbox).some((c) => c.includes(" drain "))).toBe(false);
+      expect(fingerprint(sandbox)).toBeUndefined();
+    });
+
+    test("a re-run after a later failure does not restart kube-vip again", () => {
+      const sandbox = controlPlaneNode("kube-vip-rerun", { kubeVip: true });
+      const failed = runNodeScript(sandbox, "upgrade-node.sh", [...to135("apply"), "--timeout", "1"], {
+        env: { FAKE_FAIL: "uncordon" },
+      });
+      expect(failed.status).toBe(1);
+      expect(actions(sandbox)).toContain(crictlCall("kube-vip"));
+      resetCalls(sandbox);
+      const rerun = runNodeScript(sandbox, "upgrade-node.sh", to135("apply"));
+      expectStatus(rerun, 0);
+      expect(rerun.stderr).toContain("kube-vip was restarted with the current admin.conf already");
+      expect(actions(sandbox).some((c) => c.startsWith("crictl"))).toBe(false);
+      expectUpgraded(sandbox);
+    });
+
+    test("a node without the kube-vip manifest is upgraded without it; a node at the version is left alone", () => {
+      const sandbox = controlPlaneNode("kube-vip-none");
+      const result = runNodeScript(sandbox, "upgrade-node.sh", to135("apply"));
+      expectStatus(result, 0);
+      expect(result.stderr).toContain("no kube-vip manifest on this node: no kube-vip to restart");
+      expect(actions(sandbox).some((c) => c.startsWith("crictl"))).toBe(false);
+      expect(fingerprint(sandbox)).toBeUndefined();
+
+      const done = controlPlaneNode("kube-vip-noop", { ...at135, kubeVip: true });
+      expectStatus(runNodeScript(done, "upgrade-node.sh", to135("apply")), 0);
+      expect(actions(done)).toEqual([...gates(node1), nodeCall(node1)]);
+    });
   });
 
   test("an unexpected failure (set -e) is reported with the node and the step", () => {

@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Reports when this control-plane node's kubeadm certificates expire, as one line of JSON on
-# stdout, from `kubeadm certs check-expiration`. Pulumi runs it after an upgrade or a renewal and
-# exports the earliest expiry. The output holds names and dates only, no key or credential.
+# stdout, from `kubeadm certs check-expiration -o json` (read with jq). Pulumi runs it after an
+# upgrade or a renewal and exports the earliest expiry. The output holds names and dates only, no
+# key or credential.
 set -euo pipefail
 umask 077
-# Bash's regular expressions follow the locale; C makes [a-z] mean exactly a to z, and GNU date
-# read English month names.
+# Bash's regular expressions follow the locale; C makes [a-z] mean exactly a to z.
 export LC_ALL=C
 
 readonly SCRIPT_NAME="cert-expiry"
@@ -21,7 +21,7 @@ JSON on stdout, nothing else. Run as root on the node.
 
 Options:
   --node-name NAME   Kubernetes node name of this node, copied into the output. Required.
-  --timeout SECONDS  Longest time `kubeadm certs check-expiration` may take (default 60).
+  --timeout SECONDS  Longest time `kubeadm certs check-expiration -o json` may take (default 60).
   --root DIR         Prefix for every file this script reads or writes (default: $ROOT, else
                      empty, meaning /). For tests; commands still act on this host.
   -h, --help         Show this help and exit.
@@ -29,22 +29,29 @@ Options:
 Environment:
   ROOT  Same as --root; the flag wins.
 
-Output (one line; dates in UTC, ISO 8601, to the minute as kubeadm prints them):
-  {"node":"NAME","earliest":"2027-11-21T13:21:00Z","earliestName":"admin.conf",
-   "certificates":[{"name":"admin.conf","expires":"2027-11-21T13:21:00Z","externallyManaged":false},...],
-   "authorities":[{"name":"ca","expires":"2035-11-19T13:21:00Z","externallyManaged":false},...],
+Input: kubeadm's structured output, kind CertificateExpirationInfo of the output API
+output.kubeadm.k8s.io/v1alpha3 (kubeadm 1.30 and later): "certificates" (the leaf certificates
+and the certificates embedded in the kubeconfig files) and "certificateAuthorities" (the CAs),
+each entry with "name", "expirationDate" (RFC 3339, UTC), "residualTime" (seconds),
+"externallyManaged", "missing" (and "caName" for a leaf). Any other kind or version, or an
+entry without those fields, is refused rather than guessed at.
+
+Output (one line; dates in UTC, ISO 8601, as kubeadm reports them):
+  {"node":"NAME","earliest":"2027-11-21T13:21:14Z","earliestName":"admin.conf",
+   "certificates":[{"name":"admin.conf","expires":"2027-11-21T13:21:14Z","externallyManaged":false},...],
+   "authorities":[{"name":"ca","expires":"2035-11-19T13:21:14Z","externallyManaged":false},...],
    "missing":["super-admin.conf"]}
-"certificates" is kubeadm's first table (the leaf certificates and the certificates embedded in
-the kubeconfig files), "authorities" its second (the CAs). "earliest" and "earliestName" are the
-first expiry in "certificates" only: the CAs last ten years and `kubeadm certs renew` does not
-renew them. An expired certificate is listed with its past date (kubeadm shows "<invalid>" as
-its residual time). "missing" names the rows kubeadm marks !MISSING! (a control-plane node that
-joined has no super-admin.conf); it is empty when nothing is missing.
+"certificates" and "authorities" keep kubeadm's order and leave out the entries kubeadm marks
+missing. "earliest" and "earliestName" are the first expiry in "certificates" only (on a tie,
+the first in kubeadm's order): the CAs last ten years and `kubeadm certs renew` does not renew
+them. An expired certificate is listed with its past date. "missing" names the certificates and
+CAs kubeadm reports missing (a control-plane node that joined has no super-admin.conf); it is
+empty when nothing is missing.
 
 kubeadm's stderr, and its stdout, go to /var/log/hcloud-control-plane/cert-expiry.log (0600).
 
-Exit status: 0 printed, 1 kubeadm failed or printed a row this script cannot read (nothing is
-printed then), 2 usage error.
+Exit status: 0 printed, 1 kubeadm failed or printed something this script cannot read (nothing
+is printed then), 2 usage error.
 EOF
 }
 
@@ -60,103 +67,64 @@ parse_args() {
   check_root_dir
 }
 
-# The text output of `kubeadm certs check-expiration`, as printed by certTextPrinter.PrintObj in
-# kubernetes/kubernetes cmd/kubeadm/app/cmd/certs.go: a tabwriter (minwidth 10, padding 3) with
-#   CERTIFICATE  EXPIRES  RESIDUAL TIME  CERTIFICATE AUTHORITY  EXTERNALLY MANAGED
-#   <name>  <Jan 02, 2006 15:04 MST>  <short duration or <invalid>>  <ca name>  <yes|no, padded>
-#   !MISSING! <name>
-# then an empty line and
-#   CERTIFICATE AUTHORITY  EXPIRES  RESIDUAL TIME  EXTERNALLY MANAGED
-#   <name>  <date>  <residual>  <yes|no>
-#   !MISSING! <name>
-# Before the first table, "[check-expiration] ..." lines and an empty line (reading the
-# kubeadm-config ConfigMap, or falling back to the default configuration).
-readonly CERT_HEADER='^CERTIFICATE +EXPIRES +RESIDUAL TIME +CERTIFICATE AUTHORITY +EXTERNALLY MANAGED *$'
-readonly CA_HEADER='^CERTIFICATE AUTHORITY +EXPIRES +RESIDUAL TIME +EXTERNALLY MANAGED *$'
-readonly NAME='[a-z0-9][a-z0-9.-]*'
-# kubeadm formats x509's NotAfter, which Go parses as UTC.
-readonly DATE='([A-Z][a-z]{2}) ([0-9]{2}), ([0-9]{4}) ([0-9]{2}):([0-9]{2}) UTC'
-readonly RESIDUAL='(<invalid>|[0-9]+[smhdy])'
-readonly CERT_ROW="^(${NAME}) +${DATE} +${RESIDUAL} +(${NAME}) +(yes|no) *$"
-readonly CA_ROW="^(${NAME}) +${DATE} +${RESIDUAL} +(yes|no) *$"
-readonly MISSING_ROW="^!MISSING! (${NAME}) *$"
-
-# iso_date MON DD YYYY HH MM: prints the date as YYYY-MM-DDTHH:MM:00Z; fails on an invalid date.
-iso_date() {
-  date -u -d "$2 $1 $3 $4:$5 UTC" +%Y-%m-%dT%H:%M:%SZ 2>/dev/null
-}
+# The JSON of `kubeadm certs check-expiration -o json`: newCmdCertsExpiration and
+# fetchCertificateExpirationInfo in kubernetes/kubernetes cmd/kubeadm/app/cmd/certs.go fill a
+# CertificateExpirationInfo (cmd/kubeadm/app/apis/output/v1alpha3/types.go: "certificates" and
+# "certificateAuthorities", each a list of Certificate {name, expirationDate, residualTime,
+# externallyManaged, caName (omitempty), missing}; a missing one has only its name, missing: true,
+# expirationDate null). k8s.io/cli-runtime's JSONPrinter writes it, kind and apiVersion first; in
+# JSON mode kubeadm's "[check-expiration] ..." lines are not printed (ResourcePrinterWrapper's
+# Printf does nothing, cmd/kubeadm/app/util/output/output.go), so stdout is the document alone.
+#
+# REPORT turns it into this script's report, or into {"error": "<what is wrong>"}. The dates must be RFC 3339 in UTC to the second, as metav1.Time writes them; they
+# then sort as text, and a date that is not a real one (Feb 30) does not survive the round trip.
+# shellcheck disable=SC2016 # jq, not shell
+readonly REPORT='
+def problem($message): {error: $message};
+def name_ok: type == "string" and test("^[a-z0-9][a-z0-9.-]*$");
+def date_ok: type == "string" and test("^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}Z$")
+  and (fromdateiso8601 | todateiso8601) == .;
+def entry_ok: type == "object" and (.name | name_ok) and (.missing | type) == "boolean"
+  and (.missing or ((.expirationDate | date_ok) and (.residualTime | type) == "number"
+  and (.externallyManaged | type) == "boolean"));
+def present: map(select(.missing | not) | {name, expires: .expirationDate, externallyManaged});
+if type != "object" then problem("printed no JSON object")
+elif .apiVersion != "output.kubeadm.k8s.io/v1alpha3" or .kind != "CertificateExpirationInfo" then
+  problem("printed kind \(.kind | tojson) of \(.apiVersion | tojson), not CertificateExpirationInfo of output.kubeadm.k8s.io/v1alpha3")
+elif (.certificates | type) != "array" then problem("listed no certificate")
+elif (.certificateAuthorities | type) != "array" then problem("listed no certificate authority")
+elif ([.certificates[], .certificateAuthorities[] | select(entry_ok | not)] | length) > 0 then
+  problem("printed an entry this script cannot read: \([.certificates[], .certificateAuthorities[] | select(entry_ok | not)][0] | tojson)")
+else
+  (.certificates | present) as $certificates
+  | if ($certificates | length) == 0 then problem("listed no certificate")
+    elif (.certificateAuthorities | present | length) == 0 then problem("listed no certificate authority")
+    else
+      (reduce $certificates[1:][] as $c ($certificates[0]; if $c.expires < .expires then $c else . end)) as $first
+      | {node: $node, earliest: $first.expires, earliestName: $first.name, certificates: $certificates,
+         authorities: (.certificateAuthorities | present),
+         missing: [.certificates[], .certificateAuthorities[] | select(.missing) | .name]}
+    end
+end'
 
 main() {
   parse_args "$@"
   require_root
   open_log --node-name "$node_name"
 
-  local output
-  output="$(bounded kubeadm certs check-expiration 2>>"$log_file")" ||
+  local output report
+  output="$(bounded kubeadm certs check-expiration -o json 2>>"$log_file")" ||
     die "kubeadm certs check-expiration failed on ${node_name}; see ${log_file}"
   printf '%s\n' "$output" >>"$log_file"
 
-  # section: before (preamble), certs (first table), between (after its end), cas (second table)
-  local section=before line expires json earliest="" earliest_name=""
-  local -a certs=() cas=() missing=()
-  while IFS= read -r line; do
-    case "$section" in
-      before)
-        if [[ "$line" =~ $CERT_HEADER ]]; then section=certs; fi
-        ;;
-      certs)
-        if [[ -z "$line" ]]; then
-          section=between
-        elif [[ "$line" =~ $CERT_ROW ]]; then
-          expires="$(iso_date "${BASH_REMATCH[@]:2:5}")" ||
-            die "kubeadm on ${node_name} printed an invalid date in: ${line}"
-          json="{\"name\":\"${BASH_REMATCH[1]}\",\"expires\":\"${expires}\",\"externallyManaged\":"
-          if [[ "${BASH_REMATCH[9]}" == yes ]]; then json+="true}"; else json+="false}"; fi
-          certs+=("$json")
-          # The same fixed-width format sorts as text.
-          if [[ -z "$earliest" || "$expires" < "$earliest" ]]; then
-            earliest="$expires"
-            earliest_name="${BASH_REMATCH[1]}"
-          fi
-        elif [[ "$line" =~ $MISSING_ROW ]]; then
-          missing+=("\"${BASH_REMATCH[1]}\"")
-        else
-          die "kubeadm on ${node_name} printed a certificate row this script cannot read: ${line}"
-        fi
-        ;;
-      between)
-        [[ "$line" =~ $CA_HEADER ]] ||
-          die "kubeadm on ${node_name} printed '${line}' where the certificate authority table should start"
-        section=cas
-        ;;
-      cas)
-        if [[ -z "$line" ]]; then
-          continue
-        elif [[ "$line" =~ $CA_ROW ]]; then
-          expires="$(iso_date "${BASH_REMATCH[@]:2:5}")" ||
-            die "kubeadm on ${node_name} printed an invalid date in: ${line}"
-          json="{\"name\":\"${BASH_REMATCH[1]}\",\"expires\":\"${expires}\",\"externallyManaged\":"
-          if [[ "${BASH_REMATCH[8]}" == yes ]]; then json+="true}"; else json+="false}"; fi
-          cas+=("$json")
-        elif [[ "$line" =~ $MISSING_ROW ]]; then
-          missing+=("\"${BASH_REMATCH[1]}\"")
-        else
-          die "kubeadm on ${node_name} printed a certificate authority row this script cannot read: ${line}"
-        fi
-        ;;
-    esac
-  done <<<"$output"
-
-  [[ "$section" != before ]] ||
-    die "kubeadm certs check-expiration on ${node_name} printed no certificate table; see ${log_file}"
-  [[ ${#certs[@]} -gt 0 ]] ||
-    die "kubeadm certs check-expiration on ${node_name} listed no certificate; see ${log_file}"
-  [[ "$section" == cas ]] ||
-    die "kubeadm certs check-expiration on ${node_name} printed no certificate authority table; see ${log_file}"
-
-  local IFS=,
-  printf '{"node":"%s","earliest":"%s","earliestName":"%s","certificates":[%s],"authorities":[%s],"missing":[%s]}\n' \
-    "$node_name" "$earliest" "$earliest_name" "${certs[*]}" "${cas[*]:-}" "${missing[*]:-}"
+  # One JSON document, nothing after it: jq reads each document of its input in turn.
+  report="$(jq -c -s --arg node "$node_name" "if length == 1 then .[0] | ${REPORT} else {error: \"printed no single JSON document\"} end" \
+    <<<"$output" 2>>"$log_file")" ||
+    die "kubeadm certs check-expiration -o json on ${node_name} printed no JSON; see ${log_file}"
+  if [[ "$(jq -r '.error // empty' <<<"$report")" != "" ]]; then
+    die "kubeadm certs check-expiration -o json on ${node_name} $(jq -r '.error' <<<"$report"); see ${log_file}"
+  fi
+  printf '%s\n' "$report"
 }
 
 main "$@"

@@ -1,7 +1,7 @@
 # shellcheck shell=bash disable=SC2154 # the variables read below are set by the sourcing script
 # Helpers shared by the node scripts in this directory: messages, argument checks, the root-only
-# log, atomic writes, bounded polling, and the kubectl/etcdctl calls. Sourcing it only defines
-# functions. Each script sources it relative to itself, so it works from the repository and from
+# log, atomic writes, bounded polling, the kubectl/etcdctl calls, and static pod restarts. Sourcing
+# it only defines functions. Each script sources it relative to itself, so it works from the repository and from
 # /usr/local/lib/hcloud-control-plane/node/ on a node (the bootstrap copies the whole directory):
 #   # shellcheck source-path=SCRIPTDIR source=lib.sh
 #   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
@@ -13,7 +13,8 @@
 #   ROOT             prefix of every file path (--root; check_root_dir normalizes it)
 #   timeout_seconds  the limit of wait_for, and of bounded outside a wait_for (--timeout)
 #   POLL_SECONDS     the pause between wait_for's checks
-# Set for the sourcing script: log_file (open_log), staged (stage_file, write_file).
+# Set for the sourcing script: log_file (open_log), staged (stage_file, write_file), parked_pod
+# (restart_static_pod).
 
 # ---------------------------------------------------------------------------------------------
 # Messages, on stderr, prefixed with the script's name.
@@ -262,4 +263,120 @@ etcdctl_in_pod() {
 # so every member is healthy. The output goes to the log.
 etcd_cluster_healthy() {
   etcdctl_in_pod "$1" "$2" https://127.0.0.1:2379 endpoint health --cluster >>"$log_file" 2>&1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Static pods: restarting one so that it reads its files again (renewed certificates, a renewed
+# admin.conf). The kubelet stops a static pod whose manifest leaves /etc/kubernetes/manifests and
+# starts it again when the manifest is back; crictl shows its container go and come back.
+# parked_pod names the static pod whose manifest is out right now (set for the sourcing script);
+# the script's EXIT trap calls restore_parked_static_pod, so a failure or a signal puts it back.
+
+# static_pod_manifest NAME / parked_static_pod NAME: where NAME's manifest is, and where it waits
+# while parked: outside the directory the kubelet watches, on the same file system (a rename).
+static_pod_manifest() { printf '%s/etc/kubernetes/manifests/%s.yaml' "$ROOT" "$1"; }
+parked_static_pod() { printf '%s/etc/kubernetes/manifests-parked/%s.yaml' "$ROOT" "$1"; }
+
+# unpark_static_pod NAME: puts NAME's parked manifest back, unless one is in place already.
+unpark_static_pod() {
+  local parked manifest
+  parked="$(parked_static_pod "$1")"
+  manifest="$(static_pod_manifest "$1")"
+  [[ -f "$parked" && ! -e "$manifest" ]] || return 0
+  mv -f -- "$parked" "$manifest" || return 1
+  log "put the manifest of $1 back in /etc/kubernetes/manifests"
+}
+
+# restore_parked_static_pod: for the EXIT trap; puts back the manifest of parked_pod, if any.
+restore_parked_static_pod() {
+  if [[ -n "${parked_pod:-}" ]]; then
+    unpark_static_pod "$parked_pod" ||
+      log "error: could not put $(parked_static_pod "$parked_pod") back in /etc/kubernetes/manifests: do it by hand"
+  fi
+}
+
+# crictl_ps NAME: the ids of the running containers named exactly NAME, through containerd's CRI
+# socket (components/kubeadm.ts criSocket), so crictl needs no /etc/crictl.yaml. The crictl call
+# fails or times out: no output and status 1.
+crictl_ps() {
+  bounded crictl --runtime-endpoint unix:///run/containerd/containerd.sock ps --name "^${1}\$" -q 2>>"$log_file"
+}
+container_gone() {
+  local ids
+  ids="$(crictl_ps "$1")" || return 1
+  [[ -z "$ids" ]]
+}
+container_running() {
+  local ids
+  ids="$(crictl_ps "$1")" || return 1
+  [[ -n "$ids" ]]
+}
+
+# restart_static_pod NAME FAIL: moves NAME's manifest out, waits until its container is gone,
+# moves the manifest back, waits until its container runs. FAIL MESSAGE reports a failure and
+# exits (the EXIT trap puts a parked manifest back); MESSAGE starts with "stopping NAME" or
+# "starting NAME".
+restart_static_pod() {
+  local name="$1" fail="$2" parked_dir
+  parked_dir="$(dirname "$(parked_static_pod "$name")")"
+  log "restarting ${name}"
+  install -d -m 0700 "$parked_dir"
+  parked_pod="$name"
+  mv -f -- "$(static_pod_manifest "$name")" "$(parked_static_pod "$name")"
+  wait_for container_gone "$name" ||
+    "$fail" "stopping ${name}: its container still runs ${timeout_seconds}s after its manifest was moved out (it is put back); see ${log_file}"
+  unpark_static_pod "$name"
+  parked_pod=""
+  rmdir -- "$parked_dir" 2>/dev/null || true
+  wait_for container_running "$name" ||
+    "$fail" "starting ${name}: no container ran within ${timeout_seconds}s of its manifest being put back; check the kubelet (journalctl -u kubelet); see ${log_file}"
+}
+
+# kube-vip (components/kubeVip.ts) is a static pod that reads /etc/kubernetes/admin.conf once,
+# when it starts. `kubeadm certs renew all` and `kubeadm upgrade apply/node` renew the client
+# certificate in admin.conf in place, and kubeadm restarts only the static pods it manages
+# (kube-apiserver, kube-controller-manager, kube-scheduler, etcd: cmd/kubeadm/app/phases/upgrade/
+# staticpods.go in kubernetes/kubernetes). Left alone, kube-vip keeps the old certificate until
+# it expires, then cannot renew its Lease and the reserved IP goes nowhere. The sentinel holds
+# the fingerprint of the admin.conf client certificate kube-vip was last restarted with.
+
+# admin_conf_fingerprint FILE: prints sha256:<hex> of the client certificate embedded in the
+# kubeconfig FILE (its client-certificate-data, which kubeadm writes and every renewal replaces),
+# or of the whole file when it embeds none. Not logged: without a certificate it covers a key.
+admin_conf_fingerprint() {
+  local line="" digest
+  [[ -r "$1" ]] || return 1
+  line="$(grep -m 1 -E '^[[:space:]]*client-certificate-data:' "$1")" || true
+  if [[ -n "$line" ]]; then
+    digest="$(printf '%s' "${line#*:}" | sha256sum)" || return 1
+  else
+    digest="$(sha256sum <"$1")" || return 1
+  fi
+  printf 'sha256:%s' "${digest%% *}"
+}
+
+# restart_kube_vip_if_stale FAIL GATE...: on a node with the kube-vip manifest, when the sentinel
+# /var/lib/kubernetes-node/kube-vip-admin-conf does not hold admin.conf's fingerprint, restarts
+# kube-vip (restart_static_pod NAME FAIL), runs GATE... (the same gates as after every other
+# static pod), then writes the fingerprint. A node without the manifest (kube-vip comes after
+# the bootstrap chain, components/bootstrap.ts) has no kube-vip to restart: a log line, status 0.
+restart_kube_vip_if_stale() {
+  local fail="$1"
+  shift
+  local sentinel="${ROOT}/var/lib/kubernetes-node/kube-vip-admin-conf" fingerprint
+  unpark_static_pod kube-vip || "$fail" "kube-vip: could not put its parked manifest back"
+  if [[ ! -f "$(static_pod_manifest kube-vip)" ]]; then
+    log "no kube-vip manifest on this node: no kube-vip to restart"
+    return 0
+  fi
+  fingerprint="$(admin_conf_fingerprint "${ROOT}/etc/kubernetes/admin.conf")" ||
+    "$fail" "kube-vip: cannot read /etc/kubernetes/admin.conf"
+  if [[ -f "$sentinel" && "$(<"$sentinel")" == "$fingerprint" ]]; then
+    log "kube-vip was restarted with the current admin.conf already; not restarted again"
+    return 0
+  fi
+  restart_static_pod kube-vip "$fail"
+  "$@"
+  install -d -m 0755 "${sentinel%/*}"
+  write_file 0644 "$sentinel" <<<"$fingerprint"
 }

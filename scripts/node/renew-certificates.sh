@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Renews THIS control-plane node's kubeadm certificates (`kubeadm certs renew all`) and restarts
-# its static pods one at a time so they load them, gated on the API server's /readyz and etcd's
-# cluster health before the renewal and after every restart. Pulumi runs it on one node at a time
+# its static pods one at a time so they load them (kube-vip too: it holds admin.conf in memory),
+# gated on the API server's /readyz and etcd's cluster health before the renewal and after every
+# restart. Pulumi runs it on one node at a time
 # when the setting certificateRenewal changes; the stamp makes a re-run with the same value a
 # no-op.
 set -euo pipefail
@@ -14,12 +15,7 @@ readonly SCRIPT_NAME="renew-certificates"
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 readonly SENTINEL=/var/lib/kubernetes-node/certificates-renewed
-readonly MANIFESTS=/etc/kubernetes/manifests
-# Outside the manifests directory (the kubelet watches it), on the same file system (a rename).
-readonly PARKED=/etc/kubernetes/manifests-parked
 readonly COMPONENTS=(kube-apiserver kube-controller-manager kube-scheduler etcd)
-# containerd's CRI socket (components/kubeadm.ts criSocket), so crictl needs no /etc/crictl.yaml.
-readonly CRI_ENDPOINT=unix:///run/containerd/containerd.sock
 readonly STAMP_PATTERN='^[A-Za-z0-9._-]{1,63}$'
 
 usage() {
@@ -58,7 +54,15 @@ Steps:
      move /etc/kubernetes/manifests/<name>.yaml to /etc/kubernetes/manifests-parked/, wait until
      `crictl ps --name ^<name>$ -q` lists no container, move the manifest back, wait until it
      lists one, then gate;
-  5. write STAMP to the sentinel (atomically).
+  5. kube-vip, the same way, then gate: it reads admin.conf only when it starts, and with the
+     old client certificate it could not renew its Lease once that expires. Skipped when this
+     node has no /etc/kubernetes/manifests/kube-vip.yaml, or when the sentinel
+     /var/lib/kubernetes-node/kube-vip-admin-conf shows kube-vip was restarted with this
+     admin.conf's client certificate already (it does not, after a renewal); its fingerprint is
+     written there after the gate. Nothing else on the node holds a renewed credential: the
+     kubelet's kubelet.conf points at the client certificate the kubelet rotates itself, which
+     kubeadm does not renew;
+  6. write STAMP to the sentinel (atomically).
 On any failure the script exits 1 naming the node and the step; a manifest it moved out is put
 back first, whatever happens (also on SIGHUP, SIGINT, SIGTERM). The sentinel is not written, so
 a re-run with the same STAMP renews and restarts again. kubeadm, kubectl and crictl output goes
@@ -87,38 +91,16 @@ parse_args() {
   check_root_dir
 }
 
-# The component whose manifest is parked right now; cleanup puts it back. The signal traps of
+# A manifest restart_static_pod (lib.sh) parked is put back on every exit. The signal traps of
 # cleanup_on_exit turn a signal into an exit, so cleanup runs then too.
-parked=""
-unpark() {
-  local name="$1"
-  [[ -f "${ROOT}${PARKED}/${name}.yaml" && ! -e "${ROOT}${MANIFESTS}/${name}.yaml" ]] || return 0
-  mv -f -- "${ROOT}${PARKED}/${name}.yaml" "${ROOT}${MANIFESTS}/${name}.yaml" || return 1
-  log "put the manifest of ${name} back in ${MANIFESTS}"
-}
 cleanup() {
-  if [[ -n "$parked" ]]; then
-    unpark "$parked" || log "error: could not put ${ROOT}${PARKED}/${parked}.yaml back in ${MANIFESTS}: do it by hand"
-  fi
+  restore_parked_static_pod
   remove_staged
 }
 cleanup_on_exit cleanup
 
-# crictl_ps NAME: the ids of the running containers named exactly NAME (the crictl call fails or
-# times out: no output and status 1).
-crictl_ps() {
-  bounded crictl --runtime-endpoint "$CRI_ENDPOINT" ps --name "^${1}\$" -q 2>>"$log_file"
-}
-container_gone() {
-  local ids
-  ids="$(crictl_ps "$1")" || return 1
-  [[ -z "$ids" ]]
-}
-container_running() {
-  local ids
-  ids="$(crictl_ps "$1")" || return 1
-  [[ -n "$ids" ]]
-}
+# renewal_failed MESSAGE: exits 1 naming the node; restart_static_pod's FAIL.
+renewal_failed() { die "${node_name}: $*"; }
 
 # gate STEP: /readyz, then etcd's cluster health, each waited for; exits 1 naming STEP.
 gate() {
@@ -128,21 +110,10 @@ gate() {
     die "${node_name}: ${1}: etcd endpoint health --cluster did not pass within ${timeout_seconds}s; see ${log_file}"
 }
 
-# restart NAME: moves the static pod's manifest out, waits for its container to stop, moves it
-# back, waits for its container to run, then gates.
+# restart NAME: restarts the static pod (restart_static_pod in lib.sh), then gates.
 restart() {
-  local name="$1"
-  local manifest="${ROOT}${MANIFESTS}/${name}.yaml"
-  log "restarting ${name}"
-  parked="$name"
-  mv -f -- "$manifest" "${ROOT}${PARKED}/${name}.yaml"
-  wait_for container_gone "$name" ||
-    die "${node_name}: stopping ${name}: its container still runs ${timeout_seconds}s after its manifest was moved out (it is put back); see ${log_file}"
-  unpark "$name"
-  parked=""
-  wait_for container_running "$name" ||
-    die "${node_name}: starting ${name}: no container ran within ${timeout_seconds}s of its manifest being put back; check the kubelet (journalctl -u kubelet); see ${log_file}"
-  gate "after restarting ${name}"
+  restart_static_pod "$1" renewal_failed
+  gate "after restarting $1"
 }
 
 main() {
@@ -158,11 +129,11 @@ main() {
   open_log --node-name "$node_name" --stamp "$stamp"
 
   local name
-  install -d -m 0700 "${ROOT}${PARKED}"
+  # kube-vip too: an interrupted run may have left its manifest parked.
+  for name in "${COMPONENTS[@]}" kube-vip; do unpark_static_pod "$name"; done
   for name in "${COMPONENTS[@]}"; do
-    unpark "$name"
-    [[ -f "${ROOT}${MANIFESTS}/${name}.yaml" ]] ||
-      die "${node_name}: ${ROOT}${MANIFESTS}/${name}.yaml not found: not a kubeadm control-plane node with a local etcd"
+    [[ -f "$(static_pod_manifest "$name")" ]] ||
+      die "${node_name}: $(static_pod_manifest "$name") not found: not a kubeadm control-plane node with a local etcd"
   done
 
   log "${node_name}: checking the API server and etcd before renewing"
@@ -173,10 +144,10 @@ main() {
     die "${node_name}: kubeadm certs renew all failed (no static pod was restarted); see ${log_file}"
 
   for name in "${COMPONENTS[@]}"; do restart "$name"; done
+  restart_kube_vip_if_stale renewal_failed gate "after restarting kube-vip"
 
   install -d -m 0755 "${ROOT}/var/lib/kubernetes-node"
   write_file 0644 "$sentinel" <<<"$stamp"
-  rmdir -- "${ROOT}${PARKED}" 2>/dev/null || true
   log "${node_name}: certificates renewed (stamp ${stamp}); every static pod restarted with them"
 }
 

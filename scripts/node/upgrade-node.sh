@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Upgrades THIS control-plane node to a Kubernetes version with kubeadm: on the first node
 # `kubeadm upgrade apply` (role apply), on every other node `kubeadm upgrade node` (role node),
-# then drain, kubelet and kubectl packages, kubelet restart, uncordon, with the API server and
-# etcd health gates before and after. Pulumi runs it over SSH, one node at a time, after
+# then a restart of kube-vip (kubeadm renewed the admin.conf it holds), drain, kubelet and kubectl
+# packages, kubelet restart, uncordon, with the API server and etcd health gates before and after. Pulumi runs it over SSH, one node at a time, after
 # upgrade-preflight.sh; every step is safe to repeat, and a node already at the version only
 # checks the gates.
 set -euo pipefail
@@ -63,15 +63,25 @@ Steps (each safe to repeat; a re-run resumes after the last step that took effec
   3. apply: `kubeadm upgrade plan vX.Y.Z`, `kubeadm upgrade apply vX.Y.Z --yes --patches DIR`;
      node: `kubeadm upgrade node --patches DIR`. Skipped when this node's kube-apiserver
      manifest already runs vX.Y.Z (a re-run after a later step failed); afterwards the manifest
-     must run vX.Y.Z;
-  4. kubectl drain NAME --ignore-daemonsets --delete-emptydir-data --timeout=<drain-timeout>s;
-  5. kubelet and kubectl unheld, installed at the package version, held; systemctl
+     must run vX.Y.Z. kubeadm renews the certificates, admin.conf's included, and restarts the
+     static pods it manages (kube-apiserver, kube-controller-manager, kube-scheduler, etcd);
+  4. kube-vip: it read admin.conf when it started, and with the old client certificate it could
+     not renew its Lease once that expires. Move /etc/kubernetes/manifests/kube-vip.yaml to
+     /etc/kubernetes/manifests-parked/, wait until `crictl ps --name ^kube-vip$ -q` lists no
+     container, move it back, wait until it lists one, then gate as in 1 (a failure puts the
+     manifest back). Skipped when this node has no kube-vip manifest, or when the sentinel
+     /var/lib/kubernetes-node/kube-vip-admin-conf shows kube-vip was restarted with this
+     admin.conf's client certificate already (a re-run); its fingerprint is written there after
+     the gate. The kubelet needs no such restart: its client certificate is its own, rotated by
+     the kubelet, and kubeadm does not renew it;
+  5. kubectl drain NAME --ignore-daemonsets --delete-emptydir-data --timeout=<drain-timeout>s;
+  6. kubelet and kubectl unheld, installed at the package version, held; systemctl
      daemon-reload, systemctl restart kubelet;
-  6. wait until the Node NAME is Ready and reports kubelet vX.Y.Z;
-  7. kubectl uncordon NAME;
-  8. the sentinel /var/lib/kubernetes-node/prepared holds the package version;
-  9. gate again, as in 1.
-kubeadm, kubectl, apt and systemctl output goes to the root-only log
+  7. wait until the Node NAME is Ready and reports kubelet vX.Y.Z;
+  8. kubectl uncordon NAME;
+  9. the sentinel /var/lib/kubernetes-node/prepared holds the package version;
+  10. gate again, as in 1.
+kubeadm, kubectl, crictl, apt and systemctl output goes to the root-only log
 /var/log/hcloud-control-plane/upgrade-node.log (0600), never to the terminal.
 A failure prints "upgrade of NAME failed at <step>: ..."; from the drain until the uncordon the
 node is left cordoned on purpose and the message says so. Fix the cause and run the same
@@ -141,6 +151,7 @@ fail() {
 
 on_exit() {
   local status=$?
+  restore_parked_static_pod
   remove_staged
   if ((status != 0)) && [[ -n "$step" ]] && ! "$reported"; then
     local message="upgrade of ${node_name} failed at ${step} (exit status ${status})"
@@ -292,6 +303,12 @@ upgrade_control_plane() {
     fail "after kubeadm upgrade ${role}, ${APISERVER_MANIFEST} runs '${tag}', want v${target} (role node needs role apply to have run on the first node)"
 }
 
+# restart_kube_vip: step 4, restart_kube_vip_if_stale in lib.sh with this script's gates.
+restart_kube_vip() {
+  step="kube-vip restart"
+  restart_kube_vip_if_stale fail gates
+}
+
 drain_node() {
   step="drain"
   log "draining ${node_name}"
@@ -356,6 +373,8 @@ main() {
   kubeconfig="${ROOT}${ADMIN_CONF}"
   [[ -f "$kubeconfig" ]] || die "${ADMIN_CONF} not found under '${ROOT:-/}': is this a control-plane node?"
   open_log "--role ${role} --version ${target} --node-name ${node_name}"
+  # An interrupted run may have left kube-vip's manifest parked (step 4).
+  unpark_static_pod kube-vip
 
   step="already-done check"
   if already_done; then
@@ -380,6 +399,7 @@ main() {
   switch_repository
   upgrade_kubeadm_package
   upgrade_control_plane
+  restart_kube_vip
   drain_node
   upgrade_kubelet
   wait_node_ready
