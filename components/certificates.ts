@@ -8,7 +8,7 @@
  * node after node, each gated on /readyz and etcd health (scripts/node/renew-certificates.sh).
  *
  * The expiry is read after the upgrade and renewal chains, whenever either changes something
- * (scripts/node/cert-expiry.sh parses `kubeadm certs check-expiration`). It is an absolute date,
+ * (scripts/node/cert-expiry.sh reads `kubeadm certs check-expiration -o json`). It is an absolute date,
  * so it stays true between updates; the stack exports it and the monitoring alerts on it.
  */
 import * as command from "@pulumi/command";

@@ -1,6 +1,7 @@
 /**
- * The admin kubeconfig, fetched from the first node once `kubeadm init` is done (and again after
- * each upgrade or certificate renewal, which renew its client certificate), and the
+ * The admin kubeconfig, fetched from the first node once every member has joined and the upgrade
+ * and certificate renewal chains are done (and again after each upgrade or renewal, which renew
+ * its client certificate), and the
  * Kubernetes provider built from it. The kubeconfig is a secret from the command's stdout
  * onwards and is never printed.
  */

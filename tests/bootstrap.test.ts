@@ -19,16 +19,24 @@ import { byType, one, runStack } from "./support/program";
 const Command = "command:remote:Command";
 const Copy = "command:remote:CopyToRemote";
 
-/** Every resource `urn` waits for, directly or through others. */
+/**
+ * Every resource `urn` waits for, directly or through others. A resource waits for its provider
+ * as well as for its dependsOn (the engine creates the provider first), and so for whatever the
+ * provider's own inputs wait for: the Kubernetes provider's kubeconfig, for one.
+ */
 function ancestors(run: ProgramRun, urn: string): Set<string> {
   const byUrn = new Map(run.resources.map((r) => [r.urn, r]));
+  const waitsFor = (u: string) => {
+    const r = byUrn.get(u);
+    return r ? [...r.dependsOn, ...(r.provider ? [r.provider] : [])] : [];
+  };
   const seen = new Set<string>();
-  const stack = [...(byUrn.get(urn)?.dependsOn ?? [])];
+  const stack = waitsFor(urn);
   while (stack.length > 0) {
     const next = stack.pop() as string;
     if (seen.has(next)) continue;
     seen.add(next);
-    stack.push(...(byUrn.get(next)?.dependsOn ?? []));
+    stack.push(...waitsFor(next));
   }
   return seen;
 }
@@ -250,22 +258,9 @@ describe("the prod stack's bootstrap", () => {
       routingMode: "tunnel",
       k8sServiceHost: "api.prod-nbg1.k8s.example.com",
     });
-    // A resource waits for its provider too, and so for whatever the provider's inputs wait
-    // for: the admin kubeconfig, read after the member chain (and the upgrade and certificate
-    // steps). So this walk follows provider links as well as dependsOn.
-    const byUrn = new Map(run.resources.map((r) => [r.urn, r]));
-    const edges = (urn: string) => {
-      const r = byUrn.get(urn);
-      return r ? [...r.dependsOn, ...(r.provider ? [r.provider] : [])] : [];
-    };
-    const waits = new Set<string>();
-    const stack = edges(cni.urn);
-    while (stack.length > 0) {
-      const next = stack.pop() as string;
-      if (waits.has(next)) continue;
-      waits.add(next);
-      stack.push(...edges(next));
-    }
+    // Through its provider: the admin kubeconfig is read after the member chain (and the
+    // upgrade and certificate steps), so the CNI waits for every join.
+    const waits = ancestors(run, cni.urn);
     expect(waits).toContain(provider.urn);
     expect(waits).toContain(one(run, "access-admin-kubeconfig").urn);
     const chain = members(run);
