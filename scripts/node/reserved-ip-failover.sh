@@ -270,8 +270,11 @@ last_error_code=""
 # token, "none" otherwise. On a 2xx answer returns 0 with the body in ${workdir}/body. An error
 # answer whose Hetzner error code is EXPECTED_CODE returns 2 without a log line: the caller
 # handles it. Otherwise logs and returns 1, after up to max_attempts attempts for the failures
-# --help lists as retried (hcloud-go retries "conflict" and "rate_limit_exceeded" the same way:
-# hcloud/client_handler_retry.go, retryPolicy).
+# --help lists as retried. hcloud-go retries "conflict" and "rate_limit_exceeded" too, by error
+# code (hcloud/client_handler_retry.go, retryPolicy), but with its plain backoff: it records the
+# RateLimit-* headers (client_handler_rate_limit.go) without waiting for them. It retries only
+# 502 and 504 of the 5xx; this script keeps retrying every 5xx, since each request here is a read
+# or an assign whose repetition the 423 handling makes safe.
 http_request() {
   local method="$1" url="$2" auth="$3" body="${4:-}" expected_code="${5:-}"
   local attempt status curl_exit delay reason config="" rl_limit rl_remaining rl_left rl_wait

@@ -6,9 +6,10 @@
  * - Overview > Errors: an error answers `{"error": {"code", "message", "details"}}`; the codes
  *   used here are `locked` ("The item you are trying to access is locked (there is already an
  *   Action running)"), `conflict` ("The resource has changed during the request, please retry"),
- *   `rate_limit_exceeded`, `unauthorized`, `not_found`, `invalid_input`, `json_error`. Their HTTP
- *   statuses (423, 409, 429, 401, 404, 400) are those hcloud-go's tests pair with the codes
- *   (hcloud/client_handler_retry_test.go).
+ *   `rate_limit_exceeded`, `unauthorized`, `not_found`, `invalid_input`, `json_error`. The
+ *   reference's table lists codes, not statuses: 423, 409 and 429 are the statuses hcloud-go's
+ *   tests pair with `locked`, `conflict` and `rate_limit_exceeded`
+ *   (hcloud/client_handler_retry_test.go); 401, 404 and 400 for the others are assumed.
  * - Overview > Rate Limiting: every answer carries `RateLimit-Limit` (requests per hour),
  *   `RateLimit-Remaining` and `RateLimit-Reset` ("a UNIX timestamp of the point in time when
  *   your rate limit will have recovered and you will have the full number of requests available
