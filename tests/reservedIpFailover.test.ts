@@ -4,8 +4,10 @@
  * metadata service served by this test process on 127.0.0.1, with a fake `ip` that reports
  * whether the Floating IP is on eth0 and a fake `systemctl` that only records its calls.
  *
- * What this cannot prove: that the real Hetzner API answers exactly like the fake (the shapes
- * follow the API reference: `.floating_ip.server`, 201 with `.action` on assign, `.error.code`);
+ * What this cannot prove: that the real Hetzner API answers exactly like the fake
+ * (tests/support/fakeHetzner.ts follows the API reference: answer shapes, error codes,
+ * rate-limit headers, actions that run and end in success or error, 423 locked while one runs;
+ * the number of reads an action runs for stands in for the real API's wall time);
  * that `ip` on Ubuntu prints what the fake prints (the fake prints real `ip -o -4 addr` lines);
  * and that systemd accepts the unit's hardening (no systemd here: the unit is parsed as INI and
  * its keys asserted; a node boot is the proof).
@@ -16,6 +18,7 @@ import * as http from "node:http";
 import type { AddressInfo } from "node:net";
 import * as os from "node:os";
 import * as path from "node:path";
+import { FakeHetzner } from "./support/fakeHetzner";
 import {
   calls,
   expectShellcheckClean,
@@ -44,121 +47,14 @@ const address = "203.0.113.10";
 const ownServerId = 4711;
 const otherServerId = 4712;
 
-// ---------------------------------------------------------------------------------------------
 // The fake Hetzner API (under /v1) and metadata service (under /metadata), one HTTP server.
-
-interface RecordedRequest {
-  method: string;
-  path: string;
-  authorization?: string;
-  body: string;
-  /** Milliseconds since the fake was reset. */
-  at: number;
-}
-
-/** The next `count` API requests fail: with `status`, or by never answering ("hang"). */
-interface Fault {
-  count: number;
-  status: 500 | 503 | 429 | "hang";
-  retryAfter?: string;
-}
-
-class FakeHetzner {
-  readonly server: http.Server;
-  requests: RecordedRequest[] = [];
-  /** The server the Floating IP is assigned to, as GET /floating_ips/:id reports it. */
-  assignedServer: number | null = otherServerId;
-  fault: Fault | undefined;
-  private started = Date.now();
-
-  constructor() {
-    this.server = http.createServer((req, res) => {
-      const chunks: Buffer[] = [];
-      req.on("data", (chunk: Buffer) => chunks.push(chunk));
-      req.on("end", () => this.handle(req, res, Buffer.concat(chunks).toString("utf8")));
-    });
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
-  }
-
-  reset(assignedServer: number | null): void {
-    this.requests = [];
-    this.assignedServer = assignedServer;
-    this.fault = undefined;
-    this.started = Date.now();
-  }
-
-  private handle(req: http.IncomingMessage, res: http.ServerResponse, body: string): void {
-    const url = req.url ?? "";
-    this.requests.push({
-      method: req.method ?? "",
-      path: url,
-      authorization: req.headers.authorization,
-      body,
-      at: Date.now() - this.started,
-    });
-    const json = (status: number, value: unknown, headers: Record<string, string> = {}) => {
-      res.writeHead(status, { "Content-Type": "application/json", ...headers });
-      res.end(JSON.stringify(value));
-    };
-    if (url === "/metadata/instance-id" && req.method === "GET") {
-      res.writeHead(200, { "Content-Type": "text/plain" });
-      res.end(String(ownServerId));
-      return;
-    }
-    if (!url.startsWith("/v1/")) {
-      json(404, { error: { code: "not_found", message: "no such path" } });
-      return;
-    }
-    if (this.fault && this.fault.count > 0) {
-      this.fault.count -= 1;
-      const { status, retryAfter } = this.fault;
-      if (status === "hang") return; // curl --max-time gives up; the socket closes with it
-      const headers: Record<string, string> = retryAfter === undefined ? {} : { "Retry-After": retryAfter };
-      const code = status === 429 ? "rate_limit_exceeded" : "service_error";
-      json(status, { error: { code, message: `fake ${status}` } }, headers);
-      return;
-    }
-    if (req.headers.authorization !== `Bearer ${token}`) {
-      json(401, { error: { code: "unauthorized", message: "unable to authenticate" } });
-      return;
-    }
-    if (url === `/v1/floating_ips/${floatingIpId}` && req.method === "GET") {
-      json(200, {
-        floating_ip: { id: floatingIpId, ip: address, type: "ipv4", server: this.assignedServer, blocked: false },
-      });
-      return;
-    }
-    if (url === `/v1/floating_ips/${floatingIpId}/actions/assign` && req.method === "POST") {
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(body);
-      } catch {
-        json(400, { error: { code: "json_error", message: "invalid JSON" } });
-        return;
-      }
-      const server = (parsed as { server?: unknown }).server;
-      if (typeof server !== "number" || !Number.isInteger(server)) {
-        json(400, { error: { code: "invalid_input", message: "server must be an integer" } });
-        return;
-      }
-      this.assignedServer = server;
-      json(201, { action: { id: 13, command: "assign_floating_ip", status: "running", progress: 0 } });
-      return;
-    }
-    json(404, { error: { code: "not_found", message: "no such resource" } });
-  }
-}
-
-const fake = new FakeHetzner();
+const fake = new FakeHetzner({ token, floatingIpId, address, ownServerId });
 let tmp: string;
 let closedPort: number;
 
 beforeAll(async () => {
   tmp = fs.mkdtempSync(path.join(os.tmpdir(), "reserved-ip-failover-test-"));
-  await new Promise<void>((resolve) => fake.server.listen(0, "127.0.0.1", resolve));
+  await fake.listen();
   // A port nothing listens on, for connection errors: bind, note it, close.
   const probe = http.createServer();
   await new Promise<void>((resolve) => probe.listen(0, "127.0.0.1", resolve));
@@ -167,8 +63,7 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  fake.server.closeAllConnections();
-  await new Promise<void>((resolve) => fake.server.close(() => resolve()));
+  await fake.close();
   fs.rmSync(tmp, { recursive: true, force: true });
 });
 
@@ -274,6 +169,8 @@ const apiArgs = (sandbox: FailoverSandbox, apiUrl = `${fake.url}/v1`) => [
   "0.05",
   "--timeout",
   "2",
+  "--action-poll-interval",
+  "0.05",
 ];
 
 async function failover(sandbox: FailoverSandbox, extra: string[] = ["--once"], apiUrl?: string): Promise<RunResult> {
@@ -286,17 +183,20 @@ const summary = () => fake.requests.map((r) => `${r.method} ${r.path}`);
 const metadataGet = "GET /metadata/instance-id";
 const floatingIpGet = `GET /v1/floating_ips/${floatingIpId}`;
 const assignPost = `POST /v1/floating_ips/${floatingIpId}/actions/assign`;
+/** hcloud-go's ActionClient.WaitFor reads actions this way (hcloud/action_waiter.go). */
+const actionGet = (id = 13) => `GET /v1/actions?id=${id}`;
 
 // ---------------------------------------------------------------------------------------------
 
 describe("reserved-ip-failover.sh, one check against the fake API", () => {
   test("(a) address here, API says another server: one assign with this server's id and the token", async () => {
     fake.reset(otherServerId);
+    fake.actionReads = 2; // the action runs for two reads, then succeeds
     const sandbox = makeSandbox("move", eth0Lines(address));
     const result = await failover(sandbox);
 
     expect({ status: result.status, stdout: result.stdout }).toEqual({ status: 4, stdout: "" });
-    expect(summary()).toEqual([metadataGet, floatingIpGet, assignPost]);
+    expect(summary()).toEqual([metadataGet, floatingIpGet, assignPost, actionGet(), actionGet(), actionGet()]);
     const [metadata, get, post] = fake.requests;
     expect(metadata.authorization).toBeUndefined(); // the token goes to the API only
     expect(get.authorization).toBe(`Bearer ${token}`);
@@ -307,12 +207,14 @@ describe("reserved-ip-failover.sh, one check against the fake API", () => {
       `reserved-ip-failover: watching ${address} on eth0 for floating IP ${floatingIpId} (api ${fake.url}/v1, every 2s, recheck 30s)`,
       `reserved-ip-failover: this is server ${ownServerId}`,
       `reserved-ip-failover: ${address} is on eth0 but floating IP ${floatingIpId} is assigned to server ${otherServerId}; assigning it to this server (${ownServerId})`,
-      `reserved-ip-failover: moved floating IP ${floatingIpId} (${address}) from server ${otherServerId} to server ${ownServerId} (action 13 running)`,
+      `reserved-ip-failover: assign action 13 started; waiting for it (at most 60s)`,
+      `reserved-ip-failover: moved floating IP ${floatingIpId} (${address}) from server ${otherServerId} to server ${ownServerId} (action 13 assign_floating_ip succeeded)`,
     ]);
+    expect(fake.action(13)).toMatchObject({ status: "success", progress: 100 });
     // The interface was read as documented, and curl really ran through the wrapper.
     const log = calls(sandbox);
     expect(log[0]).toBe("ip -o -4 addr show dev eth0");
-    expect(log.filter((line) => line.startsWith("curl --config - "))).toHaveLength(3);
+    expect(log.filter((line) => line.startsWith("curl --config - "))).toHaveLength(6);
   });
 
   test("(a') an unassigned Floating IP is assigned here too", async () => {
@@ -320,7 +222,7 @@ describe("reserved-ip-failover.sh, one check against the fake API", () => {
     const sandbox = makeSandbox("unassigned", eth0Lines(address));
     const result = await failover(sandbox);
     expect(result.status).toBe(4);
-    expect(summary()).toEqual([metadataGet, floatingIpGet, assignPost]);
+    expect(summary()).toEqual([metadataGet, floatingIpGet, assignPost, actionGet()]);
     expect(result.stderr).toContain(`is assigned to server none; assigning it to this server (${ownServerId})`);
   });
 
@@ -375,7 +277,7 @@ describe("reserved-ip-failover.sh, one check against the fake API", () => {
     const result = await failover(sandbox, ["--once", "--backoff-base", "0.2"]);
 
     expect(result.status).toBe(4);
-    expect(summary()).toEqual([metadataGet, floatingIpGet, floatingIpGet, floatingIpGet, assignPost]);
+    expect(summary()).toEqual([metadataGet, floatingIpGet, floatingIpGet, floatingIpGet, assignPost, actionGet()]);
     const url = `${fake.url}/v1/floating_ips/${floatingIpId}`;
     expect(result.stderr).toContain(`GET ${url}: HTTP 500; attempt 1/3, retrying in 0.2s`);
     expect(result.stderr).toContain(`GET ${url}: HTTP 500; attempt 2/3, retrying in 0.4s`);
@@ -385,36 +287,13 @@ describe("reserved-ip-failover.sh, one check against the fake API", () => {
     expect(JSON.parse(fake.requests[4].body)).toEqual({ server: ownServerId });
   });
 
-  test("(d) 429 with Retry-After: 0 is retried at once, not after the (long) backoff", async () => {
-    fake.reset(otherServerId);
-    fake.fault = { count: 1, status: 429, retryAfter: "0" };
-    const sandbox = makeSandbox("retry-429", eth0Lines(address));
-    const started = Date.now();
-    const result = await failover(sandbox, ["--once", "--backoff-base", "10"]);
-    expect(result.status).toBe(4);
-    expect(Date.now() - started).toBeLessThan(5_000);
-    expect(summary()).toEqual([metadataGet, floatingIpGet, floatingIpGet, assignPost]);
-    expect(result.stderr).toContain("HTTP 429 (Retry-After 0s); attempt 1/3, retrying in 0s");
-  });
-
-  test("(d) 429 with Retry-After: 1 waits that long, however small the backoff", async () => {
-    fake.reset(otherServerId);
-    fake.fault = { count: 1, status: 429, retryAfter: "1" };
-    const sandbox = makeSandbox("retry-after", eth0Lines(address));
-    const result = await failover(sandbox, ["--once", "--backoff-base", "0.01"]);
-    expect(result.status).toBe(4);
-    const [, first, second] = fake.requests;
-    expect(second.at - first.at).toBeGreaterThanOrEqual(950);
-    expect(result.stderr).toContain("retrying in 1s");
-  });
-
   test("(d) a call that times out is retried (curl --max-time)", async () => {
     fake.reset(otherServerId);
     fake.fault = { count: 1, status: "hang" };
     const sandbox = makeSandbox("timeout", eth0Lines(address));
     const result = await failover(sandbox, ["--once", "--timeout", "0.3"]);
     expect(result.status).toBe(4);
-    expect(summary()).toEqual([metadataGet, floatingIpGet, floatingIpGet, assignPost]);
+    expect(summary()).toEqual([metadataGet, floatingIpGet, floatingIpGet, assignPost, actionGet()]);
     expect(result.stderr).toMatch(/curl exit 28: .*; attempt 1\/3, retrying in 0\.05s/);
   });
 
@@ -458,7 +337,7 @@ describe("reserved-ip-failover.sh, one check against the fake API", () => {
     const sandbox = makeSandbox("loop", eth0Lines(address));
     const result = await failover(sandbox, ["--max-checks", "2", "--interval", "0.1"]);
     expect(result.status).toBe(0);
-    expect(summary()).toEqual([metadataGet, floatingIpGet, assignPost, floatingIpGet]);
+    expect(summary()).toEqual([metadataGet, floatingIpGet, assignPost, actionGet(), floatingIpGet]);
     expect(result.stderr.match(/moved floating IP/g)).toHaveLength(1);
     expect(result.stderr.match(/is routed to this server/g)).toHaveLength(1);
   });
@@ -494,6 +373,181 @@ describe("reserved-ip-failover.sh, one check against the fake API", () => {
     expect(summary()).toEqual([metadataGet, floatingIpGet, floatingIpGet]);
     expect(result.stderr.match(/is routed to this server/g)).toHaveLength(2);
     expect(result.stderr.match(/is not on eth0/g)).toHaveLength(1);
+  });
+});
+
+describe("reserved-ip-failover.sh, the assign action, locks, conflicts and the rate limit", () => {
+  const assignUrl = () => `${fake.url}/v1/floating_ips/${floatingIpId}/actions/assign`;
+  const thirdServerId = 4713;
+
+  test("an action that ends in error: exit 1 naming its error code and message, nothing reported as moved", async () => {
+    fake.reset(otherServerId);
+    fake.actionReads = 1;
+    fake.actionOutcome = { code: "action_failed", message: "Action failed" };
+    const sandbox = makeSandbox("action-error", eth0Lines(address));
+    const result = await failover(sandbox);
+
+    expect(result.status).toBe(1);
+    expect(summary()).toEqual([metadataGet, floatingIpGet, assignPost, actionGet(), actionGet()]);
+    expect(fake.assignedServer).toBe(otherServerId);
+    expect(result.stderr).toContain(
+      `error: action 13 (assign_floating_ip) failed: action_failed: Action failed; floating IP ${floatingIpId} was not moved to this server (${ownServerId})`,
+    );
+    expect(result.stderr).not.toContain("moved floating IP");
+  });
+
+  test("an action still running after --action-timeout: exit 1 saying so, within the bound", async () => {
+    fake.reset(otherServerId);
+    fake.actionReads = 1000;
+    const sandbox = makeSandbox("action-running", eth0Lines(address));
+    const started = Date.now();
+    const result = await failover(sandbox, ["--once", "--action-timeout", "0.3"]);
+
+    expect(result.status).toBe(1);
+    expect(Date.now() - started).toBeLessThan(3_000);
+    expect(summary().slice(0, 4)).toEqual([metadataGet, floatingIpGet, assignPost, actionGet()]);
+    // Polled every --action-poll-interval (0.05 s, plus the time a read takes) for 0.3 s; never
+    // assigned twice.
+    expect(summary().filter((r) => r === actionGet()).length).toBeGreaterThanOrEqual(1);
+    expect(summary().filter((r) => r === assignPost)).toHaveLength(1);
+    expect(result.stderr).toContain(
+      "error: action 13 (assign_floating_ip) is still running after 0.3s; the next check waits for it instead of assigning again",
+    );
+    expect(result.stderr).not.toContain("moved floating IP");
+  });
+
+  test("loop: checks while the action runs wait for it; no second assign, no 423", async () => {
+    fake.reset(otherServerId);
+    fake.actionReads = 3; // still running after the first two checks (each check reads it once or twice)
+    const sandbox = makeSandbox("action-pending", eth0Lines(address));
+    const result = await failover(sandbox, ["--max-checks", "3", "--interval", "0.05", "--action-timeout", "0"]);
+
+    expect(result.status).toBe(4);
+    expect(summary()).toEqual([
+      metadataGet,
+      floatingIpGet,
+      assignPost,
+      floatingIpGet,
+      actionGet(),
+      floatingIpGet,
+      actionGet(),
+    ]);
+    expect(fake.requests.map((r) => r.status)).not.toContain(423);
+    expect(result.stderr.match(/is still running after 0s/g)).toHaveLength(2);
+    expect(result.stderr.match(/waiting for assign action 13 instead of assigning again/g)).toHaveLength(2);
+    expect(result.stderr).toContain(
+      `moved floating IP ${floatingIpId} (${address}) from server ${otherServerId} to server ${ownServerId} (action 13 assign_floating_ip succeeded)`,
+    );
+    expect(fake.assignedServer).toBe(ownServerId);
+  });
+
+  test("423 locked while another assign runs: reads the Floating IP again, assigns when it ends, waits", async () => {
+    fake.reset(otherServerId);
+    fake.startForeignAssign(thirdServerId, 1); // action 13, e.g. from another node
+    const sandbox = makeSandbox("locked", eth0Lines(address));
+    const result = await failover(sandbox);
+
+    expect(result.status).toBe(4);
+    expect(summary()).toEqual([metadataGet, floatingIpGet, assignPost, floatingIpGet, assignPost, actionGet(14)]);
+    expect(fake.requests.map((r) => r.status)).toEqual([200, 200, 423, 200, 201, 200]);
+    expect(result.stderr).toContain(
+      `POST ${assignUrl()}: HTTP 423: locked: The item you are trying to access is locked (there is already an Action running); attempt 1/3, reading floating IP ${floatingIpId} again in 0.05s`,
+    );
+    expect(result.stderr).toContain(
+      `moved floating IP ${floatingIpId} (${address}) from server ${thirdServerId} to server ${ownServerId} (action 14 assign_floating_ip succeeded)`,
+    );
+  });
+
+  test("423 locked, and the other action routed the Floating IP here: no assign, exit 0", async () => {
+    fake.reset(otherServerId);
+    fake.startForeignAssign(ownServerId, 1);
+    const sandbox = makeSandbox("locked-here", eth0Lines(address));
+    const result = await failover(sandbox);
+
+    expect(result.status).toBe(0);
+    expect(summary()).toEqual([metadataGet, floatingIpGet, assignPost, floatingIpGet]);
+    expect(result.stderr).toContain(`is routed to this server (${ownServerId}); nothing to do`);
+  });
+
+  test("423 locked that does not clear: bounded by --max-attempts, exit 1", async () => {
+    fake.reset(otherServerId);
+    fake.startForeignAssign(thirdServerId, 1000);
+    const sandbox = makeSandbox("locked-long", eth0Lines(address));
+    const result = await failover(sandbox);
+
+    expect(result.status).toBe(1);
+    expect(summary()).toEqual([
+      metadataGet,
+      floatingIpGet,
+      assignPost,
+      floatingIpGet,
+      assignPost,
+      floatingIpGet,
+      assignPost,
+    ]);
+    expect(result.stderr).toContain(
+      `error: POST ${assignUrl()}: HTTP 423: locked: The item you are trying to access is locked (there is already an Action running); still locked after 3 attempts`,
+    );
+  });
+
+  test("409 conflict on the assign is retried with backoff, then moved", async () => {
+    fake.reset(otherServerId);
+    fake.fault = { count: 1, status: 409, match: "POST " };
+    const sandbox = makeSandbox("conflict", eth0Lines(address));
+    const result = await failover(sandbox);
+
+    expect(result.status).toBe(4);
+    expect(summary()).toEqual([metadataGet, floatingIpGet, assignPost, assignPost, actionGet()]);
+    expect(fake.requests.map((r) => r.status)).toEqual([200, 200, 409, 201, 200]);
+    expect(result.stderr).toContain(
+      `POST ${assignUrl()}: HTTP 409: conflict: The resource has changed during the request, please retry; attempt 1/3, retrying in 0.05s`,
+    );
+  });
+
+  test("429 with the budget used up: waits until a request is available again (RateLimit-* headers), then moves", async () => {
+    fake.reset(otherServerId);
+    // 36000 an hour refills one request every 0.1 s (the reference's example: 3600 -> 1 s).
+    fake.rateLimit.limit = 36000;
+    fake.budgetUsedUpNext = true;
+    const sandbox = makeSandbox("rate-limit", eth0Lines(address));
+    const result = await failover(sandbox, ["--once", "--backoff-base", "0.01", "--max-attempts", "5"]);
+
+    expect(result.status).toBe(4);
+    const [, limited, retried] = fake.requests;
+    expect(`${limited.method} ${limited.path} ${limited.status}`).toBe(`${floatingIpGet} 429`);
+    expect(`${retried.method} ${retried.path} ${retried.status}`).toBe(`${floatingIpGet} 200`);
+    // Not after the 0.01 s backoff: after the 0.1 s one request takes to come back.
+    expect(retried.at - limited.at).toBeGreaterThanOrEqual(90);
+    expect(result.stderr).toMatch(
+      /GET \S+\/floating_ips\/321: HTTP 429: rate_limit_exceeded: limit of requests per hour reached \(RateLimit-Remaining 0 of 36000, all back in 3[56]\d\ds\); attempt 1\/5, retrying in 0\.1s/,
+    );
+    expect(fake.assignedServer).toBe(ownServerId);
+    // The fake answers as Hetzner does: rate-limit headers on every API answer, no Retry-After.
+    for (const request of fake.requests.filter((r) => r.path.startsWith("/v1/"))) {
+      expect(Object.keys(request.headers)).toEqual(
+        expect.arrayContaining(["RateLimit-Limit", "RateLimit-Remaining", "RateLimit-Reset"]),
+      );
+      expect(Object.keys(request.headers).map((h) => h.toLowerCase())).not.toContain("retry-after");
+    }
+  });
+
+  test("429 when the next request is far off: the wait is capped by --backoff-max, then the check fails", async () => {
+    fake.reset(otherServerId);
+    fake.rateLimit.limit = 60; // one request a minute
+    fake.budgetUsedUpNext = true;
+    const sandbox = makeSandbox("rate-limit-cap", eth0Lines(address));
+    const result = await failover(sandbox, ["--once", "--backoff-max", "0.2"]);
+
+    expect(result.status).toBe(1);
+    expect(summary()).toEqual([metadataGet, floatingIpGet, floatingIpGet, floatingIpGet]);
+    expect(fake.requests.slice(1).map((r) => r.status)).toEqual([429, 429, 429]);
+    const at = fake.requests.map((r) => r.at);
+    expect(at[2] - at[1]).toBeGreaterThanOrEqual(190);
+    expect(at[3] - at[2]).toBeGreaterThanOrEqual(190);
+    expect(
+      result.stderr.match(/\(RateLimit-Remaining 0 of 60, all back in \d+s\); attempt \d\/3, retrying in 0\.2s/g),
+    ).toHaveLength(2);
+    expect(result.stderr).toContain("giving up after 3 attempts");
   });
 });
 
@@ -593,10 +647,22 @@ describe("reserved-ip-failover.sh, usage", () => {
       "BACKOFF_MAX",
       "--timeout",
       "HTTP_TIMEOUT",
-      "Retry-After",
+      "--action-timeout",
+      "ACTION_TIMEOUT",
+      "--action-poll-interval",
+      "ACTION_POLL_INTERVAL",
+      "GET <api-url>/actions?id=<action id>",
+      "RateLimit-Limit",
+      "RateLimit-Remaining",
+      "RateLimit-Reset",
+      '"conflict"',
+      '"locked"',
     ]) {
       expect(help.stdout).toContain(word);
     }
+    // Hetzner sends no Retry-After; the help says so and no longer promises to honour it.
+    expect(help.stdout).toContain("Hetzner sends no Retry-After");
+    expect(help.stdout).not.toMatch(/Retry-After header is honoured|an honoured Retry-After/);
     for (const code of ["0", "1", "2", "3", "4"]) expect(help.stdout).toMatch(new RegExp(`^  ${code}  \\S`, "m"));
   });
 
@@ -777,7 +843,7 @@ describe("install-reserved-ip-failover.sh", () => {
     );
     expectNoTokenLeak(sandbox, installedRun);
     expect(installedRun.status).toBe(4);
-    expect(summary()).toEqual([metadataGet, floatingIpGet, assignPost]);
+    expect(summary()).toEqual([metadataGet, floatingIpGet, assignPost, actionGet()]);
 
     // Same inputs again: nothing written, no daemon-reload, no restart.
     const second = install(sandbox, root, installArgs, `${token}\n`);

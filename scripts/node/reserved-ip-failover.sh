@@ -16,12 +16,13 @@ Usage: reserved-ip-failover.sh --floating-ip-id ID --address IP [--interface IF]
                                [--once | --max-checks N]
                                [--max-attempts N] [--backoff-base SECONDS]
                                [--backoff-max SECONDS] [--timeout SECONDS]
+                               [--action-timeout SECONDS] [--action-poll-interval SECONDS]
 
 Each check: if IP is on the interface (`ip -o -4 addr show dev IF`) and the Hetzner API says
 Floating IP ID is assigned to another server (or to none), assign it to this server
-(POST <api-url>/floating_ips/ID/actions/assign {"server": <this server's id>}). If IP is not on
-the interface, the check does nothing and calls no API. This server's id comes from
-<metadata-url>/instance-id, once.
+(POST <api-url>/floating_ips/ID/actions/assign {"server": <this server's id>}) and wait for the
+action the API answers with (see below). If IP is not on the interface, the check does nothing
+and calls no API. This server's id comes from <metadata-url>/instance-id, once.
 
 Options (environment fallback in brackets; the flag wins):
   --floating-ip-id ID      Hetzner id of the Floating IP. Required. [FLOATING_IP_ID]
@@ -55,15 +56,39 @@ Options (environment fallback in brackets; the flag wins):
                            [MAX_ATTEMPTS]
   --backoff-base SECONDS   First retry delay; doubled on each further attempt (default 1).
                            [BACKOFF_BASE]
-  --backoff-max SECONDS    Cap on one retry delay, and on an honoured Retry-After (default 30).
-                           [BACKOFF_MAX]
+  --backoff-max SECONDS    Cap on one retry delay, including a wait for the rate limit
+                           (default 30). [BACKOFF_MAX]
   --timeout SECONDS        Limit on each HTTP call, curl --max-time (default 5). [HTTP_TIMEOUT]
+  --action-timeout SECONDS How long one check waits for the assign action to finish (default
+                           60). [ACTION_TIMEOUT]
+  --action-poll-interval SECONDS
+                           Pause between two reads of the running action (default 0.5, as
+                           hcloud-go polls). [ACTION_POLL_INTERVAL]
   -h, --help               Show this help and exit.
 
-Retried with exponential backoff: connection errors and timeouts, HTTP 5xx, and HTTP 429
-(a numeric Retry-After header is honoured, up to --backoff-max). Other HTTP errors fail the
-check at once. So one check is bounded: at most --max-attempts calls per request, each at most
---timeout seconds, with at most --backoff-max seconds between them.
+The assign starts an action and answers with it (status "running"). The check then reads it,
+GET <api-url>/actions?id=<action id> every --action-poll-interval seconds, until its status is
+"success" (exit 4, "moved") or "error" (exit 1, naming the action's error code and message), at
+most --action-timeout seconds (exit 1: the action is still running). While it runs, the API
+answers a second assign with HTTP 423 "locked", so in loop mode a later check that still finds
+the Floating IP elsewhere waits for that same action instead of assigning again.
+
+Retried within the check, at most --max-attempts calls per request:
+  - connection errors, timeouts and HTTP 5xx: exponential backoff, --backoff-base doubled on
+    each attempt, at most --backoff-max;
+  - HTTP 409 with error code "conflict" (the resource changed during the request; the API
+    says to retry): the same backoff;
+  - HTTP 429 "rate_limit_exceeded": Hetzner sends no Retry-After. Every answer carries
+    RateLimit-Limit (requests per hour), RateLimit-Remaining and RateLimit-Reset (the Unix time
+    when the whole budget is back; it refills gradually, one request every 3600/Limit seconds).
+    The retry waits until one request is available again, (Reset - now) / (Limit - Remaining)
+    seconds, or the backoff if that is longer, at most --backoff-max;
+  - HTTP 423 with error code "locked" on the assign (another action on the Floating IP or the
+    server runs): after the backoff the check reads the Floating IP again, and assigns again
+    unless it now points here.
+Other HTTP errors fail the check at once. So one check is bounded: at most --max-attempts calls
+per request, each at most --timeout seconds, at most --backoff-max seconds between them, and at
+most --action-timeout seconds (plus one read) waiting for the action.
 
 Logs go to stderr, one line per event, prefixed "reserved-ip-failover:". In loop mode a state
 that does not change is logged once, not on every check.
@@ -71,7 +96,8 @@ that does not change is logged once, not on every check.
 Exit status (of the last check with --once or --max-checks):
   0  nothing to do: the address is not on the interface, or the API already routes it here
   1  the check failed: metadata or API unreachable or erroring after --max-attempts, an
-     unexpected answer, or the interface cannot be read
+     unexpected answer, the interface cannot be read, or the assign action ended in "error"
+     or still runs after --action-timeout
   2  usage error
   3  refused: the token file is missing, empty, malformed, not owned by this user, or
      accessible by group or others
@@ -97,6 +123,8 @@ max_attempts="${MAX_ATTEMPTS:-5}"
 backoff_base="${BACKOFF_BASE:-1}"
 backoff_max="${BACKOFF_MAX:-30}"
 http_timeout="${HTTP_TIMEOUT:-5}"
+action_timeout="${ACTION_TIMEOUT:-60}"
+action_poll_interval="${ACTION_POLL_INTERVAL:-0.5}"
 
 readonly ipv4_pattern='^((25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])\.){3}(25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])$'
 readonly seconds_pattern='^[0-9]+(\.[0-9]+)?$'
@@ -106,7 +134,7 @@ parse_args() {
     case "$1" in
       --floating-ip-id | --address | --interface | --token-file | --api-url | --metadata-url | \
         --interval | --recheck-interval | --max-checks | --max-attempts | --backoff-base | \
-        --backoff-max | --timeout)
+        --backoff-max | --timeout | --action-timeout | --action-poll-interval)
         [[ $# -ge 2 ]] || usage_error "$1 needs a value"
         case "$1" in
           --floating-ip-id) floating_ip_id="$2" ;;
@@ -122,6 +150,8 @@ parse_args() {
           --backoff-base) backoff_base="$2" ;;
           --backoff-max) backoff_max="$2" ;;
           --timeout) http_timeout="$2" ;;
+          --action-timeout) action_timeout="$2" ;;
+          --action-poll-interval) action_poll_interval="$2" ;;
         esac
         shift 2
         ;;
@@ -152,6 +182,11 @@ parse_args() {
     usage_error "--backoff-max must be a number of seconds, got '${backoff_max}'"
   [[ "$http_timeout" =~ $seconds_pattern && ! "$http_timeout" =~ ^0+(\.0+)?$ ]] ||
     usage_error "--timeout must be a positive number of seconds, got '${http_timeout}'"
+  [[ "$action_timeout" =~ $seconds_pattern ]] ||
+    usage_error "--action-timeout must be a number of seconds, got '${action_timeout}'"
+  [[ "$action_poll_interval" =~ $seconds_pattern ]] ||
+    usage_error "--action-poll-interval must be a number of seconds, got '${action_poll_interval}'"
+  action_timeout_us="$(awk -v s="$action_timeout" 'BEGIN { printf "%d", s * 1000000 }')"
   api_url="${api_url%/}"
   metadata_url="${metadata_url%/}"
 }
@@ -189,28 +224,60 @@ trap cleanup EXIT
 trap 'exit 143' TERM
 trap 'exit 130' INT
 
-# Seconds to wait before retry number $1 (1-based): base * 2^(n-1), at most backoff_max.
+# Seconds to wait before retry number $1 (1-based): base * 2^(n-1), at most backoff_max. The
+# shape of hcloud-go's default (hcloud/client.go, NewClient: ExponentialBackoffWithOpts, base 1 s,
+# multiplier 2, cap 60 s; it adds jitter, which one caller per project does not need).
 backoff_delay() {
   awk -v base="$backoff_base" -v cap="$backoff_max" -v n="$1" \
     'BEGIN { d = base * 2 ^ (n - 1); if (d > cap) d = cap; printf "%g", d }'
 }
 
-# The Retry-After header of the last response when it is a number of seconds (capped), else "".
-retry_after_delay() {
-  local value
-  value="$(awk 'tolower($1) == "retry-after:" { v = $2 } END { print v }' \
-    "${workdir}/headers" | tr -d '\r')"
-  if [[ "$value" =~ ^[0-9]+$ ]]; then
-    awk -v v="$value" -v cap="$backoff_max" 'BEGIN { if (v > cap) v = cap; printf "%g", v }'
-  fi
+# The larger of two delays in seconds, at most backoff_max.
+capped_max() {
+  awk -v a="$1" -v b="$2" -v cap="$backoff_max" \
+    'BEGIN { d = (a > b) ? a : b; if (d > cap) d = cap; printf "%g", d }'
 }
 
-# http_request METHOD URL AUTH [JSON_BODY]: AUTH is "token" to send the API token, "none"
-# otherwise. On a 2xx answer returns 0 with the body in ${workdir}/body; otherwise logs and
-# returns 1, after up to max_attempts attempts for retryable failures.
+# From the last response's rate-limit headers (Hetzner Cloud API reference, Overview > Rate
+# Limiting): "LIMIT REMAINING SECONDS_TO_FULL WAIT", where WAIT is the time until one request is
+# available again. The budget refills gradually (one request every 3600/LIMIT seconds) and
+# RateLimit-Reset is when it is full again, so one request takes (Reset - now) / (Limit -
+# Remaining) seconds, rounded up to 1/100 s. Prints nothing when a header is missing or not a
+# number.
+rate_limit_wait() {
+  local now
+  printf -v now '%(%s)T' -1
+  awk -v now="$now" '
+    { line = $0; sub(/\r$/, "", line); i = index(line, ":"); if (i == 0) next
+      name = tolower(substr(line, 1, i - 1)); value = substr(line, i + 1); gsub(/[ \t]/, "", value) }
+    name == "ratelimit-limit" { limit = value }
+    name == "ratelimit-remaining" { remaining = value }
+    name == "ratelimit-reset" { reset = value }
+    END {
+      if (limit !~ /^[0-9]+$/ || remaining !~ /^[0-9]+$/ || reset !~ /^[0-9]+$/) exit
+      left = reset - now; if (left < 0) left = 0
+      wait = (remaining + 0 >= 1 || limit + 0 <= remaining + 0) ? 0 : left / (limit - remaining)
+      wait = int(wait * 100 + 0.999999) / 100 # up to 1/100 s: Reset has whole seconds
+      printf "%d %d %d %g\n", limit, remaining, left, wait
+    }' "${workdir}/headers"
+}
+
+# The status and Hetzner error code of the last answer ("" when there was none).
+last_status=""
+last_error_code=""
+
+# http_request METHOD URL AUTH [JSON_BODY [EXPECTED_CODE]]: AUTH is "token" to send the API
+# token, "none" otherwise. On a 2xx answer returns 0 with the body in ${workdir}/body. An error
+# answer whose Hetzner error code is EXPECTED_CODE returns 2 without a log line: the caller
+# handles it. Otherwise logs and returns 1, after up to max_attempts attempts for the failures
+# --help lists as retried. hcloud-go retries "conflict" and "rate_limit_exceeded" too, by error
+# code (hcloud/client_handler_retry.go, retryPolicy), but with its plain backoff: it records the
+# RateLimit-* headers (client_handler_rate_limit.go) without waiting for them. It retries only
+# 502 and 504 of the 5xx; this script keeps retrying every 5xx, since each request here is a read
+# or an assign whose repetition the 423 handling makes safe.
 http_request() {
-  local method="$1" url="$2" auth="$3" body="${4:-}"
-  local attempt status curl_exit delay reason config=""
+  local method="$1" url="$2" auth="$3" body="${4:-}" expected_code="${5:-}"
+  local attempt status curl_exit delay reason config="" rl_limit rl_remaining rl_left rl_wait
   local args=(--silent --show-error --request "$method" --max-time "$http_timeout"
     --connect-timeout "$http_timeout" --dump-header "${workdir}/headers" --output "${workdir}/body"
     --write-out '%{http_code}')
@@ -230,17 +297,32 @@ http_request() {
     config=""
     curl_config=""
     delay=""
+    last_status=""
+    last_error_code=""
     if [[ "$curl_exit" -ne 0 ]]; then
       reason="curl exit ${curl_exit}: $(head -n 1 "${workdir}/curl-error")"
-    elif [[ "$status" =~ ^2[0-9][0-9]$ ]]; then
-      return 0
-    elif [[ "$status" == 429 || "$status" =~ ^5[0-9][0-9]$ ]]; then
-      reason="HTTP ${status}"
-      delay="$(retry_after_delay)"
-      if [[ -n "$delay" ]]; then reason+=" (Retry-After ${delay}s)"; fi
     else
-      log "error: ${method} ${url}: HTTP ${status}$(api_error_message)"
-      return 1
+      last_status="$status"
+      last_error_code="$(api_error_code)"
+      if [[ "$status" =~ ^2[0-9][0-9]$ ]]; then
+        return 0
+      elif [[ -n "$expected_code" && "$last_error_code" == "$expected_code" ]]; then
+        return 2
+      elif [[ "$status" =~ ^5[0-9][0-9]$ ]]; then
+        reason="HTTP ${status}"
+      elif [[ "$status" == 409 && "$last_error_code" == conflict ]]; then
+        reason="HTTP ${status}$(api_error_message)"
+      elif [[ "$status" == 429 ]]; then
+        reason="HTTP ${status}$(api_error_message)"
+        read -r rl_limit rl_remaining rl_left rl_wait <<<"$(rate_limit_wait)" || true
+        if [[ -n "${rl_wait:-}" ]]; then
+          reason+=" (RateLimit-Remaining ${rl_remaining} of ${rl_limit}, all back in ${rl_left}s)"
+          delay="$(capped_max "$rl_wait" "$(backoff_delay "$attempt")")"
+        fi
+      else
+        log "error: ${method} ${url}: HTTP ${status}$(api_error_message)"
+        return 1
+      fi
     fi
     if [[ "$attempt" -ge "$max_attempts" ]]; then
       log "error: ${method} ${url}: ${reason}; giving up after ${max_attempts} attempts"
@@ -250,6 +332,13 @@ http_request() {
     log "${method} ${url}: ${reason}; attempt ${attempt}/${max_attempts}, retrying in ${delay}s"
     sleep "$delay"
   done
+}
+
+# The Hetzner error code of the last answer's body (Overview > Errors: {"error": {"code",
+# "message", "details"}}), or nothing.
+api_error_code() {
+  jq -r 'if (.error | type) == "object" then .error.code // empty else empty end' \
+    "${workdir}/body" 2>/dev/null | head -n 1 || true
 }
 
 # ": <code>: <message>" from a Hetzner error body, or nothing.
@@ -275,6 +364,17 @@ lookup_server_id() {
   log "this is server ${server_id}"
 }
 
+# Sets assigned to the server the API says the Floating IP is assigned to, or "none".
+assigned=""
+read_assignment() {
+  http_request GET "${api_url}/floating_ips/${floating_ip_id}" token || return 1
+  if ! assigned="$(jq -r '.floating_ip.server // "none"' "${workdir}/body" 2>/dev/null)" ||
+    [[ ! "$assigned" =~ ^([1-9][0-9]*|none)$ ]]; then
+    log "error: GET ${api_url}/floating_ips/${floating_ip_id}: no .floating_ip.server in the answer"
+    return 1
+  fi
+}
+
 # Whether the ip -o -4 addr lines on stdin carry the address (exactly; 10.0.0.1 is not 10.0.0.10).
 has_address() {
   awk -v want="$address" '{ for (i = 1; i < NF; i++) if ($i == "inet") { split($(i + 1), a, "/"); if (a[1] == want) found = 1 } }
@@ -293,9 +393,112 @@ note_state() {
   if [[ "$1" != routed ]]; then confirmed_at=-1; fi
 }
 
+routed_here() {
+  note_state routed "${address} is on ${interface} and floating IP ${floating_ip_id} is routed to this server (${server_id}); nothing to do"
+  confirmed_at="$SECONDS"
+}
+
+# Microseconds since the epoch (bash 5's EPOCHREALTIME without its decimal separator).
+now_us() { printf '%s' "${EPOCHREALTIME//[!0-9]/}"; }
+
+# The assign action this process started and has not seen finish, and the server the Floating
+# IP was on before it. A later check waits for it instead of assigning again (which the API
+# would answer with 423 locked while it runs).
+pending_action=""
+pending_from=""
+
+# Waits for pending_action, whose last known state is the JSON object in ${workdir}/action,
+# until its status is "success" or "error", at most action_timeout seconds, reading it with
+# GET /actions?id=ID as hcloud-go's ActionClient.WaitFor does (hcloud/action_waiter.go:
+# WaitForFunc lists the running actions by id every poll interval, 500 ms by default, and fails
+# on an action the API does not return). Returns the check's status: 4 moved, 1 otherwise.
+wait_for_action() {
+  local deadline status command code message
+  deadline=$(($(now_us) + action_timeout_us))
+  while :; do
+    status="$(jq -r '.status // "?"' "${workdir}/action" 2>/dev/null)" || status="?"
+    command="$(jq -r '.command // "?"' "${workdir}/action" 2>/dev/null)" || command="?"
+    case "$status" in
+      success)
+        pending_action=""
+        log "moved floating IP ${floating_ip_id} (${address}) from server ${pending_from} to server ${server_id} (action ${1} ${command} succeeded)"
+        return 4
+        ;;
+      error)
+        pending_action=""
+        code="$(jq -r '.error.code // "?"' "${workdir}/action" 2>/dev/null)" || code="?"
+        message="$(jq -r '.error.message // "?"' "${workdir}/action" 2>/dev/null)" || message="?"
+        log "error: action ${1} (${command}) failed: ${code}: ${message}; floating IP ${floating_ip_id} was not moved to this server (${server_id})"
+        return 1
+        ;;
+      running) ;;
+      *)
+        pending_action=""
+        log "error: action ${1} has status '${status}', not running, success or error"
+        return 1
+        ;;
+    esac
+    if [[ "$(now_us)" -ge "$deadline" ]]; then
+      log "error: action ${1} (${command}) is still running after ${action_timeout}s; the next check waits for it instead of assigning again"
+      return 1
+    fi
+    sleep "$action_poll_interval"
+    read_action "$1" || return 1
+  done
+}
+
+# read_action ID: writes the action ID, as GET /actions?id=ID answers it, to ${workdir}/action.
+read_action() {
+  http_request GET "${api_url}/actions?id=${1}" token || return 1
+  if ! jq -e --argjson id "$1" '.actions[] | select(.id == $id)' "${workdir}/body" \
+    >"${workdir}/action" 2>/dev/null; then
+    pending_action=""
+    log "error: GET ${api_url}/actions?id=${1}: action ${1} is not in the answer"
+    return 1
+  fi
+}
+
+# Assigns the Floating IP to this server and waits for the action. A 423 "locked" (another
+# action on the Floating IP or the server runs: Overview > Errors) is retried within the check
+# with the backoff, reading the Floating IP again first: the other action may have routed it
+# here. hcloud-go leaves "locked" to its callers (hcloud/client_handler_retry_test.go: "we can
+# only retry in specific context"); terraform-provider-hcloud retries it around such calls
+# (internal/server/common.go with internal/util/control/retry.go: 5 tries, backoff from 1 s).
+assign_here() {
+  local attempt rc delay action_id
+  for ((attempt = 1; ; attempt++)); do
+    rc=0
+    http_request POST "${api_url}/floating_ips/${floating_ip_id}/actions/assign" token \
+      "{\"server\":${server_id}}" locked || rc=$?
+    if [[ "$rc" -eq 0 ]]; then break; fi
+    if [[ "$rc" -ne 2 ]]; then return 1; fi
+    if [[ "$attempt" -ge "$max_attempts" ]]; then
+      log "error: POST ${api_url}/floating_ips/${floating_ip_id}/actions/assign: HTTP ${last_status}$(api_error_message); still locked after ${max_attempts} attempts"
+      return 1
+    fi
+    delay="$(backoff_delay "$attempt")"
+    log "POST ${api_url}/floating_ips/${floating_ip_id}/actions/assign: HTTP ${last_status}$(api_error_message); attempt ${attempt}/${max_attempts}, reading floating IP ${floating_ip_id} again in ${delay}s"
+    sleep "$delay"
+    read_assignment || return 1
+    if [[ "$assigned" == "$server_id" ]]; then
+      routed_here
+      return 0
+    fi
+  done
+  if ! jq -e '.action | objects' "${workdir}/body" >"${workdir}/action" 2>/dev/null ||
+    ! action_id="$(jq -r '.id' "${workdir}/action")" || [[ ! "$action_id" =~ ^[1-9][0-9]*$ ]]; then
+    log "error: POST ${api_url}/floating_ips/${floating_ip_id}/actions/assign: no .action.id in the answer"
+    return 1
+  fi
+  pending_action="$action_id"
+  pending_from="$assigned"
+  log "assign action ${action_id} started; waiting for it (at most ${action_timeout}s)"
+  wait_for_action "$action_id"
+}
+
 # One check. Returns the exit status documented in --help.
 check() {
-  local addresses assigned action
+  local addresses rc
   if ! addresses="$(ip -o -4 addr show dev "$interface")"; then
     note_state ""
     log "error: cannot read the addresses of ${interface} (ip -o -4 addr show dev ${interface})"
@@ -309,30 +512,26 @@ check() {
   if [[ "$confirmed_at" -ge 0 && $((SECONDS - confirmed_at)) -lt "$recheck_interval" ]]; then
     return 0
   fi
-  if ! lookup_server_id ||
-    ! http_request GET "${api_url}/floating_ips/${floating_ip_id}" token; then
+  if ! lookup_server_id || ! read_assignment; then
     note_state ""
-    return 1
-  fi
-  if ! assigned="$(jq -r '.floating_ip.server // "none"' "${workdir}/body" 2>/dev/null)" ||
-    [[ ! "$assigned" =~ ^([1-9][0-9]*|none)$ ]]; then
-    note_state ""
-    log "error: GET ${api_url}/floating_ips/${floating_ip_id}: no .floating_ip.server in the answer"
     return 1
   fi
   if [[ "$assigned" == "$server_id" ]]; then
-    note_state routed "${address} is on ${interface} and floating IP ${floating_ip_id} is routed to this server (${server_id}); nothing to do"
-    confirmed_at="$SECONDS"
+    pending_action=""
+    routed_here
     return 0
   fi
   note_state ""
+  rc=0
+  if [[ -n "$pending_action" ]]; then
+    log "${address} is on ${interface} and floating IP ${floating_ip_id} is still assigned to server ${assigned}; waiting for assign action ${pending_action} instead of assigning again"
+    read_action "$pending_action" || return 1
+    wait_for_action "$pending_action" || rc=$?
+    return "$rc"
+  fi
   log "${address} is on ${interface} but floating IP ${floating_ip_id} is assigned to server ${assigned}; assigning it to this server (${server_id})"
-  http_request POST "${api_url}/floating_ips/${floating_ip_id}/actions/assign" token "{\"server\":${server_id}}" ||
-    return 1
-  action="$(jq -r '"action \(.action.id // "?") \(.action.status // "?")"' "${workdir}/body" 2>/dev/null)" ||
-    action="action ?"
-  log "moved floating IP ${floating_ip_id} (${address}) from server ${assigned} to server ${server_id} (${action})"
-  return 4
+  assign_here || rc=$?
+  return "$rc"
 }
 
 main() {
