@@ -20,7 +20,7 @@ import {
   renderInitConfiguration,
   renderJoinConfiguration,
 } from "./kubeadm";
-import { kubeVipManifestPath, renderKubeVipManifest } from "./kubeVip";
+import { kubeVipLeaseName, kubeVipStagedPath, renderKubeVipManifest } from "./kubeVip";
 import { ApiLoadBalancer, apiServerPort, controlPlaneHost } from "./loadBalancer";
 import { nodeCommand, nodeLibDir, scriptsHash, shellQuote } from "./nodeScripts";
 import { ReservedIp } from "./reservedIp";
@@ -189,37 +189,70 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
 
     // kube-vip comes after the whole chain: the load balancer is the endpoint, so kube-vip is not
     // needed to bootstrap, and with admin.conf in place it avoids kubeadm's super-admin.conf trap.
+    // Its manifest is staged outside the kubelet's manifest directory and installed by
+    // install-kube-vip.sh one node after another, each behind the health gates and a renewed
+    // kube-vip Lease, so a changed manifest never restarts kube-vip on every node at once.
+    const manifest = args.reservedIp.address.apply((address) => renderKubeVipManifest({ address }));
+    let previousHolder: pulumi.Resource = this.complete;
     this.reservedIpHolders = args.nodes.map((node) => {
       const connection = sshConnection(node, args.sshPrivateKey);
-      const kubeVip = copyFile(
+      const staged = copyFile(
         `${name}-${node.spec.name}-kube-vip`,
         connection,
-        args.reservedIp.address.apply((address) => renderKubeVipManifest({ address })),
-        kubeVipManifestPath,
+        manifest,
+        kubeVipStagedPath,
         node,
+        // Outside /etc/kubernetes/manifests, so copying it changes nothing that runs.
         { parent: this, dependsOn: [this.complete] },
       );
-      if (!cfg.reservedIpFailover) return kubeVip;
-      if (!args.hcloudToken) throw new Error("reservedIpFailover is on but no Hetzner token was given");
-      return new command.remote.Command(
-        `${name}-${node.spec.name}-reserved-ip-failover`,
+      const kubeVip = new command.remote.Command(
+        `${name}-${node.spec.name}-kube-vip-install`,
         {
           connection,
-          create: pulumi
-            .all([args.reservedIp.floatingIp.id, args.reservedIp.address])
-            .apply(
-              ([id, address]) =>
-                `${nodeCommand("install-reserved-ip-failover.sh", ["--floating-ip-id", id, "--address", address])} ${revisionComment(scriptsRevision)}`,
-            ),
-          // The token reaches the node on stdin and is written to a root-only file there.
-          stdin: pulumi.secret(pulumi.output(args.hcloudToken).apply((token) => `${token}\n`)),
-          delete: nodeCommand("install-reserved-ip-failover.sh", ["--disable"]),
-          logging: "none",
+          // The manifest's hash makes a changed manifest re-run the (idempotent) install as an update.
+          create: manifest.apply(
+            (text) =>
+              `${nodeCommand("install-kube-vip.sh", ["--manifest", kubeVipStagedPath, "--node-name", node.name, "--lease", kubeVipLeaseName])} # manifest ${sha256(text).slice(0, 16)}`,
+          ),
         },
-        { parent: this, dependsOn: [kubeVip], additionalSecretOutputs: ["stdout", "stderr"] },
+        // One node at a time: the previous node's kube-vip (and companion) first.
+        { parent: this, dependsOn: [staged, previousHolder] },
       );
+      previousHolder = cfg.reservedIpFailover
+        ? this.failover(name, args, node, connection, kubeVip, scriptsRevision)
+        : kubeVip;
+      return previousHolder;
     });
     this.registerOutputs({});
+  }
+
+  /** The reserved-IP companion on one node, installed once kube-vip runs there. */
+  private failover(
+    name: string,
+    args: BootstrapArgs,
+    node: ControlPlaneNode,
+    connection: command.types.input.remote.ConnectionArgs,
+    kubeVip: pulumi.Resource,
+    scriptsRevision: string,
+  ): command.remote.Command {
+    if (!args.hcloudToken) throw new Error("reservedIpFailover is on but no Hetzner token was given");
+    return new command.remote.Command(
+      `${name}-${node.spec.name}-reserved-ip-failover`,
+      {
+        connection,
+        create: pulumi
+          .all([args.reservedIp.floatingIp.id, args.reservedIp.address])
+          .apply(
+            ([id, address]) =>
+              `${nodeCommand("install-reserved-ip-failover.sh", ["--floating-ip-id", id, "--address", address])} ${revisionComment(scriptsRevision)}`,
+          ),
+        // The token reaches the node on stdin and is written to a root-only file there.
+        stdin: pulumi.secret(pulumi.output(args.hcloudToken).apply((token) => `${token}\n`)),
+        delete: nodeCommand("install-reserved-ip-failover.sh", ["--disable"]),
+        logging: "none",
+      },
+      { parent: this, dependsOn: [kubeVip], additionalSecretOutputs: ["stdout", "stderr"] },
+    );
   }
 
   /**
@@ -306,10 +339,15 @@ function copyFile(
       connection,
       source: text.apply((t) => new pulumi.asset.StringAsset(t)),
       remotePath,
-      triggers: [node.server.id, text.apply((t) => crypto.createHash("sha256").update(t).digest("hex"))],
+      triggers: [node.server.id, text.apply(sha256)],
     },
     opts,
   );
+}
+
+/** The hex sha256 of a rendered file. */
+function sha256(text: string): string {
+  return crypto.createHash("sha256").update(text).digest("hex");
 }
 
 /**

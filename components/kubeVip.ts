@@ -34,6 +34,13 @@ export const kubeVipImage = `ghcr.io/kube-vip/kube-vip:${versions.kubeVip}`;
 /** Where kubelet picks the static pod up. */
 export const kubeVipManifestPath = "/etc/kubernetes/manifests/kube-vip.yaml";
 
+/**
+ * Where the bootstrap stages the rendered manifest: beside the rendered kubeadm files, outside the
+ * directory the kubelet watches. scripts/node/install-kube-vip.sh puts it in place, one node at a
+ * time.
+ */
+export const kubeVipStagedPath = "/etc/kubernetes/kubeadm/kube-vip.yaml";
+
 /** The Lease in kube-system that elects the leader (kube-vip's default name). */
 export const kubeVipLeaseName = "plndr-cp-lock";
 

@@ -80,6 +80,7 @@ describe("the prod stack's bootstrap", () => {
       `${Copy} bootstrap-cp-${n}-kubeadm-config`,
       `${Copy} bootstrap-cp-${n}-etcd-patch`,
       `${Copy} bootstrap-cp-${n}-kube-vip`,
+      `${Command} bootstrap-cp-${n}-kube-vip-install`,
       `${Command} bootstrap-cp-${n}-reserved-ip-failover`,
       ...(n === 1
         ? [`${Command} bootstrap-cp-1-init`]
@@ -192,7 +193,7 @@ describe("the prod stack's bootstrap", () => {
       expect(failover.inputs.delete).toBe(
         "bash /usr/local/lib/hcloud-control-plane/node/install-reserved-ip-failover.sh --disable",
       );
-      expect(failover.dependsOn).toContain(one(run, `bootstrap-cp-${n}-kube-vip`).urn);
+      expect(failover.dependsOn).toContain(one(run, `bootstrap-cp-${n}-kube-vip-install`).urn);
     }
   });
 
@@ -201,11 +202,30 @@ describe("the prod stack's bootstrap", () => {
     for (const n of [1, 2, 3]) {
       const vip = one(run, `bootstrap-cp-${n}-kube-vip`);
       expect(vip.dependsOn).toContain(last.urn);
-      expect(vip.inputs.remotePath).toBe("/etc/kubernetes/manifests/kube-vip.yaml");
+      // Staged outside the kubelet's manifest directory: copying it restarts nothing.
+      expect(vip.inputs.remotePath).toBe("/etc/kubernetes/kubeadm/kube-vip.yaml");
       const text = (vip.inputs.source as { asset: { text: string } }).asset.text;
       expect(text).toContain(`value: ${run.outputs.reservedIp}`);
       expect(text).toContain("/etc/kubernetes/admin.conf");
       expect(text).not.toContain("super-admin.conf");
+      const install = one(run, `bootstrap-cp-${n}-kube-vip-install`);
+      // The manifest's hash is in the command: a changed manifest re-runs the install (an update).
+      expect(install.inputs.create).toBe(
+        `bash /usr/local/lib/hcloud-control-plane/node/install-kube-vip.sh --manifest /etc/kubernetes/kubeadm/kube-vip.yaml --node-name prod-nbg1-cp-${n} --lease plndr-cp-lock # manifest ${crypto.createHash("sha256").update(text).digest("hex").slice(0, 16)}`,
+      );
+      expect(install.dependsOn).toContain(vip.urn);
+    }
+  });
+
+  test("kube-vip is installed one node at a time: each node after the previous node's kube-vip and companion", () => {
+    const installs = [1, 2, 3].map((n) => one(run, `bootstrap-cp-${n}-kube-vip-install`));
+    const companions = [1, 2, 3].map((n) => one(run, `bootstrap-cp-${n}-reserved-ip-failover`));
+    expect(installs[0].dependsOn).toContain((members(run).at(-1) as RecordedResource).urn);
+    for (const k of [1, 2]) {
+      expect(installs[k].dependsOn).toContain(companions[k - 1].urn);
+      expect(ancestors(run, installs[k].urn)).toContain(installs[k - 1].urn);
+      // Never the other way round: no node's kube-vip waits for a later node's.
+      expect(ancestors(run, installs[k - 1].urn).has(installs[k].urn)).toBe(false);
     }
   });
 
@@ -278,6 +298,7 @@ describe("variants", () => {
     );
     for (let k = 1; k < n; k++) expect(chain[k].dependsOn).toContain(chain[k - 1].urn);
     expect(byType(run, Copy).filter((r) => r.name.endsWith("-kube-vip"))).toHaveLength(n);
+    expect(byType(run, Command).filter((r) => r.name.endsWith("-kube-vip-install"))).toHaveLength(n);
     expect(byType(run, Command).filter((r) => r.name.endsWith("-join-credentials"))).toHaveLength(n - 1);
   });
 
@@ -315,7 +336,7 @@ describe("variants", () => {
 
   test("preview: the whole bootstrap registers while every command's output is unknown", async () => {
     const run = await runStack({}, { preview: true });
-    expect(run.resources).toHaveLength(79);
+    expect(run.resources).toHaveLength(82);
     // The credentials do not exist before the credential command runs.
     expect(one(run, "bootstrap-cp-2-join").revealedInputs.stdin).toBe("[unknown]");
     expect(one(run, "access-provider").revealedInputs.kubeconfig).toBe("[unknown]");
@@ -366,7 +387,7 @@ describe("pure pieces", () => {
       loadBalancerPublicInterface: false,
       reservedIpFailover: false,
     });
-    expect(fetchDeps(withoutCompanion)).toEqual(expect.arrayContaining(["bootstrap-cp-2-kube-vip"]));
+    expect(fetchDeps(withoutCompanion)).toEqual(expect.arrayContaining(["bootstrap-cp-2-kube-vip-install"]));
     // By DNS name (prod) or the load balancer's address, the reserved IP is not on the way.
     const prod = await runStack();
     expect(fetchDeps(prod).filter((n) => /kube-vip|failover/.test(n))).toEqual([]);

@@ -249,10 +249,10 @@ describe("variants", () => {
       Array.from({ length: n }, (_, i) => `control-plane-cp-${i + 1}`),
     );
     expect(byType(run, T.lbTarget)).toHaveLength(n);
-    // Infrastructure 14 + 2 per node; bootstrap 5 + 9 per node (see bootstrap.test.ts);
+    // Infrastructure 14 + 2 per node; bootstrap 5 + 10 per node (see bootstrap.test.ts);
     // monitoring 6, backup 7 and the worker join token 2 (monitoring, backup, outputs tests);
     // day 2: upgrade 2 + 1 per node, certificates 1 + 1 per node, defrag 3 (dayTwo.test.ts).
-    expect(run.resources).toHaveLength(40 + 13 * n);
+    expect(run.resources).toHaveLength(40 + 14 * n);
   });
 
   test("tcp health check mode", async () => {
@@ -294,7 +294,7 @@ describe("variants", () => {
   test("preview: the whole graph registers with every computed output unknown", async () => {
     const run = await runStack({}, { preview: true });
     expect(run.preview).toBe(true);
-    expect(run.resources).toHaveLength(79);
+    expect(run.resources).toHaveLength(82);
     expect(one(run, "api-lb-target-cp-1").inputs.serverId).toBe("[unknown]");
     expect(run.outputs.apiServerUrl).toBe("[unknown]");
   });

@@ -21,11 +21,29 @@ import {
   kubeVipLeaseName,
   kubeVipManifestPath,
   kubeVipMetricsPort,
+  kubeVipStagedPath,
   renderKubeVipManifest,
 } from "../components/kubeVip";
 import { versions } from "../components/versions";
-import { pyyamlLoadAll } from "./support/tools";
 import { renderedElsewhen } from "./support/determinism";
+import {
+  at,
+  calls,
+  etcdHealthCall,
+  expectScriptContract,
+  expectShellcheckClean,
+  expectStatus,
+  kubectlCall,
+  kubectlGateArms,
+  makeSandbox,
+  mode,
+  readyzCall,
+  runNodeScript,
+  type Sandbox,
+  useTempDir,
+} from "./support/nodeSandbox";
+import { adminKubeconfig, crictlCall, crictlFake, crictlSeen, kubeVipSentinel } from "./support/staticPods";
+import { pyyamlLoadAll } from "./support/tools";
 
 interface Container {
   name: string;
@@ -194,5 +212,219 @@ describe("renderKubeVipManifest", () => {
 
   test("PyYAML (YAML 1.1, like kubelet's decoder) reads what this parser reads", () => {
     expect(pyyamlLoadAll(text)).toEqual([manifest]);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// scripts/node/install-kube-vip.sh, run for real under a temporary root (tests/support/
+// nodeSandbox.ts) with fake kubectl and crictl (tests/support/staticPods.ts). What this cannot
+// prove: that a real kubelet stops and starts kube-vip as its manifest moves, or that a real
+// kube-vip renews the Lease; a node is the proof of that.
+
+const installScript = "install-kube-vip.sh";
+const tmp = useTempDir("install-kube-vip-test-");
+const node = "prod-nbg1-cp-2";
+const adminConf = "/etc/kubernetes/admin.conf";
+const staged = kubeVipStagedPath;
+const installed = kubeVipManifestPath;
+const parked = "/etc/kubernetes/manifests-parked/kube-vip.yaml";
+
+/**
+ * `kubectl -n kube-system get lease NAME -o jsonpath=...` prints the holder and spec.renewTime
+ * (a MicroTime, RFC 3339 with microseconds, as the API serializes it). The leader renews every
+ * vip_retryperiod seconds (client-go tools/leaderelection tryAcquireOrRenew), so a lease held
+ * by a live kube-vip has a renewTime of about now. FAKE_LEASE_RENEWED_FROM=N: calls before the
+ * N-th see the renewTime of an hour ago (a leader that stopped, its lease not yet taken over);
+ * FAKE_LEASE=missing: no such Lease (kubectl's NotFound error); FAKE_LEASE=unheld: no holder
+ * (kubectl's jsonpath prints a missing field as nothing).
+ */
+const leaseArm = `  *" -n kube-system get lease ${kubeVipLeaseName} -o jsonpath={.spec.holderIdentity} {.spec.renewTime}")
+    n="$(count lease)"
+    case "\${FAKE_LEASE:-held}" in
+      missing) echo 'Error from server (NotFound): leases.coordination.k8s.io "${kubeVipLeaseName}" not found' >&2; exit 1 ;;
+      unheld) printf ' ' ; exit 0 ;;
+    esac
+    if (( n < \${FAKE_LEASE_RENEWED_FROM:-1} )); then at="$(date -u -d '1 hour ago' +%Y-%m-%dT%H:%M:%S.000000Z)"
+    else at="$(date -u +%Y-%m-%dT%H:%M:%S.123456Z)"; fi
+    printf '%s %s' prod-nbg1-cp-1 "$at"
+    ;;`;
+
+const installFakes: Record<string, string> = {
+  kubectl: `
+case "$*" in
+${kubectlGateArms()}
+${leaseArm}
+  *) echo "fake kubectl: unexpected $*" >&2; exit 99 ;;
+esac`,
+  crictl: crictlFake,
+};
+
+const installTools = [
+  ...["bash", "cat", "chmod", "cmp", "date", "dirname", "install", "mktemp", "mv", "rm", "rmdir", "sleep", "timeout"],
+  ...["grep", "sha256sum"], // lib.sh's admin.conf fingerprint
+];
+
+/** A control-plane node with `running` installed as kube-vip's manifest (or none), and the new one staged. */
+function makeInstallSandbox(name: string, running: string | undefined, next = text): Sandbox {
+  const files: Record<string, string> = { [adminConf]: adminKubeconfig("1"), [staged]: next };
+  if (running !== undefined) files[installed] = running;
+  const sandbox = makeSandbox(tmp(), name, { fakes: installFakes, realTools: installTools, files });
+  // kubeadm's static pod directory exists on every control-plane node.
+  fs.mkdirSync(at(sandbox, "/etc/kubernetes/manifests"), { recursive: true });
+  sandbox.env.FAKE_MANIFESTS = at(sandbox, "/etc/kubernetes/manifests");
+  return sandbox;
+}
+
+const installArgs = ["--manifest", staged, "--node-name", node, "--lease", kubeVipLeaseName];
+const install = (sandbox: Sandbox, env: Record<string, string> = {}, more: string[] = []) =>
+  runNodeScript(sandbox, installScript, [...installArgs, ...more], { env });
+
+const kubeconfig = `$ROOT${adminConf}`;
+const gates = [readyzCall(kubeconfig), etcdHealthCall(kubeconfig, node)];
+const leaseCall = kubectlCall(
+  kubeconfig,
+  `-n kube-system get lease ${kubeVipLeaseName} -o jsonpath={.spec.holderIdentity} {.spec.renewTime}`,
+);
+const fileAt = (sandbox: Sandbox, p: string) =>
+  fs.existsSync(at(sandbox, p)) ? fs.readFileSync(at(sandbox, p), "utf8") : undefined;
+const oldManifest = text.replace("vip_leaseduration", "vip_leaseduration_old");
+
+describe("install-kube-vip.sh", () => {
+  test("documents its flags and steps; shellcheck passes", () => {
+    expectScriptContract(makeInstallSandbox("help", undefined), installScript, [
+      "--manifest",
+      "--node-name",
+      "--lease",
+      "--timeout",
+      "--root",
+      "ROOT",
+      "POLL_SECONDS",
+      "manifests-parked",
+      "kube-vip-admin-conf",
+    ]);
+    expectShellcheckClean([installScript]);
+  });
+
+  test("a node without kube-vip: gate, install (0600), wait for it to run, gate, wait for a renewed Lease, record admin.conf", () => {
+    const sandbox = makeInstallSandbox("fresh", undefined);
+    const result = install(sandbox);
+    expectStatus(result, 0);
+    expect(calls(sandbox)).toEqual([...gates, crictlCall("kube-vip"), ...gates, leaseCall]);
+    expect(crictlSeen(sandbox)).toEqual(["kube-vip present"]);
+    expect(fileAt(sandbox, installed)).toBe(text);
+    expect(mode(at(sandbox, installed))).toBe("600");
+    expect(fileAt(sandbox, kubeVipSentinel)).toMatch(/^sha256:[0-9a-f]{64}\n$/);
+    expect(fs.existsSync(at(sandbox, "/etc/kubernetes/manifests-parked"))).toBe(false);
+    expect(result.stderr).toContain(`${node}: kube-vip installed; the Lease ${kubeVipLeaseName} has a leader`);
+  });
+
+  test("the same manifest again: only the gate, no restart", () => {
+    const sandbox = makeInstallSandbox("same", text);
+    const result = install(sandbox);
+    expectStatus(result, 0);
+    expect(calls(sandbox)).toEqual(gates);
+    expect(result.stderr).toContain("kube-vip already runs this manifest; nothing to change");
+  });
+
+  test("a changed manifest: the old kube-vip stops before the new one starts; the next node waits for a renewed Lease", () => {
+    const sandbox = makeInstallSandbox("changed", oldManifest);
+    // This node's kube-vip led: its Lease is renewed again only on the third read.
+    const result = install(sandbox, { FAKE_LEASE_RENEWED_FROM: "3" });
+    expectStatus(result, 0);
+    expect(calls(sandbox)).toEqual([
+      ...gates,
+      crictlCall("kube-vip"),
+      crictlCall("kube-vip"),
+      ...gates,
+      leaseCall,
+      leaseCall,
+      leaseCall,
+    ]);
+    // Stopped with its manifest out (never two kube-vips), started with the new one in.
+    expect(crictlSeen(sandbox)).toEqual(["kube-vip absent", "kube-vip present"]);
+    expect(fileAt(sandbox, installed)).toBe(text);
+    expect(fs.existsSync(at(sandbox, parked))).toBe(false);
+  });
+
+  test("the new kube-vip never runs: the previous manifest is back, exit 1 naming the node", () => {
+    const sandbox = makeInstallSandbox("never-back", oldManifest);
+    const result = install(sandbox, { FAKE_NEVER_BACK: "kube-vip" }, ["--timeout", "1"]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(
+      `${node}: starting kube-vip: no container ran within 1s of its new manifest; the previous manifest is back`,
+    );
+    expect(fileAt(sandbox, installed)).toBe(oldManifest);
+    expect(fs.existsSync(at(sandbox, parked))).toBe(false);
+    expect(fileAt(sandbox, kubeVipSentinel)).toBeUndefined();
+    expect(calls(sandbox)).not.toContain(leaseCall);
+  });
+
+  test("a first kube-vip that never runs is removed again", () => {
+    const sandbox = makeInstallSandbox("never-runs", undefined);
+    const result = install(sandbox, { FAKE_NEVER_BACK: "kube-vip" }, ["--timeout", "1"]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(
+      `${node}: starting kube-vip: no container ran within 1s of its manifest; it is removed again`,
+    );
+    expect(fileAt(sandbox, installed)).toBeUndefined();
+  });
+
+  test("the old kube-vip never stops: its manifest is put back, the new one not installed", () => {
+    const sandbox = makeInstallSandbox("never-gone", oldManifest);
+    const result = install(sandbox, { FAKE_NEVER_GONE: "kube-vip" }, ["--timeout", "1"]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(`${node}: stopping kube-vip: its container still runs 1s after`);
+    expect(fileAt(sandbox, installed)).toBe(oldManifest);
+    expect(fs.existsSync(at(sandbox, parked))).toBe(false);
+  });
+
+  test.each([
+    ["no such Lease", { FAKE_LEASE: "missing" }],
+    ["no holder", { FAKE_LEASE: "unheld" }],
+    ["a Lease nobody renews", { FAKE_LEASE_RENEWED_FROM: "1000" }],
+  ])("%s after the install: exit 1 naming the Lease; the new kube-vip stays", (_label, env) => {
+    const sandbox = makeInstallSandbox("lease", oldManifest);
+    const result = install(sandbox, env, ["--timeout", "1"]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(
+      `${node}: after installing kube-vip: no kube-vip renewed the Lease kube-system/${kubeVipLeaseName} within 1s`,
+    );
+    expect(fileAt(sandbox, installed)).toBe(text);
+    expect(fileAt(sandbox, kubeVipSentinel)).toBeUndefined();
+  });
+
+  test("an unhealthy control plane: nothing is touched", () => {
+    const sandbox = makeInstallSandbox("unhealthy", oldManifest);
+    const result = install(sandbox, { FAKE_FAIL: "etcd" }, ["--timeout", "1"]);
+    expect(result.status).toBe(1);
+    expect(result.stderr).toContain(`${node}: before installing kube-vip: etcd endpoint health --cluster did not pass`);
+    expect(calls(sandbox).filter((c) => c.startsWith("crictl"))).toEqual([]);
+    expect(fileAt(sandbox, installed)).toBe(oldManifest);
+  });
+
+  test("a manifest an interrupted run left parked is put back before anything else", () => {
+    const sandbox = makeInstallSandbox("parked", undefined);
+    fs.mkdirSync(path.dirname(at(sandbox, parked)), { recursive: true });
+    fs.writeFileSync(at(sandbox, parked), oldManifest);
+    const result = install(sandbox);
+    expectStatus(result, 0);
+    expect(result.stderr).toContain("put the manifest of kube-vip back");
+    expect(crictlSeen(sandbox)).toEqual(["kube-vip absent", "kube-vip present"]);
+    expect(fileAt(sandbox, installed)).toBe(text);
+  });
+
+  test("a staged path inside the kubelet's manifest directory is a usage error", () => {
+    const sandbox = makeInstallSandbox("usage", undefined);
+    const result = runNodeScript(sandbox, installScript, [
+      "--manifest",
+      installed,
+      "--node-name",
+      node,
+      "--lease",
+      kubeVipLeaseName,
+    ]);
+    expect(result.status).toBe(2);
+    expect(result.stderr).toContain("--manifest must be outside /etc/kubernetes/manifests");
+    expect(calls(sandbox)).toEqual([]);
   });
 });

@@ -332,6 +332,41 @@ restart_static_pod() {
     "$fail" "starting ${name}: no container ran within ${timeout_seconds}s of its manifest being put back; check the kubelet (journalctl -u kubelet); see ${log_file}"
 }
 
+# replace_static_pod NAME NEW FAIL: installs the manifest file NEW as NAME's static pod. A running
+# NAME is stopped first (its manifest parked, its container awaited gone), then NEW is written
+# into /etc/kubernetes/manifests atomically and its container awaited running. The kubelet then
+# never runs the old and the new pod together. When the new container never runs, the previous
+# manifest is put back (or NEW removed, if there was none) before FAIL; when the old one never
+# stops, the EXIT trap puts it back. FAIL as for restart_static_pod.
+replace_static_pod() {
+  local name="$1" new="$2" fail="$3" manifest parked
+  manifest="$(static_pod_manifest "$name")"
+  parked="$(parked_static_pod "$name")"
+  if [[ -f "$manifest" ]]; then
+    log "stopping ${name} to replace its manifest"
+    install -d -m 0700 "${parked%/*}"
+    parked_pod="$name"
+    mv -f -- "$manifest" "$parked"
+    wait_for container_gone "$name" ||
+      "$fail" "stopping ${name}: its container still runs ${timeout_seconds}s after its manifest was moved out (it is put back); see ${log_file}"
+  fi
+  install -d -m 0700 "${manifest%/*}"
+  write_file 0600 "$manifest" <"$new"
+  # From here a failure must not put the old manifest back over the new one behind our back.
+  parked_pod=""
+  if ! wait_for container_running "$name"; then
+    rm -f -- "$manifest"
+    if [[ -f "$parked" ]]; then
+      mv -f -- "$parked" "$manifest"
+      "$fail" "starting ${name}: no container ran within ${timeout_seconds}s of its new manifest; the previous manifest is back in /etc/kubernetes/manifests; check the kubelet (journalctl -u kubelet) and the image; see ${log_file}"
+    fi
+    "$fail" "starting ${name}: no container ran within ${timeout_seconds}s of its manifest; it is removed again; check the kubelet (journalctl -u kubelet) and the image; see ${log_file}"
+  fi
+  rm -f -- "$parked"
+  rmdir -- "${parked%/*}" 2>/dev/null || true
+  log "${name} runs with its new manifest"
+}
+
 # kube-vip (components/kubeVip.ts) is a static pod that reads /etc/kubernetes/admin.conf once,
 # when it starts. `kubeadm certs renew all` and `kubeadm upgrade apply/node` renew the client
 # certificate in admin.conf in place, and kubeadm restarts only the static pods it manages
@@ -339,6 +374,9 @@ restart_static_pod() {
 # staticpods.go in kubernetes/kubernetes). Left alone, kube-vip keeps the old certificate until
 # it expires, then cannot renew its Lease and the reserved IP goes nowhere. The sentinel holds
 # the fingerprint of the admin.conf client certificate kube-vip was last restarted with.
+
+# kube_vip_sentinel: where the fingerprint of the admin.conf kube-vip last started with is kept.
+kube_vip_sentinel() { printf '%s/var/lib/kubernetes-node/kube-vip-admin-conf' "$ROOT"; }
 
 # admin_conf_fingerprint FILE: prints sha256:<hex> of the client certificate embedded in the
 # kubeconfig FILE (its client-certificate-data, which kubeadm writes and every renewal replaces),
@@ -363,7 +401,8 @@ admin_conf_fingerprint() {
 restart_kube_vip_if_stale() {
   local fail="$1"
   shift
-  local sentinel="${ROOT}/var/lib/kubernetes-node/kube-vip-admin-conf" fingerprint
+  local sentinel fingerprint
+  sentinel="$(kube_vip_sentinel)"
   unpark_static_pod kube-vip || "$fail" "kube-vip: could not put its parked manifest back"
   if [[ ! -f "$(static_pod_manifest kube-vip)" ]]; then
     log "no kube-vip manifest on this node: no kube-vip to restart"
@@ -377,6 +416,30 @@ restart_kube_vip_if_stale() {
   fi
   restart_static_pod kube-vip "$fail"
   "$@"
+  record_kube_vip_admin_conf "$fingerprint"
+}
+
+# record_kube_vip_admin_conf FINGERPRINT: kube-vip now runs with the admin.conf of FINGERPRINT
+# (admin_conf_fingerprint); restart_kube_vip_if_stale restarts it only when that changes.
+record_kube_vip_admin_conf() {
+  local sentinel
+  sentinel="$(kube_vip_sentinel)"
   install -d -m 0755 "${sentinel%/*}"
-  write_file 0644 "$sentinel" <<<"$fingerprint"
+  write_file 0644 "$sentinel" <<<"$1"
+}
+
+# kube_vip_lease_renewed_since KUBECONFIG LEASE EPOCH: the Lease kube-system/LEASE that elects
+# the kube-vip leader (components/kubeVip.ts kubeVipLeaseName) has a holder and was renewed at or
+# after EPOCH (seconds). The leader renews it every vip_retryperiod seconds (client-go's
+# tools/leaderelection tryAcquireOrRenew writes spec.renewTime on every renewal; kube-vip elects
+# with it), so this passes once some node's kube-vip leads, and so holds the reserved IP, after
+# EPOCH. kubectl's errors go to the log.
+kube_vip_lease_renewed_since() {
+  local output holder renew_time renewed
+  output="$(bounded kubectl --kubeconfig "$1" -n kube-system get lease "$2" \
+    -o 'jsonpath={.spec.holderIdentity} {.spec.renewTime}' 2>>"$log_file")" || return 1
+  read -r holder renew_time <<<"$output" || true
+  [[ -n "$holder" && -n "$renew_time" ]] || return 1
+  renewed="$(date -d "$renew_time" +%s 2>>"$log_file")" || return 1
+  ((renewed >= $3))
 }
