@@ -92,13 +92,8 @@ cleanup_on_exit cleanup
 # failed MESSAGE: exits 1 naming the node; replace_static_pod's FAIL.
 failed() { die "${node_name}: $*"; }
 
-# gate STEP: /readyz, then etcd's cluster health, each waited for; exits 1 naming STEP.
-gate() {
-  wait_for apiserver_ready "$admin_conf" ||
-    failed "${1}: the API server's /readyz did not answer ok within ${timeout_seconds}s; see ${log_file}"
-  wait_for etcd_cluster_healthy "$admin_conf" "$node_name" ||
-    failed "${1}: etcd endpoint health --cluster did not pass within ${timeout_seconds}s; see ${log_file}"
-}
+# gate STEP: /readyz, then etcd's cluster health (lib.sh); exits 1 naming the node and STEP.
+gate() { wait_for_control_plane "$admin_conf" "$node_name" failed "$1"; }
 
 main() {
   parse_args "$@"

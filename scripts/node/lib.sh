@@ -259,6 +259,19 @@ etcdctl_in_pod() {
     "$@"
 }
 
+# wait_for_control_plane KUBECONFIG NODE FAIL [STEP]: the gate before and after every change to a
+# control-plane node: the API server's /readyz answers ok (apiserver_ready), then `etcdctl
+# endpoint health --cluster` passes in etcd-NODE (etcd_cluster_healthy), each waited for. When
+# one does not pass in time, calls FAIL with "[STEP: ]<what did not pass>".
+wait_for_control_plane() {
+  # Prefixed names: bash's locals are visible to FAIL, which may read the caller's own (a step).
+  local _wcp_kubeconfig="$1" _wcp_node="$2" _wcp_fail="$3" _wcp_prefix="${4:+$4: }"
+  wait_for apiserver_ready "$_wcp_kubeconfig" ||
+    "$_wcp_fail" "${_wcp_prefix}the API server did not report ready within ${timeout_seconds}s (kubectl get --raw /readyz); see ${log_file}"
+  wait_for etcd_cluster_healthy "$_wcp_kubeconfig" "$_wcp_node" ||
+    "$_wcp_fail" "${_wcp_prefix}etcd endpoint health --cluster did not pass within ${timeout_seconds}s; see ${log_file}"
+}
+
 # etcd_cluster_healthy KUBECONFIG NODE: `etcdctl endpoint health --cluster` passes in etcd-NODE,
 # so every member is healthy. The output goes to the log.
 etcd_cluster_healthy() {

@@ -102,13 +102,8 @@ cleanup_on_exit cleanup
 # renewal_failed MESSAGE: exits 1 naming the node; restart_static_pod's FAIL.
 renewal_failed() { die "${node_name}: $*"; }
 
-# gate STEP: /readyz, then etcd's cluster health, each waited for; exits 1 naming STEP.
-gate() {
-  wait_for apiserver_ready "$admin_conf" ||
-    die "${node_name}: ${1}: the API server did not report ready within ${timeout_seconds}s; see ${log_file}"
-  wait_for etcd_cluster_healthy "$admin_conf" "$node_name" ||
-    die "${node_name}: ${1}: etcd endpoint health --cluster did not pass within ${timeout_seconds}s; see ${log_file}"
-}
+# gate STEP: /readyz, then etcd's cluster health (lib.sh); exits 1 naming the node and STEP.
+gate() { wait_for_control_plane "$admin_conf" "$node_name" renewal_failed "$1"; }
 
 # restart NAME: restarts the static pod (restart_static_pod in lib.sh), then gates.
 restart() {

@@ -224,12 +224,8 @@ node_uncordoned() {
 }
 
 gates() {
-  log "waiting up to ${timeout_seconds}s for the API server to report ready"
-  wait_for apiserver_ready "$kubeconfig" ||
-    fail "the API server did not report ready within ${timeout_seconds}s (kubectl get --raw /readyz); see ${log_file}"
-  log "waiting up to ${timeout_seconds}s for a healthy etcd cluster (etcd-${node_name})"
-  wait_for etcd_cluster_healthy "$kubeconfig" "$node_name" ||
-    fail "etcd endpoint health --cluster did not pass within ${timeout_seconds}s; see ${log_file}"
+  log "waiting up to ${timeout_seconds}s each for the API server to report ready and a healthy etcd cluster (etcd-${node_name})"
+  wait_for_control_plane "$kubeconfig" "$node_name" fail
 }
 
 # ---------------------------------------------------------------------------------------------
