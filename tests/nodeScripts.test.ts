@@ -47,6 +47,16 @@ import {
   undocumentedFlags,
   useTempDir,
 } from "./support/nodeSandbox";
+import {
+  ClusterCa,
+  fakeKubeadm,
+  fakeKubeadmTools,
+  initPhases,
+  joinPhases,
+  makeClusterCa,
+  phasesRun,
+  resetPhases,
+} from "./support/fakeKubeadm";
 import { expectNoSecrets } from "./support/secrets";
 import { requireTool } from "./support/tools";
 
@@ -74,94 +84,18 @@ const readyzGate = readyzCall(kubeconfig);
 
 const tmp = useTempDir("node-scripts-test-");
 
+// The cluster CA the fake kubeadm hands out (made once: RSA key generation takes a moment).
+let cachedCa: ClusterCa | undefined;
+const clusterCa = (): ClusterCa => (cachedCa ??= makeClusterCa(tmp(), "cluster-ca"));
+
 // ---------------------------------------------------------------------------------------------
 // Fakes: each appends "<name> <argv>" to $FAKE_LOG, then acts (the prelude of
 // tests/support/nodeSandbox.ts). FAKE_FAIL / FAKE_HANG name the operations (comma-separated)
 // that exit 1 / never return.
 
 const fakes: Record<string, string> = {
-  kubeadm: `
-join_command="kubeadm join 10.20.1.250:6443 --token $FAKE_TOKEN --discovery-token-ca-cert-hash $FAKE_CA_CERT_HASH --control-plane --certificate-key $FAKE_CERT_KEY"
-case "$1 \${2:-}" in
-  "init phase")
-    # kubeadm init phase upload-certs, as kubeadm's source has it:
-    # - cmd/kubeadm/app/cmd/phases/init/uploadcerts.go: the phase inherits only --config,
-    #   --upload-certs, --certificate-key and --skip-certificate-key-print from init (no
-    #   --kubernetes-version); cobra refuses any other flag;
-    # - cmd/kubeadm/app/apis/kubeadm/validation/validation.go, ValidateMixedArguments: next to
-    #   --config only a few flags (upload-certs, skip-*, ...) are allowed, not --certificate-key;
-    # - cmd/kubeadm/app/util/config/initconfiguration.go: the file needs an InitConfiguration or a
-    #   ClusterConfiguration; v1beta4 defaults kubernetesVersion to "stable-1" (defaults.go);
-    # - cmd/kubeadm/app/util/version.go, KubernetesReleaseVersion: a label is fetched from
-    #   https://dl.k8s.io/release/<label>.txt (10 s timeout); offline, kubeadm warns and falls back
-    #   to its own version. The fetch is recorded in $FAKE_CAPTURE/fetched; this sandbox is offline.
-    [[ "$3" == upload-certs ]] || { echo "fake kubeadm: unexpected $*" >&2; exit 99; }
-    shift 3
-    config="" upload="" mixed=""
-    while [[ $# -gt 0 ]]; do
-      case "$1" in
-        --config) config="$2"; shift 2 ;;
-        --upload-certs) upload=1; shift ;;
-        --certificate-key) mixed="certificate-key"; shift 2 ;;
-        --skip-certificate-key-print) shift ;;
-        *) echo "unknown flag: $1" >&2; exit 1 ;;
-      esac
-    done
-    if [[ -n "$config" && -n "$mixed" ]]; then echo "can not mix '--config' with arguments [$mixed]" >&2; exit 1; fi
-    version="stable-1"
-    if [[ -n "$config" ]]; then
-      [[ -r "$config" ]] || { echo "unable to read config from \"$config\"" >&2; exit 1; }
-      cp "$config" "$FAKE_CAPTURE/upload-certs-config.yaml"
-      grep -Eqx 'kind: (InitConfiguration|ClusterConfiguration)' "$config" || {
-        echo "no InitConfiguration or ClusterConfiguration kind was found in the configuration file" >&2; exit 1
-      }
-      while IFS= read -r line; do
-        if [[ "$line" =~ ^kubernetesVersion:[[:space:]]+(.+)$ ]]; then version="\${BASH_REMATCH[1]}"; fi
-      done <"$config"
-    fi
-    if [[ "$version" =~ ^(stable|latest) ]]; then
-      url="https://dl.k8s.io/release/$version.txt"
-      echo "$url" >>"$FAKE_CAPTURE/fetched"
-      echo "W1121 version.go:109] could not fetch a Kubernetes version from the internet: unable to get URL \"$url\": dial tcp: lookup dl.k8s.io: no such host" >&2
-      echo "W1121 version.go:110] falling back to the local client version: \${FAKE_KUBEADM_VERSION:-v1.34.2}" >&2
-      version="\${FAKE_KUBEADM_VERSION:-v1.34.2}"
-    fi
-    echo "$version" >"$FAKE_CAPTURE/upload-certs-version"
-    if [[ -z "$upload" ]]; then echo "[upload-certs] Skipping phase. Please see --upload-certs"; exit 0; fi
-    if fails upload-certs; then echo "error execution phase upload-certs" >&2; exit 1; fi
-    echo '[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace'
-    echo '[upload-certs] Using certificate key:'
-    echo "$FAKE_CERT_KEY"
-    ;;
-  "init --config")
-    echo "You can now join any number of control-plane nodes by running the following command on each as root:"
-    echo "  $join_command"
-    echo "W1121 warning that quotes $join_command" >&2
-    if fails init; then exit 1; fi
-    mkdir -p "$(dirname "$FAKE_ADMIN_CONF")"
-    echo "admin kubeconfig" >"$FAKE_ADMIN_CONF"
-    ;;
-  "token create")
-    if fails token; then exit 1; fi
-    key=""
-    while [[ $# -gt 0 ]]; do if [[ "$1" == --certificate-key ]]; then key="$2"; fi; shift; done
-    printf '%s \\n' "kubeadm join 10.20.1.250:6443 --token $FAKE_TOKEN --discovery-token-ca-cert-hash $FAKE_CA_CERT_HASH --control-plane --certificate-key \${FAKE_PRINTED_KEY:-$key}"
-    ;;
-  "join --config")
-    cp "$3" "$FAKE_CAPTURE/rendered.yaml"
-    stat -c %a "$3" >"$FAKE_CAPTURE/rendered.mode"
-    echo "[preflight] joining with $join_command"
-    if fails join; then exit 1; fi
-    echo "kubelet kubeconfig" >"$FAKE_KUBELET_CONF"
-    echo "admin kubeconfig" >"$FAKE_ADMIN_CONF"
-    ;;
-  "reset -f")
-    echo "[reset] removing the etcd member; the old join command was $join_command"
-    if fails reset; then exit 1; fi
-    rm -f "$FAKE_KUBELET_CONF" "$FAKE_ADMIN_CONF"
-    ;;
-  *) echo "fake kubeadm: unexpected $*" >&2; exit 99 ;;
-esac`,
+  // kubeadm 1.34 phase by phase: tests/support/fake-kubeadm.sh.
+  kubeadm: fakeKubeadm,
   kubectl: `
 if [[ "$1" == --kubeconfig ]]; then
   printf '%s %s\\n' "$2" "$(stat -c %a "$2" 2>/dev/null || echo missing)" >>"$FAKE_CAPTURE/kubeconfigs"
@@ -212,8 +146,10 @@ exit "\${FAKE_CLOUD_INIT_EXIT:-0}"`,
 
 /** Real tools the scripts and fakes may use; anything else is "command not found". */
 const realTools = [
-  ...["bash", "cat", "chmod", "install", "mktemp", "mv", "rm", "sleep", "timeout"], // the scripts
-  ...["cp", "dirname", "grep", "mkdir", "stat"], // the fakes
+  ...new Set([
+    ...["bash", "cat", "chmod", "install", "ls", "mktemp", "mv", "openssl", "rm", "sha256sum", "sleep", "timeout"], // the scripts
+    ...["cp", "dirname", "grep", "mkdir", "stat", ...fakeKubeadmTools], // the fakes
+  ]),
 ];
 
 function makeSandbox(name: string): Sandbox {
@@ -226,13 +162,10 @@ function makeSandbox(name: string): Sandbox {
       FAKE_TOKEN: token,
       FAKE_CA_CERT_HASH: caCertHash,
       FAKE_CERT_KEY: certificateKey,
+      FAKE_CLUSTER_CA: clusterCa().dir,
     },
   });
   fs.mkdirSync(at(sandbox, "etc/kubernetes"), { recursive: true });
-  Object.assign(sandbox.env, {
-    FAKE_ADMIN_CONF: at(sandbox, adminConf),
-    FAKE_KUBELET_CONF: at(sandbox, "etc/kubernetes/kubelet.conf"),
-  });
   return sandbox;
 }
 
@@ -450,14 +383,28 @@ describe("wait-node-prepared.sh", () => {
   });
 });
 
+// The rendered kubeadm files of the first and second node, as the bootstrap copies them.
+const kubeadmInputFor = (name: string, ip: string) => ({
+  clusterName: "prod",
+  kubernetesVersion: "1.34.2",
+  node: { name, privateIp: ip },
+  nodeHostname: `prod-nbg1-${name}`,
+  controlPlaneEndpoint: "api.prod.example.com",
+  certSans: [],
+  podCidr: "10.244.0.0/16",
+  serviceCidr: "10.96.0.0/12",
+});
+const initConfigPath = "/etc/kubernetes/kubeadm/init.yaml";
+function withInitConfig(sandbox: Sandbox, text = renderInitConfiguration(kubeadmInputFor("cp-1", "10.20.1.11"))): void {
+  fs.mkdirSync(path.dirname(at(sandbox, initConfigPath)), { recursive: true });
+  fs.writeFileSync(at(sandbox, initConfigPath), text);
+}
+
 describe("kubeadm-init.sh", () => {
-  const config = "/etc/kubernetes/kubeadm/init.yaml";
+  const config = initConfigPath;
   const endpoint = ["--endpoint-host", "api.prod.example.com", "--endpoint-ip", "10.20.1.250"];
   const initCall = `kubeadm init --config $ROOT${config}`;
-  const withConfig = (sandbox: Sandbox) => {
-    fs.mkdirSync(path.dirname(at(sandbox, config)), { recursive: true });
-    fs.writeFileSync(at(sandbox, config), "kind: InitConfiguration\n");
-  };
+  const withConfig = withInitConfig;
   const hosts = (sandbox: Sandbox) => fs.readFileSync(at(sandbox, "etc/hosts"), "utf8");
 
   test("first run maps the endpoint, initializes and gates on /readyz; the second only gates", () => {
@@ -480,7 +427,7 @@ describe("kubeadm-init.sh", () => {
     const second = run(sandbox, "kubeadm-init.sh", ["--config", config, ...endpoint]);
     expectStatus(second, 0);
     expect(calls(sandbox)).toEqual([readyzGate]);
-    expect(second.stderr).toContain("already initialized");
+    expect(second.stderr).toContain("already a member (init completed ");
     expect(second.stderr).toContain("/etc/hosts already maps api.prod.example.com to 10.20.1.250");
     expect(hosts(sandbox).match(/api\.prod\.example\.com/g)).toHaveLength(1);
   });
@@ -597,6 +544,11 @@ describe("kubeadm-init.sh", () => {
     const missing = run(sandbox, "kubeadm-init.sh", ["--config", config]);
     expect(missing.status).toBe(1);
     expect(missing.stderr).toContain(`--config ${config}: no such file`);
+    // The marker is compared with the configuration's node name and endpoint: both must be there.
+    withConfig(sandbox, "apiVersion: kubeadm.k8s.io/v1beta4\nkind: InitConfiguration\n");
+    const nameless = run(sandbox, "kubeadm-init.sh", ["--config", config]);
+    expect(nameless.status).toBe(1);
+    expect(nameless.stderr).toContain(`--config ${config} has no nodeRegistration.name`);
     expect(calls(sandbox)).toEqual([]);
   });
 });
@@ -821,7 +773,7 @@ describe("kubeadm-join.sh", () => {
     resetCalls(sandbox);
     const second = run(sandbox, "kubeadm-join.sh", args, { input: "JOIN_TOKEN=garbage\n" });
     expectStatus(second, 0);
-    expect(second.stderr).toContain("already joined");
+    expect(second.stderr).toContain("already a member (join completed ");
     expect(calls(sandbox)).toEqual(["hostname", ...gates]);
     expect(fs.readFileSync(at(sandbox, "etc/hosts"), "utf8").match(/api\.prod\.example\.com/g)).toHaveLength(1);
   });
@@ -896,6 +848,325 @@ describe("kubeadm-join.sh", () => {
     expect(stderr).toContain("no join credentials on stdin within 1s");
     expect(Date.now() - started).toBeLessThan(5_000);
     expect(calls(sandbox)).toEqual(["hostname"]);
+  });
+});
+
+describe("member markers: a re-run after kubeadm stopped in any phase finishes or refuses, never passes silently", () => {
+  const markerPath = "/var/lib/kubernetes-node/member";
+  const runbook = "docs/runbooks/member-setup-failed.md";
+  const initArgs = ["--config", initConfigPath];
+  const initCall = `kubeadm init --config $ROOT${initConfigPath}`;
+  const joinTemplatePath = "/etc/kubernetes/kubeadm/join.yaml";
+  const joinArgs = ["--config-template", joinTemplatePath, "--node-name", "prod-nbg1-cp-2"];
+  const joinCredentials = [
+    `${joinVariables.token}=${token}`,
+    `${joinVariables.caCertHash}=${caCertHash}`,
+    `${joinVariables.certificateKey}=${certificateKey}`,
+  ].join("\n");
+  const joinGates = [readyzGate, etcdHealthCall(kubeconfig, "prod-nbg1-cp-2")];
+  const renderedJoin = /^\$ROOT\/etc\/kubernetes\/kubeadm\/join\.[A-Za-z0-9]{6}\.yaml$/;
+
+  /** The marker's lines as KEY -> value, or undefined when there is none. */
+  const marker = (sandbox: Sandbox): Record<string, string> | undefined => {
+    const file = at(sandbox, markerPath);
+    if (!fs.existsSync(file)) return undefined;
+    expect(mode(file)).toBe("644");
+    return Object.fromEntries(
+      fs
+        .readFileSync(file, "utf8")
+        .trimEnd()
+        .split("\n")
+        .map((line) => [line.slice(0, line.indexOf("=")), line.slice(line.indexOf("=") + 1)]),
+    );
+  };
+  const expectMarker = (sandbox: Sandbox, role: "init" | "join", node: string) =>
+    expect(marker(sandbox)).toEqual({
+      role,
+      node,
+      endpoint: "api.prod.example.com:6443",
+      ca: clusterCa().hash,
+      version: "v1.34.2",
+      completed: expect.stringMatching(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4}$/),
+    });
+  const kubeadmCalls = (sandbox: Sandbox) => calls(sandbox).filter((c) => c.startsWith("kubeadm "));
+  const count = (list: string[], item: string) => list.filter((x) => x === item).length;
+
+  const initNode = (name: string) => {
+    const sandbox = makeSandbox(name);
+    withInitConfig(sandbox);
+    return sandbox;
+  };
+  const joinNode = (name: string) => {
+    const sandbox = makeSandbox(name);
+    fs.mkdirSync(path.dirname(at(sandbox, joinTemplatePath)), { recursive: true });
+    fs.writeFileSync(at(sandbox, joinTemplatePath), renderJoinConfiguration(kubeadmInputFor("cp-2", "10.20.1.12")));
+    return sandbox;
+  };
+
+  /** The reset the refusal prints, done as printed: the fake's `kubeadm reset -f` and the CNI directory. */
+  const resetAsPrinted = (sandbox: Sandbox, stderr: string) => {
+    expect(stderr).toContain(": Reset this node, then run this script again:\n");
+    expect(stderr).toMatch(/:\s+kubeadm reset -f\n/);
+    expect(stderr).toMatch(/:\s+rm -rf \/etc\/cni\/net\.d\n/);
+    const reset = spawnSync(path.join(sandbox.fakeBin, "kubeadm"), ["reset", "-f"], {
+      env: sandbox.env,
+      encoding: "utf8",
+    });
+    expect(reset.status).toBe(0);
+    fs.rmSync(at(sandbox, "etc/cni/net.d"), { recursive: true, force: true });
+  };
+
+  // What a re-run does after `kubeadm init` stopped after each phase. "full": kubeadm init again
+  // (no manifest, no etcd data; kubeadm reuses the certificates and kubeconfig files); "finish":
+  // the later phases that change the cluster; "refuse": the reset commands, exit 1.
+  const finishInit = [
+    "upload-config all",
+    "mark-control-plane",
+    "bootstrap-token",
+    "kubelet-finalize all",
+    "addon all",
+  ];
+  const finishInitCalls = finishInit.map((p) => `kubeadm init phase ${p} --config $ROOT${initConfigPath}`);
+  const initRerun: Record<(typeof initPhases)[number], { outcome: "full" | "finish" | "refuse"; kubeadm: string[] }> = {
+    preflight: { outcome: "full", kubeadm: [initCall] },
+    certs: { outcome: "full", kubeadm: [initCall] },
+    kubeconfig: { outcome: "full", kubeadm: [initCall] },
+    etcd: { outcome: "refuse", kubeadm: [] },
+    "control-plane": {
+      outcome: "finish",
+      kubeadm: [`kubeadm init phase kubelet-start --config $ROOT${initConfigPath}`, ...finishInitCalls],
+    },
+    "kubelet-start": { outcome: "finish", kubeadm: finishInitCalls },
+    "wait-control-plane": { outcome: "finish", kubeadm: finishInitCalls },
+    "upload-config": { outcome: "finish", kubeadm: finishInitCalls },
+    "upload-certs": { outcome: "finish", kubeadm: finishInitCalls },
+    "mark-control-plane": { outcome: "finish", kubeadm: finishInitCalls },
+    "bootstrap-token": { outcome: "finish", kubeadm: finishInitCalls },
+    "kubelet-finalize": { outcome: "finish", kubeadm: finishInitCalls },
+    addon: { outcome: "finish", kubeadm: finishInitCalls },
+    "show-join-command": { outcome: "finish", kubeadm: finishInitCalls },
+  };
+  // Phases that change nothing: upload-certs without --upload-certs, the waits, the printout.
+  const initNoEffect = new Set(["preflight", "wait-control-plane", "upload-certs", "show-join-command"]);
+
+  test.each(initPhases.map((phase) => [phase, initRerun[phase].outcome] as const))(
+    "kubeadm init stopped after %s: the re-run does %s",
+    (phase, outcome) => {
+      const sandbox = initNode("init-stopped");
+      // The last phase cannot fail after itself: there kubeadm succeeded and the gate failed.
+      const last = phase === initPhases[initPhases.length - 1];
+      const first = run(sandbox, "kubeadm-init.sh", last ? [...initArgs, "--timeout", "1"] : initArgs, {
+        env: last ? { FAKE_FAIL: "readyz" } : { FAKE_KUBEADM_FAIL_AFTER: phase },
+      });
+      expect(first.status).toBe(1);
+      expect(first.stderr).toContain(runbook);
+      expect(marker(sandbox)).toBeUndefined();
+      const ranFirst = phasesRun(sandbox);
+      const upTo = initPhases.slice(0, initPhases.indexOf(phase) + 1).map((p) => `init:${p}`);
+      expect(ranFirst).toEqual(upTo);
+
+      resetCalls(sandbox);
+      resetPhases(sandbox);
+      const second = run(sandbox, "kubeadm-init.sh", initArgs);
+      expectNoSecrets(second, secrets);
+      expect(kubeadmCalls(sandbox)).toEqual(initRerun[phase].kubeadm);
+      if (outcome === "refuse") {
+        expect(second.status).toBe(1);
+        expect(second.stderr).toContain("kubeadm init stopped half way on this node");
+        expect(second.stderr).toContain(runbook);
+        expect(marker(sandbox)).toBeUndefined();
+        // Done as printed, the next run initializes the node.
+        resetAsPrinted(sandbox, second.stderr);
+        resetCalls(sandbox);
+        expectStatus(run(sandbox, "kubeadm-init.sh", initArgs), 0);
+        expect(kubeadmCalls(sandbox)).toEqual([initCall]);
+        expectMarker(sandbox, "init", "prod-nbg1-cp-1");
+        return;
+      }
+      expectStatus(second, 0);
+      expectMarker(sandbox, "init", "prod-nbg1-cp-1");
+      // Every phase after the one that stopped that changes anything ran exactly once now.
+      const ranSecond = phasesRun(sandbox);
+      for (const later of initPhases.slice(initPhases.indexOf(phase) + 1)) {
+        if (!initNoEffect.has(later)) expect([later, count(ranSecond, `init:${later}`)]).toEqual([later, 1]);
+      }
+      // The gate came after the last kubeadm call, and the marker after the gate.
+      expect(calls(sandbox)[calls(sandbox).length - 1]).toBe(readyzGate);
+
+      // Marked: a third run runs no kubeadm at all, even one that would fail.
+      resetCalls(sandbox);
+      expectStatus(run(sandbox, "kubeadm-init.sh", initArgs, { env: { FAKE_FAIL: "init" } }), 0);
+      expect(calls(sandbox)).toEqual([readyzGate]);
+    },
+  );
+
+  test("kubeadm init stopped after kubelet-start and its API server never answers: refused with the reset commands", () => {
+    const sandbox = initNode("init-never-ready");
+    expect(
+      run(sandbox, "kubeadm-init.sh", initArgs, { env: { FAKE_KUBEADM_FAIL_AFTER: "kubelet-start" } }).status,
+    ).toBe(1);
+    resetCalls(sandbox);
+    const second = run(sandbox, "kubeadm-init.sh", [...initArgs, "--timeout", "1"], { env: { FAKE_FAIL: "readyz" } });
+    expect(second.status).toBe(1);
+    expect(second.stderr).toContain("the API server of the half-finished init did not report ready within 1s");
+    expect(second.stderr).toContain("kubeadm reset -f");
+    expect(kubeadmCalls(sandbox)).toEqual([]);
+    expect(marker(sandbox)).toBeUndefined();
+  });
+
+  const joinPhaseCall = expect.stringMatching(
+    /^kubeadm join phase control-plane-join all --config \$ROOT\/etc\/kubernetes\/kubeadm\/join\.[A-Za-z0-9]{6}\.yaml$/,
+  );
+  const joinCall = expect.stringMatching(/^kubeadm join --config \S+$/);
+  const joinRerun: Record<
+    (typeof joinPhases)[number],
+    { outcome: "full" | "finish" | "refuse"; kubeadm: unknown[]; etcdMember?: boolean }
+  > = {
+    preflight: { outcome: "full", kubeadm: [joinCall] },
+    "control-plane-prepare": { outcome: "refuse", kubeadm: [] },
+    "check-etcd": { outcome: "refuse", kubeadm: [] },
+    "kubelet-start": { outcome: "refuse", kubeadm: [] },
+    "etcd-join": { outcome: "refuse", kubeadm: [], etcdMember: true },
+    "kubelet-wait-bootstrap": { outcome: "finish", kubeadm: [joinPhaseCall] },
+    "control-plane-join": { outcome: "finish", kubeadm: [joinPhaseCall] },
+    "wait-control-plane": { outcome: "finish", kubeadm: [joinPhaseCall] },
+  };
+  const joinNoEffect = new Set(["preflight", "check-etcd", "wait-control-plane"]);
+
+  test.each(joinPhases.map((phase) => [phase, joinRerun[phase].outcome] as const))(
+    "kubeadm join stopped after %s: the re-run does %s",
+    (phase, outcome) => {
+      const sandbox = joinNode("join-stopped");
+      const last = phase === joinPhases[joinPhases.length - 1];
+      const first = run(sandbox, "kubeadm-join.sh", last ? [...joinArgs, "--timeout", "1"] : joinArgs, {
+        input: joinCredentials,
+        env: last ? { FAKE_FAIL: "etcd" } : { FAKE_KUBEADM_FAIL_AFTER: phase },
+      });
+      expect(first.status).toBe(1);
+      expect(marker(sandbox)).toBeUndefined();
+      expect(phasesRun(sandbox)).toEqual(joinPhases.slice(0, joinPhases.indexOf(phase) + 1).map((p) => `join:${p}`));
+
+      resetCalls(sandbox);
+      resetPhases(sandbox);
+      const second = run(sandbox, "kubeadm-join.sh", joinArgs, { input: joinCredentials });
+      expectNoSecrets(second, secrets);
+      expect(kubeadmCalls(sandbox)).toEqual(joinRerun[phase].kubeadm);
+      // No rendered configuration (it holds the credentials) outlives a run.
+      expect(fs.readdirSync(path.dirname(at(sandbox, joinTemplatePath)))).toEqual(["join.yaml"]);
+      if (outcome === "refuse") {
+        expect(second.status).toBe(1);
+        expect(second.stderr).toContain("kubeadm join stopped half way on this node");
+        expect(second.stderr).toContain(runbook);
+        const removal = "bash /usr/local/lib/hcloud-control-plane/node/remove-etcd-member.sh --member prod-nbg1-cp-2";
+        expect(second.stderr.includes(removal)).toBe(joinRerun[phase].etcdMember === true);
+        expect(marker(sandbox)).toBeUndefined();
+        resetAsPrinted(sandbox, second.stderr);
+        resetCalls(sandbox);
+        expectStatus(run(sandbox, "kubeadm-join.sh", joinArgs, { input: joinCredentials }), 0);
+        expect(kubeadmCalls(sandbox)).toEqual([joinCall]);
+        expectMarker(sandbox, "join", "prod-nbg1-cp-2");
+        return;
+      }
+      expectStatus(second, 0);
+      expectMarker(sandbox, "join", "prod-nbg1-cp-2");
+      const ranSecond = phasesRun(sandbox);
+      for (const later of joinPhases.slice(joinPhases.indexOf(phase) + 1)) {
+        if (!joinNoEffect.has(later)) expect([later, count(ranSecond, `join:${later}`)]).toEqual([later, 1]);
+      }
+      expect(calls(sandbox).slice(-2)).toEqual(joinGates);
+      if (outcome === "finish") {
+        // The phase read the same rendered configuration a join reads, 0600, now deleted.
+        expect(fs.readFileSync(path.join(sandbox.capture, "rendered-phase.mode"), "utf8")).toBe("600\n");
+        expect(
+          calls(sandbox)
+            .find((c) => c.startsWith("kubeadm join phase"))
+            ?.split(" ")
+            .pop(),
+        ).toMatch(renderedJoin);
+      }
+
+      resetCalls(sandbox);
+      const third = run(sandbox, "kubeadm-join.sh", joinArgs, {
+        input: "JOIN_TOKEN=garbage\n",
+        env: { FAKE_FAIL: "join" },
+      });
+      expectStatus(third, 0);
+      expect(calls(sandbox)).toEqual(joinGates);
+    },
+  );
+
+  test("a marker of another cluster, endpoint or node name is refused without running kubeadm", () => {
+    const sandbox = initNode("marker-mismatch");
+    expectStatus(run(sandbox, "kubeadm-init.sh", initArgs), 0);
+    const recorded = fs.readFileSync(at(sandbox, markerPath), "utf8");
+
+    // Another controlPlaneEndpoint in the configuration.
+    resetCalls(sandbox);
+    withInitConfig(
+      sandbox,
+      renderInitConfiguration({ ...kubeadmInputFor("cp-1", "10.20.1.11"), controlPlaneEndpoint: "10.20.1.250" }),
+    );
+    const endpoint = run(sandbox, "kubeadm-init.sh", initArgs);
+    expect(endpoint.status).toBe(1);
+    expect(endpoint.stderr).toContain("records a member of another cluster, endpoint or node name");
+    expect(endpoint.stderr).toContain("recorded endpoint api.prod.example.com:6443 (this run: 10.20.1.250:6443)");
+    expect(endpoint.stderr).toContain(runbook);
+    // Another node name.
+    withInitConfig(sandbox, renderInitConfiguration(kubeadmInputFor("cp-9", "10.20.1.11")));
+    const node = run(sandbox, "kubeadm-init.sh", initArgs);
+    expect(node.status).toBe(1);
+    expect(node.stderr).toContain("recorded node prod-nbg1-cp-1 (this run: prod-nbg1-cp-9)");
+    // Another cluster: the node's CA is not the one the marker recorded.
+    withInitConfig(sandbox);
+    const other = makeClusterCa(tmp(), "other-cluster-ca");
+    fs.copyFileSync(path.join(other.dir, "ca.crt"), at(sandbox, "etc/kubernetes/pki/ca.crt"));
+    const cluster = run(sandbox, "kubeadm-init.sh", initArgs);
+    expect(cluster.status).toBe(1);
+    expect(cluster.stderr).toContain(
+      `recorded cluster CA ${clusterCa().hash} (/etc/kubernetes/pki/ca.crt: ${other.hash})`,
+    );
+    // No CA at all: the node was reset by hand under the marker.
+    fs.rmSync(at(sandbox, "etc/kubernetes/pki"), { recursive: true });
+    const gone = run(sandbox, "kubeadm-init.sh", initArgs);
+    expect(gone.status).toBe(1);
+    expect(gone.stderr).toContain("/etc/kubernetes/pki/ca.crt is missing or unreadable");
+    // An unreadable marker.
+    fs.writeFileSync(at(sandbox, markerPath), "done\n");
+    const garbled = run(sandbox, "kubeadm-init.sh", initArgs);
+    expect(garbled.status).toBe(1);
+    expect(garbled.stderr).toContain("unreadable line 'done'");
+
+    expect(calls(sandbox)).toEqual([]);
+    expect(recorded).toContain(`ca=${clusterCa().hash}\n`);
+
+    // The join compares its --node-name and the template's endpoint the same way.
+    const joined = joinNode("marker-mismatch-join");
+    expectStatus(run(joined, "kubeadm-join.sh", joinArgs, { input: joinCredentials }), 0);
+    resetCalls(joined);
+    const renamed = run(joined, "kubeadm-join.sh", [
+      "--config-template",
+      joinTemplatePath,
+      "--node-name",
+      "prod-nbg1-cp-5",
+    ]);
+    expect(renamed.status).toBe(1);
+    expect(renamed.stderr).toContain("recorded node prod-nbg1-cp-2 (this run: prod-nbg1-cp-5)");
+    expect(calls(joined)).toEqual([]);
+  });
+
+  test("leave-cluster.sh removes the marker before kubeadm reset, so a failed reset never reads as a member", () => {
+    const sandbox = initNode("marker-leave");
+    expectStatus(run(sandbox, "kubeadm-init.sh", initArgs), 0);
+    expect(marker(sandbox)).toBeDefined();
+    sandbox.env.FAKE_HOSTNAME = "prod-nbg1-cp-1";
+    const left = run(sandbox, "leave-cluster.sh", [], { env: { FAKE_FAIL: "reset" } });
+    expect(left.status).toBe(1);
+    expect(marker(sandbox)).toBeUndefined();
+    // kubeadm's files are still there: a re-run of init finishes nothing it cannot prove.
+    resetCalls(sandbox);
+    const again = run(sandbox, "kubeadm-init.sh", initArgs);
+    expectStatus(again, 0);
+    expect(kubeadmCalls(sandbox)).toEqual(finishInitCalls);
   });
 });
 

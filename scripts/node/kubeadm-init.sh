@@ -1,7 +1,11 @@
 #!/usr/bin/env bash
-# Initializes the first control-plane node with `kubeadm init --config`, once, then waits until
-# the API server reports ready. Pulumi runs it over SSH on the first node; a node that already has
-# /etc/kubernetes/admin.conf is initialized, and a re-run only repeats the readiness gate.
+# Initializes the first control-plane node with `kubeadm init --config`, once, waits until the
+# API server reports ready, then writes this project's member marker
+# (/var/lib/kubernetes-node/member, member.sh) as its last step. A node with a matching marker
+# is initialized, and a re-run only repeats the readiness gate. kubeadm's own files are no proof:
+# `kubeadm init` writes admin.conf in its kubeconfig phase, long before it finishes. Files of an
+# init that stopped half way are finished with kubeadm's later, idempotent phases, or refused
+# with the exact reset commands.
 set -euo pipefail
 umask 077
 # Bash's regular expressions follow the locale; C makes [a-z] mean exactly a to z.
@@ -10,18 +14,21 @@ export LC_ALL=C
 readonly SCRIPT_NAME="kubeadm-init"
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=member.sh
+source "$(dirname "${BASH_SOURCE[0]}")/member.sh"
 
 usage() {
   cat <<'EOF'
 Usage: kubeadm-init.sh --config PATH [--endpoint-host NAME --endpoint-ip IP]
                        [--refuse-if-serving URL] [--timeout SECONDS] [--root DIR]
 
-Runs `kubeadm init` on the first control-plane node unless it is initialized, then waits for
-the API server. Run as root.
+Runs `kubeadm init` on the first control-plane node unless it is initialized, waits for the
+API server, then writes the member marker /var/lib/kubernetes-node/member. Run as root.
 
 Options:
   --config PATH         Absolute path of the kubeadm InitConfiguration file on this node.
-                        Required (only read when the node is not initialized yet).
+                        Required; every run compares its nodeRegistration.name and
+                        controlPlaneEndpoint with the member marker.
   --endpoint-host NAME  Host part of controlPlaneEndpoint. When it is a DNS name, /etc/hosts
                         gets the line "<IP> <NAME>" (any older mention of NAME is removed), so
                         this node reaches the endpoint before DNS exists. An IPv4 address
@@ -45,7 +52,11 @@ Environment:
 Steps:
   1. with a DNS endpoint: the /etc/hosts line (also on an initialized node, so a changed
      load balancer IP reaches it; unchanged when already right);
-  2. unless /etc/kubernetes/admin.conf exists: kubeadm init --config PATH. Its output, which
+  2. with the member marker: it must record this node name, this controlPlaneEndpoint and the
+     cluster CA in /etc/kubernetes/pki/ca.crt (else refuse, changing nothing); then only 5;
+  3. without the marker and without kubeadm's static pod manifests or /var/lib/etcd data (a
+     fresh node, or an init that stopped in preflight, certs or kubeconfig, whose files kubeadm
+     reuses): kubeadm init --config PATH. Its output, which
      contains join commands with a bootstrap token, goes only to the root-only log
      /var/log/hcloud-control-plane/kubeadm-init.log (0600), never to the terminal. kubeadm's
      own timeouts bound it: `timeouts` of the InitConfiguration in PATH (kubeadm.k8s.io/v1beta4;
@@ -53,11 +64,23 @@ Steps:
      so kubeadm's defaults apply: controlPlaneComponentHealthCheck 4m, kubeletHealthCheck 4m,
      kubernetesAPICall 1m, etcdAPICall 2m. This script does not kill kubeadm half-way, which
      would leave a half-initialized node;
-  3. wait until `kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz` prints ok.
-If init failed after writing admin.conf, a re-run only waits and then fails: run
-`kubeadm reset -f` on the node, then run this script again.
+  4. without the marker, with all four static pod manifests and admin.conf (an init that
+     stopped after its control-plane phase): finish it. kubeadm init phase kubelet-start when
+     /var/lib/kubelet/config.yaml is missing; wait for /readyz as in 5 (not ready in time:
+     refuse as below); then, once each, the later phases that change the cluster, all of them
+     idempotent: kubeadm init phase upload-config all, mark-control-plane, bootstrap-token,
+     kubelet-finalize all, addon all (--config PATH each). upload-certs is not run: without
+     --upload-certs it does nothing, and mint-join-credentials.sh uploads the certificates for
+     every join. Any other half-finished state (only the etcd manifest, etcd data without
+     manifests, ...): refuse, printing the exact `kubeadm reset -f` and clean-up commands;
+  5. wait until `kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz` prints ok;
+  6. write /var/lib/kubernetes-node/member (role, node name, endpoint, the CA's public key hash
+     as in --discovery-token-ca-cert-hash, the kube-apiserver version, the time): last.
+A failed init, a failed gate or a refusal leaves no marker, so a re-run after a failure in any
+kubeadm phase finishes or refuses; see docs/runbooks/member-setup-failed.md.
 
-Exit status: 0 initialized and ready, 1 a step failed or timed out, 2 usage error.
+Exit status: 0 initialized, ready and marked, 1 a step failed, timed out or was refused,
+2 usage error.
 EOF
 }
 
@@ -84,10 +107,53 @@ parse_args() {
 # real one, then renames it; the EXIT trap removes a staged file left behind.
 cleanup_on_exit remove_staged
 
+# kubeadm init's phases after wait-control-plane that change the cluster, in kubeadm's order
+# (kubernetes/kubernetes cmd/kubeadm/app/cmd/init.go, initRunner.AppendPhase), as `kubeadm init
+# phase` arguments. Each is idempotent: upload-config and the cluster-info/RBAC objects of
+# bootstrap-token go through apiclient.CreateOrUpdate (cmd/kubeadm/app/util/apiclient/
+# idempotency.go); bootstrap-token's token goes through UpdateOrCreateTokens (phases/
+# bootstraptoken/node/token.go; our configuration names no token, so each run adds one random
+# token that expires after kubeadm's default 24 h, and nothing uses it); mark-control-plane
+# patches labels and taints that a second run finds in place; kubelet-finalize rewrites
+# kubelet.conf to the same content; addon creates or updates CoreDNS and kube-proxy.
+# upload-certs is left out: without --upload-certs it only prints "Skipping phase"
+# (cmd/kubeadm/app/cmd/phases/init/uploadcerts.go), and this init never passes it.
+readonly -a FINISH_PHASES=("upload-config all" "mark-control-plane" "bootstrap-token" "kubelet-finalize all" "addon all")
+readonly -a CONTROL_PLANE_MANIFESTS=(etcd kube-apiserver kube-controller-manager kube-scheduler)
+
+admin_conf=""
+state=""
+
+gate_ready() {
+  log "waiting up to ${timeout_seconds}s for the API server to report ready"
+  wait_for apiserver_ready "$admin_conf"
+}
+
+# finish_init CONFIG NODE: completes an init that stopped after its control-plane phase.
+finish_init() {
+  local config_file="$1" node="$2" phase
+  local -a words
+  if ! has_state /var/lib/kubelet/config.yaml; then
+    log "kubeadm init stopped before kubelet-start; running kubeadm init phase kubelet-start"
+    kubeadm init phase kubelet-start --config "$config_file" >>"$log_file" 2>&1 ||
+      refuse_half_done init "$node"
+  fi
+  if ! gate_ready; then
+    log "error: the API server of the half-finished init did not report ready within ${timeout_seconds}s"
+    refuse_half_done init "$node"
+  fi
+  for phase in "${FINISH_PHASES[@]}"; do
+    read -r -a words <<<"$phase"
+    log "finishing kubeadm init: kubeadm init phase ${phase}"
+    kubeadm init phase "${words[@]}" --config "$config_file" >>"$log_file" 2>&1 ||
+      die "kubeadm init phase ${phase} failed; see ${log_file}. Run this script again: it repeats the phases, each idempotent (${MEMBER_RUNBOOK})"
+  done
+}
+
 main() {
   parse_args "$@"
   require_root
-  local admin_conf="${ROOT}/etc/kubernetes/admin.conf"
+  admin_conf="${ROOT}/etc/kubernetes/admin.conf"
   # kubeadm's output carries bootstrap tokens: it goes to a root-only file, never the terminal.
   open_log
 
@@ -95,22 +161,44 @@ main() {
     ensure_hosts_entry "$endpoint_host" "$endpoint_ip"
   fi
 
-  if [[ -f "$admin_conf" ]]; then
-    log "already initialized (${admin_conf} exists); checking the API server only"
-  else
-    [[ -f "${ROOT}${config}" ]] || die "--config ${config}: no such file"
+  local config_file="${ROOT}${config}" node endpoint name manifests=0
+  [[ -f "$config_file" ]] || die "--config ${config}: no such file"
+  node="$(yaml_value "$config_file" nodeRegistration name)" || die "--config ${config} has no nodeRegistration.name"
+  endpoint="$(yaml_value "$config_file" controlPlaneEndpoint)" || die "--config ${config} has no controlPlaneEndpoint"
+
+  if [[ -f "$(member_marker_path)" ]]; then
+    check_member_marker "$node" "$endpoint"
+    log "already a member (${member[role]} completed ${member[completed]}); checking the API server only"
+    gate_ready || die "the API server did not report ready within ${timeout_seconds}s (kubectl get --raw /readyz); see ${log_file}"
+    log "the API server is ready"
+    return 0
+  fi
+
+  state="$(kubeadm_state)"
+  for name in "${CONTROL_PLANE_MANIFESTS[@]}"; do
+    if has_state "/etc/kubernetes/manifests/${name}.yaml"; then manifests=$((manifests + 1)); fi
+  done
+  if ((manifests == 0)) && ! has_state /var/lib/etcd; then
+    if [[ -n "$state" ]]; then
+      log "files of an earlier kubeadm init (${state}): kubeadm init reuses its certificates and kubeconfig files"
+    fi
     if [[ -n "$refuse_url" ]] && curl --silent --insecure --max-time 5 "$refuse_url" 2>/dev/null | grep -qx ok; then
       die "an API server already answers at ${refuse_url}: a cluster exists without this node, and kubeadm init would start a second one. Join this node instead; see docs/runbooks/replace-control-plane-node.md"
     fi
     log "running kubeadm init --config ${config} (output in ${log_file})"
-    kubeadm init --config "${ROOT}${config}" >>"$log_file" 2>&1 ||
-      die "kubeadm init failed; see ${log_file} (then kubeadm reset -f before trying again)"
+    kubeadm init --config "$config_file" >>"$log_file" 2>&1 ||
+      die "kubeadm init failed; see ${log_file}. Run this script again: it finishes what kubeadm left, or prints how to reset (${MEMBER_RUNBOOK})"
     [[ -f "$admin_conf" ]] || die "kubeadm init succeeded but wrote no ${admin_conf}"
+  elif ((manifests == ${#CONTROL_PLANE_MANIFESTS[@]})) && has_state /etc/kubernetes/admin.conf; then
+    log "kubeadm init stopped half way (found: ${state}); finishing it"
+    finish_init "$config_file" "$node"
+  else
+    refuse_half_done init "$node"
   fi
 
-  log "waiting up to ${timeout_seconds}s for the API server to report ready"
-  wait_for apiserver_ready "$admin_conf" ||
-    die "the API server did not report ready within ${timeout_seconds}s (kubectl get --raw /readyz); see ${log_file}"
+  gate_ready ||
+    die "the API server did not report ready within ${timeout_seconds}s (kubectl get --raw /readyz); see ${log_file}. Run this script again once it is (${MEMBER_RUNBOOK})"
+  write_member_marker init "$node" "$endpoint"
   log "initialized; the API server is ready"
 }
 

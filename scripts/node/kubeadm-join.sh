@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Joins this node to the cluster as a control-plane node with `kubeadm join --config`, once, then
-# gates on the API server and on etcd health. The join credentials arrive on stdin (the output of
+# gates on the API server and on etcd health, then writes this project's member marker
+# (/var/lib/kubernetes-node/member, member.sh) as its last step. kubeadm's own files are no
+# proof: kubelet.conf appears before control-plane-join. The join credentials arrive on stdin (the output of
 # mint-join-credentials.sh, run on a node already in the cluster); they are never arguments,
 # environment of other commands, or files other than the short-lived rendered configuration.
 set -euo pipefail
@@ -11,6 +13,8 @@ export LC_ALL=C
 readonly SCRIPT_NAME="kubeadm-join"
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=member.sh
+source "$(dirname "${BASH_SOURCE[0]}")/member.sh"
 
 usage() {
   cat <<'EOF'
@@ -18,13 +22,15 @@ Usage: kubeadm-join.sh --config-template PATH [--node-name NAME]
                        [--endpoint-host NAME --endpoint-ip IP] [--timeout SECONDS] [--root DIR]
                        <credentials
 
-Joins this node as a control-plane node unless it has joined, then waits until the API server
-is ready and the etcd cluster is healthy. Run as root.
+Joins this node as a control-plane node unless it has joined, waits until the API server is
+ready and the etcd cluster is healthy, then writes the member marker
+/var/lib/kubernetes-node/member. Run as root.
 
 Options:
   --config-template PATH  Absolute path of the JoinConfiguration template on this node, with
                           the literal placeholders "${JOIN_TOKEN}", "${JOIN_CA_CERT_HASH}" and
-                          "${JOIN_CERTIFICATE_KEY}". Required (only read when not joined yet).
+                          "${JOIN_CERTIFICATE_KEY}". Required; every run compares its
+                          discovery.bootstrapToken.apiServerEndpoint with the member marker.
   --node-name NAME        Kubernetes node name, for the etcd pod etcd-NAME (default: the
                           output of `hostname`).
   --endpoint-host NAME    Host part of controlPlaneEndpoint. When it is a DNS name, /etc/hosts
@@ -37,7 +43,7 @@ Options:
                           else empty, meaning /). For tests; commands still act on this host.
   -h, --help              Show this help and exit.
 
-Standard input (only read when the node has not joined): exactly these three lines, in any
+Standard input (only read when kubeadm is to run): exactly these three lines, in any
 order, as mint-join-credentials.sh prints them (blank lines are ignored, anything else is
 refused and nothing runs):
   JOIN_TOKEN=<[a-z0-9]{6}.[a-z0-9]{16}>
@@ -51,20 +57,33 @@ Environment:
 
 Steps:
   1. with a DNS endpoint: the /etc/hosts line (also on a joined node; unchanged when right);
-  2. if /etc/kubernetes/kubelet.conf exists the node has joined: stdin is not read, go to 5;
-  3. read and check the credentials, render the template with
+  2. with the member marker: it must record this node name, this endpoint and the cluster CA in
+     /etc/kubernetes/pki/ca.crt (else refuse, changing nothing); stdin is not read, go to 6;
+  3. without the marker, kubeadm files from an attempt that stopped half way
+     (kubernetes/kubernetes cmd/kubeadm/app/cmd/join.go, 1.34: preflight, control-plane-prepare,
+     check-etcd, kubelet-start, etcd-join, kubelet-wait-bootstrap, control-plane-join,
+     wait-control-plane): with kubelet.conf, the etcd manifest and admin.conf (stopped after
+     the kubelet's TLS bootstrap) it is finished with steps 4 and 5 running
+     `kubeadm join phase control-plane-join all` (mark-control-plane, idempotent) instead of
+     the whole join; anything else is refused, printing the exact `kubeadm reset -f` and
+     clean-up commands, and the etcd member removal when the member may have been added;
+  4. read and check the credentials, render the template with
      envsubst '${JOIN_TOKEN} ${JOIN_CA_CERT_HASH} ${JOIN_CERTIFICATE_KEY}' (no other `$` is
      touched) into a new 0600 file in /etc/kubernetes/kubeadm/ (0700);
-  4. kubeadm join --config <rendered file>, output to the root-only log
+  5. kubeadm join --config <rendered file>, output to the root-only log
      /var/log/hcloud-control-plane/kubeadm-join.log (0600); the rendered file is deleted
      afterwards, also when the join fails or the script is interrupted. kubeadm's own
      timeouts bound the join; this script does not kill it half-way;
-  5. gate: `kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz` prints ok;
-  6. gate: `etcdctl endpoint health --cluster` in the etcd-NAME static pod (through
-     kubectl -n kube-system exec) exits 0, so the next join finds a healthy etcd.
+  6. gate: `kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz` prints ok;
+  7. gate: `etcdctl endpoint health --cluster` in the etcd-NAME static pod (through
+     kubectl -n kube-system exec) exits 0, so the next join finds a healthy etcd;
+  8. write /var/lib/kubernetes-node/member (role, node name, endpoint, the CA's public key hash
+     as in --discovery-token-ca-cert-hash, the kube-apiserver version, the time): last.
+A failed join, a failed gate or a refusal leaves no marker, so a re-run after a failure in any
+kubeadm phase finishes or refuses; see docs/runbooks/member-setup-failed.md.
 
-Exit status: 0 joined and both gates passed, 1 a step failed, a gate timed out, or stdin was
-refused, 2 usage error.
+Exit status: 0 joined, both gates passed and marked, 1 a step failed, a gate timed out, stdin
+was refused or the node was refused, 2 usage error.
 EOF
 }
 
@@ -156,10 +175,13 @@ read_credentials() {
 # Set in main, under ROOT.
 admin_conf=""
 kubelet_conf=""
-join_cluster() {
+state=""
+
+# render_join_config: checks the template, reads the credentials from stdin and renders them
+# into `rendered` (0600, deleted by cleanup at the latest).
+render_join_config() {
   local template="${ROOT}${config_template}" placeholder text
   local -a placeholders
-  [[ -f "$template" ]] || die "--config-template ${config_template}: no such file"
   text="$(<"$template")"
   read -r -a placeholders <<<"$ENVSUBST_FORMAT"
   for placeholder in "${placeholders[@]}"; do
@@ -175,13 +197,35 @@ join_cluster() {
   JOIN_TOKEN="$join_token" JOIN_CA_CERT_HASH="$join_ca_cert_hash" JOIN_CERTIFICATE_KEY="$join_certificate_key" \
     envsubst "$ENVSUBST_FORMAT" <"$template" >"$rendered" ||
     die "envsubst could not render ${config_template}"
+}
 
-  log "running kubeadm join (output in ${log_file})"
-  kubeadm join --config "$rendered" >>"$log_file" 2>&1 ||
-    die "kubeadm join failed; see ${log_file} (then kubeadm reset -f before trying again)"
+remove_rendered() {
   rm -f -- "$rendered"
   rendered=""
+}
+
+join_cluster() {
+  render_join_config
+  log "running kubeadm join (output in ${log_file})"
+  kubeadm join --config "$rendered" >>"$log_file" 2>&1 ||
+    die "kubeadm join failed; see ${log_file}. Run this script again: it finishes what kubeadm left, or prints how to reset (${MEMBER_RUNBOOK})"
+  remove_rendered
   [[ -f "$kubelet_conf" ]] || die "kubeadm join succeeded but wrote no ${kubelet_conf}"
+}
+
+# finish_join: the join stopped after the kubelet's TLS bootstrap (kubelet-wait-bootstrap), so
+# the etcd member is in and the node is registered; what kubeadm join does after that is
+# control-plane-join, whose only step with ControlPlaneKubeletLocalMode (beta, on by default
+# since 1.33) is mark-control-plane: a patch of the Node's labels and taints that a second run
+# finds in place (cmd/kubeadm/app/cmd/phases/join/controlplanejoin.go). wait-control-plane only
+# waits; the gates below stand for it.
+finish_join() {
+  log "kubeadm join stopped after the kubelet's TLS bootstrap (found: ${state}); finishing it"
+  render_join_config
+  log "finishing kubeadm join: kubeadm join phase control-plane-join all"
+  kubeadm join phase control-plane-join all --config "$rendered" >>"$log_file" 2>&1 ||
+    die "kubeadm join phase control-plane-join all failed; see ${log_file}. Run this script again: it repeats the phase, which is idempotent (${MEMBER_RUNBOOK})"
+  remove_rendered
 }
 
 main() {
@@ -196,10 +240,27 @@ main() {
     ensure_hosts_entry "$endpoint_host" "$endpoint_ip"
   fi
 
-  if [[ -f "$kubelet_conf" ]]; then
-    log "already joined (${kubelet_conf} exists); stdin not read, checking the gates only"
+  local template="${ROOT}${config_template}" endpoint
+  [[ -f "$template" ]] || die "--config-template ${config_template}: no such file"
+  endpoint="$(yaml_value "$template" discovery bootstrapToken apiServerEndpoint)" ||
+    die "--config-template ${config_template} has no discovery.bootstrapToken.apiServerEndpoint"
+
+  if [[ -f "$(member_marker_path)" ]]; then
+    check_member_marker "$node_name" "$endpoint"
+    log "already a member (${member[role]} completed ${member[completed]}); stdin not read, checking the gates only"
   else
-    join_cluster
+    state="$(kubeadm_state)"
+    if [[ -z "$state" ]]; then
+      join_cluster
+    elif has_state /etc/kubernetes/kubelet.conf && has_state /etc/kubernetes/manifests/etcd.yaml &&
+      has_state /etc/kubernetes/admin.conf; then
+      finish_join
+    elif [[ -e "${ROOT}/var/lib/etcd" ]] || has_state /etc/kubernetes/manifests/etcd.yaml; then
+      # etcd-join creates the data directory, adds the member, then writes the manifest.
+      refuse_half_done join "$node_name" etcd-member
+    else
+      refuse_half_done join "$node_name"
+    fi
   fi
 
   [[ -f "$admin_conf" ]] || die "${admin_conf} not found: is this a control-plane node?"
@@ -209,6 +270,7 @@ main() {
   log "waiting up to ${timeout_seconds}s for a healthy etcd cluster (etcd-${node_name})"
   wait_for etcd_cluster_healthy "$admin_conf" "$node_name" ||
     die "etcd endpoint health --cluster did not pass within ${timeout_seconds}s; see ${log_file}"
+  if [[ ! -f "$(member_marker_path)" ]]; then write_member_marker join "$node_name" "$endpoint"; fi
   log "joined ${node_name}; the API server is ready and every etcd member is healthy"
 }
 

@@ -40,7 +40,10 @@ Steps:
      (remove dead members first, with remove-etcd-member.sh on a survivor);
   3. kubectl drain NAME --ignore-daemonsets --delete-emptydir-data --timeout=<timeout>s;
      when it fails the node stays cordoned and nothing else changes;
-  4. kubeadm reset -f: stops the static pods and removes this node's etcd member;
+  4. remove the member marker /var/lib/kubernetes-node/member (kubeadm-init.sh and
+     kubeadm-join.sh write it last), then kubeadm reset -f: stops the static pods and removes
+     this node's etcd member. Without the marker a failed reset reads as a half-finished
+     member, never as a complete one;
   5. rm -rf /etc/cni/net.d, as kubeadm reset advises (iptables/IPVS rules are left alone);
   6. kubectl delete node NAME --ignore-not-found, retried until the timeout: the load balancer
      may still send a request to this node's stopped API server for a few seconds.
@@ -114,6 +117,7 @@ main() {
     --timeout="${timeout_seconds}s" >>"$log_file" 2>&1 ||
     die "kubectl drain ${node_name} failed; the node stays cordoned (kubectl uncordon to undo); see ${log_file}"
 
+  rm -f -- "${ROOT}/var/lib/kubernetes-node/member"
   log "running kubeadm reset -f (output in ${log_file})"
   kubeadm reset -f >>"$log_file" 2>&1 || die "kubeadm reset -f failed; see ${log_file}"
   rm -rf -- "${ROOT}/etc/cni/net.d"

@@ -1,0 +1,317 @@
+# shellcheck shell=bash disable=SC2317 # phase functions are called by name
+# A stand-in for kubeadm 1.34 in the node-script sandboxes (tests/support/nodeSandbox.ts prepends
+# its prelude: the call log and the fails/hangs/count helpers). tests/support/fakeKubeadm.ts
+# loads it and explains the environment. It writes kubeadm's files under $ROOT in kubeadm's own
+# phase order, so a test can stop it after any phase, and it refuses what kubeadm refuses.
+#
+# Phase order, from kubernetes/kubernetes (release 1.34):
+#   kubeadm init  (cmd/kubeadm/app/cmd/init.go, initRunner.AppendPhase): preflight, certs,
+#     kubeconfig, etcd, control-plane, kubelet-start, wait-control-plane, upload-config,
+#     upload-certs, mark-control-plane, bootstrap-token, kubelet-finalize, addon,
+#     show-join-command;
+#   kubeadm join  (cmd/kubeadm/app/cmd/join.go, joinRunner.AppendPhase): preflight,
+#     control-plane-prepare, check-etcd, kubelet-start, etcd-join, kubelet-wait-bootstrap,
+#     control-plane-join, wait-control-plane. check-etcd, etcd-join and kubelet-wait-bootstrap
+#     are hidden phases; etcd-join and kubelet-wait-bootstrap run when the feature gate
+#     ControlPlaneKubeletLocalMode is on (beta, on by default since 1.33:
+#     cmd/kubeadm/app/features/features.go), and then control-plane-join's etcd subphase is
+#     skipped (cmd/kubeadm/app/cmd/phases/join/controlplanejoin.go). This stand-in models that
+#     default.
+# What each phase writes (paths under $ROOT):
+#   init certs: /etc/kubernetes/pki (an existing CA is reused, as kubeadm does: "Using existing
+#     ca certificate authority"); init kubeconfig: admin.conf, super-admin.conf, kubelet.conf,
+#     controller-manager.conf, scheduler.conf (existing files are reused); init etcd:
+#     /var/lib/etcd (empty, 0700) and manifests/etcd.yaml; control-plane: the three other
+#     manifests, with image registry.k8s.io/kube-apiserver:<kubernetesVersion>; kubelet-start:
+#     /var/lib/kubelet/config.yaml and kubeadm-flags.env, and the kubelet starts the static pods
+#     (etcd writes /var/lib/etcd/member). The later phases change the cluster only.
+#   join control-plane-prepare: the cluster CA from the kubeadm-certs Secret (download-certs),
+#     the other certificates, admin.conf, controller-manager.conf, scheduler.conf and the three
+#     control-plane manifests; kubelet-start: bootstrap-kubelet.conf and the kubelet's files;
+#     etcd-join: adds the etcd member (cluster side), then /var/lib/etcd and etcd.yaml;
+#     kubelet-wait-bootstrap: kubelet.conf (the kubelet's TLS bootstrap) and bootstrap-kubelet.conf
+#     removed (cmd/kubeadm/app/cmd/phases/join/kubelet.go); control-plane-join:
+#     mark-control-plane (cluster side).
+# Preflight refuses what kubeadm's checks refuse (cmd/kubeadm/app/preflight/checks.go,
+# FileAvailableCheck and DirAvailableCheck): any of the four manifests, a non-empty /var/lib/etcd,
+# and for join also kubelet.conf, bootstrap-kubelet.conf and pki/ca.crt.
+# A failing phase prints "error execution phase <phase>: ..." and exits 1, as kubeadm's workflow
+# runner does (cmd/kubeadm/app/cmd/phases/workflow/runner.go).
+#
+# Every phase that ran is appended to $FAKE_CAPTURE/phases as "<init|join>:<phase>", whether it
+# ran inside `kubeadm init/join` or as `kubeadm init/join phase <phase>`.
+
+K="$ROOT/etc/kubernetes"
+phases_log="$FAKE_CAPTURE/phases"
+join_command="kubeadm join 10.20.1.250:6443 --token $FAKE_TOKEN --discovery-token-ca-cert-hash $FAKE_CA_CERT_HASH --control-plane --certificate-key $FAKE_CERT_KEY"
+init_phases=(preflight certs kubeconfig etcd control-plane kubelet-start wait-control-plane upload-config
+  upload-certs mark-control-plane bootstrap-token kubelet-finalize addon show-join-command)
+join_phases=(preflight control-plane-prepare check-etcd kubelet-start etcd-join kubelet-wait-bootstrap
+  control-plane-join wait-control-plane)
+config=""
+version=""
+node_name=""
+
+phase_error() {
+  echo "error execution phase $1: $2" >&2
+  echo "To see the stack trace of this error execute with --v=5 or higher" >&2
+  exit 1
+}
+
+# kubeadm loads the configuration before any phase (cmd/kubeadm/app/util/config).
+load_config() {
+  [[ -r "$config" ]] || { echo "unable to read config from \"$config\"" >&2; exit 1; }
+  local line block=""
+  version="${FAKE_KUBEADM_VERSION:-v1.34.2}"
+  while IFS= read -r line; do
+    if [[ "$line" =~ ^([A-Za-z]+): ]]; then block="${BASH_REMATCH[1]}"; fi
+    if [[ "$line" =~ ^kubernetesVersion:[[:space:]]+(.+)$ ]]; then version="${BASH_REMATCH[1]}"; fi
+    if [[ "$block" == nodeRegistration && "$line" =~ ^\ \ name:[[:space:]]+(.+)$ ]]; then node_name="${BASH_REMATCH[1]}"; fi
+  done <"$config"
+}
+
+# A phase that talks to the API server needs admin.conf (initData.Client / joinData.Client).
+needs_client() {
+  [[ -f "$K/admin.conf" ]] || phase_error "$1" "failed to load admin kubeconfig: open /etc/kubernetes/admin.conf: no such file or directory"
+}
+
+manifest() {
+  mkdir -p "$K/manifests"
+  # The layout of kubeadm's manifests (cmd/kubeadm/app/util/staticpod/utils.go, sigs.k8s.io/yaml).
+  printf 'apiVersion: v1\nkind: Pod\nmetadata:\n  name: %s\n  namespace: kube-system\nspec:\n  containers:\n  - command:\n    - %s\n    image: registry.k8s.io/%s:%s\n    name: %s\n' \
+    "$1" "$1" "$1" "$2" "$1" >"$K/manifests/$1.yaml"
+}
+
+kubeconfig_file() { if [[ ! -f "$K/$1" ]]; then echo "fake kubeconfig $1" >"$K/$1"; fi; }
+
+preflight_checks() {
+  local errors=() f
+  for f in etcd kube-apiserver kube-controller-manager kube-scheduler; do
+    if [[ -e "$K/manifests/$f.yaml" ]]; then
+      errors+=("[ERROR FileAvailable--etc-kubernetes-manifests-$f.yaml]: /etc/kubernetes/manifests/$f.yaml already exists")
+    fi
+  done
+  if [[ "$1" == join ]]; then
+    for f in kubelet.conf bootstrap-kubelet.conf pki/ca.crt; do
+      if [[ -e "$K/$f" ]]; then
+        errors+=("[ERROR FileAvailable--etc-kubernetes-${f//\//-}]: /etc/kubernetes/$f already exists")
+      fi
+    done
+  fi
+  if [[ -d "$ROOT/var/lib/etcd" && -n "$(ls -A "$ROOT/var/lib/etcd")" ]]; then
+    errors+=("[ERROR DirAvailable--var-lib-etcd]: /var/lib/etcd is not empty")
+  fi
+  if ((${#errors[@]} > 0)); then
+    echo "[preflight] Some fatal errors occurred:" >&2
+    printf '\t%s\n' "${errors[@]}" >&2
+    phase_error preflight "preflight checks failed"
+  fi
+}
+
+kubelet_files() {
+  mkdir -p "$ROOT/var/lib/kubelet"
+  echo "kind: KubeletConfiguration" >"$ROOT/var/lib/kubelet/config.yaml"
+  echo "KUBELET_KUBEADM_ARGS=\"--node-ip=10.20.1.11\"" >"$ROOT/var/lib/kubelet/kubeadm-flags.env"
+}
+
+cluster_ca() {
+  mkdir -p "$K/pki/etcd"
+  if [[ ! -f "$K/pki/ca.crt" ]]; then cp "$FAKE_CLUSTER_CA/ca.crt" "$FAKE_CLUSTER_CA/ca.key" "$K/pki/"; fi
+}
+
+init_preflight() { preflight_checks init; }
+init_certs() {
+  cluster_ca
+  for f in apiserver.crt apiserver-kubelet-client.crt front-proxy-ca.crt sa.key etcd/ca.crt etcd/server.crt; do
+    echo "fake $f" >"$K/pki/$f"
+  done
+}
+init_kubeconfig() {
+  for f in admin.conf super-admin.conf kubelet.conf controller-manager.conf scheduler.conf; do kubeconfig_file "$f"; done
+}
+init_etcd() {
+  mkdir -p "$ROOT/var/lib/etcd" && chmod 0700 "$ROOT/var/lib/etcd"
+  manifest etcd 3.6.4-0
+}
+init_control_plane() {
+  for f in kube-apiserver kube-controller-manager kube-scheduler; do manifest "$f" "$version"; done
+}
+init_kubelet_start() {
+  kubelet_files
+  mkdir -p "$ROOT/var/lib/etcd/member"
+}
+init_wait_control_plane() { :; }
+init_upload_config() { needs_client upload-config; }
+init_upload_certs() { echo "[upload-certs] Skipping phase. Please see --upload-certs"; }
+init_mark_control_plane() { needs_client mark-control-plane; }
+init_bootstrap_token() { needs_client bootstrap-token; }
+init_kubelet_finalize() { needs_client kubelet-finalize; }
+init_addon() { needs_client addon; }
+init_show_join_command() {
+  echo "You can now join any number of control-plane nodes by running the following command on each as root:"
+  echo "  $join_command"
+  echo "W1121 warning that quotes $join_command" >&2
+}
+
+join_preflight() { preflight_checks join; }
+join_control_plane_prepare() {
+  cluster_ca
+  for f in apiserver.crt front-proxy-ca.crt sa.key etcd/ca.crt etcd/server.crt; do echo "fake $f" >"$K/pki/$f"; done
+  for f in admin.conf controller-manager.conf scheduler.conf; do kubeconfig_file "$f"; done
+  for f in kube-apiserver kube-controller-manager kube-scheduler; do manifest "$f" "$version"; done
+}
+join_check_etcd() { :; }
+join_kubelet_start() {
+  echo "fake bootstrap kubeconfig" >"$K/bootstrap-kubelet.conf"
+  kubelet_files
+}
+join_etcd_join() {
+  needs_client etcd-join
+  mkdir -p "$ROOT/var/lib/etcd" && chmod 0700 "$ROOT/var/lib/etcd"
+  echo "$node_name" >>"$FAKE_CAPTURE/etcd-members-added"
+  manifest etcd 3.6.4-0
+  mkdir -p "$ROOT/var/lib/etcd/member"
+}
+join_kubelet_wait_bootstrap() {
+  echo "kubelet kubeconfig" >"$K/kubelet.conf"
+  rm -f "$K/bootstrap-kubelet.conf"
+}
+join_control_plane_join() { needs_client control-plane-join; }
+join_wait_control_plane() { :; }
+
+run_phase() {
+  "$1_${2//-/_}"
+  echo "$1:$2" >>"$phases_log"
+}
+
+# run_workflow init|join PHASE...: every phase in order; FAKE_KUBEADM_FAIL_AFTER=<phase> makes
+# the phase after it fail before it writes anything.
+run_workflow() {
+  local command="$1" phase previous=""
+  shift
+  if [[ -n "${FAKE_KUBEADM_FAIL_AFTER:-}" && "${*: -1}" == "$FAKE_KUBEADM_FAIL_AFTER" ]]; then
+    echo "fake kubeadm: $FAKE_KUBEADM_FAIL_AFTER is the last phase; there is none after it to fail" >&2
+    exit 99
+  fi
+  for phase in "$@"; do
+    if [[ -n "$previous" && "$previous" == "${FAKE_KUBEADM_FAIL_AFTER:-}" ]]; then
+      phase_error "$phase" "fake failure after $previous"
+    fi
+    run_phase "$command" "$phase"
+    previous="$phase"
+  done
+}
+
+case "$1 ${2:-}" in
+  "init phase")
+    # kubeadm init phase upload-certs, as kubeadm's source has it:
+    # - cmd/kubeadm/app/cmd/phases/init/uploadcerts.go: the phase inherits only --config,
+    #   --upload-certs, --certificate-key and --skip-certificate-key-print from init (no
+    #   --kubernetes-version); cobra refuses any other flag;
+    # - cmd/kubeadm/app/apis/kubeadm/validation/validation.go, ValidateMixedArguments: next to
+    #   --config only a few flags (upload-certs, skip-*, ...) are allowed, not --certificate-key;
+    # - cmd/kubeadm/app/util/config/initconfiguration.go: the file needs an InitConfiguration or a
+    #   ClusterConfiguration; v1beta4 defaults kubernetesVersion to "stable-1" (defaults.go);
+    # - cmd/kubeadm/app/util/version.go, KubernetesReleaseVersion: a label is fetched from
+    #   https://dl.k8s.io/release/<label>.txt (10 s timeout); offline, kubeadm warns and falls back
+    #   to its own version. The fetch is recorded in $FAKE_CAPTURE/fetched; this sandbox is offline.
+    if [[ "$3" == upload-certs ]]; then
+      shift 3
+      config="" upload="" mixed=""
+      while [[ $# -gt 0 ]]; do
+        case "$1" in
+          --config) config="$2"; shift 2 ;;
+          --upload-certs) upload=1; shift ;;
+          --certificate-key) mixed="certificate-key"; shift 2 ;;
+          --skip-certificate-key-print) shift ;;
+          *) echo "unknown flag: $1" >&2; exit 1 ;;
+        esac
+      done
+      if [[ -n "$config" && -n "$mixed" ]]; then echo "can not mix '--config' with arguments [$mixed]" >&2; exit 1; fi
+      version="stable-1"
+      if [[ -n "$config" ]]; then
+        [[ -r "$config" ]] || { echo "unable to read config from \"$config\"" >&2; exit 1; }
+        cp "$config" "$FAKE_CAPTURE/upload-certs-config.yaml"
+        grep -Eqx 'kind: (InitConfiguration|ClusterConfiguration)' "$config" || {
+          echo "no InitConfiguration or ClusterConfiguration kind was found in the configuration file" >&2; exit 1
+        }
+        while IFS= read -r line; do
+          if [[ "$line" =~ ^kubernetesVersion:[[:space:]]+(.+)$ ]]; then version="${BASH_REMATCH[1]}"; fi
+        done <"$config"
+      fi
+      if [[ "$version" =~ ^(stable|latest) ]]; then
+        url="https://dl.k8s.io/release/$version.txt"
+        echo "$url" >>"$FAKE_CAPTURE/fetched"
+        echo "W1121 version.go:109] could not fetch a Kubernetes version from the internet: unable to get URL \"$url\": dial tcp: lookup dl.k8s.io: no such host" >&2
+        echo "W1121 version.go:110] falling back to the local client version: ${FAKE_KUBEADM_VERSION:-v1.34.2}" >&2
+        version="${FAKE_KUBEADM_VERSION:-v1.34.2}"
+      fi
+      echo "$version" >"$FAKE_CAPTURE/upload-certs-version"
+      if [[ -z "$upload" ]]; then echo "[upload-certs] Skipping phase. Please see --upload-certs"; exit 0; fi
+      if fails upload-certs; then echo "error execution phase upload-certs" >&2; exit 1; fi
+      echo '[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace'
+      echo '[upload-certs] Using certificate key:'
+      echo "$FAKE_CERT_KEY"
+      exit 0
+    fi
+    # The other phases the membership scripts run: `kubeadm init phase <phase> [all] --config F`
+    # (a parent phase with subphases takes "all"; cmd/kubeadm/app/cmd/phases/workflow/runner.go).
+    phase="$3"
+    shift 3
+    case "$phase" in
+      kubelet-start | mark-control-plane | bootstrap-token) ;;
+      upload-config | kubelet-finalize | addon) [[ "${1:-}" == all ]] || { echo "fake kubeadm: unexpected $*" >&2; exit 99; }; shift ;;
+      *) echo "fake kubeadm: unexpected phase $phase" >&2; exit 99 ;;
+    esac
+    [[ "${1:-}" == --config && $# -eq 2 ]] || { echo "fake kubeadm: unexpected $*" >&2; exit 99; }
+    config="$2"
+    load_config
+    if fails "$phase"; then phase_error "$phase" "fake failure"; fi
+    run_phase init "$phase"
+    ;;
+  "init --config")
+    config="$3"
+    load_config
+    if fails init; then phase_error preflight "fake failure"; fi
+    run_workflow init "${init_phases[@]}"
+    ;;
+  "token create")
+    if fails token; then exit 1; fi
+    key=""
+    while [[ $# -gt 0 ]]; do if [[ "$1" == --certificate-key ]]; then key="$2"; fi; shift; done
+    printf '%s \n' "kubeadm join 10.20.1.250:6443 --token $FAKE_TOKEN --discovery-token-ca-cert-hash $FAKE_CA_CERT_HASH --control-plane --certificate-key ${FAKE_PRINTED_KEY:-$key}"
+    ;;
+  "join --config")
+    config="$3"
+    cp "$config" "$FAKE_CAPTURE/rendered.yaml"
+    stat -c %a "$config" >"$FAKE_CAPTURE/rendered.mode"
+    echo "[preflight] joining with $join_command"
+    load_config
+    version="${FAKE_CLUSTER_VERSION:-v1.34.2}"
+    if fails join; then phase_error preflight "fake failure"; fi
+    run_workflow join "${join_phases[@]}"
+    ;;
+  "join phase")
+    # `kubeadm join phase control-plane-join all --config F`: discovery with the token in F, then
+    # mark-control-plane through admin.conf.
+    [[ "$3 ${4:-} ${5:-}" == "control-plane-join all --config" && $# -eq 6 ]] || {
+      echo "fake kubeadm: unexpected $*" >&2; exit 99
+    }
+    config="$6"
+    cp "$config" "$FAKE_CAPTURE/rendered-phase.yaml"
+    stat -c %a "$config" >"$FAKE_CAPTURE/rendered-phase.mode"
+    load_config
+    if fails control-plane-join; then phase_error control-plane-join "fake failure"; fi
+    run_phase join control-plane-join
+    ;;
+  "reset -f")
+    # cmd/kubeadm/app/cmd/phases/reset: remove-etcd-member, then cleanup-node: the stateful
+    # directories, the manifests, pki and the kubeconfig files; not /etc/cni/net.d.
+    echo "[reset] removing the etcd member; the old join command was $join_command"
+    if fails reset; then exit 1; fi
+    rm -rf "$K/manifests" "$K/pki" "$ROOT/var/lib/etcd" "$ROOT/var/lib/kubelet"
+    rm -f "$K/admin.conf" "$K/super-admin.conf" "$K/kubelet.conf" "$K/bootstrap-kubelet.conf" \
+      "$K/controller-manager.conf" "$K/scheduler.conf"
+    ;;
+  *) echo "fake kubeadm: unexpected $*" >&2; exit 99 ;;
+esac
