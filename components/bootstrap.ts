@@ -3,8 +3,10 @@
  * at a time, each with join credentials minted at join time on the node that joined before
  * it; kube-vip and the reserved-IP companion once the chain is complete.
  *
- * Every command is idempotent behind a sentinel on the node (admin.conf for init, kubelet.conf
- * for a join), because Pulumi re-runs `create` whenever an input changes. Replacing a join
+ * Every command is idempotent, because Pulumi re-runs `create` whenever an input changes. The
+ * init and join scripts write their own completion marker (/var/lib/kubernetes-node/member) as
+ * their last step; kubeadm's files without it mean a half-finished setup, which a re-run
+ * finishes or refuses with the reset commands (scripts/node/member.sh). Replacing a join
  * runs its `delete` (drain, `kubeadm reset`, delete the Node) first: that is how one etcd
  * member leaves, and the chain lets no two members change in one update.
  */
