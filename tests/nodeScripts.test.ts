@@ -6,7 +6,9 @@
  * PATH holds only the fakes and a few named real tools, so an unexpected command fails.
  *
  * What this cannot prove: that kubeadm, kubectl and etcdctl print and behave as the fakes do
- * (join command format, `member list -w simple` columns, reset removing the etcd member).
+ * (join command format, `member list -w simple` columns, reset removing the etcd member, the
+ * jsonpath output and NotFound errors the adoption of a member without a marker reads; the
+ * fakes cite the sources they follow).
  * The proof of those is a real bootstrap: init, two joins, one leave, on real servers.
  */
 import { spawn, spawnSync } from "child_process";
