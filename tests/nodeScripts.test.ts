@@ -6,7 +6,9 @@
  * PATH holds only the fakes and a few named real tools, so an unexpected command fails.
  *
  * What this cannot prove: that kubeadm, kubectl and etcdctl print and behave as the fakes do
- * (join command format, `member list -w simple` columns, reset removing the etcd member).
+ * (join command format, `member list -w simple` columns, reset removing the etcd member, the
+ * jsonpath output and NotFound errors the adoption of a member without a marker reads; the
+ * fakes cite the sources they follow).
  * The proof of those is a real bootstrap: init, two joins, one leave, on real servers.
  */
 import { spawn, spawnSync } from "child_process";
@@ -48,13 +50,18 @@ import {
   useTempDir,
 } from "./support/nodeSandbox";
 import {
+  changeEtcdMember,
   ClusterCa,
+  deleteClusterObject,
+  fakeClusterKubectlArms,
+  fakeClusterMembers,
   fakeKubeadm,
   fakeKubeadmTools,
   initPhases,
   joinPhases,
   makeClusterCa,
   phasesRun,
+  removeNodeLabel,
   resetPhases,
 } from "./support/fakeKubeadm";
 import { expectNoSecrets } from "./support/secrets";
@@ -110,10 +117,12 @@ ${kubectlGateArms("", { readyAfter: true })}
   *" member list -w simple")
     if hangs member-list; then exec sleep 30; fi
     if fails member-list; then exit 1; fi
+    # FAKE_MEMBERS, or else the fake cluster's members (tests/support/fakeKubeadm.ts).
     while IFS= read -r line; do
+      [[ -n "$line" ]] || continue
       id="\${line%%,*}"
       if ! grep -qx "$id" "$FAKE_CAPTURE/removed" 2>/dev/null; then printf '%s\\n' "$line"; fi
-    done <<<"$FAKE_MEMBERS"
+    done <<<"\${FAKE_MEMBERS-${fakeClusterMembers}}"
     ;;
   *" endpoint health")
     if [[ -n "\${FAKE_MEMBER_ALIVE:-}" ]]; then echo "is healthy"; else echo "is unhealthy" >&2; exit 1; fi
@@ -131,6 +140,7 @@ ${kubectlGateArms("", { readyAfter: true })}
     if (($(count delete) <= \${FAKE_DELETE_FAILURES:-0})); then echo "connection refused" >&2; exit 1; fi
     echo "node \\"$5\\" deleted"
     ;;
+${fakeClusterKubectlArms}
   *) echo "fake kubectl: unexpected $*" >&2; exit 99 ;;
 esac`,
   "cloud-init": `
@@ -918,7 +928,9 @@ describe("member markers: a re-run after kubeadm stopped in any phase finishes o
 
   // What a re-run does after `kubeadm init` stopped after each phase. "full": kubeadm init again
   // (no manifest, no etcd data; kubeadm reuses the certificates and kubeconfig files); "finish":
-  // the later phases that change the cluster; "refuse": the reset commands, exit 1.
+  // the later phases that change the cluster; "refuse": the reset commands, exit 1; "adopt": every
+  // phase that changes anything had run, the cluster proves it, and the marker is written without
+  // any kubeadm call (as for a member set up before the marker existed).
   const finishInit = [
     "upload-config all",
     "mark-control-plane",
@@ -927,7 +939,10 @@ describe("member markers: a re-run after kubeadm stopped in any phase finishes o
     "addon all",
   ];
   const finishInitCalls = finishInit.map((p) => `kubeadm init phase ${p} --config $ROOT${initConfigPath}`);
-  const initRerun: Record<(typeof initPhases)[number], { outcome: "full" | "finish" | "refuse"; kubeadm: string[] }> = {
+  const initRerun: Record<
+    (typeof initPhases)[number],
+    { outcome: "full" | "finish" | "refuse" | "adopt"; kubeadm: string[] }
+  > = {
     preflight: { outcome: "full", kubeadm: [initCall] },
     certs: { outcome: "full", kubeadm: [initCall] },
     kubeconfig: { outcome: "full", kubeadm: [initCall] },
@@ -943,8 +958,8 @@ describe("member markers: a re-run after kubeadm stopped in any phase finishes o
     "mark-control-plane": { outcome: "finish", kubeadm: finishInitCalls },
     "bootstrap-token": { outcome: "finish", kubeadm: finishInitCalls },
     "kubelet-finalize": { outcome: "finish", kubeadm: finishInitCalls },
-    addon: { outcome: "finish", kubeadm: finishInitCalls },
-    "show-join-command": { outcome: "finish", kubeadm: finishInitCalls },
+    addon: { outcome: "adopt", kubeadm: [] },
+    "show-join-command": { outcome: "adopt", kubeadm: [] },
   };
   // Phases that change nothing: upload-certs without --upload-certs, the waits, the printout.
   const initNoEffect = new Set(["preflight", "wait-control-plane", "upload-certs", "show-join-command"]);
@@ -985,6 +1000,7 @@ describe("member markers: a re-run after kubeadm stopped in any phase finishes o
       }
       expectStatus(second, 0);
       expectMarker(sandbox, "init", "prod-nbg1-cp-1");
+      expect(second.stderr.includes(": adopted: every proof holds")).toBe(outcome === "adopt");
       // Every phase after the one that stopped that changes anything ran exactly once now.
       const ranSecond = phasesRun(sandbox);
       for (const later of initPhases.slice(initPhases.indexOf(phase) + 1)) {
@@ -1020,7 +1036,7 @@ describe("member markers: a re-run after kubeadm stopped in any phase finishes o
   const joinCall = expect.stringMatching(/^kubeadm join --config \S+$/);
   const joinRerun: Record<
     (typeof joinPhases)[number],
-    { outcome: "full" | "finish" | "refuse"; kubeadm: unknown[]; etcdMember?: boolean }
+    { outcome: "full" | "finish" | "refuse" | "adopt"; kubeadm: unknown[]; etcdMember?: boolean }
   > = {
     preflight: { outcome: "full", kubeadm: [joinCall] },
     "control-plane-prepare": { outcome: "refuse", kubeadm: [] },
@@ -1028,8 +1044,8 @@ describe("member markers: a re-run after kubeadm stopped in any phase finishes o
     "kubelet-start": { outcome: "refuse", kubeadm: [] },
     "etcd-join": { outcome: "refuse", kubeadm: [], etcdMember: true },
     "kubelet-wait-bootstrap": { outcome: "finish", kubeadm: [joinPhaseCall] },
-    "control-plane-join": { outcome: "finish", kubeadm: [joinPhaseCall] },
-    "wait-control-plane": { outcome: "finish", kubeadm: [joinPhaseCall] },
+    "control-plane-join": { outcome: "adopt", kubeadm: [] },
+    "wait-control-plane": { outcome: "adopt", kubeadm: [] },
   };
   const joinNoEffect = new Set(["preflight", "check-etcd", "wait-control-plane"]);
 
@@ -1069,6 +1085,7 @@ describe("member markers: a re-run after kubeadm stopped in any phase finishes o
       }
       expectStatus(second, 0);
       expectMarker(sandbox, "join", "prod-nbg1-cp-2");
+      expect(second.stderr.includes(": adopted: every proof holds")).toBe(outcome === "adopt");
       const ranSecond = phasesRun(sandbox);
       for (const later of joinPhases.slice(joinPhases.indexOf(phase) + 1)) {
         if (!joinNoEffect.has(later)) expect([later, count(ranSecond, `join:${later}`)]).toEqual([later, 1]);
@@ -1162,11 +1179,225 @@ describe("member markers: a re-run after kubeadm stopped in any phase finishes o
     const left = run(sandbox, "leave-cluster.sh", [], { env: { FAKE_FAIL: "reset" } });
     expect(left.status).toBe(1);
     expect(marker(sandbox)).toBeUndefined();
-    // kubeadm's files are still there: a re-run of init finishes nothing it cannot prove.
+    // kubeadm's files are still there: a re-run of init finishes nothing it cannot prove. The
+    // reset removed the etcd member before it failed (its remove-etcd-member phase comes first),
+    // so the cluster does not prove a member either: not adopted.
     resetCalls(sandbox);
     const again = run(sandbox, "kubeadm-init.sh", initArgs);
     expectStatus(again, 0);
+    expect(again.stderr).toContain("not adopted: the etcd member list has no started, voting member prod-nbg1-cp-1");
     expect(kubeadmCalls(sandbox)).toEqual(finishInitCalls);
+  });
+
+  describe("adoption: a member set up before the marker existed is adopted, never re-run", () => {
+    const initNodeName = "prod-nbg1-cp-1";
+    const joinNodeName = "prod-nbg1-cp-2";
+    const nodeQuery = (node: string) =>
+      kubectlCall(
+        kubeconfig,
+        `get nodes -l node-role.kubernetes.io/control-plane --field-selector metadata.name=${node} -o jsonpath={.items[*].metadata.name}`,
+      );
+    const memberList = (node: string) =>
+      etcdctlCall(kubeconfig, node, "https://127.0.0.1:2379", "member list -w simple");
+    const objectQuery = (namespace: string, kind: string, name: string) =>
+      kubectlCall(kubeconfig, `-n ${namespace} get ${kind} ${name} -o jsonpath={.metadata.name}`);
+    // The read-only look at the cluster, then the usual gate(s).
+    const adoptInitCalls = [
+      readyzGate,
+      nodeQuery(initNodeName),
+      memberList(initNodeName),
+      objectQuery("kube-system", "configmap", "kubeadm-config"),
+      objectQuery("kube-public", "configmap", "cluster-info"),
+      objectQuery("kube-system", "deployment", "coredns"),
+      objectQuery("kube-system", "configmap", "kube-proxy"),
+      etcdHealthCall(kubeconfig, initNodeName),
+      readyzGate,
+    ];
+    const adoptJoinCalls = [
+      readyzGate,
+      nodeQuery(joinNodeName),
+      memberList(joinNodeName),
+      etcdHealthCall(kubeconfig, joinNodeName),
+      ...joinGates,
+    ];
+    const oldInit = "adopted: every proof holds that the init of prod-nbg1-cp-1 completed";
+    const oldJoin = "adopted: every proof holds that the join of prod-nbg1-cp-2 completed";
+
+    /** A node set up completely by the stand-in, its marker deleted: as the scripts before the marker left it. */
+    const setUpByOldScripts = (role: "init" | "join"): Sandbox => {
+      const sandbox = role === "init" ? initNode("adopt-init") : joinNode("adopt-join");
+      const setup =
+        role === "init"
+          ? run(sandbox, "kubeadm-init.sh", initArgs)
+          : run(sandbox, "kubeadm-join.sh", joinArgs, { input: joinCredentials });
+      expectStatus(setup, 0);
+      fs.rmSync(at(sandbox, markerPath));
+      resetCalls(sandbox);
+      resetPhases(sandbox);
+      return sandbox;
+    };
+
+    test("init: the re-run makes no kubeadm call, writes the marker, exits 0", () => {
+      const sandbox = setUpByOldScripts("init");
+      // A kubeadm that would fail anywhere: none may run.
+      const result = run(sandbox, "kubeadm-init.sh", initArgs, { env: { FAKE_FAIL: "init" } });
+      expectStatus(result, 0);
+      expect(result.stderr).toContain(oldInit);
+      expect(calls(sandbox)).toEqual(adoptInitCalls);
+      expect(phasesRun(sandbox)).toEqual([]);
+      expectMarker(sandbox, "init", initNodeName);
+      // From now on it is a marked member: only the gate.
+      resetCalls(sandbox);
+      expectStatus(run(sandbox, "kubeadm-init.sh", initArgs), 0);
+      expect(calls(sandbox)).toEqual([readyzGate]);
+    });
+
+    test("join: the re-run makes no kubeadm call and reads no stdin, writes the marker, exits 0", () => {
+      const sandbox = setUpByOldScripts("join");
+      // Credentials minted long ago would be refused here; stdin is not read.
+      const result = run(sandbox, "kubeadm-join.sh", joinArgs, {
+        input: "JOIN_TOKEN=expired\n",
+        env: { FAKE_FAIL: "join,control-plane-join" },
+      });
+      expectStatus(result, 0);
+      expect(result.stderr).toContain(oldJoin);
+      expect(calls(sandbox)).toEqual(adoptJoinCalls);
+      expect(phasesRun(sandbox)).toEqual([]);
+      expectMarker(sandbox, "join", joinNodeName);
+      expect(fs.readdirSync(path.dirname(at(sandbox, joinTemplatePath)))).toEqual(["join.yaml"]);
+    });
+
+    test("init: kube-proxy's DaemonSet alone is proof enough of the addon phase", () => {
+      const sandbox = setUpByOldScripts("init");
+      deleteClusterObject(sandbox, "kube-system", "configmaps", "kube-proxy");
+      const result = run(sandbox, "kubeadm-init.sh", initArgs);
+      expectStatus(result, 0);
+      expect(result.stderr).toContain(oldInit);
+      expect(kubeadmCalls(sandbox)).toEqual([]);
+      expect(calls(sandbox)).toContain(objectQuery("kube-system", "daemonset", "kube-proxy"));
+    });
+
+    // One proof missing each: the node is half done as far as anyone can tell, and the re-run
+    // does what it does for a half-done node (finish, which ends with the marker).
+    const initMissing: [string, (sandbox: Sandbox) => void, string][] = [
+      [
+        "no control-plane label on the Node",
+        (sandbox) => removeNodeLabel(sandbox, initNodeName, "node-role.kubernetes.io/control-plane"),
+        "no Node prod-nbg1-cp-1 with the label node-role.kubernetes.io/control-plane",
+      ],
+      [
+        "the etcd member still a learner",
+        (sandbox) => changeEtcdMember(sandbox, initNodeName, { learner: true }),
+        "the etcd member list has no started, voting member prod-nbg1-cp-1",
+      ],
+      [
+        "no ConfigMap kubeadm-config",
+        (sandbox) => deleteClusterObject(sandbox, "kube-system", "configmaps", "kubeadm-config"),
+        "no ConfigMap kube-system/kubeadm-config",
+      ],
+      [
+        "no ConfigMap cluster-info",
+        (sandbox) => deleteClusterObject(sandbox, "kube-public", "configmaps", "cluster-info"),
+        "no ConfigMap kube-public/cluster-info",
+      ],
+      [
+        "no coredns Deployment",
+        (sandbox) => deleteClusterObject(sandbox, "kube-system", "deployments.apps", "coredns"),
+        "no Deployment kube-system/coredns",
+      ],
+      [
+        "neither kube-proxy ConfigMap nor DaemonSet",
+        (sandbox) => {
+          deleteClusterObject(sandbox, "kube-system", "configmaps", "kube-proxy");
+          deleteClusterObject(sandbox, "kube-system", "daemonsets.apps", "kube-proxy");
+        },
+        "neither ConfigMap nor DaemonSet kube-system/kube-proxy",
+      ],
+      [
+        "kubelet.conf with the embedded certificate (no kubelet-finalize)",
+        (sandbox) => {
+          const file = at(sandbox, "etc/kubernetes/kubelet.conf");
+          fs.writeFileSync(
+            file,
+            fs
+              .readFileSync(file, "utf8")
+              .replace(/client-certificate: .*/, "client-certificate-data: ZmFrZQ==")
+              .replace(/client-key: .*/, "client-key-data: ZmFrZQ=="),
+          );
+        },
+        "/etc/kubernetes/kubelet.conf does not use /var/lib/kubelet/pki/kubelet-client-current.pem",
+      ],
+    ];
+    test.each(initMissing)("init with %s: falls through to finishing the init", (_label, breakIt, message) => {
+      const sandbox = setUpByOldScripts("init");
+      breakIt(sandbox);
+      const result = run(sandbox, "kubeadm-init.sh", initArgs);
+      expectStatus(result, 0);
+      expect(result.stderr).toContain(`not adopted: ${message}`);
+      expect(result.stderr).not.toContain(oldInit);
+      expect(kubeadmCalls(sandbox)).toEqual(finishInitCalls);
+      expectMarker(sandbox, "init", initNodeName);
+    });
+
+    const joinMissing: [string, (sandbox: Sandbox) => void, string][] = [
+      [
+        "no control-plane label on the Node",
+        (sandbox) => removeNodeLabel(sandbox, joinNodeName, "node-role.kubernetes.io/control-plane"),
+        "no Node prod-nbg1-cp-2 with the label node-role.kubernetes.io/control-plane",
+      ],
+      [
+        "the etcd member still a learner",
+        (sandbox) => changeEtcdMember(sandbox, joinNodeName, { learner: true }),
+        "the etcd member list has no started, voting member prod-nbg1-cp-2",
+      ],
+      [
+        "no etcd member",
+        (sandbox) => changeEtcdMember(sandbox, joinNodeName, "remove"),
+        "the etcd member list has no started, voting member prod-nbg1-cp-2",
+      ],
+    ];
+    test.each(joinMissing)("join with %s: falls through to finishing the join", (_label, breakIt, message) => {
+      const sandbox = setUpByOldScripts("join");
+      breakIt(sandbox);
+      const result = run(sandbox, "kubeadm-join.sh", joinArgs, { input: joinCredentials });
+      expectStatus(result, 0);
+      expectNoSecrets(result, secrets);
+      expect(result.stderr).toContain(`not adopted: ${message}`);
+      expect(result.stderr).not.toContain(oldJoin);
+      expect(kubeadmCalls(sandbox)).toEqual([joinPhaseCall]);
+      expectMarker(sandbox, "join", joinNodeName);
+    });
+
+    // The cluster cannot be checked: refused, nothing changed, and no advice to reset a node that
+    // may be a healthy member.
+    const unverifiable: [string, Record<string, string>, string][] = [
+      ["the API server down", { FAKE_FAIL: "readyz" }, "the API server did not report ready within 1s"],
+      ["the API server hanging", { FAKE_HANG: "readyz" }, "the API server did not report ready within 1s"],
+      ["kubectl get refused", { FAKE_FAIL: "cluster-read" }, "kubectl could not read the Node"],
+      ["etcdctl member list failing", { FAKE_FAIL: "member-list" }, "kubectl could not read the etcd member list"],
+      ["etcd unhealthy", { FAKE_FAIL: "etcd" }, "etcdctl endpoint health --cluster did not pass"],
+    ];
+    test.each(["init", "join"] as const)(
+      "%s: a cluster that cannot be checked is refused, without kubeadm or marker",
+      (role) => {
+        for (const [label, env, reason] of unverifiable) {
+          const sandbox = setUpByOldScripts(role);
+          const result =
+            role === "init"
+              ? run(sandbox, "kubeadm-init.sh", [...initArgs, "--timeout", "1"], { env })
+              : run(sandbox, "kubeadm-join.sh", [...joinArgs, "--timeout", "1"], { input: joinCredentials, env });
+          expect([label, result.status]).toEqual([label, 1]);
+          expect(result.stderr).toContain("The cluster cannot be checked: ");
+          expect(result.stderr).toContain(reason);
+          expect(result.stderr).toContain("Nothing was changed: no kubeadm call, no marker.");
+          expect(result.stderr).not.toContain("kubeadm reset");
+          expect(result.ms).toBeLessThan(5_000);
+          expectNoSecrets(result, secrets);
+          expect([label, kubeadmCalls(sandbox)]).toEqual([label, []]);
+          expect(marker(sandbox)).toBeUndefined();
+        }
+      },
+    );
   });
 });
 

@@ -3,9 +3,10 @@
 # API server reports ready, then writes this project's member marker
 # (/var/lib/kubernetes-node/member, member.sh) as its last step. A node with a matching marker
 # is initialized, and a re-run only repeats the readiness gate. kubeadm's own files are no proof:
-# `kubeadm init` writes admin.conf in its kubeconfig phase, long before it finishes. Files of an
-# init that stopped half way are finished with kubeadm's later, idempotent phases, or refused
-# with the exact reset commands.
+# `kubeadm init` writes admin.conf in its kubeconfig phase, long before it finishes. A node
+# initialized before the marker existed is adopted when the cluster proves its init completed
+# (member.sh adopt_member). Files of an init that stopped half way are finished with kubeadm's
+# later, idempotent phases, or refused with the exact reset commands.
 set -euo pipefail
 umask 077
 # Bash's regular expressions follow the locale; C makes [a-z] mean exactly a to z.
@@ -53,8 +54,24 @@ Steps:
   1. with a DNS endpoint: the /etc/hosts line (also on an initialized node, so a changed
      load balancer IP reaches it; unchanged when already right);
   2. with the member marker: it must record this node name, this controlPlaneEndpoint and the
-     cluster CA in /etc/kubernetes/pki/ca.crt (else refuse, changing nothing); then only 5;
-  3. without the marker and without kubeadm's static pod manifests or /var/lib/etcd data (a
+     cluster CA in /etc/kubernetes/pki/ca.crt (else refuse, changing nothing); then only 6;
+  3. adoption: without the marker, with kubeadm's files of a completed init (pki/ca.crt,
+     admin.conf, kubelet.conf, the four static pod manifests, /var/lib/kubelet/config.yaml,
+     /var/lib/etcd): a node initialized before this project wrote the marker, or an init that
+     stopped half way. The cluster tells which, read-only through admin.conf, each kubectl call
+     bounded by --timeout, its output in the log. Proof that this node's init completed, each
+     an effect of kubeadm's last phases: kubelet.conf uses
+     /var/lib/kubelet/pki/kubelet-client-current.pem (kubelet-finalize); /readyz answers ok;
+     the Node NAME has the label node-role.kubernetes.io/control-plane (mark-control-plane);
+     `etcdctl member list` in etcd-NAME shows NAME started and not a learner; ConfigMaps
+     kube-system/kubeadm-config (upload-config) and kube-public/cluster-info
+     (bootstrap-token); Deployment kube-system/coredns and ConfigMap or DaemonSet
+     kube-system/kube-proxy (addon); `etcdctl endpoint health --cluster` passes. All hold:
+     the marker is written ("adopted" in the output), no kubeadm command runs; then 6. One is
+     missing: 4 or 5 as before. /readyz not ok within --timeout, a kubectl call that fails
+     other than with NotFound, or an unhealthy etcd: the cluster cannot be checked, refuse
+     (exit 1, nothing changed, no marker, no reset advice);
+  4. without the marker and without kubeadm's static pod manifests or /var/lib/etcd data (a
      fresh node, or an init that stopped in preflight, certs or kubeconfig, whose files kubeadm
      reuses): kubeadm init --config PATH. Its output, which
      contains join commands with a bootstrap token, goes only to the root-only log
@@ -64,18 +81,19 @@ Steps:
      so kubeadm's defaults apply: controlPlaneComponentHealthCheck 4m, kubeletHealthCheck 4m,
      kubernetesAPICall 1m, etcdAPICall 2m. This script does not kill kubeadm half-way, which
      would leave a half-initialized node;
-  4. without the marker, with all four static pod manifests and admin.conf (an init that
+  5. without the marker, with all four static pod manifests and admin.conf (an init that
      stopped after its control-plane phase): finish it. kubeadm init phase kubelet-start when
-     /var/lib/kubelet/config.yaml is missing; wait for /readyz as in 5 (not ready in time:
+     /var/lib/kubelet/config.yaml is missing; wait for /readyz as in 6 (not ready in time:
      refuse as below); then, once each, the later phases that change the cluster, all of them
      idempotent: kubeadm init phase upload-config all, mark-control-plane, bootstrap-token,
      kubelet-finalize all, addon all (--config PATH each). upload-certs is not run: without
      --upload-certs it does nothing, and mint-join-credentials.sh uploads the certificates for
      every join. Any other half-finished state (only the etcd manifest, etcd data without
      manifests, ...): refuse, printing the exact `kubeadm reset -f` and clean-up commands;
-  5. wait until `kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz` prints ok;
-  6. write /var/lib/kubernetes-node/member (role, node name, endpoint, the CA's public key hash
-     as in --discovery-token-ca-cert-hash, the kube-apiserver version, the time): last.
+  6. wait until `kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz` prints ok;
+  7. unless adopted in 3, write /var/lib/kubernetes-node/member (role, node name, endpoint,
+     the CA's public key hash as in --discovery-token-ca-cert-hash, the kube-apiserver
+     version, the time): last.
 A failed init, a failed gate or a refusal leaves no marker, so a re-run after a failure in any
 kubeadm phase finishes or refuses; see docs/runbooks/member-setup-failed.md.
 
@@ -178,7 +196,11 @@ main() {
   for name in "${CONTROL_PLANE_MANIFESTS[@]}"; do
     if has_state "/etc/kubernetes/manifests/${name}.yaml"; then manifests=$((manifests + 1)); fi
   done
-  if ((manifests == 0)) && ! has_state /var/lib/etcd; then
+  # A member set up before the marker existed: adopted when the cluster proves its init completed.
+  adopt_member init "$node" "$endpoint"
+  if "$adopted"; then
+    log "adopted as an initialized member; checking the API server only"
+  elif ((manifests == 0)) && ! has_state /var/lib/etcd; then
     if [[ -n "$state" ]]; then
       log "files of an earlier kubeadm init (${state}): kubeadm init reuses its certificates and kubeconfig files"
     fi
@@ -198,7 +220,7 @@ main() {
 
   gate_ready ||
     die "the API server did not report ready within ${timeout_seconds}s (kubectl get --raw /readyz); see ${log_file}. Run this script again once it is (${MEMBER_RUNBOOK})"
-  write_member_marker init "$node" "$endpoint"
+  if ! "$adopted"; then write_member_marker init "$node" "$endpoint"; fi
   log "initialized; the API server is ready"
 }
 

@@ -2,9 +2,11 @@
 # Joins this node to the cluster as a control-plane node with `kubeadm join --config`, once, then
 # gates on the API server and on etcd health, then writes this project's member marker
 # (/var/lib/kubernetes-node/member, member.sh) as its last step. kubeadm's own files are no
-# proof: kubelet.conf appears before control-plane-join. The join credentials arrive on stdin (the output of
-# mint-join-credentials.sh, run on a node already in the cluster); they are never arguments,
-# environment of other commands, or files other than the short-lived rendered configuration.
+# proof: kubelet.conf appears before control-plane-join. A node joined before the marker existed
+# is adopted when the cluster proves its join completed (member.sh adopt_member). The join
+# credentials arrive on stdin (the output of mint-join-credentials.sh, run on a node already in
+# the cluster); they are never arguments, environment of other commands, or files other than the
+# short-lived rendered configuration.
 set -euo pipefail
 umask 077
 # Bash's regular expressions follow the locale; C makes [a-z] mean exactly a to z.
@@ -59,7 +61,20 @@ Steps:
   1. with a DNS endpoint: the /etc/hosts line (also on a joined node; unchanged when right);
   2. with the member marker: it must record this node name, this endpoint and the cluster CA in
      /etc/kubernetes/pki/ca.crt (else refuse, changing nothing); stdin is not read, go to 6;
-  3. without the marker, kubeadm files from an attempt that stopped half way
+  3. adoption: without the marker, with kubeadm's files of a completed join (pki/ca.crt,
+     admin.conf, kubelet.conf, the four static pod manifests, /var/lib/kubelet/config.yaml,
+     /var/lib/etcd): a node joined before this project wrote the marker, or a join that
+     stopped half way. The cluster tells which, read-only through admin.conf, each kubectl
+     call bounded by --timeout, its output in the log. Proof that this node's join completed,
+     each an effect of kubeadm's last phases: /readyz answers ok; the Node NAME has the label
+     node-role.kubernetes.io/control-plane (mark-control-plane, the last step of
+     control-plane-join); `etcdctl member list` in etcd-NAME shows NAME started and not a
+     learner (etcd-join promotes the learner); `etcdctl endpoint health --cluster` passes.
+     All hold: the marker is written ("adopted" in the output), stdin is not read, no kubeadm
+     command runs; then 6. One is missing: as below. /readyz not ok within --timeout, a
+     kubectl call that fails other than with NotFound, or an unhealthy etcd: the cluster
+     cannot be checked, refuse (exit 1, nothing changed, no marker, no reset advice);
+     otherwise, without the marker, kubeadm files from an attempt that stopped half way
      (kubernetes/kubernetes cmd/kubeadm/app/cmd/join.go, 1.34: preflight, control-plane-prepare,
      check-etcd, kubelet-start, etcd-join, kubelet-wait-bootstrap, control-plane-join,
      wait-control-plane): with kubelet.conf, the etcd manifest and admin.conf (stopped after
@@ -77,8 +92,9 @@ Steps:
   6. gate: `kubectl --kubeconfig /etc/kubernetes/admin.conf get --raw /readyz` prints ok;
   7. gate: `etcdctl endpoint health --cluster` in the etcd-NAME static pod (through
      kubectl -n kube-system exec) exits 0, so the next join finds a healthy etcd;
-  8. write /var/lib/kubernetes-node/member (role, node name, endpoint, the CA's public key hash
-     as in --discovery-token-ca-cert-hash, the kube-apiserver version, the time): last.
+  8. unless adopted in 3, write /var/lib/kubernetes-node/member (role, node name, endpoint,
+     the CA's public key hash as in --discovery-token-ca-cert-hash, the kube-apiserver
+     version, the time): last.
 A failed join, a failed gate or a refusal leaves no marker, so a re-run after a failure in any
 kubeadm phase finishes or refuses; see docs/runbooks/member-setup-failed.md.
 
@@ -250,7 +266,12 @@ main() {
     log "already a member (${member[role]} completed ${member[completed]}); stdin not read, checking the gates only"
   else
     state="$(kubeadm_state)"
-    if [[ -z "$state" ]]; then
+    # A member set up before the marker existed: adopted when the cluster proves its join
+    # completed; stdin is not read.
+    adopt_member join "$node_name" "$endpoint"
+    if "$adopted"; then
+      log "adopted as a joined member; stdin not read, checking the gates only"
+    elif [[ -z "$state" ]]; then
       join_cluster
     elif has_state /etc/kubernetes/kubelet.conf && has_state /etc/kubernetes/manifests/etcd.yaml &&
       has_state /etc/kubernetes/admin.conf; then

@@ -40,6 +40,36 @@
 #
 # Every phase that ran is appended to $FAKE_CAPTURE/phases as "<init|join>:<phase>", whether it
 # ran inside `kubeadm init/join` or as `kubeadm init/join phase <phase>`.
+#
+# What each phase changes in the cluster goes to the fake cluster $FAKE_CAPTURE/cluster, which the
+# fake kubectl reads (tests/support/fakeKubeadm.ts fakeClusterKubectlArms explains the layout):
+#   init kubelet-start: the kubelet starts the static pods, so the etcd member NODE runs (a new
+#     cluster of one voting member, named after the node: --name in the etcd manifest,
+#     cmd/kubeadm/app/phases/etcd/local.go getEtcdCommand), and registers its Node; it writes
+#     its rotating client certificate /var/lib/kubelet/pki/kubelet-client-current.pem;
+#   init upload-config: ConfigMaps kube-system/kubeadm-config and kubelet-config
+#     (cmd/kubeadm/app/cmd/phases/init/uploadconfig.go);
+#   init mark-control-plane, join control-plane-join: the Node's labels
+#     node-role.kubernetes.io/control-plane and node.kubernetes.io/exclude-from-external-load-balancers,
+#     both "" (cmd/kubeadm/app/phases/markcontrolplane/markcontrolplane.go; it patches an
+#     existing Node and fails without one);
+#   init bootstrap-token: ConfigMap kube-public/cluster-info (cmd/kubeadm/app/cmd/phases/init/
+#     bootstraptoken.go, CreateBootstrapConfigMapIfNotExists);
+#   init kubelet-finalize: kubelet.conf's client-certificate and client-key become
+#     /var/lib/kubelet/pki/kubelet-client-current.pem when that file exists; nothing otherwise
+#     (cmd/kubeadm/app/cmd/phases/init/kubeletfinalize.go);
+#   init addon: Deployment and ConfigMap kube-system/coredns, Service kube-system/kube-dns,
+#     ConfigMap and DaemonSet kube-system/kube-proxy (cmd/kubeadm/app/phases/addons/dns and proxy);
+#   join (before its first phase): the cluster it finds, set up by the first node's init, unless
+#     the fake cluster exists already;
+#   join etcd-join: the member is added as a learner, its manifest written, and once it runs it
+#     is promoted (cmd/kubeadm/app/phases/etcd/local.go CreateStackedEtcdStaticPodManifestFile:
+#     AddMemberAsLearner, MemberPromote): a started voting member when the phase ends;
+#   join kubelet-wait-bootstrap: the kubelet's TLS bootstrap writes kubelet.conf pointing at
+#     kubelet-client-current.pem (k8s.io/kubernetes pkg/kubelet/certificate/bootstrap) and
+#     registers the Node;
+#   reset: its remove-etcd-member phase removes this node's member before cleanup-node removes
+#     the files (cmd/kubeadm/app/cmd/phases/reset); FAKE_FAIL=reset fails after the removal.
 
 K="$ROOT/etc/kubernetes"
 phases_log="$FAKE_CAPTURE/phases"
@@ -51,6 +81,9 @@ join_phases=(preflight control-plane-prepare check-etcd kubelet-start etcd-join 
 config=""
 version=""
 node_name=""
+advertise_ip="10.20.1.11"
+C="$FAKE_CAPTURE/cluster"
+pem="/var/lib/kubelet/pki/kubelet-client-current.pem"
 
 phase_error() {
   echo "error execution phase $1: $2" >&2
@@ -67,7 +100,78 @@ load_config() {
     if [[ "$line" =~ ^([A-Za-z]+): ]]; then block="${BASH_REMATCH[1]}"; fi
     if [[ "$line" =~ ^kubernetesVersion:[[:space:]]+(.+)$ ]]; then version="${BASH_REMATCH[1]}"; fi
     if [[ "$block" == nodeRegistration && "$line" =~ ^\ \ name:[[:space:]]+(.+)$ ]]; then node_name="${BASH_REMATCH[1]}"; fi
+    if [[ "$line" =~ ^[[:space:]]+advertiseAddress:[[:space:]]+([0-9.]+)$ ]]; then advertise_ip="${BASH_REMATCH[1]}"; fi
   done <"$config"
+  # This host's node, for reset (kubeadm finds its own member by its peer URL).
+  if [[ -n "$node_name" ]]; then printf '%s %s\n' "$node_name" "$advertise_ip" >"$FAKE_CAPTURE/host-node"; fi
+}
+
+# The fake cluster (see the header): objects, Nodes with their labels, etcd members.
+create_object() { mkdir -p "$C/objects/$1/$2" && : >"$C/objects/$1/$2/$3"; }
+register_node() {
+  mkdir -p "$C/nodes"
+  if [[ ! -f "$C/nodes/$1" ]]; then printf 'kubernetes.io/hostname=%s\nkubernetes.io/os=linux\n' "$1" >"$C/nodes/$1"; fi
+}
+# mark_control_plane PHASE NODE: apiclient.PatchNode needs the Node.
+mark_control_plane() {
+  [[ -f "$C/nodes/$2" ]] || phase_error "$1" "unable to patch node \"$2\": nodes \"$2\" not found"
+  local label
+  for label in node-role.kubernetes.io/control-plane node.kubernetes.io/exclude-from-external-load-balancers; do
+    grep -q "^$label=" "$C/nodes/$2" || echo "$label=" >>"$C/nodes/$2"
+  done
+}
+# member_id NAME: a stable 16-digit hex id, as etcd prints member ids (%x of a uint64).
+member_id() {
+  local i h=1469598103934665603
+  for ((i = 0; i < ${#1}; i++)); do h=$(((h ^ $(printf '%d' "'${1:i:1}")) * 1099511628211 & 0x7fffffffffffffff)); done
+  printf '%016x' "$h"
+}
+# set_member NAME STATUS LEARNER IP: the member's line in `etcdctl member list -w simple` format
+# (etcd-io/etcd etcdctl/ctlv3/command/printer.go makeMemberListTable: ID, status, name, peer
+# URLs, client URLs, is-learner, joined by ", ").
+set_member() {
+  local id lines=""
+  id="$(member_id "$1")"
+  mkdir -p "$C"
+  if [[ -f "$C/etcd-members" ]]; then lines="$(grep -v "^$id, " "$C/etcd-members" || true)"; fi
+  { if [[ -n "$lines" ]]; then printf '%s\n' "$lines"; fi
+    printf '%s, %s, %s, https://%s:2380, https://%s:2379, %s\n' "$id" "$2" "$1" "$4" "$4" "$3"
+  } >"$C/etcd-members.new"
+  mv "$C/etcd-members.new" "$C/etcd-members"
+}
+remove_member() {
+  local id rest
+  id="$(member_id "$1")"
+  [[ -f "$C/etcd-members" ]] || return 0
+  rest="$(grep -v "^$id, " "$C/etcd-members" || true)"
+  if [[ -n "$rest" ]]; then printf '%s\n' "$rest" >"$C/etcd-members"; else : >"$C/etcd-members"; fi
+}
+# The kubelet's kubeconfig: certificate and key embedded (init's kubeconfig phase) or from the
+# rotating PEM file (kubelet-finalize; the kubelet's TLS bootstrap), as clientcmd.WriteToFile
+# writes it.
+kubelet_conf() {
+  local user
+  if [[ "$1" == embedded ]]; then
+    user="    client-certificate-data: ZmFrZSBjZXJ0aWZpY2F0ZQ==\n    client-key-data: ZmFrZSBrZXk="
+  else
+    user="    client-certificate: $pem\n    client-key: $pem"
+  fi
+  printf 'apiVersion: v1\nclusters:\n- cluster:\n    server: https://api.prod.example.com:6443\n  name: prod\nkind: Config\nusers:\n- name: system:node:%s\n  user:\n%b\n' \
+    "$node_name" "$user" >"$K/kubelet.conf"
+}
+kubelet_client_pem() { mkdir -p "$ROOT/var/lib/kubelet/pki" && echo "fake certificate and key" >"$ROOT$pem"; }
+# existing_cluster: what a join finds, unless the fake cluster exists: the first node's init done.
+existing_cluster() {
+  [[ ! -d "$C" ]] || return 0
+  register_node prod-nbg1-cp-1
+  mark_control_plane preflight prod-nbg1-cp-1
+  set_member prod-nbg1-cp-1 started false 10.20.1.11
+  create_object kube-system configmaps kubeadm-config
+  create_object kube-system configmaps kubelet-config
+  create_object kube-public configmaps cluster-info
+  create_object kube-system deployments.apps coredns
+  create_object kube-system configmaps kube-proxy
+  create_object kube-system daemonsets.apps kube-proxy
 }
 
 # A phase that talks to the API server needs admin.conf (initData.Client / joinData.Client).
@@ -127,7 +231,8 @@ init_certs() {
   done
 }
 init_kubeconfig() {
-  for f in admin.conf super-admin.conf kubelet.conf controller-manager.conf scheduler.conf; do kubeconfig_file "$f"; done
+  for f in admin.conf super-admin.conf controller-manager.conf scheduler.conf; do kubeconfig_file "$f"; done
+  if [[ ! -f "$K/kubelet.conf" ]]; then kubelet_conf embedded; fi
 }
 init_etcd() {
   mkdir -p "$ROOT/var/lib/etcd" && chmod 0700 "$ROOT/var/lib/etcd"
@@ -139,14 +244,37 @@ init_control_plane() {
 init_kubelet_start() {
   kubelet_files
   mkdir -p "$ROOT/var/lib/etcd/member"
+  kubelet_client_pem
+  set_member "$node_name" started false "$advertise_ip"
+  register_node "$node_name"
 }
 init_wait_control_plane() { :; }
-init_upload_config() { needs_client upload-config; }
+init_upload_config() {
+  needs_client upload-config
+  create_object kube-system configmaps kubeadm-config
+  create_object kube-system configmaps kubelet-config
+}
 init_upload_certs() { echo "[upload-certs] Skipping phase. Please see --upload-certs"; }
-init_mark_control_plane() { needs_client mark-control-plane; }
-init_bootstrap_token() { needs_client bootstrap-token; }
-init_kubelet_finalize() { needs_client kubelet-finalize; }
-init_addon() { needs_client addon; }
+init_mark_control_plane() {
+  needs_client mark-control-plane
+  mark_control_plane mark-control-plane "$node_name"
+}
+init_bootstrap_token() {
+  needs_client bootstrap-token
+  create_object kube-public configmaps cluster-info
+}
+init_kubelet_finalize() {
+  needs_client kubelet-finalize
+  if [[ -f "$ROOT$pem" ]]; then kubelet_conf pem; fi
+}
+init_addon() {
+  needs_client addon
+  create_object kube-system deployments.apps coredns
+  create_object kube-system configmaps coredns
+  create_object kube-system services kube-dns
+  create_object kube-system configmaps kube-proxy
+  create_object kube-system daemonsets.apps kube-proxy
+}
 init_show_join_command() {
   echo "You can now join any number of control-plane nodes by running the following command on each as root:"
   echo "  $join_command"
@@ -169,14 +297,22 @@ join_etcd_join() {
   needs_client etcd-join
   mkdir -p "$ROOT/var/lib/etcd" && chmod 0700 "$ROOT/var/lib/etcd"
   echo "$node_name" >>"$FAKE_CAPTURE/etcd-members-added"
+  set_member "$node_name" unstarted true "$advertise_ip"
   manifest etcd 3.6.4-0
   mkdir -p "$ROOT/var/lib/etcd/member"
+  set_member "$node_name" started true "$advertise_ip"
+  set_member "$node_name" started false "$advertise_ip"
 }
 join_kubelet_wait_bootstrap() {
-  echo "kubelet kubeconfig" >"$K/kubelet.conf"
+  kubelet_client_pem
+  kubelet_conf pem
   rm -f "$K/bootstrap-kubelet.conf"
+  register_node "$node_name"
 }
-join_control_plane_join() { needs_client control-plane-join; }
+join_control_plane_join() {
+  needs_client control-plane-join
+  mark_control_plane control-plane-join "$node_name"
+}
 join_wait_control_plane() { :; }
 
 run_phase() {
@@ -288,6 +424,7 @@ case "$1 ${2:-}" in
     echo "[preflight] joining with $join_command"
     load_config
     version="${FAKE_CLUSTER_VERSION:-v1.34.2}"
+    existing_cluster
     if fails join; then phase_error preflight "fake failure"; fi
     run_workflow join "${join_phases[@]}"
     ;;
@@ -301,6 +438,7 @@ case "$1 ${2:-}" in
     cp "$config" "$FAKE_CAPTURE/rendered-phase.yaml"
     stat -c %a "$config" >"$FAKE_CAPTURE/rendered-phase.mode"
     load_config
+    existing_cluster
     if fails control-plane-join; then phase_error control-plane-join "fake failure"; fi
     run_phase join control-plane-join
     ;;
@@ -308,6 +446,7 @@ case "$1 ${2:-}" in
     # cmd/kubeadm/app/cmd/phases/reset: remove-etcd-member, then cleanup-node: the stateful
     # directories, the manifests, pki and the kubeconfig files; not /etc/cni/net.d.
     echo "[reset] removing the etcd member; the old join command was $join_command"
+    if [[ -f "$FAKE_CAPTURE/host-node" ]]; then read -r host_node _ <"$FAKE_CAPTURE/host-node"; remove_member "$host_node"; fi
     if fails reset; then exit 1; fi
     rm -rf "$K/manifests" "$K/pki" "$ROOT/var/lib/etcd" "$ROOT/var/lib/kubelet"
     rm -f "$K/admin.conf" "$K/super-admin.conf" "$K/kubelet.conf" "$K/bootstrap-kubelet.conf" \

@@ -32,7 +32,40 @@ import { requireTool } from "./tools";
 export const fakeKubeadm = fs.readFileSync(path.join(__dirname, "fake-kubeadm.sh"), "utf8");
 
 /** Real tools the fake runs besides bash. */
-export const fakeKubeadmTools = ["chmod", "cp", "grep", "ls", "mkdir", "rm", "stat"];
+export const fakeKubeadmTools = ["chmod", "cp", "grep", "ls", "mkdir", "mv", "rm", "stat"];
+
+/**
+ * The fake cluster the fake kubeadm changes phase by phase (fake-kubeadm.sh's header says which
+ * phase does what) and the fake kubectl reads, under $FAKE_CAPTURE/cluster:
+ *   nodes/<name>                          a Node; its labels, one `key=value` a line
+ *   objects/<namespace>/<resource>/<name> an object; <resource> as the API names it in errors
+ *                                         (configmaps, deployments.apps, daemonsets.apps, services)
+ *   etcd-members                          the etcd member list, as `etcdctl member list -w simple`
+ *                                         prints it
+ */
+export const fakeClusterDir = (sandbox: Sandbox): string => path.join(sandbox.capture, "cluster");
+
+/**
+ * The arms of a fake kubectl's `case "$*" in` that read the fake cluster
+ * (tests/support/fake-cluster-kubectl.sh), answering as kubectl does:
+ * - `get nodes -l KEY --field-selector metadata.name=NAME -o jsonpath={.items[*].metadata.name}`:
+ *   a bare KEY selects the objects that have the label, whatever its value (k8s.io/apimachinery
+ *   pkg/labels/selector.go, the `exists` operator); kubectl prints a selection as a List, and
+ *   jsonpath prints nothing for a list without items (k8s.io/kubectl pkg/cmd/get/get.go
+ *   printGeneric; k8s.io/client-go/util/jsonpath evalField, missing keys allowed by default).
+ * - `[-n NS] get RESOURCE NAME -o jsonpath={.metadata.name}`: the name, without a newline
+ *   (jsonpath prints no newline of its own); a missing object: `Error from server (NotFound):
+ *   <resource> "<name>" not found` on stderr, exit 1 (k8s.io/apimachinery pkg/api/errors/errors.go
+ *   NewNotFound, "%s %q not found" with the group-qualified resource; k8s.io/kubectl
+ *   pkg/cmd/util/helpers.go StandardErrorMessage, "Error from server (%s): %s").
+ * FAKE_FAIL=cluster-read: the API server refuses connections, as kubectl reports it
+ * (`The connection to the server <host>:6443 was refused - did you specify the right host or
+ * port?`, exit 1); FAKE_HANG=cluster-read: kubectl never returns.
+ */
+export const fakeClusterKubectlArms = fs.readFileSync(path.join(__dirname, "fake-cluster-kubectl.sh"), "utf8");
+
+/** The fake cluster's etcd member list (`etcdctl member list -w simple` lines); "" when none. */
+export const fakeClusterMembers = '"$(cat "$FAKE_CAPTURE/cluster/etcd-members" 2>/dev/null || true)"';
 
 /** kubeadm init's phases in 1.34 (cmd/kubeadm/app/cmd/init.go), in order. */
 export const initPhases = [
@@ -108,4 +141,30 @@ export function makeClusterCa(tmpDir: string, name: string): ClusterCa {
     format: "der",
   });
   return { dir, hash: `sha256:${crypto.createHash("sha256").update(spki).digest("hex")}` };
+}
+
+/** Deletes an object from the fake cluster (`resource` as in fakeClusterDir, e.g. deployments.apps). */
+export function deleteClusterObject(sandbox: Sandbox, namespace: string, resource: string, name: string): void {
+  fs.rmSync(path.join(fakeClusterDir(sandbox), "objects", namespace, resource, name));
+}
+
+/** Removes a label from a Node of the fake cluster. */
+export function removeNodeLabel(sandbox: Sandbox, node: string, label: string): void {
+  const file = path.join(fakeClusterDir(sandbox), "nodes", node);
+  const lines = fs.readFileSync(file, "utf8").split("\n");
+  fs.writeFileSync(file, lines.filter((line) => !line.startsWith(`${label}=`)).join("\n"));
+}
+
+/**
+ * Changes the etcd member named `name` in the fake cluster: `learner` sets its IS LEARNER column,
+ * `remove` drops it. Throws when there is no such member.
+ */
+export function changeEtcdMember(sandbox: Sandbox, name: string, change: { learner: boolean } | "remove"): void {
+  const file = path.join(fakeClusterDir(sandbox), "etcd-members");
+  const lines = fs.readFileSync(file, "utf8").split("\n").filter(Boolean);
+  const index = lines.findIndex((line) => line.split(", ")[2] === name);
+  if (index < 0) throw new Error(`no etcd member ${name} in ${file}`);
+  if (change === "remove") lines.splice(index, 1);
+  else lines[index] = [...lines[index].split(", ").slice(0, 5), String(change.learner)].join(", ");
+  fs.writeFileSync(file, lines.map((line) => `${line}\n`).join(""));
 }
