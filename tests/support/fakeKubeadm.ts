@@ -47,7 +47,7 @@ export const fakeClusterDir = (sandbox: Sandbox): string => path.join(sandbox.ca
 
 /**
  * The arms of a fake kubectl's `case "$*" in` that read the fake cluster
- * (tests/support/fake-cluster-kubectl.sh), answering as kubectl does:
+ * (tests/support/fake-cluster-kubectl.arms), answering as kubectl does:
  * - `get nodes -l KEY --field-selector metadata.name=NAME -o jsonpath={.items[*].metadata.name}`:
  *   a bare KEY selects the objects that have the label, whatever its value (k8s.io/apimachinery
  *   pkg/labels/selector.go, the `exists` operator); kubectl prints a selection as a List, and
@@ -62,7 +62,7 @@ export const fakeClusterDir = (sandbox: Sandbox): string => path.join(sandbox.ca
  * (`The connection to the server <host>:6443 was refused - did you specify the right host or
  * port?`, exit 1); FAKE_HANG=cluster-read: kubectl never returns.
  */
-export const fakeClusterKubectlArms = fs.readFileSync(path.join(__dirname, "fake-cluster-kubectl.sh"), "utf8");
+export const fakeClusterKubectlArms = fs.readFileSync(path.join(__dirname, "fake-cluster-kubectl.arms"), "utf8");
 
 /** The fake cluster's etcd member list (`etcdctl member list -w simple` lines); "" when none. */
 export const fakeClusterMembers = '"$(cat "$FAKE_CAPTURE/cluster/etcd-members" 2>/dev/null || true)"';
