@@ -1279,17 +1279,22 @@ describe("member markers: a re-run after kubeadm stopped in any phase finishes o
 
     // One proof missing each: the node is half done as far as anyone can tell, and the re-run
     // does what it does for a half-done node (finish, which ends with the marker).
-    const initMissing: [string, (sandbox: Sandbox) => void, string][] = [
+    type MissingProof = [string, (sandbox: Sandbox) => void, string];
+    // The proofs every member has: mark-control-plane's label, a started voting etcd member.
+    const memberProofsMissing = (node: string): MissingProof[] => [
       [
         "no control-plane label on the Node",
-        (sandbox) => removeNodeLabel(sandbox, initNodeName, "node-role.kubernetes.io/control-plane"),
-        "no Node prod-nbg1-cp-1 with the label node-role.kubernetes.io/control-plane",
+        (sandbox) => removeNodeLabel(sandbox, node, "node-role.kubernetes.io/control-plane"),
+        `no Node ${node} with the label node-role.kubernetes.io/control-plane`,
       ],
       [
         "the etcd member still a learner",
-        (sandbox) => changeEtcdMember(sandbox, initNodeName, { learner: true }),
-        "the etcd member list has no started, voting member prod-nbg1-cp-1",
+        (sandbox) => changeEtcdMember(sandbox, node, { learner: true }),
+        `the etcd member list has no started, voting member ${node}`,
       ],
+    ];
+    const initMissing: MissingProof[] = [
+      ...memberProofsMissing(initNodeName),
       [
         "no ConfigMap kubeadm-config",
         (sandbox) => deleteClusterObject(sandbox, "kube-system", "configmaps", "kubeadm-config"),
@@ -1339,17 +1344,8 @@ describe("member markers: a re-run after kubeadm stopped in any phase finishes o
       expectMarker(sandbox, "init", initNodeName);
     });
 
-    const joinMissing: [string, (sandbox: Sandbox) => void, string][] = [
-      [
-        "no control-plane label on the Node",
-        (sandbox) => removeNodeLabel(sandbox, joinNodeName, "node-role.kubernetes.io/control-plane"),
-        "no Node prod-nbg1-cp-2 with the label node-role.kubernetes.io/control-plane",
-      ],
-      [
-        "the etcd member still a learner",
-        (sandbox) => changeEtcdMember(sandbox, joinNodeName, { learner: true }),
-        "the etcd member list has no started, voting member prod-nbg1-cp-2",
-      ],
+    const joinMissing: MissingProof[] = [
+      ...memberProofsMissing(joinNodeName),
       [
         "no etcd member",
         (sandbox) => changeEtcdMember(sandbox, joinNodeName, "remove"),
