@@ -133,9 +133,13 @@ function commandStdout(name: string, create: string): string {
     return `${JSON.stringify({ node, earliest, earliestName: first, certificates, authorities })}\n`;
   }
   if (create.includes("worker-join-token.sh create")) {
+    // The script's two lines; its expiry is its clock plus --ttl-hours (`date -u -d "+N hours"`),
+    // here from a fixed clock (2026-11-21T00:00:00Z) so a plan is the same on every run.
     const hex = crypto.createHash("sha256").update(name).digest("hex");
     const id = /--id ([a-z0-9]{6})/.exec(create)?.[1] ?? "000000";
-    return `WORKER_JOIN_TOKEN=${id}.${hex.slice(0, 16)}\nWORKER_JOIN_EXPIRES=2026-12-21T00:00:00Z\n`;
+    const ttlHours = Number(/--ttl-hours (\d+)/.exec(create)?.[1] ?? "24");
+    const expires = new Date(Date.UTC(2026, 10, 21) + ttlHours * 3_600_000).toISOString().replace(".000", "");
+    return `WORKER_JOIN_TOKEN=${id}.${hex.slice(0, 16)}\nWORKER_JOIN_EXPIRES=${expires}\n`;
   }
   return "";
 }
