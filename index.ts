@@ -94,6 +94,15 @@ export = async (): Promise<StackOutputs> => {
       .apply(([lbIpv4, address]) => publicApiServer(cfg, lbIpv4, address)),
   });
 
+  const workerToken = new WorkerJoinToken("worker-join", {
+    clusterName: cfg.clusterName,
+    rotation: cfg.workerJoin.rotation,
+    ttlHours: cfg.workerJoin.ttlHours,
+    node: controlPlane.nodes[0],
+    after: upgrade.complete,
+    sshPrivateKey: secrets.sshPrivateKey,
+  });
+
   const cni = new Cni("cni", { cfg, provider: access.provider });
 
   new Monitoring("monitoring", {
@@ -102,6 +111,7 @@ export = async (): Promise<StackOutputs> => {
     pagerdutyRoutingKey: secrets.pagerdutyRoutingKey,
     podNetwork: cni.release,
     certificateExpiry: certificates.expiry,
+    workerJoinExpiry: workerToken.expiry,
   });
 
   const backup = new EtcdBackup("etcd-backup", {
@@ -112,15 +122,6 @@ export = async (): Promise<StackOutputs> => {
   });
 
   new EtcdDefrag("etcd-defrag", { cfg, provider: access.provider });
-
-  const workerToken = new WorkerJoinToken("worker-join", {
-    clusterName: cfg.clusterName,
-    rotation: cfg.workerJoin.rotation,
-    ttlHours: cfg.workerJoin.ttlHours,
-    node: controlPlane.nodes[0],
-    after: upgrade.complete,
-    sshPrivateKey: secrets.sshPrivateKey,
-  });
 
   return stackOutputs({ cfg, network, reservedIp, controlPlane, api, access, backup, workerToken, certificates });
 };

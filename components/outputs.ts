@@ -10,7 +10,7 @@ import { ControlPlane } from "./controlPlane";
 import { apiServerPort, ApiLoadBalancer, controlPlaneHost } from "./loadBalancer";
 import { ClusterNetwork } from "./network";
 import { ReservedIp } from "./reservedIp";
-import { WorkerJoinToken } from "./workerJoin";
+import { WorkerJoinExpiry, WorkerJoinToken } from "./workerJoin";
 
 export interface NodeOutput {
   name: string;
@@ -79,6 +79,11 @@ export interface StackOutputs {
   kubeconfig: pulumi.Output<string>;
   /** Secret: worker join material. Control-plane join material is never exported. */
   workerJoin: pulumi.Output<WorkerJoin>;
+  /**
+   * Plain: the worker join token's public id and expiry (ISO 8601 UTC), the same date as
+   * `workerJoin.expires`, readable without the secret.
+   */
+  workerJoinExpiry: pulumi.Output<WorkerJoinExpiry>;
 }
 
 export interface OutputSources {
@@ -144,5 +149,6 @@ export function stackOutputs(sources: OutputSources): StackOutputs {
         .all([workerToken.token, hash])
         .apply(([{ token, expires }, caCertHash]) => ({ controlPlaneEndpoint, token, caCertHash, expires })),
     ),
+    workerJoinExpiry: workerToken.expiry,
   };
 }

@@ -5,6 +5,10 @@
  * The token's public id is derived from the cluster name, the rotation setting and the TTL, so
  * changing either setting is a new id: Pulumi creates the new token, then the old resource's
  * delete removes the old one. The secret half is generated on the node by kubeadm.
+ *
+ * The token's expiry (a date, and the public id it belongs to) leaves the secret as its own
+ * plain Output: the stack exports it as `workerJoinExpiry` and the monitoring alerts on it
+ * (WorkerJoinTokenExpiring), since nothing renews the token before a rotation does.
  */
 import * as crypto from "node:crypto";
 import * as command from "@pulumi/command";
@@ -12,6 +16,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { sshConnection } from "./bootstrap";
 import { ControlPlaneNode } from "./controlPlane";
 import { joinCredentialPatterns } from "./kubeadm";
+import type { WorkerTokenExpirySeries } from "./monitoring/rules";
 import { nodeCommand } from "./nodeScripts";
 
 /** The 6-character public id of the worker token for these settings. */
@@ -36,6 +41,23 @@ export function parseWorkerTokenOutput(stdout: string): { token: string; expires
   return { token, expires };
 }
 
+/**
+ * The stack output `workerJoinExpiry`: plain. The id is the token's public half: Kubernetes
+ * transmits it in the clear and names the token's Secret `bootstrap-token-<id>` after it
+ * (k8s.io/cluster-bootstrap token/api/types.go, BootstrapTokenIDKey); the secret half is not here.
+ */
+export interface WorkerJoinExpiry {
+  /** The token's public id, [a-z0-9]{6}. */
+  tokenId: string;
+  /** When the token stops working (ISO 8601, UTC), as worker-join-token.sh reported it. */
+  expires: string;
+}
+
+/** The recording-rule series of WorkerJoinTokenExpiring (components/monitoring/rules.ts). */
+export function workerTokenSeries(expiry: WorkerJoinExpiry): WorkerTokenExpirySeries[] {
+  return [{ tokenId: expiry.tokenId, expiresSeconds: Math.floor(Date.parse(expiry.expires) / 1000) }];
+}
+
 export interface WorkerJoinTokenArgs {
   clusterName: string;
   rotation: string;
@@ -50,6 +72,8 @@ export interface WorkerJoinTokenArgs {
 export class WorkerJoinToken extends pulumi.ComponentResource {
   /** Secret. */
   readonly token: pulumi.Output<{ token: string; expires: string }>;
+  /** Plain: the public id and the expiry only; unknown until the command ran (a first preview). */
+  readonly expiry: pulumi.Output<WorkerJoinExpiry>;
 
   constructor(name: string, args: WorkerJoinTokenArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:WorkerJoinToken", name, {}, opts);
@@ -67,6 +91,16 @@ export class WorkerJoinToken extends pulumi.ComponentResource {
       { parent: this, dependsOn: [args.after], additionalSecretOutputs: ["stdout", "stderr"] },
     );
     this.token = pulumi.secret(cmd.stdout.apply(parseWorkerTokenOutput));
+    // The command's stdout is secret as a whole because it holds the token. This apply parses
+    // it and returns only the date beside the id this program chose, so nothing of the token
+    // is in the value; unsecret marks exactly that value plain, so the PrometheusRule and the
+    // `workerJoinExpiry` output that carry it are not masked as secret (and never hold the token).
+    this.expiry = pulumi.unsecret(
+      cmd.stdout.apply((stdout): WorkerJoinExpiry => ({
+        tokenId: id,
+        expires: parseWorkerTokenOutput(stdout).expires,
+      })),
+    );
     this.registerOutputs({});
   }
 }

@@ -23,10 +23,14 @@ import {
   ruleFile,
 } from "../components/monitoring/monitoring";
 import { renderAlertmanagerConfig } from "../components/monitoring/alertmanager";
-import { alertNames, RuleFile } from "../components/monitoring/rules";
+import { alertNames, RuleFile, workerTokenExpiryMetric } from "../components/monitoring/rules";
+import { WorkerJoinExpiry, workerTokenId, workerTokenSeries } from "../components/workerJoin";
+import { WorkerJoin } from "../components/outputs";
 import { ProgramRun, RecordedResource } from "../scripts/offline/harness";
+import { artifacts, toDot, toPlan, toTree } from "../scripts/offline/render";
 import { loadStackConfig } from "../scripts/offline/stackConfig";
 import { byType, one, runStack } from "./support/program";
+import { expectNoSecrets } from "./support/secrets";
 
 const P = "hcloud-control-plane";
 const K = {
@@ -97,10 +101,12 @@ describe("with kube-prometheus-stack (the default)", () => {
       kind: "PrometheusRule",
       metadata: { name: "control-plane-alerts", namespace: "monitoring", labels: { release: "kube-prometheus-stack" } },
     });
-    // Plus the certificate expiry the stack read from the nodes (dayTwo.test.ts).
+    // Plus the certificate expiry the stack read from the nodes (dayTwo.test.ts) and the worker
+    // token's expiry its command reported (below).
     const expiry = expirySeries(run.outputs.certificateExpiry as CertificateExpiry);
     expect(expiry.map((e) => e.node)).toEqual(["prod-nbg1-cp-1", "prod-nbg1-cp-2", "prod-nbg1-cp-3"]);
-    expect(rule.inputs.spec).toEqual(JSON.parse(JSON.stringify(ruleFile(cfg, expiry))));
+    const token = workerTokenSeries(run.outputs.workerJoinExpiry as WorkerJoinExpiry);
+    expect(rule.inputs.spec).toEqual(JSON.parse(JSON.stringify(ruleFile(cfg, expiry, token))));
   });
 
   test("the Alertmanager config Secret holds exactly the rendered configuration (the plan's manifests/alertmanager.yaml)", () => {
@@ -117,6 +123,87 @@ describe("with kube-prometheus-stack (the default)", () => {
     for (const r of run.resources.filter((x) => x.name !== "monitoring-pagerduty")) {
       expect([r.name, JSON.stringify(r.revealedInputs).includes(placeholder.routingKey)]).toEqual([r.name, false]);
     }
+  });
+});
+
+/**
+ * The worker join token's expiry (components/workerJoin.ts) in the PrometheusRule. The mocked
+ * token command prints the script's two lines, its expiry being a fixed clock plus --ttl-hours
+ * (scripts/offline/mocks.ts); scripts/node/worker-join-token.sh itself is run in outputs.test.ts.
+ */
+describe("the worker join token's expiry in the PrometheusRule", () => {
+  let run: ProgramRun;
+  beforeAll(async () => {
+    run = await runStack();
+  });
+  const group = (r: ProgramRun) =>
+    (one(r, "monitoring-rules").inputs.spec as RuleFile).groups.find((g) => g.name === "worker-join-token")!;
+  const recorded = (r: ProgramRun) => group(r).rules.filter((x) => "record" in x);
+
+  test("the rule records the expiry the token command reported, labelled with the token's public id", () => {
+    const reported = run.revealedOutputs.workerJoin as WorkerJoin;
+    expect(reported.expires).toBe("2026-12-21T00:00:00Z");
+    const id = workerTokenId("prod-nbg1", "1", 720);
+    expect(recorded(run)).toEqual([
+      {
+        record: workerTokenExpiryMetric,
+        expr: `vector(${Date.parse(reported.expires) / 1000})`,
+        labels: { token_id: id },
+      },
+    ]);
+    expect(
+      group(run)
+        .rules.filter((x) => "alert" in x)
+        .map((x) => ("alert" in x ? [x.alert, x.expr] : [])),
+    ).toEqual([
+      ["WorkerJoinTokenExpiring", `${workerTokenExpiryMetric} - time() < ${7 * 86400}`],
+      ["WorkerJoinTokenExpiring", `${workerTokenExpiryMetric} - time() < 86400`],
+    ]);
+    // The same date, exported plain beside the secret workerJoin.
+    expect(run.outputs.workerJoinExpiry).toEqual({ tokenId: id, expires: reported.expires });
+    // The rule's spec comes from the token command's output, so it waits for that command.
+    expect(one(run, "monitoring-rules").dependsOn).toContain(one(run, "worker-join-token").urn);
+  });
+
+  test("a new TTL is a new token: the rule follows its id and the date its command reports", async () => {
+    const short = await runStack({ workerJoinTokenTtlHours: 24 });
+    const reported = short.revealedOutputs.workerJoin as WorkerJoin;
+    expect(reported.expires).toBe("2026-11-22T00:00:00Z");
+    expect(recorded(short)).toEqual([
+      {
+        record: workerTokenExpiryMetric,
+        expr: `vector(${Date.parse("2026-11-22T00:00:00Z") / 1000})`,
+        labels: { token_id: workerTokenId("prod-nbg1", "1", 24) },
+      },
+    ]);
+  });
+
+  test("no part of the token's secret reaches the rule, the plain outputs or anything the plan writes", () => {
+    const { token } = run.revealedOutputs.workerJoin as WorkerJoin;
+    const secretHalf = token.slice(token.indexOf(".") + 1);
+    expect(secretHalf).toMatch(/^[a-z0-9]{16}$/);
+    const rule = one(run, "monitoring-rules");
+    // The rule is plain (not masked as a secret), and holds neither the token nor its secret half.
+    expect(rule.inputs.spec).not.toBe("[secret]");
+    const plan = toPlan(run);
+    const planFiles = artifacts(plan).map((a) => a.content);
+    expectNoSecrets(
+      {
+        stdout: [JSON.stringify(rule.revealedInputs), JSON.stringify(run.outputs), JSON.stringify(plan)].join("\n"),
+        stderr: [...planFiles, toDot(plan), toTree(plan)].join("\n"),
+      },
+      [token, secretHalf],
+    );
+    // The search sees the rendered rule: the plan's prometheus-rules.yaml carries the series.
+    expect(planFiles.some((f) => f.includes(workerTokenExpiryMetric) && f.includes(token.slice(0, 6)))).toBe(true);
+  });
+
+  test("preview: the token's expiry is unknown, and the rule still registers with its spec unknown", async () => {
+    const preview = await runStack({}, { preview: true });
+    expect(preview.outputs.workerJoinExpiry).toBe("[unknown]");
+    const rule = one(preview, "monitoring-rules");
+    expect(rule.type).toBe(K.rule);
+    expect(rule.inputs.spec).toBe("[unknown]");
   });
 });
 

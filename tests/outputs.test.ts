@@ -10,7 +10,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import { caCertHash, kubeconfigCaCertificate } from "../components/clusterAccess";
 import { outputsVersion } from "../components/outputs";
-import { parseWorkerTokenOutput, workerTokenId } from "../components/workerJoin";
+import { parseWorkerTokenOutput, workerTokenId, workerTokenSeries } from "../components/workerJoin";
 import { ProgramRun } from "../scripts/offline/harness";
 import { mockCaCertificate } from "../scripts/offline/mocks";
 import { one, runStack } from "./support/program";
@@ -51,6 +51,7 @@ describe("the prod stack's outputs", () => {
         "reservedIpId",
         "subnetId",
         "workerJoin",
+        "workerJoinExpiry",
       ].sort(),
     );
     expect(run.outputs.outputsVersion).toBe(outputsVersion);
@@ -120,6 +121,32 @@ describe("the prod stack's outputs", () => {
     const certificateKey = crypto.createHash("sha256").update("bootstrap-cp-2-join-credentials").digest("hex");
     expect(JSON.stringify(one(run, "bootstrap-cp-2-join").revealedInputs)).toContain(certificateKey);
     expect(JSON.stringify(run.revealedOutputs)).not.toContain(certificateKey);
+  });
+});
+
+describe("the worker token's expiry output", () => {
+  let run: ProgramRun;
+  beforeAll(async () => {
+    run = await runStack();
+  });
+
+  test("workerJoinExpiry is plain: the token's public id and the date of workerJoin.expires, nothing else", () => {
+    const join = run.revealedOutputs.workerJoin as { token: string; expires: string };
+    expect(run.outputs.workerJoinExpiry).toEqual({
+      tokenId: workerTokenId("prod-nbg1", "1", 720),
+      expires: join.expires,
+    });
+    expect(join.token.startsWith(`${workerTokenId("prod-nbg1", "1", 720)}.`)).toBe(true);
+    expect(JSON.stringify(run.outputs.workerJoinExpiry)).not.toContain(join.token.slice(7));
+  });
+
+  test("a malformed token line fails the expiry too, without echoing the output", () => {
+    expect(() =>
+      parseWorkerTokenOutput("WORKER_JOIN_TOKEN=abc123.0123456789abcdef\nWORKER_JOIN_EXPIRES=soon\n"),
+    ).toThrow("worker-join-token.sh printed no expiry");
+    expect(workerTokenSeries({ tokenId: "abc123", expires: "2026-12-21T00:00:00Z" })).toEqual([
+      { tokenId: "abc123", expiresSeconds: 1797811200 },
+    ]);
   });
 });
 

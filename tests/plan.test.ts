@@ -14,6 +14,7 @@ import { parseConfig } from "../components/config";
 import { CertificateExpiry, expirySeries } from "../components/certificates";
 import { ruleFile } from "../components/monitoring/monitoring";
 import { renderRuleFile } from "../components/monitoring/rules";
+import { WorkerJoinExpiry, workerTokenSeries } from "../components/workerJoin";
 import { runProgram, secretMask } from "../scripts/offline/harness";
 import { Plan, toPlan } from "../scripts/offline/render";
 import { loadStackConfig, projectRoot, secretPlaceholder } from "../scripts/offline/stackConfig";
@@ -154,13 +155,15 @@ describe("npm run plan --stack prod", () => {
   test("writes the Prometheus rule file the PrometheusRule holds, and promtool accepts it", () => {
     const file = path.join(out, "prod", "prometheus-rules.yaml");
     const cfg = parseConfig(loadStackConfig("prod"));
-    // The certificate series come from the nodes' expiry reports, which the plan records too.
+    // The certificate series come from the nodes' expiry reports, the worker token's from its
+    // command's report; the plan records both as plain outputs.
     const plan = JSON.parse(fs.readFileSync(path.join(out, "prod", "plan.json"), "utf8")) as {
-      outputs: { certificateExpiry: CertificateExpiry };
+      outputs: { certificateExpiry: CertificateExpiry; workerJoinExpiry: WorkerJoinExpiry };
     };
     const expiry = expirySeries(plan.outputs.certificateExpiry);
     expect(expiry).toHaveLength(3);
-    expect(fs.readFileSync(file, "utf8")).toBe(renderRuleFile(ruleFile(cfg, expiry)));
+    const token = workerTokenSeries(plan.outputs.workerJoinExpiry);
+    expect(fs.readFileSync(file, "utf8")).toBe(renderRuleFile(ruleFile(cfg, expiry, token)));
     const check = spawnSync(requireTool("/usr/bin/promtool", "prometheus"), ["check", "rules", file], {
       encoding: "utf8",
     });

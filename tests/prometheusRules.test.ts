@@ -24,6 +24,7 @@ import {
   RecordingRule,
   renderRuleFile,
   RuleFile,
+  workerTokenExpiryMetric,
 } from "../components/monitoring/rules";
 import { etcdQuotaBackendBytes } from "../components/kubeadm";
 import { alertCases, coverage, parseTestFile } from "./support/promtool";
@@ -52,6 +53,12 @@ const testSettings: AlertRuleSettings = {
       { node: "prod-nbg1-cp-1", certificate: "admin.conf", expiresSeconds: 10800 },
       { node: "prod-nbg1-cp-2", certificate: "apiserver", expiresSeconds: 36000 },
     ],
+  },
+  // Hours again, not the 7 days and 1 day of a stack; the token expires 2h after time() = 0.
+  workerJoinToken: {
+    warningSeconds: 3600,
+    criticalSeconds: 1800,
+    expiry: [{ tokenId: "abc123", expiresSeconds: 7200 }],
   },
 };
 
@@ -102,6 +109,7 @@ describe("rule content", () => {
         "KubeSchedulerInstanceUnreachable",
         "KubeStateMetricsDown",
         "KubeVersionMismatch",
+        "WorkerJoinTokenExpiring",
         "etcdDatabaseHighFragmentationRatio",
         "etcdDatabaseQuotaLowSpace",
         "etcdExcessiveDatabaseGrowth",
@@ -135,6 +143,7 @@ describe("rule content", () => {
         "KubeAPIErrorBudgetBurn",
         "KubeClientCertificateExpiration",
         "KubeadmCertificateExpiration",
+        "WorkerJoinTokenExpiring",
         "etcdHighFsyncDurations",
         "etcdHighNumberOfFailedGRPCRequests",
       ].sort(),
@@ -351,6 +360,27 @@ describe("rule content", () => {
     // Before the nodes were read (a first preview) the alerts exist and have nothing to see.
     const unread = prometheusRules({ ...testSettings, certificates: { ...testSettings.certificates, expiry: [] } });
     expect(unread.groups.find((g) => g.name === "kubeadm-certificates")!.rules.map((r) => "alert" in r)).toEqual([
+      true,
+      true,
+    ]);
+  });
+
+  test("the worker token group records the token's expiry by its public id and alerts on the time left", () => {
+    const group = rules.groups.find((g) => g.name === "worker-join-token")!;
+    expect(group.rules.filter((r) => "record" in r)).toEqual([
+      { record: workerTokenExpiryMetric, expr: "vector(7200)", labels: { token_id: "abc123" } },
+    ]);
+    expect(workerTokenExpiryMetric).toBe("worker_join_token_expiration_timestamp_seconds");
+    expect(only(rules, "WorkerJoinTokenExpiring", "warning").expr).toBe(`${workerTokenExpiryMetric} - time() < 3600`);
+    expect(only(rules, "WorkerJoinTokenExpiring", "critical").expr).toBe(`${workerTokenExpiryMetric} - time() < 1800`);
+    // No `for`: an expiry only comes closer, and a pending period would only delay the page.
+    expect(only(rules, "WorkerJoinTokenExpiring", "critical").for).toBeUndefined();
+    // Before the token command ran (a first preview) the alerts exist and have nothing to see.
+    const unread = prometheusRules({
+      ...testSettings,
+      workerJoinToken: { ...testSettings.workerJoinToken, expiry: [] },
+    });
+    expect(unread.groups.find((g) => g.name === "worker-join-token")!.rules.map((r) => "alert" in r)).toEqual([
       true,
       true,
     ]);

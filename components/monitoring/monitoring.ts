@@ -16,7 +16,15 @@ import { etcdMetricsPort } from "../kubeadm";
 import { versions } from "../versions";
 import { PagingSettings, renderAlertmanagerConfig } from "./alertmanager";
 import { CertificateExpiry, expirySeries } from "../certificates";
-import { AlertRuleSettings, alertNames, CertificateExpirySeries, prometheusRules, RuleFile } from "./rules";
+import { WorkerJoinExpiry, workerTokenSeries } from "../workerJoin";
+import {
+  AlertRuleSettings,
+  alertNames,
+  CertificateExpirySeries,
+  prometheusRules,
+  RuleFile,
+  WorkerTokenExpirySeries,
+} from "./rules";
 
 /** The Helm release name; kube-prometheus-stack selects rules labelled `release: <it>`. */
 export const releaseName = "kube-prometheus-stack";
@@ -45,8 +53,25 @@ export const pagerdutyRoutingKeyFile = `/etc/alertmanager/secrets/${names.pagerd
 /** kubeadm certificate alerts: critical a week before the earliest expiry. */
 export const certificateCriticalSeconds = 7 * 86400;
 
-/** `expiry` is what the stack read from the nodes; empty before the first read. */
-export function alertRuleSettings(cfg: ClusterConfig, expiry: CertificateExpirySeries[] = []): AlertRuleSettings {
+/**
+ * Worker join token alerts: a warning a week before the expiry, so a rotation fits into an
+ * ordinary working week (a config change, `pulumi up`, consumers re-reading `workerJoin`) and,
+ * with the default 720 h lifetime, stays quiet for the token's first 23 days; critical under a
+ * day, when new workers are about to fail to join, and on after the expiry. A lifetime of a week
+ * or less warns from the start: such a token needs a rotation within the week.
+ */
+export const workerTokenWarningSeconds = 7 * 86400;
+export const workerTokenCriticalSeconds = 86400;
+
+/**
+ * `expiry` is what the stack read from the nodes; empty before the first read. `workerToken`
+ * is the worker join token's expiry as its command reported it; empty before it ran.
+ */
+export function alertRuleSettings(
+  cfg: ClusterConfig,
+  expiry: CertificateExpirySeries[] = [],
+  workerToken: WorkerTokenExpirySeries[] = [],
+): AlertRuleSettings {
   return {
     etcdJob: cfg.monitoring.etcdJob,
     apiserverJob: stackJobs.apiserver,
@@ -68,12 +93,21 @@ export function alertRuleSettings(cfg: ClusterConfig, expiry: CertificateExpiryS
       criticalSeconds: certificateCriticalSeconds,
       expiry,
     },
+    workerJoinToken: {
+      warningSeconds: workerTokenWarningSeconds,
+      criticalSeconds: workerTokenCriticalSeconds,
+      expiry: workerToken,
+    },
   };
 }
 
 /** The rule file: the PrometheusRule's spec and out/<stack>/prometheus-rules.yaml. */
-export function ruleFile(cfg: ClusterConfig, expiry: CertificateExpirySeries[] = []): RuleFile {
-  return prometheusRules(alertRuleSettings(cfg, expiry));
+export function ruleFile(
+  cfg: ClusterConfig,
+  expiry: CertificateExpirySeries[] = [],
+  workerToken: WorkerTokenExpirySeries[] = [],
+): RuleFile {
+  return prometheusRules(alertRuleSettings(cfg, expiry, workerToken));
 }
 
 export function pagingSettings(cfg: ClusterConfig): PagingSettings {
@@ -90,7 +124,7 @@ export function pagingSettings(cfg: ClusterConfig): PagingSettings {
 
 /**
  * The PrometheusRule object (plain; the offline plan renders it and tests check its schema).
- * `spec` defaults to the rules without certificate series; the component passes the ones read.
+ * `spec` defaults to the rules without expiry series; the component passes the ones read.
  */
 export function prometheusRuleManifest(cfg: ClusterConfig, spec: pulumi.Input<RuleFile> = ruleFile(cfg)) {
   return {
@@ -202,6 +236,8 @@ export interface MonitoringArgs {
   podNetwork: pulumi.Resource;
   /** The kubeadm certificate expiry read from the nodes: the certificate alerts watch it. */
   certificateExpiry: pulumi.Output<CertificateExpiry>;
+  /** The worker join token's public id and expiry (plain): WorkerJoinTokenExpiring watches it. */
+  workerJoinExpiry: pulumi.Output<WorkerJoinExpiry>;
 }
 
 export class Monitoring extends pulumi.ComponentResource {
@@ -254,12 +290,15 @@ export class Monitoring extends pulumi.ComponentResource {
       );
     }
 
-    // A plain CustomResource after the release: its CRD arrives with the chart.
+    // A plain CustomResource after the release: its CRD arrives with the chart. Until the
+    // expiries are known (a first preview) the spec is unknown and the rule still registers.
     this.rule = new k8s.apiextensions.CustomResource(
       `${name}-rules`,
       prometheusRuleManifest(
         cfg,
-        args.certificateExpiry.apply((expiry) => ruleFile(cfg, expirySeries(expiry))),
+        pulumi
+          .all([args.certificateExpiry, args.workerJoinExpiry])
+          .apply(([certificates, token]) => ruleFile(cfg, expirySeries(certificates), workerTokenSeries(token))),
       ),
       { ...k8sOpts, dependsOn: this.release ? [this.release] : [] },
     );

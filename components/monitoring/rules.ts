@@ -48,7 +48,28 @@ export interface AlertRuleSettings {
     /** Empty until the nodes were read (a first preview); the alerts then have nothing to see. */
     expiry: CertificateExpirySeries[];
   };
+  /**
+   * The worker join token's expiry as its command reported it (components/workerJoin.ts), and
+   * the thresholds of the warning and the critical alert.
+   */
+  workerJoinToken: {
+    warningSeconds: number;
+    criticalSeconds: number;
+    /** Empty until the token command ran (a first preview); the alerts then have nothing to see. */
+    expiry: WorkerTokenExpirySeries[];
+  };
 }
+
+/** The worker join token's expiry. */
+export interface WorkerTokenExpirySeries {
+  /** The bootstrap token's public id (never its secret half). */
+  tokenId: string;
+  /** Unix time of its expiry. */
+  expiresSeconds: number;
+}
+
+/** The series the worker token recording rule writes; WorkerJoinTokenExpiring reads it. */
+export const workerTokenExpiryMetric = "worker_join_token_expiration_timestamp_seconds";
 
 /** One node's earliest kubeadm certificate expiry. */
 export interface CertificateExpirySeries {
@@ -110,6 +131,7 @@ export function prometheusRules(settings: AlertRuleSettings): RuleFile {
       { name: "etcd-backup", rules: backupRules(settings, alert) },
       { name: "etcd-defrag", rules: defragRules(settings, alert) },
       { name: "kubeadm-certificates", rules: certificateRules(settings, alert) },
+      { name: "worker-join-token", rules: workerTokenRules(settings, alert) },
     ],
   };
 }
@@ -775,6 +797,33 @@ function certificateRules(s: AlertRuleSettings, alert: Alert): (AlertingRule | R
       severity,
       summary: "A kubeadm certificate of a control-plane node is about to expire.",
       description: `Certificate {{ $labels.certificate }} on {{ $labels.node }} expires in {{ $value | humanizeDuration }} (threshold ${seconds}s). Renew it (certificateRenewal) or upgrade Kubernetes.`,
+    });
+  return [...recorded, expiring("warning", warningSeconds), expiring("critical", criticalSeconds)];
+}
+
+/**
+ * The bootstrap token worker nodes join with lives `workerJoinTokenTtlHours` and nothing renews
+ * it: a new `workerJoinTokenRotation` value does. Like the certificates (above), its expiry is a
+ * fixed date the stack knows (worker-join-token.sh reports it), written here as a constant
+ * recording rule labelled with the token's public id. The critical alert stays on after the
+ * expiry: from then on every new worker fails to join. No `for`: the time left only shrinks.
+ */
+function workerTokenRules(s: AlertRuleSettings, alert: Alert): (AlertingRule | RecordingRule)[] {
+  const { warningSeconds, criticalSeconds, expiry } = s.workerJoinToken;
+  const recorded: RecordingRule[] = expiry.map((e) => ({
+    record: workerTokenExpiryMetric,
+    expr: `vector(${Math.floor(e.expiresSeconds)})`,
+    labels: { token_id: e.tokenId },
+  }));
+  const expiring = (severity: Severity, seconds: number) =>
+    alert({
+      alert: "WorkerJoinTokenExpiring",
+      expr: `${workerTokenExpiryMetric} - time() < ${seconds}`,
+      severity,
+      summary: "The bootstrap token worker nodes join with is about to expire.",
+      description:
+        `Worker join token {{ $labels.token_id }} {{ if lt $value 0.0 }}has expired, so new worker nodes cannot join{{ else }}expires in {{ $value | humanizeDuration }}{{ end }} (threshold ${seconds}s). ` +
+        "Set a new workerJoinTokenRotation, run pulumi up, and have consumers re-read the workerJoin output.",
     });
   return [...recorded, expiring("warning", warningSeconds), expiring("critical", criticalSeconds)];
 }

@@ -82,6 +82,7 @@ export function controlPlaneOutputs(): ResolvedOutputs {
       caCertHash: `sha256:${"ab".repeat(32)}`,
       expires: "2099-01-01T00:00:00Z",
     },
+    workerJoinExpiry: { tokenId: "q7x2mf", expires: "2099-01-01T00:00:00Z" },
   };
 }
 
