@@ -11,7 +11,15 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as os from "os";
 import * as path from "path";
-import { findRefusals, guardedResources, parsePreview, parseUrn, PreviewStep, stepOps } from "../scripts/preview-guard";
+import {
+  findRefusals,
+  guardedResources,
+  parsePreview,
+  parseUrn,
+  PreviewStep,
+  remoteCommands,
+  stepOps,
+} from "../scripts/preview-guard";
 import { runStack } from "./support/program";
 
 const repoRoot = path.join(__dirname, "..");
@@ -81,7 +89,9 @@ describe("passes", () => {
     const run = preview("no-changes.json");
     expectStatus(run, 0);
     expect(run.stdout.trim().split("\n")).toHaveLength(1);
-    expect(run.stdout).toMatch(/^preview-guard: OK: 65 steps \(same 65\); no guarded resource replaced or deleted\n$/);
+    expect(run.stdout).toMatch(
+      /^preview-guard: OK: 65 steps \(same 65\); no guarded resource replaced or deleted, none updated disruptively\n$/,
+    );
     expect(run.stderr).toBe("");
   });
 
@@ -126,6 +136,121 @@ describe("refuses", () => {
     expect(run.stderr).toContain(detail);
     const name = resource.split(" ")[1];
     expect(run.stderr).toContain(`'allow-replace:${name}'`);
+  });
+});
+
+/** The names a refusal section of the guard's stderr lists, per kind. */
+const refusedNames = (stderr: string) =>
+  [...stderr.matchAll(/^ {2}\S+ (\S+)\n {4}urn:/gm)].map((m) => m[1]).sort((a, b) => a.localeCompare(b));
+const cps = ["cp-1", "cp-2", "cp-3"];
+
+describe("disruptive updates and release deletions (the real default `pulumi preview --json` shape)", () => {
+  test.each<[string, string, string[], string]>([
+    [
+      "server-type-changed.json",
+      "serverType ccx23 -> ccx33 on every server",
+      cps.map((n) => `control-plane-cp-${n.slice(3)}`),
+      "allow-update:",
+    ],
+    [
+      "kubeadm-endpoint-changed.json",
+      "a new apiDnsName changes the init and join command lines",
+      ["bootstrap-cp-1-init", "bootstrap-cp-2-join", "bootstrap-cp-3-join"],
+      "allow-update:",
+    ],
+    [
+      "kubernetes-upgrade.json",
+      "kubernetesVersion 1.34.2 -> 1.35.0 re-runs the upgrade steps",
+      ["upgrade-cp-1", "upgrade-cp-2", "upgrade-cp-3"],
+      "allow-update:",
+    ],
+    [
+      "certificate-renewal.json",
+      "a new certificateRenewal stamp re-runs the renewals",
+      cps.map((n) => `certificates-${n}-renew`),
+      "allow-update:",
+    ],
+    ["cni-changed.json", "cni cilium -> calico deletes the cilium release", ["cni-cilium"], "allow-replace:"],
+    [
+      "monitoring-removed.json",
+      "monitoring existing-operator deletes kube-prometheus-stack",
+      ["monitoring-kube-prometheus-stack"],
+      "allow-replace:",
+    ],
+  ])("%s (%s): refused, naming exactly %j; allowed by their %s labels", (file, _what, names, label) => {
+    const run = preview(file);
+    expectStatus(run, 1);
+    expect(refusedNames(run.stderr)).toEqual([...names].sort((a, b) => a.localeCompare(b)));
+    for (const name of names) expect(run.stderr).toContain(`add the label '${label}${name}'`);
+    const kindHeader =
+      label === "allow-update:"
+        ? `REFUSED: this preview updates in place, disruptively, ${names.length} guarded resource(s)`
+        : `REFUSED: this preview replaces or deletes ${names.length} guarded resource(s)`;
+    expect(run.stderr).toContain(kindHeader);
+
+    const allowed = preview(file, "--labels-json", labels("infra", ...names.map((n) => `${label}${n}`)));
+    expectStatus(allowed, 0);
+    expect(allowed.stdout).toContain(`except ${names.length} allowed`);
+    // All but one label: still refused, naming the one left.
+    const partly = preview(file, "--labels-json", labels(...names.slice(1).map((n) => `${label}${n}`)));
+    expectStatus(partly, 1);
+    expect(refusedNames(partly.stderr)).toEqual([names[0]]);
+  });
+
+  test("the server type change says what is refused and why", () => {
+    const run = preview("server-type-changed.json");
+    expect(run.stderr).toContain("refused:        serverType changes");
+    expect(run.stderr).toContain("diffReasons:    serverType");
+    expect(run.stderr).toContain("every etcd member can go down together");
+    expect(run.stderr).toContain(
+      "--allow-update control-plane-cp-2 (or PREVIEW_GUARD_ALLOW_UPDATE=control-plane-cp-2)",
+    );
+  });
+
+  test("one kind never allows the other: allow-replace does not allow a disruptive update, nor the reverse", () => {
+    const names = cps.map((n) => `control-plane-${n}`);
+    const wrong = preview(
+      "server-type-changed.json",
+      "--labels-json",
+      labels(...names.map((n) => `allow-replace:${n}`)),
+    );
+    expectStatus(wrong, 1);
+    expect(wrong.stderr).toContain("allowance 'control-plane-cp-1' matches no guarded replace or delete");
+    const wrongReplace = preview("server-replaced.json", "--labels-json", labels("allow-update:control-plane-cp-2"));
+    expectStatus(wrongReplace, 1);
+    expect(wrongReplace.stderr).toContain("allowance 'control-plane-cp-2' matches no guarded disruptive update");
+    expectStatus(preview("server-type-changed.json", "--allow-update", names.join(",")), 0);
+    expectStatus(
+      guard(["--preview", fixture("server-type-changed.json")], { PREVIEW_GUARD_ALLOW_UPDATE: names.join(",") }),
+      0,
+    );
+    expectStatus(
+      guard(["--preview", fixture("server-type-changed.json")], { PREVIEW_GUARD_ALLOW: names.join(",") }),
+      1,
+    );
+  });
+
+  test.each([
+    ["server-labels-updated.json", "a server update that leaves serverType alone (labels)", "update 3"],
+    [
+      "kube-vip-updated.json",
+      "a new kube-vip manifest: the install chain updates, its copies are replaced",
+      "update 3",
+    ],
+  ])("harmless: %s (%s): exit 0", (file, _what, summary) => {
+    const run = preview(file);
+    expectStatus(run, 0);
+    expect(run.stdout).toContain(summary);
+    expect(run.stderr).toBe("");
+  });
+
+  test("the upgrade and renewal fixtures also update commands that are not refused", () => {
+    const upgrade = parsePreview(fs.readFileSync(fixture("kubernetes-upgrade.json"), "utf8"));
+    const updated = upgrade.steps.filter((s) => s.op === "update").map((s) => parseUrn(s.urn).name);
+    expect(updated).toEqual(
+      expect.arrayContaining(["upgrade-preflight", "bootstrap-cp-1-prepared", "certificates-cp-1-expiry"]),
+    );
+    expect(findRefusals(upgrade.steps).map((r) => r.name)).toEqual(["upgrade-cp-1", "upgrade-cp-2", "upgrade-cp-3"]);
   });
 });
 
@@ -208,23 +333,66 @@ describe("rules and ops", () => {
   test("every rule has a reason; the rules select exactly the program's state-holding resources", async () => {
     for (const rule of guardedResources) expect(rule.why.length).toBeGreaterThan(20);
     const run = await runStack();
-    const guarded = run.resources
-      .filter((r) => findRefusals([step("delete", r.urn)]).length > 0)
-      .map((r) => r.name)
-      .sort();
-    expect(guarded).toEqual([
+    // The resources only other settings make: calico, a certificate renewal, no monitoring release.
+    const other = await runStack({
+      cni: "calico",
+      certificateRenewal: "2027-05-01",
+      monitoring: "existing-operator",
+      prometheusRuleLabels: ["release=platform-prometheus"],
+    });
+    const all = [...run.resources, ...other.resources.filter((r) => !run.resources.some((o) => o.urn === r.urn))];
+    const names = (op: string) =>
+      all
+        .filter((r) => findRefusals([step(op, r.urn)]).length > 0)
+        .map((r) => r.name)
+        .sort();
+    expect(names("replace")).toEqual([
       "api-lb",
       "bootstrap-cp-1-init",
       "bootstrap-cp-2-join",
       "bootstrap-cp-3-join",
+      "certificates-cp-1-renew",
+      "certificates-cp-2-renew",
+      "certificates-cp-3-renew",
+      "cni-cilium",
+      "cni-tigera-operator",
       "control-plane-cp-1",
       "control-plane-cp-2",
       "control-plane-cp-3",
       "etcd-backup-bucket",
+      "monitoring-kube-prometheus-stack",
       "reserved-ip-fip",
+      "upgrade-cp-1",
+      "upgrade-cp-2",
+      "upgrade-cp-3",
     ]);
+    // Deleting an upgrade or renewal step runs nothing (no `delete` script); the rest is refused.
+    expect(names("delete")).toEqual(names("replace").filter((n) => !/^(upgrade-cp|certificates-cp)/.test(n)));
+    // Every update of a kubeadm command is refused (it re-runs create); a step with no diff
+    // information of a server is refused too (fail closed).
+    expect(names("update")).toEqual([
+      "bootstrap-cp-1-init",
+      "bootstrap-cp-2-join",
+      "bootstrap-cp-3-join",
+      "certificates-cp-1-renew",
+      "certificates-cp-2-renew",
+      "certificates-cp-3-renew",
+      "control-plane-cp-1",
+      "control-plane-cp-2",
+      "control-plane-cp-3",
+      "upgrade-cp-1",
+      "upgrade-cp-2",
+      "upgrade-cp-3",
+    ]);
+    // Every remote command the program registers is classified exactly once.
+    for (const r of all.filter((x) => x.type === "command:remote:Command")) {
+      const { parent, name } = parseUrn(r.urn);
+      const classes = remoteCommands.filter((c) => c.parent === parent && c.name.test(name));
+      expect({ name, classes: classes.length }).toEqual({ name, classes: 1 });
+    }
+    for (const c of remoteCommands) expect(c.why.length).toBeGreaterThan(20);
     // Every URN and type in the fixtures is one the program really forms.
-    const types = new Map(run.resources.map((r) => [r.urn, r.type]));
+    const types = new Map(all.map((r) => [r.urn, r.type]));
     for (const file of fs.readdirSync(fixtures)) {
       const doc = JSON.parse(fs.readFileSync(fixture(file), "utf8")) as { steps?: PreviewStep[] };
       for (const s of doc.steps ?? []) {
@@ -252,24 +420,57 @@ describe("rules and ops", () => {
     for (const op of Object.keys(stepOps)) {
       expect({ op, refused: findRefusals([step(op, cp2)]).length }).toEqual({
         op,
-        refused: destructive.includes(op) ? 1 : 0,
+        // A server update that says nothing about what changes is refused (fail closed).
+        refused: destructive.includes(op) || op === "update" ? 1 : 0,
       });
     }
     expect(findRefusals([step("frobnicate", cp2)])[0].ops).toEqual(["frobnicate (unknown op, treated as destructive)"]);
     expect(findRefusals([step("toString", cp2)])).toHaveLength(1);
   });
 
-  test("commands: only names ending in -join or -init are guarded", () => {
-    const command = (name: string) => urnOf("command:remote:Command", name, "ClusterBootstrap");
-    expect(findRefusals([step("replace", command("bootstrap-cp-1-init"))])).toHaveLength(1);
-    expect(findRefusals([step("replace", command("bootstrap-cp-3-join"))])).toHaveLength(1);
-    for (const name of ["bootstrap-cp-2-join-credentials", "bootstrap-cp-1-prepared", "access-admin-kubeconfig"]) {
-      expect(findRefusals([step("replace", command(name))])).toEqual([]);
+  test("commands: only the kubeadm init/join, upgrade and renewal commands are guarded, by component", () => {
+    const command = (name: string, parent = "ClusterBootstrap") => urnOf("command:remote:Command", name, parent);
+    for (const op of ["replace", "update"]) {
+      expect(findRefusals([step(op, command("bootstrap-cp-1-init"))])).toHaveLength(1);
+      expect(findRefusals([step(op, command("bootstrap-cp-3-join"))])).toHaveLength(1);
+      expect(findRefusals([step(op, command("upgrade-cp-2", "ControlPlaneUpgrade"))])).toHaveLength(1);
+      expect(findRefusals([step(op, command("certificates-cp-2-renew", "KubeadmCertificates"))])).toHaveLength(1);
+      for (const [name, parent] of [
+        ["bootstrap-cp-2-join-credentials", "ClusterBootstrap"],
+        ["bootstrap-cp-1-prepared", "ClusterBootstrap"],
+        ["bootstrap-cp-2-kube-vip-install", "ClusterBootstrap"],
+        ["bootstrap-cp-2-reserved-ip-failover", "ClusterBootstrap"],
+        ["upgrade-preflight", "ControlPlaneUpgrade"],
+        ["certificates-cp-1-expiry", "KubeadmCertificates"],
+        ["access-admin-kubeconfig", "ClusterAccess"],
+        // A name like a guarded one under another component is another command.
+        ["upgrade-cp-1", "ClusterBootstrap"],
+      ]) {
+        expect({ name, op, refused: findRefusals([step(op, command(name, parent))]) }).toEqual({
+          name,
+          op,
+          refused: [],
+        });
+      }
     }
     // A CopyToRemote named like a join is another type.
     expect(findRefusals([step("delete", urnOf("command:remote:CopyToRemote", "x-join", "ClusterBootstrap"))])).toEqual(
       [],
     );
+  });
+
+  test("a server update is read from detailedDiff, diffReasons or the inputs; one without any is refused", () => {
+    const update = (fields: Partial<PreviewStep>): PreviewStep => ({ op: "update", urn: cp2, ...fields });
+    const refused = (s: PreviewStep) => findRefusals([s]).map((r) => r.detail);
+    expect(refused(update({ detailedDiff: { serverType: { kind: "update", inputDiff: false } } }))).toEqual([
+      "serverType changes",
+    ]);
+    expect(refused(update({ detailedDiff: null, diffReasons: ["serverType"] }))).toEqual(["serverType changes"]);
+    const inputs = (serverType: string) => ({ type: "hcloud:index/server:Server", inputs: { serverType, name: "x" } });
+    expect(refused(update({ oldState: inputs("ccx23"), newState: inputs("ccx33") }))).toEqual(["serverType changes"]);
+    expect(refused(update({ oldState: inputs("ccx23"), newState: inputs("ccx23") }))).toEqual([]);
+    expect(refused(update({ diffReasons: ["labels"], detailedDiff: { "labels.team": { kind: "add" } } }))).toEqual([]);
+    expect(refused(update({}))).toEqual(["the preview does not say which properties change"]);
   });
 
   test("parsePreview keeps changeSummary; one refusal per resource across its steps", () => {

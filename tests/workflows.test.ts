@@ -23,6 +23,7 @@ import {
 const workflowsDir = path.join(repoRoot, ".github", "workflows");
 
 interface Step {
+  id?: string;
   name?: string;
   uses?: string;
   run?: string;
@@ -182,11 +183,129 @@ describe("deploy.yml", () => {
     expect(job.strategy).toEqual({ "max-parallel": 1, "fail-fast": true, matrix: { stack: stackFiles } });
   });
 
-  test("pulumi up, then the health check with the stack's kubeconfig in a private file, never printed", () => {
-    const up = stepIndex(job, (s) => s.uses === "pulumi/actions@v6", "pulumi/actions@v6");
-    expect(job.steps[up].with).toEqual({ command: "up", "stack-name": "${{ matrix.stack }}", diff: true });
-    const check = stepIndex(job, (s) => /check-control-plane\.sh/.test(s.run ?? ""), "the health check");
-    expect(check).toBe(up + 1);
+  const step = (what: string, predicate: (s: Step) => boolean) => stepIndex(job, predicate, what);
+  const labelsStep = () => step("labels of the merged pull request", (s) => s.id === "labels");
+  const previewStep = () => step("pulumi preview --save-plan", (s) => /pulumi preview\b/.test(s.run ?? ""));
+  const guardStep = () => step("the guard", (s) => /preview-guard\.ts/.test(s.run ?? ""));
+  const upStep = () => step("pulumi up --plan", (s) => /pulumi up\b/.test(s.run ?? ""));
+  const checkStep = () => step("the health check", (s) => /check-control-plane\.sh/.test(s.run ?? ""));
+
+  test("the CLI from pulumi/actions@v6 without a command (install only); no `up` through the action", () => {
+    const install = step("pulumi/actions@v6", (s) => s.uses === "pulumi/actions@v6");
+    expect(job.steps[install].with).toBeUndefined();
+    expect(install).toBeLessThan(labelsStep());
+  });
+
+  test("preview --json --save-plan, then the guard on that preview, then up --plan of that plan, then the health check", () => {
+    expect(job.steps[previewStep()].run).toBe(
+      'pulumi preview --stack "$STACK" --json --save-plan plan.json > preview.json',
+    );
+    expect(job.steps[guardStep()].run).toBe(
+      'npx ts-node --transpile-only scripts/preview-guard.ts --preview preview.json --labels-json "$MERGED_PR_LABELS"',
+    );
+    expect(job.steps[guardStep()].env).toEqual({ MERGED_PR_LABELS: "${{ steps.labels.outputs.labels }}" });
+    expect(job.steps[upStep()].run).toBe('pulumi up --stack "$STACK" --plan plan.json --yes --diff');
+    expect([labelsStep(), previewStep(), guardStep(), upStep(), checkStep()]).toEqual([
+      labelsStep(),
+      labelsStep() + 1,
+      labelsStep() + 2,
+      labelsStep() + 3,
+      labelsStep() + 4,
+    ]);
+    // Exactly one preview and one up: nothing else applies changes.
+    expect(job.steps.filter((s) => /pulumi (up|preview)\b/.test(s.run ?? ""))).toHaveLength(2);
+    expect(job.steps.filter((s) => s.with?.command !== undefined)).toEqual([]);
+  });
+
+  test("a failing guard stops the region (and, fail-fast with max-parallel 1, the regions after it)", () => {
+    // A step runs only when every step before it succeeded, unless an `if:` or
+    // `continue-on-error` says otherwise: none of the steps from the labels to the check has one.
+    for (const i of [labelsStep(), previewStep(), guardStep(), upStep(), checkStep()]) {
+      const s = job.steps[i] as Step & { "continue-on-error"?: unknown };
+      expect({ step: s.name, if: s.if, continueOnError: s["continue-on-error"] }).toEqual({
+        step: s.name,
+        if: undefined,
+        continueOnError: undefined,
+      });
+    }
+    expect((job as Job & { "continue-on-error"?: unknown })["continue-on-error"]).toBeUndefined();
+    expect(job.strategy).toMatchObject({ "max-parallel": 1, "fail-fast": true });
+    // The guard exits 1 on a refusal and 2 on bad input: both fail the step.
+    expect(fs.existsSync(path.join(repoRoot, "scripts", "preview-guard.ts"))).toBe(true);
+  });
+
+  test("the labels step: read-only token for pull requests, the merged pull request's labels as JSON", () => {
+    expect(job.permissions).toEqual({ contents: "read", "pull-requests": "read" });
+    const labels = job.steps[labelsStep()];
+    expect(labels.env).toEqual({
+      GH_TOKEN: "${{ github.token }}",
+      REPOSITORY: "${{ github.repository }}",
+      SHA: "${{ github.sha }}",
+    });
+    // Run the step's script with `curl` a function answering as GitHub's "List pull requests
+    // associated with a commit" does (a JSON array of pull requests, each with merged_at,
+    // merge_commit_sha and labels [{id, node_id, url, name, color, default, description}]):
+    // the pull request merged as this commit, plus an open one that also contains the commit.
+    const sha = "5d1c0e7a9b3f4d2e8c6a1b0f9e8d7c6b5a4f3e2d";
+    const label = (name: string) => ({
+      id: 1,
+      node_id: "LA_x",
+      url: `https://api.github.com/repos/platform/hcloud-control-plane/labels/${name}`,
+      name,
+      color: "d93f0b",
+      default: false,
+      description: null,
+    });
+    const response = JSON.stringify([
+      {
+        number: 41,
+        state: "closed",
+        merged_at: "2026-05-02T10:00:00Z",
+        merge_commit_sha: sha,
+        labels: [label("allow-update:upgrade-cp-1"), label("infra")],
+      },
+      {
+        number: 42,
+        state: "open",
+        merged_at: null,
+        merge_commit_sha: "0000000000000000000000000000000000000000",
+        labels: [label("allow-replace:api-lb")],
+      },
+    ]);
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "workflow-labels-"));
+    try {
+      const output = path.join(dir, "github-output");
+      fs.writeFileSync(path.join(dir, "response.json"), response);
+      const script = `curl() { printf '%s\\n' "$*" >"${dir}/curl-args"; cat "${dir}/response.json"; }\n${labels.run}`;
+      const result = spawnSync("/bin/bash", ["-c", script], {
+        env: {
+          PATH: process.env.PATH,
+          HOME: dir,
+          GH_TOKEN: "ghs_secret-token",
+          REPOSITORY: "platform/hcloud-control-plane",
+          SHA: sha,
+          GITHUB_OUTPUT: output,
+        },
+        encoding: "utf8",
+        timeout: 10_000,
+      });
+      expect({ status: result.status, stderr: result.stderr }).toEqual({ status: 0, stderr: "" });
+      expect(result.stdout).not.toContain("ghs_secret-token");
+      expect(result.stdout).toContain("labels of the merged pull request: allow-update:upgrade-cp-1, infra");
+      const written = fs.readFileSync(output, "utf8");
+      expect(written).toMatch(/^labels=\[.*\]\n$/);
+      const parsed = JSON.parse(written.slice("labels=".length)) as { name: string }[];
+      expect(parsed.map((l) => l.name)).toEqual(["allow-update:upgrade-cp-1", "infra"]);
+      const curlArgs = fs.readFileSync(path.join(dir, "curl-args"), "utf8");
+      expect(curlArgs).toContain(`https://api.github.com/repos/platform/hcloud-control-plane/commits/${sha}/pulls`);
+      expect(curlArgs).toMatch(/--max-time \d+/);
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  });
+
+  test("the health check with the stack's kubeconfig in a private file, never printed", () => {
+    const check = checkStep();
     expect(job.steps[check].if).toBeUndefined();
     const lines = job.steps[check].run!.trim().split("\n");
     expect(lines).toEqual([
