@@ -68,11 +68,12 @@ export = async (): Promise<StackOutputs> => {
     hcloudToken: secrets.hcloudToken,
   });
 
-  // Day 2: upgrades to the configured version, then certificate renewal, one node at a time.
+  // Day 2: upgrades to the configured version, then certificate renewal, one node at a time,
+  // after the kube-vip chain (which comes after the last join): all three restart kube-vip.
   const upgrade = new ControlPlaneUpgrade("upgrade", {
     cfg,
     nodes: controlPlane.nodes,
-    after: bootstrap.complete,
+    after: bootstrap.kubeVipComplete,
     sshPrivateKey: secrets.sshPrivateKey,
   });
   const certificates = new KubeadmCertificates("certificates", {

@@ -97,6 +97,12 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
    * the kube-vip manifest. Whatever reaches the API through the reserved IP waits for them.
    */
   readonly reservedIpHolders: pulumi.Resource[];
+  /**
+   * The last node's kube-vip (and companion): the end of the kube-vip chain. The upgrade and
+   * certificate chains restart kube-vip too (it holds admin.conf), so they wait for it: two
+   * chains moving the same manifest on one node at once would fight over it.
+   */
+  readonly kubeVipComplete: pulumi.Resource;
 
   constructor(name: string, args: BootstrapArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:ClusterBootstrap", name, {}, opts);
@@ -225,6 +231,7 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         : kubeVip;
       return previousHolder;
     });
+    this.kubeVipComplete = previousHolder;
     this.registerOutputs({});
   }
 

@@ -217,6 +217,24 @@ describe("the prod stack's bootstrap", () => {
     }
   });
 
+  test("the upgrade and certificate chains wait for the whole kube-vip chain (all three restart kube-vip)", async () => {
+    const renewing = await runStack({ certificateRenewal: "2027-05-01" });
+    const installs = [1, 2, 3].map((n) => one(renewing, `bootstrap-cp-${n}-kube-vip-install`).urn);
+    const restarters = renewing.resources.filter((r) => /^(upgrade-cp-\d+|certificates-cp-\d+-renew)$/.test(r.name));
+    expect(restarters.map((r) => r.name).sort()).toEqual([
+      "certificates-cp-1-renew",
+      "certificates-cp-2-renew",
+      "certificates-cp-3-renew",
+      "upgrade-cp-1",
+      "upgrade-cp-2",
+      "upgrade-cp-3",
+    ]);
+    for (const r of restarters) {
+      const waits = ancestors(renewing, r.urn);
+      for (const install of installs) expect([r.name, waits.has(install)]).toEqual([r.name, true]);
+    }
+  });
+
   test("kube-vip is installed one node at a time: each node after the previous node's kube-vip and companion", () => {
     const installs = [1, 2, 3].map((n) => one(run, `bootstrap-cp-${n}-kube-vip-install`));
     const companions = [1, 2, 3].map((n) => one(run, `bootstrap-cp-${n}-reserved-ip-failover`));

@@ -51,8 +51,9 @@ describe("the upgrade chain", () => {
     const steps = run.resources.filter((r) => r.parent === component.urn);
     expect(steps.map((s) => s.name)).toEqual(["upgrade-preflight", "upgrade-cp-1", "upgrade-cp-2", "upgrade-cp-3"]);
     expect(steps.every((s) => s.type === Command)).toBe(true);
-    // The preflight waits for the whole bootstrap chain (the last join).
-    expect(dependsOnNames(run, one(run, "upgrade-preflight"))).toEqual(["bootstrap-cp-3-join"]);
+    // The preflight waits for the whole bootstrap chain: the joins, then the kube-vip chain
+    // (upgrades restart kube-vip too, so the two never move its manifest on a node at once).
+    expect(dependsOnNames(run, one(run, "upgrade-preflight"))).toEqual(["bootstrap-cp-3-reserved-ip-failover"]);
     expect(dependsOnNames(run, one(run, "upgrade-cp-1"))).toEqual(["upgrade-preflight"]);
     expect(dependsOnNames(run, one(run, "upgrade-cp-2"))).toEqual(["upgrade-cp-1"]);
     expect(dependsOnNames(run, one(run, "upgrade-cp-3"))).toEqual(["upgrade-cp-2"]);
