@@ -11,6 +11,7 @@
  * the address moves on Hetzner (it does not without the companion; see components/kubeVip.ts).
  * A kubelet on a real node is the proof of that.
  */
+import * as crypto from "crypto";
 import * as fs from "fs";
 import * as path from "path";
 import { Pod } from "kubernetes-models/v1/Pod";
@@ -38,6 +39,7 @@ import {
   makeSandbox,
   mode,
   readyzCall,
+  resetCalls,
   runNodeScript,
   type Sandbox,
   useTempDir,
@@ -228,6 +230,7 @@ const adminConf = "/etc/kubernetes/admin.conf";
 const staged = kubeVipStagedPath;
 const installed = kubeVipManifestPath;
 const parked = "/etc/kubernetes/manifests-parked/kube-vip.yaml";
+const verifiedSentinel = "/var/lib/kubernetes-node/kube-vip-manifest";
 
 /**
  * `kubectl -n kube-system get lease NAME -o jsonpath=...` prints the holder and spec.renewTime
@@ -318,12 +321,38 @@ describe("install-kube-vip.sh", () => {
     expect(result.stderr).toContain(`${node}: kube-vip installed; the Lease ${kubeVipLeaseName} has a leader`);
   });
 
-  test("the same manifest again: only the gate, no restart", () => {
-    const sandbox = makeInstallSandbox("same", text);
-    const result = install(sandbox);
-    expectStatus(result, 0);
+  test("the same manifest again, once verified: only the gate, no restart", () => {
+    const sandbox = makeInstallSandbox("same", undefined);
+    expectStatus(install(sandbox), 0);
+    expect(fileAt(sandbox, verifiedSentinel)).toBe(
+      `sha256:${crypto.createHash("sha256").update(text).digest("hex")}\n`,
+    );
+    resetCalls(sandbox);
+    const again = install(sandbox);
+    expectStatus(again, 0);
     expect(calls(sandbox)).toEqual(gates);
-    expect(result.stderr).toContain("kube-vip already runs this manifest; nothing to change");
+    expect(again.stderr).toContain("kube-vip already runs this manifest; nothing to change");
+  });
+
+  test("a failed Lease check fails every re-run until some kube-vip leads; only then is it verified", () => {
+    const sandbox = makeInstallSandbox("lease-retry", oldManifest);
+    const first = install(sandbox, { FAKE_LEASE_RENEWED_FROM: "1000" }, ["--timeout", "1"]);
+    expect(first.status).toBe(1);
+    expect(fileAt(sandbox, installed)).toBe(text);
+    // The same manifest is in place, but unverified: the re-run checks the Lease again, and
+    // fails again, so the chain never moves on to the next node.
+    resetCalls(sandbox);
+    const again = install(sandbox, { FAKE_LEASE_RENEWED_FROM: "1000" }, ["--timeout", "1"]);
+    expect(again.status).toBe(1);
+    expect(again.stderr).toContain("an earlier run did not verify it; checking it again");
+    expect(calls(sandbox).filter((c) => c.startsWith("crictl"))).toEqual([]);
+    expect(fileAt(sandbox, verifiedSentinel)).toBeUndefined();
+    // Once a kube-vip leads, the re-run passes without restarting anything.
+    resetCalls(sandbox);
+    const fixed = install(sandbox);
+    expectStatus(fixed, 0);
+    expect(calls(sandbox)).toEqual([...gates, ...gates, leaseCall]);
+    expect(fileAt(sandbox, verifiedSentinel)).toMatch(/^sha256:[0-9a-f]{64}\n$/);
   });
 
   test("a changed manifest: the old kube-vip stops before the new one starts; the next node waits for a renewed Lease", () => {

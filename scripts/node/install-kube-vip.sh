@@ -7,6 +7,8 @@
 set -euo pipefail
 
 readonly SCRIPT_NAME="install-kube-vip"
+# The sha256 of the manifest whose install passed every check, written last.
+readonly VERIFIED=/var/lib/kubernetes-node/kube-vip-manifest
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
@@ -40,7 +42,9 @@ Steps:
   1. a kube-vip manifest that an interrupted run left in /etc/kubernetes/manifests-parked/ is
      put back;
   2. gate (nothing changes on a node while the control plane is unhealthy);
-  3. when the installed manifest is PATH byte for byte: nothing to change, exit 0;
+  3. when the installed manifest is PATH byte for byte and /var/lib/kubernetes-node/kube-vip-manifest
+     holds its sha256 (written last, once every check below passed): nothing to change, exit 0;
+     when it is PATH but not verified (an earlier run failed at step 6): go to step 6;
   4. when a kube-vip manifest is installed: move it to /etc/kubernetes/manifests-parked/ and
      wait until `crictl ps --name ^kube-vip$ -q` lists no container, so the old and the new
      kube-vip never run together;
@@ -52,9 +56,12 @@ Steps:
      lets its lease lapse, vip_leaseduration seconds, before another node takes over);
   7. record the fingerprint of admin.conf's client certificate in
      /var/lib/kubernetes-node/kube-vip-admin-conf: kube-vip started with it, so a later
-     certificate renewal or upgrade restarts it only when admin.conf changes again.
+     certificate renewal or upgrade restarts it only when admin.conf changes again; then the
+     manifest's sha256 in /var/lib/kubernetes-node/kube-vip-manifest.
 On any failure the script exits 1 naming the node and the step, and the manifest it parked is
-put back (also on SIGHUP, SIGINT, SIGTERM). Re-running it is safe. kubectl and crictl output
+put back (also on SIGHUP, SIGINT, SIGTERM). Re-running it is safe, and it never passes before
+step 6 has: a failed Lease check fails every re-run until some kube-vip leads again, so the
+next node is not touched. kubectl and crictl output
 goes to /var/log/hcloud-control-plane/install-kube-vip.log (0600).
 
 Exit status: 0 installed (or already installed), 1 a step failed or timed out, 2 usage error.
@@ -98,7 +105,8 @@ gate() { wait_for_control_plane "$admin_conf" "$node_name" failed "$1"; }
 main() {
   parse_args "$@"
   require_root
-  local source="${ROOT}${manifest_source}" installed started fingerprint
+  local source="${ROOT}${manifest_source}" installed started fingerprint digest
+  local verified="${ROOT}${VERIFIED}"
   installed="$(static_pod_manifest kube-vip)"
   admin_conf="${ROOT}/etc/kubernetes/admin.conf"
   [[ -f "$source" ]] || die "${node_name}: ${source} not found: the manifest is staged there before this runs"
@@ -107,18 +115,28 @@ main() {
 
   unpark_static_pod kube-vip || failed "could not put kube-vip's parked manifest back"
   gate "before installing kube-vip"
-  if [[ -f "$installed" ]] && cmp -s -- "$source" "$installed"; then
-    log "${node_name}: kube-vip already runs this manifest; nothing to change"
-    exit 0
-  fi
+  digest="$(sha256sum <"$source")"
+  digest="sha256:${digest%% *}"
   fingerprint="$(admin_conf_fingerprint "$admin_conf")" || failed "cannot read ${admin_conf}"
-
-  replace_static_pod kube-vip "$source" failed
-  printf -v started '%(%s)T' -1
+  if [[ -f "$installed" ]] && cmp -s -- "$source" "$installed"; then
+    if [[ -f "$verified" && "$(<"$verified")" == "$digest" ]]; then
+      log "${node_name}: kube-vip already runs this manifest; nothing to change"
+      exit 0
+    fi
+    # In place but never verified: an earlier run failed after the install (the Lease step).
+    # Its checks run again, so that a kube-vip that cannot lead never passes on a re-run.
+    log "${node_name}: kube-vip runs this manifest, but an earlier run did not verify it; checking it again"
+    printf -v started '%(%s)T' -1
+  else
+    replace_static_pod kube-vip "$source" failed
+    printf -v started '%(%s)T' -1
+  fi
   gate "after installing kube-vip"
   wait_for kube_vip_lease_renewed_since "$admin_conf" "$lease_name" "$started" ||
-    failed "after installing kube-vip: no kube-vip renewed the Lease kube-system/${lease_name} within ${timeout_seconds}s (kubectl -n kube-system get lease ${lease_name}); see ${log_file}"
+    failed "after installing kube-vip: no kube-vip renewed the Lease kube-system/${lease_name} within ${timeout_seconds}s (kubectl -n kube-system get lease ${lease_name}); see ${log_file}. The new manifest stays in place and a re-run checks it again"
   record_kube_vip_admin_conf "$fingerprint"
+  install -d -m 0755 "${verified%/*}"
+  write_file 0644 "$verified" <<<"$digest"
   log "${node_name}: kube-vip installed; the Lease ${lease_name} has a leader"
 }
 
