@@ -38,8 +38,9 @@ Options:
                         --endpoint-host is a DNS name.
   --refuse-if-serving URL
                         Before kubeadm init, GET URL (the endpoint's /readyz through the load
-                        balancer); when an API server answers, a cluster exists without this
-                        node, and init would split it in two: refuse. A replaced first node
+                        balancer); when an API server answers at all (any HTTP status: a
+                        degraded cluster answers 500), a cluster exists without this node, and
+                        init would split it in two: refuse. A replaced first node
                         must join instead (docs/runbooks/replace-control-plane-node.md).
   --timeout SECONDS     Longest wait for the API server to report ready (default 600).
   --root DIR            Prefix for every file this script reads or writes (default: $ROOT,
@@ -204,13 +205,23 @@ main() {
     if [[ -n "$state" ]]; then
       log "files of an earlier kubeadm init (${state}): kubeadm init reuses its certificates and kubeconfig files"
     fi
-    if [[ -n "$refuse_url" ]] && curl --silent --insecure --max-time 5 "$refuse_url" 2>/dev/null | grep -qx ok; then
-      die "an API server already answers at ${refuse_url}: a cluster exists without this node, and kubeadm init would start a second one. Join this node instead; see docs/runbooks/replace-control-plane-node.md"
+    if [[ -n "$refuse_url" ]]; then
+      # Any HTTP answer means an API server is there, healthy (200) or not (a failing /readyz
+      # is 500, anonymous access off is 401/403); only no answer at all (curl's 000) is none.
+      local code
+      code="$(curl --silent --insecure --max-time 5 --output /dev/null --write-out '%{http_code}' "$refuse_url" 2>/dev/null)" || true
+      if [[ -n "$code" && "$code" != 000 ]]; then
+        die "an API server already answers at ${refuse_url} (HTTP ${code}): a cluster exists without this node, and kubeadm init would start a second one. Join this node instead; see docs/runbooks/replace-control-plane-node.md"
+      fi
     fi
     log "running kubeadm init --config ${config} (output in ${log_file})"
     kubeadm init --config "$config_file" >>"$log_file" 2>&1 ||
       die "kubeadm init failed; see ${log_file}. Run this script again: it finishes what kubeadm left, or prints how to reset (${MEMBER_RUNBOOK})"
     [[ -f "$admin_conf" ]] || die "kubeadm init succeeded but wrote no ${admin_conf}"
+  elif "$etcd_member_not_voting"; then
+    # The cluster showed this node's etcd member as a learner, unstarted or gone (a reset that
+    # removed it, then failed): init's later phases cannot bring a member back.
+    refuse_half_done init "$node" etcd-member
   elif ((manifests == ${#CONTROL_PLANE_MANIFESTS[@]})) && has_state /etc/kubernetes/admin.conf; then
     log "kubeadm init stopped half way (found: ${state}); finishing it"
     finish_init "$config_file" "$node"

@@ -273,6 +273,9 @@ main() {
       log "adopted as a joined member; stdin not read, checking the gates only"
     elif [[ -z "$state" ]]; then
       join_cluster
+    elif "$etcd_member_not_voting"; then
+      # The member is a learner, unstarted or gone: control-plane-join cannot fix that.
+      refuse_half_done join "$node_name" etcd-member
     elif has_state /etc/kubernetes/kubelet.conf && has_state /etc/kubernetes/manifests/etcd.yaml &&
       has_state /etc/kubernetes/admin.conf; then
       finish_join

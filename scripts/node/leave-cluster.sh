@@ -42,8 +42,9 @@ Steps:
      when it fails the node stays cordoned and nothing else changes;
   4. remove the member marker /var/lib/kubernetes-node/member (kubeadm-init.sh and
      kubeadm-join.sh write it last), then kubeadm reset -f: stops the static pods and removes
-     this node's etcd member. Without the marker a failed reset reads as a half-finished
-     member, never as a complete one;
+     this node's etcd member. Without the marker, a re-run of the init or join script after a
+     failed reset checks the cluster again: a node still complete there is adopted, one the
+     reset took apart is half-finished;
   5. rm -rf /etc/cni/net.d, as kubeadm reset advises (iptables/IPVS rules are left alone);
   6. kubectl delete node NAME --ignore-not-found, retried until the timeout: the load balancer
      may still send a request to this node's stopped API server for a few seconds.

@@ -1,4 +1,4 @@
-# shellcheck shell=bash disable=SC2154 # ROOT, log_file and staged are set by the sourcing script and lib.sh
+# shellcheck shell=bash disable=SC2154,SC2034 # ROOT, log_file and staged come from the sourcing script and lib.sh; it reads etcd_member_not_voting
 # The completion marker of a control-plane member, shared by kubeadm-init.sh and kubeadm-join.sh
 # (sourced after lib.sh, relative to the script, like lib.sh). Sourcing it only defines things.
 #
@@ -15,7 +15,8 @@
 #   node=<Kubernetes node name>
 #   endpoint=<controlPlaneEndpoint host:port>
 #   ca=sha256:<hex>     the cluster CA's public key hash, as in --discovery-token-ca-cert-hash
-#   version=<vX.Y.Z>    the kube-apiserver image tag kubeadm wrote into its manifest
+#   version=<vX.Y.Z>    the kube-apiserver image tag kubeadm wrote into its manifest when the
+#                       setup completed (upgrades do not rewrite the marker; nothing reads it)
 #   completed=<time>    when the script finished, ISO 8601 with the UTC offset
 
 readonly MEMBER_MARKER="/var/lib/kubernetes-node/member"
@@ -303,6 +304,10 @@ etcd_member_voting() {
 
 # Set by adopt_member: true when the node was adopted (the marker is written).
 adopted=false
+# Set by adopt_member: true when the cluster showed this node's etcd member as a learner,
+# unstarted or absent. Then no phase of kubeadm join can finish it (control-plane-join neither
+# promotes a learner nor adds a member again), so the join refuses with the member removal.
+etcd_member_not_voting=false
 
 # not_adopted WHAT: logs the missing proof (the caller goes on as for a half-done node).
 not_adopted() {
@@ -319,6 +324,7 @@ not_adopted() {
 adopt_member() {
   local role="$1" node="$2" endpoint="$3"
   adopted=false
+  etcd_member_not_voting=false
   completed_setup_files || return 0
   log "no ${MEMBER_MARKER}, but kubeadm's files of a completed ${role} (found: ${state}): looking in the cluster for proof that the ${role} of ${node} completed (a member set up before the marker existed is adopted)"
   if [[ "$role" == init ]] && ! kubelet_conf_finalized; then
@@ -344,6 +350,7 @@ adopt_member() {
     return 0
   fi
   if ! etcd_member_voting "$node"; then
+    etcd_member_not_voting=true
     not_adopted "the etcd member list has no started, voting member ${node} (a learner, unstarted or absent)"
     return 0
   fi
