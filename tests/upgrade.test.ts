@@ -491,14 +491,14 @@ describe("upgrade-preflight.sh", () => {
     expect(etcd.result.stderr).toContain(
       "violation: etcd: endpoint health --cluster in etcd-prod-nbg1-cp-1 did not pass within 1s",
     );
-    expect(etcd.result.ms).toBeLessThan(5_000);
+    expect(etcd.result.ms).toBeLessThan(12_000);
 
     const failures: Record<string, string>[] = [{ FAKE_FAIL: "readyz" }, { FAKE_HANG: "readyz" }];
     for (const env of failures) {
       const readyz = preflight("preflight-readyz", "1.35.0", {}, { env }, ["--timeout", "1"]);
       expect(readyz.result.status).toBe(1);
       expect(readyz.result.stderr).toContain("the API server did not report ready within 1s");
-      expect(readyz.result.ms).toBeLessThan(5_000);
+      expect(readyz.result.ms).toBeLessThan(12_000);
       expect(new Set(calls(readyz.sandbox))).toEqual(new Set([readyzGate]));
     }
   });
@@ -696,7 +696,7 @@ describe("upgrade-node.sh", () => {
     });
     expect(etcd.status).toBe(1);
     expect(etcd.stderr).toContain(`upgrade of ${node1} failed at already-done check: etcd endpoint health`);
-    expect(etcd.ms).toBeLessThan(5_000);
+    expect(etcd.ms).toBeLessThan(12_000);
   });
 
   test("the first gate fails: nothing changes", () => {
@@ -751,7 +751,7 @@ describe("upgrade-node.sh", () => {
       expect(failed.stderr).toContain(
         `${node1} is left cordoned on purpose: fix the cause, then run the same command again (pulumi up)`,
       );
-      expect(failed.ms).toBeLessThan(8_000);
+      expect(failed.ms).toBeLessThan(12_000);
       expect(state(sandbox, "node.unschedulable")).toBe("true");
       expect(sentinel(sandbox)).toBe("1.34.2-1.1\n");
       expect(manifestTag(sandbox)).toBe("v1.35.0");
@@ -839,7 +839,7 @@ describe("upgrade-node.sh", () => {
         `upgrade of ${node1} failed at kube-vip restart: starting kube-vip: no container ran within 1s`,
       );
       expect(failed.stderr).not.toContain("cordoned");
-      expect(failed.ms).toBeLessThan(8_000);
+      expect(failed.ms).toBeLessThan(12_000);
       expect(fs.readFileSync(at(sandbox, kubeVipManifestPath), "utf8")).toBe(kubeVipManifest);
       expect(actions(sandbox).some((c) => c.includes(" drain "))).toBe(false);
       expect(fingerprint(sandbox)).toBeUndefined();

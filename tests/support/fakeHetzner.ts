@@ -6,7 +6,8 @@
  * - Overview > Errors: an error answers `{"error": {"code", "message", "details"}}`; the codes
  *   used here are `locked` ("The item you are trying to access is locked (there is already an
  *   Action running)"), `conflict` ("The resource has changed during the request, please retry"),
- *   `rate_limit_exceeded`, `unauthorized`, `not_found`, `invalid_input`, `json_error`. The
+ *   `rate_limit_exceeded`, `unauthorized`, `not_found`, `invalid_input`, `json_error`, and
+ *   `service_error` for the injected 5xx faults (its status is the fault's). The
  *   reference's table lists codes, not statuses: 423, 409 and 429 are the statuses hcloud-go's
  *   tests pair with `locked`, `conflict` and `rate_limit_exceeded`
  *   (hcloud/client_handler_retry_test.go); 401, 404 and 400 for the others are assumed.
