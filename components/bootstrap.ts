@@ -217,7 +217,8 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         `${name}-${node.spec.name}-kube-vip-install`,
         {
           connection,
-          // The manifest's hash makes a changed manifest re-run the (idempotent) install as an update.
+          // The manifest's hash makes a changed manifest re-run the (idempotent) install as an
+          // update. No scripts revision: with the same manifest the script changes nothing.
           create: manifest.apply(
             (text) =>
               `${nodeCommand("install-kube-vip.sh", ["--manifest", kubeVipStagedPath, "--node-name", node.name, "--lease", kubeVipLeaseName])} # manifest ${sha256(text).slice(0, 16)}`,

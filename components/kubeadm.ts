@@ -76,7 +76,9 @@ export const etcdMetricsPort = 2381;
  * "Storage size limit"). The alerts are built around it: EtcdDatabaseSizeExceeding warns at
  * 6e9 bytes (70% of it), etcdDatabaseQuotaLowSpace is critical at 95% of
  * `etcd_server_quota_backend_bytes`, which reports this value. At the old 2 GiB the 6e9
- * warning could never fire: etcd stops accepting writes (NOSPACE) at the quota.
+ * warning could never fire: etcd stops accepting writes (NOSPACE) at the quota. It reaches new
+ * clusters only: a running cluster keeps the quota its kubeadm-config ConfigMap and etcd
+ * manifests hold (docs/runbooks/etcdDatabaseQuotaLowSpace.md has the manual roll).
  */
 export const etcdQuotaBackendBytes = 8 * 1024 ** 3;
 

@@ -85,6 +85,17 @@ describe("both workflows", () => {
     expect(uses.filter((u) => u.startsWith("pulumi/actions@"))).toEqual(["pulumi/actions@v6", "pulumi/actions@v6"]);
   });
 
+  test("the Pulumi CLI is pinned to the @pulumi/pulumi version of package.json", () => {
+    const sdk = (
+      JSON.parse(fs.readFileSync(path.join(repoRoot, "package.json"), "utf8")) as {
+        dependencies: Record<string, string>;
+      }
+    ).dependencies["@pulumi/pulumi"];
+    const pulumiSteps = allSteps.filter((s) => s.uses?.startsWith("pulumi/actions@"));
+    expect(pulumiSteps).toHaveLength(2);
+    for (const step of pulumiSteps) expect(step.with?.["pulumi-version"]).toBe(sdk);
+  });
+
   test("least privilege: read-only by default, no xtrace in any script", () => {
     for (const w of [pullRequest, deploy]) expect(w.permissions).toEqual({ contents: "read" });
     for (const step of allSteps.filter((s) => s.run)) expect(step.run).not.toMatch(/set -[a-z]*x|set -o xtrace/);
@@ -150,6 +161,7 @@ describe("pull-request.yml", () => {
   test("preview: pulumi/actions@v6 preview with diff and a PR comment, then the JSON preview, then the guard", () => {
     const action = stepIndex(preview, (s) => s.uses === "pulumi/actions@v6", "pulumi/actions@v6");
     expect(preview.steps[action].with).toEqual({
+      "pulumi-version": expect.any(String),
       command: "preview",
       "stack-name": "${{ matrix.stack }}",
       diff: true,
@@ -192,7 +204,8 @@ describe("deploy.yml", () => {
 
   test("the CLI from pulumi/actions@v6 without a command (install only); no `up` through the action", () => {
     const install = step("pulumi/actions@v6", (s) => s.uses === "pulumi/actions@v6");
-    expect(job.steps[install].with).toBeUndefined();
+    // Only the pinned version: no `command`, so the action installs the CLI and runs nothing.
+    expect(Object.keys(job.steps[install].with ?? {})).toEqual(["pulumi-version"]);
     expect(install).toBeLessThan(labelsStep());
   });
 

@@ -16,7 +16,11 @@ import { stringify } from "yaml";
 export interface AlertRuleSettings {
   /** The `job` label of the etcd scrape job (kube-prometheus-stack on kubeadm: "kube-etcd"). One setting. */
   etcdJob: string;
-  /** kube-prometheus-stack's job names: "apiserver", "kube-controller-manager", "kube-scheduler", "kube-state-metrics". */
+  /**
+   * kube-prometheus-stack's job names: "apiserver", "kube-controller-manager", "kube-scheduler",
+   * "kube-state-metrics". With `monitoring: existing-operator` the operator's jobs must carry the
+   * same names (as kube-prometheus does): the backup alerts read kube-state-metrics under its job.
+   */
   apiserverJob: string;
   controllerManagerJob: string;
   schedulerJob: string;

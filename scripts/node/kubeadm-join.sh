@@ -224,7 +224,7 @@ join_cluster() {
   render_join_config
   log "running kubeadm join (output in ${log_file})"
   kubeadm join --config "$rendered" >>"$log_file" 2>&1 ||
-    die "kubeadm join failed; see ${log_file}. Run this script again: it finishes what kubeadm left, or prints how to reset (${MEMBER_RUNBOOK})"
+    die "kubeadm join failed; see ${log_file}. Run this script again: it finishes what kubeadm left, or prints how to reset. Credentials older than an hour no longer work: mint new ones (${MEMBER_RUNBOOK}, \"Re-run\")"
   remove_rendered
   [[ -f "$kubelet_conf" ]] || die "kubeadm join succeeded but wrote no ${kubelet_conf}"
 }
