@@ -43,6 +43,8 @@ import {
   crictlCall,
   crictlFake,
   crictlSeen,
+  kubeVipLeaseArm,
+  kubeVipLeaseCall,
   kubeVipManifest,
   kubeVipSentinel,
   renewAdminConf,
@@ -139,6 +141,7 @@ esac`,
   kubectl: `
 case "$*" in
 ${kubectlGateArms()}
+${kubeVipLeaseArm()}
   *) echo "fake kubectl: unexpected $*" >&2; exit 99 ;;
 esac`,
   crictl: crictlFake,
@@ -147,6 +150,7 @@ esac`,
 const realTools = [
   ...["bash", "cat", "chmod", "dirname", "install", "jq", "mktemp", "mv", "rm", "rmdir", "sleep", "timeout"], // the scripts
   ...["grep", "sha256sum"], // lib.sh's admin.conf fingerprint
+  ...["awk", "date"], // lib.sh's kube-vip Lease name and renewal time; the fake Lease
   ...["cp"], // the fakes
 ];
 
@@ -189,6 +193,8 @@ const renewCall = "kubeadm certs renew all";
 /** Per component: wait until gone, wait until running, gate. */
 const restartCalls = (name: string) => [crictlCall(name), crictlCall(name), ...gateCalls];
 const renewalCalls = [...gateCalls, renewCall, ...components.flatMap(restartCalls)];
+/** kube-vip's restart: as any static pod's, then the wait for a renewed kube-vip Lease. */
+const kubeVipRestartCalls = [...restartCalls("kube-vip"), kubeVipLeaseCall(kubeconfig)];
 
 const manifests = (sandbox: Sandbox) => fs.readdirSync(at(sandbox, manifestsDir)).sort();
 const allManifests = components.map((c) => `${c}.yaml`).sort();
@@ -562,7 +568,7 @@ describe("renew-certificates.sh", () => {
       const sandbox = makeSandbox("renew-kube-vip", before, { kubeVip: true });
       const result = run(sandbox, args("2027-05-01"));
       expectStatus(result, 0);
-      expect(calls(sandbox)).toEqual([...renewalCalls, ...restartCalls("kube-vip")]);
+      expect(calls(sandbox)).toEqual([...renewalCalls, ...kubeVipRestartCalls]);
       expect(crictlSeen(sandbox).slice(-2)).toEqual(["kube-vip absent", "kube-vip present"]);
       expect(manifests(sandbox)).toEqual(kubeVipManifests);
       expect(fs.readFileSync(at(sandbox, `${manifestsDir}/kube-vip.yaml`), "utf8")).toBe(kubeVipManifest);
@@ -576,7 +582,7 @@ describe("renew-certificates.sh", () => {
       const first = kubeVipFingerprint(sandbox);
       resetCalls(sandbox);
       expectStatus(run(sandbox, args("2028-04-30")), 0);
-      expect(calls(sandbox)).toEqual([...renewalCalls, ...restartCalls("kube-vip")]);
+      expect(calls(sandbox)).toEqual([...renewalCalls, ...kubeVipRestartCalls]);
       expect(kubeVipFingerprint(sandbox)).not.toBe(first);
     });
 
@@ -620,7 +626,7 @@ describe("renew-certificates.sh", () => {
       // Fixed: the same stamp again renews and restarts everything, kube-vip included.
       resetCalls(sandbox);
       expectStatus(run(sandbox, args("2027-05-01")), 0);
-      expect(calls(sandbox)).toEqual([...renewalCalls, ...restartCalls("kube-vip")]);
+      expect(calls(sandbox)).toEqual([...renewalCalls, ...kubeVipRestartCalls]);
       expect(sentinelText(sandbox)).toBe("2027-05-01\n");
     });
 
@@ -643,6 +649,22 @@ describe("renew-certificates.sh", () => {
       expect(sentinelText(sandbox)).toBeUndefined();
     });
 
+    test("a restarted kube-vip that no kube-vip Lease renewal follows: exit 1 naming the Lease, no fingerprint, no stamp", () => {
+      const sandbox = makeSandbox("renew-kube-vip-lease", before, { kubeVip: true });
+      const result = run(sandbox, args("2027-05-01", "--timeout", "1"), { FAKE_LEASE_RENEWED_FROM: "1000" });
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain(
+        `${node}: kube-vip: no kube-vip renewed the Lease kube-system/plndr-cp-lock within 1s of the restart`,
+      );
+      expect(manifests(sandbox)).toEqual(kubeVipManifests);
+      expect(kubeVipFingerprint(sandbox)).toBeUndefined();
+      expect(sentinelText(sandbox)).toBeUndefined();
+      // Once a kube-vip leads again, the re-run renews and restarts everything and passes.
+      resetCalls(sandbox);
+      expectStatus(run(sandbox, args("2027-05-01")), 0);
+      expect(calls(sandbox)).toEqual([...renewalCalls, ...kubeVipRestartCalls]);
+    });
+
     test("a kube-vip manifest an interrupted run left parked is put back first", () => {
       const sandbox = makeSandbox("renew-kube-vip-recover", before, { kubeVip: true });
       fs.mkdirSync(at(sandbox, parkedDir), { recursive: true });
@@ -650,7 +672,7 @@ describe("renew-certificates.sh", () => {
       const result = run(sandbox, args("2027-05-01"));
       expectStatus(result, 0);
       expect(result.stderr).toContain("put the manifest of kube-vip back");
-      expect(calls(sandbox)).toEqual([...renewalCalls, ...restartCalls("kube-vip")]);
+      expect(calls(sandbox)).toEqual([...renewalCalls, ...kubeVipRestartCalls]);
       expect(manifests(sandbox)).toEqual(kubeVipManifests);
     });
   });

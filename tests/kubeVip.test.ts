@@ -34,7 +34,6 @@ import {
   expectScriptContract,
   expectShellcheckClean,
   expectStatus,
-  kubectlCall,
   kubectlGateArms,
   makeSandbox,
   mode,
@@ -44,7 +43,15 @@ import {
   type Sandbox,
   useTempDir,
 } from "./support/nodeSandbox";
-import { adminKubeconfig, crictlCall, crictlFake, crictlSeen, kubeVipSentinel } from "./support/staticPods";
+import {
+  adminKubeconfig,
+  crictlCall,
+  crictlFake,
+  crictlSeen,
+  kubeVipLeaseArm,
+  kubeVipLeaseCall,
+  kubeVipSentinel,
+} from "./support/staticPods";
 import { pyyamlLoadAll } from "./support/tools";
 
 interface Container {
@@ -232,31 +239,11 @@ const installed = kubeVipManifestPath;
 const parked = "/etc/kubernetes/manifests-parked/kube-vip.yaml";
 const verifiedSentinel = "/var/lib/kubernetes-node/kube-vip-manifest";
 
-/**
- * `kubectl -n kube-system get lease NAME -o jsonpath=...` prints the holder and spec.renewTime
- * (a MicroTime, RFC 3339 with microseconds, as the API serializes it). The leader renews every
- * vip_retryperiod seconds (client-go tools/leaderelection tryAcquireOrRenew), so a lease held
- * by a live kube-vip has a renewTime of about now. FAKE_LEASE_RENEWED_FROM=N: calls before the
- * N-th see the renewTime of an hour ago (a leader that stopped, its lease not yet taken over);
- * FAKE_LEASE=missing: no such Lease (kubectl's NotFound error); FAKE_LEASE=unheld: no holder
- * (kubectl's jsonpath prints a missing field as nothing).
- */
-const leaseArm = `  *" -n kube-system get lease ${kubeVipLeaseName} -o jsonpath={.spec.holderIdentity} {.spec.renewTime}")
-    n="$(count lease)"
-    case "\${FAKE_LEASE:-held}" in
-      missing) echo 'Error from server (NotFound): leases.coordination.k8s.io "${kubeVipLeaseName}" not found' >&2; exit 1 ;;
-      unheld) printf ' ' ; exit 0 ;;
-    esac
-    if (( n < \${FAKE_LEASE_RENEWED_FROM:-1} )); then at="$(date -u -d '1 hour ago' +%Y-%m-%dT%H:%M:%S.000000Z)"
-    else at="$(date -u +%Y-%m-%dT%H:%M:%S.123456Z)"; fi
-    printf '%s %s' prod-nbg1-cp-1 "$at"
-    ;;`;
-
 const installFakes: Record<string, string> = {
   kubectl: `
 case "$*" in
 ${kubectlGateArms()}
-${leaseArm}
+${kubeVipLeaseArm(kubeVipLeaseName)}
   *) echo "fake kubectl: unexpected $*" >&2; exit 99 ;;
 esac`,
   crictl: crictlFake,
@@ -284,10 +271,7 @@ const install = (sandbox: Sandbox, env: Record<string, string> = {}, more: strin
 
 const kubeconfig = `$ROOT${adminConf}`;
 const gates = [readyzCall(kubeconfig), etcdHealthCall(kubeconfig, node)];
-const leaseCall = kubectlCall(
-  kubeconfig,
-  `-n kube-system get lease ${kubeVipLeaseName} -o jsonpath={.spec.holderIdentity} {.spec.renewTime}`,
-);
+const leaseCall = kubeVipLeaseCall(kubeconfig, kubeVipLeaseName);
 const fileAt = (sandbox: Sandbox, p: string) =>
   fs.existsSync(at(sandbox, p)) ? fs.readFileSync(at(sandbox, p), "utf8") : undefined;
 const oldManifest = text.replace("vip_leaseduration", "vip_leaseduration_old");

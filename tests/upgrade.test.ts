@@ -39,6 +39,8 @@ import {
   crictlCall,
   crictlFake,
   crictlSeen,
+  kubeVipLeaseArm,
+  kubeVipLeaseCall,
   kubeVipManifest,
   kubeVipSentinel,
   renewAdminConf,
@@ -123,6 +125,7 @@ S="$FAKE_CAPTURE"
 sentinel() { printf '%s %s\\n' "$1" "$(<"$FAKE_ROOT${sentinelPath}")" >>"$S/sentinel-seen"; }
 case "$*" in
 ${kubectlGateArms("sentinel readyz")}
+${kubeVipLeaseArm()}
   *" get pods -l component=kube-apiserver -o "*) printf '%s\\n' "$FAKE_APISERVERS" ;;
   *" get nodes -o "*) printf '%s\\n' "$FAKE_KUBELETS" ;;
   *" get node "*)
@@ -211,6 +214,7 @@ const realTools = [
   ...["bash", "cat", "chmod", "install", "mktemp", "mv", "rm", "sleep", "timeout"], // the scripts
   "dirname", // sourcing lib.sh
   ...["grep", "sha256sum", "rmdir"], // lib.sh's static pod restart and admin.conf fingerprint
+  ...["awk", "date"], // lib.sh's kube-vip Lease name and renewal time; the fake Lease
   ...["mkdir", "touch"], // the fakes
 ];
 
@@ -816,6 +820,7 @@ describe("upgrade-node.sh", () => {
           ...upgrade,
           ...kubeVipRestart,
           ...gates(node),
+          kubeVipLeaseCall(kubeconfig),
           drainCall(node),
           ...afterDrain(node),
         ]);
@@ -857,6 +862,7 @@ describe("upgrade-node.sh", () => {
         "kubeadm version -o short",
         ...kubeVipRestart,
         ...gates(node1),
+        kubeVipLeaseCall(kubeconfig),
         drainCall(node1),
         ...afterDrain(node1),
       ]);

@@ -409,12 +409,13 @@ admin_conf_fingerprint() {
 # restart_kube_vip_if_stale FAIL GATE...: on a node with the kube-vip manifest, when the sentinel
 # /var/lib/kubernetes-node/kube-vip-admin-conf does not hold admin.conf's fingerprint, restarts
 # kube-vip (restart_static_pod NAME FAIL), runs GATE... (the same gates as after every other
-# static pod), then writes the fingerprint. A node without the manifest (kube-vip comes after
+# static pod), waits until some kube-vip renewed its Lease (kube_vip_lease_renewed_since, the
+# Lease named in the manifest), then writes the fingerprint. A node without the manifest (kube-vip comes after
 # the bootstrap chain, components/bootstrap.ts) has no kube-vip to restart: a log line, status 0.
 restart_kube_vip_if_stale() {
   local fail="$1"
   shift
-  local sentinel fingerprint
+  local sentinel fingerprint lease started
   sentinel="$(kube_vip_sentinel)"
   unpark_static_pod kube-vip || "$fail" "kube-vip: could not put its parked manifest back"
   if [[ ! -f "$(static_pod_manifest kube-vip)" ]]; then
@@ -427,9 +428,24 @@ restart_kube_vip_if_stale() {
     log "kube-vip was restarted with the current admin.conf already; not restarted again"
     return 0
   fi
+  lease="$(kube_vip_lease_name)" || "$fail" "kube-vip: its manifest names no vip_leasename"
   restart_static_pod kube-vip "$fail"
+  printf -v started '%(%s)T' -1
   "$@"
+  # The same proof install-kube-vip.sh waits for: some kube-vip leads again after the restart.
+  wait_for kube_vip_lease_renewed_since "${ROOT}/etc/kubernetes/admin.conf" "$lease" "$started" ||
+    "$fail" "kube-vip: no kube-vip renewed the Lease kube-system/${lease} within ${timeout_seconds}s of the restart (kubectl -n kube-system get lease ${lease}); see ${log_file}"
   record_kube_vip_admin_conf "$fingerprint"
+}
+
+# kube_vip_lease_name: the vip_leasename of the installed kube-vip manifest, as
+# components/kubeVip.ts renders it (`- name: vip_leasename`, then `value: <name>`); status 1
+# when it names none.
+kube_vip_lease_name() {
+  awk '$1 == "-" && $2 == "name:" && $3 == "vip_leasename" { want = 1; next }
+    want && $1 == "value:" { print $2; found = 1; exit }
+    { want = 0 }
+    END { exit found ? 0 : 1 }' "$(static_pod_manifest kube-vip)"
 }
 
 # record_kube_vip_admin_conf FINGERPRINT: kube-vip now runs with the admin.conf of FINGERPRINT

@@ -54,7 +54,8 @@ Steps:
      move /etc/kubernetes/manifests/<name>.yaml to /etc/kubernetes/manifests-parked/, wait until
      `crictl ps --name ^<name>$ -q` lists no container, move the manifest back, wait until it
      lists one, then gate;
-  5. kube-vip, the same way, then gate: it reads admin.conf only when it starts, and with the
+  5. kube-vip, the same way, then gate, then wait until some kube-vip renewed the Lease named
+     in its manifest (vip_leasename) after the restart: it reads admin.conf only when it starts, and with the
      old client certificate it could not renew its Lease once that expires. Skipped when this
      node has no /etc/kubernetes/manifests/kube-vip.yaml, or when the sentinel
      /var/lib/kubernetes-node/kube-vip-admin-conf shows kube-vip was restarted with this

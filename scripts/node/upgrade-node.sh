@@ -68,8 +68,9 @@ Steps (each safe to repeat; a re-run resumes after the last step that took effec
   4. kube-vip: it read admin.conf when it started, and with the old client certificate it could
      not renew its Lease once that expires. Move /etc/kubernetes/manifests/kube-vip.yaml to
      /etc/kubernetes/manifests-parked/, wait until `crictl ps --name ^kube-vip$ -q` lists no
-     container, move it back, wait until it lists one, then gate as in 1 (a failure puts the
-     manifest back). Skipped when this node has no kube-vip manifest, or when the sentinel
+     container, move it back, wait until it lists one, then gate as in 1 and wait until some
+     kube-vip renewed the Lease named in the manifest (vip_leasename) after the restart (a
+     failure puts the manifest back). Skipped when this node has no kube-vip manifest, or when the sentinel
      /var/lib/kubernetes-node/kube-vip-admin-conf shows kube-vip was restarted with this
      admin.conf's client certificate already (a re-run); its fingerprint is written there after
      the gate. The kubelet needs no such restart: its client certificate is its own, rotated by

@@ -24,6 +24,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { kubeVipLeaseName } from "../../components/kubeVip";
 import type { Sandbox } from "./nodeSandbox";
 
 export const crictlFake = `
@@ -73,8 +74,56 @@ renew_admin_conf() {
     >"$FAKE_ADMIN_CONF"
 }`;
 
-/** kube-vip's static pod manifest (its content does not matter to the scripts). */
-export const kubeVipManifest = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: kube-vip\n  namespace: kube-system\n";
+/**
+ * kube-vip's static pod manifest, trimmed to what the scripts read: the Lease it elects with
+ * (`vip_leasename`, laid out as components/kubeVip.ts renders it).
+ */
+export const kubeVipManifest = [
+  "apiVersion: v1",
+  "kind: Pod",
+  "metadata:",
+  "  name: kube-vip",
+  "  namespace: kube-system",
+  "spec:",
+  "  containers:",
+  "    - env:",
+  "        - name: vip_leaseduration",
+  '          value: "15"',
+  "        - name: vip_leasename",
+  `          value: ${kubeVipLeaseName}`,
+  "      name: kube-vip",
+  "",
+].join("\n");
+
+/** The Lease kube-vip elects with. */
+export const kubeVipLease = kubeVipLeaseName;
+
+/**
+ * The arm of a fake kubectl's `case "$*" in` for the kube-vip Lease read
+ * (`-n kube-system get lease NAME -o jsonpath={.spec.holderIdentity} {.spec.renewTime}`): the
+ * holder and spec.renewTime, a MicroTime in RFC 3339 with microseconds as the API serializes it.
+ * The leader renews every vip_retryperiod seconds (client-go tools/leaderelection
+ * tryAcquireOrRenew), so a Lease held by a live kube-vip has a renewTime of about now.
+ * FAKE_LEASE_RENEWED_FROM=N: reads before the N-th see the renewTime of an hour ago (a leader
+ * that stopped, its Lease not yet taken over); FAKE_LEASE=missing: no such Lease (kubectl's
+ * NotFound); FAKE_LEASE=unheld: no holder (jsonpath prints a missing field as nothing).
+ */
+export const kubeVipLeaseArm = (
+  lease = kubeVipLease,
+): string => `  *" -n kube-system get lease ${lease} -o jsonpath={.spec.holderIdentity} {.spec.renewTime}")
+    n="$(count lease)"
+    case "\${FAKE_LEASE:-held}" in
+      missing) echo 'Error from server (NotFound): leases.coordination.k8s.io "${lease}" not found' >&2; exit 1 ;;
+      unheld) printf ' ' ; exit 0 ;;
+    esac
+    if (( n < \${FAKE_LEASE_RENEWED_FROM:-1} )); then at="$(date -u -d '1 hour ago' +%Y-%m-%dT%H:%M:%S.000000Z)"
+    else at="$(date -u +%Y-%m-%dT%H:%M:%S.123456Z)"; fi
+    printf '%s %s' prod-nbg1-cp-1 "$at"
+    ;;`;
+
+/** The kubectl call of that Lease read, as the fakes' call log shows it for `kubeconfig`. */
+export const kubeVipLeaseCall = (kubeconfig: string, lease = kubeVipLease): string =>
+  `kubectl --kubeconfig ${kubeconfig} -n kube-system get lease ${lease} -o jsonpath={.spec.holderIdentity} {.spec.renewTime}`;
 
 /** Where restart_kube_vip_if_stale keeps the fingerprint of the admin.conf kube-vip started with. */
 export const kubeVipSentinel = "/var/lib/kubernetes-node/kube-vip-admin-conf";
