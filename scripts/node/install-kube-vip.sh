@@ -90,17 +90,10 @@ parse_args() {
   check_root_dir
 }
 
-cleanup() {
-  restore_parked_static_pod
-  remove_staged
-}
-cleanup_on_exit cleanup
-
-# failed MESSAGE: exits 1 naming the node; replace_static_pod's FAIL.
-failed() { die "${node_name}: $*"; }
+cleanup_on_exit cleanup_static_pods
 
 # gate STEP: /readyz, then etcd's cluster health (lib.sh); exits 1 naming the node and STEP.
-gate() { wait_for_control_plane "$admin_conf" "$node_name" failed "$1"; }
+gate() { wait_for_control_plane "$admin_conf" "$node_name" node_failed "$1"; }
 
 main() {
   parse_args "$@"
@@ -113,11 +106,11 @@ main() {
   [[ -f "$admin_conf" ]] || die "${node_name}: ${admin_conf} not found: run this on a control-plane node that has joined"
   open_log --node-name "$node_name" --manifest "$manifest_source"
 
-  unpark_static_pod kube-vip || failed "could not put kube-vip's parked manifest back"
+  unpark_static_pod kube-vip || node_failed "could not put kube-vip's parked manifest back"
   gate "before installing kube-vip"
   digest="$(sha256sum <"$source")"
   digest="sha256:${digest%% *}"
-  fingerprint="$(admin_conf_fingerprint "$admin_conf")" || failed "cannot read ${admin_conf}"
+  fingerprint="$(admin_conf_fingerprint "$admin_conf")" || node_failed "cannot read ${admin_conf}"
   if [[ -f "$installed" ]] && cmp -s -- "$source" "$installed"; then
     if [[ -f "$verified" && "$(<"$verified")" == "$digest" ]]; then
       log "${node_name}: kube-vip already runs this manifest; nothing to change"
@@ -128,12 +121,12 @@ main() {
     log "${node_name}: kube-vip runs this manifest, but an earlier run did not verify it; checking it again"
     printf -v started '%(%s)T' -1
   else
-    replace_static_pod kube-vip "$source" failed
+    replace_static_pod kube-vip "$source" node_failed
     printf -v started '%(%s)T' -1
   fi
   gate "after installing kube-vip"
   wait_for kube_vip_lease_renewed_since "$admin_conf" "$lease_name" "$started" ||
-    failed "after installing kube-vip: no kube-vip renewed the Lease kube-system/${lease_name} within ${timeout_seconds}s (kubectl -n kube-system get lease ${lease_name}); see ${log_file}. The new manifest stays in place and a re-run checks it again"
+    node_failed "after installing kube-vip: no kube-vip renewed the Lease kube-system/${lease_name} within ${timeout_seconds}s (kubectl -n kube-system get lease ${lease_name}); see ${log_file}. The new manifest stays in place and a re-run checks it again"
   record_kube_vip_admin_conf "$fingerprint"
   install -d -m 0755 "${verified%/*}"
   write_file 0644 "$verified" <<<"$digest"

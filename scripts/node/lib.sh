@@ -13,6 +13,7 @@
 #   ROOT             prefix of every file path (--root; check_root_dir normalizes it)
 #   timeout_seconds  the limit of wait_for, and of bounded outside a wait_for (--timeout)
 #   POLL_SECONDS     the pause between wait_for's checks
+#   node_name        the node a script acts on (node_failed)
 # Set for the sourcing script: log_file (open_log), staged (stage_file, write_file), parked_pod
 # (restart_static_pod).
 
@@ -323,6 +324,19 @@ container_running() {
   local ids
   ids="$(crictl_ps "$1")" || return 1
   [[ -n "$ids" ]]
+}
+
+# node_failed MESSAGE: exits 1 with MESSAGE after the node's name (node_name, set by the sourcing
+# script): the FAIL of restart_static_pod, replace_static_pod and wait_for_control_plane in the
+# scripts that act on one named node.
+node_failed() { die "${node_name}: $*"; }
+
+# cleanup_static_pods: the EXIT trap of a script that parks manifests and writes files: puts a
+# parked manifest back (restore_parked_static_pod) and removes a staged file (remove_staged).
+# cleanup_on_exit turns HUP, INT and TERM into exits, so it runs on those signals too.
+cleanup_static_pods() {
+  restore_parked_static_pod
+  remove_staged
 }
 
 # restart_static_pod NAME FAIL: moves NAME's manifest out, waits until its container is gone,

@@ -92,23 +92,15 @@ parse_args() {
   check_root_dir
 }
 
-# A manifest restart_static_pod (lib.sh) parked is put back on every exit. The signal traps of
-# cleanup_on_exit turn a signal into an exit, so cleanup runs then too.
-cleanup() {
-  restore_parked_static_pod
-  remove_staged
-}
-cleanup_on_exit cleanup
-
-# renewal_failed MESSAGE: exits 1 naming the node; restart_static_pod's FAIL.
-renewal_failed() { die "${node_name}: $*"; }
+# A manifest restart_static_pod (lib.sh) parked is put back on every exit, signals included.
+cleanup_on_exit cleanup_static_pods
 
 # gate STEP: /readyz, then etcd's cluster health (lib.sh); exits 1 naming the node and STEP.
-gate() { wait_for_control_plane "$admin_conf" "$node_name" renewal_failed "$1"; }
+gate() { wait_for_control_plane "$admin_conf" "$node_name" node_failed "$1"; }
 
 # restart NAME: restarts the static pod (restart_static_pod in lib.sh), then gates.
 restart() {
-  restart_static_pod "$1" renewal_failed
+  restart_static_pod "$1" node_failed
   gate "after restarting $1"
 }
 
@@ -140,7 +132,7 @@ main() {
     die "${node_name}: kubeadm certs renew all failed (no static pod was restarted); see ${log_file}"
 
   for name in "${COMPONENTS[@]}"; do restart "$name"; done
-  restart_kube_vip_if_stale renewal_failed gate "after restarting kube-vip"
+  restart_kube_vip_if_stale node_failed gate "after restarting kube-vip"
 
   install -d -m 0755 "${ROOT}/var/lib/kubernetes-node"
   write_file 0644 "$sentinel" <<<"$stamp"
