@@ -196,6 +196,15 @@ const renewalCalls = [...gateCalls, renewCall, ...components.flatMap(restartCall
 /** kube-vip's restart: as any static pod's, then the wait for a renewed kube-vip Lease. */
 const kubeVipRestartCalls = [...restartCalls("kube-vip"), kubeVipLeaseCall(kubeconfig)];
 
+/** The fake kubectl's /readyz answers ok `times` times, then fails (a gate that breaks later). */
+function readyzFailsAfter(sandbox: Sandbox, times: number): void {
+  const kubectl = path.join(sandbox.fakeBin, "kubectl");
+  const text = fs.readFileSync(kubectl, "utf8");
+  const changed = text.replace("if fails readyz;", `if fails readyz || (($(count readyz) > ${times}));`);
+  if (changed === text) throw new Error("readyzFailsAfter: the fake kubectl has no readyz arm");
+  fs.writeFileSync(kubectl, changed);
+}
+
 const manifests = (sandbox: Sandbox) => fs.readdirSync(at(sandbox, manifestsDir)).sort();
 const allManifests = components.map((c) => `${c}.yaml`).sort();
 
@@ -510,12 +519,7 @@ describe("renew-certificates.sh", () => {
   test("a gate that fails after a restart stops before the next component", () => {
     const sandbox = makeSandbox("renew-gate");
     // readyz passes twice (the first gate, then after kube-apiserver), then fails.
-    fs.writeFileSync(
-      path.join(sandbox.fakeBin, "kubectl"),
-      fs
-        .readFileSync(path.join(sandbox.fakeBin, "kubectl"), "utf8")
-        .replace("if fails readyz;", "if fails readyz || (($(count readyz) > 2));"),
-    );
+    readyzFailsAfter(sandbox, 2);
     const result = run(sandbox, args("2027-05-01", "--timeout", "1"));
     expect(result.status).toBe(1);
     expect(result.stderr).toContain(
@@ -632,13 +636,8 @@ describe("renew-certificates.sh", () => {
 
     test("a gate that fails after the kube-vip restart: exit 1, no fingerprint, no stamp", () => {
       const sandbox = makeSandbox("renew-kube-vip-gate", before, { kubeVip: true });
-      // readyz passes six times (before renewing, after each of the four components), then fails.
-      fs.writeFileSync(
-        path.join(sandbox.fakeBin, "kubectl"),
-        fs
-          .readFileSync(path.join(sandbox.fakeBin, "kubectl"), "utf8")
-          .replace("if fails readyz;", "if fails readyz || (($(count readyz) > 5));"),
-      );
+      // readyz passes five times (before renewing, after each of the four components), then fails.
+      readyzFailsAfter(sandbox, 5);
       const result = run(sandbox, args("2027-05-01", "--timeout", "1"));
       expect(result.status).toBe(1);
       expect(result.stderr).toContain(
