@@ -5,9 +5,10 @@
  * temporary root. Fakes of kubeadm, kubectl, kubelet, apt-get, apt-mark, dpkg-query and systemctl
  * record their argv and keep a small node state in $FAKE_CAPTURE: installed package versions
  * (pkg.NAME), holds (held.NAME), the channel apt last updated from, the cluster's version (set by
- * `kubeadm upgrade apply`), the Node's Ready status, kubelet version and cordon. `kubeadm
- * upgrade apply/node` rewrites the kube-apiserver manifest under the root and admin.conf with a
- * new client certificate, as kubeadm does; the fake crictl (tests/support/staticPods.ts) lists a
+ * `kubeadm upgrade apply`, read by `kubeadm upgrade node` and, through ConfigMap
+ * kube-system/kubeadm-config, by --role auto), the Node's Ready status, kubelet version and
+ * cordon. `kubeadm upgrade apply/node` rewrites the kube-apiserver manifest under the root and
+ * admin.conf with a new client certificate, as kubeadm does; the fake crictl (tests/support/staticPods.ts) lists a
  * static pod's container while its manifest is in /etc/kubernetes/manifests.
  *
  * What this cannot prove: that kubeadm, kubectl and apt behave as the fakes do (kubeadm upgrade
@@ -81,10 +82,44 @@ const manifest = (tag: string) =>
     "",
   ].join("\n");
 
+/**
+ * The ClusterConfiguration kubeadm keeps under the key ClusterConfiguration of ConfigMap
+ * kube-system/kubeadm-config: the YAML of its upload-config phase (UploadConfiguration in
+ * cmd/kubeadm/app/phases/uploadconfig/uploadconfig.go, kubernetes/kubernetes; sigs.k8s.io/yaml
+ * sorts the keys), trimmed. The fake kubectl puts the cluster's version (state file
+ * cluster-version) where @VERSION@ stands.
+ */
+const clusterConfiguration = [
+  "apiServer: {}",
+  "apiVersion: kubeadm.k8s.io/v1beta4",
+  "certificatesDir: /etc/kubernetes/pki",
+  "clusterName: prod",
+  "controlPlaneEndpoint: 10.20.1.5:6443",
+  "controllerManager: {}",
+  "dns: {}",
+  "etcd:",
+  "  local:",
+  "    dataDir: /var/lib/etcd",
+  "imageRepository: registry.k8s.io",
+  "kind: ClusterConfiguration",
+  "kubernetesVersion: @VERSION@",
+  "networking:",
+  "  dnsDomain: cluster.local",
+  "  serviceSubnet: 10.96.0.0/12",
+  "proxy: {}",
+  "scheduler: {}",
+  "",
+].join("\n");
+
 // kubectl notes the sentinel as it is at each /readyz and uncordon, to show when it was written.
 const fakes: Record<string, string> = {
   // kubeadm upgrade apply/node renews admin.conf after the static pods it manages
   // (StaticPodControlPlane in cmd/kubeadm/app/phases/upgrade/staticpods.go), unless it fails first.
+  // apply's phases run in the order of newCmdApply in cmd/kubeadm/app/cmd/upgrade/apply.go:
+  // control-plane (the manifests, the certificates), then upload-config, which writes the target
+  // into kubeadm-config; a phase that fails stops it there ("error execution phase ...", the
+  // workflow runner's message). `kubeadm upgrade node` has no upload-config phase (NewCmdNode in
+  // cmd/kubeadm/app/cmd/upgrade/node.go): it reads the cluster's version and writes nothing there.
   kubeadm: `
 S="$FAKE_CAPTURE"
 ${renewAdminConf}
@@ -106,9 +141,12 @@ case "$1 \${2:-}" in
     patches_ok "$@"
     [[ "$3" == "$(installed)" && "$4" == --yes ]] || { echo "[upgrade] kubeadm $(installed) cannot apply $3" >&2; exit 1; }
     if fails apply; then echo "[upgrade/apply] FATAL: couldn't upgrade control plane" >&2; exit 1; fi
-    echo "$3" >"$S/cluster-version"
     write_manifest "$3"
     renew_admin_conf
+    if fails upload-config; then
+      echo "error execution phase upload-config/kubeadm: error uploading the kubeadm ClusterConfiguration: Unauthorized" >&2; exit 1
+    fi
+    echo "$3" >"$S/cluster-version"
     echo "[upgrade/successful] SUCCESS! Your cluster was upgraded to \\"$3\\". Enjoy!"
     ;;
   "upgrade node")
@@ -126,6 +164,19 @@ sentinel() { printf '%s %s\\n' "$1" "$(<"$FAKE_ROOT${sentinelPath}")" >>"$S/sent
 case "$*" in
 ${kubectlGateArms("sentinel readyz")}
 ${kubeVipLeaseArm()}
+  # The ConfigMap's key as jsonpath prints a string: verbatim, no newline of its own; a missing
+  # key prints nothing (kubectl get's --allow-missing-template-keys defaults to true); a missing
+  # ConfigMap is NotFound (k8s.io/apimachinery pkg/api/errors/errors.go NewNotFound).
+  # State file kubeadm-config: the key's content (see clusterConfiguration); absent: no ConfigMap.
+  *" -n kube-system get configmap kubeadm-config -o jsonpath={.data.ClusterConfiguration}")
+    if hangs kubeadm-config; then exec sleep 30; fi
+    if fails kubeadm-config; then
+      echo "The connection to the server 10.20.1.5:6443 was refused - did you specify the right host or port?" >&2; exit 1
+    fi
+    if [[ ! -f "$S/kubeadm-config" ]]; then echo 'Error from server (NotFound): configmaps "kubeadm-config" not found' >&2; exit 1; fi
+    data="$(<"$S/kubeadm-config")"
+    if [[ -n "$data" ]]; then printf '%s\\n' "\${data//@VERSION@/$(<"$S/cluster-version")}"; fi
+    ;;
   *" get pods -l component=kube-apiserver -o "*) printf '%s\\n' "$FAKE_APISERVERS" ;;
   *" get nodes -o "*) printf '%s\\n' "$FAKE_KUBELETS" ;;
   *" get node "*)
@@ -275,6 +326,7 @@ function controlPlaneNode(name: string, node: Partial<NodeState> = {}): Sandbox 
   }
   setState(sandbox, "apt.channel", s.channel);
   setState(sandbox, "cluster-version", s.cluster);
+  setState(sandbox, "kubeadm-config", clusterConfiguration);
   setState(sandbox, "node.ready", "True");
   setState(sandbox, "node.kubelet", `v${s.packages}`);
   setState(sandbox, "node.unschedulable", "");
@@ -322,7 +374,8 @@ describe("upgrade scripts: the node script contract", () => {
     const sandbox = controlPlaneNode("contract-node");
     expectScriptContract(sandbox, "upgrade-node.sh", [
       "--role",
-      "apply|node",
+      "apply|node|auto",
+      "kube-system/kubeadm-config",
       "--version",
       "--package-version",
       "--channel",
@@ -525,7 +578,7 @@ describe("upgrade-preflight.sh", () => {
 // ---------------------------------------------------------------------------------------------
 
 describe("upgrade-node.sh", () => {
-  const to135 = (role: "apply" | "node", node = node1) => [
+  const to135 = (role: "apply" | "node" | "auto", node = node1) => [
     "--role",
     role,
     "--version",
@@ -799,6 +852,191 @@ describe("upgrade-node.sh", () => {
     expectUpgraded(sandbox);
   });
 
+  describe("role auto: apply or node as the cluster's kubeadm configuration says", () => {
+    const configCall = `${kubectl} -n kube-system get configmap kubeadm-config -o jsonpath={.data.ClusterConfiguration}`;
+    const nodeUpgrade = `kubeadm upgrade node --patches $ROOT${patchesDir}`;
+    /** Nothing changed: only reads ran, and the packages, the apt source and the manifest are as before. */
+    function expectUnchanged(sandbox: Sandbox): void {
+      for (const c of actions(sandbox))
+        expect([readyzGate, etcdHealthCall(kubeconfig, node2), configCall]).toContain(c);
+      expect(packages(sandbox)).toEqual({ kubeadm: "1.34.2-1.1", kubelet: "1.34.2-1.1", kubectl: "1.34.2-1.1" });
+      expect(fs.readFileSync(at(sandbox, sourcesList), "utf8")).toContain("/v1.34/");
+      expect(manifestTag(sandbox)).toBe("v1.34.2");
+      expect(sentinel(sandbox)).toBe("1.34.2-1.1\n");
+      expect(state(sandbox, "node.unschedulable")).toBe("");
+    }
+
+    test("a cluster below the target: this node is the first of the upgrade, whichever it is, and runs kubeadm upgrade apply", () => {
+      // cp-2 goes first (cp-1 is down or being replaced): the role follows the cluster, not the name.
+      const sandbox = controlPlaneNode("auto-apply", { node: node2 });
+      const result = runNodeScript(sandbox, "upgrade-node.sh", to135("auto", node2));
+      expectStatus(result, 0);
+      expect(result.stderr).toContain(
+        `role auto: the cluster's kubeadm configuration (ConfigMap kube-system/kubeadm-config) is at v1.34.2, below 1.35.0: no node has applied this upgrade yet; ${node2} runs kubeadm upgrade apply`,
+      );
+      expectQuietTerminal(result);
+      expect(actions(sandbox)).toEqual([
+        ...gates(node2),
+        configCall,
+        ...kubeadmPackage,
+        ...applyCalls,
+        drainCall(node2),
+        ...afterDrain(node2),
+      ]);
+      expectUpgraded(sandbox);
+      expect(state(sandbox, "cluster-version")).toBe("v1.35.0");
+    });
+
+    test("a cluster at the target: kubeadm upgrade apply ran on another node; this one runs kubeadm upgrade node", () => {
+      const sandbox = controlPlaneNode("auto-node", { cluster: "v1.35.0" });
+      const result = runNodeScript(sandbox, "upgrade-node.sh", to135("auto"));
+      expectStatus(result, 0);
+      expect(result.stderr).toContain(
+        `role auto: the cluster's kubeadm configuration (ConfigMap kube-system/kubeadm-config) is at v1.35.0, the target: kubeadm upgrade apply ran already; ${node1} runs kubeadm upgrade node`,
+      );
+      expectQuietTerminal(result);
+      expect(actions(sandbox)).toEqual([
+        ...gates(node1),
+        configCall,
+        ...kubeadmPackage,
+        nodeUpgrade,
+        drainCall(node1),
+        ...afterDrain(node1),
+      ]);
+      expectUpgraded(sandbox);
+    });
+
+    test("a cluster above the target is refused, naming both versions; nothing changes", () => {
+      const sandbox = controlPlaneNode("auto-above", { node: node2, cluster: "v1.36.0" });
+      const result = runNodeScript(sandbox, "upgrade-node.sh", to135("auto", node2));
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain(
+        `upgrade of ${node2} failed at role: the cluster's kubeadm configuration (ConfigMap kube-system/kubeadm-config) is at v1.36.0, newer than the target 1.35.0; downgrades are not supported; nothing was changed`,
+      );
+      expect(actions(sandbox)).toEqual([...gates(node2), configCall]);
+      expectUnchanged(sandbox);
+    });
+
+    test.each([
+      ["an API server that refuses the read", { env: { FAKE_FAIL: "kubeadm-config" } }, undefined, "cannot read"],
+      ["a read that hangs", { env: { FAKE_HANG: "kubeadm-config" } }, undefined, "cannot read"],
+      ["no ConfigMap kubeadm-config", {}, null, "cannot read"],
+      ["a ConfigMap without the ClusterConfiguration key", {}, "", "holds no ClusterConfiguration"],
+      [
+        "a ClusterConfiguration without kubernetesVersion",
+        {},
+        clusterConfiguration.replace("kubernetesVersion: @VERSION@\n", ""),
+        "holds no ClusterConfiguration",
+      ],
+      [
+        "a kubernetesVersion that is not x.y.z",
+        {},
+        clusterConfiguration.replace("@VERSION@", "stable-1"),
+        "holds no ClusterConfiguration",
+      ],
+      [
+        "a kubernetesVersion only inside another key",
+        {},
+        clusterConfiguration.replace("kubernetesVersion: @VERSION@\n", "extra:\n  kubernetesVersion: @VERSION@\n"),
+        "holds no ClusterConfiguration",
+      ],
+      [
+        "another kind of document",
+        {},
+        clusterConfiguration.replace("kind: ClusterConfiguration", "kind: InitConfiguration"),
+        "holds no ClusterConfiguration",
+      ],
+    ] as [string, RunOptions, string | null | undefined, string][])(
+      "unreadable kubeadm-config (%s): refused, the role not guessed, nothing changed",
+      (_label, options, content, message) => {
+        const sandbox = controlPlaneNode("auto-unreadable", { node: node2 });
+        if (content === null) fs.rmSync(path.join(sandbox.capture, "kubeadm-config"));
+        else if (content !== undefined) setState(sandbox, "kubeadm-config", content);
+        const result = runNodeScript(sandbox, "upgrade-node.sh", [...to135("auto", node2), "--timeout", "1"], options);
+        expect(result.status).toBe(1);
+        expect(result.stderr).toContain(`upgrade of ${node2} failed at role: `);
+        expect(result.stderr).toContain(message);
+        expect(result.stderr).toContain("the role is not guessed and nothing was changed");
+        expect(result.stderr).not.toContain("role auto:");
+        expect(result.ms).toBeLessThan(12_000);
+        expect(actions(sandbox)).toContain(configCall);
+        expectUnchanged(sandbox);
+      },
+    );
+
+    test("a re-run after a successful apply on the same node: already done; after a later failure: kubeadm skipped", () => {
+      // The whole upgrade went through: the re-run only checks, and reads no configuration.
+      const done = controlPlaneNode("auto-rerun-done");
+      expectStatus(runNodeScript(done, "upgrade-node.sh", to135("auto")), 0);
+      expect(state(done, "cluster-version")).toBe("v1.35.0");
+      resetCalls(done);
+      const again = runNodeScript(done, "upgrade-node.sh", to135("auto"));
+      expectStatus(again, 0);
+      expect(again.stderr).toContain(`${node1} already at 1.35.0`);
+      expect(actions(done)).toEqual([...gates(node1), nodeCall(node1)]);
+
+      // apply went through, the uncordon failed: the cluster and this node's manifest are at the
+      // target, so the re-run is role node and skips kubeadm, as role apply's re-run does.
+      const sandbox = controlPlaneNode("auto-rerun");
+      const failed = runNodeScript(sandbox, "upgrade-node.sh", [...to135("auto"), "--timeout", "1"], {
+        env: { FAKE_FAIL: "uncordon" },
+      });
+      expect(failed.status).toBe(1);
+      expect(failed.stderr).toContain(`upgrade of ${node1} failed at uncordon`);
+      expect(state(sandbox, "cluster-version")).toBe("v1.35.0");
+      expect(manifestTag(sandbox)).toBe("v1.35.0");
+      resetCalls(sandbox);
+      const rerun = runNodeScript(sandbox, "upgrade-node.sh", to135("auto"));
+      expectStatus(rerun, 0);
+      expect(rerun.stderr).toContain(`${node1} runs kubeadm upgrade node`);
+      expect(rerun.stderr).toContain("the kube-apiserver manifest already runs v1.35.0; kubeadm upgrade node skipped");
+      expect(actions(sandbox)).toEqual([
+        ...gates(node1),
+        configCall,
+        `${aptGet} update`,
+        "apt-mark hold kubeadm",
+        "kubeadm version -o short",
+        drainCall(node1),
+        "apt-mark hold kubelet kubectl",
+        ...restart,
+        nodeCall(node1),
+        `${kubectl} uncordon ${node1}`,
+        ...gates(node1),
+      ]);
+      expectUpgraded(sandbox);
+    });
+
+    test("an apply that upgraded this node's control plane but stopped before upload-config runs again on the re-run", () => {
+      const sandbox = controlPlaneNode("auto-partial", { node: node2 });
+      const failed = runNodeScript(sandbox, "upgrade-node.sh", to135("auto", node2), {
+        env: { FAKE_FAIL: "upload-config" },
+      });
+      expect(failed.status).toBe(1);
+      expect(failed.stderr).toContain(`upgrade of ${node2} failed at kubeadm upgrade apply`);
+      // This node's control plane is at the target; the cluster's configuration is not.
+      expect(manifestTag(sandbox)).toBe("v1.35.0");
+      expect(state(sandbox, "cluster-version")).toBe("v1.34.2");
+
+      resetCalls(sandbox);
+      const rerun = runNodeScript(sandbox, "upgrade-node.sh", to135("auto", node2));
+      expectStatus(rerun, 0);
+      expect(rerun.stderr).toContain(`${node2} runs kubeadm upgrade apply`);
+      expect(rerun.stderr).toContain("an earlier kubeadm upgrade apply did not finish; it runs again");
+      expect(actions(sandbox)).toEqual([
+        ...gates(node2),
+        configCall,
+        `${aptGet} update`,
+        "apt-mark hold kubeadm",
+        "kubeadm version -o short",
+        ...applyCalls,
+        drainCall(node2),
+        ...afterDrain(node2),
+      ]);
+      expect(state(sandbox, "cluster-version")).toBe("v1.35.0");
+      expectUpgraded(sandbox);
+    });
+  });
+
   describe("kube-vip, which holds the admin.conf kubeadm upgrade renews", () => {
     const kubeVipRestart = [crictlCall("kube-vip"), crictlCall("kube-vip")];
     const fingerprint = (sandbox: Sandbox) =>
@@ -961,7 +1199,7 @@ describe("upgrade-node.sh", () => {
   test.each([
     ["a channel that does not match the minor", { 7: "v1.34" }, "--channel must be v1.35 for 1.35.0, got 'v1.34'"],
     ["a package version of another version", { 5: "1.34.2-1.1" }, "--package-version must look like 1.35.0-1.1"],
-    ["a bad role", { 1: "init" }, "--role must be apply or node, got 'init'"],
+    ["a bad role", { 1: "init" }, "--role must be apply, node or auto, got 'init'"],
     ["a v-prefixed version", { 3: "v1.35.0" }, "--version must look like 1.35.0"],
     ["an uppercase node name", { 9: "CP-1" }, "--node-name must be a lowercase DNS name"],
   ])("usage error: %s exits 2 and runs nothing", (_label, replace, message) => {

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Upgrades THIS control-plane node to a Kubernetes version with kubeadm: on the first node
-# `kubeadm upgrade apply` (role apply), on every other node `kubeadm upgrade node` (role node),
-# then a restart of kube-vip (kubeadm renewed the admin.conf it holds), drain, kubelet and kubectl
-# packages, kubelet restart, uncordon, with the API server and etcd health gates before and after. Pulumi runs it over SSH, one node at a time, after
+# Upgrades THIS control-plane node to a Kubernetes version with kubeadm: on the first node of the
+# upgrade `kubeadm upgrade apply` (role apply), on every other node `kubeadm upgrade node` (role
+# node); role auto tells the two apart from the cluster's kubeadm configuration, so no node is
+# the first by name. Then a restart of kube-vip (kubeadm renewed the admin.conf it holds), drain,
+# kubelet and kubectl packages, kubelet restart, uncordon, with the API server and etcd health
+# gates before and after. Pulumi runs it over SSH with --role auto, one node at a time, after
 # upgrade-preflight.sh; every step is safe to repeat, and a node already at the version only
 # checks the gates.
 set -euo pipefail
@@ -16,18 +18,20 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 usage() {
   cat <<'EOF'
-Usage: upgrade-node.sh --role apply|node --version X.Y.Z --package-version X.Y.Z-R
+Usage: upgrade-node.sh --role apply|node|auto --version X.Y.Z --package-version X.Y.Z-R
                        --channel vX.Y --node-name NAME [--patches DIR]
                        [--drain-timeout SECONDS] [--timeout SECONDS] [--root DIR]
 
 Upgrades this control-plane node to Kubernetes X.Y.Z. Run as root on the node, after
-upgrade-preflight.sh passed; the first node with --role apply, then every other control-plane
-node with --role node, one at a time. kubectl uses /etc/kubernetes/admin.conf.
+upgrade-preflight.sh passed, on one control-plane node after the other, each with --role auto
+(or by hand: the first with --role apply, then every other with --role node). kubectl uses
+/etc/kubernetes/admin.conf.
 
 Options:
-  --role apply|node         apply: `kubeadm upgrade apply` (the first node, once per cluster);
-                            node: `kubeadm upgrade node` (every other control-plane node).
-                            Required.
+  --role apply|node|auto    apply: `kubeadm upgrade apply` (the first node, once per cluster);
+                            node: `kubeadm upgrade node` (every other control-plane node);
+                            auto: apply or node as the cluster's kubeadm configuration says
+                            (step 1a), whichever node runs first. Required.
   --version X.Y.Z           Target Kubernetes version, e.g. 1.35.0. Required.
   --package-version X.Y.Z-R apt version of kubeadm, kubelet and kubectl on pkgs.k8s.io, e.g.
                             1.35.0-1.1. Must start with the version. Required.
@@ -56,15 +60,26 @@ Steps (each safe to repeat; a re-run resumes after the last step that took effec
      A Node that is not Ready is only a warning here: on a new cluster this runs before the
      pod network is installed, and Pulumi installs it after this command;
   1. gate: /readyz answers ok and `etcdctl endpoint health --cluster` passes in etcd-NAME;
+  1a. role auto: the kubernetesVersion of the ClusterConfiguration in ConfigMap
+      kube-system/kubeadm-config, read with admin.conf (retried up to the timeout). `kubeadm
+      upgrade apply` writes the target version there (its upload-config phase, after it
+      upgraded its own node's control plane); `kubeadm upgrade node` only reads it. Below
+      X.Y.Z: no node has applied this upgrade yet, this one runs apply; at X.Y.Z: node; above
+      X.Y.Z: refused (no downgrades). A ConfigMap that cannot be read, or holds no
+      ClusterConfiguration naming a kubernetesVersion x.y.z, is refused: the role is never
+      guessed. The decision is logged. Nothing was changed yet;
   2. /etc/apt/sources.list.d/kubernetes.list points at the channel (the keyring
      /etc/apt/keyrings/kubernetes-apt-keyring.gpg stays), apt-get update, kubeadm unheld,
      installed at exactly the package version (never a downgrade) and held again; then
      `kubeadm version -o short` must print vX.Y.Z;
   3. apply: `kubeadm upgrade plan vX.Y.Z`, `kubeadm upgrade apply vX.Y.Z --yes --patches DIR`;
      node: `kubeadm upgrade node --patches DIR`. Skipped when this node's kube-apiserver
-     manifest already runs vX.Y.Z (a re-run after a later step failed); afterwards the manifest
-     must run vX.Y.Z. kubeadm renews the certificates, admin.conf's included, and restarts the
-     static pods it manages (kube-apiserver, kube-controller-manager, kube-scheduler, etcd);
+     manifest already runs vX.Y.Z (a re-run after a later step failed), except with role auto
+     while the cluster is still below X.Y.Z: then an earlier apply stopped between this node's
+     control plane and its upload-config phase, and runs again (kubeadm leaves manifests that
+     are already current alone). Afterwards the manifest must run vX.Y.Z. kubeadm renews the
+     certificates, admin.conf's included, and restarts the static pods it manages
+     (kube-apiserver, kube-controller-manager, kube-scheduler, etcd);
   4. kube-vip: it read admin.conf when it started, and with the old client certificate it could
      not renew its Lease once that expires. Move /etc/kubernetes/manifests/kube-vip.yaml to
      /etc/kubernetes/manifests-parked/, wait until `crictl ps --name ^kube-vip$ -q` lists no
@@ -98,6 +113,7 @@ readonly SOURCES_LIST="/etc/apt/sources.list.d/kubernetes.list"
 readonly SENTINEL="/var/lib/kubernetes-node/prepared"
 readonly APISERVER_MANIFEST="/etc/kubernetes/manifests/kube-apiserver.yaml"
 readonly ADMIN_CONF="/etc/kubernetes/admin.conf"
+readonly KUBEADM_CONFIG="ConfigMap kube-system/kubeadm-config"
 # shellcheck disable=SC2016 # jsonpath, not shell
 readonly NODE_JSONPATH='{.status.conditions[?(@.type=="Ready")].status}|{.status.nodeInfo.kubeletVersion}|{.spec.unschedulable}'
 
@@ -117,7 +133,8 @@ parse_args() {
     --node-name=node_name --patches=patches --drain-timeout=drain_timeout \
     --timeout=timeout_seconds --root=ROOT -- "$@"
 
-  [[ "$role" == apply || "$role" == node ]] || usage_error "--role must be apply or node, got '${role}'"
+  [[ "$role" == apply || "$role" == node || "$role" == auto ]] ||
+    usage_error "--role must be apply, node or auto, got '${role}'"
   [[ "$target" =~ ^(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*)$ ]] ||
     usage_error "--version must look like 1.35.0 (no v prefix), got '${target}'"
   [[ "$package_version" =~ ^[0-9]+\.[0-9]+\.[0-9]+-[0-9A-Za-z.+~]+$ &&
@@ -230,6 +247,80 @@ gates() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# Role auto: apply or node, from the version the cluster's kubeadm configuration names.
+# kubeadm init's upload-config phase writes the ClusterConfiguration, as YAML, under the key
+# ClusterConfiguration of ConfigMap kube-system/kubeadm-config (UploadConfiguration in
+# cmd/kubeadm/app/phases/uploadconfig/uploadconfig.go, kubernetes/kubernetes).
+# `kubeadm upgrade apply` sets its kubernetesVersion to the target (newApplyData in
+# cmd/kubeadm/app/cmd/upgrade/apply.go) and uploads it again in its upload-config phase, which
+# runs after its control-plane phase; `kubeadm upgrade node` has no upload-config phase
+# (NewCmdNode in cmd/kubeadm/app/cmd/upgrade/node.go) and only reads the ConfigMap.
+
+# read_cluster_configuration: sets cluster_configuration to the ClusterConfiguration document of
+# the ConfigMap (kubectl's jsonpath prints a missing key as nothing); one bounded attempt for
+# wait_for. kubectl's errors go to the log.
+cluster_configuration=""
+read_cluster_configuration() {
+  cluster_configuration="$(bounded kubectl --kubeconfig "$kubeconfig" -n kube-system get configmap \
+    kubeadm-config -o 'jsonpath={.data.ClusterConfiguration}' 2>>"$log_file")"
+}
+
+# cluster_version: prints the kubernetesVersion (vX.Y.Z) of cluster_configuration; status 1
+# unless it is a ClusterConfiguration with exactly one top-level kubernetesVersion x.y.z.
+cluster_version() {
+  local line kind=false found=()
+  while IFS= read -r line; do
+    if [[ "$line" == "kind: ClusterConfiguration" ]]; then kind=true; fi
+    if [[ "$line" =~ ^kubernetesVersion:[[:space:]]*(.*)$ ]]; then found+=("${BASH_REMATCH[1]}"); fi
+  done <<<"$cluster_configuration"
+  "$kind" && ((${#found[@]} == 1)) &&
+    [[ "${found[0]}" =~ ^v?((0|[1-9][0-9]*)\.(0|[1-9][0-9]*)\.(0|[1-9][0-9]*))$ ]] || return 1
+  printf 'v%s' "${BASH_REMATCH[1]}"
+}
+
+# compare_versions A B: prints -1, 0 or 1 as A is below, at or above B (each X.Y.Z, maybe with a v).
+compare_versions() {
+  local -a a b
+  local i
+  IFS=. read -r -a a <<<"${1#v}"
+  IFS=. read -r -a b <<<"${2#v}"
+  for i in 0 1 2; do
+    if ((10#${a[i]} != 10#${b[i]})); then
+      if ((10#${a[i]} < 10#${b[i]})); then echo -1; else echo 1; fi
+      return 0
+    fi
+  done
+  echo 0
+}
+
+# decide_role: step 1a. For role auto, sets role to apply or node, or fails; logs the decision.
+# auto_below_target records that the cluster was below the target (step 3 reads it).
+auto_below_target=false
+decide_role() {
+  [[ "$role" == auto ]] || return 0
+  step="role"
+  local version
+  wait_for read_cluster_configuration ||
+    fail "cannot read ${KUBEADM_CONFIG} within ${timeout_seconds}s (kubectl -n kube-system get configmap kubeadm-config); the role is not guessed and nothing was changed; see ${log_file}"
+  version="$(cluster_version)" ||
+    fail "${KUBEADM_CONFIG} holds no ClusterConfiguration naming a kubernetesVersion x.y.z; the role is not guessed and nothing was changed"
+  case "$(compare_versions "$version" "$target")" in
+    -1)
+      role=apply
+      auto_below_target=true
+      log "role auto: the cluster's kubeadm configuration (${KUBEADM_CONFIG}) is at ${version}, below ${target}: no node has applied this upgrade yet; ${node_name} runs kubeadm upgrade apply"
+      ;;
+    0)
+      role=node
+      log "role auto: the cluster's kubeadm configuration (${KUBEADM_CONFIG}) is at ${version}, the target: kubeadm upgrade apply ran already; ${node_name} runs kubeadm upgrade node"
+      ;;
+    *)
+      fail "the cluster's kubeadm configuration (${KUBEADM_CONFIG}) is at ${version}, newer than the target ${target}; downgrades are not supported; nothing was changed"
+      ;;
+  esac
+}
+
+# ---------------------------------------------------------------------------------------------
 # Steps.
 
 apt_get() {
@@ -277,8 +368,12 @@ upgrade_control_plane() {
   local tag
   tag="$(manifest_tag)"
   if [[ "$tag" == "v${target}" ]]; then
-    log "the kube-apiserver manifest already runs ${tag}; kubeadm upgrade ${role} skipped"
-    return 0
+    if ! "$auto_below_target"; then
+      log "the kube-apiserver manifest already runs ${tag}; kubeadm upgrade ${role} skipped"
+      return 0
+    fi
+    # apply upgraded this node's control plane, then stopped before its upload-config phase.
+    log "the kube-apiserver manifest already runs ${tag} but the cluster's kubeadm configuration does not: an earlier kubeadm upgrade apply did not finish; it runs again"
   fi
   if [[ "$role" == apply ]]; then
     step="kubeadm upgrade plan"
@@ -393,6 +488,7 @@ main() {
 
   step="gate"
   gates
+  decide_role
   switch_repository
   upgrade_kubeadm_package
   upgrade_control_plane
