@@ -468,6 +468,19 @@ describe("upgrade-preflight.sh", () => {
     expect(calls(sandbox)).toEqual(["hostname", readyzGate, podsCall, nodesCall, etcdHealthCall(kubeconfig, node2)]);
   });
 
+  test("runs on any member: on cp-2, with cp-1 gone from the cluster (removed, its replacement not joined yet)", () => {
+    const sandbox = controlPlaneNode("preflight-any-member", { node: node2 });
+    sandbox.env.FAKE_APISERVERS = [2, 3]
+      .map((i) => `prod-nbg1-cp-${i} registry.k8s.io/kube-apiserver:v1.34.2`)
+      .join("\n");
+    sandbox.env.FAKE_KUBELETS = kubelets({ [node2]: "1.34.2", "prod-nbg1-cp-3": "1.34.2" });
+    const result = runNodeScript(sandbox, "upgrade-preflight.sh", ["--version", "1.35.0", "--node-name", node2]);
+    expectStatus(result, 0);
+    expect(result.stdout).toBe("upgrade-preflight: target 1.35.0: 2 API servers at 1.34.2, 2 kubelets at 1.34.2: ok\n");
+    // The etcd gate goes through this node's own etcd member.
+    expect(calls(sandbox)).toEqual([readyzGate, podsCall, nodesCall, etcdHealthCall(kubeconfig, node2)]);
+  });
+
   test.each([
     [
       "a two-minor jump",

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Checks, before anything changes, that the cluster may be upgraded to a Kubernetes version:
 # the version-skew policy and kubeadm's one-minor-at-a-time rule against the running
-# kube-apiservers and kubelets, and a healthy cluster. Read-only. Pulumi runs it on the first
-# control-plane node before upgrade-node.sh runs anywhere.
+# kube-apiservers and kubelets, and a healthy cluster. Read-only. Pulumi runs it on any healthy
+# control-plane member before upgrade-node.sh runs anywhere: it reads the whole cluster through
+# admin.conf and checks etcd through this node's own member, so no node is special.
 set -euo pipefail
 umask 077
 # Bash's regular expressions follow the locale; C makes [a-z] mean exactly a to z.
