@@ -23,6 +23,8 @@ export = async (): Promise<StackOutputs> => {
   // Validation throws before any resource is registered. An upgrade starts from the version
   // the stack last exported: one minor at a time, never down.
   const deployedVersion = await readDeployedOutput("kubernetesVersion");
+  // A stack that exported a cluster CA has a cluster: no node may initialize another one.
+  const deployedCaCertHash = await readDeployedOutput("caCertHash");
   const cfg = loadConfig(typeof deployedVersion === "string" ? deployedVersion : undefined);
   const secrets = loadSecrets(cfg);
 
@@ -62,6 +64,7 @@ export = async (): Promise<StackOutputs> => {
   const bootstrap = new ClusterBootstrap("bootstrap", {
     cfg,
     nodes: controlPlane.nodes,
+    deployedCaCertHash: typeof deployedCaCertHash === "string" ? deployedCaCertHash : undefined,
     api,
     reservedIp,
     sshPrivateKey: secrets.sshPrivateKey,
@@ -85,7 +88,7 @@ export = async (): Promise<StackOutputs> => {
 
   const access = new ClusterAccess("access", {
     cfg,
-    node: controlPlane.nodes[0],
+    nodes: controlPlane.nodes,
     // Through the reserved IP, the API answers only once a node holds it.
     after: [certificates.complete, ...(apiServerViaReservedIp(cfg) ? bootstrap.reservedIpHolders : [])],
     revision: certificates.revision,
@@ -99,7 +102,7 @@ export = async (): Promise<StackOutputs> => {
     clusterName: cfg.clusterName,
     rotation: cfg.workerJoin.rotation,
     ttlHours: cfg.workerJoin.ttlHours,
-    node: controlPlane.nodes[0],
+    nodes: controlPlane.nodes,
     after: upgrade.complete,
     sshPrivateKey: secrets.sshPrivateKey,
   });

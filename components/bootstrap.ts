@@ -1,20 +1,22 @@
 /**
- * The kubeadm bootstrap over SSH: `kubeadm init` on the first node, then joins strictly one
- * at a time, each with join credentials minted at join time on the node that joined before
- * it; kube-vip and the reserved-IP companion once the chain is complete.
+ * The kubeadm bootstrap over SSH: members, not roles. Every control-plane node runs the same
+ * setup (scripts/node/kubeadm-member.sh), strictly one node after another: a node initializes
+ * the cluster only when no member answers and the stack has never recorded a cluster; otherwise
+ * it joins, with join credentials it mints for this attempt on a healthy member over the private
+ * network. kube-vip and the reserved-IP companion follow once every member is set up.
  *
- * Every command is idempotent, because Pulumi re-runs `create` whenever an input changes. The
- * init and join scripts write their own completion marker (/var/lib/kubernetes-node/member) as
- * their last step; kubeadm's files without it mean a half-finished setup, which a re-run
- * finishes or refuses with the reset commands (scripts/node/member.sh). Replacing a join
- * runs its `delete` (drain, `kubeadm reset`, delete the Node) first: that is how one etcd
- * member leaves, and the chain lets no two members change in one update.
+ * The setup writes its own completion marker (/var/lib/kubernetes-node/member) as its last
+ * step; kubeadm's files without it mean a half-finished setup, which a re-run finishes or refuses
+ * with the reset commands (scripts/node/member.sh). It runs once per server: replacing a server
+ * runs it again on the new one. A node leaves through its membership record, which runs on
+ * another running member (scripts/node/membership.sh): replacing or removing a node removes its
+ * etcd member there first, one node at a time, even when the node itself is dead.
  */
 import * as crypto from "node:crypto";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig, NodeSpec } from "./config";
-import { ControlPlaneNode, nodeName } from "./controlPlane";
+import { ControlPlaneNode, firstRunning, nodeName } from "./controlPlane";
 import {
   KubeadmInput,
   kubeadmPaths,
@@ -30,9 +32,19 @@ import { kubernetesPackageVersion } from "./versions";
 
 export interface BootstrapArgs {
   cfg: ClusterConfig;
-  /** Control-plane servers in node order; the first one runs `kubeadm init`. */
+  /**
+   * Control-plane servers in node order. None has a fixed role: the first to find no cluster
+   * initializes it (on a new stack, cp-1, since the setups run in node order); the rest join.
+   */
   nodes: ControlPlaneNode[];
-  /** Init waits for its service and targets: the endpoint must route before kubeadm uses it. */
+  /**
+   * The cluster CA hash (`sha256:<hex>`) the stack exported last (its `caCertHash` output);
+   * undefined for a stack that never completed an update. With it, no node may initialize: the
+   * cluster exists, and a node that finds no member answering refuses instead of starting a
+   * second, empty one; a join checks the cluster's CA against it.
+   */
+  deployedCaCertHash?: string;
+  /** Setups wait for its service and targets: the endpoint must route before kubeadm uses it. */
   api: ApiLoadBalancer;
   reservedIp: ReservedIp;
   /** Secret: the key matching the servers' SSH key. */
@@ -53,8 +65,34 @@ export function sshConnection(
   node: ControlPlaneNode,
   privateKey: pulumi.Input<string>,
 ): command.types.input.remote.ConnectionArgs {
+  return connectionTo(node.server.ipv4Address, privateKey);
+}
+
+/**
+ * SSH to a member chosen when the program runs: the first running node in node order, `except`
+ * aside ({@link firstRunning}). `name` is that node's name, for the command line.
+ */
+export function anyMemberConnection(
+  nodes: ControlPlaneNode[],
+  privateKey: pulumi.Input<string>,
+  except?: ControlPlaneNode,
+): { connection: command.types.input.remote.ConnectionArgs; name: pulumi.Output<string> } {
+  const chosen = firstRunning(nodes, except);
   return {
-    host: node.server.ipv4Address,
+    connection: connectionTo(
+      chosen.apply((k) => nodes[k].server.ipv4Address),
+      privateKey,
+    ),
+    name: chosen.apply((k) => nodes[k].name),
+  };
+}
+
+function connectionTo(
+  host: pulumi.Input<string>,
+  privateKey: pulumi.Input<string>,
+): command.types.input.remote.ConnectionArgs {
+  return {
+    host,
     user: "root",
     privateKey,
     // A new server answers SSH a minute or two after it is created.
@@ -87,11 +125,43 @@ function endpointArgs(cfg: ClusterConfig): string[] {
   return cfg.apiDnsName ? ["--endpoint-host", cfg.apiDnsName, "--endpoint-ip", cfg.loadBalancer.privateIp] : [];
 }
 
+/** etcd's peer port: a member's identity in `etcdctl member list` is https://<private IP>:2380. */
+export const etcdPeerPort = 2380;
+
+/**
+ * The setup command of one node: kubeadm-member.sh with both kubeadm files, the other nodes'
+ * private IPs to probe and mint join credentials on, and the endpoint's /readyz.
+ */
+export function memberCommand(
+  cfg: ClusterConfig,
+  node: ControlPlaneNode,
+  nodes: ControlPlaneNode[],
+  deployedCaCertHash: string | undefined,
+): string {
+  const peers = nodes.filter((n) => n !== node).map((n) => n.spec.privateIp);
+  return nodeCommand("kubeadm-member.sh", [
+    "--node-name",
+    node.name,
+    "--init-config",
+    kubeadmFiles.init,
+    "--join-config-template",
+    kubeadmFiles.joinTemplate,
+    ...(peers.length ? ["--peers", peers.join(",")] : []),
+    ...(deployedCaCertHash ? ["--cluster-ca", deployedCaCertHash] : []),
+    ...endpointArgs(cfg),
+    "--endpoint-url",
+    `https://${cfg.loadBalancer.privateIp}:${apiServerPort}/readyz`,
+  ]);
+}
+
 export class ClusterBootstrap extends pulumi.ComponentResource {
-  /** The init command; the admin kubeconfig is read after it. */
-  readonly init: command.remote.Command;
-  /** The last member of the join chain: everything that needs the whole control plane waits for it. */
-  readonly complete: command.remote.Command;
+  /** Per node, in node order: the command that makes it a member (kubeadm-member.sh). */
+  readonly members: command.remote.Command[];
+  /**
+   * The end of the member chain (the last membership record): everything that needs the whole
+   * control plane waits for it.
+   */
+  readonly complete: pulumi.Resource;
   /**
    * Per node, what makes the reserved IP work there: the companion when failover is on, else
    * the kube-vip manifest. Whatever reaches the API through the reserved IP waits for them.
@@ -116,83 +186,80 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     const scriptsRevision = scriptsHash();
 
     const prepared = args.nodes.map((node) => this.prepare(name, args, node, addresses, scriptsRevision));
-    let init: command.remote.Command | undefined;
-    let previous: command.remote.Command | undefined;
-    let previousNode: ControlPlaneNode | undefined;
-    args.nodes.forEach((node, i) => {
-      const connection = sshConnection(node, args.sshPrivateKey);
-      const ready = prepared[i];
-      if (!previous || !previousNode) {
-        init = new command.remote.Command(
-          `${name}-${node.spec.name}-init`,
-          {
-            connection,
-            create: nodeCommand("kubeadm-init.sh", [
-              "--config",
-              kubeadmFiles.init,
-              ...endpointArgs(cfg),
-              // A replaced first node must never start a second cluster beside the running one.
-              "--refuse-if-serving",
-              `https://${cfg.loadBalancer.privateIp}:${apiServerPort}/readyz`,
-            ]),
-            triggers: [node.server.id],
-          },
-          {
-            parent: this,
-            // The endpoint is the load balancer: it must forward 6443 before kubeadm uses it.
-            dependsOn: [...ready, args.api.service, ...args.api.targets],
-            // Replacing the first member must tear the old one down before the new one starts.
-            deleteBeforeReplace: true,
-          },
-        );
-        previous = init;
-      } else {
-        // Minted on the member that joined last, when this join runs: kubeadm's upload-certs
-        // key lives 2 h and tokens 24 h, so nothing from init may be reused months later.
-        const credentials = new command.remote.Command(
-          `${name}-${node.spec.name}-join-credentials`,
-          {
-            connection: sshConnection(previousNode, args.sshPrivateKey),
-            create: nodeCommand("mint-join-credentials.sh", ["--ttl", "1h"]),
-            // A new server (or a replaced one) gets new credentials.
-            triggers: [node.server.id],
-            logging: "none",
-          },
-          { parent: this, dependsOn: [previous], additionalSecretOutputs: ["stdout", "stderr"] },
-        );
-        const join = new command.remote.Command(
-          `${name}-${node.spec.name}-join`,
-          {
-            connection,
-            create: nodeCommand("kubeadm-join.sh", [
-              "--config-template",
-              kubeadmFiles.joinTemplate,
+
+    // Members: one setup command per node, strictly one after another. Each decides at run time
+    // whether it initializes the cluster or joins it (kubeadm-member.sh).
+    let previous: pulumi.Resource | undefined;
+    const members = args.nodes.map((node, i) => {
+      const member = new command.remote.Command(
+        `${name}-${node.spec.name}-member`,
+        {
+          connection: sshConnection(node, args.sshPrivateKey),
+          create: memberCommand(cfg, node, args.nodes, args.deployedCaCertHash),
+          // The stack's key, for this node to reach a member over the private network and mint
+          // join credentials there for this attempt only: on stdin, never an argument.
+          stdin: pulumi.secret(pulumi.output(args.sshPrivateKey).apply((key) => `${key.trimEnd()}\n`)),
+          // Runs once per server: a new or replaced server (or a create that failed) runs it.
+          triggers: [node.server.id],
+          logging: "none",
+        },
+        {
+          parent: this,
+          // Before this project decided init or join at run time, the first node's command was
+          // `<node>-init` and the others' `<node>-join`: the same resources, kept as they are.
+          aliases: [{ name: `${name}-${node.spec.name}-init` }, { name: `${name}-${node.spec.name}-join` }],
+          // The endpoint is the load balancer: it must forward 6443 before kubeadm uses it. Members
+          // are serialized: two setups never run at once, so no two nodes can both find nobody
+          // answering and initialize (the second one probes the first), and etcd accepts one
+          // learner at a time; each setup gates on /readyz and etcd health before the next starts.
+          dependsOn: [...prepared[i], args.api.service, ...args.api.targets, ...(previous ? [previous] : [])],
+          additionalSecretOutputs: ["stdout", "stderr"],
+          // A member is set up once per server: later edits of its arguments (more peers, the
+          // recorded CA, a rotated key) must not re-run the setup on a running member. A new or
+          // replaced server, or a failed create, runs the current command.
+          ignoreChanges: ["create", "stdin"],
+          deleteBeforeReplace: true,
+        },
+      );
+      previous = member;
+      return member;
+    });
+    if (!previous) throw new Error("the bootstrap needs at least one node");
+    this.members = members;
+
+    // Membership records: run on another running member, so a node that is dead can still be
+    // removed. The create checks that the node is a voting etcd member; the delete (the node is
+    // replaced or removed from the stack) drains it and removes its etcd member, refusing when
+    // another member is unhealthy. Chained, so two members never leave at once.
+    if (args.nodes.length > 1) {
+      for (const node of args.nodes) {
+        const peer = anyMemberConnection(args.nodes, args.sshPrivateKey, node);
+        const membership = (action: "check" | "remove") =>
+          peer.name.apply((peerNode) =>
+            nodeCommand("membership.sh", [
+              action,
               "--node-name",
               node.name,
-              ...endpointArgs(cfg),
+              "--peer-url",
+              `https://${node.spec.privateIp}:${etcdPeerPort}`,
+              "--this-node",
+              peerNode,
             ]),
-            // The credentials travel on stdin: never on a command line, never in the environment.
-            stdin: pulumi.secret(credentials.stdout),
-            delete: nodeCommand("leave-cluster.sh", ["--node-name", node.name]),
-            triggers: [node.server.id],
-            logging: "none",
-          },
+          );
+        previous = new command.remote.Command(
+          `${name}-${node.spec.name}-membership`,
           {
-            parent: this,
-            // Joins are serialized: etcd accepts one learner at a time, and the join gates on
-            // /readyz and etcd cluster health before the next one starts.
-            dependsOn: [...ready, previous],
-            additionalSecretOutputs: ["stdout", "stderr"],
-            // The old member leaves (kubeadm reset) before a replacement joins.
-            deleteBeforeReplace: true,
+            connection: peer.connection,
+            create: membership("check"),
+            delete: membership("remove"),
+            // A replaced server is a new member: the old one is removed first (deleteBeforeReplace).
+            triggers: [node.server.id],
           },
+          // After every member's setup, one record after another.
+          { parent: this, dependsOn: [previous], deleteBeforeReplace: true },
         );
-        previous = join;
       }
-      previousNode = node;
-    });
-    if (!init || !previous) throw new Error("the bootstrap needs at least one node");
-    this.init = init;
+    }
     this.complete = previous;
 
     // kube-vip comes after the whole chain: the load balancer is the endpoint, so kube-vip is not
@@ -310,12 +377,20 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
       { ...parent, dependsOn: [scripts] },
     );
     const input = addresses.apply((a) => kubeadmInput(cfg, node.spec, a));
-    const first = node === args.nodes[0];
-    const kubeadmConfig = copyFile(
-      `${prefix}-kubeadm-config`,
+    // Both files on every node: which one kubeadm reads is decided on the node at run time.
+    const initConfig = copyFile(
+      `${prefix}-kubeadm-init`,
       connection,
-      input.apply((i) => (first ? renderInitConfiguration(i) : renderJoinConfiguration(i))),
-      first ? kubeadmFiles.init : kubeadmFiles.joinTemplate,
+      input.apply(renderInitConfiguration),
+      kubeadmFiles.init,
+      node,
+      { ...parent, dependsOn: [nodePrepared] },
+    );
+    const joinTemplate = copyFile(
+      `${prefix}-kubeadm-join`,
+      connection,
+      input.apply(renderJoinConfiguration),
+      kubeadmFiles.joinTemplate,
       node,
       { ...parent, dependsOn: [nodePrepared] },
     );
@@ -327,7 +402,7 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
       node,
       { ...parent, dependsOn: [nodePrepared] },
     );
-    return [nodePrepared, kubeadmConfig, etcdPatch];
+    return [nodePrepared, initConfig, joinTemplate, etcdPatch];
   }
 }
 

@@ -1,5 +1,5 @@
 /**
- * The admin kubeconfig, fetched from the first node once every member has joined and the upgrade
+ * The admin kubeconfig, fetched from a running member once every member has joined and the upgrade
  * and certificate renewal chains are done (and again after each upgrade or renewal, which renew
  * its client certificate), and the
  * Kubernetes provider built from it. The kubeconfig is a secret from the command's stdout
@@ -10,7 +10,7 @@ import * as command from "@pulumi/command";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import YAML from "yaml";
-import { sshConnection } from "./bootstrap";
+import { anyMemberConnection } from "./bootstrap";
 import { ClusterConfig } from "./config";
 import { ControlPlaneNode } from "./controlPlane";
 import { kubeadmPaths } from "./kubeadm";
@@ -19,8 +19,8 @@ import { shellQuote } from "./nodeScripts";
 
 export interface ClusterAccessArgs {
   cfg: ClusterConfig;
-  /** The node `kubeadm init` ran on. */
-  node: ControlPlaneNode;
+  /** The control-plane nodes: admin.conf is read on the first running one ({@link anyMemberConnection}). */
+  nodes: ControlPlaneNode[];
   /**
    * What the kubeconfig is read after: admin.conf is final after init and any upgrade or
    * certificate renewal (both renew its client certificate), and the API answers at `server`
@@ -92,9 +92,11 @@ export class ClusterAccess extends pulumi.ComponentResource {
     const fetch = new command.remote.Command(
       `${name}-admin-kubeconfig`,
       {
-        connection: sshConnection(args.node, args.sshPrivateKey),
+        // Any member's admin.conf will do (each control-plane node has one, signed by the cluster
+        // CA): the first running node's, so a stopped node never blocks the read. Another node
+        // (a stopped cp-1, a replaced one) is an update that reads it there again.
+        connection: anyMemberConnection(args.nodes, args.sshPrivateKey).connection,
         create: `cat ${shellQuote(kubeadmPaths.adminKubeconfig)} ${args.revision}`,
-        triggers: [args.node.server.id],
         logging: "none",
       },
       { parent: this, dependsOn: args.after, additionalSecretOutputs: ["stdout", "stderr"] },

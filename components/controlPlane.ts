@@ -39,6 +39,43 @@ export interface ControlPlaneNode {
   /** The server's name, hostname and Kubernetes node name ({@link nodeName}). */
   name: string;
   server: hcloud.Server;
+  /**
+   * The server's status as Hetzner reports it when the program runs (`running`, `off`, ...):
+   * read on every preview and update, so a stopped node is seen without a stored guess.
+   */
+  status: pulumi.Output<string>;
+}
+
+/**
+ * The index, in node order, of the first node whose server is running, `except` skipped: where
+ * a step that needs any member of the cluster runs (admin kubeconfig, worker token, upgrade
+ * preflight, a departing node's removal). Node order keeps the choice stable: with every server
+ * running it is cp-1 (or cp-2 when cp-1 is excluded), so nothing moves between runs. A stopped
+ * node (`off`) is passed over; with none running the program stops with the statuses.
+ *
+ * Hetzner's status says a server is up, not that its API server is healthy: every step run there
+ * starts with the /readyz and etcd health gates and fails naming the node. A node that hangs while
+ * Hetzner says `running` is powered off (`hcloud server poweroff NAME`) to be passed over.
+ */
+export function firstRunning(nodes: ControlPlaneNode[], except?: ControlPlaneNode): pulumi.Output<number> {
+  return pulumi.all(nodes.map((n) => n.status)).apply((statuses) =>
+    firstRunningIndex(
+      nodes.map((n) => n.name),
+      statuses,
+      except && nodes.indexOf(except),
+    ),
+  );
+}
+
+/** {@link firstRunning} on plain values: node names and statuses in node order. */
+export function firstRunningIndex(names: string[], statuses: string[], except?: number): number {
+  const i = statuses.findIndex((s, k) => k !== except && s === "running");
+  if (i >= 0) return i;
+  const seen = names.flatMap((n, k) => (k === except ? [] : [`${n}: ${statuses[k]}`])).join(", ");
+  throw new Error(
+    `no control-plane server is running (${seen})${except === undefined ? "" : `, ${names[except]} aside`}: ` +
+      "a step that needs a cluster member has nowhere to run; start one (hcloud server poweron NAME)",
+  );
 }
 
 export class ControlPlane extends pulumi.ComponentResource {
@@ -47,11 +84,11 @@ export class ControlPlane extends pulumi.ComponentResource {
 
   constructor(name: string, args: ControlPlaneArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:ControlPlane", name, {}, opts);
-    this.nodes = args.nodes.map((spec) => ({
-      spec,
-      name: nodeName(args.clusterName, spec),
-      server: this.server(name, args, spec),
-    }));
+    this.nodes = args.nodes.map((spec) => {
+      const server = this.server(name, args, spec);
+      const status = hcloud.getServerOutput({ id: server.id.apply(Number) }, { parent: this }).apply((s) => s.status);
+      return { spec, name: nodeName(args.clusterName, spec), server, status };
+    });
     this.registerOutputs({ serverIds: this.nodes.map((n) => n.server.id) });
   }
 

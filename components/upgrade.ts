@@ -2,8 +2,9 @@
  * Kubernetes upgrades from `pulumi up`: changing `kubernetesVersion` (one minor at a time;
  * config validation refuses more, and downgrades) re-runs this chain of remote commands:
  *
- *   preflight (first node: version-skew rules and cluster health, before anything changes)
- *   -> cp-1: kubeadm upgrade plan + apply, drain, kubelet/kubectl packages, restart, uncordon
+ *   preflight (a running member: version-skew rules and cluster health, before anything changes)
+ *   -> cp-1: kubeadm upgrade plan + apply (the first node whose cluster is below the version,
+ *      whichever it is: --role auto), drain, kubelet/kubectl packages, restart, uncordon
  *   -> cp-2: kubeadm upgrade node, the same node steps
  *   -> ... strictly one node after another.
  *
@@ -18,7 +19,7 @@
  */
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { sshConnection } from "./bootstrap";
+import { anyMemberConnection, sshConnection } from "./bootstrap";
 import { ClusterConfig } from "./config";
 import { ControlPlaneNode } from "./controlPlane";
 import { kubeadmPaths } from "./kubeadm";
@@ -27,7 +28,10 @@ import { kubernetesPackageChannel, kubernetesPackageVersion } from "./versions";
 
 export interface ControlPlaneUpgradeArgs {
   cfg: ClusterConfig;
-  /** Control-plane servers in node order; the first one runs `kubeadm upgrade apply`. */
+  /**
+   * Control-plane servers in node order, upgraded in that order; the first one whose cluster is
+   * below the version runs `kubeadm upgrade apply` (upgrade-node.sh --role auto), whichever it is.
+   */
   nodes: ControlPlaneNode[];
   /** The end of the bootstrap chain: every node is a member before any upgrade step runs. */
   after: pulumi.Resource;
@@ -36,10 +40,10 @@ export interface ControlPlaneUpgradeArgs {
 }
 
 /** The command line of one node's upgrade step. */
-function upgradeNodeCommand(cfg: ClusterConfig, node: ControlPlaneNode, first: boolean): string {
+function upgradeNodeCommand(cfg: ClusterConfig, node: ControlPlaneNode): string {
   return nodeCommand("upgrade-node.sh", [
     "--role",
-    first ? "apply" : "node",
+    "auto",
     "--version",
     cfg.kubernetesVersion,
     "--package-version",
@@ -60,22 +64,22 @@ export class ControlPlaneUpgrade extends pulumi.ComponentResource {
   constructor(name: string, args: ControlPlaneUpgradeArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:ControlPlaneUpgrade", name, {}, opts);
     const { cfg } = args;
-    const first = args.nodes[0];
     const preflight = new command.remote.Command(
       `${name}-preflight`,
       {
-        connection: sshConnection(first, args.sshPrivateKey),
+        // Reads the whole cluster through the API and each node's versions: any running member.
+        connection: anyMemberConnection(args.nodes, args.sshPrivateKey).connection,
         create: nodeCommand("upgrade-preflight.sh", ["--version", cfg.kubernetesVersion]),
       },
       { parent: this, dependsOn: [args.after] },
     );
     let previous = preflight;
-    args.nodes.forEach((node, i) => {
+    args.nodes.forEach((node) => {
       previous = new command.remote.Command(
         `${name}-${node.spec.name}`,
         {
           connection: sshConnection(node, args.sshPrivateKey),
-          create: upgradeNodeCommand(cfg, node, i === 0),
+          create: upgradeNodeCommand(cfg, node),
         },
         // One node at a time: each step waits for the previous one to finish, gates included.
         { parent: this, dependsOn: [previous] },

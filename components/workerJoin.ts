@@ -1,5 +1,5 @@
 /**
- * The bootstrap token worker nodes join with, managed on the first control-plane node and
+ * The bootstrap token worker nodes join with, managed on a running control-plane node and
  * exported (secret) as the stack output `workerJoin` with the endpoint and the CA hash.
  *
  * The token's public id is derived from the cluster name, the rotation setting and the TTL, so
@@ -13,7 +13,7 @@
 import * as crypto from "node:crypto";
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
-import { sshConnection } from "./bootstrap";
+import { anyMemberConnection } from "./bootstrap";
 import { ControlPlaneNode } from "./controlPlane";
 import { joinCredentialPatterns } from "./kubeadm";
 import type { WorkerTokenExpirySeries } from "./monitoring/rules";
@@ -62,9 +62,9 @@ export interface WorkerJoinTokenArgs {
   clusterName: string;
   rotation: string;
   ttlHours: number;
-  /** The node the token is managed on (cp-1). */
-  node: ControlPlaneNode;
-  /** What must be done first: the cluster up and cp-1 not in the middle of an upgrade. */
+  /** The control-plane nodes: the token is managed on the first running one. */
+  nodes: ControlPlaneNode[];
+  /** What must be done first: the cluster up and no node in the middle of an upgrade. */
   after: pulumi.Resource;
   sshPrivateKey: pulumi.Input<string>;
 }
@@ -81,14 +81,23 @@ export class WorkerJoinToken extends pulumi.ComponentResource {
     const cmd = new command.remote.Command(
       `${name}-token`,
       {
-        connection: sshConnection(args.node, args.sshPrivateKey),
+        // Any member can manage the token (it is a Secret in the cluster): the first running one.
+        // When that changes (a stopped node), the update mints the token again there (same id).
+        connection: anyMemberConnection(args.nodes, args.sshPrivateKey).connection,
         create: nodeCommand("worker-join-token.sh", ["create", "--id", id, "--ttl-hours", String(args.ttlHours)]),
         delete: nodeCommand("worker-join-token.sh", ["delete", "--id", id]),
-        // A new id (rotation, TTL) or a new first node mints a new token.
-        triggers: [args.node.server.id, id],
+        // A new id (rotation, TTL) mints a new token.
+        triggers: [id],
         logging: "none",
       },
-      { parent: this, dependsOn: [args.after], additionalSecretOutputs: ["stdout", "stderr"] },
+      {
+        parent: this,
+        dependsOn: [args.after],
+        additionalSecretOutputs: ["stdout", "stderr"],
+        // The old token goes first: a replacement with the same id (the trigger's shape changed
+        // when the token stopped belonging to cp-1) would otherwise delete the token just made.
+        deleteBeforeReplace: true,
+      },
     );
     this.token = pulumi.secret(cmd.stdout.apply(parseWorkerTokenOutput));
     // The command's stdout is secret as a whole because it holds the token. This apply parses

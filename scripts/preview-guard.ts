@@ -130,6 +130,11 @@ export interface RemoteCommandClass {
   name: RegExp;
   /** True: an update or replacement re-runs kubeadm on a live member and is refused. */
   guarded: boolean;
+  /**
+   * False: an update only re-runs a read-only check and is let through; only a replacement or
+   * deletion of it is refused. Default true.
+   */
+  updates?: boolean;
   /** False when its deletion does nothing to the cluster (no `delete` script). */
   deletes: boolean;
   why: string;
@@ -148,26 +153,23 @@ export interface RemoteCommandClass {
 export const remoteCommands: readonly RemoteCommandClass[] = [
   {
     parent: components.bootstrap,
-    name: /^bootstrap-.+-init$/,
+    name: /^bootstrap-.+-member$/,
     guarded: true,
-    deletes: true,
-    why: "kubeadm init: re-running it on a live member re-enters the init path on a running cluster",
-  },
-  {
-    parent: components.bootstrap,
-    name: /^bootstrap-.+-join$/,
-    guarded: true,
-    deletes: true,
-    why: "kubeadm join: re-running it re-joins a live member; deleting it runs leave-cluster (kubeadm reset)",
-  },
-  {
-    parent: components.bootstrap,
-    name: /^bootstrap-.+-join-credentials$/,
-    guarded: false,
     deletes: false,
     why:
-      "mints a fresh join token and upload-certs key on a member; it changes no member, and the join " +
-      "that would read the new credentials is itself guarded",
+      "a node's setup (kubeadm-member.sh: kubeadm init or join): it runs once per server; a replacement " +
+      "means a new member, so it needs the node's allow-update label",
+  },
+  {
+    parent: components.bootstrap,
+    name: /^bootstrap-.+-membership$/,
+    guarded: true,
+    deletes: true,
+    // An update re-runs the read-only check, on another member when the one it ran on stopped.
+    updates: false,
+    why:
+      "a node's membership record: deleting or replacing it drains the node and removes its etcd " +
+      "member (membership.sh remove, run on another member)",
   },
   {
     parent: components.bootstrap,
@@ -262,7 +264,7 @@ export const guardedResources: readonly GuardRule[] = [
       name: c.name,
       why: c.why,
       deletes: c.deletes,
-      update: anyUpdate(c.why),
+      update: c.updates === false ? undefined : anyUpdate(c.why),
     })),
   {
     // The API endpoint every kubeconfig and node reaches; a new one has new public IPs.

@@ -1,16 +1,19 @@
 /**
- * The kubeadm bootstrap graph under recording mocks: the serialized member chain, where each
- * credential command runs, secret handling, kube-vip and the companion after the chain, the
- * Kubernetes provider and the CNI.
+ * The kubeadm bootstrap graph under recording mocks: the serialized member chain, the membership
+ * records on another running member, secret handling, kube-vip and the companion after the
+ * chain, the Kubernetes provider and the CNI.
  *
  * What mocks cannot prove: that the commands succeed on a node (tests/nodeScripts.test.ts runs
  * the scripts against stand-ins) and how the command provider orders deletes; Pulumi deletes
  * dependents before their dependencies, so the chain asserted here orders deletes too.
  */
 import * as crypto from "node:crypto";
+import * as fs from "node:fs";
+import * as path from "node:path";
 import { kubeadmInput } from "../components/bootstrap";
 import { publicApiServer, rewriteKubeconfigServer } from "../components/clusterAccess";
 import { parseConfig } from "../components/config";
+import { firstRunningIndex } from "../components/controlPlane";
 import { nodeCommand, shellQuote } from "../components/nodeScripts";
 import { ProgramRun, RecordedResource } from "../scripts/offline/harness";
 import { loadStackConfig } from "../scripts/offline/stackConfig";
@@ -41,10 +44,20 @@ function ancestors(run: ProgramRun, urn: string): Set<string> {
   return seen;
 }
 
-/** The member commands (init, joins) in node order. */
+const byNodeNumber = (a: RecordedResource, b: RecordedResource) =>
+  Number(/cp-(\d+)/.exec(a.name)?.[1]) - Number(/cp-(\d+)/.exec(b.name)?.[1]);
+
+/** The membership records in node order. */
+function memberships(run: ProgramRun): RecordedResource[] {
+  return byType(run, Command)
+    .filter((r) => r.name.endsWith("-membership"))
+    .sort(byNodeNumber);
+}
+
+/** The member setup commands in node order. */
 function members(run: ProgramRun): RecordedResource[] {
   return byType(run, Command)
-    .filter((r) => /-(init|join)$/.test(r.name))
+    .filter((r) => r.name.endsWith("-member"))
     .sort((a, b) => Number(/cp-(\d+)/.exec(a.name)?.[1]) - Number(/cp-(\d+)/.exec(b.name)?.[1]));
 }
 
@@ -77,14 +90,14 @@ describe("the prod stack's bootstrap", () => {
       `${Command} bootstrap-cp-${n}-lib-dir`,
       `${Copy} bootstrap-cp-${n}-scripts`,
       `${Command} bootstrap-cp-${n}-prepared`,
-      `${Copy} bootstrap-cp-${n}-kubeadm-config`,
+      `${Copy} bootstrap-cp-${n}-kubeadm-init`,
+      `${Copy} bootstrap-cp-${n}-kubeadm-join`,
       `${Copy} bootstrap-cp-${n}-etcd-patch`,
       `${Copy} bootstrap-cp-${n}-kube-vip`,
       `${Command} bootstrap-cp-${n}-kube-vip-install`,
       `${Command} bootstrap-cp-${n}-reserved-ip-failover`,
-      ...(n === 1
-        ? [`${Command} bootstrap-cp-1-init`]
-        : [`${Command} bootstrap-cp-${n}-join-credentials`, `${Command} bootstrap-cp-${n}-join`]),
+      `${Command} bootstrap-cp-${n}-member`,
+      `${Command} bootstrap-cp-${n}-membership`,
     ];
     expect(names).toEqual(
       [
@@ -98,34 +111,61 @@ describe("the prod stack's bootstrap", () => {
     );
   });
 
-  test("init runs on cp-1 after its preparation, its kubeadm files and the load balancer's service and targets", () => {
-    const init = one(run, "bootstrap-cp-1-init");
-    expect(host(init)).toBe(serverIp(run, "cp-1"));
-    expect(init.inputs.create).toBe(
-      "bash /usr/local/lib/hcloud-control-plane/node/kubeadm-init.sh --config /etc/kubernetes/kubeadm/init.yaml" +
-        " --endpoint-host api.prod-nbg1.k8s.example.com --endpoint-ip 10.20.1.250" +
-        " --refuse-if-serving https://10.20.1.250:6443/readyz",
-    );
-    const waits = ancestors(run, init.urn);
-    for (const name of [
-      "bootstrap-cp-1-prepared",
-      "bootstrap-cp-1-kubeadm-config",
-      "bootstrap-cp-1-etcd-patch",
-      "bootstrap-cp-1-scripts",
-      "api-lb-service",
-      "api-lb-target-cp-1",
-      "api-lb-target-cp-2",
-      "api-lb-target-cp-3",
-    ]) {
-      expect([name, waits.has(one(run, name).urn)]).toEqual([name, true]);
+  test("every node runs the same setup on itself, after its preparation, its kubeadm files and the load balancer", () => {
+    const nodes = run.outputs.nodes as { id: string }[];
+    for (const n of [1, 2, 3]) {
+      const member = one(run, `bootstrap-cp-${n}-member`);
+      expect(host(member)).toBe(serverIp(run, `cp-${n}`));
+      const peers = [1, 2, 3].filter((k) => k !== n).map((k) => `10.20.1.1${k}`);
+      // No role in the program: whether it inits or joins is decided on the node (no --cluster-ca:
+      // this stack never exported a cluster).
+      expect(member.inputs.create).toBe(
+        `bash /usr/local/lib/hcloud-control-plane/node/kubeadm-member.sh --node-name prod-nbg1-cp-${n}` +
+          " --init-config /etc/kubernetes/kubeadm/init.yaml --join-config-template /etc/kubernetes/kubeadm/join.yaml" +
+          ` --peers ${peers.join(",")}` +
+          " --endpoint-host api.prod-nbg1.k8s.example.com --endpoint-ip 10.20.1.250" +
+          " --endpoint-url https://10.20.1.250:6443/readyz",
+      );
+      const waits = ancestors(run, member.urn);
+      for (const name of [
+        `bootstrap-cp-${n}-prepared`,
+        `bootstrap-cp-${n}-kubeadm-init`,
+        `bootstrap-cp-${n}-kubeadm-join`,
+        `bootstrap-cp-${n}-etcd-patch`,
+        `bootstrap-cp-${n}-scripts`,
+        "api-lb-service",
+        "api-lb-target-cp-1",
+        "api-lb-target-cp-2",
+        "api-lb-target-cp-3",
+      ]) {
+        expect([name, waits.has(one(run, name).urn)]).toEqual([name, true]);
+      }
+      // Once per server: a replaced server runs it again; edits of its arguments do not.
+      expect(member.inputs.triggers).toEqual([nodes[n - 1].id]);
+      expect(member.ignoreChanges).toEqual(["create", "stdin"]);
+      expect(member.deleteBeforeReplace).toBe(true);
+      // Nothing runs on the node when it goes: its membership record removes it from another node.
+      expect(member.inputs.delete).toBeUndefined();
+      // The key to reach a member over the private network, on stdin; no credentials in the state.
+      expect(member.inputs.stdin).toBe("[secret]");
+      expect(String(member.revealedInputs.stdin)).not.toMatch(/JOIN_TOKEN/);
     }
-    expect(init.deleteBeforeReplace).toBe(true);
-    expect(init.inputs.triggers).toEqual([(run.outputs.nodes as { id: string }[])[0].id]);
   });
 
-  test("members join one at a time: each waits for the one before it, so no two change together", () => {
+  test("a stack that exported a cluster CA tells every setup, so none may initialize a second cluster", async () => {
+    const hash = `sha256:${"ab".repeat(32)}`;
+    const deployed = await runStack({}, { deployed: { caCertHash: hash, kubernetesVersion: "1.34.2" } });
+    for (const n of [1, 2, 3])
+      expect(String(one(deployed, `bootstrap-cp-${n}-member`).inputs.create)).toContain(` --cluster-ca ${hash} `);
+  });
+
+  test("members are set up one at a time: each waits for the one before it, so no two change together", () => {
     const chain = members(run);
-    expect(chain.map((r) => r.name)).toEqual(["bootstrap-cp-1-init", "bootstrap-cp-2-join", "bootstrap-cp-3-join"]);
+    expect(chain.map((r) => r.name)).toEqual([
+      "bootstrap-cp-1-member",
+      "bootstrap-cp-2-member",
+      "bootstrap-cp-3-member",
+    ]);
     chain.forEach((member, k) => {
       const waits = ancestors(run, member.urn);
       for (const earlier of chain.slice(0, k))
@@ -134,34 +174,70 @@ describe("the prod stack's bootstrap", () => {
     });
   });
 
-  test("each join's credentials are minted at join time on the member before it, after that member joined", () => {
-    for (const k of [2, 3]) {
-      const credentials = one(run, `bootstrap-cp-${k}-join-credentials`);
-      const previous = members(run)[k - 2];
-      expect(host(credentials)).toBe(serverIp(run, `cp-${k - 1}`));
-      expect(credentials.dependsOn).toContain(previous.urn);
-      expect(credentials.inputs.create).toBe(
-        "bash /usr/local/lib/hcloud-control-plane/node/mint-join-credentials.sh --ttl 1h",
-      );
-      // A new (or replaced) joining server gets fresh credentials.
-      expect(credentials.inputs.triggers).toEqual([(run.outputs.nodes as { id: string }[])[k - 1].id]);
-      const join = one(run, `bootstrap-cp-${k}-join`);
-      expect(host(join)).toBe(serverIp(run, `cp-${k}`));
-      expect(join.dependsOn).toContain(credentials.urn);
-      expect(join.revealedInputs.stdin).toMatch(/^JOIN_TOKEN=[a-z0-9]{6}\.[a-z0-9]{16}\n/);
-      expect(join.inputs.delete).toBe(
-        `bash /usr/local/lib/hcloud-control-plane/node/leave-cluster.sh --node-name prod-nbg1-cp-${k}`,
-      );
-      expect(join.deleteBeforeReplace).toBe(true);
+  test("the old init and join commands are the same resources under their new names (aliases)", () => {
+    // Dropping them would run their stored delete (leave-cluster.sh) on a live member.
+    for (const n of [1, 2, 3]) {
+      const member = one(run, `bootstrap-cp-${n}-member`);
+      expect(member.name).toBe(`bootstrap-cp-${n}-member`);
     }
+    const source = fs.readFileSync(path.join(__dirname, "..", "components", "bootstrap.ts"), "utf8");
+    expect(source).toContain(
+      "aliases: [{ name: `${name}-${node.spec.name}-init` }, { name: `${name}-${node.spec.name}-join` }]",
+    );
+  });
+
+  test("each membership record runs on another running member, after every setup, one after another", () => {
+    const records = memberships(run);
+    expect(records.map((r) => r.name)).toEqual([
+      "bootstrap-cp-1-membership",
+      "bootstrap-cp-2-membership",
+      "bootstrap-cp-3-membership",
+    ]);
+    const nodes = run.outputs.nodes as { id: string }[];
+    const lastMember = members(run).at(-1) as RecordedResource;
+    // The first running node other than the record's own: cp-2 for cp-1, cp-1 for the others.
+    const peerOf = { 1: 2, 2: 1, 3: 1 } as const;
+    records.forEach((record, k) => {
+      const n = (k + 1) as 1 | 2 | 3;
+      expect(host(record)).toBe(serverIp(run, `cp-${peerOf[n]}`));
+      const args = `--node-name prod-nbg1-cp-${n} --peer-url https://10.20.1.1${n}:2380 --this-node prod-nbg1-cp-${peerOf[n]}`;
+      expect(record.inputs.create).toBe(`bash /usr/local/lib/hcloud-control-plane/node/membership.sh check ${args}`);
+      expect(record.inputs.delete).toBe(`bash /usr/local/lib/hcloud-control-plane/node/membership.sh remove ${args}`);
+      expect(record.inputs.triggers).toEqual([nodes[n - 1].id]);
+      expect(record.deleteBeforeReplace).toBe(true);
+      expect(record.dependsOn).toContain(k === 0 ? lastMember.urn : records[k - 1].urn);
+    });
+  });
+
+  test("a stopped node is passed over: records, the kubeconfig, the worker token and the preflight run elsewhere", async () => {
+    const down = await runStack({}, { serverStatus: { "control-plane-cp-1": "off" } });
+    expect(host(one(down, "bootstrap-cp-2-membership"))).toBe(serverIp(down, "cp-3"));
+    expect(one(down, "bootstrap-cp-2-membership").inputs.create).toContain("--this-node prod-nbg1-cp-3");
+    expect(host(one(down, "bootstrap-cp-3-membership"))).toBe(serverIp(down, "cp-2"));
+    for (const name of ["access-admin-kubeconfig", "worker-join-token", "upgrade-preflight"])
+      expect([name, host(one(down, name))]).toEqual([name, serverIp(down, "cp-2")]);
+    // Each node's own steps stay on their node.
+    expect(host(one(down, "bootstrap-cp-1-member"))).toBe(serverIp(down, "cp-1"));
+  });
+
+  test("with no server running, a step that needs a member stops the program naming every status", () => {
+    const names = ["prod-nbg1-cp-1", "prod-nbg1-cp-2", "prod-nbg1-cp-3"];
+    expect(firstRunningIndex(names, ["off", "running", "off"])).toBe(1);
+    expect(firstRunningIndex(names, ["running", "running", "off"], 0)).toBe(1);
+    // The only running node is the one excluded (a record for cp-2 has nowhere else to run).
+    expect(() => firstRunningIndex(names, ["off", "running", "off"], 1)).toThrow(
+      "no control-plane server is running (prod-nbg1-cp-1: off, prod-nbg1-cp-3: off), prod-nbg1-cp-2 aside: a step that needs a cluster member has nowhere to run; start one (hcloud server poweron NAME)",
+    );
+    expect(() => firstRunningIndex(names, ["off", "stopping", "off"])).toThrow(
+      "no control-plane server is running (prod-nbg1-cp-1: off, prod-nbg1-cp-2: stopping, prod-nbg1-cp-3: off): ",
+    );
   });
 
   test("every command that carries or prints a secret logs nothing and keeps its output secret", () => {
     const secretBearing = [
-      "bootstrap-cp-2-join-credentials",
-      "bootstrap-cp-3-join-credentials",
-      "bootstrap-cp-2-join",
-      "bootstrap-cp-3-join",
+      "bootstrap-cp-1-member",
+      "bootstrap-cp-2-member",
+      "bootstrap-cp-3-member",
       "access-admin-kubeconfig",
       "bootstrap-cp-1-reserved-ip-failover",
       "bootstrap-cp-2-reserved-ip-failover",
@@ -173,7 +249,7 @@ describe("the prod stack's bootstrap", () => {
       expect([name, r.additionalSecretOutputs]).toEqual([name, expect.arrayContaining(["stdout", "stderr"])]);
     }
     for (const r of byType(run, Command)) {
-      // stdin carries credentials or the token: always a secret.
+      // stdin carries the SSH key or the token: always a secret.
       if (r.inputs.stdin !== undefined) expect([r.name, r.inputs.stdin]).toEqual([r.name, "[secret]"]);
       // The SSH connection (private key inside) is a secret on every command.
       expect([r.name, r.inputs.connection]).toEqual([r.name, "[secret]"]);
@@ -198,7 +274,7 @@ describe("the prod stack's bootstrap", () => {
   });
 
   test("kube-vip goes to every node after the whole chain, holding the reserved IP", () => {
-    const last = members(run).at(-1) as RecordedResource;
+    const last = memberships(run).at(-1) as RecordedResource;
     for (const n of [1, 2, 3]) {
       const vip = one(run, `bootstrap-cp-${n}-kube-vip`);
       expect(vip.dependsOn).toContain(last.urn);
@@ -238,7 +314,7 @@ describe("the prod stack's bootstrap", () => {
   test("kube-vip is installed one node at a time: each node after the previous node's kube-vip and companion", () => {
     const installs = [1, 2, 3].map((n) => one(run, `bootstrap-cp-${n}-kube-vip-install`));
     const companions = [1, 2, 3].map((n) => one(run, `bootstrap-cp-${n}-reserved-ip-failover`));
-    expect(installs[0].dependsOn).toContain((members(run).at(-1) as RecordedResource).urn);
+    expect(installs[0].dependsOn).toContain((memberships(run).at(-1) as RecordedResource).urn);
     for (const k of [1, 2]) {
       expect(installs[k].dependsOn).toContain(companions[k - 1].urn);
       expect(ancestors(run, installs[k].urn)).toContain(installs[k - 1].urn);
@@ -247,7 +323,7 @@ describe("the prod stack's bootstrap", () => {
     }
   });
 
-  test("every node gets the scripts, waits for cloud-init, and receives its own kubeadm files", () => {
+  test("every node gets the scripts, waits for cloud-init, and receives its own kubeadm files, both of them", () => {
     for (const n of [1, 2, 3]) {
       const scripts = one(run, `bootstrap-cp-${n}-scripts`);
       expect(scripts.inputs.source).toEqual({ archive: { path: "./scripts/node" } });
@@ -257,22 +333,26 @@ describe("the prod stack's bootstrap", () => {
       expect(one(run, `bootstrap-cp-${n}-prepared`).inputs.create).toBe(
         "bash /usr/local/lib/hcloud-control-plane/node/wait-node-prepared.sh --package-version 1.34.2-1.1",
       );
-      const config = one(run, `bootstrap-cp-${n}-kubeadm-config`);
-      const text = (config.inputs.source as { asset: { text: string } }).asset.text;
-      expect(config.inputs.remotePath).toBe(
-        n === 1 ? "/etc/kubernetes/kubeadm/init.yaml" : "/etc/kubernetes/kubeadm/join.yaml",
-      );
-      expect(text).toContain(`advertiseAddress: 10.20.1.1${n}`);
-      // The file's hash is a trigger: a changed file is copied again.
-      expect(config.inputs.triggers).toEqual([
-        (run.outputs.nodes as { id: string }[])[n - 1].id,
-        crypto.createHash("sha256").update(text).digest("hex"),
-      ]);
-      expect(text).toContain(`name: prod-nbg1-cp-${n}`);
+      for (const [file, path] of [
+        ["init", "/etc/kubernetes/kubeadm/init.yaml"],
+        ["join", "/etc/kubernetes/kubeadm/join.yaml"],
+      ]) {
+        const config = one(run, `bootstrap-cp-${n}-kubeadm-${file}`);
+        const text = (config.inputs.source as { asset: { text: string } }).asset.text;
+        expect(config.inputs.remotePath).toBe(path);
+        expect(text).toContain(`advertiseAddress: 10.20.1.1${n}`);
+        expect(text).toContain(`kind: ${file === "init" ? "InitConfiguration" : "JoinConfiguration"}`);
+        // The file's hash is a trigger: a changed file is copied again.
+        expect(config.inputs.triggers).toEqual([
+          (run.outputs.nodes as { id: string }[])[n - 1].id,
+          crypto.createHash("sha256").update(text).digest("hex"),
+        ]);
+        expect(text).toContain(`name: prod-nbg1-cp-${n}`);
+      }
     }
   });
 
-  test("the Kubernetes provider is built from the fetched admin kubeconfig, with a stable identifier", () => {
+  test("the Kubernetes provider is built from the admin kubeconfig read on a running member, with a stable identifier", () => {
     const fetch = one(run, "access-admin-kubeconfig");
     expect(host(fetch)).toBe(serverIp(run, "cp-1"));
     // After init, through the day-2 chain (dayTwo.test.ts), which starts after the whole bootstrap.
@@ -301,23 +381,25 @@ describe("the prod stack's bootstrap", () => {
     const waits = ancestors(run, cni.urn);
     expect(waits).toContain(provider.urn);
     expect(waits).toContain(one(run, "access-admin-kubeconfig").urn);
-    const chain = members(run);
-    expect(chain.map((m) => m.name)).toEqual(["bootstrap-cp-1-init", "bootstrap-cp-2-join", "bootstrap-cp-3-join"]);
+    const chain = [...members(run), ...memberships(run)];
+    expect(chain).toHaveLength(6);
     for (const member of chain) expect([member.name, waits.has(member.urn)]).toEqual([member.name, true]);
   });
 });
 
 describe("variants", () => {
-  test.each([1, 3, 5, 7])("%i nodes: one init, n-1 joins in one chain, n kube-vip copies", async (n) => {
+  test.each([1, 3, 5, 7])("%i nodes: n setups and n records in one chain, n kube-vip copies", async (n) => {
     const run = await runStack({ controlPlaneCount: n, nodeIps: [] });
     const chain = members(run);
-    expect(chain.map((r) => r.name)).toEqual(
-      Array.from({ length: n }, (_, i) => (i === 0 ? "bootstrap-cp-1-init" : `bootstrap-cp-${i + 1}-join`)),
-    );
+    expect(chain.map((r) => r.name)).toEqual(Array.from({ length: n }, (_, i) => `bootstrap-cp-${i + 1}-member`));
     for (let k = 1; k < n; k++) expect(chain[k].dependsOn).toContain(chain[k - 1].urn);
+    // A single node has no other member to record it on (and nothing could remove the last one).
+    const records = memberships(run);
+    expect(records).toHaveLength(n === 1 ? 0 : n);
+    for (let k = 1; k < records.length; k++) expect(records[k].dependsOn).toContain(records[k - 1].urn);
+    if (n === 1) expect(String(chain[0].inputs.create)).not.toContain("--peers");
     expect(byType(run, Copy).filter((r) => r.name.endsWith("-kube-vip"))).toHaveLength(n);
     expect(byType(run, Command).filter((r) => r.name.endsWith("-kube-vip-install"))).toHaveLength(n);
-    expect(byType(run, Command).filter((r) => r.name.endsWith("-join-credentials"))).toHaveLength(n - 1);
   });
 
   test("with failover off there is no companion and no token is needed", async () => {
@@ -354,9 +436,9 @@ describe("variants", () => {
 
   test("preview: the whole bootstrap registers while every command's output is unknown", async () => {
     const run = await runStack({}, { preview: true });
-    expect(run.resources).toHaveLength(82);
-    // The credentials do not exist before the credential command runs.
-    expect(one(run, "bootstrap-cp-2-join").revealedInputs.stdin).toBe("[unknown]");
+    expect(run.resources).toHaveLength(86);
+    // Before the servers exist, where a record runs is unknown too.
+    expect(one(run, "bootstrap-cp-2-membership").revealedInputs.connection).toBe("[unknown]");
     expect(one(run, "access-provider").revealedInputs.kubeconfig).toBe("[unknown]");
   });
 });

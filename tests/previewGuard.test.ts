@@ -124,7 +124,7 @@ describe("refuses", () => {
   });
 
   test.each([
-    ["join-replaced.json", "command:remote:Command bootstrap-cp-2-join", "replaceReasons: triggers"],
+    ["join-replaced.json", "command:remote:Command bootstrap-cp-2-member", "replaceReasons: triggers"],
     ["bucket-deleted.json", "aws:s3/bucket:Bucket etcd-backup-bucket", "ops:            delete"],
     ["reserved-ip-replaced.json", "hcloud:index/floatingIp:FloatingIp reserved-ip-fip", "replaceReasons: homeLocation"],
     ["lb-deleted.json", "hcloud:index/loadBalancer:LoadBalancer api-lb", "ops:            delete"],
@@ -154,8 +154,8 @@ describe("disruptive updates and release deletions (the real default `pulumi pre
     ],
     [
       "kubeadm-endpoint-changed.json",
-      "a new apiDnsName changes the init and join command lines",
-      ["bootstrap-cp-1-init", "bootstrap-cp-2-join", "bootstrap-cp-3-join"],
+      "an update of every node's setup command",
+      ["bootstrap-cp-1-member", "bootstrap-cp-2-member", "bootstrap-cp-3-member"],
       "allow-update:",
     ],
     [
@@ -348,9 +348,12 @@ describe("rules and ops", () => {
         .sort();
     expect(names("replace")).toEqual([
       "api-lb",
-      "bootstrap-cp-1-init",
-      "bootstrap-cp-2-join",
-      "bootstrap-cp-3-join",
+      "bootstrap-cp-1-member",
+      "bootstrap-cp-1-membership",
+      "bootstrap-cp-2-member",
+      "bootstrap-cp-2-membership",
+      "bootstrap-cp-3-member",
+      "bootstrap-cp-3-membership",
       "certificates-cp-1-renew",
       "certificates-cp-2-renew",
       "certificates-cp-3-renew",
@@ -366,14 +369,15 @@ describe("rules and ops", () => {
       "upgrade-cp-2",
       "upgrade-cp-3",
     ]);
-    // Deleting an upgrade or renewal step runs nothing (no `delete` script); the rest is refused.
-    expect(names("delete")).toEqual(names("replace").filter((n) => !/^(upgrade-cp|certificates-cp)/.test(n)));
+    // Deleting a setup, an upgrade or a renewal step runs nothing (no `delete` script); the rest is refused.
+    expect(names("delete")).toEqual(names("replace").filter((n) => !/^(upgrade-cp|certificates-cp)|-member$/.test(n)));
     // Every update of a kubeadm command is refused (it re-runs create); a step with no diff
     // information of a server is refused too (fail closed).
+    // A membership record's update only re-runs its read-only check.
     expect(names("update")).toEqual([
-      "bootstrap-cp-1-init",
-      "bootstrap-cp-2-join",
-      "bootstrap-cp-3-join",
+      "bootstrap-cp-1-member",
+      "bootstrap-cp-2-member",
+      "bootstrap-cp-3-member",
       "certificates-cp-1-renew",
       "certificates-cp-2-renew",
       "certificates-cp-3-renew",
@@ -431,12 +435,13 @@ describe("rules and ops", () => {
   test("commands: only the kubeadm init/join, upgrade and renewal commands are guarded, by component", () => {
     const command = (name: string, parent = "ClusterBootstrap") => urnOf("command:remote:Command", name, parent);
     for (const op of ["replace", "update"]) {
-      expect(findRefusals([step(op, command("bootstrap-cp-1-init"))])).toHaveLength(1);
-      expect(findRefusals([step(op, command("bootstrap-cp-3-join"))])).toHaveLength(1);
+      expect(findRefusals([step(op, command("bootstrap-cp-1-member"))])).toHaveLength(1);
+      expect(findRefusals([step(op, command("bootstrap-cp-3-member"))])).toHaveLength(1);
+      expect(findRefusals([step(op, command("bootstrap-cp-3-membership"))])).toHaveLength(op === "replace" ? 1 : 0);
       expect(findRefusals([step(op, command("upgrade-cp-2", "ControlPlaneUpgrade"))])).toHaveLength(1);
       expect(findRefusals([step(op, command("certificates-cp-2-renew", "KubeadmCertificates"))])).toHaveLength(1);
       for (const [name, parent] of [
-        ["bootstrap-cp-2-join-credentials", "ClusterBootstrap"],
+        ["bootstrap-cp-2-kubeadm-join", "ClusterBootstrap"],
         ["bootstrap-cp-1-prepared", "ClusterBootstrap"],
         ["bootstrap-cp-2-kube-vip-install", "ClusterBootstrap"],
         ["bootstrap-cp-2-reserved-ip-failover", "ClusterBootstrap"],

@@ -123,13 +123,17 @@ export async function runProgram(
      * a stack that was never deployed.
      */
     deployed?: Record<string, unknown>;
+    /** With the default mocks: server statuses by resource name; default every one running. */
+    serverStatus?: Record<string, string>;
   } = {},
 ): Promise<ProgramRun> {
   const preview = options.preview ?? false;
   pulumi.runtime.setAllConfig(config.values, config.secretKeys);
   const self = `${offlineOrganization}/${config.project}/${config.stack}`;
   const deployed = { outputs: options.deployed ?? {}, secretOutputNames: [] };
-  const mocks = options.mocks ?? new ProviderMocks(preview, (stack) => (stack === self ? deployed : undefined));
+  const mocks =
+    options.mocks ??
+    new ProviderMocks(preview, (stack) => (stack === self ? deployed : undefined), options.serverStatus);
   await pulumi.runtime.setMocks(mocks, config.project, config.stack, preview, offlineOrganization);
 
   const resources: RecordedResource[] = options.sink ?? [];

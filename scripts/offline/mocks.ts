@@ -174,7 +174,12 @@ export class ProviderMocks implements pulumi.runtime.Mocks {
   constructor(
     private readonly preview: boolean,
     private readonly stacks: (stack: string) => ReferencedStack | undefined = () => undefined,
+    /** Server statuses by resource name (e.g. `control-plane-cp-1`: "off"); default running. */
+    private readonly serverStatus: Record<string, string> = {},
   ) {}
+
+  /** Server resource names by the id this mock gave them, for `hcloud.getServer`. */
+  private readonly serverNames = new Map<string, string>();
 
   newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
     if (args.type === stackReferenceType) return this.readStack(args);
@@ -183,6 +188,7 @@ export class ProviderMocks implements pulumi.runtime.Mocks {
     this.secretOutputs = [];
     if (this.preview) return { id: undefined, state: inputs };
     const id = (idFor[args.type] ?? ((name: string) => numericId(name)))(args.name, inputs);
+    if (args.type === "hcloud:index/server:Server") this.serverNames.set(id, args.name);
     const state: State = { ...inputs, ...(computed[args.type]?.(args.name, inputs) ?? {}) };
     for (const key of secretOutputs) if (key in state) state[key] = wireSecret(state[key]);
     return { id, state };
@@ -205,8 +211,16 @@ export class ProviderMocks implements pulumi.runtime.Mocks {
     return { id: args.id ?? stack, state: { name: stack, outputs: wired, secretOutputNames } };
   }
 
-  /** The program makes no provider function calls; one that appears must be mocked on purpose. */
+  /**
+   * Provider function calls the program makes, answered as the provider would; any other one
+   * must be mocked on purpose. `hcloud.getServer` by id returns the server, here only what the
+   * program reads: its status, `running` unless the constructor was told otherwise.
+   */
   call(args: pulumi.runtime.MockCallArgs): pulumi.runtime.MockCallResult {
+    if (args.token === "hcloud:index/getServer:getServer") {
+      const name = this.serverNames.get(String(args.inputs.id)) ?? "";
+      return { id: args.inputs.id, name, status: this.serverStatus[name] ?? "running" };
+    }
     throw new Error(`no mock for provider function ${args.token}; add one in scripts/offline/mocks.ts`);
   }
 }

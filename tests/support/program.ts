@@ -13,6 +13,8 @@ export async function runStack(
     stack?: string;
     /** The outputs of the stack's last update (e.g. the kubernetesVersion it runs). */
     deployed?: Record<string, unknown>;
+    /** Server statuses by resource name (`control-plane-cp-1`: "off"); default every one running. */
+    serverStatus?: Record<string, string>;
   } = {},
 ): Promise<ProgramRun> {
   const config = loadStackConfig(options.stack ?? "prod", { overrides });
