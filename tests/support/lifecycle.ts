@@ -814,7 +814,7 @@ export interface MemberRules {
 }
 
 export const defaultMemberRules: MemberRules = {
-  joins: /\/(kubeadm-init|kubeadm-join|member)\.sh(\s|$)/,
+  joins: /\/(kubeadm-init|kubeadm-join|kubeadm-member)\.sh(\s|$)/,
   leaves: /\/(leave-cluster|remove-etcd-member)\.sh(\s|$)|\/membership\.sh\s.*\bremove\b/,
   memberServer: (e) => e.type === serverType && (e.inputs.labels as Json | undefined)?.role === "control-plane",
 };
@@ -837,6 +837,16 @@ export function memberOps(
   rules: MemberRules = defaultMemberRules,
 ): MemberOp[] {
   const out: MemberOp[] = [];
+  // A server whose member a leaving command of this step removed before it (the command
+  // depends on the server, so the engine deletes it first) no longer holds a member.
+  const left = result.ops.flatMap((o) => {
+    const old = prevState.get(o.urn);
+    const command = String(old?.inputs.delete ?? "");
+    if (o.op === "create" || o.op === "same" || o.op === "update" || !rules.leaves.test(command)) return [];
+    return [{ urn: o.urn, node: /--node-name (\S+)/.exec(command)?.[1] }];
+  });
+  const leftBefore = (server: StateEntry) =>
+    left.some((l) => l.node === server.inputs.name && dependsOnTransitively(result.oldGraph, l.urn, server.urn));
   for (const o of result.ops) {
     if (o.error || o.op === "same" || o.op === "update") continue;
     const old = prevState.get(o.urn);
@@ -844,7 +854,7 @@ export function memberOps(
     const nowEntry = now && ({ type: now.type, name: now.name, inputs: now.revealedInputs } as StateEntry);
     const joins = o.op !== "delete" && rules.joins.test(String(nowEntry?.inputs.create ?? ""));
     const leaves = o.op !== "create" && rules.leaves.test(String(old?.inputs.delete ?? ""));
-    const server = o.op !== "create" && old !== undefined && rules.memberServer(old);
+    const server = o.op !== "create" && old !== undefined && rules.memberServer(old) && !leftBefore(old);
     if (joins || leaves || server) out.push({ urn: o.urn, op: o.op, graph: o.op === "delete" ? "old" : "new" });
   }
   return out;
