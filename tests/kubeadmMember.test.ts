@@ -332,6 +332,13 @@ describe("kubeadm-member.sh", () => {
     // The probe stopped at the first answer (10.20.1.15's 500); the mint skipped 10.20.1.16
     // (no answer), 10.20.1.15 (500) and 10.20.1.14 (ssh: Permission denied, 255).
     expect(result.stderr).toContain("a member answers: https://10.20.1.15:6443/readyz (HTTP 500); joining");
+    for (const skipped of [
+      "10.20.1.16: /readyz gave no HTTP answer",
+      "10.20.1.15: /readyz gave HTTP 500, not 200 ok",
+      "10.20.1.14: ssh failed (status 255: unreachable, refused or not authorized)",
+    ]) {
+      expect(result.stderr).toContain(`kubeadm-member: not minting on ${skipped}\n`);
+    }
     expect(sshCommands(net)).toEqual([mintCommand(healthy.ip), revokeCommand(healthy.ip)]);
     expect(calls(b.sandbox).filter((c) => c.startsWith("ssh "))).toEqual([
       expect.stringMatching(

@@ -318,14 +318,19 @@ parse_credentials() {
 mint_credentials() {
   local peer status
   local -a tried=()
+  # skip REASON: this peer does not mint; said now, and again in the failure if none does.
+  skip() {
+    tried+=("${peer}: $1")
+    log "not minting on ${peer}: $1"
+  }
   for peer in "${peers[@]}"; do
     probe_readyz "https://${peer}:6443/readyz"
     if [[ "$probe_code" == 000 ]]; then
-      tried+=("${peer}: /readyz gave no HTTP answer")
+      skip "/readyz gave no HTTP answer"
       continue
     fi
     if [[ "$probe_code" != 200 || "$probe_body" != ok ]]; then
-      tried+=("${peer}: /readyz gave HTTP ${probe_code}, not 200 ok")
+      skip "/readyz gave HTTP ${probe_code}, not 200 ok"
       continue
     fi
     log "minting join credentials on ${peer} (mint-join-credentials.sh --ttl ${JOIN_TTL}, over SSH)"
@@ -334,12 +339,12 @@ mint_credentials() {
       status=$?
     if ((status != 0)); then
       credentials=""
-      tried+=("${peer}: $(ssh_failure "$status")")
+      skip "$(ssh_failure "$status")"
       continue
     fi
     if ! parse_credentials; then
       credentials=""
-      tried+=("${peer}: mint-join-credentials.sh printed no valid JOIN_TOKEN and JOIN_CA_CERT_HASH")
+      skip "mint-join-credentials.sh printed no valid JOIN_TOKEN and JOIN_CA_CERT_HASH"
       continue
     fi
     mint_peer="$peer"
