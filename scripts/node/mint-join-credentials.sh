@@ -14,6 +14,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 usage() {
   cat <<'EOF'
 Usage: mint-join-credentials.sh [--ttl DURATION] [--timeout SECONDS] [--root DIR]
+       mint-join-credentials.sh --revoke TOKEN_ID [--timeout SECONDS] [--root DIR]
 
 Prints fresh join credentials for a control-plane node, on stdout, as exactly three lines:
   JOIN_TOKEN=<bootstrap token>
@@ -24,6 +25,11 @@ Run as root on a control-plane node that has joined (it needs /etc/kubernetes/ad
 Options:
   --ttl DURATION     Lifetime of the bootstrap token, a Go duration such as 1h or 30m
                      (default 1h; 0 would never expire and is refused).
+  --revoke TOKEN_ID  Mint nothing: revoke the credentials of a join that is over. Deletes the
+                     bootstrap token TOKEN_ID (its public id, [a-z0-9]{6}: the part of
+                     JOIN_TOKEN before the dot) with `kubeadm token delete TOKEN_ID`, then
+                     Secret kube-system/kubeadm-certs (the certificates step 2 uploaded; a
+                     missing Secret is fine). Prints nothing on stdout.
   --timeout SECONDS  Longest time each kubeadm call may take (default 120).
   --root DIR         Prefix for every file this script reads or writes (default: $ROOT, else
                      empty, meaning /). For tests; commands still act on this host.
@@ -54,7 +60,16 @@ Every run mints new credentials (that is its purpose, so it has no "already done
 Step 2 replaces the key of any earlier run: do not run it while a join that uses an earlier
 key is still in progress. Joins are serialized anyway (etcd adds one learner at a time).
 
-Exit status: 0 printed, 1 a step failed or its output did not check out, 2 usage error.
+Revocation (--revoke): kubeadm stores the uploaded certificates in Secret
+kube-system/kubeadm-certs, owned by a separate bootstrap token that lives 2 hours ("Proxy for
+managing TTL for the kubeadm-certs secret"), so that the garbage collector deletes the Secret
+when that token expires; the next upload-certs creates it again, and a join without it fails
+asking for upload-certs (kubernetes/kubernetes cmd/kubeadm/app/phases/copycerts/copycerts.go:
+UploadCerts, createShortLivedBootstrapToken, DownloadCerts). Deleting it when the join is over
+only ends its 2 hours early. Do not revoke while another join that uses the same key runs.
+
+Exit status: 0 printed (or revoked), 1 a step failed or its output did not check out, 2 usage
+error.
 EOF
 }
 
@@ -64,16 +79,31 @@ readonly CA_CERT_HASH_PATTERN='^sha256:[0-9a-f]{64}$'
 readonly CERTIFICATE_KEY_PATTERN='^[0-9a-f]{64}$'
 
 ttl="1h"
+revoke_id=""
 timeout_seconds="120"
 ROOT="${ROOT:-}"
 
 parse_args() {
-  parse_flags --ttl=ttl --timeout=timeout_seconds --root=ROOT -- "$@"
+  parse_flags --ttl=ttl --revoke=revoke_id --timeout=timeout_seconds --root=ROOT -- "$@"
 
   [[ "$ttl" =~ ^([0-9]+(h|m|s))+$ && "$ttl" =~ [1-9] ]] ||
     usage_error "--ttl must be a non-zero duration such as 1h, 30m or 1h30m, got '${ttl}'"
+  [[ -z "$revoke_id" || "$revoke_id" =~ ^[a-z0-9]{6}$ ]] ||
+    usage_error "--revoke must be a bootstrap token id ([a-z0-9]{6}); the value is not shown (it may be a whole token)"
   check_timeout
   check_root_dir
+}
+
+# revoke ADMIN_CONF: deletes the bootstrap token revoke_id and Secret kube-system/kubeadm-certs.
+# `kubeadm token delete` prints `bootstrap token "<id>" deleted` and fails for a token that
+# does not exist (cmd/kubeadm/app/cmd/token.go RunDeleteTokens); the output goes to the log.
+revoke() {
+  bounded kubeadm token delete "$revoke_id" >>"$log_file" 2>&1 ||
+    die "kubeadm token delete ${revoke_id} failed (the token may have expired already); see ${log_file}"
+  bounded kubectl --kubeconfig "$1" -n kube-system delete secret kubeadm-certs --ignore-not-found \
+    >>"$log_file" 2>&1 ||
+    die "could not delete Secret kube-system/kubeadm-certs; see ${log_file}"
+  log "revoked bootstrap token ${revoke_id} and deleted Secret kube-system/kubeadm-certs"
 }
 
 # The cluster's ClusterConfiguration, for kubeadm's --config; removed when the script exits.
@@ -106,6 +136,10 @@ main() {
   [[ -f "$admin_conf" ]] ||
     die "${admin_conf} not found: run this on a control-plane node that is already in the cluster"
   open_log
+  if [[ -n "$revoke_id" ]]; then
+    revoke "$admin_conf"
+    return 0
+  fi
   write_cluster_config "$admin_conf"
 
   local upload_output certificate_key join_command

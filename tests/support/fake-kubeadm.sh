@@ -386,6 +386,8 @@ case "$1 ${2:-}" in
       if [[ -z "$upload" ]]; then echo "[upload-certs] Skipping phase. Please see --upload-certs"; exit 0; fi
       if fails upload-certs; then echo "error execution phase upload-certs" >&2; exit 1; fi
       echo '[upload-certs] Storing the certificates in Secret "kubeadm-certs" in the "kube-system" Namespace'
+      # copycerts.UploadCerts: CreateOrUpdateSecret kube-system/kubeadm-certs.
+      create_object kube-system secrets kubeadm-certs
       echo '[upload-certs] Using certificate key:'
       echo "$FAKE_CERT_KEY"
       exit 0
@@ -416,6 +418,22 @@ case "$1 ${2:-}" in
     key=""
     while [[ $# -gt 0 ]]; do if [[ "$1" == --certificate-key ]]; then key="$2"; fi; shift; done
     printf '%s \n' "kubeadm join 10.20.1.250:6443 --token $FAKE_TOKEN --discovery-token-ca-cert-hash $FAKE_CA_CERT_HASH --control-plane --certificate-key ${FAKE_PRINTED_KEY:-$key}"
+    # The token's Secret kube-system/bootstrap-token-<id> exists from now on (one id a line).
+    echo "${FAKE_TOKEN%%.*}" >>"$FAKE_CAPTURE/tokens"
+    ;;
+  "token delete")
+    # cmd/kubeadm/app/cmd/token.go RunDeleteTokens: an id or a whole token; deletes Secret
+    # kube-system/bootstrap-token-<id>, printing `bootstrap token "<id>" deleted`; a Secret that
+    # is not there fails the command with the API's NotFound.
+    [[ $# -eq 3 && "$3" =~ ^[a-z0-9]{6}(\.[a-z0-9]{16})?$ ]] || { echo "fake kubeadm: unexpected $*" >&2; exit 99; }
+    id="${3%%.*}"
+    if fails token-delete; then echo "failed to delete bootstrap token \"$id\": the server is currently unable to handle the request" >&2; exit 1; fi
+    if ! grep -qx "$id" "$FAKE_CAPTURE/tokens" 2>/dev/null; then
+      echo "failed to delete bootstrap token \"$id\": secrets \"bootstrap-token-$id\" not found" >&2; exit 1
+    fi
+    rest="$(grep -vx "$id" "$FAKE_CAPTURE/tokens" || true)"
+    if [[ -n "$rest" ]]; then printf '%s\n' "$rest" >"$FAKE_CAPTURE/tokens"; else : >"$FAKE_CAPTURE/tokens"; fi
+    echo "bootstrap token \"$id\" deleted"
     ;;
   "join --config")
     config="$3"
