@@ -3,8 +3,8 @@
  * exported (secret) as the stack output `workerJoin` with the endpoint and the CA hash.
  *
  * The token's public id is derived from the cluster name, the rotation setting and the TTL, so
- * changing either setting is a new id: Pulumi creates the new token, then the old resource's
- * delete removes the old one. The secret half is generated on the node by kubeadm.
+ * changing either setting is a new id: the old resource's delete removes the old token, then the
+ * new one is created (delete first, see below). The secret half is generated on the node by kubeadm.
  *
  * The token's expiry (a date, and the public id it belongs to) leaves the secret as its own
  * plain Output: the stack exports it as `workerJoinExpiry` and the monitoring alerts on it

@@ -295,7 +295,7 @@ describe("variants", () => {
   test("preview: the whole graph registers with every computed output unknown", async () => {
     const run = await runStack({}, { preview: true });
     expect(run.preview).toBe(true);
-    expect(run.resources).toHaveLength(82);
+    expect(run.resources).toHaveLength(86);
     expect(one(run, "api-lb-target-cp-1").inputs.serverId).toBe("[unknown]");
     expect(run.outputs.apiServerUrl).toBe("[unknown]");
   });

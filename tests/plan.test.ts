@@ -120,15 +120,19 @@ describe("npm run plan --stack prod", () => {
     const dir = path.join(out, "prod");
     expect(fs.readdirSync(path.join(dir, "kubeadm")).sort()).toEqual([
       "cp-1-etcd-patch.yaml",
-      "cp-1.yaml",
+      "cp-1-init.yaml",
+      "cp-1-join.yaml",
       "cp-2-etcd-patch.yaml",
-      "cp-2.yaml",
+      "cp-2-init.yaml",
+      "cp-2-join.yaml",
       "cp-3-etcd-patch.yaml",
-      "cp-3.yaml",
+      "cp-3-init.yaml",
+      "cp-3-join.yaml",
     ]);
     expect(fs.readdirSync(path.join(dir, "kube-vip")).sort()).toEqual(["cp-1.yaml", "cp-2.yaml", "cp-3.yaml"]);
     for (const [file, resource] of [
-      ["kubeadm/cp-1.yaml", "bootstrap-cp-1-kubeadm-config"],
+      ["kubeadm/cp-1-init.yaml", "bootstrap-cp-1-kubeadm-init"],
+      ["kubeadm/cp-2-join.yaml", "bootstrap-cp-2-kubeadm-join"],
       ["kubeadm/cp-2-etcd-patch.yaml", "bootstrap-cp-2-etcd-patch"],
       ["kube-vip/cp-3.yaml", "bootstrap-cp-3-kube-vip"],
     ]) {

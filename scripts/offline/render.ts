@@ -75,7 +75,8 @@ export interface Artifact {
 
 /** Where a file copied to a node goes in the plan, by the copy's role (its name's suffix). */
 const copiedFiles: Record<string, (node: string) => string> = {
-  "kubeadm-config": (node) => `kubeadm/${node}.yaml`,
+  "kubeadm-init": (node) => `kubeadm/${node}-init.yaml`,
+  "kubeadm-join": (node) => `kubeadm/${node}-join.yaml`,
   "etcd-patch": (node) => `kubeadm/${node}-etcd-patch.yaml`,
   "kube-vip": (node) => `kube-vip/${node}.yaml`,
 };
