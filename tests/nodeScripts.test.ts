@@ -75,7 +75,6 @@ const scriptNames = [
   "mint-join-credentials.sh",
   "kubeadm-join.sh",
   "leave-cluster.sh",
-  "remove-etcd-member.sh",
 ] as const;
 type ScriptName = (typeof scriptNames)[number];
 
@@ -123,14 +122,6 @@ ${kubectlGateArms("", { readyAfter: true })}
       id="\${line%%,*}"
       if ! grep -qx "$id" "$FAKE_CAPTURE/removed" 2>/dev/null; then printf '%s\\n' "$line"; fi
     done <<<"\${FAKE_MEMBERS-${fakeClusterMembers}}"
-    ;;
-  *" endpoint health")
-    if [[ -n "\${FAKE_MEMBER_ALIVE:-}" ]]; then echo "is healthy"; else echo "is unhealthy" >&2; exit 1; fi
-    ;;
-  *" member remove "*)
-    if fails member-remove; then exit 1; fi
-    echo "\${*: -1}" >>"$FAKE_CAPTURE/removed"
-    echo "Member \${*: -1} removed from cluster 1c2ed7b1b8a14f1d"
     ;;
   *" drain "*)
     if fails drain; then echo "error: cannot evict pod as it would violate the pod's disruption budget" >&2; exit 1; fi
@@ -217,7 +208,6 @@ describe("every node script", () => {
       "POLL_SECONDS",
     ],
     "leave-cluster.sh": ["--node-name", "--timeout", "--skip-etcd-check", "--root", "ROOT", "POLL_SECONDS"],
-    "remove-etcd-member.sh": ["--member", "--node-name", "--force", "--timeout", "--root", "ROOT"],
   };
 
   test.each(scriptNames)("%s: bash strict mode, no xtrace, --help documents every flag", (name) => {
@@ -1081,7 +1071,7 @@ describe("member markers: a re-run after kubeadm stopped in any phase finishes o
         expect(second.status).toBe(1);
         expect(second.stderr).toContain("kubeadm join stopped half way on this node");
         expect(second.stderr).toContain(runbook);
-        const removal = "bash /usr/local/lib/hcloud-control-plane/node/remove-etcd-member.sh --member prod-nbg1-cp-2";
+        const removal = "bash /usr/local/lib/hcloud-control-plane/node/membership.sh remove --node-name prod-nbg1-cp-2";
         expect(second.stderr.includes(removal)).toBe(joinRerun[phase].etcdMember === true);
         expect(marker(sandbox)).toBeUndefined();
         resetAsPrinted(sandbox, second.stderr);
@@ -1195,7 +1185,7 @@ describe("member markers: a re-run after kubeadm stopped in any phase finishes o
     expect(again.status).toBe(1);
     expect(again.stderr).toContain("not adopted: the etcd member list has no started, voting member prod-nbg1-cp-1");
     expect(again.stderr).toContain("kubeadm reset -f");
-    expect(again.stderr).toContain("remove-etcd-member.sh --member prod-nbg1-cp-1");
+    expect(again.stderr).toContain("membership.sh remove --node-name prod-nbg1-cp-1");
     expect(kubeadmCalls(sandbox)).toEqual([]);
     expect(marker(sandbox)).toBeUndefined();
   });
@@ -1395,7 +1385,7 @@ describe("member markers: a re-run after kubeadm stopped in any phase finishes o
         expectNoSecrets(result, secrets);
         expect(result.stderr).toContain(`not adopted: ${message}`);
         expect(result.stderr).toContain("kubeadm reset -f");
-        expect(result.stderr).toContain(`remove-etcd-member.sh --member ${node}`);
+        expect(result.stderr).toContain(`membership.sh remove --node-name ${node}`);
         expect(kubeadmCalls(sandbox)).toEqual([]);
         expect(marker(sandbox)).toBeUndefined();
       },
@@ -1511,87 +1501,5 @@ describe("leave-cluster.sh", () => {
     // Later calls can only be retries of the failing check.
     for (const later of log.slice(steps)) expect(later).toBe(expected[steps - 1]);
     expect(fs.readdirSync(at(sandbox, "run/hcloud-control-plane"))).toEqual([]);
-  });
-});
-
-describe("remove-etcd-member.sh", () => {
-  const members = [
-    "2a3b4c5d6e7f8091, started, prod-nbg1-cp-1, https://10.20.1.11:2380, https://10.20.1.11:2379, false",
-    "3b4c5d6e7f809102, started, prod-nbg1-cp-2, https://10.20.1.12:2380, https://10.20.1.12:2379, false",
-    "4c5d6e7f80910213, started, prod-nbg1-cp-3, https://10.20.1.13:2380, https://10.20.1.13:2379, false",
-  ].join("\n");
-  const survivor = (name: string) => {
-    const sandbox = makeSandbox(name);
-    fs.writeFileSync(at(sandbox, adminConf), "admin kubeconfig\n");
-    Object.assign(sandbox.env, { FAKE_HOSTNAME: "prod-nbg1-cp-1", FAKE_MEMBERS: members });
-    return sandbox;
-  };
-  const etcdctl = (endpoints: string, command: string) => etcdctlCall(kubeconfig, "prod-nbg1-cp-1", endpoints, command);
-  const listCall = etcdctl("https://127.0.0.1:2379", "member list -w simple");
-  const healthCall = etcdctl("https://10.20.1.13:2379", "endpoint health");
-  const removeCall = etcdctl("https://127.0.0.1:2379", "member remove 4c5d6e7f80910213");
-
-  test("removes the dead member by id; a second run finds it gone and does nothing", () => {
-    const sandbox = survivor("remove");
-    const first = run(sandbox, "remove-etcd-member.sh", ["--member", "prod-nbg1-cp-3"]);
-    expectStatus(first, 0);
-    expect(first.stderr).toContain("removing etcd member prod-nbg1-cp-3 (id 4c5d6e7f80910213)");
-    expect(calls(sandbox)).toEqual(["hostname", listCall, healthCall, removeCall]);
-
-    resetCalls(sandbox);
-    const second = run(sandbox, "remove-etcd-member.sh", ["--member", "prod-nbg1-cp-3"]);
-    expectStatus(second, 0);
-    expect(second.stderr).toContain(
-      "prod-nbg1-cp-3 is not an etcd member (members: prod-nbg1-cp-1 prod-nbg1-cp-2); nothing to do",
-    );
-    expect(calls(sandbox)).toEqual(["hostname", listCall]);
-  });
-
-  test("refuses its own member, the survivor's member, and a member that is still healthy", () => {
-    const sandbox = survivor("remove-refused");
-    const own = run(sandbox, "remove-etcd-member.sh", ["--member", "prod-nbg1-cp-1"]);
-    expect(own.status).toBe(1);
-    expect(own.stderr).toContain("refusing to remove prod-nbg1-cp-1: it is the member of this node");
-    const viaSurvivor = run(sandbox, "remove-etcd-member.sh", [
-      "--member",
-      "prod-nbg1-cp-2",
-      "--node-name",
-      "prod-nbg1-cp-2",
-    ]);
-    expect(viaSurvivor.status).toBe(1);
-    expect(viaSurvivor.stderr).toContain("refusing to remove prod-nbg1-cp-2");
-    expect(calls(sandbox)).toEqual(["hostname", "hostname"]);
-
-    resetCalls(sandbox);
-    const alive = run(sandbox, "remove-etcd-member.sh", ["--member", "prod-nbg1-cp-3"], {
-      env: { FAKE_MEMBER_ALIVE: "1" },
-    });
-    expect(alive.status).toBe(1);
-    expect(alive.stderr).toContain("its endpoint https://10.20.1.13:2379 is healthy, so the node is not dead");
-    expect(calls(sandbox)).toEqual(["hostname", listCall, healthCall]);
-
-    resetCalls(sandbox);
-    const forced = run(sandbox, "remove-etcd-member.sh", ["--member", "prod-nbg1-cp-3", "--force"], {
-      env: { FAKE_MEMBER_ALIVE: "1" },
-    });
-    expectStatus(forced, 0);
-    expect(calls(sandbox)).toEqual(["hostname", listCall, removeCall]);
-  });
-
-  test("a failing or hanging etcdctl fails the script within --timeout", () => {
-    const failures: Record<string, string>[] = [
-      { FAKE_FAIL: "member-list" },
-      { FAKE_HANG: "member-list" },
-      { FAKE_FAIL: "member-remove" },
-    ];
-    for (const env of failures) {
-      const sandbox = survivor("remove-fails");
-      const result = run(sandbox, "remove-etcd-member.sh", ["--member", "prod-nbg1-cp-3", "--timeout", "1"], {
-        env,
-      });
-      expect(result.status).toBe(1);
-      expect(result.stderr).toMatch(/etcdctl member (list|remove \S+) failed/);
-      expect(result.ms).toBeLessThan(12_000);
-    }
   });
 });

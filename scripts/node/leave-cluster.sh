@@ -37,7 +37,7 @@ Steps:
      (kubeadm reset deletes the original; the copy is removed on exit, whatever happens);
   2. refuse to go on unless `etcdctl endpoint health --cluster` passes in this node's etcd pod:
      removing a healthy member while another member is down can cost the cluster its quorum
-     (remove dead members first, with remove-etcd-member.sh on a survivor);
+     (remove dead members first, with membership.sh remove on a survivor);
   3. kubectl drain NAME --ignore-daemonsets --delete-emptydir-data --timeout=<timeout>s;
      when it fails the node stays cordoned and nothing else changes;
   4. remove the member marker /var/lib/kubernetes-node/member (kubeadm-init.sh and

@@ -176,8 +176,8 @@ refuse_half_done() {
   if [[ -n "$etcd_member" ]]; then
     log "This node's etcd member may have been added to the cluster. kubeadm reset removes it when it can"
     log "reach etcd; then, on a healthy member, check and remove what is left:"
-    log "  bash ${MEMBER_SCRIPTS_DIR}/remove-etcd-member.sh --member ${node}"
-    log "    (it does nothing when the member list no longer shows ${node})"
+    log "  bash ${MEMBER_SCRIPTS_DIR}/membership.sh remove --node-name ${node} --peer-url https://<its private IP>:2380 --this-node <that member>"
+    log "    (it finds the member by its peer URL, also unstarted; it does nothing when no member has it)"
   fi
   log "See ${MEMBER_RUNBOOK} (kubeadm output: ${log_file})."
   exit 1

@@ -21,6 +21,11 @@ export interface EtcdMember {
   dataDir: string;
   logFile: string;
   process?: ChildProcess;
+  /**
+   * Set for a member that joins the running cluster: the ETCD_INITIAL_CLUSTER that `etcdctl
+   * member add` printed. It then starts with `--initial-cluster-state existing`.
+   */
+  initialCluster?: string;
 }
 
 /** Ports nobody listens on right now: each is bound (port 0) at the same time, then released. */
@@ -180,9 +185,9 @@ export class EtcdCluster {
       `--advertise-client-urls=${member.clientUrl}`,
       `--listen-peer-urls=${member.peerUrl}`,
       `--initial-advertise-peer-urls=${member.peerUrl}`,
-      `--initial-cluster=${this.initialCluster}`,
+      `--initial-cluster=${member.initialCluster ?? this.initialCluster}`,
       `--initial-cluster-token=${this.token}`,
-      "--initial-cluster-state=new",
+      `--initial-cluster-state=${member.initialCluster ? "existing" : "new"}`,
       `--quota-backend-bytes=${this.quotaBackendBytes}`,
       "--max-request-bytes=10485760",
       "--logger=zap",
@@ -196,6 +201,25 @@ export class EtcdCluster {
           ]
         : []),
     ];
+  }
+
+  /**
+   * A new member NAME (free ports, a data dir under the cluster's directory) to join the running
+   * cluster: `etcdctl member add` it, set its `initialCluster` from the output, then start() it.
+   * stop(), stopAll() and cleanup() cover it like the first members.
+   */
+  async allocateMember(name: string): Promise<EtcdMember> {
+    if (this.members.some((m) => m.name === name)) throw new Error(`etcd member ${name} exists`);
+    const [clientPort, peerPort] = await freePorts(2);
+    const member: EtcdMember = {
+      name,
+      clientUrl: `${this.tls ? "https" : "http"}://127.0.0.1:${clientPort}`,
+      peerUrl: `http://127.0.0.1:${peerPort}`,
+      dataDir: path.join(this.dir, `${name}.data`),
+      logFile: path.join(this.dir, `${name}.log`),
+    };
+    this.members.push(member);
+    return member;
   }
 
   start(name: string): void {
