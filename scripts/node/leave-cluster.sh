@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Removes THIS control-plane node from the cluster cleanly: drain, `kubeadm reset -f` (which
-# removes the node's own etcd member), delete the Node object. Pulumi runs it as the `delete` of
-# the node's join command, one node per update. A node that has not joined has nothing to do.
+# removes the node's own etcd member), delete the Node object: an operator's tool for a node that
+# is to be reused. Pulumi removes members through their membership record on another member
+# (membership.sh remove), which works for a dead node too; only a join command recorded before
+# that, not yet updated, still has this script as its `delete`. A node that has not joined has
+# nothing to do.
 set -euo pipefail
 umask 077
 # Bash's regular expressions follow the locale; C makes [a-z] mean exactly a to z.
