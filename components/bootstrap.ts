@@ -146,7 +146,9 @@ export function memberCommand(
     kubeadmFiles.init,
     "--join-config-template",
     kubeadmFiles.joinTemplate,
-    ...(peers.length ? ["--peers", peers.join(",")] : []),
+    // Empty for a cluster of one node: the script requires the flag, so a lost list cannot pass.
+    "--peers",
+    peers.join(","),
     ...(deployedCaCertHash ? ["--cluster-ca", deployedCaCertHash] : []),
     ...endpointArgs(cfg),
     "--endpoint-url",

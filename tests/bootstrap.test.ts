@@ -7,6 +7,7 @@
  * the scripts against stand-ins) and how the command provider orders deletes; Pulumi deletes
  * dependents before their dependencies, so the chain asserted here orders deletes too.
  */
+import { spawnSync } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -17,6 +18,7 @@ import { firstRunningIndex } from "../components/controlPlane";
 import { nodeCommand, shellQuote } from "../components/nodeScripts";
 import { ProgramRun, RecordedResource } from "../scripts/offline/harness";
 import { loadStackConfig } from "../scripts/offline/stackConfig";
+import { nodeScriptsDir, useTempDir } from "./support/nodeSandbox";
 import { byType, one, runStack } from "./support/program";
 
 const Command = "command:remote:Command";
@@ -397,7 +399,7 @@ describe("variants", () => {
     const records = memberships(run);
     expect(records).toHaveLength(n === 1 ? 0 : n);
     for (let k = 1; k < records.length; k++) expect(records[k].dependsOn).toContain(records[k - 1].urn);
-    if (n === 1) expect(String(chain[0].inputs.create)).not.toContain("--peers");
+    if (n === 1) expect(String(chain[0].inputs.create)).toContain(" --peers '' ");
     expect(byType(run, Copy).filter((r) => r.name.endsWith("-kube-vip"))).toHaveLength(n);
     expect(byType(run, Command).filter((r) => r.name.endsWith("-kube-vip-install"))).toHaveLength(n);
   });
@@ -440,6 +442,46 @@ describe("variants", () => {
     // Before the servers exist, where a record runs is unknown too.
     expect(one(run, "bootstrap-cp-2-membership").revealedInputs.connection).toBe("[unknown]");
     expect(one(run, "access-provider").revealedInputs.kubeconfig).toBe("[unknown]");
+  });
+});
+
+describe("the command lines the program renders parse in their scripts", () => {
+  const tmp = useTempDir("bootstrap-commands-");
+  /** Runs a rendered command with the repository's scripts, under a temporary root, stdin empty. */
+  const runRendered = (command: string) =>
+    spawnSync(
+      "bash",
+      ["--norc", "-c", command.replaceAll("/usr/local/lib/hcloud-control-plane/node/", `${nodeScriptsDir}/`)],
+      {
+        input: "",
+        encoding: "utf8",
+        timeout: 30_000,
+        env: { PATH: "/usr/bin:/bin", ROOT: fs.mkdtempSync(path.join(tmp(), "root-")), LC_ALL: "C" },
+      },
+    );
+
+  test.each([1, 3])("%i node(s): every setup parses and stops at the missing key, before anything else", async (n) => {
+    const hash = `sha256:${"ab".repeat(32)}`;
+    const run = await runStack({ controlPlaneCount: n, nodeIps: [] }, { deployed: { caCertHash: hash } });
+    for (const member of members(run)) {
+      const result = runRendered(String(member.inputs.create));
+      expect({ name: member.name, status: result.status, stderr: result.stderr.trim() }).toEqual({
+        name: member.name,
+        status: 1,
+        stderr: "kubeadm-member: error: stdin is empty; expected the SSH private key",
+      });
+    }
+  });
+
+  test("every membership check and removal parses (it stops where the cluster is needed)", async () => {
+    const run = await runStack();
+    for (const record of memberships(run)) {
+      for (const command of [record.inputs.create, record.inputs.delete]) {
+        const result = runRendered(String(command));
+        expect({ name: record.name, status: result.status }).toEqual({ name: record.name, status: 1 });
+        expect(result.stderr).not.toMatch(/usage error/);
+      }
+    }
   });
 });
 
