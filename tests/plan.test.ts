@@ -141,8 +141,14 @@ describe("npm run plan --stack prod", () => {
         fs.readFileSync(path.join(dir, file), "utf8"),
       );
     }
-    expect(fs.readFileSync(path.join(dir, "kubeadm", "cp-1.yaml"), "utf8")).toContain("kind: InitConfiguration");
-    expect(fs.readFileSync(path.join(dir, "kubeadm", "cp-2.yaml"), "utf8")).toContain("kind: JoinConfiguration");
+    for (const node of ["cp-1", "cp-2", "cp-3"]) {
+      expect(fs.readFileSync(path.join(dir, "kubeadm", `${node}-init.yaml`), "utf8")).toContain(
+        "kind: InitConfiguration",
+      );
+      expect(fs.readFileSync(path.join(dir, "kubeadm", `${node}-join.yaml`), "utf8")).toContain(
+        "kind: JoinConfiguration",
+      );
+    }
   });
 
   test("no secret value reaches any file the plan writes", () => {
@@ -235,7 +241,7 @@ describe("npm run plan --stack prod", () => {
     const lines = result.stdout.split("\n");
     expect(lines).toContain("├─ control-plane  hcloud-control-plane:ControlPlane");
     expect(lines).toContain("│  ├─ control-plane-cp-1  hcloud:Server  (protected, waits for 4)");
-    expect(lines).toContain("Resources by type (82 in all):");
+    expect(lines).toContain("Resources by type (86 in all):");
     expect(lines).toContain("    3  hcloud:index/server:Server");
     expect(result.stdout).toContain(path.relative(projectRoot, path.join(out, "prod", "plan.json")));
     expect(result.stdout).toContain(path.relative(projectRoot, path.join(out, "prod", "graph.svg")));
