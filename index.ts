@@ -3,21 +3,21 @@
  * concern; the order of statements here is not the deployment order, the data flow is.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { EtcdBackup } from "./components/backup";
-import { ClusterBootstrap } from "./components/bootstrap";
-import { KubeadmCertificates } from "./components/certificates";
-import { apiServerViaReservedIp, ClusterAccess, publicApiServer } from "./components/clusterAccess";
-import { Cni } from "./components/cni";
+import { EtcdBackup } from "./components/etcd/backup";
+import { ClusterBootstrap } from "./components/lifecycle/bootstrap";
+import { KubeadmCertificates } from "./components/lifecycle/certificates";
+import { apiServerViaReservedIp, ClusterAccess, publicApiServer } from "./components/lifecycle/clusterAccess";
+import { Cni } from "./components/addons/cni";
 import { loadConfig, loadSecrets, readDeployedOutput } from "./components/config";
-import { ControlPlane } from "./components/controlPlane";
-import { EtcdDefrag } from "./components/defrag";
-import { ApiLoadBalancer } from "./components/loadBalancer";
-import { Monitoring } from "./components/monitoring/monitoring";
-import { ClusterNetwork } from "./components/network";
+import { ControlPlane } from "./components/hetzner/controlPlane";
+import { EtcdDefrag } from "./components/etcd/defrag";
+import { ApiLoadBalancer } from "./components/hetzner/loadBalancer";
+import { Monitoring } from "./components/addons/monitoring/monitoring";
+import { ClusterNetwork } from "./components/hetzner/network";
 import { stackOutputs, StackOutputs } from "./components/outputs";
-import { ReservedIp } from "./components/reservedIp";
-import { ControlPlaneUpgrade } from "./components/upgrade";
-import { WorkerJoinToken } from "./components/workerJoin";
+import { ReservedIp } from "./components/hetzner/reservedIp";
+import { ControlPlaneUpgrade } from "./components/lifecycle/upgrade";
+import { WorkerJoinToken } from "./components/lifecycle/workerJoin";
 
 export = async (): Promise<StackOutputs> => {
   // Validation throws before any resource is registered. An upgrade starts from the version

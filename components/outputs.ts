@@ -2,15 +2,15 @@
  * The stack outputs, as one interface: what other teams read through StackReference.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { EtcdBackup } from "./backup";
-import { CertificateExpiry, KubeadmCertificates } from "./certificates";
-import { caCertHash, ClusterAccess } from "./clusterAccess";
+import { EtcdBackup } from "./etcd/backup";
+import { CertificateExpiry, KubeadmCertificates } from "./lifecycle/certificates";
+import { caCertHash, ClusterAccess } from "./lifecycle/clusterAccess";
 import { ClusterConfig } from "./config";
-import { ControlPlane } from "./controlPlane";
-import { apiServerPort, ApiLoadBalancer, controlPlaneHost } from "./loadBalancer";
-import { ClusterNetwork } from "./network";
-import { ReservedIp } from "./reservedIp";
-import { WorkerJoinExpiry, WorkerJoinToken } from "./workerJoin";
+import { ControlPlane } from "./hetzner/controlPlane";
+import { apiServerPort, ApiLoadBalancer, controlPlaneHost } from "./hetzner/loadBalancer";
+import { ClusterNetwork } from "./hetzner/network";
+import { ReservedIp } from "./hetzner/reservedIp";
+import { WorkerJoinExpiry, WorkerJoinToken } from "./lifecycle/workerJoin";
 
 export interface NodeOutput {
   name: string;

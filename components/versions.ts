@@ -9,7 +9,7 @@ export const versions = {
   kubernetesPackageRevision: "1.1",
   /**
    * kube-vip image tag (`ghcr.io/kube-vip/kube-vip`), the static pod on every control-plane
-   * node that holds the reserved IP (components/kubeVip.ts).
+   * node that holds the reserved IP (components/node/kubeVip.ts).
    */
   kubeVip: "v1.2.3",
   /** Cilium Helm chart (https://helm.cilium.io), the default pod network. */
@@ -23,7 +23,7 @@ export const versions = {
   kubePrometheusStackChart: "88.5.3",
   /**
    * The etcd image whose etcdctl/etcdutl the backup image carries
-   * (scripts/images/etcd-backup.Dockerfile, build argument ETCD_IMAGE). Keep it at the etcd
+   * (scripts/jobs/images/etcd-backup.Dockerfile, build argument ETCD_IMAGE). Keep it at the etcd
    * version kubeadm deploys for the configured Kubernetes minor (`kubeadm config images list`).
    */
   etcdImage: "registry.k8s.io/etcd:3.6.5-0",
@@ -33,7 +33,7 @@ export const versions = {
  * The Kubernetes minors (inclusive) the pinned versions above and the node scripts were made
  * for; config validation refuses a kubernetesVersion outside them. Widen it only together with
  * the pins it depends on:
- * - 1.31 is the first minor whose kubeadm reads `kubeadm.k8s.io/v1beta4` (components/kubeadm.ts).
+ * - 1.31 is the first minor whose kubeadm reads `kubeadm.k8s.io/v1beta4` (components/node/kubeadm.ts).
  * - 1.35 is the last minor that supports containerd 1.x, and the nodes install Ubuntu's
  *   containerd 1.7 (scripts/node/prepare-kubernetes-node.sh); 1.36 needs containerd 2.
  * - Cilium 1.18 is e2e-tested on 1.30-1.33 (Documentation/network/kubernetes/compatibility.rst

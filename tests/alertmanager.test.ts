@@ -1,5 +1,5 @@
 /**
- * The paging policy (components/monitoring/alertmanager.ts), checked by Alertmanager itself:
+ * The paging policy (components/addons/monitoring/alertmanager.ts), checked by Alertmanager itself:
  * `amtool check-config` loads the rendered file with Alertmanager 0.25's own config code,
  * `amtool config routes test` resolves receivers for representative alerts, and a real
  * Alertmanager on 127.0.0.1 delivers alerts to a capture server standing in for the on-call
@@ -21,7 +21,7 @@ import {
   PagingSettings,
   receivers,
   renderAlertmanagerConfig,
-} from "../components/monitoring/alertmanager";
+} from "../components/addons/monitoring/alertmanager";
 import {
   alertmanagerBinary,
   AlertmanagerProcess,
@@ -110,7 +110,7 @@ describe("businessHoursErrors", () => {
       return amtool(["check-config"], text).status;
     };
     expect(check({ businessDays: ["sunday:saturday"], businessHours: ["00:00-24:00"], timezone: "Etc/GMT+1" })).toBe(0);
-    // The renderer does not re-validate (components/config.ts does); Alertmanager agrees these are wrong.
+    // The renderer does not re-validate (components/config/index.ts does); Alertmanager agrees these are wrong.
     expect(check({ businessDays: ["monday:sunday"] })).not.toBe(0);
     expect(check({ timezone: "europe/berlin" })).not.toBe(0);
   });

@@ -6,7 +6,7 @@
  * The script itself runs for real against etcd and an S3 server in etcdBackup.test.ts. What
  * this cannot prove: that Hetzner accepts the bucket calls (DESIGN.md lists the flags its S3
  * needs) and that the image named by backupImage carries the tools the script uses
- * (scripts/images/etcd-backup.Dockerfile, checked against the script below).
+ * (scripts/jobs/images/etcd-backup.Dockerfile, checked against the script below).
  */
 import { spawnSync } from "node:child_process";
 import * as crypto from "node:crypto";
@@ -19,18 +19,18 @@ import {
   backupEnvironment,
   backupScriptConfigMap,
   backupScriptPath,
-} from "../components/backup";
+} from "../components/etcd/backup";
 import { parseConfig } from "../components/config";
-import { scriptHashAnnotation } from "../components/etcdCronJob";
+import { scriptHashAnnotation } from "../components/etcd/cronJob";
 import { versions } from "../components/versions";
-import { ProgramRun } from "../scripts/offline/harness";
-import { loadStackConfig } from "../scripts/offline/stackConfig";
+import { ProgramRun } from "../tools/offline/harness";
+import { loadStackConfig } from "../tools/offline/stackConfig";
 import { one, runStack } from "./support/program";
 
 const P = "hcloud-control-plane";
 const prodConfig = (overrides: Record<string, unknown> = {}) => parseConfig(loadStackConfig("prod", { overrides }));
 const script = fs.readFileSync(backupScriptPath, "utf8");
-const library = fs.readFileSync(path.join(__dirname, "..", "scripts", "etcd-job-lib.sh"), "utf8");
+const library = fs.readFileSync(path.join(__dirname, "..", "scripts", "jobs", "etcd-job-lib.sh"), "utf8");
 const scripts = { script, library };
 
 describe("the prod stack's backup resources", () => {
@@ -115,7 +115,7 @@ describe("the prod stack's backup resources", () => {
     expect(cronJob).not.toContain("placeholder for");
   });
 
-  test("the ConfigMap carries scripts/etcd-backup.sh and the library it sources as they are in the repository", () => {
+  test("the ConfigMap carries scripts/jobs/etcd-backup.sh and the library it sources as they are in the repository", () => {
     expect(one(run, "etcd-backup-script").inputs.data).toEqual({
       "etcd-backup.sh": script,
       "etcd-job-lib.sh": library,
@@ -218,7 +218,7 @@ describe("the CronJob", () => {
 
   test("the backup image's Dockerfile takes etcdctl/etcdutl from the pinned etcd image and installs the script's tools", () => {
     const dockerfile = fs.readFileSync(
-      path.join(__dirname, "..", "scripts", "images", "etcd-backup.Dockerfile"),
+      path.join(__dirname, "..", "scripts", "jobs", "images", "etcd-backup.Dockerfile"),
       "utf8",
     );
     expect(dockerfile).toContain(`ARG ETCD_IMAGE=${versions.etcdImage}`);
@@ -230,7 +230,7 @@ describe("the CronJob", () => {
     }
     // The scripts source the library beside them, so the copies for manual runs travel together.
     expect(dockerfile).toContain(
-      "COPY scripts/etcd-job-lib.sh scripts/etcd-backup.sh scripts/etcd-defrag.sh /usr/local/bin/",
+      "COPY scripts/jobs/etcd-job-lib.sh scripts/jobs/etcd-backup.sh scripts/jobs/etcd-defrag.sh /usr/local/bin/",
     );
   });
 });

@@ -11,13 +11,13 @@ import { spawnSync } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { kubeadmInput } from "../components/bootstrap";
-import { publicApiServer, rewriteKubeconfigServer } from "../components/clusterAccess";
+import { kubeadmInput } from "../components/lifecycle/bootstrap";
+import { publicApiServer, rewriteKubeconfigServer } from "../components/lifecycle/clusterAccess";
 import { parseConfig } from "../components/config";
-import { firstRunningIndex } from "../components/controlPlane";
-import { nodeCommand, shellQuote } from "../components/nodeScripts";
-import { ProgramRun, RecordedResource } from "../scripts/offline/harness";
-import { loadStackConfig } from "../scripts/offline/stackConfig";
+import { firstRunningIndex } from "../components/hetzner/controlPlane";
+import { nodeCommand, shellQuote } from "../components/node/nodeScripts";
+import { ProgramRun, RecordedResource } from "../tools/offline/harness";
+import { loadStackConfig } from "../tools/offline/stackConfig";
 import { nodeScriptsDir, useTempDir } from "./support/nodeSandbox";
 import { byType, one, runStack } from "./support/program";
 
@@ -182,7 +182,7 @@ describe("the prod stack's bootstrap", () => {
       const member = one(run, `bootstrap-cp-${n}-member`);
       expect(member.name).toBe(`bootstrap-cp-${n}-member`);
     }
-    const source = fs.readFileSync(path.join(__dirname, "..", "components", "bootstrap.ts"), "utf8");
+    const source = fs.readFileSync(path.join(__dirname, "..", "components", "lifecycle", "bootstrap.ts"), "utf8");
     expect(source).toContain(
       "aliases: [{ name: `${name}-${node.spec.name}-init` }, { name: `${name}-${node.spec.name}-join` }]",
     );

@@ -49,7 +49,7 @@ import {
   kubeVipSentinel,
   renewAdminConf,
 } from "./support/staticPods";
-import { parseNodeReport } from "../components/certificates";
+import { parseNodeReport } from "../components/lifecycle/certificates";
 
 const tmp = useTempDir("certificates-test-");
 
@@ -172,7 +172,7 @@ const renewed = expirationInfo(
   allCas(),
 );
 
-/** A control-plane node; with `kubeVip`, it runs kube-vip too (components/kubeVip.ts). */
+/** A control-plane node; with `kubeVip`, it runs kube-vip too (components/node/kubeVip.ts). */
 function makeSandbox(name: string, info = before, options: { kubeVip?: boolean } = {}): Sandbox {
   const files: Record<string, string> = { [adminConf]: adminKubeconfig("1") };
   for (const component of components) files[`${manifestsDir}/${component}.yaml`] = manifest(component);
@@ -283,7 +283,7 @@ describe("cert-expiry.sh", () => {
       ],
       missing: ["super-admin.conf"],
     });
-    // The report is what components/certificates.ts parses.
+    // The report is what components/lifecycle/certificates.ts parses.
     expect(parseNodeReport("cp-2", result.stdout)).toMatchObject({ earliest: "2025-10-02T08:05:07Z" });
     expect(calls(sandbox)).toEqual(["kubeadm certs check-expiration -o json"]);
     // kubeadm's stderr and stdout went to the root-only log.

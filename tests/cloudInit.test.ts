@@ -13,8 +13,8 @@ import { spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { parse } from "yaml";
-import { nodePaths, renderCloudInit } from "../components/cloudInit";
-import { maxUserDataBytes } from "../components/hetzner";
+import { nodePaths, renderCloudInit } from "../components/node/cloudInit";
+import { maxUserDataBytes } from "../components/hetzner/facts";
 import { pauseImage } from "../components/versions";
 import { parseCloudConfig, writtenFile } from "./support/cloudConfig";
 import { renderedElsewhen } from "./support/determinism";
@@ -113,13 +113,13 @@ describe("renderCloudInit", () => {
       ["/usr/local/sbin/prepare-kubernetes-node.sh", "root:root", "0700"],
     ]);
     expect(writtenFile(cloudConfig, "/etc/modules-load.d/kubernetes.conf").content).toBe(
-      onDisk("components/cloud-init/kubernetes-modules.conf"),
+      onDisk("components/node/cloud-init/kubernetes-modules.conf"),
     );
     expect(writtenFile(cloudConfig, "/etc/modules-load.d/kubernetes.conf").content).toMatch(
       /^overlay\nbr_netfilter\n$/m,
     );
     const sysctls = writtenFile(cloudConfig, "/etc/sysctl.d/90-kubernetes.conf").content;
-    expect(sysctls).toBe(onDisk("components/cloud-init/kubernetes-sysctl.conf"));
+    expect(sysctls).toBe(onDisk("components/node/cloud-init/kubernetes-sysctl.conf"));
     for (const key of [
       "net.ipv4.ip_forward",
       "net.bridge.bridge-nf-call-iptables",
@@ -128,7 +128,7 @@ describe("renderCloudInit", () => {
       expect(sysctls).toMatch(new RegExp(`^${key.replace(/\./g, "\\.")} = 1$`, "m"));
     }
     expect(writtenFile(cloudConfig, nodePaths.auditPolicy).content).toBe(
-      onDisk("components/cloud-init/audit-policy.yaml"),
+      onDisk("components/node/cloud-init/audit-policy.yaml"),
     );
     expect(writtenFile(cloudConfig, nodePaths.prepareScript).content).toBe(
       onDisk("scripts/node/prepare-kubernetes-node.sh"),

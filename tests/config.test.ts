@@ -3,7 +3,7 @@
  * The base is the real prod stack file with Pulumi.yaml's defaults, as the CLI builds it.
  */
 import { ConfigError, configKeys, parseConfig } from "../components/config";
-import { loadStackConfig, readProjectFile } from "../scripts/offline/stackConfig";
+import { loadStackConfig, readProjectFile } from "../tools/offline/stackConfig";
 
 const P = "hcloud-control-plane";
 

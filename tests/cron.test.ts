@@ -3,7 +3,7 @@
  * the etcd backup freshness alert's threshold. Each expectation is worked out by hand from
  * the calendar, not from the implementation.
  */
-import { cronMaxIntervalSeconds, cronNeverFiresError } from "../components/cron";
+import { cronMaxIntervalSeconds, cronNeverFiresError } from "../components/config/cron";
 
 const minute = 60;
 const hour = 3600;

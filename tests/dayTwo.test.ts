@@ -14,13 +14,13 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 import { CronJob } from "kubernetes-models/batch/v1/CronJob";
 import { ConfigMap } from "kubernetes-models/v1/ConfigMap";
-import { earliestExpiry, parseNodeReport } from "../components/certificates";
+import { earliestExpiry, parseNodeReport } from "../components/lifecycle/certificates";
 import { parseConfig } from "../components/config";
-import { defragCronJobManifest, defragScriptConfigMap, defragScriptPath } from "../components/defrag";
-import { scriptHashAnnotation } from "../components/etcdCronJob";
-import { certificateExpiryMetric, RuleFile } from "../components/monitoring/rules";
-import { ProgramRun, RecordedResource } from "../scripts/offline/harness";
-import { loadStackConfig } from "../scripts/offline/stackConfig";
+import { defragCronJobManifest, defragScriptConfigMap, defragScriptPath } from "../components/etcd/defrag";
+import { scriptHashAnnotation } from "../components/etcd/cronJob";
+import { certificateExpiryMetric, RuleFile } from "../components/addons/monitoring/rules";
+import { ProgramRun, RecordedResource } from "../tools/offline/harness";
+import { loadStackConfig } from "../tools/offline/stackConfig";
 import { byType, one, runStack, T } from "./support/program";
 
 const P = "hcloud-control-plane";
@@ -157,7 +157,7 @@ describe("kubeadm certificates", () => {
     }
   });
 
-  // The mocked reports (scripts/offline/mocks.ts): cp-1's admin.conf expires 2027-12-02, cp-2's
+  // The mocked reports (tools/offline/mocks.ts): cp-1's admin.conf expires 2027-12-02, cp-2's
   // apiserver 2027-11-21 (the earliest), cp-3's etcd-server 2027-12-04.
   test("the stack exports the earliest expiry over all nodes as a plain output", () => {
     expect(run.outputs.certificateExpiry).toEqual({
@@ -244,7 +244,7 @@ describe("kubeadm certificates", () => {
 describe("the etcd-defrag CronJob", () => {
   const cfg = parseConfig(loadStackConfig("prod"));
   const script = fs.readFileSync(defragScriptPath, "utf8");
-  const library = fs.readFileSync(path.join(__dirname, "..", "scripts", "etcd-job-lib.sh"), "utf8");
+  const library = fs.readFileSync(path.join(__dirname, "..", "scripts", "jobs", "etcd-job-lib.sh"), "utf8");
   const scripts = { script, library };
   const manifest = defragCronJobManifest(cfg, scripts);
   const pod = manifest.spec.jobTemplate.spec.template.spec;

@@ -1,8 +1,8 @@
 /** The README stays true: its commands exist, its config reference is Pulumi.yaml's, its links resolve. */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { configReference } from "../scripts/config-reference";
-import { projectRoot } from "../scripts/offline/stackConfig";
+import { configReference } from "../tools/config-reference";
+import { projectRoot } from "../tools/offline/stackConfig";
 
 const readme = fs.readFileSync(path.join(projectRoot, "README.md"), "utf8");
 const pkg = JSON.parse(fs.readFileSync(path.join(projectRoot, "package.json"), "utf8")) as {
@@ -16,8 +16,8 @@ test("the configuration reference is generated from Pulumi.yaml (run `npm run do
 test("the two README commands are the package's scripts, and .ci/run calls the test command", () => {
   expect(readme).toContain("npm run plan");
   expect(readme).toContain("npm test");
-  expect(pkg.scripts.plan).toBe("bash scripts/plan.sh");
-  expect(pkg.scripts.test).toBe("bash scripts/test.sh");
+  expect(pkg.scripts.plan).toBe("bash tools/plan.sh");
+  expect(pkg.scripts.test).toBe("bash tools/test.sh");
   expect(fs.readFileSync(path.join(projectRoot, ".ci", "run"), "utf8")).toMatch(/^npm test$/m);
 });
 

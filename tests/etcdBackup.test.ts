@@ -1,5 +1,5 @@
 /**
- * scripts/etcd-backup.sh and scripts/etcd-restore.sh (fetch, fetch-pki, member) for real: a
+ * scripts/jobs/etcd-backup.sh and scripts/ops/etcd-restore.sh (fetch, fetch-pki, member) for real: a
  * 3-member etcd (Debian's etcd 3.4) on 127.0.0.1, s3rver as the object store reached through
  * Debian's aws-cli v2, age keys made by age-keygen. Nothing is faked except aws wrappers that
  * fail a chosen upload, record delete-object calls, or answer list-object-versions the way a
@@ -21,12 +21,13 @@ import {
   requireBackupTools,
   runScript,
   ScriptResult,
-  scriptsDir,
+  jobsDir,
+  opsDir,
 } from "./support/etcdCluster";
 import { awsBinary, S3Server, startS3Server } from "./support/s3Server";
 
-const backupScript = path.join(scriptsDir, "etcd-backup.sh");
-const restoreScript = path.join(scriptsDir, "etcd-restore.sh");
+const backupScript = path.join(jobsDir, "etcd-backup.sh");
+const restoreScript = path.join(opsDir, "etcd-restore.sh");
 
 const keyCount = 3000;
 const entries: [string, string][] = [...Array(keyCount)].map((_, i) => [

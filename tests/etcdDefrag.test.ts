@@ -1,5 +1,5 @@
 /**
- * scripts/etcd-defrag.sh for real: a 3-member etcd (Debian's etcd 3.4) on 127.0.0.1 whose
+ * scripts/jobs/etcd-defrag.sh for real: a 3-member etcd (Debian's etcd 3.4) on 127.0.0.1 whose
  * database is fragmented for real (large values written, deleted and compacted away), then
  * defragmented by the script while a background poller reads through the cluster.
  *
@@ -14,20 +14,12 @@ import { spawn, spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import {
-  EtcdCluster,
-  etcdctlBinary,
-  runScript,
-  ScriptResult,
-  scriptsDir,
-  sleep,
-  waitUntil,
-} from "./support/etcdCluster";
+import { EtcdCluster, etcdctlBinary, runScript, ScriptResult, jobsDir, sleep, waitUntil } from "./support/etcdCluster";
 import { requireTool } from "./support/tools";
 
-const defragScript = path.join(scriptsDir, "etcd-defrag.sh");
+const defragScript = path.join(jobsDir, "etcd-defrag.sh");
 /** Sourced by the script from its own directory (in the pod, the same ConfigMap). */
-const jobLibrary = path.join(scriptsDir, "etcd-job-lib.sh");
+const jobLibrary = path.join(jobsDir, "etcd-job-lib.sh");
 
 /** Small keys that must survive everything. */
 const keepCount = 300;

@@ -28,15 +28,16 @@ import {
   requireBackupTools,
   runScript,
   ScriptResult,
-  scriptsDir,
+  jobsDir,
+  opsDir,
   waitUntil,
 } from "./support/etcdCluster";
 import { S3Server, startS3Server } from "./support/s3Server";
 import { expectNoSecrets } from "./support/secrets";
 import { requireTool } from "./support/tools";
 
-const backupScript = path.join(scriptsDir, "etcd-backup.sh");
-const restoreScript = path.join(scriptsDir, "etcd-restore.sh");
+const backupScript = path.join(jobsDir, "etcd-backup.sh");
+const restoreScript = path.join(opsDir, "etcd-restore.sh");
 const etcdImage = "registry.k8s.io/etcd:3.6.4-0";
 const ips = ["10.0.0.1", "10.0.0.2", "10.0.0.3"];
 

@@ -6,9 +6,9 @@
  * DESIGN.md and the enum/type checks here), URN stability across refactors (names are
  * asserted literally below, so a rename fails here first), and real provider diffs.
  */
-import { healthCheck } from "../components/loadBalancer";
-import { firewallRules } from "../components/network";
-import { RecordedResource } from "../scripts/offline/harness";
+import { healthCheck } from "../components/hetzner/loadBalancer";
+import { firewallRules } from "../components/hetzner/network";
+import { RecordedResource } from "../tools/offline/harness";
 import { byType, one, runStack, T } from "./support/program";
 
 const P = "hcloud-control-plane";

@@ -8,7 +8,7 @@
  * its header names the files and the commit), so a variable kube-vip dropped fails here.
  *
  * What this cannot prove: that kube-vip interprets each value the way its source says, or that
- * the address moves on Hetzner (it does not without the companion; see components/kubeVip.ts).
+ * the address moves on Hetzner (it does not without the companion; see components/node/kubeVip.ts).
  * A kubelet on a real node is the proof of that.
  */
 import * as crypto from "crypto";
@@ -16,7 +16,7 @@ import * as fs from "fs";
 import * as path from "path";
 import { Pod } from "kubernetes-models/v1/Pod";
 import { parse } from "yaml";
-import { kubeadmPaths } from "../components/kubeadm";
+import { kubeadmPaths } from "../components/node/kubeadm";
 import {
   kubeVipImage,
   kubeVipLeaseName,
@@ -24,7 +24,7 @@ import {
   kubeVipMetricsPort,
   kubeVipStagedPath,
   renderKubeVipManifest,
-} from "../components/kubeVip";
+} from "../components/node/kubeVip";
 import { versions } from "../components/versions";
 import { renderedElsewhen } from "./support/determinism";
 import {

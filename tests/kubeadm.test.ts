@@ -15,7 +15,7 @@
  */
 import { spawnSync } from "child_process";
 import { parseAllDocuments } from "yaml";
-import { nodePaths } from "../components/cloudInit";
+import { nodePaths } from "../components/node/cloudInit";
 import {
   etcdMetricsPort,
   etcdQuotaBackendBytes,
@@ -28,8 +28,8 @@ import {
   renderEtcdPatch,
   renderInitConfiguration,
   renderJoinConfiguration,
-} from "../components/kubeadm";
-import { apiServerPort } from "../components/loadBalancer";
+} from "../components/node/kubeadm";
+import { apiServerPort } from "../components/hetzner/loadBalancer";
 import { EtcdCluster } from "./support/etcdCluster";
 import { pyyamlLoadAll, requireTool } from "./support/tools";
 import { renderedElsewhen } from "./support/determinism";

@@ -16,7 +16,7 @@
 import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { joinVariables, renderInitConfiguration, renderJoinConfiguration } from "../components/kubeadm";
+import { joinVariables, renderInitConfiguration, renderJoinConfiguration } from "../components/node/kubeadm";
 import {
   at,
   calls,

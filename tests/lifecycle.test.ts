@@ -22,7 +22,7 @@ import {
 } from "./support/lifecycle";
 
 const nodeIps = (n: number) => Array.from({ length: n }, (_, i) => `10.20.1.${11 + i}`);
-/** Five nodes: cp-4 and cp-5 at the next derived addresses (components/config.ts: subnet host .11 + i), free of the LB's .250. */
+/** Five nodes: cp-4 and cp-5 at the next derived addresses (components/config/index.ts: subnet host .11 + i), free of the LB's .250. */
 const fiveNodes = { controlPlaneCount: 5, nodeIps: nodeIps(5) };
 const threeNodes = { controlPlaneCount: 3, nodeIps: nodeIps(3) };
 const server = (node: string) => `::control-plane-${node}`;
@@ -48,7 +48,7 @@ interface Row {
   expect: Expect;
 }
 
-/** The first running node other than `node`, where its membership record runs (components/controlPlane.ts firstRunning). */
+/** The first running node other than `node`, where its membership record runs (components/hetzner/controlPlane.ts firstRunning). */
 const recordHost = (node: string) => (node === "cp-1" ? "cp-2" : "cp-1");
 
 /**

@@ -11,9 +11,9 @@ import { Alertmanager } from "@kubernetes-models/prometheus-operator/monitoring.
 import { PrometheusRule } from "@kubernetes-models/prometheus-operator/monitoring.coreos.com/v1/PrometheusRule";
 import { Namespace } from "kubernetes-models/v1/Namespace";
 import { Secret } from "kubernetes-models/v1/Secret";
-import { CertificateExpiry, expirySeries } from "../components/certificates";
+import { CertificateExpiry, expirySeries } from "../components/lifecycle/certificates";
 import { parseConfig } from "../components/config";
-import { etcdMetricsPort } from "../components/kubeadm";
+import { etcdMetricsPort } from "../components/node/kubeadm";
 import {
   alertmanagerConfigSecretManifest,
   kubePrometheusStackValues,
@@ -21,14 +21,14 @@ import {
   pagingSettings,
   prometheusRuleManifest,
   ruleFile,
-} from "../components/monitoring/monitoring";
-import { renderAlertmanagerConfig } from "../components/monitoring/alertmanager";
-import { alertNames, RuleFile, workerTokenExpiryMetric } from "../components/monitoring/rules";
-import { WorkerJoinExpiry, workerTokenId, workerTokenSeries } from "../components/workerJoin";
+} from "../components/addons/monitoring/monitoring";
+import { renderAlertmanagerConfig } from "../components/addons/monitoring/alertmanager";
+import { alertNames, RuleFile, workerTokenExpiryMetric } from "../components/addons/monitoring/rules";
+import { WorkerJoinExpiry, workerTokenId, workerTokenSeries } from "../components/lifecycle/workerJoin";
 import { WorkerJoin } from "../components/outputs";
-import { ProgramRun, RecordedResource } from "../scripts/offline/harness";
-import { artifacts, toDot, toPlan, toTree } from "../scripts/offline/render";
-import { loadStackConfig } from "../scripts/offline/stackConfig";
+import { ProgramRun, RecordedResource } from "../tools/offline/harness";
+import { artifacts, toDot, toPlan, toTree } from "../tools/offline/render";
+import { loadStackConfig } from "../tools/offline/stackConfig";
 import { byType, one, runStack } from "./support/program";
 import { expectNoSecrets } from "./support/secrets";
 
@@ -127,9 +127,9 @@ describe("with kube-prometheus-stack (the default)", () => {
 });
 
 /**
- * The worker join token's expiry (components/workerJoin.ts) in the PrometheusRule. The mocked
+ * The worker join token's expiry (components/lifecycle/workerJoin.ts) in the PrometheusRule. The mocked
  * token command prints the script's two lines, its expiry being a fixed clock plus --ttl-hours
- * (scripts/offline/mocks.ts); scripts/node/worker-join-token.sh itself is run in outputs.test.ts.
+ * (tools/offline/mocks.ts); scripts/node/worker-join-token.sh itself is run in outputs.test.ts.
  */
 describe("the worker join token's expiry in the PrometheusRule", () => {
   let run: ProgramRun;

@@ -15,7 +15,7 @@ import { spawn, spawnSync } from "child_process";
 import * as fs from "fs";
 import * as path from "path";
 import { parse, parseAllDocuments } from "yaml";
-import { nodePaths } from "../components/cloudInit";
+import { nodePaths } from "../components/node/cloudInit";
 import {
   joinCredentialPatterns,
   joinEnvsubstFormat,
@@ -24,7 +24,7 @@ import {
   kubeadmPaths,
   renderInitConfiguration,
   renderJoinConfiguration,
-} from "../components/kubeadm";
+} from "../components/node/kubeadm";
 import {
   at,
   calls,
@@ -291,7 +291,7 @@ describe("every node script", () => {
     expect(calls(sandbox)).toEqual([]);
   });
 
-  test("join credentials: the scripts check the patterns, names and envsubst format of components/kubeadm.ts", () => {
+  test("join credentials: the scripts check the patterns, names and envsubst format of components/node/kubeadm.ts", () => {
     for (const name of ["mint-join-credentials.sh", "kubeadm-join.sh"] as const) {
       const text = nodeScriptText(name);
       for (const pattern of Object.values(joinCredentialPatterns)) expect(text).toContain(`'${pattern.source}'`);

@@ -7,11 +7,11 @@ import { spawnSync } from "node:child_process";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
-import { caCertHash, kubeconfigCaCertificate } from "../components/clusterAccess";
+import { caCertHash, kubeconfigCaCertificate } from "../components/lifecycle/clusterAccess";
 import { outputsVersion } from "../components/outputs";
-import { parseWorkerTokenOutput, workerTokenId, workerTokenSeries } from "../components/workerJoin";
-import { ProgramRun } from "../scripts/offline/harness";
-import { mockCaCertificate } from "../scripts/offline/mocks";
+import { parseWorkerTokenOutput, workerTokenId, workerTokenSeries } from "../components/lifecycle/workerJoin";
+import { ProgramRun } from "../tools/offline/harness";
+import { mockCaCertificate } from "../tools/offline/mocks";
 import { one, runStack } from "./support/program";
 import { requireTool } from "./support/tools";
 

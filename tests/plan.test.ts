@@ -9,21 +9,21 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import YAML from "yaml";
-import { renderCloudInit } from "../components/cloudInit";
+import { renderCloudInit } from "../components/node/cloudInit";
 import { parseConfig } from "../components/config";
-import { CertificateExpiry, expirySeries } from "../components/certificates";
-import { ruleFile } from "../components/monitoring/monitoring";
-import { renderRuleFile } from "../components/monitoring/rules";
-import { WorkerJoinExpiry, workerTokenSeries } from "../components/workerJoin";
-import { runProgram, secretMask } from "../scripts/offline/harness";
-import { Plan, toPlan } from "../scripts/offline/render";
-import { loadStackConfig, projectRoot, secretPlaceholder } from "../scripts/offline/stackConfig";
+import { CertificateExpiry, expirySeries } from "../components/lifecycle/certificates";
+import { ruleFile } from "../components/addons/monitoring/monitoring";
+import { renderRuleFile } from "../components/addons/monitoring/rules";
+import { WorkerJoinExpiry, workerTokenSeries } from "../components/lifecycle/workerJoin";
+import { runProgram, secretMask } from "../tools/offline/harness";
+import { Plan, toPlan } from "../tools/offline/render";
+import { loadStackConfig, projectRoot, secretPlaceholder } from "../tools/offline/stackConfig";
 import { requireTool } from "./support/tools";
 
 const tsNode = path.join(projectRoot, "node_modules", ".bin", "ts-node");
 
 function plan(args: string[]) {
-  return spawnSync(tsNode, ["--transpile-only", "scripts/plan.ts", ...args], {
+  return spawnSync(tsNode, ["--transpile-only", "tools/plan.ts", ...args], {
     cwd: projectRoot,
     encoding: "utf8",
     timeout: 120_000,

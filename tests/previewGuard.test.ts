@@ -1,5 +1,5 @@
 /**
- * scripts/preview-guard.ts, run for real as a child process against recorded `pulumi preview
+ * tools/preview-guard.ts, run for real as a child process against recorded `pulumi preview
  * --json` documents (tests/fixtures/preview/). The fixtures are Pulumi's PreviewDigest format
  * (steps with op, urn, provider, oldState/newState, diffReasons, replaceReasons, detailedDiff,
  * plus changeSummary) with this program's real URNs; a test checks each URN against the program.
@@ -19,14 +19,14 @@ import {
   PreviewStep,
   remoteCommands,
   stepOps,
-} from "../scripts/preview-guard";
+} from "../tools/preview-guard";
 import { runStack } from "./support/program";
 
 const repoRoot = path.join(__dirname, "..");
 const fixtures = path.join(__dirname, "fixtures", "preview");
 const fixture = (name: string) => path.join(fixtures, name);
 const tsNode = path.join(repoRoot, "node_modules", ".bin", "ts-node");
-const guardScript = path.join(repoRoot, "scripts", "preview-guard.ts");
+const guardScript = path.join(repoRoot, "tools", "preview-guard.ts");
 
 const urnOf = (type: string, name: string, parent: string) =>
   `urn:pulumi:prod::hcloud-control-plane::hcloud-control-plane:index:${parent}$${type}::${name}`;

@@ -25,8 +25,8 @@ import {
   renderRuleFile,
   RuleFile,
   workerTokenExpiryMetric,
-} from "../components/monitoring/rules";
-import { etcdQuotaBackendBytes } from "../components/kubeadm";
+} from "../components/addons/monitoring/rules";
+import { etcdQuotaBackendBytes } from "../components/node/kubeadm";
 import { alertCases, coverage, parseTestFile } from "./support/promtool";
 import { requireTool } from "./support/tools";
 

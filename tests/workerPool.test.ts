@@ -14,7 +14,7 @@ import * as os from "node:os";
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import YAML from "yaml";
-import { nodePaths } from "../components/cloudInit";
+import { nodePaths } from "../components/node/cloudInit";
 import { outputsVersion } from "../components/outputs";
 import {
   checkOutputsVersion,

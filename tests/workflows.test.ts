@@ -1,5 +1,5 @@
 /**
- * The GitHub workflows (.github/workflows/) read as data, and scripts/check-control-plane.sh
+ * The GitHub workflows (.github/workflows/) read as data, and scripts/ops/check-control-plane.sh
  * run for real with bash against a fake `kubectl` on PATH (as tests/nodeScripts.test.ts does).
  *
  * What this cannot prove: that GitHub runs the workflows as read here, that pulumi/actions@v6
@@ -174,11 +174,11 @@ describe("pull-request.yml", () => {
     expect(action).toBeLessThan(json);
     expect(json).toBeLessThan(guard);
     expect(preview.steps[guard].run).toBe(
-      'npx ts-node --transpile-only scripts/preview-guard.ts --preview preview.json --labels-json "$PR_LABELS"',
+      'npx ts-node --transpile-only tools/preview-guard.ts --preview preview.json --labels-json "$PR_LABELS"',
     );
     expect(preview.steps[guard].env).toEqual({ PR_LABELS: "${{ toJSON(github.event.pull_request.labels) }}" });
     expect(preview.steps[guard].if).toBeUndefined();
-    expect(fs.existsSync(path.join(repoRoot, "scripts", "preview-guard.ts"))).toBe(true);
+    expect(fs.existsSync(path.join(repoRoot, "tools", "preview-guard.ts"))).toBe(true);
   });
 });
 
@@ -214,7 +214,7 @@ describe("deploy.yml", () => {
       'pulumi preview --stack "$STACK" --json --save-plan plan.json > preview.json',
     );
     expect(job.steps[guardStep()].run).toBe(
-      'npx ts-node --transpile-only scripts/preview-guard.ts --preview preview.json --labels-json "$MERGED_PR_LABELS"',
+      'npx ts-node --transpile-only tools/preview-guard.ts --preview preview.json --labels-json "$MERGED_PR_LABELS"',
     );
     expect(job.steps[guardStep()].env).toEqual({ MERGED_PR_LABELS: "${{ steps.labels.outputs.labels }}" });
     expect(job.steps[upStep()].run).toBe('pulumi up --stack "$STACK" --plan plan.json --yes --diff');
@@ -244,7 +244,7 @@ describe("deploy.yml", () => {
     expect((job as Job & { "continue-on-error"?: unknown })["continue-on-error"]).toBeUndefined();
     expect(job.strategy).toMatchObject({ "max-parallel": 1, "fail-fast": true });
     // The guard exits 1 on a refusal and 2 on bad input: both fail the step.
-    expect(fs.existsSync(path.join(repoRoot, "scripts", "preview-guard.ts"))).toBe(true);
+    expect(fs.existsSync(path.join(repoRoot, "tools", "preview-guard.ts"))).toBe(true);
   });
 
   test("the labels step: read-only token for pull requests, the merged pull request's labels as JSON", () => {
@@ -328,7 +328,7 @@ describe("deploy.yml", () => {
       "trap 'rm -f \"$kubeconfig\"' EXIT",
       'pulumi stack output kubeconfig --show-secrets --stack "$STACK" > "$kubeconfig"',
       'expected="$(pulumi stack output nodes --json --stack "$STACK" | jq length)"',
-      'bash scripts/check-control-plane.sh --timeout 600 "$kubeconfig" "$expected"',
+      'bash scripts/ops/check-control-plane.sh --timeout 600 "$kubeconfig" "$expected"',
     ]);
     // Nothing reads the file back to the log.
     expect(job.steps[check].run).not.toMatch(/\b(cat|echo|printf|tee|head|tail|less)\b/);
@@ -340,9 +340,9 @@ describe("deploy.yml", () => {
 });
 
 // ---------------------------------------------------------------------------------------------
-// scripts/check-control-plane.sh against a fake kubectl.
+// scripts/ops/check-control-plane.sh against a fake kubectl.
 
-const checkScript = path.join(repoRoot, "scripts", "check-control-plane.sh");
+const checkScript = path.join(repoRoot, "scripts", "ops", "check-control-plane.sh");
 const kubeconfigSecret = "client-key-data: LS0tLS1CRUdJTiBFQyBQUklWQVRFIEtFWS0tLS0tc2VjcmV0";
 
 const fakeKubectl = `#!/usr/bin/env bash
@@ -445,7 +445,7 @@ const nodesCall = kubectlCall(
 );
 const etcdCall = (node: string) => etcdHealthCall("$KUBECONFIG", node, requestTimeout);
 
-describe("scripts/check-control-plane.sh", () => {
+describe("scripts/ops/check-control-plane.sh", () => {
   test("shellcheck passes; strict mode, no xtrace", () => {
     expectShellcheckClean([checkScript], repoRoot);
     expectStrictBash(fs.readFileSync(checkScript, "utf8"));

@@ -3,8 +3,8 @@
  * checked before anything is created. Pure: no Pulumi resources, no I/O.
  */
 import { isIPv4 } from "node:net";
-import { intToIpv4, ipv4ToInt } from "../../components/cidr";
-import { joinCredentialPatterns } from "../../components/kubeadm";
+import { intToIpv4, ipv4ToInt } from "../../components/config/cidr";
+import { joinCredentialPatterns } from "../../components/node/kubeadm";
 import type { WorkerJoin } from "../../components/outputs";
 
 /**

@@ -11,7 +11,7 @@
  */
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
-import { supportedImages } from "../../components/hetzner";
+import { supportedImages } from "../../components/hetzner/facts";
 import { clusterLabels } from "../../components/labels";
 import { checkOutputsVersion, consecutiveIps, parseWorkerJoin } from "./contract";
 import { renderWorkerCloudInit } from "./workerCloudInit";

@@ -1,7 +1,7 @@
 /**
  * Cloud-init user data for a worker node: the control plane's node preparation (the same
  * packages, kernel settings and pinned containerd/kubeadm/kubelet/kubectl, from
- * components/cloudInit.ts), then `kubeadm join --config` with a JoinConfiguration that holds
+ * components/node/cloudInit.ts), then `kubeadm join --config` with a JoinConfiguration that holds
  * the bootstrap token.
  *
  * The token never appears on a command line or in cloud-init's log: it is in a root-only file
@@ -9,11 +9,11 @@
  * successful join. It does stay in the server's user data (root-only on the node, and served
  * by Hetzner's metadata service to processes on the server), which is why the token is short-lived.
  *
- * Pure: components/cloudInit.ts renders it, with the worker's file and command added.
+ * Pure: components/node/cloudInit.ts renders it, with the worker's file and command added.
  */
 import { stringify } from "yaml";
-import { nodePaths, renderCloudInit } from "../../components/cloudInit";
-import { kubeadmPaths } from "../../components/kubeadm";
+import { nodePaths, renderCloudInit } from "../../components/node/cloudInit";
+import { kubeadmPaths } from "../../components/node/kubeadm";
 import type { WorkerJoin } from "../../components/outputs";
 
 export interface WorkerCloudInitInput {

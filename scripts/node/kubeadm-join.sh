@@ -104,7 +104,7 @@ EOF
 }
 
 # The same patterns as joinCredentialPatterns and the same SHELL-FORMAT as joinEnvsubstFormat in
-# components/kubeadm.ts (a test compares them).
+# components/node/kubeadm.ts (a test compares them).
 readonly TOKEN_PATTERN='^[a-z0-9]{6}\.[a-z0-9]{16}$'
 readonly CA_CERT_HASH_PATTERN='^sha256:[0-9a-f]{64}$'
 readonly CERTIFICATE_KEY_PATTERN='^[0-9a-f]{64}$'

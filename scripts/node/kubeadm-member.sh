@@ -115,7 +115,7 @@ EOF
 readonly ATTEMPT_RECORD="/var/lib/kubernetes-node/member-attempt"
 readonly CLUSTER_CA_PATTERN='^sha256:[0-9a-f]{64}$'
 # The same pattern as kubeadm-join.sh and mint-join-credentials.sh (joinCredentialPatterns in
-# components/kubeadm.ts); here only to take the token's public id for the revocation.
+# components/node/kubeadm.ts); here only to take the token's public id for the revocation.
 readonly TOKEN_PATTERN='^([a-z0-9]{6})\.[a-z0-9]{16}$'
 # Longest private key read from stdin: an RSA 16384-bit key in PEM is about 12 KiB.
 readonly MAX_KEY_BYTES=65536

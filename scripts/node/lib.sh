@@ -310,7 +310,7 @@ restore_parked_static_pod() {
 }
 
 # crictl_ps NAME: the ids of the running containers named exactly NAME, through containerd's CRI
-# socket (components/kubeadm.ts criSocket), so crictl needs no /etc/crictl.yaml. The crictl call
+# socket (components/node/kubeadm.ts criSocket), so crictl needs no /etc/crictl.yaml. The crictl call
 # fails or times out: no output and status 1.
 crictl_ps() {
   bounded crictl --runtime-endpoint unix:///run/containerd/containerd.sock ps --name "^${1}\$" -q 2>>"$log_file"
@@ -394,7 +394,7 @@ replace_static_pod() {
   log "${name} runs with its new manifest"
 }
 
-# kube-vip (components/kubeVip.ts) is a static pod that reads /etc/kubernetes/admin.conf once,
+# kube-vip (components/node/kubeVip.ts) is a static pod that reads /etc/kubernetes/admin.conf once,
 # when it starts. `kubeadm certs renew all` and `kubeadm upgrade apply/node` renew the client
 # certificate in admin.conf in place, and kubeadm restarts only the static pods it manages
 # (kube-apiserver, kube-controller-manager, kube-scheduler, etcd: cmd/kubeadm/app/phases/upgrade/
@@ -425,7 +425,7 @@ admin_conf_fingerprint() {
 # kube-vip (restart_static_pod NAME FAIL), runs GATE... (the same gates as after every other
 # static pod), waits until some kube-vip renewed its Lease (kube_vip_lease_renewed_since, the
 # Lease named in the manifest), then writes the fingerprint. A node without the manifest (kube-vip comes after
-# the bootstrap chain, components/bootstrap.ts) has no kube-vip to restart: a log line, status 0.
+# the bootstrap chain, components/lifecycle/bootstrap.ts) has no kube-vip to restart: a log line, status 0.
 restart_kube_vip_if_stale() {
   local fail="$1"
   shift
@@ -453,7 +453,7 @@ restart_kube_vip_if_stale() {
 }
 
 # kube_vip_lease_name: the vip_leasename of the installed kube-vip manifest, as
-# components/kubeVip.ts renders it (`- name: vip_leasename`, then `value: <name>`); status 1
+# components/node/kubeVip.ts renders it (`- name: vip_leasename`, then `value: <name>`); status 1
 # when it names none.
 kube_vip_lease_name() {
   awk '$1 == "-" && $2 == "name:" && $3 == "vip_leasename" { want = 1; next }
@@ -472,7 +472,7 @@ record_kube_vip_admin_conf() {
 }
 
 # kube_vip_lease_renewed_since KUBECONFIG LEASE EPOCH: the Lease kube-system/LEASE that elects
-# the kube-vip leader (components/kubeVip.ts kubeVipLeaseName) has a holder and was renewed at or
+# the kube-vip leader (components/node/kubeVip.ts kubeVipLeaseName) has a holder and was renewed at or
 # after EPOCH (seconds). The leader renews it every vip_retryperiod seconds (client-go's
 # tools/leaderelection tryAcquireOrRenew writes spec.renewTime on every renewal; kube-vip elects
 # with it), so this passes once some node's kube-vip leads, and so holds the reserved IP, after

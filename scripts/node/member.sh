@@ -21,7 +21,7 @@
 
 readonly MEMBER_MARKER="/var/lib/kubernetes-node/member"
 readonly MEMBER_RUNBOOK="docs/runbooks/member-setup-failed.md"
-# Where Pulumi puts these scripts on a node (components/nodeScripts.ts nodeScriptsDir).
+# Where Pulumi puts these scripts on a node (components/node/nodeScripts.ts nodeScriptsDir).
 readonly MEMBER_SCRIPTS_DIR="/usr/local/lib/hcloud-control-plane/node"
 
 # The marker's fields, read by read_member_marker.
@@ -44,7 +44,7 @@ ca_public_key_hash() {
 
 # yaml_value FILE KEY...: prints the scalar at the path KEY... (top-level key first) of the first
 # YAML document in FILE that has it, quotes removed; status 1 when none has it. Reads only the
-# block style components/kubeadm.ts renders (two spaces per level, one key per line); list
+# block style components/node/kubeadm.ts renders (two spaces per level, one key per line); list
 # items are skipped.
 yaml_value() {
   local file="$1" line indent level=0 value

@@ -73,7 +73,7 @@ error.
 EOF
 }
 
-# The same patterns as joinCredentialPatterns in components/kubeadm.ts (a test compares them).
+# The same patterns as joinCredentialPatterns in components/node/kubeadm.ts (a test compares them).
 readonly TOKEN_PATTERN='^[a-z0-9]{6}\.[a-z0-9]{16}$'
 readonly CA_CERT_HASH_PATTERN='^sha256:[0-9a-f]{64}$'
 readonly CERTIFICATE_KEY_PATTERN='^[0-9a-f]{64}$'

@@ -2,7 +2,7 @@
 # Prepares an Ubuntu 24.04 host to become a kubeadm node: swap off, kernel modules and sysctls,
 # containerd with the systemd cgroup driver and kubeadm's pause image, kubeadm/kubelet/kubectl pinned
 # from pkgs.k8s.io.
-# cloud-init runs it once at first boot (components/cloudInit.ts); it is safe to run again by hand.
+# cloud-init runs it once at first boot (components/node/cloudInit.ts); it is safe to run again by hand.
 set -euo pipefail
 
 readonly SCRIPT_NAME="prepare-kubernetes-node"

@@ -1,6 +1,6 @@
 /**
  * The parts of a cloud-config (cloud-init user data) the tests read: the control-plane one
- * (components/cloudInit.ts) and the worker one (examples/worker-pool/workerCloudInit.ts).
+ * (components/node/cloudInit.ts) and the worker one (examples/worker-pool/workerCloudInit.ts).
  */
 import { parse } from "yaml";
 

@@ -359,7 +359,9 @@ export class EtcdCluster {
 // ---------------------------------------------------------------------------------------------
 // Running the backup scripts (shared by etcdBackup.test.ts, etcdRestore.test.ts and the benchmark).
 
-export const scriptsDir = path.join(__dirname, "..", "..", "scripts");
+/** The CronJob scripts (scripts/jobs) and the operators' scripts (scripts/ops). */
+export const jobsDir = path.join(__dirname, "..", "..", "scripts", "jobs");
+export const opsDir = path.join(__dirname, "..", "..", "scripts", "ops");
 
 /** Every tool the backup and restore scripts call, or a loud failure naming its Debian package. */
 export function requireBackupTools(): void {

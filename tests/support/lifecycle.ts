@@ -15,9 +15,9 @@
  */
 import * as pulumi from "@pulumi/pulumi";
 import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
-import { engineUrn, offlineOrganization, ProgramRun, unwire } from "../../scripts/offline/harness";
-import { ProviderMocks, ReferencedStack, stackReferenceType } from "../../scripts/offline/mocks";
-import { loadStackConfig } from "../../scripts/offline/stackConfig";
+import { engineUrn, offlineOrganization, ProgramRun, unwire } from "../../tools/offline/harness";
+import { ProviderMocks, ReferencedStack, stackReferenceType } from "../../tools/offline/mocks";
+import { loadStackConfig } from "../../tools/offline/stackConfig";
 import { runStack } from "./program";
 
 type Json = Record<string, unknown>;

@@ -37,7 +37,7 @@ export const fakePeerSsh = fs.readFileSync(path.join(__dirname, "fake-peer-ssh.s
 /** Real tools the two fakes run besides bash. */
 export const peerNetworkTools = ["cmp", "grep", "stat"];
 
-/** Where the bootstrap copies scripts/node/ on every node (components/nodeScripts.ts). */
+/** Where the bootstrap copies scripts/node/ on every node (components/node/nodeScripts.ts). */
 export const scriptsOnNode = "/usr/local/lib/hcloud-control-plane/node";
 
 /** A new, empty network directory under `tmpDir`. */

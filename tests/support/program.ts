@@ -1,6 +1,6 @@
 /** Runs the real program (index.ts) under the recording mocks with the prod stack's config. */
-import { ProgramRun, RecordedResource, runProgram } from "../../scripts/offline/harness";
-import { loadStackConfig } from "../../scripts/offline/stackConfig";
+import { ProgramRun, RecordedResource, runProgram } from "../../tools/offline/harness";
+import { loadStackConfig } from "../../tools/offline/stackConfig";
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- index.ts is `export =`, the Pulumi entry point
 const program = require("../../index") as () => Promise<unknown>;

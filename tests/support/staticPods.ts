@@ -24,7 +24,7 @@
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { kubeVipLeaseName } from "../../components/kubeVip";
+import { kubeVipLeaseName } from "../../components/node/kubeVip";
 import type { Sandbox } from "./nodeSandbox";
 
 export const crictlFake = `
@@ -76,7 +76,7 @@ renew_admin_conf() {
 
 /**
  * kube-vip's static pod manifest, trimmed to what the scripts read: the Lease it elects with
- * (`vip_leasename`, laid out as components/kubeVip.ts renders it).
+ * (`vip_leasename`, laid out as components/node/kubeVip.ts renders it).
  */
 export const kubeVipManifest = [
   "apiVersion: v1",

@@ -7,15 +7,15 @@
  * `getOutput` uses to decide whether one output is a secret). The engine sends secret outputs
  * as secrets inside `outputs`; the mock does the same with `pulumi.secret`, so the program sees
  * exactly what it would see from a real stack. Every other resource gets the repo's provider
- * mocks (scripts/offline/mocks.ts), and every registration is recorded with its inputs (secrets
+ * mocks (tools/offline/mocks.ts), and every registration is recorded with its inputs (secrets
  * masked) and revealed inputs, like the offline plan's harness.
  */
 import * as path from "node:path";
 import * as pulumi from "@pulumi/pulumi";
 import type { NodeOutput, StackOutputs } from "../../components/outputs";
-import { RecordedResource, runProgram } from "../../scripts/offline/harness";
-import { ProviderMocks } from "../../scripts/offline/mocks";
-import { loadStackConfig } from "../../scripts/offline/stackConfig";
+import { RecordedResource, runProgram } from "../../tools/offline/harness";
+import { ProviderMocks } from "../../tools/offline/mocks";
+import { loadStackConfig } from "../../tools/offline/stackConfig";
 
 // A type import, so that tsc (whose tsconfig does not list examples/) type-checks the example.
 import type workerPoolProgram from "../../examples/worker-pool/index";
@@ -24,7 +24,7 @@ import type workerPoolProgram from "../../examples/worker-pool/index";
 const program = require("../../examples/worker-pool/index") as typeof workerPoolProgram;
 
 export const exampleRoot = path.join(__dirname, "..", "..", "examples", "worker-pool");
-export { stackReferenceType } from "../../scripts/offline/mocks";
+export { stackReferenceType } from "../../tools/offline/mocks";
 
 /** StackOutputs as a stack reference returns them: every Output resolved to its value. */
 export type ResolvedOutputs = {

@@ -1,0 +1,164 @@
+/**
+ * etcd backups: the bucket in Hetzner Object Storage (through `@pulumi/aws`) and the
+ * `etcd-backup` CronJob that runs scripts/jobs/etcd-backup.sh on a control-plane node (through the
+ * cluster's Kubernetes provider).
+ *
+ * The job snapshots etcd, verifies the snapshot with a trial restore, compresses and encrypts
+ * it for the configured age recipients, uploads it with a sha256 sidecar (the completion
+ * marker) and an encrypted archive of /etc/kubernetes/pki, then applies retention. Retention is
+ * the job's work on purpose: a BucketLifecycleConfiguration hangs against Hetzner.
+ */
+import * as aws from "@pulumi/aws";
+import * as k8s from "@pulumi/kubernetes";
+import * as pulumi from "@pulumi/pulumi";
+import { ClusterConfig } from "../config";
+import {
+  etcdClientEnvironment,
+  etcdCronJobManifest,
+  etcdJobMetadata,
+  etcdJobNamespace,
+  etcdJobScriptConfigMap,
+  EtcdJobScripts,
+  etcdJobScriptPath,
+  kubeadmPkiDir,
+  readEtcdJobScripts,
+} from "./cronJob";
+import { objectStorageEndpoint } from "../hetzner/facts";
+
+/** The CronJob the freshness alerts watch (components/addons/monitoring/rules.ts). */
+export const backupCronJob = { namespace: etcdJobNamespace, name: "etcd-backup" } as const;
+
+/** The script the job runs, delivered through a ConfigMap (with scripts/jobs/etcd-job-lib.sh). */
+export const backupScriptPath = etcdJobScriptPath(backupCronJob.name);
+
+const names = {
+  secret: "etcd-backup-object-storage",
+  workDir: "/var/tmp/etcd-backup",
+};
+
+export interface BackupManifestInput {
+  cfg: ClusterConfig;
+  /** scripts/jobs/etcd-backup.sh and scripts/jobs/etcd-job-lib.sh. */
+  scripts: EtcdJobScripts;
+}
+
+const metadata = (name: string) => etcdJobMetadata(name, backupCronJob.name);
+
+/** The ConfigMap holding the script and its library (plain object, rendered to the plan and schema-checked). */
+export function backupScriptConfigMap(scripts: EtcdJobScripts) {
+  return etcdJobScriptConfigMap(backupCronJob.name, scripts);
+}
+
+/**
+ * Every variable the script reads (scripts/jobs/etcd-backup.sh --help), except the two credentials,
+ * which come from the Secret. The local member is tried first; the others follow, so a backup
+ * still succeeds while the local member is down.
+ */
+export function backupEnvironment(cfg: ClusterConfig): { name: string; value: string }[] {
+  const endpoints = ["127.0.0.1", ...cfg.nodes.map((n) => n.privateIp)].map((ip) => `https://${ip}:2379`);
+  return [
+    ...etcdClientEnvironment(endpoints),
+    { name: "S3_ENDPOINT", value: objectStorageEndpoint(cfg.backup.location) },
+    { name: "S3_BUCKET", value: cfg.backup.bucket },
+    { name: "S3_PREFIX", value: cfg.clusterName },
+    { name: "S3_REGION", value: cfg.backup.location },
+    { name: "BACKUP_ENCRYPTION", value: cfg.backup.encryption },
+    { name: "BACKUP_AGE_RECIPIENTS", value: cfg.backup.ageRecipients.join(" ") },
+    { name: "BACKUP_RETENTION_DAYS", value: String(cfg.backup.retentionDays) },
+    { name: "BACKUP_KEEP_LAST", value: String(cfg.backup.keepLast) },
+    { name: "PKI_DIR", value: kubeadmPkiDir },
+    { name: "BACKUP_WORK_DIR", value: names.workDir },
+  ];
+}
+
+/** The CronJob (plain object, rendered to the plan and schema-checked). */
+export function backupCronJobManifest(input: BackupManifestInput) {
+  const { cfg, scripts } = input;
+  return etcdCronJobManifest({
+    name: backupCronJob.name,
+    schedule: cfg.backup.schedule,
+    image: cfg.backup.image,
+    scripts,
+    env: backupEnvironment(cfg),
+    envFromSecrets: [names.secret],
+    resources: { requests: { cpu: "100m", memory: "256Mi" }, limits: { memory: "2Gi" } },
+    // Minutes per GB of etcd: snapshot, trial restore, compression and upload of a large
+    // database take long; a hung upload must still end so the next run can start.
+    activeDeadlineSeconds: 3600,
+    // Snapshot, trial restore and the encrypted copy: about three times the database.
+    scratch: [{ name: "work", mountPath: names.workDir, volume: { emptyDir: {} } }],
+  });
+}
+
+export interface EtcdBackupArgs {
+  cfg: ClusterConfig;
+  /** The cluster's Kubernetes provider. */
+  provider: k8s.Provider;
+  /** Secrets: Object Storage keys, for Pulumi (the bucket) and the job (a Secret). */
+  accessKey: pulumi.Output<string>;
+  secretKey: pulumi.Output<string>;
+}
+
+export class EtcdBackup extends pulumi.ComponentResource {
+  readonly bucket: aws.s3.Bucket;
+  readonly endpoint: string;
+  readonly cronJob: k8s.batch.v1.CronJob;
+
+  constructor(name: string, args: EtcdBackupArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hcloud-control-plane:index:EtcdBackup", name, {}, opts);
+    const { cfg } = args;
+    this.endpoint = objectStorageEndpoint(cfg.backup.location);
+
+    const storage = new aws.Provider(
+      `${name}-object-storage`,
+      {
+        region: cfg.backup.location,
+        accessKey: args.accessKey,
+        secretKey: args.secretKey,
+        endpoints: [{ s3: this.endpoint }],
+        s3UsePathStyle: true,
+        // Hetzner has no STS, IAM or EC2 metadata; without these the provider calls them and fails.
+        skipCredentialsValidation: true,
+        skipRequestingAccountId: true,
+        skipMetadataApiCheck: true,
+        skipRegionValidation: true,
+      },
+      { parent: this },
+    );
+
+    this.bucket = new aws.s3.Bucket(
+      `${name}-bucket`,
+      {
+        bucket: cfg.backup.bucket,
+        // Only possible when the bucket is created; a later change replaces the bucket, which
+        // protect refuses.
+        objectLockEnabled: cfg.backup.objectLock,
+        forceDestroy: false,
+      },
+      { parent: this, provider: storage, protect: true },
+    );
+    const versioning = new aws.s3.BucketVersioning(
+      `${name}-versioning`,
+      { bucket: this.bucket.bucket, versioningConfiguration: { status: "Enabled" } },
+      { parent: this, provider: storage },
+    );
+
+    const scripts = readEtcdJobScripts(backupCronJob.name);
+    const k8sOpts = { parent: this, provider: args.provider };
+    const configMap = new k8s.core.v1.ConfigMap(`${name}-script`, backupScriptConfigMap(scripts), k8sOpts);
+    const credentials = new k8s.core.v1.Secret(
+      `${name}-credentials`,
+      {
+        metadata: metadata(names.secret),
+        type: "Opaque",
+        stringData: { AWS_ACCESS_KEY_ID: args.accessKey, AWS_SECRET_ACCESS_KEY: args.secretKey },
+      },
+      k8sOpts,
+    );
+    this.cronJob = new k8s.batch.v1.CronJob(`${name}-cronjob`, backupCronJobManifest({ cfg, scripts }), {
+      ...k8sOpts,
+      dependsOn: [versioning, configMap, credentials],
+    });
+    this.registerOutputs({});
+  }
+}

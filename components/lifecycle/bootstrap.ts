@@ -1,0 +1,406 @@
+/**
+ * The kubeadm bootstrap over SSH: members, not roles. Every control-plane node runs the same
+ * setup (scripts/node/kubeadm-member.sh), strictly one node after another: a node initializes
+ * the cluster only when no member answers and the stack has never recorded a cluster; otherwise
+ * it joins, with join credentials it mints for this attempt on a healthy member over the private
+ * network. kube-vip and the reserved-IP companion follow once every member is set up.
+ *
+ * The setup writes its own completion marker (/var/lib/kubernetes-node/member) as its last
+ * step; kubeadm's files without it mean a half-finished setup, which a re-run finishes or refuses
+ * with the reset commands (scripts/node/member.sh). It runs once per server: replacing a server
+ * runs it again on the new one. A node leaves through its membership record, which runs on
+ * another running member (scripts/node/membership.sh): replacing or removing a node removes its
+ * etcd member there first, one node at a time, even when the node itself is dead.
+ */
+import * as crypto from "node:crypto";
+import * as command from "@pulumi/command";
+import * as pulumi from "@pulumi/pulumi";
+import { ClusterConfig, NodeSpec } from "../config";
+import { ControlPlaneNode, nodeName } from "../hetzner/controlPlane";
+import {
+  KubeadmInput,
+  kubeadmPaths,
+  renderEtcdPatch,
+  renderInitConfiguration,
+  renderJoinConfiguration,
+} from "../node/kubeadm";
+import { kubeVipLeaseName, kubeVipStagedPath, renderKubeVipManifest } from "../node/kubeVip";
+import { ApiLoadBalancer, apiServerPort, controlPlaneHost } from "../hetzner/loadBalancer";
+import { nodeCommand, nodeLibDir, scriptsHash, shellQuote } from "../node/nodeScripts";
+import { ReservedIp } from "../hetzner/reservedIp";
+import { anyMemberConnection, sshConnection } from "../node/ssh";
+import { kubernetesPackageVersion } from "../versions";
+
+export interface BootstrapArgs {
+  cfg: ClusterConfig;
+  /**
+   * Control-plane servers in node order. None has a fixed role: the first to find no cluster
+   * initializes it (on a new stack, cp-1, since the setups run in node order); the rest join.
+   */
+  nodes: ControlPlaneNode[];
+  /**
+   * The cluster CA hash (`sha256:<hex>`) the stack exported last (its `caCertHash` output);
+   * undefined for a stack that never completed an update. With it, no node may initialize: the
+   * cluster exists, and a node that finds no member answering refuses instead of starting a
+   * second, empty one; a join checks the cluster's CA against it.
+   */
+  deployedCaCertHash?: string;
+  /** Setups wait for its service and targets: the endpoint must route before kubeadm uses it. */
+  api: ApiLoadBalancer;
+  reservedIp: ReservedIp;
+  /** Secret: the key matching the servers' SSH key. */
+  sshPrivateKey: pulumi.Input<string>;
+  /** Secret: Hetzner token for the reserved-IP companion; unset when failover is off. */
+  hcloudToken?: pulumi.Input<string>;
+}
+
+/** Where the rendered kubeadm files go on a node. */
+export const kubeadmFiles = {
+  init: "/etc/kubernetes/kubeadm/init.yaml",
+  joinTemplate: "/etc/kubernetes/kubeadm/join.yaml",
+  etcdPatch: `${kubeadmPaths.patchesDirectory}/${kubeadmPaths.etcdPatchFile}`,
+} as const;
+
+/** The kubeadm input for one node; addresses that exist only once the load balancer does are Outputs. */
+export function kubeadmInput(
+  cfg: ClusterConfig,
+  spec: NodeSpec,
+  addresses: { lbIpv4?: string; lbIpv6?: string; reservedIp: string },
+): KubeadmInput {
+  const sans = [cfg.loadBalancer.privateIp, addresses.reservedIp, addresses.lbIpv4, addresses.lbIpv6, cfg.apiDnsName];
+  return {
+    clusterName: cfg.clusterName,
+    kubernetesVersion: cfg.kubernetesVersion,
+    node: spec,
+    nodeHostname: nodeName(cfg.clusterName, spec),
+    controlPlaneEndpoint: controlPlaneHost(cfg),
+    certSans: sans.filter((s): s is string => typeof s === "string" && s !== ""),
+    podCidr: cfg.podCidr,
+    serviceCidr: cfg.serviceCidr,
+  };
+}
+
+/** With a DNS endpoint, nodes resolve it to the load balancer's private IP through /etc/hosts. */
+function endpointArgs(cfg: ClusterConfig): string[] {
+  return cfg.apiDnsName ? ["--endpoint-host", cfg.apiDnsName, "--endpoint-ip", cfg.loadBalancer.privateIp] : [];
+}
+
+/** etcd's peer port: a member's identity in `etcdctl member list` is https://<private IP>:2380. */
+export const etcdPeerPort = 2380;
+
+/**
+ * The setup command of one node: kubeadm-member.sh with both kubeadm files, the other nodes'
+ * private IPs to probe and mint join credentials on, and the endpoint's /readyz.
+ */
+export function memberCommand(
+  cfg: ClusterConfig,
+  node: ControlPlaneNode,
+  nodes: ControlPlaneNode[],
+  deployedCaCertHash: string | undefined,
+): string {
+  const peers = nodes.filter((n) => n !== node).map((n) => n.spec.privateIp);
+  return nodeCommand("kubeadm-member.sh", [
+    "--node-name",
+    node.name,
+    "--init-config",
+    kubeadmFiles.init,
+    "--join-config-template",
+    kubeadmFiles.joinTemplate,
+    // Empty for a cluster of one node: the script requires the flag, so a lost list cannot pass.
+    "--peers",
+    peers.join(","),
+    ...(deployedCaCertHash ? ["--cluster-ca", deployedCaCertHash] : []),
+    ...endpointArgs(cfg),
+    "--endpoint-url",
+    `https://${cfg.loadBalancer.privateIp}:${apiServerPort}/readyz`,
+  ]);
+}
+
+export class ClusterBootstrap extends pulumi.ComponentResource {
+  /** Per node, in node order: the command that makes it a member (kubeadm-member.sh). */
+  readonly members: command.remote.Command[];
+  /**
+   * The end of the member chain (the last membership record): everything that needs the whole
+   * control plane waits for it.
+   */
+  readonly complete: pulumi.Resource;
+  /**
+   * Per node, what makes the reserved IP work there: the companion when failover is on, else
+   * the kube-vip manifest. Whatever reaches the API through the reserved IP waits for them.
+   */
+  readonly reservedIpHolders: pulumi.Resource[];
+  /**
+   * The last node's kube-vip (and companion): the end of the kube-vip chain. The upgrade and
+   * certificate chains restart kube-vip too (it holds admin.conf), so they wait for it: two
+   * chains moving the same manifest on one node at once would fight over it.
+   */
+  readonly kubeVipComplete: pulumi.Resource;
+
+  constructor(name: string, args: BootstrapArgs, opts?: pulumi.ComponentResourceOptions) {
+    super("hcloud-control-plane:index:ClusterBootstrap", name, {}, opts);
+    const { cfg } = args;
+    const lb = args.api.loadBalancer;
+    const addresses = pulumi
+      .all([lb.ipv4, lb.ipv6, args.reservedIp.address])
+      .apply(([lbIpv4, lbIpv6, reservedIp]) =>
+        cfg.loadBalancer.publicInterface ? { lbIpv4, lbIpv6, reservedIp } : { reservedIp },
+      );
+    const scriptsRevision = scriptsHash();
+
+    const prepared = args.nodes.map((node) => this.prepare(name, args, node, addresses, scriptsRevision));
+
+    // Members: one setup command per node, strictly one after another. Each decides at run time
+    // whether it initializes the cluster or joins it (kubeadm-member.sh).
+    let previous: pulumi.Resource | undefined;
+    const members = args.nodes.map((node, i) => {
+      const member = new command.remote.Command(
+        `${name}-${node.spec.name}-member`,
+        {
+          connection: sshConnection(node, args.sshPrivateKey),
+          create: memberCommand(cfg, node, args.nodes, args.deployedCaCertHash),
+          // The stack's key, for this node to reach a member over the private network and mint
+          // join credentials there for this attempt only: on stdin, never an argument.
+          stdin: pulumi.secret(pulumi.output(args.sshPrivateKey).apply((key) => `${key.trimEnd()}\n`)),
+          // Runs once per server: a new or replaced server (or a create that failed) runs it.
+          triggers: [node.server.id],
+          logging: "none",
+        },
+        {
+          parent: this,
+          // Before this project decided init or join at run time, the first node's command was
+          // `<node>-init` and the others' `<node>-join`: the same resources, kept as they are.
+          aliases: [{ name: `${name}-${node.spec.name}-init` }, { name: `${name}-${node.spec.name}-join` }],
+          // The endpoint is the load balancer: it must forward 6443 before kubeadm uses it. Members
+          // are serialized: two setups never run at once, so no two nodes can both find nobody
+          // answering and initialize (the second one probes the first), and etcd accepts one
+          // learner at a time; each setup gates on /readyz and etcd health before the next starts.
+          dependsOn: [...prepared[i], args.api.service, ...args.api.targets, ...(previous ? [previous] : [])],
+          additionalSecretOutputs: ["stdout", "stderr"],
+          // A member is set up once per server: later edits of its arguments (more peers, the
+          // recorded CA, a rotated key) must not re-run the setup on a running member. A new or
+          // replaced server, or a failed create, runs the current command.
+          ignoreChanges: ["create", "stdin"],
+          deleteBeforeReplace: true,
+        },
+      );
+      previous = member;
+      return member;
+    });
+    if (!previous) throw new Error("the bootstrap needs at least one node");
+    this.members = members;
+
+    // Membership records: run on another running member, so a node that is dead can still be
+    // removed. The create checks that the node is a voting etcd member; the delete (the node is
+    // replaced or removed from the stack) drains it and removes its etcd member, refusing when
+    // another member is unhealthy. Chained, so two members never leave at once.
+    if (args.nodes.length > 1) {
+      for (const node of args.nodes) {
+        const peer = anyMemberConnection(args.nodes, args.sshPrivateKey, node);
+        const membership = (action: "check" | "remove") =>
+          peer.name.apply((peerNode) =>
+            nodeCommand("membership.sh", [
+              action,
+              "--node-name",
+              node.name,
+              "--peer-url",
+              `https://${node.spec.privateIp}:${etcdPeerPort}`,
+              "--this-node",
+              peerNode,
+            ]),
+          );
+        previous = new command.remote.Command(
+          `${name}-${node.spec.name}-membership`,
+          {
+            connection: peer.connection,
+            create: membership("check"),
+            delete: membership("remove"),
+            // A replaced server is a new member: the old one is removed first (deleteBeforeReplace).
+            triggers: [node.server.id],
+          },
+          // After every member's setup, one record after another.
+          { parent: this, dependsOn: [previous], deleteBeforeReplace: true },
+        );
+      }
+    }
+    this.complete = previous;
+
+    // kube-vip comes after the whole chain: the load balancer is the endpoint, so kube-vip is not
+    // needed to bootstrap, and with admin.conf in place it avoids kubeadm's super-admin.conf trap.
+    // Its manifest is staged outside the kubelet's manifest directory and installed by
+    // install-kube-vip.sh one node after another, each behind the health gates and a renewed
+    // kube-vip Lease, so a changed manifest never restarts kube-vip on every node at once.
+    const manifest = args.reservedIp.address.apply((address) => renderKubeVipManifest({ address }));
+    let previousHolder: pulumi.Resource = this.complete;
+    this.reservedIpHolders = args.nodes.map((node) => {
+      const connection = sshConnection(node, args.sshPrivateKey);
+      const staged = copyFile(
+        `${name}-${node.spec.name}-kube-vip`,
+        connection,
+        manifest,
+        kubeVipStagedPath,
+        node,
+        // Outside /etc/kubernetes/manifests, so copying it changes nothing that runs.
+        { parent: this, dependsOn: [this.complete] },
+      );
+      const kubeVip = new command.remote.Command(
+        `${name}-${node.spec.name}-kube-vip-install`,
+        {
+          connection,
+          // The manifest's hash makes a changed manifest re-run the (idempotent) install as an
+          // update. No scripts revision: with the same manifest the script changes nothing.
+          create: manifest.apply(
+            (text) =>
+              `${nodeCommand("install-kube-vip.sh", ["--manifest", kubeVipStagedPath, "--node-name", node.name, "--lease", kubeVipLeaseName])} # manifest ${sha256(text).slice(0, 16)}`,
+          ),
+        },
+        // One node at a time: the previous node's kube-vip (and companion) first.
+        { parent: this, dependsOn: [staged, previousHolder] },
+      );
+      previousHolder = cfg.reservedIpFailover
+        ? this.failover(name, args, node, connection, kubeVip, scriptsRevision)
+        : kubeVip;
+      return previousHolder;
+    });
+    this.kubeVipComplete = previousHolder;
+    this.registerOutputs({});
+  }
+
+  /** The reserved-IP companion on one node, installed once kube-vip runs there. */
+  private failover(
+    name: string,
+    args: BootstrapArgs,
+    node: ControlPlaneNode,
+    connection: command.types.input.remote.ConnectionArgs,
+    kubeVip: pulumi.Resource,
+    scriptsRevision: string,
+  ): command.remote.Command {
+    if (!args.hcloudToken) throw new Error("reservedIpFailover is on but no Hetzner token was given");
+    return new command.remote.Command(
+      `${name}-${node.spec.name}-reserved-ip-failover`,
+      {
+        connection,
+        create: pulumi
+          .all([args.reservedIp.floatingIp.id, args.reservedIp.address])
+          .apply(
+            ([id, address]) =>
+              `${nodeCommand("install-reserved-ip-failover.sh", ["--floating-ip-id", id, "--address", address])} ${revisionComment(scriptsRevision)}`,
+          ),
+        // The token reaches the node on stdin and is written to a root-only file there.
+        stdin: pulumi.secret(pulumi.output(args.hcloudToken).apply((token) => `${token}\n`)),
+        delete: nodeCommand("install-reserved-ip-failover.sh", ["--disable"]),
+        logging: "none",
+      },
+      { parent: this, dependsOn: [kubeVip], additionalSecretOutputs: ["stdout", "stderr"] },
+    );
+  }
+
+  /**
+   * Per node: the scripts directory, the scripts, the wait for cloud-init's node preparation,
+   * and the rendered kubeadm files. Returns what init or join must wait for.
+   */
+  private prepare(
+    name: string,
+    args: BootstrapArgs,
+    node: ControlPlaneNode,
+    addresses: pulumi.Output<{ lbIpv4?: string; lbIpv6?: string; reservedIp: string }>,
+    scriptsRevision: string,
+  ): pulumi.Resource[] {
+    const { cfg } = args;
+    const connection = sshConnection(node, args.sshPrivateKey);
+    const parent = { parent: this };
+    const prefix = `${name}-${node.spec.name}`;
+    const libDir = new command.remote.Command(
+      `${prefix}-lib-dir`,
+      { connection, create: `install -d -m 0700 ${shellQuote(nodeLibDir)}`, triggers: [node.server.id] },
+      parent,
+    );
+    const scripts = new command.remote.CopyToRemote(
+      `${prefix}-scripts`,
+      {
+        connection,
+        // Relative to the project directory, where Pulumi runs the program.
+        source: new pulumi.asset.FileArchive("./scripts/node"),
+        remotePath: nodeLibDir,
+        // An edited script is copied again; the commands that run it are idempotent.
+        triggers: [node.server.id, scriptsRevision],
+      },
+      { ...parent, dependsOn: [libDir] },
+    );
+    const nodePrepared = new command.remote.Command(
+      `${prefix}-prepared`,
+      {
+        connection,
+        create: nodeCommand("wait-node-prepared.sh", [
+          "--package-version",
+          kubernetesPackageVersion(cfg.kubernetesVersion),
+        ]),
+        triggers: [node.server.id],
+      },
+      { ...parent, dependsOn: [scripts] },
+    );
+    const input = addresses.apply((a) => kubeadmInput(cfg, node.spec, a));
+    // Both files on every node: which one kubeadm reads is decided on the node at run time.
+    const initConfig = copyFile(
+      `${prefix}-kubeadm-init`,
+      connection,
+      input.apply(renderInitConfiguration),
+      kubeadmFiles.init,
+      node,
+      { ...parent, dependsOn: [nodePrepared] },
+    );
+    const joinTemplate = copyFile(
+      `${prefix}-kubeadm-join`,
+      connection,
+      input.apply(renderJoinConfiguration),
+      kubeadmFiles.joinTemplate,
+      node,
+      { ...parent, dependsOn: [nodePrepared] },
+    );
+    const etcdPatch = copyFile(
+      `${prefix}-etcd-patch`,
+      connection,
+      input.apply(renderEtcdPatch),
+      kubeadmFiles.etcdPatch,
+      node,
+      { ...parent, dependsOn: [nodePrepared] },
+    );
+    return [nodePrepared, initConfig, joinTemplate, etcdPatch];
+  }
+}
+
+/**
+ * A rendered file copied to a node. Its sha256 is a trigger, so a changed file is copied
+ * again as a replacement (a copy has nothing to undo); so is a new server.
+ */
+function copyFile(
+  name: string,
+  connection: command.types.input.remote.ConnectionArgs,
+  text: pulumi.Output<string>,
+  remotePath: string,
+  node: ControlPlaneNode,
+  opts: pulumi.CustomResourceOptions,
+): command.remote.CopyToRemote {
+  return new command.remote.CopyToRemote(
+    name,
+    {
+      connection,
+      source: text.apply((t) => new pulumi.asset.StringAsset(t)),
+      remotePath,
+      triggers: [node.server.id, text.apply(sha256)],
+    },
+    opts,
+  );
+}
+
+/** The hex sha256 of a rendered file. */
+function sha256(text: string): string {
+  return crypto.createHash("sha256").update(text).digest("hex");
+}
+
+/**
+ * A shell comment that changes with the node scripts: an edited script then re-runs the
+ * (idempotent) command as an update, where a trigger would replace it and run its delete.
+ */
+function revisionComment(revision: string): string {
+  return `# scripts ${revision.slice(0, 16)}`;
+}

@@ -1,6 +1,0 @@
-#!/usr/bin/env bash
-# `npm run plan`: the offline plan (scripts/plan.ts), after making sure npm packages exist.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-bash scripts/ensure-npm.sh
-exec node_modules/.bin/ts-node --transpile-only scripts/plan.ts "$@"

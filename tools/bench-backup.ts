@@ -1,0 +1,243 @@
+/**
+ * `npm run bench:backup -- [--size-mb 1024] [--value-kb 100] [--dir DIR]`
+ *
+ * Measures the etcd backup and restore scripts against the bare minimum, on this machine:
+ * a 3-member loopback etcd (Debian's etcd) filled to about --size-mb with --value-kb values
+ * (random bytes, base64: about as compressible as a Kubernetes database that holds Secrets and
+ * ConfigMaps; zstd gains little), and s3rver as the object store, then
+ *   (a) etcd-backup.sh end to end (snapshot, status, trial restore, zstd, age, upload, retention)
+ *   (b) bare: etcdctl snapshot save + one plain `aws s3 cp`
+ *   (c) etcd-restore.sh fetch + member x3
+ *   (d) bare: etcdctl snapshot restore x3
+ * and prints a table with seconds, sizes and ratios. Use the figures to set the CronJob's
+ * activeDeadlineSeconds and ETCD_SNAPSHOT_TIMEOUT / S3_TIMEOUT, and the restore RTO.
+ */
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import {
+  EtcdCluster,
+  etcdctlBinary,
+  makeAgeKey,
+  requireBackupTools,
+  runScript,
+  ScriptResult,
+  jobsDir,
+  opsDir,
+} from "../tests/support/etcdCluster";
+import { awsBinary, startS3Server } from "../tests/support/s3Server";
+
+function option(name: string, fallback: number): number {
+  const i = process.argv.indexOf(`--${name}`);
+  if (i < 0) return fallback;
+  const value = Number(process.argv[i + 1]);
+  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} needs a positive number`);
+  return value;
+}
+function stringOption(name: string, fallback: string): string {
+  const i = process.argv.indexOf(`--${name}`);
+  return i < 0 ? fallback : process.argv[i + 1];
+}
+
+const sizeMb = option("size-mb", 1024);
+const valueKb = option("value-kb", 100);
+const baseDir = stringOption("dir", os.tmpdir());
+
+const mib = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+const seconds = (ms: number) => (ms / 1000).toFixed(1);
+
+function timed<T>(f: () => T): [T, number] {
+  const start = Date.now();
+  const result = f();
+  return [result, Date.now() - start];
+}
+async function timedAsync<T>(f: () => Promise<T>): Promise<[T, number]> {
+  const start = Date.now();
+  const result = await f();
+  return [result, Date.now() - start];
+}
+
+function check(what: string, result: ScriptResult | { status: number | null; stderr: string | Buffer }) {
+  if (result.status !== 0) throw new Error(`${what} failed (${result.status}):\n${result.stderr.toString()}`);
+}
+
+async function main() {
+  requireBackupTools();
+  const dir = fs.mkdtempSync(path.join(baseDir, "bench-backup-"));
+  const s3 = await startS3Server();
+  const quota = Math.max(2 * 1024 ** 3, Math.ceil(sizeMb * 1024 ** 2 * 3));
+  const cluster = await EtcdCluster.create({ baseDir: dir, quotaBackendBytes: Math.min(quota, 8 * 1024 ** 3) });
+  try {
+    await cluster.startAll();
+    const valueBytes = Math.round(valueKb * 1024);
+    const count = Math.ceil((sizeMb * 1024 ** 2) / valueBytes);
+    const rawBytes = Math.ceil((valueBytes * 3) / 4);
+    const perTxn = Math.max(1, Math.floor((4 * 1024 ** 2) / valueBytes));
+    console.error(`filling etcd: ${count} values of ${valueKb} KB (${sizeMb} MB), ${perTxn} per transaction`);
+    const [, fillMs] = await timedAsync(async () => {
+      for (let done = 0; done < count;) {
+        const n = Math.min(200, count - done);
+        const chunk: [string, string][] = [...Array(n)].map((_, i) => [
+          `/registry/bench/${String(done + i).padStart(8, "0")}`,
+          randomBytes(rawBytes).toString("base64").slice(0, valueBytes),
+        ]);
+        await cluster.putMany(chunk, perTxn, 4);
+        done += n;
+      }
+    });
+    console.error(`filled in ${seconds(fillMs)} s`);
+
+    const key = makeAgeKey(dir, "bench");
+    const s3Env = {
+      ...s3.env,
+      S3_ENDPOINT: s3.endpoint,
+      S3_BUCKET: s3.bucket,
+      S3_PREFIX: "bench",
+      S3_REGION: s3.region,
+    };
+
+    // (a) etcd-backup.sh end to end.
+    const [backup, backupMs] = await timedAsync(() =>
+      runScript(
+        path.join(jobsDir, "etcd-backup.sh"),
+        [],
+        {
+          ...s3Env,
+          ETCD_ENDPOINTS: cluster.endpoints.join(","),
+          BACKUP_AGE_RECIPIENTS: key.recipient,
+          PKI_DIR: path.join(dir, "no-pki"),
+          BACKUP_WORK_DIR: dir,
+        },
+        3_600_000,
+      ),
+    );
+    check("etcd-backup.sh", backup);
+    const summary = JSON.parse(backup.stdout) as { key: string; snapshotBytes: number; size: number; revision: number };
+
+    // (b) bare: snapshot save + one aws s3 cp.
+    const bareSnapshot = path.join(dir, "bare.db");
+    const [save, saveMs] = timed(() =>
+      spawnSync(etcdctlBinary, [`--endpoints=${cluster.endpoints[0]}`, "snapshot", "save", bareSnapshot], {
+        env: { PATH: "/usr/bin:/bin" },
+      }),
+    );
+    check("etcdctl snapshot save", save);
+    const awsConfig = path.join(dir, "aws-config");
+    fs.writeFileSync(awsConfig, "[default]\ns3 =\n  addressing_style = path\n");
+    const [cp, cpMs] = timed(() =>
+      spawnSync(
+        awsBinary,
+        [
+          "--endpoint-url",
+          s3.endpoint,
+          "s3",
+          "cp",
+          "--only-show-errors",
+          bareSnapshot,
+          `s3://${s3.bucket}/bare/snapshot.db`,
+        ],
+        { env: { ...s3.env, AWS_CONFIG_FILE: awsConfig } },
+      ),
+    );
+    check("aws s3 cp", cp);
+    const bareBytes = fs.statSync(bareSnapshot).size;
+
+    // (c) etcd-restore.sh fetch + member x3.
+    const fetched = path.join(dir, "fetched.db");
+    const [fetch, fetchMs] = await timedAsync(() =>
+      runScript(
+        path.join(opsDir, "etcd-restore.sh"),
+        ["fetch", "--key", summary.key, "--out", fetched],
+        { ...s3Env, BACKUP_AGE_IDENTITY_FILE: key.file },
+        3_600_000,
+      ),
+    );
+    check("etcd-restore.sh fetch", fetch);
+    const restoreRoot = path.join(dir, "restored");
+    fs.mkdirSync(restoreRoot);
+    const [, membersMs] = await timedAsync(async () => {
+      for (const m of cluster.members) {
+        const r = await runScript(
+          path.join(opsDir, "etcd-restore.sh"),
+          [
+            "member",
+            "--snapshot",
+            fetched,
+            "--name",
+            m.name,
+            "--data-dir",
+            path.join(restoreRoot, m.name),
+            "--initial-cluster",
+            cluster.initialCluster,
+            "--peer-url",
+            m.peerUrl,
+            "--cluster-token",
+            "bench",
+          ],
+          {},
+          3_600_000,
+        );
+        check("etcd-restore.sh member", r);
+      }
+    });
+
+    // (d) bare: etcdctl snapshot restore x3.
+    const bareRoot = path.join(dir, "bare-restored");
+    fs.mkdirSync(bareRoot);
+    const [, bareRestoreMs] = timed(() => {
+      for (const m of cluster.members) {
+        const r = spawnSync(
+          etcdctlBinary,
+          [
+            "snapshot",
+            "restore",
+            bareSnapshot,
+            `--name=${m.name}`,
+            `--data-dir=${path.join(bareRoot, m.name)}`,
+            `--initial-cluster=${cluster.initialCluster}`,
+            `--initial-advertise-peer-urls=${m.peerUrl}`,
+            "--initial-cluster-token=bench",
+          ],
+          { env: { PATH: "/usr/bin:/bin" } },
+        );
+        check("etcdctl snapshot restore", r);
+      }
+    });
+
+    const rows: [string, number, string, string][] = [
+      ["(a) etcd-backup.sh (save+verify+zstd+age+upload+retention)", backupMs, mib(summary.size), ""],
+      ["(b) bare: etcdctl snapshot save + aws s3 cp", saveMs + cpMs, mib(bareBytes), ""],
+      ["    of which snapshot save", saveMs, "", ""],
+      ["    of which aws s3 cp", cpMs, "", ""],
+      ["(c) etcd-restore.sh fetch + member x3", fetchMs + membersMs, "", ""],
+      ["    of which fetch (download+sha256+age+zstd+status)", fetchMs, "", ""],
+      ["    of which member x3", membersMs, "", ""],
+      ["(d) bare: etcdctl snapshot restore x3", bareRestoreMs, "", ""],
+    ];
+    rows[0][3] = `${(backupMs / (saveMs + cpMs)).toFixed(2)}x (a)/(b)`;
+    rows[4][3] = `${((fetchMs + membersMs) / bareRestoreMs).toFixed(2)}x (c)/(d)`;
+    console.log(
+      `etcd backup benchmark: ${sizeMb} MB requested, ${count} values of ${valueKb} KB, snapshot ${mib(
+        summary.snapshotBytes,
+      )} (revision ${summary.revision}), uploaded ${mib(summary.size)} (zstd+age, ${(
+        (100 * summary.size) /
+        summary.snapshotBytes
+      ).toFixed(0)}%); ${os.cpus().length} CPUs; fill took ${seconds(fillMs)} s`,
+    );
+    console.log(`${"step".padEnd(62)} ${"seconds".padStart(8)}  ${"size".padStart(12)}  ratio`);
+    for (const [name, ms, size, ratio] of rows) {
+      console.log(`${name.padEnd(62)} ${seconds(ms).padStart(8)}  ${size.padStart(12)}  ${ratio}`);
+    }
+  } finally {
+    await cluster.cleanup().catch(() => undefined);
+    await s3.stop().catch(() => undefined);
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+main().catch((error: unknown) => {
+  console.error(error);
+  process.exit(1);
+});
