@@ -847,6 +847,15 @@ export function memberOps(
   });
   const leftBefore = (server: StateEntry) =>
     left.some((l) => l.node === server.inputs.name && dependsOnTransitively(result.oldGraph, l.urn, server.urn));
+  // A server whose node had neither a setup nor a membership record when the step started
+  // left the cluster in an earlier step (its record's removal): it holds no member any more.
+  const nodeOf = (command: unknown) => /--node-name (\S+)/.exec(String(command ?? ""))?.[1];
+  const heldMember = (server: StateEntry) =>
+    [...prevState.values()].some(
+      (e) =>
+        (rules.joins.test(String(e.inputs.create ?? "")) && nodeOf(e.inputs.create) === server.inputs.name) ||
+        (rules.leaves.test(String(e.inputs.delete ?? "")) && nodeOf(e.inputs.delete) === server.inputs.name),
+    );
   for (const o of result.ops) {
     if (o.error || o.op === "same" || o.op === "update") continue;
     const old = prevState.get(o.urn);
@@ -854,7 +863,8 @@ export function memberOps(
     const nowEntry = now && ({ type: now.type, name: now.name, inputs: now.revealedInputs } as StateEntry);
     const joins = o.op !== "delete" && rules.joins.test(String(nowEntry?.inputs.create ?? ""));
     const leaves = o.op !== "create" && rules.leaves.test(String(old?.inputs.delete ?? ""));
-    const server = o.op !== "create" && old !== undefined && rules.memberServer(old) && !leftBefore(old);
+    const server =
+      o.op !== "create" && old !== undefined && rules.memberServer(old) && heldMember(old) && !leftBefore(old);
     if (joins || leaves || server) out.push({ urn: o.urn, op: o.op, graph: o.op === "delete" ? "old" : "new" });
   }
   return out;
