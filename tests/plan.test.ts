@@ -307,6 +307,37 @@ test("--deployed-version checks a version change as pulumi up does: one minor up
   expect(fs.existsSync(path.join(out, "next", "plan.json"))).toBe(false);
 });
 
+test("--deployed takes an earlier plan.json or `pulumi stack output --json`: the deployed CA and version count", () => {
+  const configFile = path.join(tmp, "Pulumi.again.yaml");
+  fs.writeFileSync(configFile, prodWithSecrets());
+  const args = ["--stack", "again", "--config-file", configFile, "--quiet"];
+  const first = plan([...args, "--out", path.join(tmp, "again-1")]);
+  expect([first.status, first.stderr]).toEqual([0, ""]);
+  const earlier = path.join(tmp, "again-1", "again", "plan.json");
+  const hash = (JSON.parse(fs.readFileSync(earlier, "utf8")) as Plan).outputs.caCertHash as string;
+  expect(hash).toMatch(/^sha256:[0-9a-f]{64}$/);
+  // From the earlier plan: the stack now records a cluster, so no node may initialize another.
+  const second = plan([...args, "--out", path.join(tmp, "again-2"), "--deployed", earlier]);
+  expect([second.status, second.stderr]).toEqual([0, ""]);
+  const replanned = JSON.parse(fs.readFileSync(path.join(tmp, "again-2", "again", "plan.json"), "utf8")) as Plan;
+  for (const n of [1, 2, 3]) {
+    const member = replanned.resources.find((r) => r.name === `bootstrap-cp-${n}-member`);
+    expect(String(member?.inputs.create)).toContain(`--cluster-ca ${hash} `);
+  }
+  // The shape `pulumi stack output --json --show-secrets` prints: a flat object of outputs.
+  const outputs = path.join(tmp, "again-outputs.json");
+  fs.writeFileSync(
+    outputs,
+    JSON.stringify({ kubernetesVersion: "1.32.9", caCertHash: hash, kubeconfig: "apiVersion: v1" }),
+  );
+  const refused = plan([...args, "--out", path.join(tmp, "again-3"), "--deployed", outputs]);
+  expect(refused.status).toBe(1);
+  expect(refused.stderr).toContain('hcloud-control-plane:kubernetesVersion = "1.34.2": skips minor versions');
+  const unreadable = plan([...args, "--out", path.join(tmp, "again-4"), "--deployed", path.join(tmp, "nothing.json")]);
+  expect(unreadable.status).toBe(1);
+  expect(unreadable.stderr).toContain(`--deployed ${path.join(tmp, "nothing.json")}: not a readable JSON file`);
+});
+
 test("an unknown argument or stack is refused with usage", () => {
   const bad = plan(["--stak", "prod"]);
   expect(bad.status).toBe(1);

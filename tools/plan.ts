@@ -3,10 +3,14 @@
  * file and writes what `pulumi up` would create to out/<stack>/.
  *
  *   npm run plan [-- --stack <name>] [--config-file <path>] [--out <dir>] [--preview] [--quiet]
- *                    [--deployed-version x.y.z]
+ *                    [--deployed <file>] [--deployed-version x.y.z]
  *
- * --deployed-version stands for the stack's last exported kubernetesVersion, which the real
- * program reads from the backend: with it, the plan checks a version change as `pulumi up` would.
+ * --deployed stands for the outputs of the stack's last update, which the real program reads
+ * from the backend (its own StackReference): the plan.json of an earlier plan (its `outputs`) or
+ * what `pulumi stack output --json --show-secrets` prints. With it, the plan checks an edit as
+ * `pulumi up` on that stack would (the Kubernetes version step, the recorded cluster CA that
+ * keeps a new node from initializing). Masked values ("[secret]", "[unknown]") count as absent.
+ * --deployed-version sets (or overrides) only its kubernetesVersion.
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -26,10 +30,11 @@ interface Args {
   quiet: boolean;
   stats?: string;
   deployedVersion?: string;
+  deployedFile?: string;
 }
 
 const usage =
-  "usage: npm run plan -- [--stack <name>] [--config-file <path>] [--out <dir>] [--preview] [--quiet] [--deployed-version x.y.z] [--stats <file>]";
+  "usage: npm run plan -- [--stack <name>] [--config-file <path>] [--out <dir>] [--preview] [--quiet] [--deployed <file>] [--deployed-version x.y.z] [--stats <file>]";
 
 function parseArgs(argv: string[]): Args {
   const args: Args = { stack: "prod", out: path.join(projectRoot, "out"), preview: false, quiet: false };
@@ -58,6 +63,9 @@ function parseArgs(argv: string[]): Args {
       case "--deployed-version":
         args.deployedVersion = value();
         break;
+      case "--deployed":
+        args.deployedFile = path.resolve(value());
+        break;
       case "--quiet":
         args.quiet = true;
         break;
@@ -74,6 +82,28 @@ function parseArgs(argv: string[]): Args {
   return args;
 }
 
+/**
+ * The deployed stack's outputs from `file`: a plan.json (its `outputs`) or the object `pulumi
+ * stack output --json --show-secrets` prints. Values the plan masked are left out.
+ */
+function readDeployed(file: string): Record<string, unknown> {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(fs.readFileSync(file, "utf8"));
+  } catch (e) {
+    throw new PlanInputError(`--deployed ${file}: not a readable JSON file (${(e as Error).message})`);
+  }
+  if (doc === null || typeof doc !== "object" || Array.isArray(doc)) {
+    throw new PlanInputError(`--deployed ${file}: expected a plan.json or the JSON object of pulumi stack output`);
+  }
+  const record = doc as Record<string, unknown>;
+  const outputs =
+    Array.isArray(record.resources) && record.outputs !== null && typeof record.outputs === "object"
+      ? (record.outputs as Record<string, unknown>)
+      : record;
+  return Object.fromEntries(Object.entries(outputs).filter(([, v]) => v !== "[secret]" && v !== "[unknown]"));
+}
+
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   const started = process.hrtime.bigint();
@@ -84,7 +114,10 @@ async function main(): Promise<void> {
   const config = loadStackConfig(args.stack, { configFile: args.configFile });
   // eslint-disable-next-line @typescript-eslint/no-require-imports -- the program's entry point, loaded after config is in place
   const program = require(path.join(projectRoot, "index")) as () => Promise<unknown>;
-  const deployed = args.deployedVersion ? { kubernetesVersion: args.deployedVersion } : {};
+  const deployed = {
+    ...(args.deployedFile ? readDeployed(args.deployedFile) : {}),
+    ...(args.deployedVersion ? { kubernetesVersion: args.deployedVersion } : {}),
+  };
   const run = await runProgram(program, config, { preview: args.preview, deployed });
   const plan = toPlan(run);
 
@@ -100,7 +133,8 @@ async function main(): Promise<void> {
   // The Kubernetes provider marks all Secret data secret, so the plan shows the Secret masked;
   // the Alertmanager configuration it holds has no secret in it (the routing key is a file),
   // so it is rendered here from the same function for review.
-  const cfg = parseConfig({ ...config, deployedKubernetesVersion: args.deployedVersion });
+  const deployedVersion = typeof deployed.kubernetesVersion === "string" ? deployed.kubernetesVersion : undefined;
+  const cfg = parseConfig({ ...config, deployedKubernetesVersion: deployedVersion });
   if (cfg.monitoring.mode === "kube-prometheus-stack") {
     write("manifests/alertmanager.yaml", renderAlertmanagerConfig(pagingSettings(cfg)));
   }
