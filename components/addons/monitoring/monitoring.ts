@@ -148,12 +148,12 @@ export function pagingSettings(cfg: PagingInputSettings): PagingSettings {
 }
 
 /**
- * The PrometheusRule object (plain; the offline plan renders it and tests check its schema).
- * `spec` defaults to the rules without expiry series; the component passes the ones read.
+ * The PrometheusRule object (plain; the offline plan renders it and tests check its schema):
+ * `spec` is the rule file ({@link ruleFile}), which the component builds with the expiries read.
  */
 export function prometheusRuleManifest(
-  cfg: RuleSettings & { monitoring: Pick<ClusterConfig["monitoring"], "namespace" | "ruleName" | "ruleLabels"> },
-  spec: pulumi.Input<RuleFile> = ruleFile(cfg),
+  cfg: { monitoring: Pick<ClusterConfig["monitoring"], "namespace" | "ruleName" | "ruleLabels"> },
+  spec: pulumi.Input<RuleFile>,
 ) {
   return {
     apiVersion: "monitoring.coreos.com/v1",
