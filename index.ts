@@ -62,7 +62,13 @@ export = async (): Promise<StackOutputs> => {
   });
 
   const bootstrap = new ClusterBootstrap("bootstrap", {
-    cfg,
+    clusterName: cfg.clusterName,
+    kubernetesVersion: cfg.kubernetesVersion,
+    podCidr: cfg.podCidr,
+    serviceCidr: cfg.serviceCidr,
+    apiDnsName: cfg.apiDnsName,
+    loadBalancer: { privateIp: cfg.loadBalancer.privateIp, publicInterface: cfg.loadBalancer.publicInterface },
+    reservedIpFailover: cfg.reservedIpFailover,
     nodes: controlPlane.nodes,
     deployedCaCertHash: typeof deployedCaCertHash === "string" ? deployedCaCertHash : undefined,
     api,
@@ -74,20 +80,21 @@ export = async (): Promise<StackOutputs> => {
   // Day 2: upgrades to the configured version, then certificate renewal, one node at a time,
   // after the kube-vip chain (which comes after the last join): all three restart kube-vip.
   const upgrade = new ControlPlaneUpgrade("upgrade", {
-    cfg,
+    kubernetesVersion: cfg.kubernetesVersion,
     nodes: controlPlane.nodes,
     after: bootstrap.kubeVipComplete,
     sshPrivateKey: secrets.sshPrivateKey,
   });
   const certificates = new KubeadmCertificates("certificates", {
-    cfg,
+    kubernetesVersion: cfg.kubernetesVersion,
+    maintenance: { certificateRenewal: cfg.maintenance.certificateRenewal },
     nodes: controlPlane.nodes,
     after: upgrade.complete,
     sshPrivateKey: secrets.sshPrivateKey,
   });
 
   const access = new ClusterAccess("access", {
-    cfg,
+    clusterName: cfg.clusterName,
     nodes: controlPlane.nodes,
     // Through the reserved IP, the API answers only once a node holds it.
     after: [certificates.complete, ...(apiServerViaReservedIp(cfg) ? bootstrap.reservedIpHolders : [])],
@@ -107,10 +114,21 @@ export = async (): Promise<StackOutputs> => {
     sshPrivateKey: secrets.sshPrivateKey,
   });
 
-  const cni = new Cni("cni", { cfg, provider: access.provider });
+  const cni = new Cni("cni", {
+    cni: cfg.cni,
+    podCidr: cfg.podCidr,
+    nodes: cfg.nodes,
+    apiDnsName: cfg.apiDnsName,
+    loadBalancer: { privateIp: cfg.loadBalancer.privateIp },
+    provider: access.provider,
+  });
 
   new Monitoring("monitoring", {
-    cfg,
+    clusterName: cfg.clusterName,
+    nodes: cfg.nodes,
+    monitoring: cfg.monitoring,
+    backup: { schedule: cfg.backup.schedule },
+    maintenance: { certificateExpiryWarningDays: cfg.maintenance.certificateExpiryWarningDays },
     provider: access.provider,
     pagerdutyRoutingKey: secrets.pagerdutyRoutingKey,
     podNetwork: cni.release,
@@ -119,13 +137,20 @@ export = async (): Promise<StackOutputs> => {
   });
 
   const backup = new EtcdBackup("etcd-backup", {
-    cfg,
+    clusterName: cfg.clusterName,
+    nodes: cfg.nodes,
+    backup: cfg.backup,
     provider: access.provider,
     accessKey: secrets.objectStorage.accessKey,
     secretKey: secrets.objectStorage.secretKey,
   });
 
-  new EtcdDefrag("etcd-defrag", { cfg, provider: access.provider });
+  new EtcdDefrag("etcd-defrag", {
+    nodes: cfg.nodes,
+    maintenance: { defrag: cfg.maintenance.defrag },
+    backup: { image: cfg.backup.image },
+    provider: access.provider,
+  });
 
   return stackOutputs({ cfg, network, reservedIp, controlPlane, api, access, backup, workerToken, certificates });
 };

@@ -7,7 +7,7 @@ import { CertificateExpiry, KubeadmCertificates } from "./lifecycle/certificates
 import { caCertHash, ClusterAccess } from "./lifecycle/clusterAccess";
 import { ClusterConfig } from "./config";
 import { ControlPlane } from "./hetzner/controlPlane";
-import { apiServerPort, ApiLoadBalancer, controlPlaneHost } from "./hetzner/loadBalancer";
+import { apiServerPort, ApiLoadBalancer, controlPlaneHost, EndpointSettings } from "./hetzner/loadBalancer";
 import { ClusterNetwork } from "./hetzner/network";
 import { ReservedIp } from "./hetzner/reservedIp";
 import { WorkerJoinExpiry, WorkerJoinToken } from "./lifecycle/workerJoin";
@@ -86,8 +86,15 @@ export interface StackOutputs {
   workerJoinExpiry: pulumi.Output<WorkerJoinExpiry>;
 }
 
+/** The settings the outputs name: where the cluster is, its version, endpoint and backup bucket. */
+export type OutputSettings = EndpointSettings &
+  Pick<ClusterConfig, "clusterName" | "location" | "networkZone" | "kubernetesVersion"> & {
+    loadBalancer: Pick<ClusterConfig["loadBalancer"], "privateIp" | "publicInterface">;
+    backup: Pick<ClusterConfig["backup"], "bucket">;
+  };
+
 export interface OutputSources {
-  cfg: ClusterConfig;
+  cfg: OutputSettings;
   network: ClusterNetwork;
   reservedIp: ReservedIp;
   controlPlane: ControlPlane;

@@ -125,7 +125,7 @@ describe("the prod stack's backup resources", () => {
 
 describe("the CronJob", () => {
   const cfg = prodConfig();
-  const manifest = backupCronJobManifest({ cfg, scripts });
+  const manifest = backupCronJobManifest(cfg, scripts);
   const pod = manifest.spec.jobTemplate.spec.template.spec;
   const container = pod.containers[0];
 
@@ -147,7 +147,7 @@ describe("the CronJob", () => {
     });
     expect(manifest.spec.jobTemplate.spec.activeDeadlineSeconds).toBeGreaterThan(0);
     expect(prodConfig({ backupSchedule: "30 2 * * *" }).backup.schedule).toBe("30 2 * * *");
-    expect(backupCronJobManifest({ cfg: prodConfig({ backupSchedule: "30 2 * * *" }), scripts }).spec.schedule).toBe(
+    expect(backupCronJobManifest(prodConfig({ backupSchedule: "30 2 * * *" }), scripts).spec.schedule).toBe(
       "30 2 * * *",
     );
   });
@@ -178,8 +178,8 @@ describe("the CronJob", () => {
       m.spec.jobTemplate.spec.template.metadata.annotations[scriptHashAnnotation];
     // `sha256sum etcd-backup.sh etcd-job-lib.sh | sha256sum` in the pod's /opt/etcd-job.
     expect(annotation(manifest)).toBe(hash(`${hash(script)}  etcd-backup.sh\n${hash(library)}  etcd-job-lib.sh\n`));
-    const changedScript = backupCronJobManifest({ cfg, scripts: { script: `${script}\n# changed\n`, library } });
-    const changedLibrary = backupCronJobManifest({ cfg, scripts: { script, library: `${library}\n# changed\n` } });
+    const changedScript = backupCronJobManifest(cfg, { script: `${script}\n# changed\n`, library });
+    const changedLibrary = backupCronJobManifest(cfg, { script, library: `${library}\n# changed\n` });
     expect(new Set([manifest, changedScript, changedLibrary].map(annotation)).size).toBe(3);
   });
 

@@ -273,7 +273,7 @@ describe("schemas (@kubernetes-models)", () => {
   const cfg = prodConfig();
 
   test("the PrometheusRule validates, and a broken one does not", () => {
-    const manifest = prometheusRuleManifest(cfg);
+    const manifest = prometheusRuleManifest(cfg, ruleFile(cfg));
     expect(() => new PrometheusRule(manifest as never).validate()).not.toThrow();
     const broken = { ...manifest, spec: { groups: [{ name: "x", rules: [{ alert: "A" }] }] } };
     expect(() => new PrometheusRule(broken as never).validate()).toThrow();

@@ -15,10 +15,10 @@
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../config";
-import { apiServerPort, controlPlaneHost } from "../hetzner/loadBalancer";
+import { apiServerPort, controlPlaneHost, EndpointSettings } from "../hetzner/loadBalancer";
 import { versions } from "../versions";
 
-export interface CniChart {
+interface CniChart {
   chart: string;
   version: string;
   repo: string;
@@ -26,8 +26,14 @@ export interface CniChart {
   values: Record<string, unknown>;
 }
 
+/**
+ * The settings the pod network uses: the choice, the pod CIDR (Calico's pool), the endpoint
+ * (Cilium reaches the API directly) and the nodes (Cilium's operator replicas).
+ */
+export type CniSettings = EndpointSettings & Pick<ClusterConfig, "cni" | "podCidr" | "nodes">;
+
 /** The Helm chart and values for the configured CNI. */
-export function cniChart(cfg: ClusterConfig): CniChart {
+function cniChart(cfg: CniSettings): CniChart {
   if (cfg.cni === "cilium") {
     return {
       chart: "cilium",
@@ -64,8 +70,7 @@ export function cniChart(cfg: ClusterConfig): CniChart {
   };
 }
 
-export interface CniArgs {
-  cfg: ClusterConfig;
+export interface CniArgs extends CniSettings {
   provider: k8s.Provider;
 }
 
@@ -74,7 +79,7 @@ export class Cni extends pulumi.ComponentResource {
 
   constructor(name: string, args: CniArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:Cni", name, {}, opts);
-    const chart = cniChart(args.cfg);
+    const chart = cniChart(args);
     this.release = new k8s.helm.v3.Release(
       `${name}-${chart.chart}`,
       {

@@ -36,11 +36,11 @@ const names = {
   workDir: "/var/tmp/etcd-backup",
 };
 
-export interface BackupManifestInput {
-  cfg: ClusterConfig;
-  /** scripts/jobs/etcd-backup.sh and scripts/jobs/etcd-job-lib.sh. */
-  scripts: EtcdJobScripts;
-}
+/**
+ * The settings the backup uses: the nodes (etcd endpoints), the cluster name (the objects'
+ * prefix) and every backup setting (bucket, location, schedule, retention, encryption, image).
+ */
+export type BackupSettings = Pick<ClusterConfig, "clusterName" | "nodes" | "backup">;
 
 const metadata = (name: string) => etcdJobMetadata(name, backupCronJob.name);
 
@@ -54,7 +54,7 @@ export function backupScriptConfigMap(scripts: EtcdJobScripts) {
  * which come from the Secret. The local member is tried first; the others follow, so a backup
  * still succeeds while the local member is down.
  */
-export function backupEnvironment(cfg: ClusterConfig): { name: string; value: string }[] {
+export function backupEnvironment(cfg: BackupSettings): { name: string; value: string }[] {
   const endpoints = ["127.0.0.1", ...cfg.nodes.map((n) => n.privateIp)].map((ip) => `https://${ip}:2379`);
   return [
     ...etcdClientEnvironment(endpoints),
@@ -71,9 +71,11 @@ export function backupEnvironment(cfg: ClusterConfig): { name: string; value: st
   ];
 }
 
-/** The CronJob (plain object, rendered to the plan and schema-checked). */
-export function backupCronJobManifest(input: BackupManifestInput) {
-  const { cfg, scripts } = input;
+/**
+ * The CronJob (plain object, rendered to the plan and schema-checked). `scripts` are
+ * scripts/jobs/etcd-backup.sh and scripts/jobs/etcd-job-lib.sh.
+ */
+export function backupCronJobManifest(cfg: BackupSettings, scripts: EtcdJobScripts) {
   return etcdCronJobManifest({
     name: backupCronJob.name,
     schedule: cfg.backup.schedule,
@@ -90,8 +92,7 @@ export function backupCronJobManifest(input: BackupManifestInput) {
   });
 }
 
-export interface EtcdBackupArgs {
-  cfg: ClusterConfig;
+export interface EtcdBackupArgs extends BackupSettings {
   /** The cluster's Kubernetes provider. */
   provider: k8s.Provider;
   /** Secrets: Object Storage keys, for Pulumi (the bucket) and the job (a Secret). */
@@ -106,13 +107,13 @@ export class EtcdBackup extends pulumi.ComponentResource {
 
   constructor(name: string, args: EtcdBackupArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:EtcdBackup", name, {}, opts);
-    const { cfg } = args;
-    this.endpoint = objectStorageEndpoint(cfg.backup.location);
+    const { backup } = args;
+    this.endpoint = objectStorageEndpoint(backup.location);
 
     const storage = new aws.Provider(
       `${name}-object-storage`,
       {
-        region: cfg.backup.location,
+        region: backup.location,
         accessKey: args.accessKey,
         secretKey: args.secretKey,
         endpoints: [{ s3: this.endpoint }],
@@ -129,10 +130,10 @@ export class EtcdBackup extends pulumi.ComponentResource {
     this.bucket = new aws.s3.Bucket(
       `${name}-bucket`,
       {
-        bucket: cfg.backup.bucket,
+        bucket: backup.bucket,
         // Only possible when the bucket is created; a later change replaces the bucket, which
         // protect refuses.
-        objectLockEnabled: cfg.backup.objectLock,
+        objectLockEnabled: backup.objectLock,
         forceDestroy: false,
       },
       { parent: this, provider: storage, protect: true },
@@ -155,7 +156,7 @@ export class EtcdBackup extends pulumi.ComponentResource {
       },
       k8sOpts,
     );
-    this.cronJob = new k8s.batch.v1.CronJob(`${name}-cronjob`, backupCronJobManifest({ cfg, scripts }), {
+    this.cronJob = new k8s.batch.v1.CronJob(`${name}-cronjob`, backupCronJobManifest(args, scripts), {
       ...k8sOpts,
       dependsOn: [versioning, configMap, credentials],
     });

@@ -25,10 +25,19 @@ export const defragCronJob = { namespace: etcdJobNamespace, name: "etcd-defrag" 
 export const defragScriptPath = etcdJobScriptPath(defragCronJob.name);
 
 /**
+ * The settings the defragmentation uses: the nodes (etcd endpoints), the job's schedule and
+ * thresholds, and the backup image it runs in.
+ */
+export type DefragSettings = Pick<ClusterConfig, "nodes"> & {
+  maintenance: Pick<ClusterConfig["maintenance"], "defrag">;
+  backup: Pick<ClusterConfig["backup"], "image">;
+};
+
+/**
  * Every variable the job sets (scripts/jobs/etcd-defrag.sh --help). Each member appears once, at its
  * private address: the script reads every member's status and defragments each one by URL.
  */
-export function defragEnvironment(cfg: ClusterConfig): { name: string; value: string }[] {
+function defragEnvironment(cfg: DefragSettings): { name: string; value: string }[] {
   const { defrag } = cfg.maintenance;
   return [
     ...etcdClientEnvironment(cfg.nodes.map((n) => `https://${n.privateIp}:2379`)),
@@ -42,7 +51,7 @@ export function defragScriptConfigMap(scripts: EtcdJobScripts) {
   return etcdJobScriptConfigMap(defragCronJob.name, scripts);
 }
 
-export function defragCronJobManifest(cfg: ClusterConfig, scripts: EtcdJobScripts) {
+export function defragCronJobManifest(cfg: DefragSettings, scripts: EtcdJobScripts) {
   return etcdCronJobManifest({
     name: defragCronJob.name,
     schedule: cfg.maintenance.defrag.schedule,
@@ -56,8 +65,7 @@ export function defragCronJobManifest(cfg: ClusterConfig, scripts: EtcdJobScript
   });
 }
 
-export interface EtcdDefragArgs {
-  cfg: ClusterConfig;
+export interface EtcdDefragArgs extends DefragSettings {
   provider: k8s.Provider;
 }
 
@@ -69,7 +77,7 @@ export class EtcdDefrag extends pulumi.ComponentResource {
     const scripts = readEtcdJobScripts(defragCronJob.name);
     const k8sOpts = { parent: this, provider: args.provider };
     const configMap = new k8s.core.v1.ConfigMap(`${name}-script`, defragScriptConfigMap(scripts), k8sOpts);
-    this.cronJob = new k8s.batch.v1.CronJob(`${name}-cronjob`, defragCronJobManifest(args.cfg, scripts), {
+    this.cronJob = new k8s.batch.v1.CronJob(`${name}-cronjob`, defragCronJobManifest(args, scripts), {
       ...k8sOpts,
       dependsOn: [configMap],
     });

@@ -12,11 +12,16 @@ import { clusterLabels } from "../labels";
 /** The API server port, on the load balancer and on every node. */
 export const apiServerPort = 6443;
 
+/** The settings that name the API endpoint: the DNS name, else the load balancer's pinned private IP. */
+export type EndpointSettings = Pick<ClusterConfig, "apiDnsName"> & {
+  loadBalancer: Pick<ClusterConfig["loadBalancer"], "privateIp">;
+};
+
 /**
  * The host of kubeadm's controlPlaneEndpoint, as nodes and in-cluster clients reach the API:
  * the DNS name when configured, else the load balancer's pinned private IP.
  */
-export function controlPlaneHost(cfg: ClusterConfig): string {
+export function controlPlaneHost(cfg: EndpointSettings): string {
   return cfg.apiDnsName ?? cfg.loadBalancer.privateIp;
 }
 

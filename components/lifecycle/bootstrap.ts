@@ -25,14 +25,26 @@ import {
   renderJoinConfiguration,
 } from "../node/kubeadm";
 import { kubeVipLeaseName, kubeVipStagedPath, renderKubeVipManifest } from "../node/kubeVip";
-import { ApiLoadBalancer, apiServerPort, controlPlaneHost } from "../hetzner/loadBalancer";
+import { ApiLoadBalancer, apiServerPort, controlPlaneHost, EndpointSettings } from "../hetzner/loadBalancer";
 import { nodeCommand, nodeLibDir, scriptsHash, shellQuote } from "../node/nodeScripts";
 import { ReservedIp } from "../hetzner/reservedIp";
 import { anyMemberConnection, sshConnection } from "../node/ssh";
 import { kubernetesPackageVersion } from "../versions";
 
-export interface BootstrapArgs {
-  cfg: ClusterConfig;
+/** The settings the kubeadm files of a node are rendered from. */
+export type KubeadmSettings = EndpointSettings &
+  Pick<ClusterConfig, "clusterName" | "kubernetesVersion" | "podCidr" | "serviceCidr">;
+
+/**
+ * The settings the bootstrap uses: the kubeadm files' settings, whether the load balancer's
+ * public addresses go into the certificates, and whether the reserved-IP companion runs.
+ */
+export type BootstrapSettings = KubeadmSettings &
+  Pick<ClusterConfig, "reservedIpFailover"> & {
+    loadBalancer: Pick<ClusterConfig["loadBalancer"], "privateIp" | "publicInterface">;
+  };
+
+export interface BootstrapArgs extends BootstrapSettings {
   /**
    * Control-plane servers in node order. None has a fixed role: the first to find no cluster
    * initializes it (on a new stack, cp-1, since the setups run in node order); the rest join.
@@ -55,7 +67,7 @@ export interface BootstrapArgs {
 }
 
 /** Where the rendered kubeadm files go on a node. */
-export const kubeadmFiles = {
+const kubeadmFiles = {
   init: "/etc/kubernetes/kubeadm/init.yaml",
   joinTemplate: "/etc/kubernetes/kubeadm/join.yaml",
   etcdPatch: `${kubeadmPaths.patchesDirectory}/${kubeadmPaths.etcdPatchFile}`,
@@ -63,7 +75,7 @@ export const kubeadmFiles = {
 
 /** The kubeadm input for one node; addresses that exist only once the load balancer does are Outputs. */
 export function kubeadmInput(
-  cfg: ClusterConfig,
+  cfg: KubeadmSettings,
   spec: NodeSpec,
   addresses: { lbIpv4?: string; lbIpv6?: string; reservedIp: string },
 ): KubeadmInput {
@@ -81,19 +93,19 @@ export function kubeadmInput(
 }
 
 /** With a DNS endpoint, nodes resolve it to the load balancer's private IP through /etc/hosts. */
-function endpointArgs(cfg: ClusterConfig): string[] {
+function endpointArgs(cfg: EndpointSettings): string[] {
   return cfg.apiDnsName ? ["--endpoint-host", cfg.apiDnsName, "--endpoint-ip", cfg.loadBalancer.privateIp] : [];
 }
 
 /** etcd's peer port: a member's identity in `etcdctl member list` is https://<private IP>:2380. */
-export const etcdPeerPort = 2380;
+const etcdPeerPort = 2380;
 
 /**
  * The setup command of one node: kubeadm-member.sh with both kubeadm files, the other nodes'
  * private IPs to probe and mint join credentials on, and the endpoint's /readyz.
  */
-export function memberCommand(
-  cfg: ClusterConfig,
+function memberCommand(
+  cfg: EndpointSettings,
   node: ControlPlaneNode,
   nodes: ControlPlaneNode[],
   deployedCaCertHash: string | undefined,
@@ -138,12 +150,11 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
 
   constructor(name: string, args: BootstrapArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:ClusterBootstrap", name, {}, opts);
-    const { cfg } = args;
     const lb = args.api.loadBalancer;
     const addresses = pulumi
       .all([lb.ipv4, lb.ipv6, args.reservedIp.address])
       .apply(([lbIpv4, lbIpv6, reservedIp]) =>
-        cfg.loadBalancer.publicInterface ? { lbIpv4, lbIpv6, reservedIp } : { reservedIp },
+        args.loadBalancer.publicInterface ? { lbIpv4, lbIpv6, reservedIp } : { reservedIp },
       );
     const scriptsRevision = scriptsHash();
 
@@ -157,7 +168,7 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         `${name}-${node.spec.name}-member`,
         {
           connection: sshConnection(node, args.sshPrivateKey),
-          create: memberCommand(cfg, node, args.nodes, args.deployedCaCertHash),
+          create: memberCommand(args, node, args.nodes, args.deployedCaCertHash),
           // The stack's key, for this node to reach a member over the private network and mint
           // join credentials there for this attempt only: on stdin, never an argument.
           stdin: pulumi.secret(pulumi.output(args.sshPrivateKey).apply((key) => `${key.trimEnd()}\n`)),
@@ -256,7 +267,7 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         // One node at a time: the previous node's kube-vip (and companion) first.
         { parent: this, dependsOn: [staged, previousHolder] },
       );
-      previousHolder = cfg.reservedIpFailover
+      previousHolder = args.reservedIpFailover
         ? this.failover(name, args, node, connection, kubeVip, scriptsRevision)
         : kubeVip;
       return previousHolder;
@@ -305,7 +316,6 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     addresses: pulumi.Output<{ lbIpv4?: string; lbIpv6?: string; reservedIp: string }>,
     scriptsRevision: string,
   ): pulumi.Resource[] {
-    const { cfg } = args;
     const connection = sshConnection(node, args.sshPrivateKey);
     const parent = { parent: this };
     const prefix = `${name}-${node.spec.name}`;
@@ -332,13 +342,13 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         connection,
         create: nodeCommand("wait-node-prepared.sh", [
           "--package-version",
-          kubernetesPackageVersion(cfg.kubernetesVersion),
+          kubernetesPackageVersion(args.kubernetesVersion),
         ]),
         triggers: [node.server.id],
       },
       { ...parent, dependsOn: [scripts] },
     );
-    const input = addresses.apply((a) => kubeadmInput(cfg, node.spec, a));
+    const input = addresses.apply((a) => kubeadmInput(args, node.spec, a));
     // Both files on every node: which one kubeadm reads is decided on the node at run time.
     const initConfig = copyFile(
       `${prefix}-kubeadm-init`,

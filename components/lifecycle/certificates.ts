@@ -80,12 +80,16 @@ export function expirySeries(expiry: CertificateExpiry): CertificateExpirySeries
  * A shell comment naming what the certificates depend on: a new version or renewal changes the
  * command, so it runs again and reads the new dates.
  */
-export function certificateRevision(cfg: ClusterConfig): string {
+function certificateRevision(cfg: CertificateSettings): string {
   return `# kubernetes ${cfg.kubernetesVersion}, certificate renewal "${cfg.maintenance.certificateRenewal}"`;
 }
 
-export interface KubeadmCertificatesArgs {
-  cfg: ClusterConfig;
+/** The settings the certificates depend on: the version (an upgrade renews them) and the renewal stamp. */
+export type CertificateSettings = Pick<ClusterConfig, "kubernetesVersion"> & {
+  maintenance: Pick<ClusterConfig["maintenance"], "certificateRenewal">;
+};
+
+export interface KubeadmCertificatesArgs extends CertificateSettings {
   nodes: ControlPlaneNode[];
   /** The end of the upgrade chain: renewal never overlaps an upgrade. */
   after: pulumi.Resource;
@@ -101,9 +105,8 @@ export class KubeadmCertificates extends pulumi.ComponentResource {
 
   constructor(name: string, args: KubeadmCertificatesArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:KubeadmCertificates", name, {}, opts);
-    const { cfg } = args;
-    const stamp = cfg.maintenance.certificateRenewal;
-    this.revision = certificateRevision(cfg);
+    const stamp = args.maintenance.certificateRenewal;
+    this.revision = certificateRevision(args);
 
     let previous: pulumi.Resource = args.after;
     if (stamp !== "") {

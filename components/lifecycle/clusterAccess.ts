@@ -18,7 +18,8 @@ import { apiServerPort } from "../hetzner/loadBalancer";
 import { shellQuote } from "../node/nodeScripts";
 
 export interface ClusterAccessArgs {
-  cfg: ClusterConfig;
+  /** The provider's `clusterIdentifier`: only a change of it replaces the provider. */
+  clusterName: string;
   /** The control-plane nodes: admin.conf is read on the first running one ({@link anyMemberConnection}). */
   nodes: ControlPlaneNode[];
   /**
@@ -69,13 +70,18 @@ export function rewriteKubeconfigServer(kubeconfig: string, server: string): str
   return YAML.stringify(doc, { lineWidth: 0 });
 }
 
+/** The settings that decide where Pulumi reaches the API. */
+export type PublicApiSettings = Pick<ClusterConfig, "apiDnsName"> & {
+  loadBalancer: Pick<ClusterConfig["loadBalancer"], "publicInterface">;
+};
+
 /** Pulumi reaches the API at the reserved IP: no DNS name and no public load balancer interface. */
-export function apiServerViaReservedIp(cfg: ClusterConfig): boolean {
+export function apiServerViaReservedIp(cfg: PublicApiSettings): boolean {
   return !cfg.apiDnsName && !cfg.loadBalancer.publicInterface;
 }
 
 /** Where Pulumi reaches the API: the DNS name, else the load balancer's public IPv4, else the reserved IP. */
-export function publicApiServer(cfg: ClusterConfig, lbIpv4: string, reservedIp: string): string {
+export function publicApiServer(cfg: PublicApiSettings, lbIpv4: string, reservedIp: string): string {
   if (apiServerViaReservedIp(cfg)) return `https://${reservedIp}:${apiServerPort}`;
   return `https://${cfg.apiDnsName ?? lbIpv4}:${apiServerPort}`;
 }
@@ -112,7 +118,7 @@ export class ClusterAccess extends pulumi.ComponentResource {
         kubeconfig: this.kubeconfig,
         // Only a change of this replaces the provider (and every object it manages): a rotated
         // kubeconfig or a new address is an update.
-        clusterIdentifier: args.cfg.clusterName,
+        clusterIdentifier: args.clusterName,
       },
       { parent: this },
     );

@@ -20,14 +20,14 @@
 import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { anyMemberConnection, sshConnection } from "../node/ssh";
-import { ClusterConfig } from "../config";
 import { ControlPlaneNode } from "../hetzner/controlPlane";
 import { kubeadmPaths } from "../node/kubeadm";
 import { nodeCommand } from "../node/nodeScripts";
 import { kubernetesPackageChannel, kubernetesPackageVersion } from "../versions";
 
 export interface ControlPlaneUpgradeArgs {
-  cfg: ClusterConfig;
+  /** The configured Kubernetes version "x.y.z": every node is moved to it, one at a time. */
+  kubernetesVersion: string;
   /**
    * Control-plane servers in node order, upgraded in that order; the first one whose cluster is
    * below the version runs `kubeadm upgrade apply` (upgrade-node.sh --role auto), whichever it is.
@@ -40,16 +40,16 @@ export interface ControlPlaneUpgradeArgs {
 }
 
 /** The command line of one node's upgrade step. */
-function upgradeNodeCommand(cfg: ClusterConfig, node: ControlPlaneNode): string {
+function upgradeNodeCommand(kubernetesVersion: string, node: ControlPlaneNode): string {
   return nodeCommand("upgrade-node.sh", [
     "--role",
     "auto",
     "--version",
-    cfg.kubernetesVersion,
+    kubernetesVersion,
     "--package-version",
-    kubernetesPackageVersion(cfg.kubernetesVersion),
+    kubernetesPackageVersion(kubernetesVersion),
     "--channel",
-    kubernetesPackageChannel(cfg.kubernetesVersion),
+    kubernetesPackageChannel(kubernetesVersion),
     "--node-name",
     node.name,
     "--patches",
@@ -63,13 +63,13 @@ export class ControlPlaneUpgrade extends pulumi.ComponentResource {
 
   constructor(name: string, args: ControlPlaneUpgradeArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:ControlPlaneUpgrade", name, {}, opts);
-    const { cfg } = args;
+    const { kubernetesVersion } = args;
     const preflight = new command.remote.Command(
       `${name}-preflight`,
       {
         // Reads the whole cluster through the API and each node's versions: any running member.
         connection: anyMemberConnection(args.nodes, args.sshPrivateKey).connection,
-        create: nodeCommand("upgrade-preflight.sh", ["--version", cfg.kubernetesVersion]),
+        create: nodeCommand("upgrade-preflight.sh", ["--version", kubernetesVersion]),
       },
       { parent: this, dependsOn: [args.after] },
     );
@@ -79,7 +79,7 @@ export class ControlPlaneUpgrade extends pulumi.ComponentResource {
         `${name}-${node.spec.name}`,
         {
           connection: sshConnection(node, args.sshPrivateKey),
-          create: upgradeNodeCommand(cfg, node),
+          create: upgradeNodeCommand(kubernetesVersion, node),
         },
         // One node at a time: each step waits for the previous one to finish, gates included.
         { parent: this, dependsOn: [previous] },

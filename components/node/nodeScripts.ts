@@ -7,14 +7,14 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 /** Local directory copied to every node. */
-export const localScriptsDir = path.join(__dirname, "..", "..", "scripts", "node");
+const localScriptsDir = path.join(__dirname, "..", "..", "scripts", "node");
 
 /**
  * Where the copy lands. CopyToRemote puts a directory *into* an existing remote directory, so
  * the bootstrap creates `nodeLibDir` first and the scripts end up in `nodeLibDir/node/`.
  */
 export const nodeLibDir = "/usr/local/lib/hcloud-control-plane";
-export const nodeScriptsDir = `${nodeLibDir}/node`;
+const nodeScriptsDir = `${nodeLibDir}/node`;
 
 /** Single-quotes a word for sh, unless it is plainly safe. */
 export function shellQuote(word: string): string {

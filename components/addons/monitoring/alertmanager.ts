@@ -109,20 +109,20 @@ export const receivers = {
 export const businessHoursInterval = "business-hours";
 
 /** kube-prometheus-stack's always-firing alerts (dead man's switch, info inhibitor). */
-export const alwaysOnAlerts = ["InfoInhibitor", "Watchdog"] as const;
+const alwaysOnAlerts = ["InfoInhibitor", "Watchdog"] as const;
 
 /** PagerDuty's Events API v2 endpoint (Alertmanager's default, written out for clarity). */
-export const pagerdutyEventsUrl = "https://events.pagerduty.com/v2/enqueue";
+const pagerdutyEventsUrl = "https://events.pagerduty.com/v2/enqueue";
 
 /** Alertmanager's own defaults, except repeat_interval (4h, as kube-prometheus-stack). */
-export const defaultTiming = { groupWait: "30s", groupInterval: "5m", repeatInterval: "4h" } as const;
+const defaultTiming = { groupWait: "30s", groupInterval: "5m", repeatInterval: "4h" } as const;
 
 /**
  * One notification per alert name and namespace. Alerts carry no `cluster` label (one
  * Alertmanager serves one cluster, whose name the PagerDuty event carries), and grouping by
  * `instance` would turn one outage of three control-plane nodes into three pages.
  */
-export const groupBy = ["alertname", "namespace"] as const;
+const groupBy = ["alertname", "namespace"] as const;
 
 /** Weekday numbers as Alertmanager counts them: its weeks run sunday (0) to saturday (6). */
 const weekdays = ["sunday", "monday", "tuesday", "wednesday", "thursday", "friday", "saturday"] as const;

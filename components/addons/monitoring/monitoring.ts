@@ -27,10 +27,10 @@ import {
 } from "./rules";
 
 /** The Helm release name; kube-prometheus-stack selects rules labelled `release: <it>`. */
-export const releaseName = "kube-prometheus-stack";
+const releaseName = "kube-prometheus-stack";
 
 /** The job labels kube-prometheus-stack gives the control-plane scrape jobs. */
-export const stackJobs = {
+const stackJobs = {
   apiserver: "apiserver",
   controllerManager: "kube-controller-manager",
   scheduler: "kube-scheduler",
@@ -51,7 +51,7 @@ const names = {
 export const pagerdutyRoutingKeyFile = `/etc/alertmanager/secrets/${names.pagerdutySecret}/${names.pagerdutyKey}`;
 
 /** kubeadm certificate alerts: critical a week before the earliest expiry. */
-export const certificateCriticalSeconds = 7 * 86400;
+const certificateCriticalSeconds = 7 * 86400;
 
 /**
  * Worker join token alerts: a warning a week before the expiry, so a rotation fits into an
@@ -60,15 +60,40 @@ export const certificateCriticalSeconds = 7 * 86400;
  * day, when new workers are about to fail to join, and on after the expiry. A lifetime of a week
  * or less warns from the start: such a token needs a rotation within the week.
  */
-export const workerTokenWarningSeconds = 7 * 86400;
-export const workerTokenCriticalSeconds = 86400;
+const workerTokenWarningSeconds = 7 * 86400;
+const workerTokenCriticalSeconds = 86400;
+
+/**
+ * The settings the rules are built from: the etcd job, the monitoring mode (which mixin rules
+ * this program adds), the runbooks, the node count, the backup schedule and alert margin, and
+ * the certificate warning lead time.
+ */
+export type RuleSettings = Pick<ClusterConfig, "nodes"> & {
+  monitoring: Pick<ClusterConfig["monitoring"], "etcdJob" | "mode" | "runbookBaseUrl" | "backupAlertMarginMinutes">;
+  backup: Pick<ClusterConfig["backup"], "schedule">;
+  maintenance: Pick<ClusterConfig["maintenance"], "certificateExpiryWarningDays">;
+};
+
+/** The settings Alertmanager's paging is built from: the rules' (for their names), the cluster name and the paging hours. */
+export type PagingInputSettings = RuleSettings &
+  Pick<ClusterConfig, "clusterName"> & {
+    monitoring: Pick<ClusterConfig["monitoring"], "paging">;
+  };
+
+/**
+ * The settings monitoring uses: the rules' and the paging's, and where the objects go (the
+ * monitoring namespace, the rule's name and labels).
+ */
+export type MonitoringSettings = PagingInputSettings & {
+  monitoring: Pick<ClusterConfig["monitoring"], "namespace" | "ruleName" | "ruleLabels">;
+};
 
 /**
  * `expiry` is what the stack read from the nodes; empty before the first read. `workerToken`
  * is the worker join token's expiry as its command reported it; empty before it ran.
  */
-export function alertRuleSettings(
-  cfg: ClusterConfig,
+function alertRuleSettings(
+  cfg: RuleSettings,
   expiry: CertificateExpirySeries[] = [],
   workerToken: WorkerTokenExpirySeries[] = [],
 ): AlertRuleSettings {
@@ -103,14 +128,14 @@ export function alertRuleSettings(
 
 /** The rule file: the PrometheusRule's spec and out/<stack>/prometheus-rules.yaml. */
 export function ruleFile(
-  cfg: ClusterConfig,
+  cfg: RuleSettings,
   expiry: CertificateExpirySeries[] = [],
   workerToken: WorkerTokenExpirySeries[] = [],
 ): RuleFile {
   return prometheusRules(alertRuleSettings(cfg, expiry, workerToken));
 }
 
-export function pagingSettings(cfg: ClusterConfig): PagingSettings {
+export function pagingSettings(cfg: PagingInputSettings): PagingSettings {
   return {
     clusterName: cfg.clusterName,
     timezone: cfg.monitoring.paging.timezone,
@@ -123,10 +148,13 @@ export function pagingSettings(cfg: ClusterConfig): PagingSettings {
 }
 
 /**
- * The PrometheusRule object (plain; the offline plan renders it and tests check its schema).
- * `spec` defaults to the rules without expiry series; the component passes the ones read.
+ * The PrometheusRule object (plain; the offline plan renders it and tests check its schema):
+ * `spec` is the rule file ({@link ruleFile}), which the component builds with the expiries read.
  */
-export function prometheusRuleManifest(cfg: ClusterConfig, spec: pulumi.Input<RuleFile> = ruleFile(cfg)) {
+export function prometheusRuleManifest(
+  cfg: { monitoring: Pick<ClusterConfig["monitoring"], "namespace" | "ruleName" | "ruleLabels"> },
+  spec: pulumi.Input<RuleFile>,
+) {
   return {
     apiVersion: "monitoring.coreos.com/v1",
     kind: "PrometheusRule",
@@ -155,7 +183,7 @@ const controlPlaneToleration = [
  * The chart's own etcd and control-plane alerts are off: this program's rules replace them,
  * with runbooks in this repository.
  */
-export function kubePrometheusStackValues(cfg: ClusterConfig): Record<string, unknown> {
+export function kubePrometheusStackValues(cfg: RuleSettings): Record<string, unknown> {
   const ips = cfg.nodes.map((n) => n.privateIp);
   const disabled = Object.fromEntries(alertNames(ruleFile(cfg)).map((alert) => [alert, true]));
   return {
@@ -216,7 +244,9 @@ export function kubePrometheusStackValues(cfg: ClusterConfig): Record<string, un
 }
 
 /** The Secret holding alertmanager.yaml (no secret in it: the routing key is a file). */
-export function alertmanagerConfigSecretManifest(cfg: ClusterConfig) {
+export function alertmanagerConfigSecretManifest(
+  cfg: PagingInputSettings & { monitoring: Pick<ClusterConfig["monitoring"], "namespace"> },
+) {
   return {
     apiVersion: "v1" as const,
     kind: "Secret" as const,
@@ -226,8 +256,7 @@ export function alertmanagerConfigSecretManifest(cfg: ClusterConfig) {
   };
 }
 
-export interface MonitoringArgs {
-  cfg: ClusterConfig;
+export interface MonitoringArgs extends MonitoringSettings {
   /** The cluster's Kubernetes provider. */
   provider: k8s.Provider;
   /** Secret; required with kube-prometheus-stack. */
@@ -247,7 +276,7 @@ export class Monitoring extends pulumi.ComponentResource {
 
   constructor(name: string, args: MonitoringArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:Monitoring", name, {}, opts);
-    const { cfg } = args;
+    const cfg: MonitoringSettings = args;
     const k8sOpts = { parent: this, provider: args.provider };
 
     if (cfg.monitoring.mode === "kube-prometheus-stack") {
