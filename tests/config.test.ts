@@ -2,7 +2,7 @@
  * One test per validation rule, each asserting the exact message an operator reads.
  * The base is the real prod stack file with Pulumi.yaml's defaults, as the CLI builds it.
  */
-import { ConfigError, configKeys, parseConfig } from "../components/config";
+import { ConfigError, configKeys, parseConfig, settings } from "../components/config";
 import { loadStackConfig, readProjectFile } from "../tools/offline/stackConfig";
 
 const P = "hcloud-control-plane";
@@ -596,5 +596,49 @@ describe("worker join token settings", () => {
       `${P}:workerJoinTokenRotation = "next month": must be 1-63 letters, digits, '.', '_' or '-'`,
     ]);
     expect(parse({ workerJoinTokenRotation: "2026-12" }).workerJoin.rotation).toBe("2026-12");
+  });
+});
+
+describe("what a change does on a running stack", () => {
+  test("every setting declares one of nothing, live, rolling, refused, with a one-line reason", () => {
+    expect(Object.keys(settings).sort()).toEqual(Object.keys(configKeys).sort());
+    for (const [key, { change }] of Object.entries(settings)) {
+      expect([key, ["nothing", "live", "rolling", "refused"].includes(change.effect)]).toEqual([key, true]);
+      expect([key, /^\S[^\n]{10,200}$/.test(change.why)]).toEqual([key, true]);
+    }
+  });
+
+  test("settings a running cluster never reads again are refused", () => {
+    const creationTime = [
+      "clusterName",
+      "location",
+      "networkZone",
+      "networkCidr",
+      "subnetCidr",
+      "podCidr",
+      "serviceCidr",
+      "nodeIps",
+      "apiDnsName",
+      "loadBalancerPrivateIp",
+      "loadBalancerPublicInterface",
+      "backupObjectLock",
+    ] as const;
+    for (const key of creationTime) expect([key, settings[key].change.effect]).toEqual([key, "refused"]);
+  });
+
+  test("node-by-node changes are rolling; firewall, load balancer and in-cluster objects are live", () => {
+    for (const key of ["kubernetesVersion", "certificateRenewal", "controlPlaneCount", "reservedIpFailover"] as const) {
+      expect([key, settings[key].change.effect]).toEqual([key, "rolling"]);
+    }
+    for (const key of [
+      "adminCidrs",
+      "apiCidrs",
+      "healthCheckMode",
+      "backupSchedule",
+      "prometheusRuleLabels",
+    ] as const) {
+      expect([key, settings[key].change.effect]).toEqual([key, "live"]);
+    }
+    expect(settings.image.change.effect).toBe("nothing");
   });
 });

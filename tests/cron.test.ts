@@ -3,7 +3,7 @@
  * the etcd backup freshness alert's threshold. Each expectation is worked out by hand from
  * the calendar, not from the implementation.
  */
-import { cronMaxIntervalSeconds, cronNeverFiresError } from "../components/config/cron";
+import { cronError, cronMaxIntervalSeconds, cronNeverFiresError } from "../components/config/cron";
 
 const minute = 60;
 const hour = 3600;
@@ -109,5 +109,18 @@ describe("cronNeverFiresError", () => {
     "0 0 32 2 *",
   ])("%s is not reported as never firing", (schedule) => {
     expect(cronNeverFiresError(schedule)).toBeUndefined();
+  });
+});
+
+describe("the Kubernetes dialect, not a general cron library's", () => {
+  // Kubernetes parses CronJob schedules with robfig/cron's ParseStandard: exactly 5 fields and
+  // no L, W or # (cron-parser 5.x accepts all of these, and reads a 4-field schedule too).
+  test.each([
+    ["0 0 0 1 * *", "it has 6 fields"],
+    ["0 */6 * *", "it has 4 fields"],
+    ["0 0 L * *", 'the day of month field "L" must use numbers'],
+    ["0 0 * * 1#2", 'the day of week field "1#2" must use numbers'],
+  ])("%s is refused", (schedule, reason) => {
+    expect(cronError(schedule)).toContain(reason);
   });
 });

@@ -1,23 +1,29 @@
 /**
- * Small, dependency-free IP and CIDR arithmetic used by config validation and by the
- * builders that derive addresses (node IPs, the load balancer IP) from the subnet.
+ * IP and CIDR checks for config validation and the addresses derived from the subnet, on
+ * ipaddr.js (parsing, network addresses, containment). Only the error texts are ours, so that
+ * each names what is wrong in the operator's terms.
  */
-import { isIPv4, isIPv6 } from "node:net";
+import * as ipaddr from "ipaddr.js";
 
-/** A parsed IPv4 CIDR block. `base` and `size` are unsigned 32-bit integers. */
+/** A parsed IPv4 CIDR block, as written (`text`) and as ipaddr.js's range. */
 export interface Ipv4Cidr {
   text: string;
-  base: number;
-  prefix: number;
-  size: number;
+  range: [ipaddr.IPv4, number];
 }
 
+/** Dotted quads only: ipaddr.js's own parser also takes `10.1`, hex and octal forms. */
+const ipv4Cidr = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/;
+
+/** A dotted quad as an unsigned 32-bit number (examples/worker-pool counts addresses with it). */
 export function ipv4ToInt(ip: string): number {
-  return ip.split(".").reduce((acc, octet) => acc * 256 + Number(octet), 0);
+  return ipaddr.IPv4.parse(ip)
+    .toByteArray()
+    .reduce((acc, octet) => acc * 256 + octet, 0);
 }
 
+/** An unsigned 32-bit number as a dotted quad. */
 export function intToIpv4(n: number): string {
-  return [24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256).join(".");
+  return new ipaddr.IPv4([24, 16, 8, 0].map((shift) => Math.floor(n / 2 ** shift) % 256)).toString();
 }
 
 /**
@@ -26,16 +32,15 @@ export function intToIpv4(n: number): string {
  * because Hetzner's API refuses it too.
  */
 export function parseIpv4Cidr(text: string): Ipv4Cidr | string {
-  const match = /^(\d{1,3}(?:\.\d{1,3}){3})\/(\d{1,2})$/.exec(text);
-  if (!match || !isIPv4(match[1])) return "is not an IPv4 CIDR like 10.0.0.0/16";
-  const prefix = Number(match[2]);
-  if (prefix > 32) return "has a prefix length above 32";
-  const size = 2 ** (32 - prefix);
-  const base = ipv4ToInt(match[1]);
-  if (base % size !== 0) {
-    return `has host bits set (the network address is ${intToIpv4(base - (base % size))}/${prefix})`;
+  const match = ipv4Cidr.exec(text);
+  if (!match || !ipaddr.IPv4.isValidFourPartDecimal(match[1])) return "is not an IPv4 CIDR like 10.0.0.0/16";
+  if (Number(match[2]) > 32) return "has a prefix length above 32";
+  const range = ipaddr.IPv4.parseCIDR(text);
+  const network = ipaddr.IPv4.networkAddressFromCIDR(text);
+  if (network.toString() !== range[0].toString()) {
+    return `has host bits set (the network address is ${network.toString()}/${range[1]})`;
   }
-  return { text, base, prefix, size };
+  return { text, range };
 }
 
 /** Validates an IPv4 or IPv6 CIDR (source ranges for firewall rules). */
@@ -45,38 +50,35 @@ export function cidrError(text: string): string | undefined {
     return typeof parsed === "string" ? parsed : undefined;
   }
   const match = /^([0-9a-fA-F:]+)\/(\d{1,3})$/.exec(text);
-  if (!match || !isIPv6(match[1])) return "is not an IPv4 or IPv6 CIDR like 203.0.113.0/24 or 2001:db8::/32";
-  const prefix = Number(match[2]);
-  if (prefix > 128) return "has a prefix length above 128";
-  const bits = ipv6ToBigInt(match[1]);
-  const hostMask = (1n << BigInt(128 - prefix)) - 1n;
-  if ((bits & hostMask) !== 0n) return "has host bits set";
-  return undefined;
+  if (!match || !ipaddr.IPv6.isValid(match[1])) {
+    return "is not an IPv4 or IPv6 CIDR like 203.0.113.0/24 or 2001:db8::/32";
+  }
+  if (Number(match[2]) > 128) return "has a prefix length above 128";
+  const [address] = ipaddr.IPv6.parseCIDR(text);
+  return ipaddr.IPv6.networkAddressFromCIDR(text).toString() === address.toString() ? undefined : "has host bits set";
 }
 
-function ipv6ToBigInt(ip: string): bigint {
-  const [head, tail] = ip.includes("::") ? ip.split("::") : [ip, undefined];
-  const headParts = head ? head.split(":") : [];
-  const tailParts = tail ? tail.split(":") : [];
-  const missing = 8 - headParts.length - tailParts.length;
-  const parts = tail === undefined ? headParts : [...headParts, ...Array(missing).fill("0"), ...tailParts];
-  return parts.reduce((acc, part) => (acc << 16n) + BigInt(parseInt(part || "0", 16)), 0n);
-}
-
+/** Whether `inner` lies wholly inside `outer`. */
 export function cidrContains(outer: Ipv4Cidr, inner: Ipv4Cidr): boolean {
-  return inner.base >= outer.base && inner.base + inner.size <= outer.base + outer.size;
+  return inner.range[1] >= outer.range[1] && inner.range[0].match(outer.range);
 }
 
+/** Two CIDR blocks overlap exactly when one contains the other. */
 export function cidrsOverlap(a: Ipv4Cidr, b: Ipv4Cidr): boolean {
-  return a.base < b.base + b.size && b.base < a.base + a.size;
+  return cidrContains(a, b) || cidrContains(b, a);
 }
 
+/** Whether the dotted-quad `ip` lies inside `cidr`. */
 export function cidrContainsIp(cidr: Ipv4Cidr, ip: string): boolean {
-  const n = ipv4ToInt(ip);
-  return n >= cidr.base && n < cidr.base + cidr.size;
+  return ipaddr.IPv4.isValidFourPartDecimal(ip) && ipaddr.IPv4.parse(ip).match(cidr.range);
 }
 
-/** The `offset`-th address of a block: `hostAt(10.0.1.0/24, 11)` is `10.0.1.11`. */
+/** Addresses in the block: 256 for a /24. */
+export function cidrSize(cidr: Ipv4Cidr): number {
+  return 2 ** (32 - cidr.range[1]);
+}
+
+/** The `offset`-th address of a block: `hostAt(10.0.1.0/24, 11)` is `10.0.1.11`; past the end it leaves the block. */
 export function hostAt(cidr: Ipv4Cidr, offset: number): string {
-  return intToIpv4(cidr.base + offset);
+  return intToIpv4(ipv4ToInt(cidr.range[0].toString()) + offset);
 }

@@ -1,6 +1,15 @@
 /**
  * Validation of 5-field cron schedules as Kubernetes CronJobs read them
- * (minute hour day-of-month month day-of-week).
+ * (minute hour day-of-month month day-of-week), and the longest gap between two runs.
+ *
+ * Hand-written on purpose: a general cron library reads another dialect. cron-parser 5.10.7
+ * (the maintained npm parser, checked against its dist/ sources) accepts what Kubernetes'
+ * robfig/cron ParseStandard refuses (a seconds field, `L`, `#`, and a 4-field schedule,
+ * which it runs every minute), and it decides the day-of-month/day-of-week OR by the raw text
+ * being `*` or `?`, so `0 0 31 2 *\/1` fires daily in February there while Kubernetes (whose
+ * star bit survives a step of 1) never runs it. Its iterator also cannot find the longest gap:
+ * the exact answer needs the 400-year calendar cycle (`0 0 29 2 *` gaps 8 years), 14 million
+ * runs of `*\/15 * * * *`, at about 25 us per `next()`. tests/cron.test.ts pins the dialect.
  */
 
 interface Field {
@@ -201,4 +210,14 @@ function expand(text: string, field: Field): { values: Set<number>; star: boolea
     for (let v = low; v <= high; v += step) values.add(field.name === "day of week" && v === 7 ? 0 : v);
   }
   return { values, star };
+}
+
+/**
+ * The rule of every schedule setting (backup and defragmentation jobs): a valid 5-field
+ * schedule that fires. A CronJob whose schedule never fires is accepted by the API server and
+ * silently never runs.
+ */
+export function cronSettingError(schedule: string): string | undefined {
+  const err = cronError(schedule);
+  return err ? `is not a valid 5-field cron schedule: ${err}` : cronNeverFiresError(schedule);
 }

@@ -1,0 +1,101 @@
+/** The etcd + PKI backup CronJob and its Object Storage bucket. */
+import type { ClusterConfig } from "./index";
+import { objectStorageLocations } from "../hetzner/facts";
+import { cronSettingError } from "./cron";
+import { boolean, complete, integer, isOneOf, list, live, oneOf, Reader, refused, string } from "./schema";
+
+export const backupEncryptionChoices = ["age", "none"] as const;
+export type BackupEncryption = (typeof backupEncryptionChoices)[number];
+
+const cronJob = live("the backup CronJob or its Secret is updated in place; the next run uses it");
+const isObjectStorageLocation = (v: string) => (objectStorageLocations as readonly string[]).includes(v);
+
+export const backupSettings = {
+  backupSchedule: string(cronJob, cronSettingError),
+  backupRetentionDays: integer(cronJob, (v) => (v >= 1 ? undefined : "must be a positive number of days")),
+  backupKeepLast: integer(cronJob, (v) =>
+    v >= 1 ? undefined : "must be at least 1: retention always keeps the newest backups",
+  ),
+  backupBucket: string(refused("a new name replaces the bucket that holds every existing backup"), (v) =>
+    v === "" || (/^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$/.test(v) && !v.includes("..") && !/^\d+(\.\d+){3}$/.test(v))
+      ? undefined
+      : "must be \"\" or an S3 bucket name: 3-63 lower-case letters, digits, '-' and '.', starting and ending with a letter or digit",
+  ),
+  backupLocation: string(
+    refused("a bucket's location is fixed: a change replaces the bucket that holds every existing backup"),
+    (v) =>
+      v === "" || isObjectStorageLocation(v)
+        ? undefined
+        : `must be "" or one of ${objectStorageLocations.join(", ")} (the Object Storage locations)`,
+  ),
+  backupObjectLock: boolean(
+    refused("S3 Object Lock can only be enabled when a bucket is created: a change replaces the bucket"),
+  ),
+  backupEncryption: string(cronJob, oneOf(backupEncryptionChoices)),
+  backupAgeRecipients: list(cronJob, (v) => {
+    const bad = v.findIndex((k) => !/^age1[02-9ac-hj-np-z]{58}$/.test(k));
+    return bad >= 0 ? `entry ${bad + 1} is not an age public key (age1 followed by 58 bech32 characters)` : undefined;
+  }),
+  backupImage: string(cronJob, imageReferenceError),
+  // Read only to report them missing; loadSecrets hands them on as Pulumi secrets.
+  objectStorageAccessKey: string(live("the bucket provider and the backup job's Secret take the new key in place")),
+  objectStorageSecretKey: string(live("the bucket provider and the backup job's Secret take the new key in place")),
+};
+
+/**
+ * Reads the backup settings: "" for the bucket's location means the cluster's, which must offer
+ * Object Storage; age encryption needs a recipient.
+ */
+export function readBackup(
+  reader: Reader,
+  cluster: { clusterName?: string; location?: string },
+): ClusterConfig["backup"] | undefined {
+  const values = reader.read(backupSettings);
+  const { location } = cluster;
+  if (values.backupLocation === "" && location && !isObjectStorageLocation(location)) {
+    reader.problem(
+      "backupLocation",
+      "",
+      `is "", which means the cluster's location ${location}, and Object Storage is not offered there: set one of ${objectStorageLocations.join(", ")}`,
+    );
+    values.backupLocation = undefined;
+  }
+  if (values.backupEncryption === "age" && values.backupAgeRecipients?.length === 0) {
+    reader.problem(
+      "backupAgeRecipients",
+      [],
+      "must list at least one age public key while backupEncryption is age (or set backupEncryption to none, which uploads the cluster's private keys unencrypted)",
+    );
+    values.backupAgeRecipients = undefined;
+  }
+  const v = complete(backupSettings, values);
+  if (!v || !cluster.clusterName || !location || !isOneOf(backupEncryptionChoices, v.backupEncryption))
+    return undefined;
+  return {
+    schedule: v.backupSchedule,
+    retentionDays: v.backupRetentionDays,
+    keepLast: v.backupKeepLast,
+    bucket: v.backupBucket || `${cluster.clusterName}-etcd-backups`,
+    location: v.backupLocation || location,
+    objectLock: v.backupObjectLock,
+    encryption: v.backupEncryption,
+    ageRecipients: v.backupAgeRecipients,
+    image: v.backupImage,
+  };
+}
+
+/**
+ * Why `ref` is not a pinned image reference, or undefined: `registry/path:tag` or
+ * `...@sha256:<digest>`; `latest` and a missing tag are refused, since a CronJob that pulls a
+ * moving tag runs a different backup than the one tested.
+ */
+export function imageReferenceError(ref: string): string | undefined {
+  const m =
+    /^([a-z0-9]+(?:[._-][a-z0-9]+)*(?::\d+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+)(?::([\w][\w.-]{0,127}))?(@sha256:[a-f0-9]{64})?$/.exec(
+      ref,
+    );
+  if (!m) return "must be an image reference such as registry.example.com/platform/etcd-backup:3.6.5-1";
+  if (!m[2] && !m[3]) return "must be pinned with a tag or an @sha256 digest";
+  if (m[2] === "latest" && !m[3]) return "must not use the moving tag latest; pin a version tag or a digest";
+  return undefined;
+}
