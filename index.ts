@@ -152,5 +152,16 @@ export = async (): Promise<StackOutputs> => {
     provider: access.provider,
   });
 
-  return stackOutputs({ cfg, network, reservedIp, controlPlane, api, access, backup, workerToken, certificates });
+  return stackOutputs({
+    cfg,
+    network,
+    reservedIp,
+    controlPlane,
+    api,
+    access,
+    backup,
+    workerToken,
+    certificates,
+    upgrade,
+  });
 };

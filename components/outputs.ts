@@ -10,6 +10,7 @@ import { ControlPlane } from "./hetzner/controlPlane";
 import { apiServerPort, ApiLoadBalancer, controlPlaneHost, EndpointSettings } from "./hetzner/loadBalancer";
 import { ClusterNetwork } from "./hetzner/network";
 import { ReservedIp } from "./hetzner/reservedIp";
+import { ControlPlaneUpgrade } from "./lifecycle/upgrade";
 import { WorkerJoinExpiry, WorkerJoinToken } from "./lifecycle/workerJoin";
 
 export interface NodeOutput {
@@ -43,7 +44,11 @@ export interface StackOutputs {
   clusterName: string;
   location: string;
   networkZone: string;
-  kubernetesVersion: string;
+  /**
+   * The Kubernetes version the control-plane nodes run: the configured one once the upgrade chain
+   * completed (every node checked). A failed update never reports a version not running.
+   */
+  kubernetesVersion: pulumi.Output<string>;
   /** `host:port` every node and kubeconfig inside the network uses (kubeadm controlPlaneEndpoint). */
   controlPlaneEndpoint: string;
   /** Public API URL through the load balancer; absent when its public interface is off. */
@@ -103,10 +108,11 @@ export interface OutputSources {
   backup: EtcdBackup;
   workerToken: WorkerJoinToken;
   certificates: KubeadmCertificates;
+  upgrade: ControlPlaneUpgrade;
 }
 
 export function stackOutputs(sources: OutputSources): StackOutputs {
-  const { cfg, network, reservedIp, controlPlane, api, access, backup, workerToken, certificates } = sources;
+  const { cfg, network, reservedIp, controlPlane, api, access, backup, workerToken, certificates, upgrade } = sources;
   const lb = api.loadBalancer;
   const publicLb = cfg.loadBalancer.publicInterface;
   const controlPlaneEndpoint = `${controlPlaneHost(cfg)}:${apiServerPort}`;
@@ -116,7 +122,7 @@ export function stackOutputs(sources: OutputSources): StackOutputs {
     clusterName: cfg.clusterName,
     location: cfg.location,
     networkZone: cfg.networkZone,
-    kubernetesVersion: cfg.kubernetesVersion,
+    kubernetesVersion: upgrade.runningVersion,
     controlPlaneEndpoint,
     ...(publicLb
       ? {

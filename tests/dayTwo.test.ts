@@ -93,6 +93,19 @@ describe("the upgrade chain", () => {
   });
 });
 
+describe("the exported version", () => {
+  test("is known only once the upgrade chain completed: unknown in a preview, where no step has run", async () => {
+    const preview = await runStack(
+      { kubernetesVersion: "1.35.0" },
+      { preview: true, deployed: { kubernetesVersion: "1.34.2" } },
+    );
+    // Before, it was the configured value at once: a failed chain could export a version no node ran.
+    expect(preview.outputs.kubernetesVersion).toBe("[unknown]");
+    const up = await runStack({ kubernetesVersion: "1.35.0" }, { deployed: { kubernetesVersion: "1.34.2" } });
+    expect(up.outputs.kubernetesVersion).toBe("1.35.0");
+  });
+});
+
 describe("a version change", () => {
   test("one minor up: every step carries the new version, packages and channel; new servers get it from cloud-init", async () => {
     const run = await runStack({ kubernetesVersion: "1.35.0" }, { deployed: { kubernetesVersion: "1.34.2" } });

@@ -60,6 +60,11 @@ function upgradeNodeCommand(kubernetesVersion: string, node: ControlPlaneNode): 
 export class ControlPlaneUpgrade extends pulumi.ComponentResource {
   /** The last step: what must see every node at the configured version waits for it. */
   readonly complete: command.remote.Command;
+  /**
+   * The version every node runs, known only once the last step succeeded: each step ends by
+   * checking its node runs it (upgrade-node.sh), so a chain that stopped never reports it.
+   */
+  readonly runningVersion: pulumi.Output<string>;
 
   constructor(name: string, args: ControlPlaneUpgradeArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:ControlPlaneUpgrade", name, {}, opts);
@@ -86,6 +91,8 @@ export class ControlPlaneUpgrade extends pulumi.ComponentResource {
       );
     });
     this.complete = previous;
+    const target = args.kubernetesVersion;
+    this.runningVersion = previous.stdout.apply(() => target);
     this.registerOutputs({});
   }
 }
