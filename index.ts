@@ -25,7 +25,14 @@ export = async (): Promise<StackOutputs> => {
   const deployedVersion = await readDeployedOutput("kubernetesVersion");
   // A stack that exported a cluster CA has a cluster: no node may initialize another one.
   const deployedCaCertHash = await readDeployedOutput("caCertHash");
-  const cfg = loadConfig(typeof deployedVersion === "string" ? deployedVersion : undefined);
+  // Settings a running cluster cannot take are held to the values it was created with.
+  const deployedSettings = await readDeployedOutput("creationSettings");
+  const cfg = loadConfig(
+    typeof deployedVersion === "string" ? deployedVersion : undefined,
+    deployedSettings !== null && typeof deployedSettings === "object"
+      ? (deployedSettings as Record<string, unknown>)
+      : undefined,
+  );
   const secrets = loadSecrets(cfg);
 
   const network = new ClusterNetwork("cluster", {

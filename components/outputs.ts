@@ -6,6 +6,7 @@ import { EtcdBackup } from "./etcd/backup";
 import { CertificateExpiry, KubeadmCertificates } from "./lifecycle/certificates";
 import { caCertHash, ClusterAccess } from "./lifecycle/clusterAccess";
 import { ClusterConfig } from "./config";
+import type { CreationSettings } from "./config/deployed";
 import { ControlPlane } from "./hetzner/controlPlane";
 import { apiServerPort, ApiLoadBalancer, controlPlaneHost, EndpointSettings } from "./hetzner/loadBalancer";
 import { ClusterNetwork } from "./hetzner/network";
@@ -49,6 +50,11 @@ export interface StackOutputs {
    * completed (every node checked). A failed update never reports a version not running.
    */
   kubernetesVersion: pulumi.Output<string>;
+  /**
+   * Plain: the values of the settings a running cluster cannot take (the SSH key only as its
+   * sha256). The next update reads them back and refuses a change (components/config/deployed.ts).
+   */
+  creationSettings: CreationSettings;
   /** `host:port` every node and kubeconfig inside the network uses (kubeadm controlPlaneEndpoint). */
   controlPlaneEndpoint: string;
   /** Public API URL through the load balancer; absent when its public interface is off. */
@@ -93,7 +99,7 @@ export interface StackOutputs {
 
 /** The settings the outputs name: where the cluster is, its version, endpoint and backup bucket. */
 export type OutputSettings = EndpointSettings &
-  Pick<ClusterConfig, "clusterName" | "location" | "networkZone" | "kubernetesVersion"> & {
+  Pick<ClusterConfig, "clusterName" | "location" | "networkZone" | "kubernetesVersion" | "creationSettings"> & {
     loadBalancer: Pick<ClusterConfig["loadBalancer"], "privateIp" | "publicInterface">;
     backup: Pick<ClusterConfig["backup"], "bucket">;
   };
@@ -123,6 +129,7 @@ export function stackOutputs(sources: OutputSources): StackOutputs {
     location: cfg.location,
     networkZone: cfg.networkZone,
     kubernetesVersion: upgrade.runningVersion,
+    creationSettings: cfg.creationSettings,
     controlPlaneEndpoint,
     ...(publicLb
       ? {

@@ -1,7 +1,7 @@
 /** The README stays true: its commands exist, its config reference is Pulumi.yaml's, its links resolve. */
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { configReference } from "../tools/config-reference";
+import { configReference, settingsTable } from "../tools/config-reference";
 import { projectRoot } from "../tools/offline/stackConfig";
 
 const readme = fs.readFileSync(path.join(projectRoot, "README.md"), "utf8");
@@ -19,6 +19,10 @@ test("the two README commands are the package's scripts, and .ci/run calls the t
   expect(pkg.scripts.plan).toBe("bash tools/plan.sh");
   expect(pkg.scripts.test).toBe("bash tools/test.sh");
   expect(fs.readFileSync(path.join(projectRoot, ".ci", "run"), "utf8")).toMatch(/^npm test$/m);
+});
+
+test("docs/settings.md is generated from the settings' declarations (run `npm run docs` after editing them)", () => {
+  expect(fs.readFileSync(path.join(projectRoot, "docs", "settings.md"), "utf8")).toBe(settingsTable());
 });
 
 /** Markdown files whose relative links must resolve: the README and everything under docs/. */

@@ -33,6 +33,7 @@ describe("the prod stack's outputs", () => {
         "certificateExpiry",
         "clusterName",
         "controlPlaneEndpoint",
+        "creationSettings",
         "firewallId",
         "kubeconfig",
         "kubernetesVersion",

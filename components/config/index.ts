@@ -10,6 +10,7 @@
  * reported at once, each naming the key, the bad value and what is allowed.
  */
 import * as pulumi from "@pulumi/pulumi";
+import { creationChangeProblems, CreationSettings, creationSettings } from "./deployed";
 import { addonSettings, CniChoice, readAddons } from "./addons";
 import { BackupEncryption, backupSettings, readBackup } from "./backup";
 import { clusterSettings, readCluster } from "./cluster";
@@ -42,6 +43,11 @@ export interface NodeSpec {
 export interface ClusterConfig {
   project: string;
   stack: string;
+  /**
+   * The values of the settings a running cluster cannot take, exported as the stack output
+   * `creationSettings` and compared with at the next update (components/config/deployed.ts).
+   */
+  creationSettings: CreationSettings;
   clusterName: string;
   location: string;
   networkZone: string;
@@ -158,14 +164,19 @@ export class ConfigError extends pulumi.RunError {
 
 /**
  * Reads the running program's configuration and validates it. Throws ConfigError.
- * `deployedKubernetesVersion` is the version the stack last exported ({@link readDeployedOutput}).
+ * `deployedKubernetesVersion` is the version the stack last exported ({@link readDeployedOutput}),
+ * `deployedSettings` its `creationSettings` output: a refused setting that differs is an error.
  */
-export function loadConfig(deployedKubernetesVersion?: string): ClusterConfig {
+export function loadConfig(
+  deployedKubernetesVersion?: string,
+  deployedSettings?: Record<string, unknown>,
+): ClusterConfig {
   return parseConfig({
     project: pulumi.getProject(),
     stack: pulumi.getStack(),
     values: pulumi.runtime.allConfig(),
     deployedKubernetesVersion,
+    deployedSettings,
   });
 }
 
@@ -225,7 +236,7 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
   if (reader.problems.length > 0 || !c || !n || !loadBalancer || !addons || !maintenance || !backup || !monitoring) {
     throw new ConfigError(reader.problems);
   }
-  return {
+  const parsed = {
     project: raw.project,
     stack: raw.stack,
     clusterName: c.clusterName,
@@ -249,4 +260,8 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
     maintenance,
     monitoring,
   };
+  const creation = creationSettings(settings, parsed, raw);
+  const refusals = creationChangeProblems(raw.project, settings, creation, raw.deployedSettings);
+  if (refusals.length > 0) throw new ConfigError(refusals);
+  return { ...parsed, creationSettings: creation };
 }

@@ -16,6 +16,11 @@ export interface RawConfig {
   values: Record<string, string>;
   /** The stack's last exported `kubernetesVersion`; undefined for a stack never deployed. */
   deployedKubernetesVersion?: string;
+  /**
+   * The stack's last exported `creationSettings` (components/config/deployed.ts); undefined for
+   * a stack that never exported them. Refused settings are compared with it.
+   */
+  deployedSettings?: Record<string, unknown>;
 }
 
 export type KeyType = "string" | "integer" | "boolean" | "array";

@@ -46,6 +46,7 @@ export function controlPlaneOutputs(): ResolvedOutputs {
     location: "nbg1",
     networkZone: "eu-central",
     kubernetesVersion: "1.34.2",
+    creationSettings: { clusterName: "prod-nbg1", location: "nbg1", podCidr: "10.244.0.0/16" },
     controlPlaneEndpoint: "api.prod-nbg1.k8s.example.com:6443",
     apiServerUrl: "https://198.51.100.20:6443",
     apiServerPrivateUrl: "https://10.20.1.250:6443",

@@ -1,0 +1,104 @@
+/**
+ * The settings a running cluster cannot take (declared with the effect `refused`), held to the
+ * values the stack had when it last completed an update. The stack exports them as the plain
+ * output `creationSettings`; the next update reads them back (readDeployedOutput) and refuses,
+ * before anything is registered, every such setting whose value differs. A stack that never
+ * exported them (a new stack, or one last updated before this output existed) accepts any valid
+ * value, and records it.
+ */
+import * as crypto from "node:crypto";
+import type { ClusterConfig } from "./index";
+import type { RawConfig, Settings } from "./schema";
+
+/** A refused setting's value as exported: what the config says, in the form the program uses. */
+export type CreationValue = string | boolean | string[];
+export type CreationSettings = Record<string, CreationValue>;
+
+/**
+ * Where each refused setting's value lives in the parsed config. nodeIps is the effective list
+ * (derived addresses included); sshPrivateKey is only its sha256, never the key.
+ */
+const extractors: Record<string, (cfg: Omit<ClusterConfig, "creationSettings">, raw: RawConfig) => CreationValue> = {
+  clusterName: (c) => c.clusterName,
+  location: (c) => c.location,
+  networkZone: (c) => c.networkZone,
+  networkCidr: (c) => c.networkCidr,
+  subnetCidr: (c) => c.subnetCidr,
+  podCidr: (c) => c.podCidr,
+  serviceCidr: (c) => c.serviceCidr,
+  nodeIps: (c) => c.nodes.map((n) => n.privateIp),
+  apiDnsName: (c) => c.apiDnsName ?? "",
+  loadBalancerPrivateIp: (c) => c.loadBalancer.privateIp,
+  loadBalancerPublicInterface: (c) => c.loadBalancer.publicInterface,
+  serverType: (c) => c.serverType,
+  cni: (c) => c.cni,
+  backupBucket: (c) => c.backup.bucket,
+  backupLocation: (c) => c.backup.location,
+  backupObjectLock: (c) => c.backup.objectLock,
+  sshPrivateKey: (_c, raw) => {
+    const key = (raw.values[`${raw.project}:sshPrivateKey`] ?? "").trim();
+    return `sha256:${crypto.createHash("sha256").update(key).digest("hex")}`;
+  },
+};
+
+/** The keys of the settings whose declared effect is `refused`. */
+export function refusedKeys(settings: Settings): string[] {
+  return Object.entries(settings)
+    .filter(([, s]) => s.change.effect === "refused")
+    .map(([key]) => key);
+}
+
+/** The refused settings' values of this config, to export and to compare with the deployed ones. */
+export function creationSettings(
+  settings: Settings,
+  cfg: Omit<ClusterConfig, "creationSettings">,
+  raw: RawConfig,
+): CreationSettings {
+  return Object.fromEntries(
+    refusedKeys(settings).map((key) => {
+      const extract = extractors[key];
+      if (!extract) throw new Error(`components/config/deployed.ts has no value for the refused setting ${key}`);
+      return [key, extract(cfg, raw)];
+    }),
+  );
+}
+
+/**
+ * Whether the running stack can take `wanted` where it runs `deployed`. Only nodeIps may change:
+ * nodes are added or removed at the end of the list (a scale-up or -down), an existing node's
+ * address never changes.
+ */
+function acceptable(key: string, deployed: unknown, wanted: CreationValue): boolean {
+  if (key === "nodeIps" && Array.isArray(deployed) && Array.isArray(wanted)) {
+    const shorter = Math.min(deployed.length, wanted.length);
+    return deployed.slice(0, shorter).every((ip, i) => ip === wanted[i]);
+  }
+  return JSON.stringify(deployed) === JSON.stringify(wanted);
+}
+
+/**
+ * One problem per refused setting whose value differs from the deployed stack's, naming the key,
+ * both values, why, and where the table of settings is. `deployed` is the stack's
+ * `creationSettings` output; keys it lacks are not compared.
+ */
+export function creationChangeProblems(
+  project: string,
+  settings: Settings,
+  wanted: CreationSettings,
+  deployed: Record<string, unknown> | undefined,
+): string[] {
+  if (!deployed) return [];
+  return Object.entries(wanted).flatMap(([key, value]) => {
+    if (!(key in deployed) || acceptable(key, deployed[key], value)) return [];
+    const why = settings[key]?.change.why ?? "";
+    const rule =
+      key === "nodeIps"
+        ? "nodes are added or removed at the end of the list, and a running node's address never changes"
+        : why;
+    const what =
+      key === "sshPrivateKey"
+        ? `${project}:sshPrivateKey: refused on a running stack: it is not the key the stack runs with (its creationSettings output holds that key's sha256)`
+        : `${project}:${key} = ${JSON.stringify(value)}: refused on a running stack: it runs ${JSON.stringify(deployed[key])} (its creationSettings output)`;
+    return [`${what}; ${rule}. Set it back, or see docs/settings.md`];
+  });
+}

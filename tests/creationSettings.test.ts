@@ -1,0 +1,122 @@
+/**
+ * Settings a running cluster cannot take (declared `refused` in components/config/) are held to
+ * the values the stack exported at its last update (`creationSettings`): a change of any of them
+ * is refused before anything is registered, naming the key, both values and the settings table;
+ * a brand-new stack takes any valid value; nodes may be added or removed at the end of nodeIps.
+ */
+import { settings } from "../components/config";
+import { refusedKeys } from "../components/config/deployed";
+import { runStack } from "./support/program";
+
+const P = "hcloud-control-plane";
+const nodeIps = (n: number) => Array.from({ length: n }, (_, i) => `10.20.1.${11 + i}`);
+
+/** For every refused setting, an edit that is valid on its own (related settings moved along). */
+const edits: Record<string, { overrides: Record<string, unknown>; shows: string }> = {
+  clusterName: {
+    overrides: { clusterName: "prod-nbg2" },
+    shows: '"prod-nbg2": refused on a running stack: it runs "prod-nbg1"',
+  },
+  location: {
+    overrides: { location: "fsn1", backupLocation: "nbg1" },
+    shows: '"fsn1": refused on a running stack: it runs "nbg1"',
+  },
+  networkZone: {
+    overrides: { networkZone: "us-east", location: "ash" },
+    shows: '"us-east": refused on a running stack: it runs "eu-central"',
+  },
+  networkCidr: {
+    overrides: { networkCidr: "10.20.0.0/15" },
+    shows: '"10.20.0.0/15": refused on a running stack: it runs "10.20.0.0/16"',
+  },
+  subnetCidr: {
+    overrides: { subnetCidr: "10.20.0.0/23" },
+    shows: '"10.20.0.0/23": refused on a running stack: it runs "10.20.1.0/24"',
+  },
+  podCidr: {
+    overrides: { podCidr: "10.245.0.0/16" },
+    shows: '"10.245.0.0/16": refused on a running stack: it runs "10.244.0.0/16"',
+  },
+  serviceCidr: {
+    overrides: { serviceCidr: "10.112.0.0/12" },
+    shows: '"10.112.0.0/12": refused on a running stack: it runs "10.96.0.0/12"',
+  },
+  nodeIps: {
+    overrides: { nodeIps: ["10.20.1.11", "10.20.1.22", "10.20.1.13"] },
+    shows: "nodes are added or removed at the end of the list, and a running node's address never changes",
+  },
+  apiDnsName: {
+    overrides: { apiDnsName: "api2.prod-nbg1.k8s.example.com" },
+    shows: '"api2.prod-nbg1.k8s.example.com": refused on a running stack: it runs "api.prod-nbg1.k8s.example.com"',
+  },
+  loadBalancerPrivateIp: {
+    overrides: { loadBalancerPrivateIp: "10.20.1.251" },
+    shows: '"10.20.1.251": refused on a running stack: it runs "10.20.1.250"',
+  },
+  loadBalancerPublicInterface: {
+    overrides: { loadBalancerPublicInterface: false },
+    shows: "false: refused on a running stack: it runs true",
+  },
+  serverType: { overrides: { serverType: "ccx33" }, shows: '"ccx33": refused on a running stack: it runs "ccx23"' },
+  cni: { overrides: { cni: "calico" }, shows: '"calico": refused on a running stack: it runs "cilium"' },
+  backupBucket: {
+    overrides: { backupBucket: "prod-nbg1-etcd-backups-2" },
+    shows: '"prod-nbg1-etcd-backups-2": refused on a running stack: it runs "prod-nbg1-etcd-backups"',
+  },
+  backupLocation: {
+    overrides: { backupLocation: "fsn1" },
+    shows: '"fsn1": refused on a running stack: it runs "nbg1"',
+  },
+  backupObjectLock: {
+    overrides: { backupObjectLock: false },
+    shows: "false: refused on a running stack: it runs true",
+  },
+  sshPrivateKey: {
+    overrides: { sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nanother\n-----END OPENSSH PRIVATE KEY-----" },
+    shows:
+      "refused on a running stack: it is not the key the stack runs with (its creationSettings output holds that key's sha256)",
+  },
+};
+
+describe("settings a running cluster cannot take", () => {
+  let deployed: Record<string, unknown>;
+  beforeAll(async () => {
+    const first = await runStack();
+    deployed = { kubernetesVersion: "1.34.2", creationSettings: first.revealedOutputs.creationSettings };
+  });
+
+  test("every refused setting has an edit here, and the stack exports each one's value", () => {
+    expect(Object.keys(edits).sort()).toEqual(refusedKeys(settings).sort());
+    expect(Object.keys(deployed.creationSettings as object).sort()).toEqual(refusedKeys(settings).sort());
+    // The SSH key only as its hash.
+    expect((deployed.creationSettings as Record<string, string>).sshPrivateKey).toMatch(/^sha256:[0-9a-f]{64}$/);
+  });
+
+  test.each(Object.keys(edits))("%s: refused against the deployed stack, accepted by a new one", async (key) => {
+    const { overrides, shows } = edits[key];
+    const refused = runStack(overrides, { deployed });
+    await expect(refused).rejects.toThrow(key === "sshPrivateKey" ? `${P}:sshPrivateKey: ` : `${P}:${key} = `);
+    await expect(refused).rejects.toThrow(shows);
+    await expect(refused).rejects.toThrow("creationSettings output");
+    await expect(refused).rejects.toThrow("see docs/settings.md");
+    await expect(runStack(overrides)).resolves.toBeDefined();
+  });
+
+  test("nodes are added and removed at the end of nodeIps; unrelated edits and stacks without the output pass", async () => {
+    await expect(runStack({ controlPlaneCount: 5, nodeIps: nodeIps(5) }, { deployed })).resolves.toBeDefined();
+    const five = await runStack({ controlPlaneCount: 5, nodeIps: nodeIps(5) });
+    const fromFive = { kubernetesVersion: "1.34.2", creationSettings: five.revealedOutputs.creationSettings };
+    await expect(runStack({}, { deployed: fromFive })).resolves.toBeDefined();
+    await expect(runStack({ backupSchedule: "0 */4 * * *" }, { deployed })).resolves.toBeDefined();
+    // Last updated before the output existed: nothing to compare with, so the values are recorded.
+    await expect(
+      runStack({ podCidr: "10.245.0.0/16" }, { deployed: { kubernetesVersion: "1.34.2" } }),
+    ).resolves.toBeDefined();
+  });
+
+  test("every problem at once", async () => {
+    const both = runStack({ podCidr: "10.245.0.0/16", serverType: "ccx33" }, { deployed });
+    await expect(both).rejects.toThrow(`${P}:serverType = "ccx33"`);
+    await expect(both).rejects.toThrow(`${P}:podCidr = "10.245.0.0/16"`);
+  });
+});
