@@ -30,7 +30,8 @@ import { one, runStack } from "./support/program";
 const P = "hcloud-control-plane";
 const prodConfig = (overrides: Record<string, unknown> = {}) => parseConfig(loadStackConfig("prod", { overrides }));
 const script = fs.readFileSync(backupScriptPath, "utf8");
-const library = fs.readFileSync(path.join(__dirname, "..", "scripts", "jobs", "etcd-job-lib.sh"), "utf8");
+/** The project's one helper library, which the job scripts source (tests/scriptLibrary.test.ts). */
+const library = fs.readFileSync(path.join(__dirname, "..", "scripts", "node", "lib.sh"), "utf8");
 const scripts = { script, library };
 
 describe("the prod stack's backup resources", () => {
@@ -118,7 +119,7 @@ describe("the prod stack's backup resources", () => {
   test("the ConfigMap carries scripts/jobs/etcd-backup.sh and the library it sources as they are in the repository", () => {
     expect(one(run, "etcd-backup-script").inputs.data).toEqual({
       "etcd-backup.sh": script,
-      "etcd-job-lib.sh": library,
+      "lib.sh": library,
     });
   });
 });
@@ -176,8 +177,8 @@ describe("the CronJob", () => {
     const hash = (text: string) => crypto.createHash("sha256").update(text).digest("hex");
     const annotation = (m: typeof manifest) =>
       m.spec.jobTemplate.spec.template.metadata.annotations[scriptHashAnnotation];
-    // `sha256sum etcd-backup.sh etcd-job-lib.sh | sha256sum` in the pod's /opt/etcd-job.
-    expect(annotation(manifest)).toBe(hash(`${hash(script)}  etcd-backup.sh\n${hash(library)}  etcd-job-lib.sh\n`));
+    // `sha256sum etcd-backup.sh lib.sh | sha256sum` in the pod's /opt/etcd-job.
+    expect(annotation(manifest)).toBe(hash(`${hash(script)}  etcd-backup.sh\n${hash(library)}  lib.sh\n`));
     const changedScript = backupCronJobManifest(cfg, { script: `${script}\n# changed\n`, library });
     const changedLibrary = backupCronJobManifest(cfg, { script, library: `${library}\n# changed\n` });
     expect(new Set([manifest, changedScript, changedLibrary].map(annotation)).size).toBe(3);
@@ -230,7 +231,7 @@ describe("the CronJob", () => {
     }
     // The scripts source the library beside them, so the copies for manual runs travel together.
     expect(dockerfile).toContain(
-      "COPY scripts/jobs/etcd-job-lib.sh scripts/jobs/etcd-backup.sh scripts/jobs/etcd-defrag.sh /usr/local/bin/",
+      "COPY scripts/node/lib.sh scripts/jobs/etcd-backup.sh scripts/jobs/etcd-defrag.sh /usr/local/bin/",
     );
   });
 });

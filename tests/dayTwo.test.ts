@@ -257,7 +257,7 @@ describe("kubeadm certificates", () => {
 describe("the etcd-defrag CronJob", () => {
   const cfg = parseConfig(loadStackConfig("prod"));
   const script = fs.readFileSync(defragScriptPath, "utf8");
-  const library = fs.readFileSync(path.join(__dirname, "..", "scripts", "jobs", "etcd-job-lib.sh"), "utf8");
+  const library = fs.readFileSync(path.join(__dirname, "..", "scripts", "node", "lib.sh"), "utf8");
   const scripts = { script, library };
   const manifest = defragCronJobManifest(cfg, scripts);
   const pod = manifest.spec.jobTemplate.spec.template.spec;
@@ -272,7 +272,7 @@ describe("the etcd-defrag CronJob", () => {
     expect(cronJob.dependsOn).toEqual([one(run, "etcd-defrag-script").urn]);
     expect(one(run, "etcd-defrag-script").inputs.data).toEqual({
       "etcd-defrag.sh": script,
-      "etcd-job-lib.sh": library,
+      "lib.sh": library,
     });
   });
 

@@ -15,11 +15,12 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { EtcdCluster, etcdctlBinary, runScript, ScriptResult, jobsDir, sleep, waitUntil } from "./support/etcdCluster";
+import { libraryFunctionsUsedBy, libraryPath } from "./support/bashLibrary";
 import { requireTool } from "./support/tools";
 
 const defragScript = path.join(jobsDir, "etcd-defrag.sh");
-/** Sourced by the script from its own directory (in the pod, the same ConfigMap). */
-const jobLibrary = path.join(jobsDir, "etcd-job-lib.sh");
+/** Sourced by the script from its own directory (in the pod, the same ConfigMap), here from the repository. */
+const jobLibrary = libraryPath;
 
 /** Small keys that must survive everything. */
 const keepCount = 300;
@@ -151,8 +152,12 @@ describe("configuration", () => {
     expect(text.startsWith("#!/usr/bin/env bash\n")).toBe(true);
     expect(text).toContain("\nset -euo pipefail\n");
     expect(text + library).not.toMatch(/set -[a-z]*x|set -o xtrace/);
-    // bash, coreutils and etcdctl only, in the library it sources too: the CronJob image has no jq and no python.
-    const code = (text + library).split("\n").filter((line) => !line.trim().startsWith("#"));
+    // bash, coreutils and etcdctl only, in the library functions it reaches too: the job needs no
+    // jq and no python (the library's other parts serve the node and backup scripts).
+    const code = [
+      ...text.split("\n").filter((line) => !line.trim().startsWith("#")),
+      ...[...libraryFunctionsUsedBy(text).values()].flatMap((body) => body.split("\n")),
+    ];
     expect(code.filter((line) => /\b(jq|python3?|awk|sed|grep)\b/.test(line))).toEqual([]);
     expect(fs.statSync(defragScript).mode & 0o111).not.toBe(0);
   });

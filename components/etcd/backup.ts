@@ -28,7 +28,7 @@ import { objectStorageEndpoint } from "../hetzner/facts";
 /** The CronJob the freshness alerts watch (components/addons/monitoring/rules.ts). */
 export const backupCronJob = { namespace: etcdJobNamespace, name: "etcd-backup" } as const;
 
-/** The script the job runs, delivered through a ConfigMap (with scripts/jobs/etcd-job-lib.sh). */
+/** The script the job runs, delivered through a ConfigMap (with scripts/node/lib.sh, the shared helper library). */
 export const backupScriptPath = etcdJobScriptPath(backupCronJob.name);
 
 const names = {
@@ -73,7 +73,7 @@ export function backupEnvironment(cfg: BackupSettings): { name: string; value: s
 
 /**
  * The CronJob (plain object, rendered to the plan and schema-checked). `scripts` are
- * scripts/jobs/etcd-backup.sh and scripts/jobs/etcd-job-lib.sh.
+ * scripts/jobs/etcd-backup.sh and scripts/node/lib.sh, the shared helper library.
  */
 export function backupCronJobManifest(cfg: BackupSettings, scripts: EtcdJobScripts) {
   return etcdCronJobManifest({

@@ -4,12 +4,14 @@
  * control-plane node, with kubeadm's PKI mounted read-only and a read-only root filesystem.
  * Plain objects: the offline plan renders them and the tests check them against the schemas.
  *
- * The job `<name>` runs scripts/<name>.sh, which sources scripts/jobs/etcd-job-lib.sh beside it: its
- * ConfigMap `<name>-script` carries both files, mounted together in /opt/etcd-job.
+ * The job `<name>` runs scripts/jobs/<name>.sh, which sources lib.sh beside it: its ConfigMap
+ * `<name>-script` carries both files, mounted together in /opt/etcd-job. lib.sh is the project's one
+ * helper library, scripts/node/lib.sh (the node scripts' directory, copied whole to every node).
  */
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
+import { localScriptsDir } from "../node/nodeScripts";
 
 /** Everything these jobs create lives in kube-system, beside etcd's static pods. */
 export const etcdJobNamespace = "kube-system";
@@ -33,9 +35,13 @@ export const scriptHashAnnotation = "hcloud-control-plane/script-sha256";
 const scriptDir = "/opt/etcd-job";
 const scriptsSourceDir = path.join(__dirname, "..", "..", "scripts", "jobs");
 
-/** The helpers both job scripts source, the second file of each job's ConfigMap. */
-const etcdJobLibraryFile = "etcd-job-lib.sh";
-const etcdJobLibraryPath = path.join(scriptsSourceDir, etcdJobLibraryFile);
+/**
+ * The helper library the job scripts source, the second file of each job's ConfigMap: the file
+ * the node scripts source too (one source file; a job script finds it beside itself, or in the
+ * repository at ../node/lib.sh).
+ */
+export const etcdJobLibraryFile = "lib.sh";
+export const etcdJobLibraryPath = path.join(localScriptsDir, etcdJobLibraryFile);
 
 /** scripts/jobs/<name>.sh, the script of the job `name`. */
 export const etcdJobScriptPath = (name: string) => path.join(scriptsSourceDir, `${name}.sh`);
@@ -100,7 +106,7 @@ export function etcdJobMetadata(name: string, app: string) {
   };
 }
 
-/** The ConfigMap `<name>-script` of the job `name`: `<name>.sh` and etcd-job-lib.sh. */
+/** The ConfigMap `<name>-script` of the job `name`: `<name>.sh` and lib.sh. */
 export function etcdJobScriptConfigMap(name: string, scripts: EtcdJobScripts) {
   const files = scriptFiles(name, scripts);
   return {

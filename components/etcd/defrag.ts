@@ -46,7 +46,7 @@ function defragEnvironment(cfg: DefragSettings): { name: string; value: string }
   ];
 }
 
-/** The ConfigMap holding scripts/jobs/etcd-defrag.sh and scripts/jobs/etcd-job-lib.sh. */
+/** The ConfigMap holding scripts/jobs/etcd-defrag.sh and scripts/node/lib.sh, the shared helper library. */
 export function defragScriptConfigMap(scripts: EtcdJobScripts) {
   return etcdJobScriptConfigMap(defragCronJob.name, scripts);
 }

@@ -7,7 +7,7 @@ import * as fs from "node:fs";
 import * as path from "node:path";
 
 /** Local directory copied to every node. */
-const localScriptsDir = path.join(__dirname, "..", "..", "scripts", "node");
+export const localScriptsDir = path.join(__dirname, "..", "..", "scripts", "node");
 
 /**
  * Where the copy lands. CopyToRemote puts a directory *into* an existing remote directory, so

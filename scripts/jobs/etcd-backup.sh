@@ -10,8 +10,13 @@ umask 077
 export LC_ALL=C
 
 readonly SCRIPT_NAME="etcd-backup"
-# shellcheck source-path=SCRIPTDIR source=etcd-job-lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/etcd-job-lib.sh"
+readonly LOG_TIMESTAMPS=utc
+# The project's helper library: beside this script (the job's ConfigMap, the image), else in the
+# repository (scripts/node/lib.sh).
+lib="$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+[[ -f "$lib" ]] || lib="$(dirname "${BASH_SOURCE[0]}")/../node/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=../node/lib.sh
+source "$lib"
 
 usage() {
   cat <<'EOF'
@@ -91,20 +96,18 @@ nothing looks like a complete backup); 2 configuration error.
 EOF
 }
 
-check_arguments "$@"
+no_arguments "$@"
 
 # ---------------------------------------------------------------------------------------------
 # Configuration.
 
-for var in ETCD_ENDPOINTS S3_ENDPOINT S3_BUCKET S3_PREFIX S3_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
-  require_var "$var"
-done
+require_var ETCD_ENDPOINTS
+s3_check_config
 
 ETCD_HEALTH_TIMEOUT="${ETCD_HEALTH_TIMEOUT:-10}"
 ETCD_SNAPSHOT_TIMEOUT="${ETCD_SNAPSHOT_TIMEOUT:-1800}"
 S3_UPLOAD_ATTEMPTS="${S3_UPLOAD_ATTEMPTS:-3}"
 S3_RETRY_SECONDS="${S3_RETRY_SECONDS:-5}"
-S3_TIMEOUT="${S3_TIMEOUT:-1800}"
 BACKUP_ENCRYPTION="${BACKUP_ENCRYPTION:-age}"
 BACKUP_AGE_RECIPIENTS="${BACKUP_AGE_RECIPIENTS:-}"
 BACKUP_PKI_UNENCRYPTED="${BACKUP_PKI_UNENCRYPTED:-skip}"
@@ -117,15 +120,10 @@ require_int ETCD_HEALTH_TIMEOUT 1
 require_int ETCD_SNAPSHOT_TIMEOUT 1
 require_int S3_UPLOAD_ATTEMPTS 1
 require_int S3_RETRY_SECONDS 0
-require_int S3_TIMEOUT 1
 require_int BACKUP_RETENTION_DAYS 0
 require_int BACKUP_KEEP_LAST 1
 require_int BACKUP_ZSTD_LEVEL 1
 etcd_client_config
-
-S3_PREFIX="${S3_PREFIX#/}"
-S3_PREFIX="${S3_PREFIX%/}"
-[[ -n "$S3_PREFIX" ]] || config_error "S3_PREFIX is required and empty after removing slashes"
 
 recipients=()
 case "$BACKUP_ENCRYPTION" in
@@ -188,32 +186,12 @@ cleanup() {
   rm -rf -- "$work"
   exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# show_log FILE: the last lines of a tool's output, after a failure.
-show_log() { if [[ -s "$1" ]]; then tail -n 20 "$1" | sed 's/^/    /' >&2; fi; }
+cleanup_on_exit cleanup
 
 # ---------------------------------------------------------------------------------------------
 # aws.
 
-export AWS_REQUEST_CHECKSUM_CALCULATION=when_required
-export AWS_RESPONSE_CHECKSUM_VALIDATION=when_required
-export AWS_EC2_METADATA_DISABLED=true
-export AWS_DEFAULT_REGION="$S3_REGION"
-export AWS_PAGER=""
-if [[ -z "${AWS_CONFIG_FILE:-}" ]]; then
-  export AWS_CONFIG_FILE="$work/aws-config"
-  printf '[default]\ns3 =\n  addressing_style = path\n' >"$AWS_CONFIG_FILE"
-fi
-
-# s3 ARGS...: aws ARGS against the endpoint, bounded.
-s3() {
-  timeout --kill-after=10 "$S3_TIMEOUT" aws --endpoint-url "$S3_ENDPOINT" \
-    --cli-connect-timeout 20 --cli-read-timeout 120 "$@"
-}
+s3_client_setup "$work"
 
 # delete_key_all_versions KEY: deletes the object KEY for good. The stack's bucket is versioned,
 # where a plain delete-object only adds a delete marker (the data stays, is billed and can be
@@ -228,13 +206,13 @@ delete_key_all_versions() {
   while ((round < 5)); do
     round=$((round + 1))
     if ! listing="$(s3 s3api list-object-versions --bucket "$S3_BUCKET" --prefix "$key" --max-items 1000 \
-      --output json 2>>"$work/aws.log")" ||
+      --output json 2>>"$aws_log")" ||
       ! ids="$(jq -r --arg key "$key" '[(.Versions // [])[], (.DeleteMarkers // [])[]]
           | map(select(.Key == $key) | (.VersionId // "null") | tostring) | unique | .[]' <<<"$listing")" ||
       ! more="$(jq -r 'if (.NextToken // "") == "" then "no" else "yes" end' <<<"$listing")"; then
       ((round == 1)) || break
       log "WARNING: could not list the versions of s3://${S3_BUCKET}/${key}; deleting it without a version id (on a versioned bucket its old versions stay)"
-      s3 s3api delete-object --bucket "$S3_BUCKET" --key "$key" >>"$work/aws.log" 2>&1
+      s3 s3api delete-object --bucket "$S3_BUCKET" --key "$key" >>"$aws_log" 2>&1
       return
     fi
     real=0
@@ -242,17 +220,17 @@ delete_key_all_versions() {
       [[ -n "$id" && "$id" != null ]] || continue
       real=$((real + 1))
       # --version-id=ID: an id never reads as an option.
-      s3 s3api delete-object --bucket "$S3_BUCKET" --key "$key" --version-id="$id" >>"$work/aws.log" 2>&1 ||
+      s3 s3api delete-object --bucket "$S3_BUCKET" --key "$key" --version-id="$id" >>"$aws_log" 2>&1 ||
         failed=1
     done <<<"$ids"
     if ((real == 0 && round == 1)); then
       # Unversioned bucket (or nothing under this key): the plain delete, as always.
-      s3 s3api delete-object --bucket "$S3_BUCKET" --key "$key" >>"$work/aws.log" 2>&1
+      s3 s3api delete-object --bucket "$S3_BUCKET" --key "$key" >>"$aws_log" 2>&1
       return
     fi
     # A "null" version next to real ones predates versioning; it has to be named too.
     if grep -qx null <<<"$ids"; then
-      s3 s3api delete-object --bucket "$S3_BUCKET" --key "$key" --version-id=null >>"$work/aws.log" 2>&1 ||
+      s3 s3api delete-object --bucket "$S3_BUCKET" --key "$key" --version-id=null >>"$aws_log" 2>&1 ||
         failed=1
     fi
     if ((failed || real == 0)) || [[ "$more" != yes ]]; then break; fi
@@ -267,7 +245,7 @@ delete_key_all_versions() {
 uploaded_size() {
   local remote
   remote="$(s3 s3api head-object --bucket "$S3_BUCKET" --key "$1" --query ContentLength \
-    --output text 2>>"$work/aws.log")" && [[ "$remote" == "$2" ]]
+    --output text 2>>"$aws_log")" && [[ "$remote" == "$2" ]]
 }
 
 # upload FILE KEY [check]: puts FILE at KEY (S3_UPLOAD_ATTEMPTS attempts); with "check", then
@@ -278,14 +256,14 @@ upload() {
   while true; do
     # Recorded before the call: a call that fails half-way may still leave an object.
     uploaded+=("$key")
-    if s3 s3 cp --only-show-errors "$file" "s3://${S3_BUCKET}/${key}" >>"$work/aws.log" 2>&1 &&
+    if s3 s3 cp --only-show-errors "$file" "s3://${S3_BUCKET}/${key}" >>"$aws_log" 2>&1 &&
       { [[ "$check" != check ]] || uploaded_size "$key" "$size"; }; then
       log "uploaded s3://${S3_BUCKET}/${key} (${size} bytes)"
       return 0
     fi
     if ((attempt >= S3_UPLOAD_ATTEMPTS)); then
       log "upload of ${key} failed after ${attempt} attempt(s); aws said:"
-      show_log "$work/aws.log"
+      show_log "$aws_log"
       return 1
     fi
     log "upload of ${key} failed (attempt ${attempt}/${S3_UPLOAD_ATTEMPTS}); retrying in ${pause}s"
@@ -366,8 +344,8 @@ pack "$snapshot" "$object" 2>"$work/pack.log" || {
   die "compressing/encrypting the snapshot failed"
 }
 rm -f -- "$snapshot"
-(cd "$work" && sha256sum -- "$base") >"$object.sha256"
-sha256="$(cut -d' ' -f1 "$object.sha256")"
+(cd "$work" && sha256sum -- "$base") >"$(backup_sidecar "$object")"
+sha256="$(cut -d' ' -f1 "$(backup_sidecar "$object")")"
 size="$(stat -c %s "$object")"
 
 pki_key=""
@@ -392,7 +370,7 @@ else
     die "compressing/encrypting the PKI failed"
   }
   rm -f -- "$work/pki.tar"
-  (cd "$work" && sha256sum -- "$pki_base") >"$pki_object.sha256"
+  (cd "$work" && sha256sum -- "$pki_base") >"$(backup_sidecar "$pki_object")"
 fi
 
 # ---------------------------------------------------------------------------------------------
@@ -401,20 +379,14 @@ fi
 upload "$object" "$key" check || die "upload failed"
 if [[ -n "$pki_key" ]]; then
   upload "$pki_object" "$pki_key" check || die "upload failed"
-  upload "$pki_object.sha256" "$pki_key.sha256" || die "upload failed"
+  upload "$(backup_sidecar "$pki_object")" "$(backup_sidecar "$pki_key")" || die "upload failed"
 fi
-upload "$object.sha256" "$key.sha256" || die "upload failed"
+upload "$(backup_sidecar "$object")" "$(backup_sidecar "$key")" || die "upload failed"
 success=true
 log "backup complete: s3://${S3_BUCKET}/${key}"
 
 # ---------------------------------------------------------------------------------------------
 # 5. Retention, by the UTC stamp in each key name.
-
-# list_keys PREFIX: every key under PREFIX, one a line.
-list_keys() {
-  s3 s3api list-objects-v2 --bucket "$S3_BUCKET" --prefix "$1" --output json 2>>"$work/aws.log" |
-    jq -r '(.Contents // [])[].Key'
-}
 
 deleted=()
 retention() {
@@ -422,14 +394,11 @@ retention() {
   cutoff="$(date -u -d "@$(($(date -u +%s) - BACKUP_RETENTION_DAYS * 86400))" +%Y%m%dT%H%M%SZ)"
   keys="$(list_keys "${S3_PREFIX}/etcd/")" || return 1
   pki_keys="$(list_keys "${S3_PREFIX}/pki/")" || return 1
-  local -A has_sidecar=() keep_stamp=() doomed=()
+  local -A keep_stamp=() doomed=()
+  # Complete backups, newest first.
   while IFS= read -r k; do
-    if [[ "$k" == *.sha256 ]]; then has_sidecar["${k%.sha256}"]=1; fi
-  done <<<"$keys"
-  # Complete backups, newest first (the names sort by time).
-  while IFS= read -r k; do
-    [[ -n "$k" && "$k" != *.sha256 && -n "${has_sidecar[$k]:-}" ]] && complete+=("$k")
-  done < <(sort -r <<<"$keys")
+    if [[ -n "$k" ]]; then complete+=("$k"); fi
+  done < <(complete_backups "$keys")
   for k in "${complete[@]}"; do
     b="${k##*/}"
     stamp_of="${b%%-*}"
@@ -448,6 +417,10 @@ retention() {
   done <<<"$keys"$'\n'"$pki_keys"
   # Sidecars first: a backup never looks complete while its snapshot (or PKI) is being deleted.
   # One key a line: keys are never split or globbed.
+  local -a sidecars=() objects=()
+  for k in "${!doomed[@]}"; do
+    if is_backup_sidecar "$k"; then sidecars+=("$k"); else objects+=("$k"); fi
+  done
   while IFS= read -r k; do
     [[ -n "$k" ]] || continue
     if delete_key_all_versions "$k"; then
@@ -456,15 +429,15 @@ retention() {
       log "WARNING: could not delete s3://${S3_BUCKET}/${k}"
     fi
   done < <(
-    printf '%s\n' "${!doomed[@]}" | sort -r | grep '\.sha256$' || true
-    printf '%s\n' "${!doomed[@]}" | sort -r | grep -v '\.sha256$' || true
+    printf '%s\n' "${sidecars[@]}" | sort -r
+    printf '%s\n' "${objects[@]}" | sort -r
   )
   log "retention: kept ${kept} complete backup(s) (newest ${BACKUP_KEEP_LAST} always, others newer than ${cutoff}); deleted ${#deleted[@]} object(s)"
 }
 retention_status=0
 retention || retention_status=$?
 if ((retention_status != 0)); then
-  show_log "$work/aws.log"
+  show_log "$aws_log"
   log "error: retention failed (the backup itself is complete)"
 fi
 

@@ -13,8 +13,13 @@ umask 077
 export LC_ALL=C
 
 readonly SCRIPT_NAME="etcd-defrag"
-# shellcheck source-path=SCRIPTDIR source=etcd-job-lib.sh
-source "$(dirname "${BASH_SOURCE[0]}")/etcd-job-lib.sh"
+readonly LOG_TIMESTAMPS=utc
+# The project's helper library: beside this script (the job's ConfigMap, the image), else in the
+# repository (scripts/node/lib.sh).
+lib="$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+[[ -f "$lib" ]] || lib="$(dirname "${BASH_SOURCE[0]}")/../node/lib.sh"
+# shellcheck source-path=SCRIPTDIR source=../node/lib.sh
+source "$lib"
 
 usage() {
   cat <<'EOF'
@@ -70,7 +75,7 @@ from ETCD_ENDPOINTS) or a step failed; 2 configuration error (names the variable
 EOF
 }
 
-check_arguments "$@"
+no_arguments "$@"
 
 # ---------------------------------------------------------------------------------------------
 # Configuration.
@@ -321,21 +326,21 @@ freed=0
 remaining=("${selected[@]}")
 last_leader="$leader_endpoint"
 
+# member_and_cluster_healthy ENDPOINT: that member, then every member, is healthy; else the
+# unhealthy ones are in unhealthy_list.
+member_and_cluster_healthy() {
+  if ! healthy "$1"; then
+    unhealthy_list="$1 (${health_error})"
+    return 1
+  fi
+  all_healthy
+}
+
 # wait_healthy ENDPOINT: that member, then every member, healthy again within
 # DEFRAG_HEALTH_WAIT_SECONDS (checked every 2 s).
 wait_healthy() {
-  local endpoint="$1" deadline=$((SECONDS + DEFRAG_HEALTH_WAIT_SECONDS)) tries=0
-  while ((tries <= DEFRAG_HEALTH_WAIT_SECONDS)); do
-    tries=$((tries + 1))
-    if healthy "$endpoint"; then
-      if all_healthy; then return 0; fi
-    else
-      unhealthy_list="${endpoint} (${health_error})"
-    fi
-    ((SECONDS < deadline)) || break
-    sleep 2
-  done
-  return 1
+  local timeout_seconds="$DEFRAG_HEALTH_WAIT_SECONDS" POLL_SECONDS=2
+  wait_for member_and_cluster_healthy "$1"
 }
 
 for ((step = 1; step <= ${#selected[@]}; step++)); do

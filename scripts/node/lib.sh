@@ -1,51 +1,105 @@
 # shellcheck shell=bash disable=SC2154 # the variables read below are set by the sourcing script
-# Helpers shared by the node scripts in this directory: messages, argument checks, the root-only
-# log, atomic writes, bounded polling, the kubectl/etcdctl calls, and static pod restarts. Sourcing
-# it only defines functions. Each script sources it relative to itself, so it works from the repository and from
-# /usr/local/lib/hcloud-control-plane/node/ on a node (the bootstrap copies the whole directory):
-#   # shellcheck source-path=SCRIPTDIR source=lib.sh
-#   source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
-# Two scripts must not source it and stay self-contained: prepare-kubernetes-node.sh (cloud-init
-# embeds it alone) and reserved-ip-failover.sh (installed alone to /usr/local/sbin).
+# The one helper library of the project's bash scripts: the node scripts in this directory, the
+# etcd CronJob scripts (scripts/jobs/) and the operators' etcd-restore.sh (scripts/ops/). Sourcing
+# it only defines functions. It is written once, here, and shipped beside each script where it runs:
+#   - on a node, /usr/local/lib/hcloud-control-plane/node/lib.sh: the bootstrap copies this whole
+#     directory (components/node/nodeScripts.ts); a node script sources it relative to itself:
+#       # shellcheck source-path=SCRIPTDIR source=lib.sh
+#       source "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#   - in an etcd CronJob's pod, /opt/etcd-job/lib.sh: the job's ConfigMap carries it beside the
+#     script (components/etcd/cronJob.ts); in the backup image, /usr/local/bin/lib.sh;
+#   - for operators, lib.sh beside etcd-restore.sh, or this file in the repository; on the nodes
+#     of a restore, streamed ahead of etcd-restore.sh into `bash -s`.
+#   A job or operator script looks beside itself first, then here in the repository:
+#       lib="$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+#       [[ -f "$lib" ]] || lib="$(dirname "${BASH_SOURCE[0]}")/../node/lib.sh"
+#       # shellcheck source-path=SCRIPTDIR source=../node/lib.sh
+#       source "$lib"
+# Two node scripts must not source it and stay self-contained: prepare-kubernetes-node.sh
+# (cloud-init embeds it alone) and reserved-ip-failover.sh (installed alone to /usr/local/sbin).
+# The first part (messages, arguments, variables, bounded waits) needs bash and coreutils only,
+# so the defrag job, which has nothing more than etcdctl besides, can use it; the parts after it
+# name what else they need.
 #
 # Read from the sourcing script:
 #   SCRIPT_NAME      prefix of every message; open_log's log file is SCRIPT_NAME.log
+#   LOG_TIMESTAMPS   utc: every message starts with the UTC time (the job and operator scripts);
+#                    unset or empty: no time (the node scripts)
+#   usage            the function that prints --help
 #   ROOT             prefix of every file path (--root; check_root_dir normalizes it)
 #   timeout_seconds  the limit of wait_for, and of bounded outside a wait_for (--timeout)
 #   POLL_SECONDS     the pause between wait_for's checks
 #   node_name        the node a script acts on (node_failed)
 # Set for the sourcing script: log_file (open_log), staged (stage_file, write_file), parked_pod
-# (restart_static_pod).
+# (restart_static_pod), aws_log (s3_client_setup), endpoints and etcdctl_tls (etcd_client_config).
 
 # ---------------------------------------------------------------------------------------------
-# Messages, on stderr, prefixed with the script's name.
+# Messages, on stderr, prefixed with the script's name (and the UTC time, see LOG_TIMESTAMPS).
 
-log() { printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2; }
+log() {
+  if [[ "${LOG_TIMESTAMPS:-}" == utc ]]; then
+    printf '%s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$SCRIPT_NAME" "$*" >&2
+  else
+    printf '%s: %s\n' "$SCRIPT_NAME" "$*" >&2
+  fi
+}
 die() {
   log "error: $*"
   exit 1
 }
+# usage_error MESSAGE: a bad argument; exits 2. config_error MESSAGE: a bad environment variable
+# (the scripts configured through the environment); exits 2.
 usage_error() {
   log "usage error: $*"
   log "see --help"
   exit 2
 }
+config_error() {
+  log "configuration error: $*"
+  log "see --help"
+  exit 2
+}
+
+# show_log FILE: the last 20 lines of a tool's output, indented, after a failure.
+show_log() {
+  local line
+  if [[ -s "$1" ]]; then
+    tail -n 20 -- "$1" | while IFS= read -r line || [[ -n "$line" ]]; do printf '    %s\n' "$line"; done >&2
+  fi
+}
+
+# cleanup_on_exit FUNCTION: runs FUNCTION when the script exits; HUP, INT and TERM become exits
+# (129, 130, 143), so FUNCTION runs on those signals too.
+cleanup_on_exit() {
+  # shellcheck disable=SC2064 # the function's name is meant to be expanded now
+  trap "$1" EXIT
+  trap 'exit 129' HUP
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
 
 # ---------------------------------------------------------------------------------------------
-# Arguments, for parse_args: parse_flags reads the flags, the check_* functions exit 2 (usage
-# error) on a bad value.
+# Arguments: parse_flags reads the flags, the check_* functions exit 2 (usage error) on a bad
+# value.
 
-# parse_flags SPEC... -- ARGS...: sets the sourcing script's variables from ARGS, its flags. Each
-# SPEC is --flag=variable (the flag takes a value, stored in variable) or --flag=variable=VALUE (a
-# switch: it sets variable to VALUE). -h or --help prints usage and exits 0; a flag without its
-# value, or any other argument, is a usage error. The tests read the flags of each script from
-# its parse_flags call (tests/support/nodeSandbox.ts), so write the specs literally.
+# parse_flags [--non-empty] SPEC... -- ARGS...: sets the sourcing script's variables from ARGS,
+# its flags. Each SPEC is --flag=variable (the flag takes a value, stored in variable),
+# --flag=variable[] (the flag takes a value and may be repeated: each value is appended to the
+# array variable) or --flag=variable=VALUE (a switch: it sets variable to VALUE). -h or --help
+# prints usage and exits 0; a flag without its value, or any other argument, is a usage error;
+# with --non-empty, so is an empty value (where an empty value would silently mean the default,
+# such as etcd-restore.sh's --key or --snapshot). The tests read the flags of each node script
+# from its parse_flags call (tests/support/nodeSandbox.ts), so write the specs literally.
 parse_flags() {
   # Prefixed names: printf -v must reach the script's variables, not these locals.
   local -A _pf_variable=() _pf_value=()
-  local _pf_flag _pf_rest
+  local _pf_flag _pf_rest _pf_non_empty=false
+  if [[ "${1:-}" == --non-empty ]]; then
+    _pf_non_empty=true
+    shift
+  fi
   while [[ $# -gt 0 && "$1" != -- ]]; do
-    [[ "$1" =~ ^--[a-z0-9-]+=[A-Za-z_][A-Za-z0-9_]*(=|$) ]] || die "parse_flags: bad spec '$1'"
+    [[ "$1" =~ ^--[a-z0-9-]+=[A-Za-z_][A-Za-z0-9_]*(\[\]$|=|$) ]] || die "parse_flags: bad spec '$1'"
     _pf_flag="${1%%=*}" _pf_rest="${1#*=}"
     _pf_variable[$_pf_flag]="${_pf_rest%%=*}"
     if [[ "$_pf_rest" == *=* ]]; then _pf_value[$_pf_flag]="${_pf_rest#*=}"; fi
@@ -65,12 +119,207 @@ parse_flags() {
       printf -v "${_pf_variable[$1]}" '%s' "${_pf_value[$1]}"
       shift
     else
-      [[ $# -ge 2 ]] || usage_error "$1 needs a value"
-      printf -v "${_pf_variable[$1]}" '%s' "$2"
+      if [[ $# -lt 2 ]] || { "$_pf_non_empty" && [[ -z "$2" ]]; }; then usage_error "$1 needs a value"; fi
+      if [[ "${_pf_variable[$1]}" == *"[]" ]]; then
+        local -n _pf_list="${_pf_variable[$1]%"[]"}"
+        _pf_list+=("$2")
+        unset -n _pf_list
+      else
+        printf -v "${_pf_variable[$1]}" '%s' "$2"
+      fi
       shift 2
     fi
   done
 }
+
+# no_arguments ARGS...: for the scripts configured only through environment variables: -h or
+# --help prints usage and exits 0; any other argument is a configuration error.
+no_arguments() {
+  case "${1:-}" in
+    -h | --help)
+      usage
+      exit 0
+      ;;
+    "") ;;
+    *) config_error "unexpected argument '$1' (configuration is through environment variables only)" ;;
+  esac
+}
+
+# check_timeout: timeout_seconds (--timeout) is a positive whole number of seconds.
+check_timeout() {
+  [[ "$timeout_seconds" =~ ^[1-9][0-9]*$ ]] ||
+    usage_error "--timeout must be a positive whole number of seconds, got '${timeout_seconds}'"
+}
+
+# check_poll_seconds: POLL_SECONDS is a number of seconds, maybe fractional.
+check_poll_seconds() {
+  [[ "$POLL_SECONDS" =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
+    usage_error "POLL_SECONDS must be a number of seconds, got '${POLL_SECONDS}'"
+}
+
+# require_tools TOOL...: each TOOL is on PATH (else exit 1).
+require_tools() {
+  local tool
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || die "${tool} not found on PATH"
+  done
+}
+
+# ---------------------------------------------------------------------------------------------
+# Environment variables: each check exits 2 (configuration error) naming the variable.
+
+# require_var NAME [WHAT]: NAME is set and not empty; WHAT, in parentheses, says what it holds.
+require_var() {
+  local name="$1" what="${2:-}"
+  [[ -n "${!name:-}" ]] || config_error "${name} is required and empty or unset${what:+ (${what})}"
+}
+
+# require_int NAME MIN [MAX]: NAME holds a whole number in MIN..MAX (no MAX: no upper bound);
+# leading zeros are dropped so that bash arithmetic never reads it as octal.
+require_int() {
+  local name="$1" min="$2" max="${3:-}" value="${!1:-}" allowed
+  if [[ -n "$max" ]]; then allowed="a whole number from ${min} to ${max}"; else allowed="a whole number >= ${min}"; fi
+  if [[ ! "$value" =~ ^[0-9]{1,15}$ ]] || ((10#$value < min)) || { [[ -n "$max" ]] && ((10#$value > max)); }; then
+    config_error "${name} must be ${allowed}, got '${value}'"
+  fi
+  printf -v "$name" '%d' "$((10#$value))"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Bounded waits.
+
+# wait_for CHECK [ARGS...]: runs CHECK ARGS until it succeeds, for at most timeout_seconds,
+# POLL_SECONDS apart; returns 1 when the time is up. CHECK runs its commands through `bounded`,
+# so no single call outlives the deadline.
+wait_for() {
+  local deadline=$((SECONDS + timeout_seconds))
+  # Seen by `bounded` in CHECK (bash's locals are visible to the functions a function calls).
+  local attempt_seconds
+  while true; do
+    attempt_seconds=$((deadline - SECONDS))
+    if ((attempt_seconds < 1)); then attempt_seconds=1; fi
+    if ((attempt_seconds > 60)); then attempt_seconds=60; fi
+    if "$@"; then return 0; fi
+    if ((SECONDS >= deadline)); then return 1; fi
+    sleep "$POLL_SECONDS"
+  done
+}
+
+# bounded COMMAND...: runs COMMAND for at most the seconds left for this attempt (at most 60) in a
+# wait_for check, else for at most timeout_seconds; KILL follows TERM after 5 seconds.
+bounded() { timeout --kill-after=5 "${attempt_seconds:-$timeout_seconds}" "$@"; }
+
+# ---------------------------------------------------------------------------------------------
+# Object storage (etcd-backup.sh, etcd-restore.sh): the aws client set up for Hetzner Object
+# Storage, and the rule that says which backups are complete. Needs aws, jq and sort.
+
+# s3_check_config: the object storage variables: S3_ENDPOINT, S3_BUCKET, S3_PREFIX, S3_REGION,
+# AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY are required; S3_PREFIX loses the slashes at either
+# end and must not be empty then; S3_TIMEOUT (default 1800) is a whole number of seconds >= 1.
+s3_check_config() {
+  local var
+  for var in S3_ENDPOINT S3_BUCKET S3_PREFIX S3_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
+    require_var "$var"
+  done
+  S3_PREFIX="${S3_PREFIX#/}"
+  S3_PREFIX="${S3_PREFIX%/}"
+  [[ -n "$S3_PREFIX" ]] || config_error "S3_PREFIX is required and empty after removing slashes"
+  S3_TIMEOUT="${S3_TIMEOUT:-1800}"
+  require_int S3_TIMEOUT 1
+}
+
+# s3_client_setup DIR: sets aws up for `s3`: checksums only when required (new AWS SDKs send
+# CRC checksums that Hetzner refuses: XAmzContentSHA256Mismatch), no instance metadata, the
+# region, no pager; without AWS_CONFIG_FILE, a config in DIR with path-style addressing. Sets
+# aws_log, the file in DIR that aws's messages go to (shown with show_log after a failure).
+s3_client_setup() {
+  export AWS_REQUEST_CHECKSUM_CALCULATION=when_required
+  export AWS_RESPONSE_CHECKSUM_VALIDATION=when_required
+  export AWS_EC2_METADATA_DISABLED=true
+  export AWS_DEFAULT_REGION="$S3_REGION"
+  export AWS_PAGER=""
+  if [[ -z "${AWS_CONFIG_FILE:-}" ]]; then
+    export AWS_CONFIG_FILE="$1/aws-config"
+    printf '[default]\ns3 =\n  addressing_style = path\n' >"$AWS_CONFIG_FILE"
+  fi
+  aws_log="$1/aws.log"
+}
+
+# s3 ARGS...: aws ARGS against S3_ENDPOINT, bounded by S3_TIMEOUT.
+s3() {
+  timeout --kill-after=10 "$S3_TIMEOUT" aws --endpoint-url "$S3_ENDPOINT" \
+    --cli-connect-timeout 20 --cli-read-timeout 120 "$@"
+}
+
+# list_keys PREFIX: every key under PREFIX in S3_BUCKET, one a line.
+list_keys() {
+  s3 s3api list-objects-v2 --bucket "$S3_BUCKET" --prefix "$1" --output json 2>>"$aws_log" |
+    jq -r '(.Contents // [])[].Key'
+}
+
+# A backup (a snapshot, or its PKI archive) is complete when its sidecar KEY.sha256 exists:
+# "<sha256 hex>  <basename>", written by sha256sum. etcd-backup.sh uploads it last, after the
+# object, and deletes it first; etcd-restore.sh takes only complete backups and checks the
+# object against it; retention counts only complete backups.
+
+# backup_sidecar KEY: the key of KEY's sidecar.
+backup_sidecar() { printf '%s.sha256' "$1"; }
+
+# is_backup_sidecar KEY: KEY is a sidecar.
+is_backup_sidecar() { [[ "$1" == *.sha256 ]]; }
+
+# complete_backups KEYS [PATTERN]: of KEYS (a listing, one key a line), every key that is not a
+# sidecar, matches the extended regex PATTERN (default: any) and whose sidecar is in KEYS; one a
+# line, newest first (backup names start with their UTC stamp, so that is reverse name order).
+complete_backups() {
+  local key
+  local -A listed=()
+  while IFS= read -r key; do
+    if [[ -n "$key" ]]; then listed["$key"]=1; fi
+  done <<<"$1"
+  while IFS= read -r key; do
+    if [[ -n "$key" ]] && ! is_backup_sidecar "$key" && [[ -z "${2:-}" || "$key" =~ ${2:-} ]] &&
+      [[ -n "${listed[$(backup_sidecar "$key")]:-}" ]]; then
+      printf '%s\n' "$key"
+    fi
+  done < <(sort -r <<<"$1")
+}
+
+# ---------------------------------------------------------------------------------------------
+# The etcd client of the CronJob scripts (etcd-backup.sh, etcd-defrag.sh). bash only.
+
+# etcd_client_config: checks the client variables both jobs read, ETCD_ENDPOINTS (set, checked
+# by the caller: the message differs), ETCD_CACERT, ETCD_CERT, ETCD_KEY and ETCD_DIAL_TIMEOUT
+# (default 3s). Sets endpoints, the URLs of ETCD_ENDPOINTS in order without blanks and empty
+# entries, and etcdctl_tls, etcdctl's TLS flags (none for plain-HTTP etcd).
+# shellcheck disable=SC2034 # endpoints and etcdctl_tls are the sourcing script's
+etcd_client_config() {
+  local endpoint raw=()
+  ETCD_CACERT="${ETCD_CACERT:-}"
+  ETCD_CERT="${ETCD_CERT:-}"
+  ETCD_KEY="${ETCD_KEY:-}"
+  ETCD_DIAL_TIMEOUT="${ETCD_DIAL_TIMEOUT:-3s}"
+  [[ "$ETCD_DIAL_TIMEOUT" =~ ^[0-9]+(ms|s|m)$ ]] ||
+    config_error "ETCD_DIAL_TIMEOUT must be a duration such as 3s, 500ms or 1m, got '${ETCD_DIAL_TIMEOUT}'"
+  if [[ -n "$ETCD_CERT" && -z "$ETCD_KEY" ]] || [[ -z "$ETCD_CERT" && -n "$ETCD_KEY" ]]; then
+    config_error "ETCD_CERT and ETCD_KEY must both be set or both be empty"
+  fi
+
+  etcdctl_tls=()
+  if [[ -n "$ETCD_CACERT" ]]; then etcdctl_tls+=(--cacert "$ETCD_CACERT"); fi
+  if [[ -n "$ETCD_CERT" ]]; then etcdctl_tls+=(--cert "$ETCD_CERT" --key "$ETCD_KEY"); fi
+
+  endpoints=()
+  IFS=',' read -r -a raw <<<"$ETCD_ENDPOINTS"
+  for endpoint in "${raw[@]}"; do
+    endpoint="${endpoint//[[:space:]]/}"
+    if [[ -n "$endpoint" ]]; then endpoints+=("$endpoint"); fi
+  done
+}
+
+# =============================================================================================
+# The node scripts: addresses and the node's files, kubectl and etcdctl through the API server,
+# static pods and kube-vip (kubectl, crictl, awk, grep, sha256sum).
 
 is_ipv4() {
   local IFS=. octet
@@ -102,18 +351,6 @@ check_endpoint() {
   fi
 }
 
-# check_timeout: timeout_seconds (--timeout) is a positive whole number of seconds.
-check_timeout() {
-  [[ "$timeout_seconds" =~ ^[1-9][0-9]*$ ]] ||
-    usage_error "--timeout must be a positive whole number of seconds, got '${timeout_seconds}'"
-}
-
-# check_poll_seconds: POLL_SECONDS is a number of seconds, maybe fractional.
-check_poll_seconds() {
-  [[ "$POLL_SECONDS" =~ ^[0-9]+(\.[0-9]+)?$ ]] ||
-    usage_error "POLL_SECONDS must be a number of seconds, got '${POLL_SECONDS}'"
-}
-
 # check_root_dir: ROOT (--root) loses a trailing slash, and is empty (meaning /) or a directory.
 check_root_dir() {
   ROOT="${ROOT%/}"
@@ -139,16 +376,6 @@ open_log() {
   : >>"$log_file"
   chmod 0600 "$log_file"
   printf '=== %(%Y-%m-%dT%H:%M:%S%z)T %s\n' -1 "${SCRIPT_NAME}${*:+ $*}" >>"$log_file"
-}
-
-# cleanup_on_exit FUNCTION: runs FUNCTION when the script exits; HUP, INT and TERM become exits
-# (129, 130, 143), so FUNCTION runs on those signals too.
-cleanup_on_exit() {
-  # shellcheck disable=SC2064 # the function's name is meant to be expanded now
-  trap "$1" EXIT
-  trap 'exit 129' HUP
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
 }
 
 # Atomic writes: a half-written file never replaces a good one. The content is staged in a new
@@ -216,28 +443,7 @@ ensure_hosts_entry() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# Bounded waits and commands.
-
-# wait_for CHECK [ARGS...]: runs CHECK ARGS until it succeeds, for at most timeout_seconds,
-# POLL_SECONDS apart; returns 1 when the time is up. CHECK runs its commands through `bounded`,
-# so no single call outlives the deadline.
-wait_for() {
-  local deadline=$((SECONDS + timeout_seconds))
-  # Seen by `bounded` in CHECK (bash's locals are visible to the functions a function calls).
-  local attempt_seconds
-  while true; do
-    attempt_seconds=$((deadline - SECONDS))
-    if ((attempt_seconds < 1)); then attempt_seconds=1; fi
-    if ((attempt_seconds > 60)); then attempt_seconds=60; fi
-    if "$@"; then return 0; fi
-    if ((SECONDS >= deadline)); then return 1; fi
-    sleep "$POLL_SECONDS"
-  done
-}
-
-# bounded COMMAND...: runs COMMAND for at most the seconds left for this attempt (at most 60) in a
-# wait_for check, else for at most timeout_seconds; KILL follows TERM after 5 seconds.
-bounded() { timeout --kill-after=5 "${attempt_seconds:-$timeout_seconds}" "$@"; }
+# The API server and etcd, through kubectl.
 
 # apiserver_ready KUBECONFIG: the API server's /readyz answers ok. kubectl's errors go to the log.
 apiserver_ready() {
@@ -250,10 +456,10 @@ apiserver_ready() {
 # (comma-separated), bounded, inside the etcd static pod etcd-NODE through kubectl exec, with the
 # certificate paths as mounted there.
 etcdctl_in_pod() {
-  local kubeconfig="$1" node="$2" endpoints="$3"
+  local kubeconfig="$1" node="$2" targets="$3"
   shift 3
   bounded kubectl --kubeconfig "$kubeconfig" -n kube-system exec "etcd-${node}" -- etcdctl \
-    --endpoints "$endpoints" \
+    --endpoints "$targets" \
     --cacert /etc/kubernetes/pki/etcd/ca.crt \
     --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt \
     --key /etc/kubernetes/pki/etcd/healthcheck-client.key \

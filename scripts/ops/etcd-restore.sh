@@ -8,7 +8,17 @@ umask 077
 export LC_ALL=C
 
 readonly SCRIPT_NAME="etcd-restore"
+readonly LOG_TIMESTAMPS=utc
 readonly BUMP_REVISION=1000000000
+# The project's helper library: lib.sh beside this script (a copy for operators), else in the
+# repository (scripts/node/lib.sh). On a node (`node`, see on_node) this script runs from stdin
+# with the library streamed ahead of it, so it is defined already.
+if ! declare -F complete_backups >/dev/null; then
+  lib="$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+  [[ -f "$lib" ]] || lib="$(dirname "${BASH_SOURCE[0]}")/../node/lib.sh"
+  # shellcheck source-path=SCRIPTDIR source=../node/lib.sh
+  source "$lib"
+fi
 
 usage() {
   cat <<'EOF'
@@ -88,19 +98,8 @@ Environment:
   RESTORE_NODE_ETCDUTL  node side: etcdutl command to use instead of the detection above
                      (set through --node-etcdutl; ssh does not forward the environment).
 
-Exit status: 0 done; 1 refused or a step failed; 2 usage error.
+Exit status: 0 done; 1 refused or a step failed; 2 usage or configuration error.
 EOF
-}
-
-log() { printf '%s %s: %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$SCRIPT_NAME" "$*" >&2; }
-die() {
-  log "error: $*"
-  exit 1
-}
-usage_error() {
-  log "usage error: $*"
-  log "see --help"
-  exit 2
 }
 
 cleanup_paths=()
@@ -112,91 +111,50 @@ cleanup() {
   for p in "${cleanup_paths[@]}"; do rm -rf -- "$p"; done
   exit "$status"
 }
-trap cleanup EXIT
-trap 'exit 129' HUP
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-show_log() { if [[ -s "$1" ]]; then tail -n 20 "$1" | sed 's/^/    /' >&2; fi; }
-
-# need_value FLAG VALUE: VALUE (the next argument) exists.
-need_value() { [[ $# -ge 2 && -n "$2" ]] || usage_error "$1 needs a value"; }
-
-require_var() {
-  local name="$1"
-  [[ -n "${!name:-}" ]] || usage_error "${name} is required and empty or unset"
-}
+cleanup_on_exit cleanup
 
 snapshot_tool() { if command -v etcdutl >/dev/null; then echo etcdutl; else echo etcdctl; fi; }
 
 # ---------------------------------------------------------------------------------------------
-# S3 (as etcd-backup.sh).
+# S3: the client and the complete-backup rule are lib.sh's, shared with etcd-backup.sh.
 
+# s3_setup: checks the object storage variables and sets aws up, in a scratch directory.
 s3_setup() {
-  local var
-  for var in S3_ENDPOINT S3_BUCKET S3_PREFIX S3_REGION AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY; do
-    require_var "$var"
-  done
-  S3_PREFIX="${S3_PREFIX#/}"
-  S3_PREFIX="${S3_PREFIX%/}"
-  S3_TIMEOUT="${S3_TIMEOUT:-1800}"
-  [[ "$S3_TIMEOUT" =~ ^[1-9][0-9]*$ ]] || usage_error "S3_TIMEOUT must be a positive whole number"
-  command -v aws >/dev/null || die "aws not found on PATH"
-  export AWS_REQUEST_CHECKSUM_CALCULATION=when_required
-  export AWS_RESPONSE_CHECKSUM_VALIDATION=when_required
-  export AWS_EC2_METADATA_DISABLED=true
-  export AWS_DEFAULT_REGION="$S3_REGION"
-  export AWS_PAGER=""
-  if [[ -z "${AWS_CONFIG_FILE:-}" ]]; then
-    AWS_CONFIG_FILE="$(mktemp "${TMPDIR:-/tmp}/etcd-restore-aws.XXXXXX")"
-    cleanup_paths+=("$AWS_CONFIG_FILE")
-    export AWS_CONFIG_FILE
-    printf '[default]\ns3 =\n  addressing_style = path\n' >"$AWS_CONFIG_FILE"
-  fi
-  aws_log="$(mktemp "${TMPDIR:-/tmp}/etcd-restore-aws-log.XXXXXX")"
-  cleanup_paths+=("$aws_log")
+  local dir
+  s3_check_config
+  require_tools aws
+  dir="$(mktemp -d "${TMPDIR:-/tmp}/etcd-restore-aws.XXXXXX")"
+  cleanup_paths+=("$dir")
+  s3_client_setup "$dir"
 }
 
-s3() {
-  timeout --kill-after=10 "$S3_TIMEOUT" aws --endpoint-url "$S3_ENDPOINT" \
-    --cli-connect-timeout 20 --cli-read-timeout 120 "$@"
-}
-
-list_keys() {
-  s3 s3api list-objects-v2 --bucket "$S3_BUCKET" --prefix "$1" --output json 2>>"$aws_log" |
-    jq -r '(.Contents // [])[].Key'
-}
-
-# newest_complete PREFIX PATTERN: the newest key under PREFIX matching the extended regex
-# PATTERN that has a .sha256 sidecar.
+# newest_complete PREFIX PATTERN: the newest complete backup (lib.sh: complete_backups) under
+# PREFIX whose key matches the extended regex PATTERN.
 newest_complete() {
-  local keys k
+  local keys complete
   keys="$(list_keys "$1")" || {
     show_log "$aws_log"
     die "cannot list s3://${S3_BUCKET}/$1"
   }
-  while IFS= read -r k; do
-    if [[ "$k" =~ $2 ]] && grep -qxF -- "${k}.sha256" <<<"$keys"; then
-      echo "$k"
-      return 0
-    fi
-  done < <(sort -r <<<"$keys")
-  return 1
+  complete="$(complete_backups "$keys" "$2")"
+  [[ -n "$complete" ]] || return 1
+  printf '%s\n' "${complete%%$'\n'*}"
 }
 
 # download_verified KEY DIR: KEY and KEY.sha256 into DIR; dies unless the object's sha256 is
 # the sidecar's. Sets object_file and object_sha256.
 download_verified() {
-  local key="$1" dir="$2" base expected name
+  local key="$1" dir="$2" base expected name sidecar
   base="${key##*/}"
   object_file="$dir/$base"
-  s3 s3 cp --only-show-errors "s3://${S3_BUCKET}/${key}.sha256" "$dir/sidecar" >>"$aws_log" 2>&1 || {
+  sidecar="$(backup_sidecar "$key")"
+  s3 s3 cp --only-show-errors "s3://${S3_BUCKET}/${sidecar}" "$dir/sidecar" >>"$aws_log" 2>&1 || {
     show_log "$aws_log"
-    die "cannot download s3://${S3_BUCKET}/${key}.sha256: no sidecar means no complete backup"
+    die "cannot download s3://${S3_BUCKET}/${sidecar}: no sidecar means no complete backup"
   }
   read -r expected name <"$dir/sidecar" || true
-  [[ "$expected" =~ ^[0-9a-f]{64}$ ]] || die "the sidecar ${key}.sha256 holds no sha256"
-  [[ "${name#\*}" == "$base" ]] || die "the sidecar ${key}.sha256 names '${name}', not '${base}'"
+  [[ "$expected" =~ ^[0-9a-f]{64}$ ]] || die "the sidecar ${sidecar} holds no sha256"
+  [[ "${name#\*}" == "$base" ]] || die "the sidecar ${sidecar} names '${name}', not '${base}'"
   s3 s3 cp --only-show-errors "s3://${S3_BUCKET}/${key}" "$object_file" >>"$aws_log" 2>&1 || {
     show_log "$aws_log"
     die "cannot download s3://${S3_BUCKET}/${key}"
@@ -283,13 +241,7 @@ fetch_print() {
 
 cmd_fetch() {
   local key="" out=""
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --key) need_value "$@"; key="$2"; shift 2 ;;
-      --out) need_value "$@"; out="$2"; shift 2 ;;
-      *) usage_error "fetch: unknown argument '$1'" ;;
-    esac
-  done
+  parse_flags --non-empty --key=key --out=out -- "$@"
   [[ -n "$out" ]] || usage_error "fetch needs --out FILE"
   s3_setup
   fetch_snapshot "$key" "$out"
@@ -298,13 +250,7 @@ cmd_fetch() {
 
 cmd_fetch_pki() {
   local key="" out="" dir base stamp
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --key) need_value "$@"; key="$2"; shift 2 ;;
-      --out) need_value "$@"; out="$2"; shift 2 ;;
-      *) usage_error "fetch-pki: unknown argument '$1'" ;;
-    esac
-  done
+  parse_flags --non-empty --key=key --out=out -- "$@"
   [[ -n "$out" ]] || usage_error "fetch-pki needs --out DIR"
   if [[ -e "$out" ]]; then
     [[ -d "$out" && -z "$(ls -A -- "$out")" ]] || die "--out ${out} exists and is not an empty directory"
@@ -390,18 +336,8 @@ restore_member() {
 
 cmd_member() {
   local snapshot="" name="" data_dir="" initial_cluster="" peer_url="" token="" move_aside=false
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --snapshot) need_value "$@"; snapshot="$2"; shift 2 ;;
-      --name) need_value "$@"; name="$2"; shift 2 ;;
-      --data-dir) need_value "$@"; data_dir="$2"; shift 2 ;;
-      --initial-cluster) need_value "$@"; initial_cluster="$2"; shift 2 ;;
-      --peer-url) need_value "$@"; peer_url="$2"; shift 2 ;;
-      --cluster-token) need_value "$@"; token="$2"; shift 2 ;;
-      --move-aside) move_aside=true; shift ;;
-      *) usage_error "member: unknown argument '$1'" ;;
-    esac
-  done
+  parse_flags --non-empty --snapshot=snapshot --name=name --data-dir=data_dir --initial-cluster=initial_cluster \
+    --peer-url=peer_url --cluster-token=token --move-aside=move_aside=true -- "$@"
   local flag
   for flag in snapshot name data_dir initial_cluster peer_url token; do
     [[ -n "${!flag}" ]] || usage_error "member needs --${flag//_/-}"
@@ -580,32 +516,19 @@ node_op() {
 cmd_cluster() {
   local key="" snapshot="" log_file="" ssh_user="root" ssh_key="" sudo=false
   local remote_dir="/var/lib/etcd-restore" token="" node_etcdutl=""
-  local timeout_seconds="${RESTORE_TIMEOUT:-600}" item
-  local -a node_specs=()
-  while [[ $# -gt 0 ]]; do
-    case "$1" in
-      --node)
-        need_value "$@"
-        IFS=',' read -r -a item <<<"$2"
-        node_specs+=("${item[@]}")
-        shift 2
-        ;;
-      --key) need_value "$@"; key="$2"; shift 2 ;;
-      --snapshot) need_value "$@"; snapshot="$2"; shift 2 ;;
-      --log) need_value "$@"; log_file="$2"; shift 2 ;;
-      --ssh-user) need_value "$@"; ssh_user="$2"; shift 2 ;;
-      --ssh-key) need_value "$@"; ssh_key="$2"; shift 2 ;;
-      --sudo) sudo=true; shift ;;
-      --remote-dir) need_value "$@"; remote_dir="${2%/}"; shift 2 ;;
-      --timeout) need_value "$@"; timeout_seconds="$2"; shift 2 ;;
-      --cluster-token) need_value "$@"; token="$2"; shift 2 ;;
-      --node-etcdutl) need_value "$@"; node_etcdutl="$2"; shift 2 ;;
-      *) usage_error "cluster: unknown argument '$1'" ;;
-    esac
+  local timeout_seconds="${RESTORE_TIMEOUT:-600}" POLL_SECONDS=2 item
+  local -a node_flags=() node_specs=()
+  parse_flags --non-empty --node=node_flags[] --key=key --snapshot=snapshot --log=log_file --ssh-user=ssh_user \
+    --ssh-key=ssh_key --sudo=sudo=true --remote-dir=remote_dir --timeout=timeout_seconds \
+    --cluster-token=token --node-etcdutl=node_etcdutl -- "$@"
+  for item in "${node_flags[@]}"; do
+    IFS=',' read -r -a item <<<"$item"
+    node_specs+=("${item[@]}")
   done
+  remote_dir="${remote_dir%/}"
   ((${#node_specs[@]} > 0)) || usage_error "cluster needs --node NAME=IP (repeated or comma-separated)"
   [[ -z "$key" || -z "$snapshot" ]] || usage_error "--key and --snapshot exclude each other"
-  [[ "$timeout_seconds" =~ ^[1-9][0-9]*$ ]] || usage_error "--timeout must be a positive whole number"
+  check_timeout
   local -a names=() ips=()
   for item in "${node_specs[@]}"; do
     [[ "$item" =~ ^([A-Za-z0-9._-]+)=([A-Za-z0-9.:_-]+)$ ]] || usage_error "--node '${item}' is not NAME=IP"
@@ -662,30 +585,21 @@ cmd_cluster() {
     record "$name" "$node" failed "$(tail -n 3 "$out.err" | tr '\n' ' ' | cut -c1-500)"
     die "step ${name} failed on node ${node}; stopping (register: ${cluster_log})"
   }
-  # on_node I OP ARGS...: this script's node OP on node I, through ssh, bounded.
+  # on_node I OP ARGS...: this script's node OP on node I, through ssh, bounded. The node has
+  # neither this script nor lib.sh: both go to `bash -s` on stdin, the library first.
   on_node() {
     local i="$1" command
     shift
     command="${remote_bash} node$(printf ' %q' "$@")"
-    timeout --kill-after=10 "$timeout_seconds" "${ssh_cmd[@]}" "${ssh_user}@${ips[$i]}" "$command" <"$self"
+    timeout --kill-after=10 "$timeout_seconds" "${ssh_cmd[@]}" "${ssh_user}@${ips[$i]}" "$command" \
+      < <(cat -- "$lib" "$self")
   }
-  # wait_on_node I WHAT OP ARGS...: repeats OP until it succeeds, for at most the timeout.
-  wait_on_node() {
-    local i="$1" deadline=$((SECONDS + timeout_seconds))
-    shift
-    until on_node "$i" "$@"; do
-      ((SECONDS < deadline)) || return 1
-      sleep 2
-    done
-  }
-  # wait_gone I: kube-apiserver and etcd no longer run on node I.
-  wait_gone() {
-    local i="$1" deadline=$((SECONDS + timeout_seconds))
-    while on_node "$i" running kube-apiserver etcd; do
-      ((SECONDS < deadline)) || return 1
-      sleep 2
-    done
-  }
+  # wait_on_node I OP ARGS...: repeats OP until it succeeds, for at most the timeout (wait_for).
+  wait_on_node() { wait_for on_node "$@"; }
+  # node_stopped I: kube-apiserver and etcd no longer run on node I.
+  node_stopped() { ! on_node "$1" running kube-apiserver etcd; }
+  # wait_gone I: until node_stopped, for at most the timeout (wait_for).
+  wait_gone() { wait_for node_stopped "$1"; }
 
   local n=${#names[@]} i fetched_key=""
   local -a peer_urls=() client_urls=() data_dirs=() ports=()

@@ -275,9 +275,10 @@ export function expectStatus(result: Run, status: number): void {
 
 /**
  * The flags the script's parse_args() function parses: the flag of every spec of its
- * `parse_flags SPEC... -- "$@"` call (lib.sh; continuation lines allowed), then every `--flag)`
- * case pattern (a script that parses by hand). A spec that is not `--flag=variable` or
- * `--flag=variable=VALUE` throws, so a flag cannot hide from the check.
+ * `parse_flags [--non-empty] SPEC... -- "$@"` call (lib.sh; continuation lines allowed), then
+ * every `--flag)` case pattern (a script that parses by hand). A spec that is not
+ * `--flag=variable`, `--flag=variable[]` or `--flag=variable=VALUE` throws, so a flag cannot hide
+ * from the check.
  */
 export function parsedFlags(text: string): string[] {
   const start = text.indexOf("\nparse_args() {");
@@ -287,8 +288,9 @@ export function parsedFlags(text: string): string[] {
     call[1]
       .trim()
       .split(/\s+/)
+      .filter((spec, i) => !(i === 0 && spec === "--non-empty"))
       .map((spec) => {
-        const flag = /^(--[a-z0-9-]+)=[A-Za-z_]\w*(=\S*)?$/.exec(spec);
+        const flag = /^(--[a-z0-9-]+)=[A-Za-z_]\w*(\[\]|=\S*)?$/.exec(spec);
         if (!flag) throw new Error(`parsedFlags: not a parse_flags spec: '${spec}'`);
         return flag[1];
       }),

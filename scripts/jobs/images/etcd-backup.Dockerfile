@@ -17,8 +17,9 @@ RUN apt-get update \
       awscli age zstd ca-certificates jq curl tar \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=etcd /usr/local/bin/etcdctl /usr/local/bin/etcdutl /usr/local/bin/
-COPY scripts/jobs/etcd-job-lib.sh scripts/jobs/etcd-backup.sh scripts/jobs/etcd-defrag.sh /usr/local/bin/
+COPY scripts/node/lib.sh scripts/jobs/etcd-backup.sh scripts/jobs/etcd-defrag.sh /usr/local/bin/
 # The CronJobs run the scripts from their ConfigMaps (so a script change needs no new image);
 # the copies here serve manual runs: docker run --rm ... etcd-backup.sh --help (etcd-defrag.sh
-# with --entrypoint). Both source etcd-job-lib.sh from their own directory, so it sits beside them.
+# with --entrypoint). Both source lib.sh (the project's helper library, scripts/node/lib.sh) from
+# their own directory, so it sits beside them.
 ENTRYPOINT ["/bin/bash", "/usr/local/bin/etcd-backup.sh"]
