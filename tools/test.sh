@@ -14,24 +14,46 @@ step "Debian tools"
 bash tools/ensure-tools.sh
 echo "cloud-init $(cloud-init --version 2>&1 | awk '{print $2}'), shellcheck $(shellcheck --version | awk '/^version:/ {print $2}')"
 
-step "TypeScript (strict, no emit)"
-npx tsc --noEmit -p tsconfig.json
-
-step "ESLint (with @pulumi/eslint-plugin)"
-npx eslint --max-warnings 0 .
-
-step "Prettier"
-npx prettier --check .
-
-step "shellcheck"
+# The static checks only read the tree: they run at the same time (each into its own log), and
+# each step's output is printed in order once all have ended. Every check runs to its end; any
+# failure fails the run after all of them are shown.
 mapfile -t shell_files < <(git ls-files -co --exclude-standard -- '*.sh' '.ci/run' | sort -u)
-shellcheck "${shell_files[@]}"
+checks_dir=$(mktemp -d)
+trap 'rm -rf "$checks_dir"' EXIT
+check_titles=()
+check_pids=()
+check() {
+  local title=$1
+  shift
+  "$@" >"$checks_dir/${#check_pids[@]}.log" 2>&1 &
+  check_titles+=("$title")
+  check_pids+=("$!")
+}
+check "TypeScript (strict, no emit)" node_modules/.bin/tsc --noEmit -p tsconfig.json
+check "ESLint (with @pulumi/eslint-plugin)" node_modules/.bin/eslint --max-warnings 0 .
+check "Prettier" node_modules/.bin/prettier --check .
+check "shellcheck" shellcheck "${shell_files[@]}"
+failed=()
+for i in "${!check_pids[@]}"; do
+  step "${check_titles[$i]}"
+  check_status=0
+  wait "${check_pids[$i]}" || check_status=$?
+  cat "$checks_dir/$i.log"
+  if [ "$check_status" -ne 0 ]; then
+    echo "FAILED (exit $check_status)"
+    failed+=("${check_titles[$i]}")
+  fi
+done
+if [ "${#failed[@]}" -ne 0 ]; then
+  printf '\nfailed: %s\n' "${failed[@]}" >&2
+  exit 1
+fi
 echo "${#shell_files[@]} files clean: ${shell_files[*]}"
 
 step "jest"
 mkdir -p .tmp
 status=0
-npx jest --ci --json --outputFile=.tmp/jest-results.json "$@" || status=$?
+node_modules/.bin/jest --ci --json --outputFile=.tmp/jest-results.json "$@" || status=$?
 # shellcheck disable=SC2016 # the quoted text is JavaScript, not shell
 node -e '
   const r = require("./.tmp/jest-results.json");
