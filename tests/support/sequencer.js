@@ -2,6 +2,8 @@
 // last run, the rest by file size), except on a fresh clone, which has no cached timings: there
 // the suites known to take longest start first, longest first, so that none of them starts
 // last and becomes the tail of a parallel run. The other suites keep jest's file-size order.
+// Jest loads this file with require(), so it is CommonJS like jest.config.js.
+/* eslint-disable @typescript-eslint/no-require-imports */
 const Sequencer = require("@jest/test-sequencer").default;
 const path = require("node:path");
 
