@@ -199,6 +199,20 @@ describe("scripts/node/worker-join-token.sh with a fake kubeadm", () => {
       ].join("\n"),
       { mode: 0o755 },
     );
+    // kubectl get secret bootstrap-token-<id>: the Secret kubeadm's token create writes
+    // (k8s.io/cluster-bootstrap token/api: token-secret, expiration in RFC 3339, base64 in
+    // .data); NotFound as kubectl prints it; FAKE_KUBECTL_FAIL for an API server that is down.
+    fs.writeFileSync(
+      path.join(bin, "kubectl"),
+      [
+        "#!/usr/bin/env bash",
+        'printf \'%s\\n\' "kubectl $*" >>"$FAKE_LOG"',
+        'if [[ -n "${FAKE_KUBECTL_FAIL:-}" ]]; then echo "The connection to the server 10.20.1.250:6443 was refused" >&2; exit 1; fi',
+        'if [[ -z "${FAKE_SECRET:-}" ]]; then echo "Error from server (NotFound): secrets \"${7}\" not found" >&2; exit 1; fi',
+        'printf \'%s %s\' "$(printf \'%s\' "$FAKE_SECRET" | base64 -w0)" "$(printf \'%s\' "$FAKE_EXPIRATION" | base64 -w0)"',
+      ].join("\n"),
+      { mode: 0o755 },
+    );
   });
   afterEach(() => fs.rmSync(tmp, { recursive: true, force: true }));
 
@@ -221,6 +235,9 @@ describe("scripts/node/worker-join-token.sh with a fake kubeadm", () => {
     const expires = Date.parse(lines[1].split("=")[1]);
     expect(Math.abs(expires - (Date.now() + 720 * 3600_000))).toBeLessThan(120_000);
     expect(calls()).toEqual([
+      expect.stringMatching(
+        /^kubectl --kubeconfig \S+\/etc\/kubernetes\/admin.conf -n kube-system get secret bootstrap-token-abc123 /,
+      ),
       "kubeadm token delete abc123",
       "kubeadm token generate",
       expect.stringMatching(
@@ -230,6 +247,36 @@ describe("scripts/node/worker-join-token.sh with a fake kubeadm", () => {
     // The secret half reaches stdout only: not stderr, not the log.
     expect(result.stderr).not.toContain("0123456789abcdef");
     expect(logText()).not.toContain("0123456789abcdef");
+  });
+
+  test("create keeps a token of the id with more than an hour left: a re-run elsewhere does not rotate it", () => {
+    const expiration = new Date(Date.now() + 100 * 3600_000).toISOString().replace(/\.\d+Z$/, "Z");
+    const kept = runScript(["create", "--id", "abc123", "--ttl-hours", "720"], {
+      FAKE_SECRET: "keptsecret012345",
+      FAKE_EXPIRATION: expiration,
+    });
+    expect([kept.status, kept.stdout]).toEqual([
+      0,
+      `WORKER_JOIN_TOKEN=abc123.keptsecret012345\nWORKER_JOIN_EXPIRES=${expiration}\n`,
+    ]);
+    expect(calls().filter((c) => c.startsWith("kubeadm"))).toEqual([]);
+    expect(kept.stderr).not.toContain("keptsecret012345");
+    expect(logText()).not.toContain("keptsecret012345");
+    // Expiring within the hour, or malformed: a new token replaces it.
+    for (const env of [
+      { FAKE_SECRET: "keptsecret012345", FAKE_EXPIRATION: new Date(Date.now() + 600_000).toISOString() },
+      { FAKE_SECRET: "not a secret", FAKE_EXPIRATION: expiration },
+    ]) {
+      fs.writeFileSync(path.join(tmp, "calls"), "");
+      const renewed = runScript(["create", "--id", "abc123", "--ttl-hours", "720"], { ...env, FAKE_EXISTS: "1" });
+      expect(renewed.status).toBe(0);
+      expect(renewed.stdout).toContain("WORKER_JOIN_TOKEN=abc123.0123456789abcdef\n");
+      expect(calls()).toContain("kubeadm token delete abc123");
+    }
+    // An API server that does not answer: nothing is minted, nothing printed.
+    const down = runScript(["create", "--id", "abc123", "--ttl-hours", "720"], { FAKE_KUBECTL_FAIL: "1" });
+    expect([down.status, down.stdout]).toEqual([1, ""]);
+    expect(down.stderr).toContain("reading Secret kube-system/bootstrap-token-abc123 failed");
   });
 
   test("delete removes the token, and a token already gone is fine", () => {

@@ -82,7 +82,8 @@ export class WorkerJoinToken extends pulumi.ComponentResource {
       `${name}-token`,
       {
         // Any member can manage the token (it is a Secret in the cluster): the first running one.
-        // When that changes (a stopped node), the update mints the token again there (same id).
+        // When that changes (a stopped node), the update re-runs create there, which keeps the
+        // token while it has more than an hour left (worker-join-token.sh): no rotation.
         connection: anyMemberConnection(args.nodes, args.sshPrivateKey).connection,
         create: nodeCommand("worker-join-token.sh", ["create", "--id", id, "--ttl-hours", String(args.ttlHours)]),
         delete: nodeCommand("worker-join-token.sh", ["delete", "--id", id]),

@@ -16,9 +16,12 @@ usage() {
 Usage: worker-join-token.sh create --id ID --ttl-hours N [--timeout SECONDS] [--root DIR]
        worker-join-token.sh delete --id ID [--timeout SECONDS] [--root DIR]
 
-create: deletes the bootstrap token ID if it exists, creates ID.<16 random characters> for
-        worker nodes (groups system:bootstrappers:kubeadm:default-node-token, usages
-        signing,authentication, lifetime N hours), and prints on stdout exactly two lines:
+create: when token ID exists (its Secret kube-system/bootstrap-token-ID, read through
+        admin.conf) and has more than an hour left, keeps it and prints it: a re-run (another
+        member, a changed connection) does not rotate the secret. Otherwise deletes the token ID
+        if it exists, creates ID.<16 random characters> for worker nodes (groups
+        system:bootstrappers:kubeadm:default-node-token, usages signing,authentication,
+        lifetime N hours). Prints on stdout exactly two lines:
           WORKER_JOIN_TOKEN=<id>.<secret>
           WORKER_JOIN_EXPIRES=<UTC time, ISO 8601>
 delete: deletes the bootstrap token ID; a token that is already gone is fine.
@@ -44,6 +47,7 @@ mode=""
 id=""
 ttl_hours=""
 timeout_seconds="120"
+admin_conf=""
 ROOT="${ROOT:-}"
 
 parse_args() {
@@ -81,14 +85,45 @@ delete_token() {
   die "kubeadm token delete ${id} failed; see ${log_file}"
 }
 
+# existing_token: sets kept_secret and kept_expires to those of token $id when its Secret exists,
+# is well formed and has more than an hour left (the Secret's keys are k8s.io/cluster-bootstrap's
+# token-secret and expiration, RFC 3339); status 1 when it is missing, expired or malformed. Any
+# other kubectl failure stops the script (called outside a subshell, so `die` does). Never logs
+# the secret.
+kept_secret=""
+kept_expires=""
+existing_token() {
+  local out status=0 secret expiration expires_at
+  out="$(bounded kubectl --kubeconfig "$admin_conf" -n kube-system get secret "bootstrap-token-${id}" \
+    -o 'jsonpath={.data.token-secret} {.data.expiration}' 2>&1)" || status=$?
+  if ((status != 0)); then
+    [[ "$out" != *"(NotFound)"* ]] || return 1
+    printf '%s\n' "$out" >>"$log_file"
+    die "reading Secret kube-system/bootstrap-token-${id} failed; see ${log_file}"
+  fi
+  local encoded_secret="${out%% *}" encoded_expiration="${out#* }"
+  secret="$(printf '%s' "$encoded_secret" | base64 -d 2>/dev/null)" || return 1
+  expiration="$(printf '%s' "$encoded_expiration" | base64 -d 2>/dev/null)" || return 1
+  [[ "$secret" =~ $SECRET_PATTERN ]] || return 1
+  expires_at="$(date -u -d "$expiration" +%s 2>/dev/null)" || return 1
+  ((expires_at > $(date -u +%s) + 3600)) || return 1
+  kept_secret="$secret"
+  kept_expires="$(date -u -d "@${expires_at}" +%Y-%m-%dT%H:%M:%SZ)"
+}
+
 main() {
   parse_args "$@"
   require_root
-  local admin_conf="${ROOT}/etc/kubernetes/admin.conf"
+  admin_conf="${ROOT}/etc/kubernetes/admin.conf"
   [[ -f "$admin_conf" ]] ||
     die "${admin_conf} not found: run this on a control-plane node that is already in the cluster"
   open_log
 
+  if [[ "$mode" == create ]] && existing_token; then
+    log "bootstrap token ${id} exists until ${kept_expires}: kept"
+    printf '%s=%s\n' WORKER_JOIN_TOKEN "${id}.${kept_secret}" WORKER_JOIN_EXPIRES "$kept_expires"
+    return 0
+  fi
   delete_token
   [[ "$mode" == create ]] || return 0
 
