@@ -16,7 +16,7 @@ import { ruleFile } from "../components/addons/monitoring/monitoring";
 import { renderRuleFile } from "../components/addons/monitoring/rules";
 import { WorkerJoinExpiry, workerTokenSeries } from "../components/lifecycle/workerJoin";
 import { runProgram, secretMask } from "../tools/offline/harness";
-import { Plan, toPlan } from "../tools/offline/render";
+import { longestChain, Plan, PlanResource, toPlan } from "../tools/offline/render";
 import { loadStackConfig, projectRoot, secretPlaceholder } from "../tools/offline/stackConfig";
 import { requireTool } from "./support/tools";
 
@@ -474,4 +474,33 @@ test("plan files are the same on every run (reviewable diffs)", () => {
       .split("\n")
       .filter(Boolean),
   ).toEqual(["cloud-init", "graph.svg", "kube-vip", "kubeadm", "manifests", "plan.json", "prometheus-rules.yaml"]);
+});
+
+test("longestChain follows dependsOn and provider links, counts resources but not components", () => {
+  const r = (name: string, deps: string[], extra: Partial<PlanResource> = {}): PlanResource => ({
+    urn: `urn:${name}`,
+    type: "command:remote:Command",
+    name,
+    parent: null,
+    provider: null,
+    dependsOn: deps.map((d) => `urn:${d}`),
+    protect: false,
+    deleteBeforeReplace: false,
+    ignoreChanges: [],
+    inputs: {},
+    ...extra,
+  });
+  const plan = {
+    stack: "t",
+    resources: [
+      r("component", [], { type: "hcloud-control-plane:index:ClusterBootstrap" }),
+      r("a", []),
+      r("b", ["a", "component"]),
+      r("c", ["a"]),
+      r("provider", ["b"], { type: "pulumi:providers:kubernetes" }),
+      r("release", [], { provider: "urn:provider" }),
+      r("side", ["c"]),
+    ],
+  } as unknown as Plan;
+  expect(longestChain(plan)).toEqual(["a", "b", "provider", "release"]);
 });

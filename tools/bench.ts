@@ -2,6 +2,8 @@
  * Benchmark of the offline plan: for 1, 3, 5 and 7 control-plane nodes, the resources
  * registered, the wall time of the whole `npm run plan` process (TypeScript start-up
  * included), the time inside the plan, and the peak memory (max RSS). Medians of several runs.
+ * Then the longest chain of resources the engine must create one after another (longestChain in
+ * tools/offline/render.ts), with its resources.
  *
  *   npm run bench [-- --runs 5]
  */
@@ -10,6 +12,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import YAML from "yaml";
+import { longestChain, Plan } from "./offline/render";
 import { projectRoot } from "./offline/stackConfig";
 
 const runsArg = process.argv.indexOf("--runs");
@@ -24,6 +27,7 @@ const prod = YAML.parse(fs.readFileSync(path.join(projectRoot, "Pulumi.prod.yaml
 
 console.log(`Offline plan benchmark: median of ${runs} runs each, ${os.cpus().length} CPUs, Node ${process.version}\n`);
 console.log("nodes  resources  process wall (s)  in plan (s)  peak RSS (MiB)");
+const chains: [number, string[]][] = [];
 try {
   for (const nodes of [1, 3, 5, 7]) {
     const stack = `bench-${nodes}`;
@@ -69,12 +73,20 @@ try {
       inPlan.push(stats.seconds);
       rss.push(stats.maxRssBytes / 2 ** 20);
     }
+    const plan = JSON.parse(fs.readFileSync(path.join(tmp, stack, "plan.json"), "utf8")) as Plan;
+    chains.push([nodes, longestChain(plan)]);
     console.log(
       `${String(nodes).padStart(5)}  ${String(resources).padStart(9)}  ${median(wall).toFixed(2).padStart(16)}  ${median(
         inPlan,
       )
         .toFixed(2)
         .padStart(11)}  ${median(rss).toFixed(0).padStart(14)}`,
+    );
+  }
+  console.log("\nLongest chain of resources created one after another (first pulumi up):");
+  for (const [nodes, chain] of chains) {
+    console.log(
+      `${String(nodes).padStart(5)} nodes: ${chain.length} (2N + 8 = ${2 * nodes + 8})  ${chain.join(" -> ")}`,
     );
   }
 } finally {

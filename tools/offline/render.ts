@@ -189,6 +189,34 @@ export function toTree(plan: Plan): string {
   return lines.join("\n");
 }
 
+/** Components and the stack are grouping only: the engine runs no step for them. */
+const isStep = (r: PlanResource) => r.type !== "pulumi:pulumi:Stack" && !r.type.startsWith(`${projectTypePrefix}:`);
+const projectTypePrefix = "hcloud-control-plane";
+
+/**
+ * The longest chain of steps the engine must run one after another on a first `pulumi up`: the
+ * longest path through dependsOn and provider links, counting resources (not components). Its
+ * length bounds the bring-up time from below whatever the parallelism. Names in order, first
+ * to last.
+ */
+export function longestChain(plan: Plan): string[] {
+  const byUrn = new Map(plan.resources.map((r) => [r.urn, r]));
+  const memo = new Map<string, string[]>();
+  const chainTo = (urn: string): string[] => {
+    const known = memo.get(urn);
+    if (known) return known;
+    const r = byUrn.get(urn);
+    if (!r) return [];
+    const before = [...r.dependsOn, ...(r.provider ? [r.provider] : [])]
+      .map(chainTo)
+      .reduce((a, b) => (b.length > a.length ? b : a), [] as string[]);
+    const chain = isStep(r) ? [...before, r.name] : before;
+    memo.set(urn, chain);
+    return chain;
+  };
+  return plan.resources.map((r) => chainTo(r.urn)).reduce((a, b) => (b.length > a.length ? b : a), [] as string[]);
+}
+
 export function countsByType(plan: Plan): [string, number][] {
   const counts = new Map<string, number>();
   for (const r of plan.resources) counts.set(r.type, (counts.get(r.type) ?? 0) + 1);
