@@ -1,0 +1,355 @@
+/**
+ * Every row of the settings table (docs/settings.md, from the declarations in components/config/)
+ * proven on the real program with the lifecycle harness (tests/support/lifecycle.ts): for every
+ * setting whose change is declared `nothing`, `live` or `rolling`, one sample edit is applied as
+ * one `pulumi up` step to a freshly deployed 3-node stack, and the step must do what the class
+ * promises. `refused` rows are proven by tests/creationSettings.test.ts.
+ *
+ * - nothing: every op is "same" (or one the declaration's reason names);
+ * - live: nothing that holds state is replaced or deleted, and no command that runs on a node
+ *   runs again (but what the reason names);
+ * - rolling: the node commands that change a node run one node after another in the dependency
+ *   graph (all of node A's before any of node B's), each behind the /readyz and etcd health gates.
+ * Every step: no error, no unmodelled type, no two etcd member changes the graph leaves unordered.
+ *
+ * A sample marked `defect` shows a declared class the program does not keep today: its test is
+ * `test.failing` (it passes while the defect is there and fails once it is fixed, so the mark
+ * must then go).
+ */
+import * as fs from "node:fs";
+import * as path from "node:path";
+import { settings } from "../components/config";
+import {
+  continueFrom,
+  dependsOnTransitively,
+  describeOp,
+  OpReport,
+  runLifecycle,
+  StackState,
+  StepResult,
+  unorderedMemberPairs,
+} from "./support/lifecycle";
+
+type Key = keyof typeof settings;
+
+interface Sample {
+  /** Config overrides of the step: the setting's new value, and related settings a rule moves along. */
+  edit: Record<string, unknown>;
+  /** Ops (as describeOp prints them) the declaration's reason names; each needs its why. */
+  named?: RegExp[];
+  /** The edit alone changes nothing (the reason says so): no op is expected at all. */
+  inert?: boolean;
+  /** A check the program fails today, and what the harness shows: the case is `test.failing`. */
+  defect?: { check: "class" | "node by node"; shows: string };
+}
+
+const nodeIps = (n: number) => Array.from({ length: n }, (_, i) => `10.20.1.${11 + i}`);
+const threeCidrs = ["198.51.100.0/28", "203.0.113.40/32", "192.0.2.0/28"];
+
+/** One sample edit for every setting that is not refused; the prod stack file holds the old values. */
+const samples: Record<string, Sample> = {
+  // nothing
+  image: { edit: { image: "ubuntu-22.04" } },
+  // rolling
+  // Nodes are added at the end of nodeIps (the refused rule allows that).
+  controlPlaneCount: {
+    edit: { controlPlaneCount: 5, nodeIps: nodeIps(5) },
+    // DEFECT (node by node): new nodes are brought up in phases, not one node after another: the
+    // bootstrap chains cp-4's setup, then cp-5's, then the membership records, then kube-vip and
+    // the companion on cp-4, then on cp-5 (components/lifecycle/bootstrap.ts), so cp-5 joins
+    // before cp-4 has kube-vip. Every two node-changing commands are still ordered (never two
+    // nodes at once), which the class check proves.
+    defect: {
+      check: "node by node",
+      shows:
+        "cp-4 and cp-5 alternate: create bootstrap-cp-4-kube-vip-install @cp-4 is not before create bootstrap-cp-5-member @cp-5",
+    },
+  },
+  kubernetesVersion: { edit: { kubernetesVersion: "1.35.0" } },
+  reservedIpFailover: { edit: { reservedIpFailover: false } },
+  certificateRenewal: { edit: { certificateRenewal: "2027-05-01" } },
+  // live
+  adminCidrs: { edit: { adminCidrs: threeCidrs } },
+  // "only lets adminCidrs hold an all-addresses range": alone it changes nothing.
+  allowSshFromAnywhere: { edit: { allowSshFromAnywhere: true }, inert: true },
+  apiCidrs: { edit: { apiCidrs: threeCidrs } },
+  sshPublicKey: {
+    edit: {
+      sshPublicKey:
+        "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBmLq0JkGz3Q5u4n3o1k9yq8Vv2b0oJtS6dQpYx7nW1e platform-bootstrap-2@prod-nbg1",
+    },
+  },
+  loadBalancerType: { edit: { loadBalancerType: "lb21" } },
+  loadBalancerAlgorithm: { edit: { loadBalancerAlgorithm: "least_connections" } },
+  healthCheckMode: { edit: { healthCheckMode: "tcp" } },
+  healthCheckIntervalSeconds: { edit: { healthCheckIntervalSeconds: 10 } },
+  healthCheckTimeoutSeconds: { edit: { healthCheckTimeoutSeconds: 2 } },
+  healthCheckRetries: { edit: { healthCheckRetries: 5 } },
+  // "the worker-join-token command mints a new token"
+  workerJoinTokenTtlHours: {
+    edit: { workerJoinTokenTtlHours: 360 },
+    named: [/^replace worker-join-token \(delete first\) @cp-\d runs delete,create$/],
+  },
+  workerJoinTokenRotation: {
+    edit: { workerJoinTokenRotation: "2" },
+    named: [/^replace worker-join-token \(delete first\) @cp-\d runs delete,create$/],
+  },
+  certificateExpiryWarningDays: { edit: { certificateExpiryWarningDays: 45 } },
+  etcdDefragSchedule: { edit: { etcdDefragSchedule: "23 4 * * *" } },
+  etcdDefragThresholdPercent: { edit: { etcdDefragThresholdPercent: 50 } },
+  etcdDefragMinSizeMiB: { edit: { etcdDefragMinSizeMiB: 200 } },
+  backupSchedule: { edit: { backupSchedule: "0 */4 * * *" } },
+  backupRetentionDays: { edit: { backupRetentionDays: 30 } },
+  backupKeepLast: { edit: { backupKeepLast: 8 } },
+  backupEncryption: { edit: { backupEncryption: "none" } },
+  backupAgeRecipients: {
+    edit: { backupAgeRecipients: ["age1jrv6vc5s67v5cacsn0608aj0l0570ympuy64r0nmqtkuu55rlyuq7urp7q"] },
+  },
+  backupImage: { edit: { backupImage: "registry.example.com/platform/etcd-backup:3.6.6-1" } },
+  objectStorageAccessKey: { edit: { objectStorageAccessKey: "rotated-access-key" } },
+  objectStorageSecretKey: { edit: { objectStorageSecretKey: "rotated-secret-key" } },
+  // existing-operator needs the labels its Prometheus selects (readMonitoring's rule);
+  // "installs or removes the kube-prometheus-stack Helm release".
+  monitoring: {
+    edit: { monitoring: "existing-operator", prometheusRuleLabels: ["release=prometheus"] },
+    named: [/^delete monitoring-kube-prometheus-stack$/],
+  },
+  // "the monitoring resources are recreated in the new namespace"
+  monitoringNamespace: {
+    edit: { monitoringNamespace: "observability" },
+    named: [/^(replace|update) monitoring-kube-prometheus-stack$/],
+  },
+  prometheusRuleName: { edit: { prometheusRuleName: "cp-alerts" } },
+  prometheusRuleLabels: { edit: { prometheusRuleLabels: ["team=platform"] } },
+  etcdJobName: { edit: { etcdJobName: "etcd" } },
+  runbookBaseUrl: { edit: { runbookBaseUrl: "https://git.example.com/platform/cp/-/blob/main/docs/runbooks" } },
+  backupAlertMarginMinutes: { edit: { backupAlertMarginMinutes: 90 } },
+  alertTimezone: { edit: { alertTimezone: "Europe/Paris" } },
+  businessDays: { edit: { businessDays: ["monday:thursday"] } },
+  businessHours: { edit: { businessHours: ["08:00-16:00"] } },
+  onCallWebhookUrl: { edit: { onCallWebhookUrl: "https://alerts.example.com/hooks/platform-2" } },
+  pagerdutyRoutingKey: { edit: { pagerdutyRoutingKey: "rotated-routing-key" } },
+};
+
+const proven = (Object.keys(settings) as Key[]).filter((k) => settings[k].change.effect !== "refused");
+
+// ---------------------------------------------------------------------------------------------
+// What an op is.
+// ---------------------------------------------------------------------------------------------
+
+/** Resources that hold state or identity: replacing or deleting one loses it. */
+const holdsState = (o: OpReport): boolean =>
+  [
+    "hcloud:index/server:Server",
+    "hcloud:index/floatingIp:FloatingIp",
+    "hcloud:index/loadBalancer:LoadBalancer",
+    "aws:s3/bucket:Bucket",
+    "kubernetes:helm.sh/v3:Release",
+  ].includes(o.type) || /-member(ship)?$/.test(o.name);
+
+/** An op that runs something on a node (a command's script or a copy). */
+const runsOnNode = (o: OpReport): boolean => o.host !== undefined && o.runs.length > 0;
+
+/** The command text an op runs: the old delete for a delete, else the new create. */
+function commandOf(o: OpReport, result: StepResult, before: StackState): string {
+  if (o.op === "delete") return String(before.get(o.urn)?.inputs.delete ?? "");
+  const now = result.run?.resources.find((r) => r.urn === o.urn);
+  return String(now?.revealedInputs.create ?? "");
+}
+
+const scriptOf = (command: string) => /\/([a-z0-9-]+\.sh)\b/.exec(command)?.[1];
+
+/**
+ * Node commands that change nothing a running control plane uses, so they may run on every node
+ * at once; each cited from the command or the script's own header:
+ * - a copy (remote.CopyToRemote) places a file: the scripts, or a rendered file staged where a
+ *   later script reads it (components/lifecycle/bootstrap.ts copyFile, the kube-vip manifest
+ *   "outside /etc/kubernetes/manifests, so copying it changes nothing that runs");
+ * - `install -d` of the scripts directory, `cat` of admin.conf (clusterAccess.ts);
+ * - wait-node-prepared.sh ("Read-only: running it again only checks again"), cert-expiry.sh
+ *   (reads `kubeadm certs check-expiration`), upgrade-preflight.sh ("Read-only"), and
+ *   `membership.sh check` ("Read-only"; its delete, `remove`, is not).
+ */
+function changesNothing(o: OpReport, result: StepResult, before: StackState): boolean {
+  if (o.type === "command:remote:CopyToRemote") return true;
+  const command = commandOf(o, result, before);
+  if (o.runs.includes("delete") && o.type === "command:remote:Command") {
+    const old = String(before.get(o.urn)?.inputs.delete ?? "");
+    if (old !== "") return false;
+  }
+  if (/^(install -d|cat) /.test(command)) return true;
+  const script = scriptOf(command);
+  if (script === "membership.sh") return /membership\.sh' check|membership\.sh check/.test(command);
+  return ["wait-node-prepared.sh", "cert-expiry.sh", "upgrade-preflight.sh"].includes(script ?? "");
+}
+
+const scriptsDir = path.join(__dirname, "..", "scripts", "node");
+/**
+ * Whether a node script runs the /readyz and etcd health gates (scripts/node/lib.sh
+ * wait_for_control_plane), itself or through the child it runs (kubeadm-member.sh runs
+ * kubeadm-init.sh or kubeadm-join.sh).
+ */
+function gated(script: string): boolean {
+  const text = fs.readFileSync(path.join(scriptsDir, script), "utf8");
+  if (/\bwait_for_control_plane\b/.test(text)) return true;
+  if (/\bapiserver_ready\b/.test(text) && /\betcd_cluster_healthy\b/.test(text)) return true;
+  const children = [...text.matchAll(/\b(kubeadm-(?:init|join)\.sh)\b/g)].map((m) => m[1]);
+  return children.some((c) => c !== script && gated(c));
+}
+/**
+ * Scripts a rolling change runs without the gates, and why that is right:
+ * install-reserved-ip-failover.sh installs or disables the companion's systemd unit only; the
+ * API server, etcd and kube-vip keep running (its header).
+ */
+const ungated: Record<string, string> = {
+  "install-reserved-ip-failover.sh": "touches only the companion's own unit and files",
+};
+
+/**
+ * Whether `a` runs before `b` in this step. Creates, updates and replacements run as the new
+ * graph orders them; the deletes at the end run after all of them, in reverse old-graph order
+ * (tests/support/lifecycle.ts scheduleDeletes).
+ */
+function runsBefore(result: StepResult, a: OpReport, b: OpReport): boolean {
+  const atEnd = (o: OpReport) => o.op === "delete";
+  if (!atEnd(a) && atEnd(b)) return true;
+  if (atEnd(a) && !atEnd(b)) return false;
+  if (atEnd(a)) return dependsOnTransitively(result.oldGraph, a.urn, b.urn);
+  return dependsOnTransitively(result.newGraph, b.urn, a.urn);
+}
+
+/** The commands that change a node, of a step: what a rolling change must order. */
+function changingCommands(result: StepResult, before: StackState): OpReport[] {
+  return result.ops.filter((o) => runsOnNode(o) && !changesNothing(o, result, before));
+}
+
+/** Pairs of node-changing commands on different nodes that the graph leaves unordered: two nodes at once. */
+function twoNodesAtOnce(result: StepResult, changing: OpReport[]): string[] {
+  return changing.flatMap((a, i) =>
+    changing
+      .slice(i + 1)
+      .filter((b) => a.host !== b.host && !runsBefore(result, a, b) && !runsBefore(result, b, a))
+      .map((b) => `${describeOp(a)} | ${describeOp(b)}`),
+  );
+}
+
+/**
+ * Node by node: grouped by the node they run on, all of one node's commands run before any of
+ * the next node's. Returns, per pair of nodes that alternate, one pair of commands each way.
+ */
+function notNodeByNode(result: StepResult, changing: OpReport[]): string[] {
+  const nodes = [...new Set(changing.map((o) => o.host as string))];
+  const on = (n: string) => changing.filter((o) => o.host === n);
+  const pairs = (x: string, y: string) => on(x).flatMap((a) => on(y).map((b) => [a, b] as const));
+  const allBefore = (x: string, y: string) => pairs(x, y).every(([a, b]) => runsBefore(result, a, b));
+  return nodes.flatMap((x, i) =>
+    nodes.slice(i + 1).flatMap((y) => {
+      if (allBefore(x, y) || allBefore(y, x)) return [];
+      const [a, b] = pairs(x, y).find(([p, q]) => !runsBefore(result, p, q)) ?? [];
+      const [c, d] = pairs(x, y).find(([p, q]) => !runsBefore(result, q, p)) ?? [];
+      const show = (o: OpReport | undefined) => (o ? describeOp(o) : "?");
+      return [`${x} and ${y} alternate: ${show(a)} is not before ${show(b)}, ${show(d)} is not before ${show(c)}`];
+    }),
+  );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks per class.
+// ---------------------------------------------------------------------------------------------
+
+function check(key: Key, result: StepResult, before: StackState): { unexpected: string[] } {
+  const { named = [] } = samples[key];
+  const isNamed = (o: OpReport) => named.some((re) => re.test(describeOp(o)));
+  const changed = result.ops.filter((o) => o.op !== "same" || o.runs.length > 0);
+  switch (settings[key].change.effect) {
+    case "nothing":
+      return { unexpected: changed.filter((o) => !isNamed(o)).map(describeOp) };
+    case "live":
+      return {
+        unexpected: changed
+          .filter((o) => !isNamed(o))
+          .filter((o) => ((o.op === "replace" || o.op === "delete") && holdsState(o)) || runsOnNode(o))
+          .map(describeOp),
+      };
+    case "rolling": {
+      const changing = changingCommands(result, before);
+      const unexpected = twoNodesAtOnce(result, changing);
+      for (const o of changing) {
+        const script = scriptOf(commandOf(o, result, before));
+        if (!script || (!gated(script) && !ungated[script])) unexpected.push(`ungated: ${describeOp(o)}`);
+      }
+      // The upgrade preflight gates every step of an upgrade.
+      const preflight = changed.find((o) => scriptOf(commandOf(o, result, before)) === "upgrade-preflight.sh");
+      if (preflight) {
+        for (const o of changing)
+          if (!runsBefore(result, preflight, o)) unexpected.push(`before the preflight: ${describeOp(o)}`);
+      }
+      return { unexpected };
+    }
+    default:
+      throw new Error(`${key}: refused settings are proven in tests/creationSettings.test.ts`);
+  }
+}
+
+describe("every setting's change does what docs/settings.md says (lifecycle harness)", () => {
+  let fresh: StepResult[];
+  const steps = new Map<Key, StepResult>();
+  beforeAll(async () => {
+    fresh = await runLifecycle([{ title: "fresh create, 3 nodes" }]);
+    const deployed = continueFrom(fresh);
+    for (const key of proven) {
+      const sample = samples[key];
+      if (!sample) continue;
+      const [step] = await runLifecycle([{ title: `change ${key}`, config: sample.edit }], deployed);
+      steps.set(key, step);
+    }
+  }, 120_000);
+
+  test("every nothing, live and rolling setting has a sample edit, and only those", () => {
+    expect(Object.keys(samples).sort()).toEqual([...proven].sort());
+  });
+
+  test("the deployed stack is a clean 3-node create", () => {
+    expect(fresh[0].errors).toEqual([]);
+    expect(fresh[0].ops.filter((o) => o.op !== "create")).toEqual([]);
+    expect(fresh[0].ops.filter((o) => o.name.match(/^control-plane-cp-\d$/)).length).toBe(3);
+  });
+
+  const stepOf = (key: Key) => {
+    const result = steps.get(key);
+    if (!result) throw new Error(`${key} has no sample edit`);
+    return result;
+  };
+  /** A defect keeps its case visible and the suite green: see the sample's `defect`. */
+  const caseFor = (key: Key, which: "class" | "node by node") =>
+    samples[key]?.defect?.check === which ? test.failing : test;
+
+  for (const key of proven) {
+    const sample = samples[key] ?? { edit: {} };
+    const effect = settings[key].change.effect;
+    const title = `${key} (${effect}): ${JSON.stringify(sample.edit)}`;
+    caseFor(key, "class")(title, () => {
+      const result = stepOf(key);
+      const before = fresh[0].state;
+      const pairs = unorderedMemberPairs(result, before);
+      expect({ key, errors: result.errors, unmodelled: result.unmodelledTypes, pairs }).toEqual({
+        key,
+        errors: [],
+        unmodelled: [],
+        pairs: [],
+      });
+      // The edit reached the program: something changed, unless the reason says it does not.
+      const changedAny = result.ops.some((o) => o.op !== "same");
+      expect({ key, changedAny }).toEqual({ key, changedAny: effect !== "nothing" && !sample.inert });
+      expect({ key, effect, ...check(key, result, before) }).toEqual({ key, effect, unexpected: [] });
+    });
+    if (effect === "rolling") {
+      caseFor(key, "node by node")(`${key} (rolling): all of one node's commands before the next node's`, () => {
+        const result = stepOf(key);
+        const changing = changingCommands(result, fresh[0].state);
+        expect(new Set(changing.map((o) => o.host)).size).toBeGreaterThan(1);
+        expect({ key, alternating: notNodeByNode(result, changing) }).toEqual({ key, alternating: [] });
+      });
+    }
+  }
+});
