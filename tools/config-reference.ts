@@ -42,9 +42,11 @@ export function configReference(): string {
 const effectText: Record<ChangeEffect, string> = {
   refused:
     "Refused before anything runs: compared with the stack's `creationSettings` output (components/config/deployed.ts); a new stack takes any valid value. Tested for each key in tests/creationSettings.test.ts.",
-  rolling: "Applied one control-plane node at a time, each behind the /readyz and etcd health gates.",
-  live: "Applied in place; no control-plane node is disturbed.",
-  nothing: "Changes nothing on the running stack: read only when something is created.",
+  rolling:
+    "Applied one control-plane node at a time, each behind the /readyz and etcd health gates. Tested for each key in tests/settingsTable.test.ts (adding nodes brings them up in phases, still one member at a time: marked there).",
+  live: "Applied in place; no control-plane node is disturbed. Tested for each key in tests/settingsTable.test.ts.",
+  nothing:
+    "Changes nothing on the running stack: read only when something is created. Tested for each key in tests/settingsTable.test.ts.",
 };
 
 /** docs/settings.md: every setting by what a change of it does on a running stack. */
