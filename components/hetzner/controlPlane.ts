@@ -1,7 +1,8 @@
 /**
  * The control-plane servers cp-1..cp-N. Each is an etcd member, so nothing here may
  * replace one as a side effect of an edit: replacing a member is a deliberate
- * `pulumi up --replace <urn>` after its etcd member was removed (see docs/runbooks).
+ * `pulumi up --replace <urn>`, whose membership record removes the old etcd member on another
+ * node first (components/lifecycle/bootstrap.ts; docs/runbooks/replace-control-plane-node.md).
  */
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
