@@ -391,6 +391,24 @@ describe("validation rules", () => {
     ]);
   });
 
+  test("a health check that keeps a dead node in rotation past the failover budget (20 s) is refused, with every other problem", () => {
+    const over = (interval: number, retries: number, timeout: number, worst: number) =>
+      `${P}:healthCheckIntervalSeconds = ${interval}: with healthCheckRetries ${retries} and healthCheckTimeoutSeconds ${timeout}, a dead node gets new connections for up to ${worst} s (interval × retries + timeout = ${interval} × ${retries} + ${timeout}), over the load balancer's failover budget of 20 s (docs/failover-budget.md); lower the interval, the retries or the timeout`;
+    // The prod values (5 × 3 + 3 = 18 s) pass; one more retry does not.
+    expect(problems({ healthCheckRetries: 4 })).toEqual([over(5, 4, 3, 23)]);
+    // Hetzner's own defaults (15 s interval, 10 s timeout, 3 retries).
+    expect(problems({ healthCheckIntervalSeconds: 15, healthCheckTimeoutSeconds: 10 })).toEqual([over(15, 3, 10, 55)]);
+    // Exactly the budget passes: 4 × 4 + 4 = 20.
+    expect(() =>
+      parse({ healthCheckIntervalSeconds: 4, healthCheckRetries: 4, healthCheckTimeoutSeconds: 4 }),
+    ).not.toThrow();
+    // Reported with the other problems at once.
+    expect(problems({ healthCheckRetries: 5, loadBalancerType: "lb41" })).toEqual([
+      `${P}:loadBalancerType = "lb41": must be one of lb11, lb21, lb31`,
+      over(5, 5, 3, 28),
+    ]);
+  });
+
   test("load balancer type and algorithm use the API's spelling", () => {
     expect(problems({ loadBalancerAlgorithm: "roundRobin" })).toEqual([
       `${P}:loadBalancerAlgorithm = "roundRobin": must be one of round_robin, least_connections`,

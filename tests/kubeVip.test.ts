@@ -133,7 +133,7 @@ describe("renderKubeVipManifest", () => {
     expect(container.args).toEqual(["manager"]);
   });
 
-  test("environment: ARP control-plane VIP /32 on eth0, Lease election 15/10/2 s, no services", () => {
+  test("environment: ARP control-plane VIP /32 on eth0, Lease election 15/10/1 s, no services", () => {
     expect(container.env).toEqual([
       { name: "vip_arp", value: "true" },
       { name: "port", value: "6443" },
@@ -146,14 +146,14 @@ describe("renderKubeVipManifest", () => {
       { name: "vip_leasename", value: "plndr-cp-lock" },
       { name: "vip_leaseduration", value: "15" },
       { name: "vip_renewdeadline", value: "10" },
-      { name: "vip_retryperiod", value: "2" },
+      { name: "vip_retryperiod", value: "1" },
       { name: "address", value: vip },
       { name: "prometheus_server", value: ":2112" },
     ]);
     expect(kubeVipLeaseName).toBe("plndr-cp-lock");
     expect(kubeVipMetricsPort).toBe(2112);
     // Env values are strings in the API; unquoted `true` or `6443` would not decode.
-    for (const value of ["true", "false", "6443", "15", "10", "2"]) {
+    for (const value of ["true", "false", "6443", "15", "10", "1"]) {
       expect(text).toContain(`value: "${value}"`);
     }
   });

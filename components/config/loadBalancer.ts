@@ -3,6 +3,7 @@ import type { ClusterConfig } from "./index";
 import { loadBalancerAlgorithms, loadBalancerTypes } from "../hetzner/facts";
 import { Addressing, derivedAddress, pinnedAddressError } from "./network";
 import { hostAt } from "./cidr";
+import { failoverBudgetSeconds, loadBalancerWorstCase } from "./failoverBudget";
 import { boolean, complete, inRange, integer, isOneOf, live, oneOf, Reader, refused, string } from "./schema";
 
 export const healthCheckModes = ["tcp", "readyz"] as const;
@@ -34,8 +35,9 @@ export const loadBalancerSettings = {
 };
 
 /**
- * Reads the load balancer settings: the health check's timeout fits its interval, and the
- * private IP ("" derives one) lies in the subnet, is not reserved and no node has it.
+ * Reads the load balancer settings: the health check's timeout fits its interval, a dead node
+ * leaves the rotation within the load-balancer path's failover budget (docs/failover-budget.md),
+ * and the private IP ("" derives one) lies in the subnet, is not reserved and no node has it.
  */
 export function readLoadBalancer(reader: Reader, at: Addressing): ClusterConfig["loadBalancer"] | undefined {
   const values = reader.read(loadBalancerSettings);
@@ -44,6 +46,12 @@ export function readLoadBalancer(reader: Reader, at: Addressing): ClusterConfig[
     reader.problem("healthCheckTimeoutSeconds", timeout, `must not exceed healthCheckIntervalSeconds (${interval})`);
     values.healthCheckTimeoutSeconds = undefined;
   }
+  healthCheckWithinBudget(
+    reader,
+    values.healthCheckIntervalSeconds,
+    values.healthCheckTimeoutSeconds,
+    values.healthCheckRetries,
+  );
   const privateIp =
     values.loadBalancerPrivateIp !== undefined ? address(reader, values.loadBalancerPrivateIp, at) : undefined;
   const v = complete(loadBalancerSettings, values);
@@ -60,6 +68,19 @@ export function readLoadBalancer(reader: Reader, at: Addressing): ClusterConfig[
       retries: v.healthCheckRetries,
     },
   };
+}
+
+/** Refuses a health check that keeps a dead node in rotation longer than the budget allows. */
+function healthCheckWithinBudget(reader: Reader, interval?: number, timeout?: number, retries?: number): void {
+  if (interval === undefined || timeout === undefined || retries === undefined) return;
+  const worst = loadBalancerWorstCase({ interval, timeout, retries });
+  const budget = failoverBudgetSeconds.loadBalancer;
+  if (worst <= budget) return;
+  reader.problem(
+    "healthCheckIntervalSeconds",
+    interval,
+    `with healthCheckRetries ${retries} and healthCheckTimeoutSeconds ${timeout}, a dead node gets new connections for up to ${worst} s (interval × retries + timeout = ${interval} × ${retries} + ${timeout}), over the load balancer's failover budget of ${budget} s (docs/failover-budget.md); lower the interval, the retries or the timeout`,
+  );
 }
 
 function address(reader: Reader, raw: string, at: Addressing): string | undefined {
