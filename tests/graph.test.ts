@@ -259,14 +259,14 @@ describe("variants", () => {
   test("tcp health check mode", async () => {
     const run = await runStack({
       healthCheckMode: "tcp",
-      healthCheckIntervalSeconds: 10,
-      healthCheckTimeoutSeconds: 5,
+      healthCheckIntervalSeconds: 4,
+      healthCheckTimeoutSeconds: 2,
     });
     expect(one(run, "api-lb-service").inputs.healthCheck).toEqual({
       protocol: "tcp",
       port: 6443,
-      interval: 10,
-      timeout: 5,
+      interval: 4,
+      timeout: 2,
       retries: 3,
     });
   });

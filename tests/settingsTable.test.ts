@@ -82,9 +82,10 @@ const samples: Record<string, Sample> = {
   loadBalancerType: { edit: { loadBalancerType: "lb21" } },
   loadBalancerAlgorithm: { edit: { loadBalancerAlgorithm: "least_connections" } },
   healthCheckMode: { edit: { healthCheckMode: "tcp" } },
-  healthCheckIntervalSeconds: { edit: { healthCheckIntervalSeconds: 10 } },
+  // Within the load balancer's failover budget (interval × retries + timeout ≤ 20 s).
+  healthCheckIntervalSeconds: { edit: { healthCheckIntervalSeconds: 4 } },
   healthCheckTimeoutSeconds: { edit: { healthCheckTimeoutSeconds: 2 } },
-  healthCheckRetries: { edit: { healthCheckRetries: 5 } },
+  healthCheckRetries: { edit: { healthCheckRetries: 2 } },
   // "the worker-join-token command mints a new token"
   workerJoinTokenTtlHours: {
     edit: { workerJoinTokenTtlHours: 360 },
