@@ -51,8 +51,8 @@ export interface StackOutputs {
    */
   kubernetesVersion: pulumi.Output<string>;
   /**
-   * Plain: the values of the settings a running cluster cannot take (the SSH key only as its
-   * sha256). The next update reads them back and refuses a change (components/config/deployed.ts).
+   * Plain: the values of the settings a running cluster cannot take. The next update reads them
+   * back and refuses a change (components/config/deployed.ts).
    */
   creationSettings: CreationSettings;
   /** `host:port` every node and kubeconfig inside the network uses (kubeadm controlPlaneEndpoint). */

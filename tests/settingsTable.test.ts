@@ -40,7 +40,7 @@ interface Sample {
   /** The edit alone changes nothing (the reason says so): no op is expected at all. */
   inert?: boolean;
   /** A check the program fails today, and what the harness shows: the case is `test.failing`. */
-  defect?: { check: "class" | "node by node"; shows: string };
+  defect?: { check: "class" | "node by node" | "both"; shows: string };
 }
 
 const nodeIps = (n: number) => Array.from({ length: n }, (_, i) => `10.20.1.${11 + i}`);
@@ -66,6 +66,21 @@ const samples: Record<string, Sample> = {
     },
   },
   kubernetesVersion: { edit: { kubernetesVersion: "1.35.0" } },
+  // A new key (authorized on every node first, docs/runbooks/ssh-key-rotation.md): every command's
+  // connection changes, so each runs again, in its chain.
+  sshPrivateKey: {
+    edit: { sshPrivateKey: "-----BEGIN OPENSSH PRIVATE KEY-----\nrotated\n-----END OPENSSH PRIVATE KEY-----" },
+    // DEFECT (both checks): with @pulumi/command a changed connection is an update that runs
+    // each command's create again, so a key switch re-runs every node command in its own chain:
+    // the setups, then kube-vip and the companion node by node, then the upgrade steps. Each finds
+    // its work done (member marker, same kube-vip manifest, version reached, worker token kept),
+    // but the phases alternate between nodes, the setups and kube-vip run before the upgrade
+    // preflight's gate, and the worker token's re-run has no gate of its own.
+    defect: {
+      check: "both",
+      shows: "update bootstrap-cp-1-member @cp-1 runs create is before the preflight; cp-1 and cp-2 alternate",
+    },
+  },
   reservedIpFailover: { edit: { reservedIpFailover: false } },
   certificateRenewal: { edit: { certificateRenewal: "2027-05-01" } },
   // live
@@ -322,8 +337,10 @@ describe("every setting's change does what docs/settings.md says (lifecycle harn
     return result;
   };
   /** A defect keeps its case visible and the suite green: see the sample's `defect`. */
-  const caseFor = (key: Key, which: "class" | "node by node") =>
-    samples[key]?.defect?.check === which ? test.failing : test;
+  const caseFor = (key: Key, which: "class" | "node by node") => {
+    const check = samples[key]?.defect?.check;
+    return check === which || check === "both" ? test.failing : test;
+  };
 
   for (const key of proven) {
     const sample = samples[key] ?? { edit: {} };

@@ -6,9 +6,8 @@
  * exported them (a new stack, or one last updated before this output existed) accepts any valid
  * value, and records it.
  */
-import * as crypto from "node:crypto";
 import type { ClusterConfig } from "./index";
-import type { RawConfig, Settings } from "./schema";
+import type { Settings } from "./schema";
 
 /** A refused setting's value as exported: what the config says, in the form the program uses. */
 export type CreationValue = string | boolean | string[];
@@ -16,9 +15,9 @@ export type CreationSettings = Record<string, CreationValue>;
 
 /**
  * Where each refused setting's value lives in the parsed config. nodeIps is the effective list
- * (derived addresses included); sshPrivateKey is only its sha256, never the key.
+ * (derived addresses included).
  */
-const extractors: Record<string, (cfg: Omit<ClusterConfig, "creationSettings">, raw: RawConfig) => CreationValue> = {
+const extractors: Record<string, (cfg: Omit<ClusterConfig, "creationSettings">) => CreationValue> = {
   clusterName: (c) => c.clusterName,
   location: (c) => c.location,
   networkZone: (c) => c.networkZone,
@@ -35,10 +34,6 @@ const extractors: Record<string, (cfg: Omit<ClusterConfig, "creationSettings">, 
   backupBucket: (c) => c.backup.bucket,
   backupLocation: (c) => c.backup.location,
   backupObjectLock: (c) => c.backup.objectLock,
-  sshPrivateKey: (_c, raw) => {
-    const key = (raw.values[`${raw.project}:sshPrivateKey`] ?? "").trim();
-    return `sha256:${crypto.createHash("sha256").update(key).digest("hex")}`;
-  },
 };
 
 /** The keys of the settings whose declared effect is `refused`. */
@@ -49,16 +44,12 @@ export function refusedKeys(settings: Settings): string[] {
 }
 
 /** The refused settings' values of this config, to export and to compare with the deployed ones. */
-export function creationSettings(
-  settings: Settings,
-  cfg: Omit<ClusterConfig, "creationSettings">,
-  raw: RawConfig,
-): CreationSettings {
+export function creationSettings(settings: Settings, cfg: Omit<ClusterConfig, "creationSettings">): CreationSettings {
   return Object.fromEntries(
     refusedKeys(settings).map((key) => {
       const extract = extractors[key];
       if (!extract) throw new Error(`components/config/deployed.ts has no value for the refused setting ${key}`);
-      return [key, extract(cfg, raw)];
+      return [key, extract(cfg)];
     }),
   );
 }
@@ -95,10 +86,7 @@ export function creationChangeProblems(
       key === "nodeIps"
         ? "nodes are added or removed at the end of the list, and a running node's address never changes"
         : why;
-    const what =
-      key === "sshPrivateKey"
-        ? `${project}:sshPrivateKey: refused on a running stack: it is not the key the stack runs with (its creationSettings output holds that key's sha256)`
-        : `${project}:${key} = ${JSON.stringify(value)}: refused on a running stack: it runs ${JSON.stringify(deployed[key])} (its creationSettings output)`;
+    const what = `${project}:${key} = ${JSON.stringify(value)}: refused on a running stack: it runs ${JSON.stringify(deployed[key])} (its creationSettings output)`;
     return [`${what}; ${rule}. Set it back, or see docs/settings.md`];
   });
 }

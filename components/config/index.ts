@@ -260,7 +260,7 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
     maintenance,
     monitoring,
   };
-  const creation = creationSettings(settings, parsed, raw);
+  const creation = creationSettings(settings, parsed);
   const refusals = creationChangeProblems(raw.project, settings, creation, raw.deployedSettings);
   if (refusals.length > 0) throw new ConfigError(refusals);
   return { ...parsed, creationSettings: creation };

@@ -16,7 +16,7 @@ import {
   Ipv4Cidr,
   parseIpv4Cidr,
 } from "./cidr";
-import { boolean, complete, list, live, Problems, Reader, refused, string, Values } from "./schema";
+import { boolean, complete, list, live, Problems, Reader, refused, rolling, string, Values } from "./schema";
 
 /** Offsets inside the subnet used when `nodeIps` / `loadBalancerPrivateIp` are left empty. */
 export const derivedAddress = { firstNodeOffset: 11, loadBalancerOffset: 250 } as const;
@@ -84,8 +84,8 @@ export const networkSettings = {
   ),
   // Read only to report it missing; loadSecrets hands it on as a Pulumi secret.
   sshPrivateKey: string(
-    refused(
-      "every node command connects with it, and running nodes accept only the key they were created with: add the new key on every node first",
+    rolling(
+      "every node command runs again with the new key, in its chain, and finds its work done; authorize the key on every node first (docs/runbooks/ssh-key-rotation.md)",
     ),
   ),
   apiDnsName: string(
