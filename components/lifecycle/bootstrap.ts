@@ -188,8 +188,9 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
           dependsOn: [...prepared[i], args.api.service, ...args.api.targets, ...(previous ? [previous] : [])],
           additionalSecretOutputs: ["stdout", "stderr"],
           // A member is set up once per server: later edits of its arguments (more peers, the
-          // recorded CA, a rotated key) must not re-run the setup on a running member. A new or
-          // replaced server, or a failed create, runs the current command.
+          // recorded CA, the key on stdin) must not change the command a running member has. A new
+          // or replaced server, or a failed create, runs the current command; a changed
+          // connection (a rotated key) re-runs the recorded one, which finds its marker and gates.
           ignoreChanges: ["create", "stdin"],
           deleteBeforeReplace: true,
         },
