@@ -8,7 +8,7 @@ import { ClusterBootstrap } from "./components/lifecycle/bootstrap";
 import { KubeadmCertificates } from "./components/lifecycle/certificates";
 import { apiServerViaReservedIp, ClusterAccess, publicApiServer } from "./components/lifecycle/clusterAccess";
 import { Cni } from "./components/addons/cni";
-import { loadConfig, loadSecrets, readDeployedOutput } from "./components/config";
+import { loadConfig, loadSecrets, readDeployedOutputs } from "./components/config";
 import { ControlPlane } from "./components/hetzner/controlPlane";
 import { EtcdDefrag } from "./components/etcd/defrag";
 import { ApiLoadBalancer } from "./components/hetzner/loadBalancer";
@@ -20,13 +20,13 @@ import { ControlPlaneUpgrade } from "./components/lifecycle/upgrade";
 import { WorkerJoinToken } from "./components/lifecycle/workerJoin";
 
 export = async (): Promise<StackOutputs> => {
-  // Validation throws before any resource is registered. An upgrade starts from the version
-  // the stack last exported: one minor at a time, never down.
-  const deployedVersion = await readDeployedOutput("kubernetesVersion");
-  // A stack that exported a cluster CA has a cluster: no node may initialize another one.
-  const deployedCaCertHash = await readDeployedOutput("caCertHash");
-  // Settings a running cluster cannot take are held to the values it was created with.
-  const deployedSettings = await readDeployedOutput("creationSettings");
+  // Validation throws before any resource is registered. What the stack last exported: the
+  // version an upgrade starts from (one minor at a time, never down); the cluster CA, after
+  // which no node may initialize another cluster; the settings a running cluster cannot take.
+  const deployed = await readDeployedOutputs(["kubernetesVersion", "caCertHash", "creationSettings"]);
+  const deployedVersion = deployed.kubernetesVersion;
+  const deployedCaCertHash = deployed.caCertHash;
+  const deployedSettings = deployed.creationSettings;
   const cfg = loadConfig(
     typeof deployedVersion === "string" ? deployedVersion : undefined,
     deployedSettings !== null && typeof deployedSettings === "object"

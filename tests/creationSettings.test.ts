@@ -6,6 +6,9 @@
  */
 import { settings } from "../components/config";
 import { refusedKeys } from "../components/config/deployed";
+import { offlineOrganization, runProgram } from "../tools/offline/harness";
+import { ProviderMocks } from "../tools/offline/mocks";
+import { loadStackConfig } from "../tools/offline/stackConfig";
 import { runStack } from "./support/program";
 
 const P = "hcloud-control-plane";
@@ -114,4 +117,16 @@ describe("settings a running cluster cannot take", () => {
     await expect(both).rejects.toThrow(`${P}:serverType = "ccx33"`);
     await expect(both).rejects.toThrow(`${P}:podCidr = "10.245.0.0/16"`);
   });
+});
+
+test("the program reads its own stack through one StackReference (two resources with one URN are an error)", async () => {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports -- index.ts is `export =`, the Pulumi entry point
+  const program = require("../index") as () => Promise<unknown>;
+  const config = loadStackConfig("prod");
+  const self = `${offlineOrganization}/${config.project}/${config.stack}`;
+  const mocks = new ProviderMocks(false, (stack) =>
+    stack === self ? { outputs: { kubernetesVersion: "1.34.2" }, secretOutputNames: [] } : undefined,
+  );
+  await runProgram(program, config, { mocks });
+  expect(mocks.stackReferences).toEqual([{ name: "deployed-stack", stack: self }]);
 });

@@ -1,7 +1,7 @@
 /**
  * The settings a running cluster cannot take (declared with the effect `refused`), held to the
  * values the stack had when it last completed an update. The stack exports them as the plain
- * output `creationSettings`; the next update reads them back (readDeployedOutput) and refuses,
+ * output `creationSettings`; the next update reads them back (readDeployedOutputs) and refuses,
  * before anything is registered, every such setting whose value differs. A stack that never
  * exported them (a new stack, or one last updated before this output existed) accepts any valid
  * value, and records it.

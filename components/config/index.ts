@@ -164,7 +164,7 @@ export class ConfigError extends pulumi.RunError {
 
 /**
  * Reads the running program's configuration and validates it. Throws ConfigError.
- * `deployedKubernetesVersion` is the version the stack last exported ({@link readDeployedOutput}),
+ * `deployedKubernetesVersion` is the version the stack last exported ({@link readDeployedOutputs}),
  * `deployedSettings` its `creationSettings` output: a refused setting that differs is an error.
  */
 export function loadConfig(
@@ -181,20 +181,26 @@ export function loadConfig(
 }
 
 /**
- * One output of this stack's last successful update, read through a StackReference to the
+ * Outputs of this stack's last successful update, read through one StackReference to the
  * stack itself (the engine answers it from the stack's checkpoint, in preview and update
- * alike). Undefined for a stack that was never deployed or has no such output. After a failed
+ * alike; one reference, since two resources with one URN are an error). An output is undefined
+ * for a stack that was never deployed or has no such output. After a failed
  * update it may already hold the new value (Pulumi can record a failed update's outputs): the
  * upgrade preflight on the nodes, which reads the versions really running, guards that case.
  * (Reading a stack's own outputs back this way: pulumi/pulumi#3722. The stack must exist, which
  * it does while it is being previewed or updated.)
  */
-export async function readDeployedOutput(name: string): Promise<unknown> {
+export async function readDeployedOutputs<K extends string>(names: readonly K[]): Promise<Record<K, unknown>> {
   const self = new pulumi.StackReference("deployed-stack", {
     name: `${pulumi.getOrganization()}/${pulumi.getProject()}/${pulumi.getStack()}`,
   });
-  const details = await self.getOutputDetails(name);
-  return details.value ?? details.secretValue;
+  const values = await Promise.all(
+    names.map(async (name) => {
+      const details = await self.getOutputDetails(name);
+      return [name, details.value ?? details.secretValue] as const;
+    }),
+  );
+  return Object.fromEntries(values) as Record<K, unknown>;
 }
 
 export interface ClusterSecrets {

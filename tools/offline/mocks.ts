@@ -203,6 +203,14 @@ export class ProviderMocks implements pulumi.runtime.Mocks {
    */
   private readStack(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
     const stack = String(args.inputs.name);
+    // The engine refuses a second resource with the same URN, reads included
+    // (pulumi/pulumi pkg/resource/deploy/step_generator.go GenerateReadSteps: "Duplicate
+    // resource URN"); the mock monitor does not check, so this does.
+    if (this.stackReferences.some((r) => r.name === args.name)) {
+      throw new Error(
+        `Duplicate resource URN: a second StackReference named ${args.name}; try giving it a unique name`,
+      );
+    }
     this.stackReferences.push({ name: args.name, stack });
     const { outputs, secretOutputNames } = this.stacks(stack) ?? { outputs: {}, secretOutputNames: [] };
     const wired = Object.fromEntries(
