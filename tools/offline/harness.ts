@@ -145,6 +145,15 @@ export async function runProgram(
     // The mock monitor calls newResource before its first await, so this reaches that call.
     mocks.secretOutputs = req.getAdditionalsecretoutputsList();
     return register(req, (err, response) => {
+      // The engine refuses a second resource with one URN (pulumi/pulumi
+      // pkg/resource/deploy/step_generator.go: "Duplicate resource URN"); the mock monitor does not.
+      if (!err && response && resources.some((r) => r.urn === engineUrn(response.getUrn()))) {
+        const duplicate = new Error(
+          `Duplicate resource URN '${engineUrn(response.getUrn())}'; try giving it a unique name`,
+        );
+        cb(duplicate as unknown as Parameters<typeof cb>[0], response);
+        return;
+      }
       if (!err && response) {
         resources.push({
           urn: engineUrn(response.getUrn()),
