@@ -24,6 +24,8 @@ export interface RecordedResource {
   deleteBeforeReplace: boolean;
   ignoreChanges: string[];
   additionalSecretOutputs: string[];
+  /** The names (or URNs) this resource was known by before (the `aliases` option). */
+  aliases: string[];
   inputs: Record<string, unknown>;
   /** The inputs with secrets in clear: for tests only, never written anywhere. */
   revealedInputs: Record<string, unknown>;
@@ -90,6 +92,7 @@ interface RegisterRequest {
   getDeletebeforereplace(): boolean;
   getIgnorechangesList(): string[];
   getAdditionalsecretoutputsList(): string[];
+  getAliasesList(): { getUrn(): string; getSpec(): { getName(): string } | undefined }[];
   getObject(): { toJavaScript(): Record<string, unknown> } | undefined;
 }
 type Callback = (err: unknown, response?: { getUrn(): string }) => void;
@@ -167,6 +170,7 @@ export async function runProgram(
           deleteBeforeReplace: req.getDeletebeforereplace(),
           ignoreChanges: req.getIgnorechangesList(),
           additionalSecretOutputs: req.getAdditionalsecretoutputsList(),
+          aliases: req.getAliasesList().map((a) => a.getSpec()?.getName() || a.getUrn()),
           inputs: unwire(req.getObject()?.toJavaScript() ?? {}) as Record<string, unknown>,
           revealedInputs: unwire(req.getObject()?.toJavaScript() ?? {}, true) as Record<string, unknown>,
         });
