@@ -28,21 +28,10 @@ import {
   opsDir,
 } from "../tests/support/etcdCluster";
 import { awsBinary, startS3Server } from "../tests/support/s3Server";
+import { numberOption, stringOption } from "./options";
 
-function option(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const value = Number(process.argv[i + 1]);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} needs a positive number`);
-  return value;
-}
-function stringOption(name: string, fallback: string): string {
-  const i = process.argv.indexOf(`--${name}`);
-  return i < 0 ? fallback : process.argv[i + 1];
-}
-
-const sizeMb = option("size-mb", 1024);
-const valueKb = option("value-kb", 100);
+const sizeMb = numberOption("size-mb", 1024);
+const valueKb = numberOption("value-kb", 100);
 const baseDir = stringOption("dir", os.tmpdir());
 
 const mib = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(1)} MiB`;

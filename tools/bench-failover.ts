@@ -18,18 +18,11 @@ import * as path from "node:path";
 import { companionWorstCase, hetznerApiAssumptions } from "../components/config/failoverBudget";
 import { measureReservedIpFailover } from "../tests/support/failoverNodes";
 import { companionDefaults } from "./failover-budget";
-
-function option(name: string, fallback: number): number {
-  const i = process.argv.indexOf(`--${name}`);
-  if (i < 0) return fallback;
-  const value = Number(process.argv[i + 1]);
-  if (!Number.isFinite(value) || value <= 0) throw new Error(`--${name} needs a positive number`);
-  return value;
-}
+import { numberOption } from "./options";
 
 async function main(): Promise<void> {
-  const runs = Math.round(option("runs", 5));
-  const actionSeconds = option("action-seconds", hetznerApiAssumptions.assignActionSeconds);
+  const runs = Math.round(numberOption("runs", 5));
+  const actionSeconds = numberOption("action-seconds", hetznerApiAssumptions.assignActionSeconds);
   const companion = companionDefaults();
   const share = companionWorstCase(companion);
   const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "bench-failover-"));
