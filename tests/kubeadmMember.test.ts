@@ -43,6 +43,7 @@ import {
   makeClusterCa,
   phasesRun,
   resetPhases,
+  kubeadmInputFor,
 } from "./support/fakeKubeadm";
 import {
   addHost,
@@ -94,16 +95,6 @@ const endpointUrl = `https://${endpointIp}:6443/readyz`;
 
 // The ClusterConfiguration `kubeadm init` stores in ConfigMap kube-system/kubeadm-config, which
 // mint-join-credentials.sh reads on the peer.
-const kubeadmInputFor = (name: string, ip: string) => ({
-  clusterName: "prod",
-  kubernetesVersion: "1.34.2",
-  node: { name, privateIp: ip },
-  nodeHostname: `prod-nbg1-${name}`,
-  controlPlaneEndpoint: "api.prod.example.com",
-  certSans: [],
-  podCidr: "10.244.0.0/16",
-  serviceCidr: "10.96.0.0/12",
-});
 const clusterConfiguration = renderInitConfiguration(kubeadmInputFor("cp-1", "10.20.1.11")).split("---\n")[1];
 
 const fakes: Record<string, string> = {

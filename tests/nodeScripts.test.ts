@@ -63,6 +63,7 @@ import {
   phasesRun,
   removeNodeLabel,
   resetPhases,
+  kubeadmInputFor,
 } from "./support/fakeKubeadm";
 import { expectNoSecrets } from "./support/secrets";
 import { requireTool } from "./support/tools";
@@ -386,16 +387,6 @@ describe("wait-node-prepared.sh", () => {
 });
 
 // The rendered kubeadm files of the first and second node, as the bootstrap copies them.
-const kubeadmInputFor = (name: string, ip: string) => ({
-  clusterName: "prod",
-  kubernetesVersion: "1.34.2",
-  node: { name, privateIp: ip },
-  nodeHostname: `prod-nbg1-${name}`,
-  controlPlaneEndpoint: "api.prod.example.com",
-  certSans: [],
-  podCidr: "10.244.0.0/16",
-  serviceCidr: "10.96.0.0/12",
-});
 const initConfigPath = "/etc/kubernetes/kubeadm/init.yaml";
 function withInitConfig(sandbox: Sandbox, text = renderInitConfiguration(kubeadmInputFor("cp-1", "10.20.1.11"))): void {
   fs.mkdirSync(path.dirname(at(sandbox, initConfigPath)), { recursive: true });

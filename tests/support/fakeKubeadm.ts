@@ -29,6 +29,18 @@ import { Sandbox } from "./nodeSandbox";
 import { requireTool } from "./tools";
 
 /** The body of the fake `kubeadm` (nodeSandbox's prelude is prepended). */
+/** A node's kubeadm input in the tests' prod-like cluster (components/node/kubeadm.ts renders it). */
+export const kubeadmInputFor = (name: string, ip: string) => ({
+  clusterName: "prod",
+  kubernetesVersion: "1.34.2",
+  node: { name, privateIp: ip },
+  nodeHostname: `prod-nbg1-${name}`,
+  controlPlaneEndpoint: "api.prod.example.com",
+  certSans: [],
+  podCidr: "10.244.0.0/16",
+  serviceCidr: "10.96.0.0/12",
+});
+
 export const fakeKubeadm = fs.readFileSync(path.join(__dirname, "fake-kubeadm.sh"), "utf8");
 
 /** Real tools the fake runs besides bash. */
