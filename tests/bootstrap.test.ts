@@ -221,6 +221,13 @@ describe("the prod stack's bootstrap", () => {
     expect(host(one(down, "bootstrap-cp-1-member"))).toBe(serverIp(down, "cp-1"));
   });
 
+  test("a server Hetzner no longer lists (deleted outside Pulumi) is passed over; the program still runs", async () => {
+    const gone = await runStack({}, { serverStatus: { "control-plane-cp-1": "absent" } });
+    for (const name of ["access-admin-kubeconfig", "worker-join-token", "upgrade-preflight"])
+      expect([name, host(one(gone, name))]).toEqual([name, serverIp(gone, "cp-2")]);
+    expect(host(one(gone, "bootstrap-cp-3-membership"))).toBe(serverIp(gone, "cp-2"));
+  });
+
   test("with no server running, a step that needs a member stops the program naming every status", () => {
     const names = ["prod-nbg1-cp-1", "prod-nbg1-cp-2", "prod-nbg1-cp-3"];
     expect(firstRunningIndex(names, ["off", "running", "off"])).toBe(1);

@@ -484,20 +484,22 @@ describe("the program over a cluster's life (lifecycle harness)", () => {
     );
   });
 
-  test("hcloud getServer answers from the state with the status the scenario sets", () => {
+  test("hcloud getServers lists the servers of the state with the status the scenario sets", () => {
     const state = main[0].state;
-    const cp2 = [...state.values()].find((e) => e.name === "control-plane-cp-2");
+    const entry = (name: string) => [...state.values()].find((e) => e.name === name);
     const mocks = new LifecycleMocks(
       state,
-      { title: "probe", serverStatus: { "cp-2": "off" } },
+      { title: "probe", serverStatus: { "cp-2": "off", "cp-3": "absent" } },
       new Map(),
       () => undefined,
     );
-    const getServer = functionMocks["hcloud:index/getServer:getServer"];
-    expect(getServer({ id: cp2?.id }, mocks)).toMatchObject({ status: "off", ipv4Address: cp2?.outputs.ipv4Address });
-    const cp1 = [...state.values()].find((e) => e.name === "control-plane-cp-1");
-    expect(getServer({ id: cp1?.id }, mocks)).toMatchObject({ status: "running" });
-    expect(() => getServer({ id: "1" }, mocks)).toThrow("no server with id 1");
+    const listed = functionMocks["hcloud:index/getServers:getServers"]({ withSelector: "role=control-plane" }, mocks);
+    const servers = listed.servers as { id: number; status: string; ipv4Address: string }[];
+    expect(servers.map((s) => [s.id, s.status])).toEqual([
+      [Number(entry("control-plane-cp-1")?.id), "running"],
+      [Number(entry("control-plane-cp-2")?.id), "off"],
+    ]);
+    expect(servers[1].ipv4Address).toBe(entry("control-plane-cp-2")?.outputs.ipv4Address);
     expect(() => mocks.call({ token: "hcloud:index/getNetwork:getNetwork", inputs: {} })).toThrow(/no mock/);
   });
 });

@@ -41,8 +41,9 @@ export interface ControlPlaneNode {
   name: string;
   server: hcloud.Server;
   /**
-   * The server's status as Hetzner reports it when the program runs (`running`, `off`, ...):
-   * read on every preview and update, so a stopped node is seen without a stored guess.
+   * The server's status as Hetzner reports it when the program runs (`running`, `off`, ...,
+   * or `absent` when Hetzner no longer lists it): read on every preview and update, so a stopped
+   * node is seen without a stored guess.
    */
   status: pulumi.Output<string>;
 }
@@ -85,9 +86,22 @@ export class ControlPlane extends pulumi.ComponentResource {
 
   constructor(name: string, args: ControlPlaneArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:ControlPlane", name, {}, opts);
-    this.nodes = args.nodes.map((spec) => {
-      const server = this.server(name, args, spec);
-      const status = hcloud.getServerOutput({ id: server.id.apply(Number) }, { parent: this }).apply((s) => s.status);
+    const servers = args.nodes.map((spec) => this.server(name, args, spec));
+    // The cluster's control-plane servers as Hetzner lists them, read once every server exists
+    // (on every preview and update). A server that is gone (deleted outside Pulumi) is "absent"
+    // here, where a read by id would fail the whole program and with it the `--replace` that
+    // mends it.
+    const selector = Object.entries(clusterLabels(args.clusterName, "control-plane"))
+      .map(([key, value]) => `${key}=${value}`)
+      .join(",");
+    const listed = pulumi
+      .all(servers.map((s) => s.id))
+      .apply(() => hcloud.getServers({ withSelector: selector }, { parent: this }));
+    this.nodes = args.nodes.map((spec, i) => {
+      const server = servers[i];
+      const status = pulumi
+        .all([listed, server.id])
+        .apply(([list, id]) => list.servers.find((s) => String(s.id) === id)?.status ?? "absent");
       return { spec, name: nodeName(args.clusterName, spec), server, status };
     });
     this.registerOutputs({ serverIds: this.nodes.map((n) => n.server.id) });

@@ -314,16 +314,18 @@ const serverType = "hcloud:index/server:Server";
 
 export const functionMocks: Record<string, FunctionMock> = {
   /**
-   * hcloud.getServer({id}): the server as the API knows it now (one created or replaced in this
-   * step is already there), with `status` from the scenario ("running" unless it says "off").
-   * An unknown id fails, as the provider's data source does when the API answers 404.
+   * hcloud.getServers({withSelector}): the servers as the API lists them now (one created or
+   * replaced in this step is already there, a deleted one is gone), each with `status` from the
+   * scenario ("running" unless it says otherwise; "absent" leaves it out of the list, as a server
+   * deleted outside Pulumi). Only control-plane servers exist in this program.
    */
-  "hcloud:index/getServer:getServer": (inputs, mocks) => {
-    const id = String(inputs.id);
-    const entry = [...mocks.current.values(), ...mocks.prev.values()].find((e) => e.type === serverType && e.id === id);
-    if (!entry) throw new Error(`hcloud getServer: no server with id ${id}`);
-    const status = mocks.step.serverStatus?.[serverNode(entry)] ?? "running";
-    return { ...entry.outputs, id: Number(id), status };
+  "hcloud:index/getServers:getServers": (inputs, mocks) => {
+    const byUrn = new Map([...mocks.prev.values(), ...mocks.current.values()].map((e) => [e.urn, e]));
+    const servers = [...byUrn.values()]
+      .filter((e) => e.type === serverType)
+      .map((e) => ({ ...e.outputs, id: Number(e.id), status: mocks.step.serverStatus?.[serverNode(e)] ?? "running" }))
+      .filter((s) => s.status !== "absent");
+    return { id: "servers", withSelector: inputs.withSelector, servers };
   },
 };
 

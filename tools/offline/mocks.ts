@@ -178,7 +178,7 @@ export class ProviderMocks implements pulumi.runtime.Mocks {
     private readonly serverStatus: Record<string, string> = {},
   ) {}
 
-  /** Server resource names by the id this mock gave them, for `hcloud.getServer`. */
+  /** Server resource names by the id this mock gave them, for `hcloud.getServers`. */
   private readonly serverNames = new Map<string, string>();
 
   newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
@@ -221,13 +221,16 @@ export class ProviderMocks implements pulumi.runtime.Mocks {
 
   /**
    * Provider function calls the program makes, answered as the provider would; any other one
-   * must be mocked on purpose. `hcloud.getServer` by id returns the server, here only what the
-   * program reads: its status, `running` unless the constructor was told otherwise.
+   * must be mocked on purpose. `hcloud.getServers` lists the servers (only the control-plane
+   * servers exist here), with what the program reads: id, name and status, `running` unless
+   * the constructor was told otherwise; a server told "absent" is not listed (gone at Hetzner).
    */
   call(args: pulumi.runtime.MockCallArgs): pulumi.runtime.MockCallResult {
-    if (args.token === "hcloud:index/getServer:getServer") {
-      const name = this.serverNames.get(String(args.inputs.id)) ?? "";
-      return { id: args.inputs.id, name, status: this.serverStatus[name] ?? "running" };
+    if (args.token === "hcloud:index/getServers:getServers") {
+      const servers = [...this.serverNames.entries()]
+        .map(([id, name]) => ({ id: Number(id), name, status: this.serverStatus[name] ?? "running" }))
+        .filter((s) => s.status !== "absent");
+      return { id: "servers", withSelector: args.inputs.withSelector, servers };
     }
     throw new Error(`no mock for provider function ${args.token}; add one in tools/offline/mocks.ts`);
   }
