@@ -89,8 +89,8 @@ export class ControlPlane extends pulumi.ComponentResource {
     const servers = args.nodes.map((spec) => this.server(name, args, spec));
     // The cluster's control-plane servers as Hetzner lists them, read once every server exists
     // (on every preview and update). A server that is gone (deleted outside Pulumi) is "absent"
-    // here, where a read by id would fail the whole program and with it the `--replace` that
-    // mends it.
+    // here, where a read by id finds nothing to return and can stop the program, and with it
+    // the `--replace` that mends it.
     const selector = Object.entries(clusterLabels(args.clusterName, "control-plane"))
       .map(([key, value]) => `${key}=${value}`)
       .join(",");

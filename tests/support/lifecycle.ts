@@ -194,7 +194,7 @@ export interface LifecycleStep {
   unprotect?: string[];
   /** The create (or replacement) of these fails in this step. */
   failed?: string[];
-  /** `status` that hcloud's getServer answers per node (default "running"), e.g. {"cp-2": "off"}. */
+  /** `status` hcloud getServers lists per node (default "running"; "absent": not listed), e.g. {"cp-2": "off"}. */
   serverStatus?: Record<string, string>;
   /** The deployed stack outputs the program reads; default the previous step's outputs. */
   deployed?: Record<string, unknown>;
