@@ -287,7 +287,13 @@ describe("the etcd-defrag CronJob", () => {
     expect(pod.nodeSelector).toEqual({ "node-role.kubernetes.io/control-plane": "" });
     expect(pod.hostNetwork).toBe(true);
     expect(container.image).toBe(cfg.backup.image);
-    expect(container.volumeMounts).toContainEqual({ name: "pki", mountPath: "/etc/kubernetes/pki", readOnly: true });
+    // Only the etcd client's files, never the PKI directory (tests/etcdDefrag.test.ts).
+    expect(container.volumeMounts).not.toContainEqual(expect.objectContaining({ mountPath: "/etc/kubernetes/pki" }));
+    expect(container.volumeMounts).toContainEqual({
+      name: "etcd-client-key",
+      mountPath: "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+      readOnly: true,
+    });
     expect(container.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false });
     // The ConfigMap (script and library) is one directory: the script sources the library beside it.
     expect(pod.volumes).toContainEqual({

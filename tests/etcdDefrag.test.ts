@@ -17,6 +17,8 @@ import * as path from "node:path";
 import { EtcdCluster, etcdctlBinary, runScript, ScriptResult, jobsDir, sleep, waitUntil } from "./support/etcdCluster";
 import { libraryFunctionsUsedBy, libraryPath } from "./support/bashLibrary";
 import { requireTool } from "./support/tools";
+import { cronJobMounts } from "./support/cronJobMounts";
+import { runStack } from "./support/program";
 
 const defragScript = path.join(jobsDir, "etcd-defrag.sh");
 /** Sourced by the script from its own directory (in the pod, the same ConfigMap), here from the repository. */
@@ -619,4 +621,36 @@ describe("TLS", () => {
     expect(noCert.status).toBe(1);
     expect(noCert.stderr).toContain("refusing: not every member is healthy");
   }, 120_000);
+});
+
+describe("the etcd-defrag CronJob mounts only what an etcd client needs", () => {
+  // The script reads ETCD_CACERT, ETCD_CERT and ETCD_KEY and nothing else of the node (the TLS
+  // test above runs it with exactly those three files); it never needs the cluster's CA keys.
+  const clientFiles = {
+    "etcd-ca-cert": "/etc/kubernetes/pki/etcd/ca.crt",
+    "etcd-client-cert": "/etc/kubernetes/pki/etcd/healthcheck-client.crt",
+    "etcd-client-key": "/etc/kubernetes/pki/etcd/healthcheck-client.key",
+  };
+
+  test("in the real program's graph: the client certificate, its key and the etcd CA, each a read-only hostPath File", async () => {
+    const run = await runStack();
+    const mounts = cronJobMounts(run, "etcd-defrag-cronjob");
+    expect(mounts.host).toEqual(
+      Object.entries(clientFiles).map(([volume, file]) => ({
+        volume,
+        hostPath: file,
+        type: "File",
+        mountPath: file,
+        readOnly: true,
+        subPath: undefined,
+      })),
+    );
+    // No directory of the node at all: not /etc/kubernetes/pki (ca.key, sa.key, front-proxy-ca.key)
+    // nor /etc/kubernetes/pki/etcd (the etcd CA's key, the peer and server keys).
+    expect(mounts.host.filter((h) => h.type !== "File")).toEqual([]);
+    // Besides them only the script's ConfigMap and the in-memory /tmp.
+    expect(mounts.other).toEqual(["script: configMap", "tmp: emptyDir"]);
+    // The variables the script reads name exactly the mounted files.
+    expect([mounts.env.ETCD_CACERT, mounts.env.ETCD_CERT, mounts.env.ETCD_KEY]).toEqual(Object.values(clientFiles));
+  }, 60_000);
 });

@@ -78,6 +78,9 @@ export function backupEnvironment(cfg: BackupSettings): { name: string; value: s
 export function backupCronJobManifest(cfg: BackupSettings, scripts: EtcdJobScripts) {
   return etcdCronJobManifest({
     name: backupCronJob.name,
+    // The directory it archives (CA keys included: that is the backup's job), which holds the
+    // etcd client certificate and key too; nothing else of the node.
+    hostFiles: [{ name: "pki", path: kubeadmPkiDir, type: "Directory" }],
     schedule: cfg.backup.schedule,
     image: cfg.backup.image,
     scripts,

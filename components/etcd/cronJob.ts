@@ -1,7 +1,9 @@
 /**
  * The shape shared by the CronJobs that work on etcd from a control-plane node (the backup and
  * the defragmentation): a bash script from a ConfigMap, run as root with host networking on a
- * control-plane node, with kubeadm's PKI mounted read-only and a read-only root filesystem.
+ * control-plane node, with a read-only root filesystem and, read-only, exactly the host files
+ * each job reads (`hostFiles`): the defragmentation only the etcd client certificate, its key and
+ * the etcd CA certificate; the backup the PKI directory it archives.
  * Plain objects: the offline plan renders them and the tests check them against the schemas.
  *
  * The job `<name>` runs scripts/jobs/<name>.sh, which sources lib.sh beside it: its ConfigMap
@@ -16,7 +18,7 @@ import { localScriptsDir } from "../node/nodeScripts";
 /** Everything these jobs create lives in kube-system, beside etcd's static pods. */
 export const etcdJobNamespace = "kube-system";
 
-/** kubeadm's PKI on every control-plane node, mounted read-only into the jobs. */
+/** kubeadm's PKI on every control-plane node (CA keys included): only the backup mounts it whole. */
 export const kubeadmPkiDir = "/etc/kubernetes/pki";
 
 /** kubeadm's etcd client certificate and CA on every control-plane node. */
@@ -25,6 +27,31 @@ export const etcdClientTls = {
   cert: `${kubeadmPkiDir}/etcd/healthcheck-client.crt`,
   key: `${kubeadmPkiDir}/etcd/healthcheck-client.key`,
 } as const;
+
+/**
+ * A file or directory of the node, mounted read-only at the same path in the container (so the
+ * scripts' variables name the node's paths). `File` and `Directory` are hostPath types that make
+ * the kubelet refuse to start the pod when the path is missing or of the other kind, instead of
+ * creating an empty directory there (`DirectoryOrCreate`, or the unchecked default `""`).
+ */
+export interface HostMount {
+  /** Volume name. */
+  name: string;
+  path: string;
+  type: "File" | "Directory";
+}
+
+/**
+ * The three files an etcd client needs, and nothing else of the PKI: kubeadm's healthcheck
+ * client certificate and key, and the etcd CA certificate (not its key). A single-file hostPath
+ * is a bind mount of the file as it is when the pod starts; each run is a new pod, so a renewed
+ * certificate is read by the next run.
+ */
+export const etcdClientTlsMounts: readonly HostMount[] = [
+  { name: "etcd-ca-cert", path: etcdClientTls.caCert, type: "File" },
+  { name: "etcd-client-cert", path: etcdClientTls.cert, type: "File" },
+  { name: "etcd-client-key", path: etcdClientTls.key, type: "File" },
+];
 
 /**
  * Annotation on the pod template carrying the sha256 of the ConfigMap's files: a new script or
@@ -93,6 +120,8 @@ export interface EtcdCronJobInput {
   resources: { requests: Record<string, string>; limits: Record<string, string> };
   /** Seconds a run may take before Kubernetes stops it. */
   activeDeadlineSeconds: number;
+  /** The node's files and directories the job reads, each mounted read-only; nothing else of the node. */
+  hostFiles: readonly HostMount[];
   /** Extra volumes (name, path, volume source) mounted read-write. */
   scratch?: { name: string; mountPath: string; volume: Record<string, unknown> }[];
 }
@@ -185,7 +214,7 @@ export function etcdCronJobManifest(input: EtcdCronJobInput) {
                   },
                   volumeMounts: [
                     { name: "script", mountPath: scriptDir, readOnly: true },
-                    { name: "pki", mountPath: kubeadmPkiDir, readOnly: true },
+                    ...input.hostFiles.map((h) => ({ name: h.name, mountPath: h.path, readOnly: true })),
                     ...scratch.map((s) => ({ name: s.name, mountPath: s.mountPath })),
                     { name: "tmp", mountPath: "/tmp" },
                   ],
@@ -193,7 +222,7 @@ export function etcdCronJobManifest(input: EtcdCronJobInput) {
               ],
               volumes: [
                 { name: "script", configMap: { name: files.configMap, defaultMode: 0o555 } },
-                { name: "pki", hostPath: { path: kubeadmPkiDir, type: "Directory" } },
+                ...input.hostFiles.map((h) => ({ name: h.name, hostPath: { path: h.path, type: h.type } })),
                 ...scratch.map((s) => ({ name: s.name, ...s.volume })),
                 { name: "tmp", emptyDir: { medium: "Memory", sizeLimit: "64Mi" } },
               ],

@@ -12,6 +12,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../config";
 import {
   etcdClientEnvironment,
+  etcdClientTlsMounts,
   etcdCronJobManifest,
   etcdJobNamespace,
   etcdJobScriptConfigMap,
@@ -58,6 +59,9 @@ export function defragCronJobManifest(cfg: DefragSettings, scripts: EtcdJobScrip
     image: cfg.backup.image,
     scripts,
     env: defragEnvironment(cfg),
+    // An etcd client and nothing more: the client certificate, its key and the etcd CA
+    // certificate; never the cluster's CA keys or the rest of /etc/kubernetes/pki.
+    hostFiles: etcdClientTlsMounts,
     resources: { requests: { cpu: "50m", memory: "64Mi" }, limits: { memory: "256Mi" } },
     // A defrag takes seconds per GB; a run over all members, with health waits between them,
     // stays far below this. A hung run must still end before the next one.
