@@ -26,6 +26,7 @@ import { versions } from "../components/versions";
 import { ProgramRun } from "../tools/offline/harness";
 import { loadStackConfig } from "../tools/offline/stackConfig";
 import { one, runStack } from "./support/program";
+import { cronJobMounts } from "./support/cronJobMounts";
 
 const P = "hcloud-control-plane";
 const prodConfig = (overrides: Record<string, unknown> = {}) => parseConfig(loadStackConfig("prod", { overrides }));
@@ -170,7 +171,7 @@ describe("the CronJob", () => {
     expect(container.volumeMounts).toContainEqual({ name: "script", mountPath: "/opt/etcd-job", readOnly: true });
     expect(container.command).toEqual(["/bin/bash", "/opt/etcd-job/etcd-backup.sh"]);
     expect(container.resources.requests).toEqual({ cpu: "100m", memory: "256Mi" });
-    expect(container.image).toBe("registry.example.com/platform/etcd-backup:3.6.5-1");
+    expect(container.image).toBe(`ghcr.io/platform/hcloud-control-plane/etcd-backup@sha256:${"0".repeat(64)}`);
   });
 
   test("a change to the script or to its library changes the pod template, so the next run uses it", () => {
@@ -234,4 +235,33 @@ describe("the CronJob", () => {
       "COPY scripts/node/lib.sh scripts/jobs/etcd-backup.sh scripts/jobs/etcd-defrag.sh /usr/local/bin/",
     );
   });
+});
+
+describe("the etcd-backup CronJob's mounts of the node", () => {
+  test("in the real program's graph: only the PKI directory it archives, read-only, which holds the etcd client files", async () => {
+    const run = await runStack();
+    const mounts = cronJobMounts(run, "etcd-backup-cronjob");
+    expect(mounts.host).toEqual([
+      {
+        volume: "pki",
+        hostPath: "/etc/kubernetes/pki",
+        type: "Directory",
+        mountPath: "/etc/kubernetes/pki",
+        readOnly: true,
+        subPath: undefined,
+      },
+    ]);
+    // Besides it the script's ConfigMap, the scratch directory and the in-memory /tmp.
+    expect(mounts.other).toEqual(["script: configMap", "work: emptyDir", "tmp: emptyDir"]);
+    // What the script reads of the node (scripts/jobs/etcd-backup.sh --help): the PKI_DIR it
+    // archives and the etcd client files, all inside that one read-only mount.
+    expect(mounts.env.PKI_DIR).toBe("/etc/kubernetes/pki");
+    for (const file of [mounts.env.ETCD_CACERT, mounts.env.ETCD_CERT, mounts.env.ETCD_KEY])
+      expect(file).toMatch(/^\/etc\/kubernetes\/pki\/etcd\/[a-z-]+\.(crt|key)$/);
+    // A digest names one image for good: a node that has it need not pull it again.
+    expect(mounts.image).toEqual({
+      reference: expect.stringMatching(/@sha256:[a-f0-9]{64}$/),
+      pullPolicy: "IfNotPresent",
+    });
+  }, 60_000);
 });

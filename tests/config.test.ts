@@ -49,7 +49,7 @@ describe("the prod stack", () => {
       objectLock: true,
       encryption: "age",
       ageRecipients: ["age1jrv6vc5s67v5cacsn0608aj0l0570ympuy64r0nmqtkuu55rlyuq7urp76"],
-      image: "registry.example.com/platform/etcd-backup:3.6.5-1",
+      image: `ghcr.io/platform/hcloud-control-plane/etcd-backup@sha256:${"0".repeat(64)}`,
     });
     expect(cfg.monitoring).toEqual({
       mode: "kube-prometheus-stack",
@@ -498,16 +498,29 @@ describe("backup settings", () => {
     expect(parse({ backupEncryption: "none", backupAgeRecipients: [] }).backup.encryption).toBe("none");
   });
 
-  test("the backup image must be pinned by a tag other than latest or by a digest", () => {
-    const digest = `registry.example.com/etcd-backup@sha256:${"a".repeat(64)}`;
-    expect(parse({ backupImage: digest }).backup.image).toBe(digest);
-    expect(problems({ backupImage: "registry.example.com/etcd-backup" })).toEqual([
-      `${P}:backupImage = "registry.example.com/etcd-backup": must be pinned with a tag or an @sha256 digest`,
-    ]);
-    expect(problems({ backupImage: "registry.example.com/etcd-backup:latest" })).toEqual([
-      `${P}:backupImage = "registry.example.com/etcd-backup:latest": must not use the moving tag latest; pin a version tag or a digest`,
-    ]);
-    expect(problems({ backupImage: "not an image" })).toHaveLength(1);
+  test("the backup image must be pinned by an @sha256 digest (a tag beside it is fine); a tag alone is refused", () => {
+    const digest = `sha256:${"a".repeat(64)}`;
+    const allowed =
+      "allowed: <registry>/<path>[:<tag>]@sha256:<64 lower-case hex digits>, e.g. ghcr.io/<owner>/<repo>/etcd-backup@sha256:<digest printed by the backup-image workflow>";
+    for (const pinned of [
+      `registry.example.com/etcd-backup@${digest}`,
+      `ghcr.io/platform/hcloud-control-plane/etcd-backup:3.6.5-1@${digest}`,
+      `registry.example.com:5000/platform/etcd-backup@${digest}`,
+    ])
+      expect(parse({ backupImage: pinned }).backup.image).toBe(pinned);
+    const unpinned = "is not pinned by digest (a tag can be moved to other content)";
+    for (const [value, why] of [
+      ["registry.example.com/etcd-backup", unpinned],
+      ["registry.example.com/platform/etcd-backup:3.6.5-1", unpinned],
+      ["registry.example.com/etcd-backup:latest", unpinned],
+      [`registry.example.com/etcd-backup@sha256:${"a".repeat(63)}`, "is not an image reference"],
+      [`registry.example.com/etcd-backup@sha256:${"A".repeat(64)}`, "is not an image reference"],
+      [`registry.example.com/etcd-backup@sha512:${"a".repeat(64)}`, "is not an image reference"],
+      ["not an image", "is not an image reference"],
+    ])
+      expect(problems({ backupImage: value })).toEqual([
+        `${P}:backupImage = ${JSON.stringify(value)}: ${why}; ${allowed}`,
+      ]);
   });
 
   test("Object Storage keys and the PagerDuty routing key must be set", () => {

@@ -121,7 +121,7 @@ const samples: Record<string, Sample> = {
   backupAgeRecipients: {
     edit: { backupAgeRecipients: ["age1jrv6vc5s67v5cacsn0608aj0l0570ympuy64r0nmqtkuu55rlyuq7urp7q"] },
   },
-  backupImage: { edit: { backupImage: "registry.example.com/platform/etcd-backup:3.6.6-1" } },
+  backupImage: { edit: { backupImage: `ghcr.io/platform/hcloud-control-plane/etcd-backup@sha256:${"1".repeat(64)}` } },
   objectStorageAccessKey: { edit: { objectStorageAccessKey: "rotated-access-key" } },
   objectStorageSecretKey: { edit: { objectStorageSecretKey: "rotated-secret-key" } },
   // existing-operator needs the labels its Prometheus selects (readMonitoring's rule);

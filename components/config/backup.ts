@@ -85,17 +85,20 @@ export function readBackup(
 }
 
 /**
- * Why `ref` is not a pinned image reference, or undefined: `registry/path:tag` or
- * `...@sha256:<digest>`; `latest` and a missing tag are refused, since a CronJob that pulls a
- * moving tag runs a different backup than the one tested.
+ * Why `ref` is not an image reference pinned by digest, or undefined:
+ * `registry/path[:tag]@sha256:<64 hex>`. A tag alone is refused, `latest` included: a tag can be
+ * moved to other content, so the CronJob would run a backup other than the one built and
+ * checked, and `IfNotPresent` would keep whichever image a node pulled first. A digest names
+ * exactly one image; the backup-image workflow prints it (README, "Backups").
  */
 export function imageReferenceError(ref: string): string | undefined {
   const m =
     /^([a-z0-9]+(?:[._-][a-z0-9]+)*(?::\d+)?(?:\/[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*)+)(?::([\w][\w.-]{0,127}))?(@sha256:[a-f0-9]{64})?$/.exec(
       ref,
     );
-  if (!m) return "must be an image reference such as registry.example.com/platform/etcd-backup:3.6.5-1";
-  if (!m[2] && !m[3]) return "must be pinned with a tag or an @sha256 digest";
-  if (m[2] === "latest" && !m[3]) return "must not use the moving tag latest; pin a version tag or a digest";
+  const allowed =
+    "allowed: <registry>/<path>[:<tag>]@sha256:<64 lower-case hex digits>, e.g. ghcr.io/<owner>/<repo>/etcd-backup@sha256:<digest printed by the backup-image workflow>";
+  if (!m) return `is not an image reference; ${allowed}`;
+  if (!m[3]) return `is not pinned by digest (a tag can be moved to other content); ${allowed}`;
   return undefined;
 }
