@@ -6,7 +6,7 @@
  * The script itself runs for real against etcd and an S3 server in etcdBackup.test.ts. What
  * this cannot prove: that Hetzner accepts the bucket calls (DESIGN.md lists the flags its S3
  * needs) and that the image named by backupImage carries the tools the script uses
- * (scripts/jobs/images/etcd-backup.Dockerfile, checked against the script below).
+ * (scripts/jobs/images/etcd-backup.Dockerfile, checked against the scripts in tests/workflows.test.ts).
  */
 import { spawnSync } from "node:child_process";
 import * as crypto from "node:crypto";
@@ -22,7 +22,6 @@ import {
 } from "../components/etcd/backup";
 import { parseConfig } from "../components/config";
 import { scriptHashAnnotation } from "../components/etcd/cronJob";
-import { versions } from "../components/versions";
 import { ProgramRun } from "../tools/offline/harness";
 import { loadStackConfig } from "../tools/offline/stackConfig";
 import { one, runStack } from "./support/program";
@@ -216,24 +215,6 @@ describe("the CronJob", () => {
     for (const e of container.env)
       if (e.name !== "HOME") expect([e.name, help.includes(e.name)]).toEqual([e.name, true]);
     for (const name of ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]) expect(help).toContain(name);
-  });
-
-  test("the backup image's Dockerfile takes etcdctl/etcdutl from the pinned etcd image and installs the script's tools", () => {
-    const dockerfile = fs.readFileSync(
-      path.join(__dirname, "..", "scripts", "jobs", "images", "etcd-backup.Dockerfile"),
-      "utf8",
-    );
-    expect(dockerfile).toContain(`ARG ETCD_IMAGE=${versions.etcdImage}`);
-    expect(dockerfile).toMatch(
-      /COPY --from=etcd \/usr\/local\/bin\/etcdctl \/usr\/local\/bin\/etcdutl \/usr\/local\/bin\//,
-    );
-    for (const pkg of ["awscli", "age", "zstd", "ca-certificates", "jq", "curl", "tar"]) {
-      expect([pkg, new RegExp(`\\b${pkg}\\b`).test(dockerfile)]).toEqual([pkg, true]);
-    }
-    // The scripts source the library beside them, so the copies for manual runs travel together.
-    expect(dockerfile).toContain(
-      "COPY scripts/node/lib.sh scripts/jobs/etcd-backup.sh scripts/jobs/etcd-defrag.sh /usr/local/bin/",
-    );
   });
 });
 

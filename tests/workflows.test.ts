@@ -19,6 +19,7 @@ import {
   readyzCall,
   repoRoot,
 } from "./support/nodeSandbox";
+import { versions } from "../components/versions";
 
 const workflowsDir = path.join(repoRoot, ".github", "workflows");
 
@@ -336,6 +337,299 @@ describe("deploy.yml", () => {
       PULUMI_ACCESS_TOKEN: "${{ secrets.PULUMI_ACCESS_TOKEN }}",
       STACK: "${{ matrix.stack }}",
     });
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// backup-image.yml and the image it builds (scripts/jobs/images/etcd-backup.Dockerfile).
+
+const backupImageFile = path.join(workflowsDir, "backup-image.yml");
+const backupImage = workflow("backup-image.yml");
+const dockerfilePath = path.join(repoRoot, "scripts", "jobs", "images", "etcd-backup.Dockerfile");
+const dockerfile = fs.readFileSync(dockerfilePath, "utf8");
+/** The Dockerfile's instructions, continuation lines joined. */
+const instructions = dockerfile
+  .replace(/\\\n/g, " ")
+  .split("\n")
+  .filter((l) => l.trim() !== "" && !l.startsWith("#"));
+/** GitHub's `paths` filter for the patterns used here: `*` is any run of characters but `/`. */
+const globMatches = (pattern: string, file: string) =>
+  new RegExp(`^${pattern.replace(/[.+?^${}()|[\]\\]/g, "\\$&").replace(/\*/g, "[^/]*")}$`).test(file);
+const dockerArg = (name: string) => {
+  const found = instructions.map((l) => new RegExp(`^ARG ${name}=(\\S+)$`).exec(l)?.[1]).filter(Boolean);
+  if (found.length !== 1) throw new Error(`expected one ARG ${name}=... in the Dockerfile, found ${found.length}`);
+  return found[0]!;
+};
+
+describe("backup-image.yml", () => {
+  const [jobName, ...otherJobs] = Object.keys(backupImage.jobs);
+  const job = backupImage.jobs[jobName];
+  const step = (name: string) => {
+    const found = job.steps.find((s) => s.name === name || s.uses?.startsWith(`${name}@`));
+    if (!found) throw new Error(`no step ${name}`);
+    return found;
+  };
+
+  test("runs on pushes to main that change the image's inputs, and by hand; on nothing else", () => {
+    expect(otherJobs).toEqual([]);
+    expect(Object.keys(backupImage.on).sort()).toEqual(["push", "workflow_dispatch"]);
+    const push = backupImage.on.push as { branches: string[]; paths: string[] };
+    expect(push.branches).toEqual(["main"]);
+    // Every file the image copies or is built from is a trigger.
+    const copied = instructions
+      .filter((l) => l.startsWith("COPY ") && !l.startsWith("COPY --from"))
+      .flatMap((l) => l.split(/\s+/).slice(1, -1));
+    for (const file of ["scripts/jobs/images/etcd-backup.Dockerfile", ".github/workflows/backup-image.yml", ...copied])
+      expect([file, push.paths.some((p) => globMatches(p, file))]).toEqual([file, true]);
+  });
+
+  test("least privilege: read-only by default; the job may only read the code and write packages", () => {
+    expect(backupImage.permissions).toEqual({ contents: "read" });
+    expect(job.permissions).toEqual({ contents: "read", packages: "write" });
+    expect(JSON.stringify(backupImage)).not.toMatch(/secrets\.(?!GITHUB_TOKEN\b)/);
+    expect(step("docker/login-action").with).toEqual({
+      registry: "ghcr.io",
+      username: "${{ github.actor }}",
+      password: "${{ secrets.GITHUB_TOKEN }}",
+    });
+    expect(step("actions/checkout").with).toEqual({ "persist-credentials": false });
+  });
+
+  test("every action is pinned by a full commit SHA, with the release it is in a comment", () => {
+    const uses = job.steps.flatMap((s) => (s.uses ? [s.uses] : []));
+    expect(uses.map((u) => u.split("@")[0])).toEqual([
+      "actions/checkout",
+      "docker/setup-buildx-action",
+      "docker/login-action",
+      "docker/build-push-action",
+    ]);
+    for (const u of uses) expect(u).toMatch(/^[\w-]+\/[\w-]+@[0-9a-f]{40}$/);
+    // YAML drops comments: read each `uses:` line of the file itself.
+    const lines = fs
+      .readFileSync(backupImageFile, "utf8")
+      .split("\n")
+      .filter((l) => /^\s*(-\s+)?uses:/.test(l));
+    expect(lines).toHaveLength(uses.length);
+    for (const line of lines) expect(line).toMatch(/uses: [\w-]+\/[\w-]+@[0-9a-f]{40} # v\d+\.\d+\.\d+$/);
+  });
+
+  test("no `run` script inlines a ${{ }} expression or traces itself", () => {
+    for (const s of job.steps.filter((x) => x.run)) {
+      expect({ run: s.run }).toEqual({ run: expect.not.stringContaining("${{") });
+      expect(s.run).not.toMatch(/set -[a-z]*x|set -o xtrace/);
+    }
+  });
+
+  test("builds the Dockerfile from the repository root and pushes it tagged with the commit", () => {
+    const build = step("Build and push");
+    expect(build.uses).toMatch(/^docker\/build-push-action@/);
+    expect(build.id).toBe("build");
+    expect(build.with).toEqual({
+      context: ".",
+      file: path.relative(repoRoot, dockerfilePath),
+      platforms: "linux/amd64",
+      push: true,
+      tags: "${{ steps.name.outputs.image }}:${{ github.sha }}",
+      "no-cache": true,
+      pull: true,
+    });
+    expect(step("Digest and backupImage").env).toEqual({
+      IMAGE: "${{ steps.name.outputs.image }}",
+      DIGEST: "${{ steps.build.outputs.digest }}",
+    });
+  });
+
+  /** Runs a step's script with bash, `docker` a fake on PATH; returns status, output and GITHUB_OUTPUT/summary. */
+  function runStep(s: Step, env: Record<string, string>, fakeDocker = "") {
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "backup-image-step-"));
+    try {
+      const bin = path.join(dir, "bin");
+      fs.mkdirSync(bin);
+      if (fakeDocker) fs.writeFileSync(path.join(bin, "docker"), fakeDocker, { mode: 0o755 });
+      const output = path.join(dir, "github-output");
+      const summary = path.join(dir, "step-summary");
+      fs.writeFileSync(output, "");
+      fs.writeFileSync(summary, "");
+      const result = spawnSync("/bin/bash", ["-c", s.run!], {
+        env: {
+          PATH: `${bin}:${process.env.PATH}`,
+          HOME: dir,
+          GITHUB_OUTPUT: output,
+          GITHUB_STEP_SUMMARY: summary,
+          ...env,
+        },
+        encoding: "utf8",
+        timeout: 10_000,
+      });
+      return {
+        status: result.status,
+        stdout: result.stdout,
+        stderr: result.stderr,
+        output: fs.readFileSync(output, "utf8"),
+        summary: fs.readFileSync(summary, "utf8"),
+        dockerCalls: fs.existsSync(path.join(dir, "docker-calls"))
+          ? fs.readFileSync(path.join(dir, "docker-calls"), "utf8")
+          : "",
+      };
+    } finally {
+      fs.rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  test("the image is ghcr.io/<owner>/<repo>/etcd-backup, lower case as the registry requires", () => {
+    const run = runStep(step("Image name"), { REPOSITORY: "Platform/HCloud-Control-Plane" });
+    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(run.output).toBe("image=ghcr.io/platform/hcloud-control-plane/etcd-backup\n");
+  });
+
+  // A fake `docker buildx imagetools inspect NAME --format '{{json .Manifest.Digest}}'`: buildx
+  // renders the Go template over the inspected image, whose .Manifest is the root descriptor of
+  // NAME (buildx docs/reference/buildx_imagetools_inspect.md, "--format"); `json` prints the
+  // digest as a JSON string. A name by digest resolves to that digest, unless the registry has
+  // something else (FAKE_SERVED) or nothing (FAKE_MISSING: buildx exits 1, "not found").
+  const fakeDocker = `#!/usr/bin/env bash
+printf '%s\\n' "$*" >>"$HOME/docker-calls"
+[[ "$1 $2 $3" == "buildx imagetools inspect" ]] || { echo "fake docker: unexpected $*" >&2; exit 99; }
+name="$4"
+[[ "$5 $6" == "--format {{json .Manifest.Digest}}" ]] || { echo "fake docker: unexpected format $5 $6" >&2; exit 99; }
+if [[ -n "\${FAKE_MISSING:-}" ]]; then echo "ERROR: \${name}: not found" >&2; exit 1; fi
+printf '"%s"\\n' "\${FAKE_SERVED:-\${name##*@}}"
+`;
+  const digest = `sha256:${"3f".repeat(32)}`;
+  const image = "ghcr.io/platform/hcloud-control-plane/etcd-backup";
+
+  test("prints the digest the registry serves and the backupImage value, in the log and the summary", () => {
+    const run = runStep(step("Digest and backupImage"), { IMAGE: image, DIGEST: digest }, fakeDocker);
+    expect({ status: run.status, stderr: run.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(run.dockerCalls).toBe(`buildx imagetools inspect ${image}@${digest} --format {{json .Manifest.Digest}}\n`);
+    expect(run.stdout).toContain(`digest: ${digest}\n`);
+    expect(run.stdout).toContain(`backupImage: ${image}@${digest}\n`);
+    expect(run.summary).toContain(`pulumi config set backupImage ${image}@${digest}\n`);
+  });
+
+  test("fails without a digest, when the registry serves another or nothing, printing no backupImage", () => {
+    const pushed: Record<string, string> = { IMAGE: image, DIGEST: digest };
+    for (const [env, says] of [
+      [{ DIGEST: "" }, "build-push-action printed no image digest"],
+      [{ DIGEST: "sha256:abc" }, "build-push-action printed no image digest"],
+      [
+        { FAKE_SERVED: `sha256:${"0".repeat(64)}` },
+        `the registry serves ${image}@${digest} as 'sha256:${"0".repeat(64)}'`,
+      ],
+      [{ FAKE_MISSING: "1" }, "not found"],
+    ] as const) {
+      const run = runStep(step("Digest and backupImage"), { ...pushed, ...env }, fakeDocker);
+      expect({ env, status: run.status }).toEqual({ env, status: 1 });
+      expect(run.stderr).toContain(says);
+      expect(run.stdout).not.toContain("backupImage:");
+      expect(run.summary).toBe("");
+    }
+  });
+});
+
+describe("scripts/jobs/images/etcd-backup.Dockerfile", () => {
+  test("every stage starts from debian:bookworm-slim pinned by digest", () => {
+    expect(dockerArg("DEBIAN_IMAGE")).toMatch(/^debian:bookworm-slim@sha256:[0-9a-f]{64}$/);
+    const froms = instructions.filter((l) => /^FROM\s/i.test(l));
+    expect(froms).toEqual(["FROM ${DEBIAN_IMAGE} AS fetch", "FROM ${DEBIAN_IMAGE}"]);
+  });
+
+  test("every Debian package is pinned to a version", () => {
+    const installs = instructions.filter((l) => l.includes("apt-get install"));
+    expect(installs).toHaveLength(2);
+    const packages = installs.flatMap((l) =>
+      l
+        .split(/apt-get install/)[1]
+        .split("&&")[0]
+        .trim()
+        .split(/\s+/)
+        .filter((w) => !w.startsWith("-")),
+    );
+    expect(packages.length).toBeGreaterThan(0);
+    for (const p of packages) expect(p).toMatch(/^[a-z0-9][a-z0-9+.-]+=[0-9][A-Za-z0-9.+~:-]*$/);
+  });
+
+  test("etcdctl/etcdutl are the etcd kubeadm deploys, and each download is checked against its sha256 first", () => {
+    // registry.k8s.io/etcd:3.6.5-0 -> 3.6.5
+    expect(dockerArg("ETCD_VERSION")).toBe(/:(\d+\.\d+\.\d+)-\d+$/.exec(versions.etcdImage)![1]);
+    for (const name of ["ETCD_SHA256_AMD64", "ETCD_SHA256_ARM64", "KUBECTL_SHA256_AMD64", "KUBECTL_SHA256_ARM64"])
+      expect(dockerArg(name)).toMatch(/^[0-9a-f]{64}$/);
+    const fetch = instructions.find((l) => l.includes("etcd.tar.gz"))!;
+    const order = [
+      "-o etcd.tar.gz",
+      `"\${etcd_sha256}  etcd.tar.gz" | sha256sum --strict -c -`,
+      "tar -xzf etcd.tar.gz",
+      "-o kubectl",
+      `"\${kubectl_sha256}  kubectl" | sha256sum --strict -c -`,
+      "install -D",
+    ];
+    const at = order.map((s) => fetch.indexOf(s));
+    expect(at.every((i) => i >= 0)).toBe(true);
+    expect([...at].sort((a, b) => a - b)).toEqual(at);
+    // An architecture without pinned checksums fails instead of downloading unchecked.
+    expect(fetch).toContain(`*) echo "no pinned checksums for architecture '$arch'" >&2; exit 1 ;;`);
+  });
+
+  test("kubectl is within one minor of the default kubernetesVersion", () => {
+    const pulumiYaml = parse(fs.readFileSync(path.join(repoRoot, "Pulumi.yaml"), "utf8")) as {
+      config: Record<string, { default?: unknown }>;
+    };
+    const minor = (v: string) => Number(v.split(".")[1]);
+    const kubernetes = String(pulumiYaml.config.kubernetesVersion.default);
+    expect(Math.abs(minor(dockerArg("KUBECTL_VERSION")) - minor(kubernetes))).toBeLessThanOrEqual(1);
+  });
+
+  test("carries every tool the job scripts require, and the tools the API jobs use", () => {
+    // Where each tool comes from: a pinned package, the checked downloads, or the base image
+    // (Essential packages of debian:bookworm-slim: bash, coreutils, tar).
+    const source: Record<string, RegExp> = {
+      etcdctl: /install -D -m 0755 -t \/fetch\/bin etcdctl etcdutl kubectl/,
+      etcdutl: /install -D -m 0755 -t \/fetch\/bin etcdctl etcdutl kubectl/,
+      kubectl:
+        /COPY --from=fetch \/fetch\/bin\/etcdctl \/fetch\/bin\/etcdutl \/fetch\/bin\/kubectl \/usr\/local\/bin\//,
+      aws: /\bawscli=/,
+      age: /\bage=/,
+      zstd: /\bzstd=/,
+      jq: /\bjq=/,
+      curl: /\bcurl=/,
+      openssl: /\bopenssl=/,
+      "ssh-keygen": /\bopenssh-client=/,
+    };
+    const base = ["sha256sum", "timeout", "tail", "date", "sleep", "tar"];
+    const required = fs
+      .readdirSync(path.join(repoRoot, "scripts", "jobs"))
+      .filter((f) => f.endsWith(".sh"))
+      .flatMap((f) =>
+        [
+          ...fs.readFileSync(path.join(repoRoot, "scripts", "jobs", f), "utf8").matchAll(/require_tools ([\w -]+)/g),
+        ].flatMap((m) => m[1].trim().split(/\s+/)),
+      );
+    expect(required).toContain("etcdctl");
+    for (const tool of new Set([...required, "kubectl", "jq", "openssl", "curl", "ssh-keygen"])) {
+      if (base.includes(tool)) continue;
+      expect([tool, source[tool]?.test(instructions.join("\n")) ?? "no source known"]).toEqual([tool, true]);
+    }
+    // Each tool is run once in the image as built: a missing library fails the build.
+    const check = instructions.find((l) => l.includes("etcdctl version"))!;
+    for (const command of [
+      "etcdctl version",
+      "etcdutl version",
+      "kubectl version --client",
+      "aws --version",
+      "age --version",
+      "zstd --version",
+      "jq --version",
+      "command -v ssh-keygen",
+      "openssl version",
+      "curl --version",
+    ])
+      expect(check).toContain(command);
+  });
+
+  test("the scripts for manual runs travel with the library they source", () => {
+    expect(instructions).toContain(
+      "COPY scripts/node/lib.sh scripts/jobs/etcd-backup.sh scripts/jobs/etcd-defrag.sh /usr/local/bin/",
+    );
   });
 });
 
