@@ -554,6 +554,8 @@ describe("apiserver-sans.sh", () => {
       expect(result.stderr).toContain(message);
       expect(fingerprint(crt(sandbox))).toBe(before);
       expect(backupDirs(sandbox)).toEqual([]);
+      // The candidate pair (a private key nothing uses) does not outlive the run.
+      expect(fs.existsSync(at(sandbox, `${work}/staging`))).toBe(false);
       converges(sandbox);
     });
 

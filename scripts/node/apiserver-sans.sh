@@ -162,9 +162,12 @@ fail() {
   node_failed "${step}: $*"
 }
 
+# A manifest restart_static_pod (lib.sh) parked is put back and a staged file removed on every
+# exit, signals included; so is the staging directory (it holds a private key nothing uses).
 on_exit() {
   restore_parked_static_pod
   remove_staged
+  if [[ -n "${staging:-}" ]]; then rm -rf -- "$staging"; fi
 }
 cleanup_on_exit on_exit
 
