@@ -159,7 +159,7 @@ ${crictlFake}`;
 const realTools = [
   ...new Set([
     ...["bash", "cat", "dirname", "install", "ln", "mktemp", "mv", "rm", "rmdir", "sleep", "timeout"], // the script
-    ...["awk", "grep", "openssl", "paste", "sed", "sort", "tr"], // the script
+    ...["awk", "date", "grep", "openssl", "paste", "sed", "sort", "tr"], // the script
     ...fakeKubeadmTools,
     ...fakeKubeadmCertTools,
     ...localApiserverTools,
@@ -575,6 +575,10 @@ describe("apiserver-sans.sh", () => {
       expect(fingerprint(crt(sandbox))).toBe(oldFingerprint);
       expect(fs.existsSync(at(sandbox, `${manifests}/kube-apiserver.yaml`))).toBe(true);
       expect(pending(sandbox)).toBe(true);
+      // A refusal now says an earlier run is unfinished and where the previous pair is.
+      const refused = run(sandbox, args(sandbox, lbPrivate, wanted, ["--timeout", "3"]), { FAKE_FAIL: "readyz" });
+      expect(refused.status).toBe(1);
+      expect(refused.stderr).toContain(`an unfinished earlier run left the previous certificate in ${dir}`);
       converges(sandbox);
       // The backup of the first run stayed the previous certificate: no second backup.
       expect(backupDirs(sandbox)).toHaveLength(1);

@@ -331,7 +331,13 @@ gates() {
     "$on_failure" "etcd endpoint health --cluster did not pass within ${timeout_seconds}s; see ${log_file}"
 }
 
-refuse() { node_failed "refusing to change the API server certificate: $*; nothing was changed"; }
+refuse() {
+  local unfinished=""
+  if [[ -n "$(pending_backup)" ]]; then
+    unfinished="; an unfinished earlier run left the previous certificate in $(pending_backup) (docs/runbooks/api-endpoint-change.md)"
+  fi
+  node_failed "refusing to change the API server certificate: $*; nothing was changed${unfinished}"
+}
 
 # ---------------------------------------------------------------------------------------------
 # The backup and the way back.
@@ -456,9 +462,10 @@ install_pair() {
   if [[ -n "$dir" ]]; then
     log "${node_name}: the backup ${dir} of an unfinished run is kept as the previous certificate"
   else
-    # The UTC time, to the second: a later run never overwrites an earlier backup.
-    printf -v stamp '%(%Y%m%dT%H%M%SZ)T' -1
+    # The UTC time, to the second; a later run never overwrites an earlier backup.
+    stamp="$(date -u +%Y%m%dT%H%M%SZ)"
     dir="${BACKUPS}/apiserver-sans-${stamp}"
+    if [[ -e "${ROOT}${dir}" ]]; then dir+="-$$"; fi
     install -d -m 0700 "${ROOT}${BACKUPS}" "${ROOT}${dir}"
     install -m 0600 "${ROOT}${PKI}/apiserver.crt" "${ROOT}${dir}/apiserver.crt"
     install -m 0600 "${ROOT}${PKI}/apiserver.key" "${ROOT}${dir}/apiserver.key"
