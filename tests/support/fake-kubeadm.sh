@@ -315,6 +315,113 @@ join_control_plane_join() {
 }
 join_wait_control_plane() { :; }
 
+# `kubeadm init phase certs apiserver --config F`, as kubernetes/kubernetes (1.34) has it:
+# - the configuration: F's InitConfiguration (localAPIEndpoint.advertiseAddress,
+#   nodeRegistration.name) and ClusterConfiguration (certificatesDir, controlPlaneEndpoint,
+#   networking, apiServer.certSANs), defaulted as v1beta4 does (cmd/kubeadm/app/apis/kubeadm/
+#   v1beta4/defaults.go: certificatesDir /etc/kubernetes/pki, serviceSubnet 10.96.0.0/12,
+#   dnsDomain cluster.local; without an advertiseAddress, the address of the default route's
+#   interface, $FAKE_DEFAULT_ROUTE_IP here; without a name, the host name);
+# - the SANs (GetAPIServerAltNames in cmd/kubeadm/app/util/pkiutil/pki_helpers.go): DNS names
+#   <node name>, kubernetes, kubernetes.default, kubernetes.default.svc,
+#   kubernetes.default.svc.<dnsDomain>; IPs <first IP of the service subnet>, <advertise
+#   address>; then the controlPlaneEndpoint host (an IP to the IPs, else a DNS name), then each
+#   certSANs entry the same way (appendSANsToAltNames: duplicates are kept, an entry that is
+#   neither is skipped with a warning);
+# - the CA: ca.crt and ca.key in certificatesDir (LoadCertificateAuthority in
+#   cmd/kubeadm/app/phases/certs/certs.go; a missing one fails the phase);
+# - an existing apiserver.crt or apiserver.key (writeCertificateFilesIfNotExist, certs.go): the
+#   pair is loaded, must be signed by the CA ("certificate apiserver is not signed by
+#   corresponding CA") and valid for every SAN above (validateCertificateWithConfig:
+#   x509 VerifyHostname, so "certificate apiserver is invalid: x509: certificate is valid for
+#   ..., not <name>"); then it is kept, "Using the existing", even when it has SANs the
+#   configuration no longer names. Otherwise a new pair: RSA 2048 (the default
+#   encryptionAlgorithm), CN kube-apiserver, server auth, signed by the CA for a year
+#   (certificateValidityPeriod's default), key written 0600 before the certificate 0644
+#   (pkiutil.WriteCertAndKey; keyutil.WriteKey and certutil.WriteCert).
+# Real openssl makes the certificate, so the scripts compare real SANs. FAKE_FAIL=certs-apiserver
+# fails the phase before it writes anything.
+certs_apiserver() {
+  local file="$1" dir="/etc/kubernetes/pki" endpoint_host="" subnet="10.96.0.0/12" domain="cluster.local"
+  local address="${FAKE_DEFAULT_ROUTE_IP:-203.0.113.10}" name line top="" sub="" san
+  local -a cert_sans=() dns=() ips=()
+  name="$(uname -n)"
+  [[ -r "$file" ]] || { echo "unable to read config from \"$file\"" >&2; exit 1; }
+  while IFS= read -r line; do
+    if [[ "$line" == --- ]]; then top="" sub=""; continue; fi
+    if [[ "$line" =~ ^([A-Za-z]+):[[:space:]]*(.*)$ ]]; then
+      top="${BASH_REMATCH[1]}" sub=""
+      case "$top" in
+        certificatesDir) dir="${BASH_REMATCH[2]}" ;;
+        controlPlaneEndpoint) endpoint_host="${BASH_REMATCH[2]%:*}" ;;
+      esac
+      continue
+    fi
+    if [[ "$line" =~ ^\ \ ([A-Za-z]+):[[:space:]]*(.*)$ ]]; then
+      sub="${BASH_REMATCH[1]}"
+      case "$top.$sub" in
+        localAPIEndpoint.advertiseAddress) address="${BASH_REMATCH[2]}" ;;
+        nodeRegistration.name) name="${BASH_REMATCH[2]}" ;;
+        networking.serviceSubnet) subnet="${BASH_REMATCH[2]}" ;;
+        networking.dnsDomain) domain="${BASH_REMATCH[2]}" ;;
+      esac
+      continue
+    fi
+    if [[ "$top.$sub" == apiServer.certSANs && "$line" =~ ^\ \ (\ \ )?-\ +[\"\']?([^\"\']*)[\"\']?$ ]]; then
+      cert_sans+=("${BASH_REMATCH[2]}")
+    fi
+  done <"$file"
+  local ca_crt="$dir/ca.crt" ca_key="$dir/ca.key" crt="$dir/apiserver.crt" key="$dir/apiserver.key"
+  if [[ ! -f "$ca_crt" || ! -f "$ca_key" ]]; then
+    phase_error certs/apiserver "couldn't load CA certificate ca: couldn't load ca certificate authority from $dir"
+  fi
+  if fails certs-apiserver; then phase_error certs/apiserver "fake failure"; fi
+  # The first IP of the service subnet: its network address plus one.
+  local net="${subnet%/*}" bits="${subnet#*/}" a b c d n
+  IFS=. read -r a b c d <<<"$net"
+  n=$(((a << 24 | b << 16 | c << 8 | d) & (0xffffffff << (32 - bits)) & 0xffffffff))
+  n=$((n + 1))
+  ips=("$((n >> 24 & 255)).$((n >> 16 & 255)).$((n >> 8 & 255)).$((n & 255))" "$address")
+  dns=("$name" kubernetes kubernetes.default kubernetes.default.svc "kubernetes.default.svc.$domain")
+  for san in ${endpoint_host:+"$endpoint_host"} "${cert_sans[@]}"; do
+    if [[ "$san" =~ ^[0-9.]+$ || "$san" == *:* ]]; then ips+=("$san")
+    elif [[ "$san" =~ ^(\*\.)?[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$ ]]; then dns+=("$san")
+    else echo "[certificates] WARNING: '$san' was not added to the 'apiserver' SAN, because it is not a valid IP or RFC-1123 compliant DNS entry" >&2
+    fi
+  done
+  if [[ -f "$crt" || -f "$key" ]]; then
+    openssl verify -CAfile "$ca_crt" "$crt" >/dev/null 2>&1 ||
+      phase_error certs/apiserver "[certs] certificate apiserver is not signed by corresponding CA"
+    local have
+    have="$(openssl x509 -in "$crt" -noout -ext subjectAltName | sed -n '2,$p' | tr ',' '\n' | sed 's/^ *//')"
+    for san in "${dns[@]}"; do
+      grep -qixF "DNS:$san" <<<"$have" ||
+        phase_error certs/apiserver "[certs] certificate apiserver is invalid: x509: certificate is valid for $(grep '^DNS:' <<<"$have" | sed 's/^DNS://' | paste -sd, | sed 's/,/, /g'), not $san"
+    done
+    for san in "${ips[@]}"; do
+      openssl x509 -in "$crt" -noout -checkip "$san" | grep -q ' does match ' ||
+        phase_error certs/apiserver "[certs] certificate apiserver is invalid: x509: certificate is valid for $(grep '^IP' <<<"$have" | sed 's/^IP Address://' | paste -sd, | sed 's/,/, /g'), not $san"
+    done
+    echo '[certs] Using the existing "apiserver" certificate and key'
+    echo "certs/apiserver" >>"$phases_log"
+    return 0
+  fi
+  echo '[certs] Generating "apiserver" certificate and key'
+  local ext="" csr serial
+  for san in "${dns[@]}"; do ext+="${ext:+,}DNS:$san"; done
+  for san in "${ips[@]}"; do ext+="${ext:+,}IP:$san"; done
+  csr="$(mktemp)"
+  openssl req -new -newkey rsa:2048 -nodes -keyout "$key" -subj /CN=kube-apiserver -out "$csr" 2>/dev/null
+  chmod 0600 "$key"
+  serial="0x$(od -An -N8 -tx1 /dev/urandom | tr -d ' \n')"
+  openssl x509 -req -in "$csr" -CA "$ca_crt" -CAkey "$ca_key" -set_serial "$serial" -days 365 -out "$crt" \
+    -extfile <(printf 'subjectAltName=%s\nkeyUsage=critical,digitalSignature,keyEncipherment\nextendedKeyUsage=serverAuth\nbasicConstraints=critical,CA:FALSE\n' "$ext") 2>/dev/null
+  chmod 0644 "$crt"
+  rm -f "$csr"
+  echo "[certs] apiserver serving cert is signed for DNS names [${dns[*]}] and IPs [${ips[*]}]"
+  echo "certs/apiserver" >>"$phases_log"
+}
+
 run_phase() {
   "$1_${2//-/_}"
   echo "$1:$2" >>"$phases_log"
@@ -390,6 +497,10 @@ case "$1 ${2:-}" in
       create_object kube-system secrets kubeadm-certs
       echo '[upload-certs] Using certificate key:'
       echo "$FAKE_CERT_KEY"
+      exit 0
+    fi
+    if [[ "$3 ${4:-} ${5:-}" == "certs apiserver --config" && $# -eq 6 ]]; then
+      certs_apiserver "$6"
       exit 0
     fi
     # The other phases the membership scripts run: `kubeadm init phase <phase> [all] --config F`

@@ -18,8 +18,15 @@
  * control-plane-prepare` downloads from the kubeadm-certs Secret), FAKE_TOKEN, FAKE_CA_CERT_HASH,
  * FAKE_CERT_KEY (the printed join command), FAKE_KUBEADM_FAIL_AFTER=<phase> (the phase after it
  * fails before writing anything), FAKE_FAIL (init, join: fail in preflight; upload-certs, token,
- * reset, and each `init phase`/`join phase` by its name), FAKE_KUBEADM_VERSION (kubeadm's own
- * version, default v1.34.2), FAKE_CLUSTER_VERSION (the version a join finds, default v1.34.2).
+ * reset, and each `init phase`/`join phase` by its name; certs-apiserver for `init phase certs
+ * apiserver`), FAKE_KUBEADM_VERSION (kubeadm's own version, default v1.34.2),
+ * FAKE_CLUSTER_VERSION (the version a join finds, default v1.34.2), FAKE_DEFAULT_ROUTE_IP (the
+ * address kubeadm takes when a configuration names no advertiseAddress, default 203.0.113.10).
+ *
+ * `kubeadm init phase certs apiserver --config F` makes a REAL certificate with openssl from the
+ * CA in F's certificatesDir, with the SANs kubeadm puts in, and keeps or refuses an existing pair
+ * as kubeadm does (fake-kubeadm.sh certs_apiserver cites the source); it needs
+ * {@link fakeKubeadmCertTools} besides {@link fakeKubeadmTools}.
  */
 import { spawnSync } from "node:child_process";
 import * as crypto from "node:crypto";
@@ -45,6 +52,9 @@ export const fakeKubeadm = fs.readFileSync(path.join(__dirname, "fake-kubeadm.sh
 
 /** Real tools the fake runs besides bash. */
 export const fakeKubeadmTools = ["chmod", "cp", "grep", "ls", "mkdir", "mv", "rm", "stat"];
+
+/** Real tools the fake's `init phase certs apiserver` runs besides {@link fakeKubeadmTools}. */
+export const fakeKubeadmCertTools = ["mktemp", "od", "openssl", "paste", "sed", "tr", "uname"];
 
 /**
  * The fake cluster the fake kubeadm changes phase by phase (fake-kubeadm.sh's header says which
