@@ -24,7 +24,9 @@ import {
   csrApproverServiceAccount,
   readCsrApproverScripts,
 } from "../components/addons/csrApprover";
+import { ProgramRun } from "../tools/offline/harness";
 import { libraryPath, repoRoot } from "./support/bashLibrary";
+import { one, runStack } from "./support/program";
 import { requireTool } from "./support/tools";
 
 const script = path.join(repoRoot, "scripts", "jobs", "kubelet-csr-approver.sh");
@@ -381,5 +383,53 @@ describe("the approver's Kubernetes objects", () => {
     expect(dockerfile).toMatch(/\bjq\b/);
     expect(dockerfile).toMatch(/kubectl/);
     expect(dockerfile).toContain("scripts/jobs/kubelet-csr-approver.sh");
+  });
+});
+
+describe("in the prod stack's graph (mocks)", () => {
+  let run: ProgramRun;
+  beforeAll(async () => {
+    run = await runStack();
+  });
+
+  test("five objects under the component, through the cluster's provider, in the backup image", () => {
+    const component = one(run, "kubelet-csr-approver");
+    const children = run.resources
+      .filter((r) => r.parent === component.urn)
+      .map((r) => `${r.type} ${r.name}`)
+      .sort();
+    expect(children).toEqual([
+      "kubernetes:apps/v1:Deployment kubelet-csr-approver-deployment",
+      "kubernetes:core/v1:ConfigMap kubelet-csr-approver-script",
+      "kubernetes:core/v1:ServiceAccount kubelet-csr-approver-sa",
+      "kubernetes:rbac.authorization.k8s.io/v1:ClusterRole kubelet-csr-approver-role",
+      "kubernetes:rbac.authorization.k8s.io/v1:ClusterRoleBinding kubelet-csr-approver-binding",
+    ]);
+    const provider = one(run, "access-provider").urn;
+    for (const r of run.resources.filter((x) => x.parent === component.urn)) {
+      expect([r.name, r.provider]).toEqual([r.name, provider]);
+    }
+    // The same image as the backup CronJob: the job image, which carries kubectl, jq and openssl.
+    type PodOwner = { spec: { template: { spec: { containers: { image: string }[] } } } };
+    type CronJobInputs = { spec: { jobTemplate: PodOwner } };
+    const deployment = one(run, "kubelet-csr-approver-deployment").inputs as unknown as PodOwner;
+    const cronJob = one(run, "etcd-backup-cronjob").inputs as unknown as CronJobInputs;
+    expect(deployment.spec.template.spec.containers[0].image).toBe(
+      cronJob.spec.jobTemplate.spec.template.spec.containers[0].image,
+    );
+  });
+
+  test("the Deployment waits for its script, its binding and the pod network", () => {
+    const urn = (name: string) => one(run, name).urn;
+    expect(one(run, "kubelet-csr-approver-deployment").dependsOn).toEqual(
+      expect.arrayContaining([
+        urn("kubelet-csr-approver-script"),
+        urn("kubelet-csr-approver-binding"),
+        urn("cni-cilium"),
+      ]),
+    );
+    expect(one(run, "kubelet-csr-approver-binding").dependsOn).toEqual(
+      expect.arrayContaining([urn("kubelet-csr-approver-sa"), urn("kubelet-csr-approver-role")]),
+    );
   });
 });

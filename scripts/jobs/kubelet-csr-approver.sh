@@ -52,7 +52,7 @@ Configured only through environment variables:
 
 kubectl uses its in-cluster configuration (the pod's ServiceAccount) or KUBECONFIG.
 
-Tools: bash, coreutils (timeout, base64, sort, touch), kubectl, jq, openssl (3.x).
+Tools: bash, coreutils (timeout, base64, mktemp, touch), kubectl, jq, openssl, awk, grep.
 
 Output: on stderr, one line per approval (`approved <csr> for node <name>`) and one per request
 left pending (`leaving <csr> pending: <reason>`), with a UTC timestamp.
@@ -72,7 +72,7 @@ require_int APPROVER_PASSES 0
 require_int KUBECTL_TIMEOUT 1 600
 # `bounded` limits every kubectl call to this.
 timeout_seconds="$KUBECTL_TIMEOUT"
-require_tools kubectl jq openssl base64 timeout sort
+require_tools kubectl jq openssl base64 timeout awk grep
 
 readonly signer="kubernetes.io/kubelet-serving"
 # spec.usages, sorted and joined by ",", that a kubelet asks for: ECDSA keys (the kubelet's
