@@ -352,6 +352,23 @@ describe("the approver's Kubernetes objects", () => {
     });
   });
 
+  test("the script runs from its ConfigMap's files alone (lib.sh beside it, no repository)", () => {
+    const mount = fs.mkdtempSync(path.join(tmp, "configmap-"));
+    for (const [file, text] of Object.entries(csrApproverConfigMap(scripts).data)) {
+      fs.writeFileSync(path.join(mount, file), text, { mode: 0o555 });
+    }
+    const help = spawnSync("/bin/bash", [path.join(mount, "kubelet-csr-approver.sh"), "--help"], {
+      env: { PATH: "/usr/bin:/bin" },
+      encoding: "utf8",
+    });
+    expect({ status: help.status, stderr: help.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(help.stdout).toContain("Usage: kubelet-csr-approver.sh");
+    // Every variable the Deployment sets is one the script documents.
+    for (const e of deployment.spec.template.spec.containers[0].env) {
+      if (e.name !== "HOME") expect([e.name, help.stdout.includes(e.name)]).toEqual([e.name, true]);
+    }
+  });
+
   test("one replica on a control-plane node, unprivileged, the script and lib.sh from its ConfigMap", () => {
     const pod = deployment.spec.template.spec;
     expect(deployment.metadata).toMatchObject({ name: "kubelet-csr-approver", namespace: "kube-system" });
