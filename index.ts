@@ -8,6 +8,7 @@ import { ClusterBootstrap } from "./components/lifecycle/bootstrap";
 import { KubeadmCertificates } from "./components/lifecycle/certificates";
 import { apiServerViaReservedIp, ClusterAccess, publicApiServer } from "./components/lifecycle/clusterAccess";
 import { Cni } from "./components/addons/cni";
+import { KubeletCsrApprover } from "./components/addons/csrApprover";
 import { loadConfig, loadSecrets, readDeployedOutputs } from "./components/config";
 import { ControlPlane } from "./components/hetzner/controlPlane";
 import { EtcdDefrag } from "./components/etcd/defrag";
@@ -128,6 +129,13 @@ export = async (): Promise<StackOutputs> => {
     apiDnsName: cfg.apiDnsName,
     loadBalancer: { privateIp: cfg.loadBalancer.privateIp },
     provider: access.provider,
+  });
+
+  // Approves each kubelet's serving-certificate CSR for its own Node (serverTLSBootstrap), in the job image.
+  new KubeletCsrApprover("kubelet-csr-approver", {
+    backup: { image: cfg.backup.image },
+    provider: access.provider,
+    podNetwork: cni.release,
   });
 
   new Monitoring("monitoring", {

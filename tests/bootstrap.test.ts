@@ -75,12 +75,18 @@ describe("the prod stack's bootstrap", () => {
 
   test("registers exactly these bootstrap resources", () => {
     const names = run.resources
-      // Monitoring, backup, worker-token and day-2 resources are in their own tests.
+      // Monitoring, backup, worker-token, day-2 and CSR approver resources are in their own tests.
       .filter(
         (r) =>
-          !["monitoring", "etcd-backup", "worker-join", "upgrade", "certificates", "etcd-defrag"].some(
-            (c) => r.parent === one(run, c).urn,
-          ),
+          ![
+            "monitoring",
+            "etcd-backup",
+            "worker-join",
+            "upgrade",
+            "certificates",
+            "etcd-defrag",
+            "kubelet-csr-approver",
+          ].some((c) => r.parent === one(run, c).urn),
       )
       .filter(
         (r) =>
@@ -444,7 +450,7 @@ describe("variants", () => {
 
   test("preview: the whole bootstrap registers while every command's output is unknown", async () => {
     const run = await runStack({}, { preview: true });
-    expect(run.resources).toHaveLength(86);
+    expect(run.resources).toHaveLength(92);
     // Before the servers exist, where a record runs is unknown too.
     expect(one(run, "bootstrap-cp-2-membership").revealedInputs.connection).toBe("[unknown]");
     expect(one(run, "access-provider").revealedInputs.kubeconfig).toBe("[unknown]");

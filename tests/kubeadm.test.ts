@@ -215,14 +215,16 @@ describe("renderInitConfiguration", () => {
     expect(raw).not.toContain("listen-metrics-urls");
   });
 
-  test("KubeletConfiguration: systemd cgroups, client certificate rotation, no serving CSR", () => {
+  test("KubeletConfiguration: systemd cgroups, client certificate rotation, serving certificate through a CSR", () => {
     expect(docOfKind(text, "KubeletConfiguration")).toEqual({
       apiVersion: "kubelet.config.k8s.io/v1beta1",
       kind: "KubeletConfiguration",
       cgroupDriver: "systemd",
       rotateCertificates: true,
-      serverTLSBootstrap: false,
+      serverTLSBootstrap: true,
     });
+    // A boolean, as the kubelet decodes it (PyYAML reads YAML 1.1 like sigs.k8s.io/yaml).
+    expect(rawDocOfKind(text, "KubeletConfiguration")).toMatch(/^serverTLSBootstrap: true$/m);
   });
 
   test("certSANs: deduplicated, sorted, and the endpoint host is always among them", () => {

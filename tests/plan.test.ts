@@ -191,6 +191,11 @@ describe("npm run plan --stack prod", () => {
       "etcd-backup-script.yaml",
       "etcd-defrag-cronjob.yaml",
       "etcd-defrag-script.yaml",
+      "kubelet-csr-approver-binding.yaml",
+      "kubelet-csr-approver-deployment.yaml",
+      "kubelet-csr-approver-role.yaml",
+      "kubelet-csr-approver-sa.yaml",
+      "kubelet-csr-approver-script.yaml",
       "monitoring-alertmanager-config.yaml",
       "monitoring-kube-prometheus-stack-values.yaml",
       "monitoring-namespace.yaml",
@@ -241,7 +246,7 @@ describe("npm run plan --stack prod", () => {
     const lines = result.stdout.split("\n");
     expect(lines).toContain("├─ control-plane  hcloud-control-plane:ControlPlane");
     expect(lines).toContain("│  ├─ control-plane-cp-1  hcloud:Server  (protected, waits for 4)");
-    expect(lines).toContain("Resources by type (86 in all):");
+    expect(lines).toContain("Resources by type (92 in all):");
     expect(lines).toContain("    3  hcloud:index/server:Server");
     expect(result.stdout).toContain(path.relative(projectRoot, path.join(out, "prod", "plan.json")));
     expect(result.stdout).toContain(path.relative(projectRoot, path.join(out, "prod", "graph.svg")));

@@ -43,6 +43,7 @@ interface JoinConfiguration {
   kind: string;
   discovery: { bootstrapToken: { apiServerEndpoint: string; token: string; caCertHashes: string[] } };
   nodeRegistration: { name: string; criSocket: string; kubeletExtraArgs: { name: string; value: string }[] };
+  patches: { directory: string };
 }
 
 function servers(run: WorkerPoolRun): Recorded[] {
@@ -328,9 +329,21 @@ describe("worker cloud-init", () => {
         nodeRegistration: {
           name: server.name,
           criSocket: "unix:///run/containerd/containerd.sock",
-          kubeletExtraArgs: [{ name: "node-ip", value: `10.20.1.${101 + i}` }],
+          kubeletExtraArgs: [
+            { name: "cloud-provider", value: "external" },
+            { name: "node-ip", value: `10.20.1.${101 + i}` },
+          ],
         },
+        patches: { directory: "/etc/kubernetes/kubeadm-patches" },
       });
+
+      // The kubelet's serving certificate through a CSR from its first start, whatever the
+      // cluster's kubelet-config ConfigMap says: a kubeadm merge patch in the join's patches
+      // directory (kubeadm names: <target>[suffix]+<patchtype>.yaml, target kubeletconfiguration).
+      const patch = writtenFile(cloudConfig, workerPaths.kubeletPatch);
+      expect(workerPaths.kubeletPatch).toBe(`${joinConfig.patches.directory}/kubeletconfiguration+merge.yaml`);
+      expect(patch).toMatchObject({ owner: "root:root", permissions: "0644" });
+      expect(pyyamlLoadAll(patch.content)).toEqual([{ serverTLSBootstrap: true }]);
 
       expect(cloudConfig.runcmd).toEqual([
         [

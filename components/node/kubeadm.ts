@@ -293,9 +293,17 @@ function kubeletConfiguration() {
     kind: "KubeletConfiguration",
     // containerd is configured with SystemdCgroup = true by the node preparation script.
     cgroupDriver: "systemd",
-    // Client certificate rotation. Serving certificates stay self-signed (no CSR approver).
+    // Client certificate rotation.
     rotateCertificates: true,
-    serverTLSBootstrap: false,
+    // Serving certificate from the cluster CA through a `kubernetes.io/kubelet-serving` CSR
+    // (renewed the same way), which components/addons/csrApprover.ts approves for the Node's
+    // own names and addresses only. Without it the kubelet serves a self-signed certificate,
+    // and whatever verifies it (metrics-server, an API server with --kubelet-certificate-authority)
+    // cannot reach logs, exec or metrics. Until its CSR is approved a kubelet answers no TLS
+    // connection at all. This document reaches the cluster at init only (the kubelet-config
+    // ConfigMap, which every join and `kubeadm upgrade node` copies to the node): a cluster
+    // initialized before takes it through docs/runbooks/kubelet-serving-certificates.md.
+    serverTLSBootstrap: true,
   };
 }
 

@@ -2,7 +2,9 @@
  * Cloud-init user data for a worker node: the control plane's node preparation (the same
  * packages, kernel settings and pinned containerd/kubeadm/kubelet/kubectl, from
  * components/node/cloudInit.ts), then `kubeadm join --config` with a JoinConfiguration that holds
- * the bootstrap token.
+ * the bootstrap token. The kubelet runs with the external cloud provider (the hcloud cloud
+ * controller manager) and a CA-signed serving certificate (`serverTLSBootstrap`) from its first
+ * start.
  *
  * The token never appears on a command line or in cloud-init's log: it is in a root-only file
  * (0600) written by `write_files`, read by kubeadm through `--config`, and removed after a
@@ -30,7 +32,24 @@ export interface WorkerCloudInitInput {
 export const workerPaths = {
   /** JoinConfiguration with the bootstrap token: mode 0600, removed after a successful join. */
   joinConfig: "/etc/kubernetes/worker-join.yaml",
+  /**
+   * kubeadm's patch of the kubelet's configuration, in the JoinConfiguration's patches
+   * directory: target `kubeletconfiguration`, type `merge` (an RFC 7386 JSON merge patch).
+   * kubeadm applies it when it writes /var/lib/kubelet/config.yaml at join (and at
+   * `kubeadm upgrade node --patches`), after taking the rest from the cluster's kubelet-config
+   * ConfigMap (kubeadm >= 1.25, kubernetes/kubernetes#110405; file names
+   * `target[suffix][+patchtype].extension`, cmd/kubeadm/app/util/patches/patches.go).
+   */
+  kubeletPatch: `${kubeadmPaths.patchesDirectory}/kubeletconfiguration+merge.yaml`,
 } as const;
+
+/**
+ * What every worker's kubelet gets whatever the cluster's kubelet-config ConfigMap says (a
+ * cluster initialized before the control plane turned it on does not carry it): a serving
+ * certificate from the cluster CA through a kubernetes.io/kubelet-serving CSR, which the
+ * control plane's kubelet-csr-approver approves for the Node's own names and addresses.
+ */
+export const workerKubeletPatch = { serverTLSBootstrap: true } as const;
 
 /** The `kubeadm join --config` document (kubeadm.k8s.io/v1beta4) for one worker. */
 export function renderWorkerJoinConfiguration(input: WorkerCloudInitInput): string {
@@ -48,11 +67,22 @@ export function renderWorkerJoinConfiguration(input: WorkerCloudInitInput): stri
     nodeRegistration: {
       name: input.hostname,
       criSocket: kubeadmPaths.criSocket,
-      // As on the control plane: cluster traffic uses the private network, not the public NIC.
-      kubeletExtraArgs: [{ name: "node-ip", value: input.privateIp }],
+      kubeletExtraArgs: [
+        // Node addresses, the provider ID and the uninitialized taint's removal come from the
+        // hcloud cloud controller manager, which matches the Node to its server by name.
+        { name: "cloud-provider", value: "external" },
+        // As on the control plane: cluster traffic uses the private network, not the public NIC.
+        { name: "node-ip", value: input.privateIp },
+      ],
     },
+    patches: { directory: kubeadmPaths.patchesDirectory },
   };
   return stringify(join, { sortMapEntries: true, lineWidth: 0, version: "1.1" });
+}
+
+/** The kubelet patch file ({@link workerPaths.kubeletPatch}). */
+export function renderWorkerKubeletPatch(): string {
+  return stringify(workerKubeletPatch, { sortMapEntries: true, lineWidth: 0, version: "1.1" });
 }
 
 /**
@@ -68,7 +98,10 @@ export function renderWorkerCloudInit(input: WorkerCloudInitInput): string {
     kubernetesVersion: input.kubernetesVersion,
     // A worker runs no API server: the control plane's audit policy is not needed.
     auditPolicy: false,
-    extraFiles: [{ path: workerPaths.joinConfig, permissions: "0600", content: renderWorkerJoinConfiguration(input) }],
+    extraFiles: [
+      { path: workerPaths.joinConfig, permissions: "0600", content: renderWorkerJoinConfiguration(input) },
+      { path: workerPaths.kubeletPatch, permissions: "0644", content: renderWorkerKubeletPatch() },
+    ],
     extraRuncmd: [["/bin/sh", "-c", joinStep, "worker-join", nodePaths.preparedSentinel, workerPaths.joinConfig]],
   });
 }

@@ -1,5 +1,5 @@
-# The image of the etcd-backup and etcd-defrag CronJobs (components/etcd/backup.ts, defrag.ts), and of
-# any other job that needs kubectl, jq and openssl. Built and pushed by
+# The image of the etcd-backup and etcd-defrag CronJobs (components/etcd/backup.ts, defrag.ts) and of
+# the kubelet-csr-approver Deployment (components/addons/csrApprover.ts: kubectl, jq, openssl). Built and pushed by
 # .github/workflows/backup-image.yml, which prints the digest to set in backupImage (README,
 # "Backups"). Every input is pinned, so a rebuild of one commit installs the same software:
 #   - the base image by digest;
@@ -80,13 +80,13 @@ RUN apt-get update \
       zstd=1.5.4+dfsg2-5+deb12u1 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=fetch /fetch/bin/etcdctl /fetch/bin/etcdutl /fetch/bin/kubectl /usr/local/bin/
-COPY scripts/node/lib.sh scripts/jobs/etcd-backup.sh scripts/jobs/etcd-defrag.sh /usr/local/bin/
+COPY scripts/node/lib.sh scripts/jobs/etcd-backup.sh scripts/jobs/etcd-defrag.sh scripts/jobs/kubelet-csr-approver.sh /usr/local/bin/
 # Every tool runs in the image as built (a missing library fails the build, not a backup).
 RUN etcdctl version && etcdutl version && kubectl version --client \
  && aws --version && age --version && zstd --version && jq --version \
  && ssh -V && command -v ssh-keygen && openssl version && curl --version
 # The CronJobs run the scripts from their ConfigMaps (so a script change needs no new image);
-# the copies here serve manual runs: docker run --rm ... etcd-backup.sh --help (etcd-defrag.sh
-# with --entrypoint). Both source lib.sh (the project's helper library, scripts/node/lib.sh) from
-# their own directory, so it sits beside them.
+# the copies here serve manual runs: docker run --rm ... etcd-backup.sh --help (etcd-defrag.sh and
+# kubelet-csr-approver.sh with --entrypoint). All source lib.sh (the project's helper library,
+# scripts/node/lib.sh) from their own directory, so it sits beside them.
 ENTRYPOINT ["/bin/bash", "/usr/local/bin/etcd-backup.sh"]
