@@ -595,7 +595,8 @@ describe("scripts/jobs/images/etcd-backup.Dockerfile", () => {
       openssl: /\bopenssl=/,
       "ssh-keygen": /\bopenssh-client=/,
     };
-    const base = ["sha256sum", "timeout", "tail", "date", "sleep", "tar"];
+    // coreutils, tar, grep and mawk (awk): Priority required, so in the Debian slim base image.
+    const base = ["sha256sum", "base64", "awk", "grep", "timeout", "tail", "date", "sleep", "tar"];
     const required = fs
       .readdirSync(path.join(repoRoot, "scripts", "jobs"))
       .filter((f) => f.endsWith(".sh"))
@@ -628,7 +629,7 @@ describe("scripts/jobs/images/etcd-backup.Dockerfile", () => {
 
   test("the scripts for manual runs travel with the library they source", () => {
     expect(instructions).toContain(
-      "COPY scripts/node/lib.sh scripts/jobs/etcd-backup.sh scripts/jobs/etcd-defrag.sh /usr/local/bin/",
+      "COPY scripts/node/lib.sh scripts/jobs/etcd-backup.sh scripts/jobs/etcd-defrag.sh scripts/jobs/kubelet-csr-approver.sh /usr/local/bin/",
     );
   });
 });
