@@ -226,7 +226,7 @@ describe("the CronJob", () => {
     expect(dockerfile).toMatch(
       /COPY --from=etcd \/usr\/local\/bin\/etcdctl \/usr\/local\/bin\/etcdutl \/usr\/local\/bin\//,
     );
-    for (const pkg of ["awscli", "age", "zstd", "ca-certificates", "jq", "curl", "tar"]) {
+    for (const pkg of ["awscli", "age", "zstd", "ca-certificates", "jq", "curl", "tar", "openssh-client"]) {
       expect([pkg, new RegExp(`\\b${pkg}\\b`).test(dockerfile)]).toEqual([pkg, true]);
     }
     // The scripts source the library beside them, so the copies for manual runs travel together.

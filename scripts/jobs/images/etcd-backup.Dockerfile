@@ -1,7 +1,8 @@
 # The image of the etcd-backup and etcd-defrag CronJobs (components/etcd/backup.ts, defrag.ts): bash,
-# aws-cli, age, zstd and the etcd image's own etcdctl/etcdutl. The tests run the scripts with the
-# same Debian aws-cli, age and zstd (tools/ensure-tools.sh), but with Debian's etcd 3.4 etcdctl
-# (no etcdutl), not this image's 3.6: the tests run the etcdctl fallback, the etcdutl path runs only here.
+# aws-cli, age, zstd, ssh-keygen (openssh-client: signs the backups' sidecars) and the etcd image's
+# own etcdctl/etcdutl. The tests run the scripts with the same Debian aws-cli, age, zstd and
+# ssh-keygen (tools/ensure-tools.sh), but with Debian's etcd 3.4 etcdctl (no etcdutl), not this
+# image's 3.6: the tests run the etcdctl fallback, the etcdutl path runs only here.
 #
 #   docker build -f scripts/jobs/images/etcd-backup.Dockerfile -t registry.example.com/platform/etcd-backup:3.6.5-1 .
 #   docker push registry.example.com/platform/etcd-backup:3.6.5-1
@@ -14,7 +15,7 @@ FROM ${ETCD_IMAGE} AS etcd
 FROM debian:bookworm-slim
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-      awscli age zstd ca-certificates jq curl tar \
+      awscli age zstd ca-certificates jq curl tar openssh-client \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=etcd /usr/local/bin/etcdctl /usr/local/bin/etcdutl /usr/local/bin/
 COPY scripts/node/lib.sh scripts/jobs/etcd-backup.sh scripts/jobs/etcd-defrag.sh /usr/local/bin/
