@@ -560,7 +560,7 @@ mkfifo -- "$work/stream.fifo"
 stream_producer=$!
 upload_stream "$key" "${object_lock_args[@]}" <"$work/stream.fifo" || {
   show_log "$work/pack.log"
-  die "streaming the snapshot to s3://${S3_BUCKET}/${key} failed"
+  die "upload failed: the snapshot's stream to s3://${S3_BUCKET}/${key}"
 }
 stream_producer=""
 size="$stream_bytes"
@@ -585,7 +585,7 @@ else
   stream_producer=$!
   upload_stream "$pki_key" "${object_lock_args[@]}" <"$work/stream.fifo" || {
     show_log "$work/pack.log"
-    die "archiving ${PKI_DIR} to s3://${S3_BUCKET}/${pki_key} failed"
+    die "upload failed: the stream of ${PKI_DIR} to s3://${S3_BUCKET}/${pki_key}"
   }
   stream_producer=""
 fi
