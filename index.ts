@@ -158,6 +158,7 @@ export = async (): Promise<StackOutputs> => {
     provider: access.provider,
     accessKey: secrets.objectStorage.accessKey,
     secretKey: secrets.objectStorage.secretKey,
+    signingKey: secrets.backupSigningKey,
   });
 
   new EtcdDefrag("etcd-defrag", {

@@ -54,6 +54,7 @@ describe("the prod stack's backup resources", () => {
       "kubernetes:batch/v1:CronJob etcd-backup-cronjob",
       "kubernetes:core/v1:ConfigMap etcd-backup-script",
       "kubernetes:core/v1:Secret etcd-backup-credentials",
+      "kubernetes:core/v1:Secret etcd-backup-signing-key",
       "pulumi:providers:aws etcd-backup-object-storage",
     ]);
   });
@@ -173,6 +174,16 @@ describe("the CronJob", () => {
     expect(container.image).toBe(`ghcr.io/platform/hcloud-control-plane/etcd-backup@sha256:${"0".repeat(64)}`);
   });
 
+  test("the signing key is a file from its own Secret (owner-only), never an environment variable", () => {
+    expect(pod.volumes).toContainEqual({
+      name: "signing-key",
+      secret: { secretName: "etcd-backup-signing-key", defaultMode: 0o400, items: [{ key: "key", path: "key" }] },
+    });
+    expect(container.volumeMounts).toContainEqual({ name: "signing-key", mountPath: "/etc/etcd-backup/signing" });
+    expect(JSON.stringify(container.env)).not.toContain("etcd-backup-signing-key");
+    expect(JSON.stringify(container.envFrom)).not.toContain("etcd-backup-signing-key");
+  });
+
   test("a change to the script or to its library changes the pod template, so the next run uses it", () => {
     const hash = (text: string) => crypto.createHash("sha256").update(text).digest("hex");
     const annotation = (m: typeof manifest) =>
@@ -201,6 +212,7 @@ describe("the CronJob", () => {
       BACKUP_KEEP_LAST: "4",
       PKI_DIR: "/etc/kubernetes/pki",
       BACKUP_WORK_DIR: "/var/tmp/etcd-backup",
+      BACKUP_SIGNING_KEY_FILE: "/etc/etcd-backup/signing/key",
     });
     expect(container.envFrom).toEqual([{ secretRef: { name: "etcd-backup-object-storage" } }]);
   });

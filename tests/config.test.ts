@@ -532,6 +532,12 @@ describe("backup settings", () => {
   });
 });
 
+test("the backup signing key must be set, and the message says how to make one", () => {
+  expect(problems({}, ["backupSigningKey"])).toEqual([
+    `${P}:backupSigningKey is not set: set it in Pulumi.prod.yaml (see the README's configuration reference); it signs every backup: make one with \`ssh-keygen -t ed25519 -N "" -C etcd-backup -f backup-signing\` and set it with \`pulumi config set --secret backupSigningKey < backup-signing\`; keep \`ssh-keygen -y -f backup-signing\` (the public key restores verify with) next to the age identity`,
+  ]);
+});
+
 describe("monitoring settings", () => {
   test("monitoring is kube-prometheus-stack or existing-operator", () => {
     expect(problems({ monitoring: "victoria-metrics" })).toEqual([

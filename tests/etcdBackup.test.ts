@@ -18,6 +18,7 @@ import {
   EtcdCluster,
   freePorts,
   makeAgeKey,
+  makeSigningKey,
   requireBackupTools,
   runScript,
   ScriptResult,
@@ -44,6 +45,7 @@ let wrongKey: AgeKey;
 let colleagueKey: AgeKey;
 let pkiDir: string;
 let secrets: string[];
+let signingKeyFile: string;
 
 beforeAll(async () => {
   requireBackupTools();
@@ -55,11 +57,21 @@ beforeAll(async () => {
   ageKey = makeAgeKey(tmp, "operator");
   wrongKey = makeAgeKey(tmp, "stranger");
   colleagueKey = makeAgeKey(tmp, "colleague");
+  const signingKey = makeSigningKey(tmp, "backup-signing");
+  signingKeyFile = signingKey.file;
   s3 = await startS3Server();
   cluster = await EtcdCluster.create({ baseDir: tmp });
   await cluster.startAll();
   await cluster.putMany(entries);
-  secrets = [s3.accessKeyId, s3.secretAccessKey, ageKey.secret, wrongKey.secret, colleagueKey.secret, pkiSecret.trim()];
+  secrets = [
+    s3.accessKeyId,
+    s3.secretAccessKey,
+    ageKey.secret,
+    wrongKey.secret,
+    colleagueKey.secret,
+    pkiSecret.trim(),
+    ...signingKey.secretLines,
+  ];
 }, 120_000);
 
 afterAll(async () => {
@@ -77,6 +89,7 @@ function backupEnv(prefix: string, extra: NodeJS.ProcessEnv = {}): NodeJS.Proces
     S3_PREFIX: prefix,
     S3_REGION: s3.region,
     BACKUP_AGE_RECIPIENTS: ageKey.recipient,
+    BACKUP_SIGNING_KEY_FILE: signingKeyFile,
     PKI_DIR: pkiDir,
     S3_RETRY_SECONDS: "0",
     ...extra,
@@ -169,6 +182,11 @@ exec ${awsBinary} "$@"
 interface DeleteCall {
   key: string;
   versionId: string | null;
+}
+
+/** What a complete backup of each of `keys` leaves in the bucket: the object, its sidecar and the sidecar's signature. */
+function withSignatures(keys: string[]): string[] {
+  return keys.flatMap((k) => [k, `${k}.sha256`, `${k}.sha256.sig`]).sort();
 }
 
 const keyPattern = /^drill\/etcd\/\d{8}T\d{6}Z-r\d+\.db\.zst\.age$/;
@@ -271,9 +289,7 @@ describe("drill and faults", () => {
     expect(drill.key).toContain(`-r${drill.revision}.`);
     expect(drill.totalKeys).toBeGreaterThanOrEqual(keyCount);
     expect(drill.pkiKey).toMatch(/^drill\/pki\/\d{8}T\d{6}Z\.tar\.zst\.age$/);
-    expect(s3.list("drill/")).toEqual(
-      [drill.key, `${drill.key}.sha256`, drill.pkiKey!, `${drill.pkiKey}.sha256`].sort(),
-    );
+    expect(s3.list("drill/")).toEqual(withSignatures([drill.key, drill.pkiKey!]));
     // The sidecar is what sha256sum prints; the object is age-encrypted (no plaintext key in it).
     expect(s3.get(`${drill.key}.sha256`).toString()).toBe(`${drill.sha256}  ${path.basename(drill.key)}\n`);
     const object = s3.get(drill.key);
@@ -374,7 +390,7 @@ describe("drill and faults", () => {
       const summary = await backup("leader", { ETCD_ENDPOINTS: endpoints, ETCD_HEALTH_TIMEOUT: "3" });
       expect(summary.endpoint).not.toBe(leader);
       expect(cluster.endpoints).toContain(summary.endpoint);
-      expect(s3.list("leader/etcd/")).toEqual([summary.key, `${summary.key}.sha256`]);
+      expect(s3.list("leader/etcd/")).toEqual(withSignatures([summary.key]));
     } finally {
       cluster.start(leader);
       await cluster.waitHealthy();
@@ -403,7 +419,7 @@ describe("drill and faults", () => {
     // aws fails every upload of a .sha256 sidecar: the snapshot and the PKI archive went up first.
     const aws = awsStandIn(
       "failing-aws",
-      'if [[ "$*" == *" s3 cp "*".sha256 s3://"* ]]; then echo "simulated: connection reset" >&2; exit 1; fi',
+      'if [[ "$*" == *" s3api put-object "*"--key "*".sha256 --body"* ]]; then echo "simulated: connection reset" >&2; exit 1; fi',
     );
     const result = await run(backupScript, [], backupEnv("halfway", { PATH: aws.PATH }));
     expect(result.status).toBe(1);
@@ -416,16 +432,18 @@ describe("drill and faults", () => {
     // Only the snapshot's sidecar (the last upload) fails, twice: its key is recorded per attempt.
     const aws = awsStandIn(
       "failing-sidecar-aws",
-      'if [[ "$*" == *" s3 cp "*".sha256 s3://"*"/etcd/"* ]]; then echo "simulated: connection reset" >&2; exit 1; fi',
+      'if [[ "$*" == *" s3api put-object "*"--key "*"/etcd/"*".sha256 --body"* ]]; then echo "simulated: connection reset" >&2; exit 1; fi',
     );
     const result = await run(backupScript, [], backupEnv("newest-first", { PATH: aws.PATH, S3_UPLOAD_ATTEMPTS: "2" }));
     expect(result.status).toBe(1);
-    expect(result.stderr).toContain("removing the 4 object(s) this failed run uploaded");
+    expect(result.stderr).toContain("removing the 6 object(s) this failed run uploaded");
     const snapshot = /uploaded s3:\/\/[^ /]+\/(newest-first\/etcd\/[^ ]+\.db\.zst\.age) /.exec(result.stderr)![1];
     const pki = /uploaded s3:\/\/[^ /]+\/(newest-first\/pki\/[^ ]+\.tar\.zst\.age) /.exec(result.stderr)![1];
     // s3rver lists no versions: each key goes with one plain delete-object, in reverse upload order.
     expect(aws.deletes()).toEqual(
-      [`${snapshot}.sha256`, `${pki}.sha256`, pki, snapshot].map((key) => ({ key, versionId: null })),
+      [`${snapshot}.sha256`, `${snapshot}.sha256.sig`, `${pki}.sha256`, `${pki}.sha256.sig`, pki, snapshot].map(
+        (key) => ({ key, versionId: null }),
+      ),
     );
     expect(s3.list("newest-first/")).toEqual([]);
   });
@@ -485,9 +503,7 @@ describe("drill and faults", () => {
     expect(deletes.findIndex((d) => d.key === `${doomed}.sha256`)).toBeLessThan(
       deletes.findIndex((d) => d.key === doomed),
     );
-    expect(s3.list("versioned/")).toEqual(
-      [summary.key, `${summary.key}.sha256`, summary.pkiKey!, `${summary.pkiKey}.sha256`].sort(),
-    );
+    expect(s3.list("versioned/")).toEqual(withSignatures([summary.key, summary.pkiKey!]));
   });
 
   test("a corrupted object: fetch refuses on the checksum and leaves no output file", async () => {
@@ -553,7 +569,7 @@ describe("drill and faults", () => {
       const s = path.basename(k).split("-")[0];
       expect(left).not.toContain(`retention/pki/${s}.tar.zst.age`);
     }
-    expect(left.filter((k) => k.startsWith("retention/pki/") && !k.endsWith(".sha256"))).toHaveLength(4);
+    expect(left.filter((k) => k.startsWith("retention/pki/") && !/\.sha256(\.sig)?$/.test(k))).toHaveLength(4);
     // Two old complete backups (snapshot, sidecar, PKI, PKI sidecar) and the old orphan (2 objects).
     expect(summary.deleted).toHaveLength(10);
   });
@@ -565,7 +581,7 @@ describe("drill and faults", () => {
     expect(summary.key).toMatch(/^plain\/etcd\/\d{8}T\d{6}Z-r\d+\.db\.zst$/);
     expect(summary.pkiKey).toBeNull();
     expect(result.stderr).toContain("WARNING: BACKUP_ENCRYPTION=none: the PKI (private CA keys) is NOT backed up");
-    expect(s3.list("plain/")).toEqual([summary.key, `${summary.key}.sha256`]);
+    expect(s3.list("plain/")).toEqual(withSignatures([summary.key]));
     const out = path.join(tmp, "plain.db");
     const fetched = await run(restoreScript, ["fetch", "--out", out], restoreEnv("plain", null));
     expect(fetched.status).toBe(0);
@@ -593,7 +609,7 @@ describe("TLS", () => {
       });
       expect(summary.endpoint).toBe(tlsCluster.endpoints[0]);
       expect(summary.endpoint).toMatch(/^https:/);
-      expect(s3.list("tls/etcd/")).toEqual([summary.key, `${summary.key}.sha256`]);
+      expect(s3.list("tls/etcd/")).toEqual(withSignatures([summary.key]));
       const halfConfigured = await run(backupScript, [], backupEnv("tls", { ...endpoints, ETCD_CERT: "/x.crt" }));
       expect(halfConfigured.status).toBe(2);
       expect(halfConfigured.stderr).toContain("ETCD_CERT and ETCD_KEY must both be set or both be empty");

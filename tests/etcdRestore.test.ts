@@ -25,6 +25,7 @@ import {
   etcdBinary,
   freePorts,
   makeAgeKey,
+  makeSigningKey,
   requireBackupTools,
   runScript,
   ScriptResult,
@@ -276,6 +277,7 @@ beforeAll(async () => {
     S3_PREFIX: "prod",
     S3_REGION: s3.region,
     BACKUP_AGE_RECIPIENTS: ageKey.recipient,
+    BACKUP_SIGNING_KEY_FILE: makeSigningKey(tmp, "backup-signing").file,
     PKI_DIR: path.join(tmp, "no-pki"),
   });
   if (backup.status !== 0) throw new Error(`backup failed: ${backup.stderr}`);

@@ -50,6 +50,7 @@ describe("npm run plan --stack prod", () => {
     expect(result.stderr).toBe(
       [
         "warning: Pulumi.prod.yaml does not hold these secrets yet; this plan used placeholders, but pulumi up needs each of them (see the README's configuration reference):",
+        "  pulumi config set --secret hcloud-control-plane:backupSigningKey --stack prod",
         "  pulumi config set --secret hcloud-control-plane:objectStorageAccessKey --stack prod",
         "  pulumi config set --secret hcloud-control-plane:objectStorageSecretKey --stack prod",
         "  pulumi config set --secret hcloud-control-plane:pagerdutyRoutingKey --stack prod",
@@ -189,6 +190,7 @@ describe("npm run plan --stack prod", () => {
       "etcd-backup-credentials.yaml",
       "etcd-backup-cronjob.yaml",
       "etcd-backup-script.yaml",
+      "etcd-backup-signing-key.yaml",
       "etcd-defrag-cronjob.yaml",
       "etcd-defrag-script.yaml",
       "kubelet-csr-approver-binding.yaml",
@@ -205,6 +207,7 @@ describe("npm run plan --stack prod", () => {
     const read = (f: string) => YAML.parse(fs.readFileSync(path.join(dir, f), "utf8")) as Record<string, unknown>;
     expect(read("etcd-backup-cronjob.yaml")).toMatchObject({ kind: "CronJob", metadata: { name: "etcd-backup" } });
     expect(read("etcd-backup-credentials.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
+    expect(read("etcd-backup-signing-key.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
     expect(read("monitoring-pagerduty.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
     // The Secret is masked as a whole; the config it holds (no secret in it) is rendered
     // beside it, and monitoring.test.ts checks the two are the same. amtool accepts it.
@@ -246,7 +249,7 @@ describe("npm run plan --stack prod", () => {
     const lines = result.stdout.split("\n");
     expect(lines).toContain("├─ control-plane  hcloud-control-plane:ControlPlane");
     expect(lines).toContain("│  ├─ control-plane-cp-1  hcloud:Server  (protected, waits for 4)");
-    expect(lines).toContain("Resources by type (92 in all):");
+    expect(lines).toContain("Resources by type (93 in all):");
     expect(lines).toContain("    3  hcloud:index/server:Server");
     expect(result.stdout).toContain(path.relative(projectRoot, path.join(out, "prod", "plan.json")));
     expect(result.stdout).toContain(path.relative(projectRoot, path.join(out, "prod", "graph.svg")));
@@ -376,6 +379,7 @@ describe("secrets", () => {
   test("declared secrets and the provider token get placeholders when the stack file lacks them", () => {
     const config = loadStackConfig("prod");
     expect(config.placeholders).toEqual([
+      "hcloud-control-plane:backupSigningKey",
       "hcloud-control-plane:objectStorageAccessKey",
       "hcloud-control-plane:objectStorageSecretKey",
       "hcloud-control-plane:pagerdutyRoutingKey",
@@ -387,6 +391,7 @@ describe("secrets", () => {
 
   test("the secrets pulumi up needs come from Pulumi.yaml's declarations and the provider secrets", () => {
     expect(loadStackConfig("prod").missingSecrets).toEqual([
+      "hcloud-control-plane:backupSigningKey",
       "hcloud-control-plane:objectStorageAccessKey",
       "hcloud-control-plane:objectStorageSecretKey",
       "hcloud-control-plane:pagerdutyRoutingKey",
@@ -398,6 +403,7 @@ describe("secrets", () => {
     fs.writeFileSync(configFile, "config:\n  hcloud:token:\n    secure: v1:AAAA\n");
     expect(loadStackConfig("partial", { configFile, overrides: { sshPrivateKey: "test key" } }).missingSecrets).toEqual(
       [
+        "hcloud-control-plane:backupSigningKey",
         "hcloud-control-plane:objectStorageAccessKey",
         "hcloud-control-plane:objectStorageSecretKey",
         "hcloud-control-plane:pagerdutyRoutingKey",

@@ -124,6 +124,7 @@ const samples: Record<string, Sample> = {
   backupImage: { edit: { backupImage: `ghcr.io/platform/hcloud-control-plane/etcd-backup@sha256:${"1".repeat(64)}` } },
   objectStorageAccessKey: { edit: { objectStorageAccessKey: "rotated-access-key" } },
   objectStorageSecretKey: { edit: { objectStorageSecretKey: "rotated-secret-key" } },
+  backupSigningKey: { edit: { backupSigningKey: "rotated-signing-key" } },
   // existing-operator needs the labels its Prometheus selects (readMonitoring's rule);
   // "installs or removes the kube-prometheus-stack Helm release".
   monitoring: {

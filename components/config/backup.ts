@@ -40,7 +40,16 @@ export const backupSettings = {
   // Read only to report them missing; loadSecrets hands them on as Pulumi secrets.
   objectStorageAccessKey: string(live("the bucket provider and the backup job's Secret take the new key in place")),
   objectStorageSecretKey: string(live("the bucket provider and the backup job's Secret take the new key in place")),
+  // Read only to report it missing (with how to make one); its content is checked by the job,
+  // which refuses to upload without a usable key: a rule here would print the secret.
+  backupSigningKey: string(
+    live("the backup job's Secret takes the new key in place; the next backup is signed with it"),
+  ),
 };
+
+/** How an operator makes the backup signing key, in messages and the docs. */
+export const backupSigningKeyHint =
+  'make one with `ssh-keygen -t ed25519 -N "" -C etcd-backup -f backup-signing` and set it with `pulumi config set --secret backupSigningKey < backup-signing`; keep `ssh-keygen -y -f backup-signing` (the public key restores verify with) next to the age identity';
 
 /**
  * Reads the backup settings: "" for the bucket's location means the cluster's, which must offer
@@ -50,7 +59,14 @@ export function readBackup(
   reader: Reader,
   cluster: { clusterName?: string; location?: string },
 ): ClusterConfig["backup"] | undefined {
+  const signingKey = reader.fullKey("backupSigningKey");
+  const signingKeyMissing = reader.raw.values[signingKey] === undefined;
   const values = reader.read(backupSettings);
+  if (signingKeyMissing) {
+    // Every backup's sidecar is signed: without the key the job would refuse to run.
+    const i = reader.problems.findIndex((p) => p.startsWith(`${signingKey} is not set:`));
+    if (i >= 0) reader.problems[i] = `${reader.problems[i]}; it signs every backup: ${backupSigningKeyHint}`;
+  }
   const { location } = cluster;
   if (values.backupLocation === "" && location && !isObjectStorageLocation(location)) {
     reader.problem(

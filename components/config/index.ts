@@ -207,6 +207,8 @@ export interface ClusterSecrets {
   sshPrivateKey: pulumi.Output<string>;
   hcloudToken?: pulumi.Output<string>;
   objectStorage: { accessKey: pulumi.Output<string>; secretKey: pulumi.Output<string> };
+  /** The OpenSSH ed25519 private key the backup job signs every sidecar with. */
+  backupSigningKey: pulumi.Output<string>;
   /** Only read when this program deploys the monitoring stack (and so the paging). */
   pagerdutyRoutingKey?: pulumi.Output<string>;
 }
@@ -221,6 +223,7 @@ export function loadSecrets(cfg: ClusterConfig): ClusterSecrets {
       accessKey: config.requireSecret("objectStorageAccessKey"),
       secretKey: config.requireSecret("objectStorageSecretKey"),
     },
+    backupSigningKey: config.requireSecret("backupSigningKey"),
     pagerdutyRoutingKey:
       cfg.monitoring.mode === "kube-prometheus-stack" ? config.requireSecret("pagerdutyRoutingKey") : undefined,
   };

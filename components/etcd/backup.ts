@@ -3,9 +3,10 @@
  * `etcd-backup` CronJob that runs scripts/jobs/etcd-backup.sh on a control-plane node (through the
  * cluster's Kubernetes provider).
  *
- * The job snapshots etcd, verifies the snapshot with a trial restore, compresses and encrypts
- * it for the configured age recipients, uploads it with a sha256 sidecar (the completion
- * marker) and an encrypted archive of /etc/kubernetes/pki, then applies retention. Retention is
+ * The job snapshots etcd, checks it (snapshot status and etcd's own sha256 of the snapshot),
+ * streams it compressed and encrypted for the configured age recipients into a multipart upload,
+ * uploads a signed sha256 sidecar (the signature first, the sidecar last: the completion
+ * marker) and an encrypted archive of /etc/kubernetes/pki the same way, then applies retention. Retention is
  * the job's work on purpose: a BucketLifecycleConfiguration hangs against Hetzner.
  */
 import * as aws from "@pulumi/aws";
@@ -33,6 +34,9 @@ export const backupScriptPath = etcdJobScriptPath(backupCronJob.name);
 
 const names = {
   secret: "etcd-backup-object-storage",
+  signingSecret: "etcd-backup-signing-key",
+  signingDir: "/etc/etcd-backup/signing",
+  signingFile: "key",
   workDir: "/var/tmp/etcd-backup",
 };
 
@@ -68,6 +72,7 @@ export function backupEnvironment(cfg: BackupSettings): { name: string; value: s
     { name: "BACKUP_KEEP_LAST", value: String(cfg.backup.keepLast) },
     { name: "PKI_DIR", value: kubeadmPkiDir },
     { name: "BACKUP_WORK_DIR", value: names.workDir },
+    { name: "BACKUP_SIGNING_KEY_FILE", value: `${names.signingDir}/${names.signingFile}` },
   ];
 }
 
@@ -87,11 +92,27 @@ export function backupCronJobManifest(cfg: BackupSettings, scripts: EtcdJobScrip
     env: backupEnvironment(cfg),
     envFromSecrets: [names.secret],
     resources: { requests: { cpu: "100m", memory: "256Mi" }, limits: { memory: "2Gi" } },
-    // Minutes per GB of etcd: snapshot, trial restore, compression and upload of a large
+    // Minutes per GB of etcd: snapshot, status, the compressed stream and its upload of a large
     // database take long; a hung upload must still end so the next run can start.
     activeDeadlineSeconds: 3600,
-    // Snapshot, trial restore and the encrypted copy: about three times the database.
-    scratch: [{ name: "work", mountPath: names.workDir, volume: { emptyDir: {} } }],
+    // The snapshot plus two upload parts (S3_PART_MB, 128 MiB by default).
+    scratch: [
+      { name: "work", mountPath: names.workDir, volume: { emptyDir: {} } },
+      // The signing key as a file (never an environment variable): its own Secret, since the
+      // credentials Secret is exported whole as environment. Secret volumes are read-only
+      // whatever the mount says; the script copies the key to a 0600 file for ssh-keygen.
+      {
+        name: "signing-key",
+        mountPath: names.signingDir,
+        volume: {
+          secret: {
+            secretName: names.signingSecret,
+            defaultMode: 0o400,
+            items: [{ key: names.signingFile, path: names.signingFile }],
+          },
+        },
+      },
+    ],
   });
 }
 
@@ -101,6 +122,8 @@ export interface EtcdBackupArgs extends BackupSettings {
   /** Secrets: Object Storage keys, for Pulumi (the bucket) and the job (a Secret). */
   accessKey: pulumi.Output<string>;
   secretKey: pulumi.Output<string>;
+  /** Secret: the OpenSSH ed25519 private key the job signs every backup's sidecar with. */
+  signingKey: pulumi.Output<string>;
 }
 
 export class EtcdBackup extends pulumi.ComponentResource {
@@ -159,9 +182,19 @@ export class EtcdBackup extends pulumi.ComponentResource {
       },
       k8sOpts,
     );
+    const signingKey = new k8s.core.v1.Secret(
+      `${name}-signing-key`,
+      {
+        metadata: metadata(names.signingSecret),
+        type: "Opaque",
+        stringData: { [names.signingFile]: args.signingKey },
+      },
+      k8sOpts,
+    );
     this.cronJob = new k8s.batch.v1.CronJob(`${name}-cronjob`, backupCronJobManifest(args, scripts), {
       ...k8sOpts,
-      dependsOn: [versioning, configMap, credentials],
+      // The bucket versioned, and the script, credentials and signing key present before a run.
+      dependsOn: [versioning, configMap, credentials, signingKey],
     });
     this.registerOutputs({});
   }

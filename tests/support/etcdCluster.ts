@@ -433,3 +433,32 @@ export function makeAgeKey(dir: string, name: string): AgeKey {
   if (!recipient || !secret) throw new Error("age-keygen wrote no key");
   return { file, secret, recipient };
 }
+
+export interface SigningKey {
+  /** The OpenSSH ed25519 private key file (BACKUP_SIGNING_KEY_FILE). */
+  file: string;
+  /** Its public key line, `ssh-ed25519 AAAA... etcd-backup`. */
+  publicKey: string;
+  /** The base64 lines of the private key file, to assert they are never printed. */
+  secretLines: string[];
+}
+
+/**
+ * A fresh backup signing key made the way the README tells operators to
+ * (`ssh-keygen -t ed25519 -N "" -C etcd-backup -f DIR/NAME`), left at mode 0644 as a Kubernetes
+ * Secret volume mounts it without defaultMode.
+ */
+export function makeSigningKey(dir: string, name: string): SigningKey {
+  requireTool("/usr/bin/ssh-keygen", "openssh-client");
+  const file = path.join(dir, name);
+  const result = spawnSync("/usr/bin/ssh-keygen", ["-q", "-t", "ed25519", "-N", "", "-C", "etcd-backup", "-f", file], {
+    encoding: "utf8",
+  });
+  if (result.status !== 0) throw new Error(`ssh-keygen failed: ${result.stderr}`);
+  fs.chmodSync(file, 0o644);
+  const secretLines = fs
+    .readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => l !== "" && !l.startsWith("-----"));
+  return { file, publicKey: fs.readFileSync(`${file}.pub`, "utf8").trim(), secretLines };
+}

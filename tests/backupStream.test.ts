@@ -1,0 +1,321 @@
+/**
+ * scripts/jobs/etcd-backup.sh's stream and signatures, for real: a one-member etcd (Debian's etcd
+ * 3.4) on 127.0.0.1 holding a few MiB of incompressible values, s3rver as the object store,
+ * aws-cli, age and ssh-keygen as installed. The upload part size is the S3 minimum (5 MiB), so
+ * the snapshot goes up as a multipart upload of several parts.
+ *
+ * Stand-ins, each first on PATH and otherwise the real tool:
+ * - `aws` records every s3api call (operation and key) and can fail one, the way aws-cli does
+ *   when the service answers with an error: the botocore message on stderr and exit status 254
+ *   (aws-cli awscli/topics/return-codes.rst: "254 - The command successfully parsed the
+ *   parameters and made a request to the specified service but the service returned an error").
+ * - `age` encrypts the first MiBs of its input with the real age and then dies the way age
+ *   reports any failure: "age: error: ..." on stderr, exit status 1 (filippo.io/age
+ *   cmd/age/age.go, errorf).
+ * - `etcdctl` runs the real `snapshot save` and then changes one byte inside the file, as a disk
+ *   or a broken copy would; etcd's own sha256 at the end of the snapshot
+ *   (etcdserver/api/v3rpc/maintenance.go, Snapshot) no longer matches.
+ *
+ * What this cannot prove: Object Lock headers and AbortMultipartUpload (s3rver 3.7 implements
+ * neither: its DELETE ?uploadId answers 405), so the abort is shown as the call the script makes;
+ * that no object appears is shown on s3rver, which only creates one on CompleteMultipartUpload.
+ */
+import { spawnSync } from "node:child_process";
+import { randomBytes } from "node:crypto";
+import * as fs from "node:fs";
+import * as os from "node:os";
+import * as path from "node:path";
+import {
+  AgeKey,
+  EtcdCluster,
+  makeAgeKey,
+  makeSigningKey,
+  requireBackupTools,
+  runScript,
+  jobsDir,
+  SigningKey,
+} from "./support/etcdCluster";
+import { awsBinary, S3Server, startS3Server } from "./support/s3Server";
+
+const backupScript = path.join(jobsDir, "etcd-backup.sh");
+const sshKeygen = "/usr/bin/ssh-keygen";
+
+let tmp: string;
+let s3: S3Server;
+let cluster: EtcdCluster;
+let ageKey: AgeKey;
+let pkiDir: string;
+let signingKey: SigningKey;
+let secrets: string[];
+
+beforeAll(async () => {
+  requireBackupTools();
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), "backup-stream-test-"));
+  pkiDir = path.join(tmp, "pki");
+  fs.mkdirSync(pkiDir);
+  fs.writeFileSync(path.join(pkiDir, "ca.key"), "-----BEGIN PRIVATE KEY-----\nstream-test\n");
+  ageKey = makeAgeKey(tmp, "operator");
+  // Mode 0644, as a Secret volume mounts it: the script copies it to a 0600 file for ssh-keygen.
+  signingKey = makeSigningKey(tmp, "backup-signing");
+  s3 = await startS3Server();
+  cluster = await EtcdCluster.create({ baseDir: tmp, size: 1 });
+  await cluster.startAll();
+  // About 12 MiB of random base64 (zstd gains little): the snapshot is three 5 MiB parts.
+  const entries: [string, string][] = [...Array(120)].map((_, i) => [
+    `/registry/stream/${String(i).padStart(4, "0")}`,
+    randomBytes(75 * 1024).toString("base64"),
+  ]);
+  await cluster.putMany(entries, 20, 2);
+  secrets = [s3.secretAccessKey, ageKey.secret, ...signingKey.secretLines];
+}, 120_000);
+
+afterAll(async () => {
+  await cluster?.cleanup().catch(() => undefined);
+  await s3?.stop().catch(() => undefined);
+  if (tmp) fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+function backupEnv(prefix: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
+  return {
+    ...s3.env,
+    ETCD_ENDPOINTS: cluster.endpoints.join(","),
+    S3_ENDPOINT: s3.endpoint,
+    S3_BUCKET: s3.bucket,
+    S3_PREFIX: prefix,
+    S3_REGION: s3.region,
+    BACKUP_AGE_RECIPIENTS: ageKey.recipient,
+    BACKUP_SIGNING_KEY_FILE: signingKey.file,
+    PKI_DIR: pkiDir,
+    S3_PART_MB: "5",
+    S3_RETRY_SECONDS: "0",
+    BACKUP_WORK_DIR: tmp,
+    ...extra,
+  };
+}
+
+interface Run {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+  /** The s3api calls, in order: "operation key". */
+  calls: string[];
+}
+
+/**
+ * Runs the backup with stand-ins in `name`/ first on PATH: `aws` (records each s3api call, then
+ * runs `awsBody`, then the real aws), and any of `tools` (name to bash body). Asserts that no
+ * secret reached the output.
+ */
+async function runBackup(
+  name: string,
+  extra: NodeJS.ProcessEnv = {},
+  awsBody = "",
+  tools: Record<string, string> = {},
+): Promise<Run> {
+  const dir = path.join(tmp, name);
+  fs.mkdirSync(dir, { recursive: true });
+  const log = path.join(dir, "calls");
+  fs.writeFileSync(
+    path.join(dir, "aws"),
+    `#!/bin/bash
+args=("$@")
+for ((i = 0; i < \${#args[@]}; i++)); do
+  if [[ "\${args[i]}" == s3api ]]; then op="\${args[i + 1]}"; fi
+  if [[ "\${args[i]}" == --key ]]; then key="\${args[i + 1]}"; fi
+done
+if [[ -n "\${op:-}" ]]; then printf '%s %s\\n' "$op" "\${key:-}" >>'${log}'; fi
+${awsBody}
+exec ${awsBinary} "$@"
+`,
+    { mode: 0o755 },
+  );
+  for (const [tool, body] of Object.entries(tools)) {
+    fs.writeFileSync(path.join(dir, tool), `#!/bin/bash\n${body}\n`, { mode: 0o755 });
+  }
+  const result = await runScript(backupScript, [], { ...backupEnv(name, extra), PATH: `${dir}:/usr/bin:/bin` });
+  for (const secret of secrets) {
+    expect(result.stdout).not.toContain(secret);
+    expect(result.stderr).not.toContain(secret);
+  }
+  const calls = fs.existsSync(log) ? fs.readFileSync(log, "utf8").split("\n").filter(Boolean) : [];
+  return { ...result, calls };
+}
+
+function verify(sidecar: Buffer, signature: Buffer): { status: number | null; out: string } {
+  const dir = fs.mkdtempSync(path.join(tmp, "verify-"));
+  fs.writeFileSync(path.join(dir, "allowed_signers"), `etcd-backup ${signingKey.publicKey}\n`);
+  fs.writeFileSync(path.join(dir, "sidecar.sig"), signature);
+  const r = spawnSync(
+    sshKeygen,
+    [
+      "-Y",
+      "verify",
+      "-f",
+      path.join(dir, "allowed_signers"),
+      "-I",
+      "etcd-backup",
+      "-n",
+      "etcd-backup",
+      "-s",
+      path.join(dir, "sidecar.sig"),
+    ],
+    { input: sidecar },
+  );
+  return { status: r.status, out: `${r.stdout.toString()}${r.stderr.toString()}` };
+}
+
+const sha256 = (b: Buffer) => spawnSync("sha256sum", { input: b }).stdout.toString().split(" ")[0];
+
+describe("the streamed backup", () => {
+  let run: Run;
+  let summary: { key: string; pkiKey: string; size: number; sha256: string; snapshotBytes: number };
+  beforeAll(async () => {
+    run = await runBackup("good");
+    if (run.status !== 0) throw new Error(`etcd-backup.sh failed (${run.status}):\n${run.stderr}`);
+    summary = JSON.parse(run.stdout) as typeof summary;
+  }, 120_000);
+
+  test("goes up as a multipart upload of S3_PART_MB parts, no s3 cp and no file of the whole object", () => {
+    const ops = run.calls.filter((c) => c.endsWith(summary.key)).map((c) => c.split(" ")[0]);
+    const parts = Math.ceil(summary.size / (5 * 1024 * 1024));
+    expect(parts).toBeGreaterThanOrEqual(2);
+    expect(ops).toEqual(["create-multipart-upload", ...Array(parts).fill("upload-part"), "complete-multipart-upload"]);
+    expect(run.calls.some((c) => c.startsWith("s3 ") || c.startsWith("cp "))).toBe(false);
+  });
+
+  test("the sidecar holds the sha256 of the object as uploaded, in sha256sum's format", () => {
+    const object = s3.get(summary.key);
+    expect(object.length).toBe(summary.size);
+    expect(sha256(object)).toBe(summary.sha256);
+    expect(s3.get(`${summary.key}.sha256`).toString()).toBe(`${summary.sha256}  ${path.basename(summary.key)}\n`);
+    const pki = s3.get(summary.pkiKey);
+    expect(s3.get(`${summary.pkiKey}.sha256`).toString()).toBe(`${sha256(pki)}  ${path.basename(summary.pkiKey)}\n`);
+  });
+
+  test("the object decrypts and decompresses to the snapshot, which restores", () => {
+    const dir = fs.mkdtempSync(path.join(tmp, "decoded-"));
+    const db = path.join(dir, "snapshot.db");
+    const age = spawnSync("age", ["-d", "-i", ageKey.file], { input: s3.get(summary.key), maxBuffer: 1 << 30 });
+    expect(age.status).toBe(0);
+    const zstd = spawnSync("zstd", ["-d", "-q", "-o", db], { input: age.stdout });
+    expect(zstd.status).toBe(0);
+    expect(fs.statSync(db).size).toBe(summary.snapshotBytes);
+    const restore = spawnSync(
+      "/usr/bin/etcdctl",
+      [
+        "snapshot",
+        "restore",
+        db,
+        "--data-dir",
+        path.join(dir, "restored"),
+        "--name",
+        "r",
+        "--initial-cluster",
+        "r=http://127.0.0.1:2380",
+        "--initial-advertise-peer-urls",
+        "http://127.0.0.1:2380",
+      ],
+      { env: { PATH: "/usr/bin:/bin", ETCDCTL_API: "3" } },
+    );
+    expect({ status: restore.status, stderr: restore.stderr.toString() }).toEqual({
+      status: 0,
+      stderr: expect.anything(),
+    });
+  });
+
+  test("every sidecar is signed: ssh-keygen -Y verify accepts the signature with the public key", () => {
+    for (const key of [summary.key, summary.pkiKey]) {
+      const v = verify(s3.get(`${key}.sha256`), s3.get(`${key}.sha256.sig`));
+      expect(v.out).toContain('Good "etcd-backup" signature for etcd-backup with ED25519 key');
+      expect(v.status).toBe(0);
+    }
+    // Over the exact bytes: one changed byte fails.
+    const sidecar = Buffer.from(s3.get(`${summary.key}.sha256`));
+    sidecar[0] = sidecar[0] === 0x30 ? 0x31 : 0x30;
+    expect(verify(sidecar, s3.get(`${summary.key}.sha256.sig`)).status).not.toBe(0);
+  });
+
+  test("each signature goes up before its sidecar, and the snapshot's sidecar last (the small PKI archive is one put-object)", () => {
+    const puts = run.calls.filter((c) => c.startsWith("put-object ")).map((c) => c.split(" ")[1]);
+    expect(puts).toEqual([
+      summary.pkiKey,
+      `${summary.pkiKey}.sha256.sig`,
+      `${summary.pkiKey}.sha256`,
+      `${summary.key}.sha256.sig`,
+      `${summary.key}.sha256`,
+    ]);
+  });
+
+  test("nothing is left in scratch", () => {
+    expect(fs.readdirSync(tmp).filter((f) => f.startsWith("etcd-backup."))).toEqual([]);
+  });
+});
+
+describe("signing key", () => {
+  test("a run without BACKUP_SIGNING_KEY_FILE is a configuration error naming how to make one, before any upload", async () => {
+    const r = await runBackup("nokey", { BACKUP_SIGNING_KEY_FILE: "" });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toContain("BACKUP_SIGNING_KEY_FILE is required");
+    expect(r.stderr).toContain('ssh-keygen -t ed25519 -N "" -C etcd-backup -f backup-signing');
+    expect(r.calls).toEqual([]);
+    expect(s3.list("nokey/")).toEqual([]);
+  });
+
+  test("a missing file, or a file that is not an ed25519 private key, fails before any upload", async () => {
+    const missing = await runBackup("missingkey", { BACKUP_SIGNING_KEY_FILE: path.join(tmp, "nope") });
+    expect(missing.status).toBe(2);
+    expect(missing.stderr).toContain("is not a readable file");
+    const notKey = path.join(tmp, "not-a-key");
+    fs.writeFileSync(notKey, signingKey.publicKey);
+    const bad = await runBackup("badkey", { BACKUP_SIGNING_KEY_FILE: notKey });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain("is not an OpenSSH ed25519 private key");
+    expect([...missing.calls, ...bad.calls]).toEqual([]);
+  });
+});
+
+describe("failures anywhere in the stream leave no object and no sidecar", () => {
+  test("age failing half way: the multipart upload is aborted, nothing is completed", async () => {
+    const r = await runBackup("agefails", {}, "", {
+      age: `head -c 6000000 | /usr/bin/age "$@"\necho "age: error: failed to read from input: unexpected EOF" >&2\nexit 1`,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("age: error");
+    expect(r.calls.some((c) => c.startsWith("abort-multipart-upload agefails/etcd/"))).toBe(true);
+    expect(r.calls.some((c) => c.startsWith("complete-multipart-upload"))).toBe(false);
+    expect(s3.list("agefails/")).toEqual([]);
+  });
+
+  test("an upload-part error: aborted, no object", async () => {
+    const r = await runBackup(
+      "partfails",
+      { S3_UPLOAD_ATTEMPTS: "1" },
+      `if [[ "\${op:-}" == upload-part && " $* " == *" --part-number 2 "* ]]; then
+  echo "An error occurred (InternalError) when calling the UploadPart operation (reached max retries: 2): We encountered an internal error. Please try again." >&2
+  exit 254
+fi`,
+    );
+    expect(r.status).toBe(1);
+    expect(r.calls.some((c) => c.startsWith("abort-multipart-upload partfails/etcd/"))).toBe(true);
+    expect(r.calls.some((c) => c.startsWith("complete-multipart-upload"))).toBe(false);
+    expect(s3.list("partfails/")).toEqual([]);
+  });
+
+  test("a snapshot whose content no longer matches etcd's appended sha256 is never completed", async () => {
+    const r = await runBackup("corrupt", {}, "", {
+      etcdctl: `/usr/bin/etcdctl "$@" || exit
+if [[ " $* " == *" snapshot save "* ]]; then
+  file="\${*: -1}"
+  size=$(stat -c %s "$file")
+  offset=$((size / 2 + 100))
+  byte=$(od -An -tx1 -j "$offset" -N 1 "$file" | tr -d ' ')
+  if [[ "$byte" == 41 ]]; then new='\\x42'; else new='\\x41'; fi
+  printf "$new" | dd of="$file" bs=1 seek="$offset" conv=notrunc status=none
+fi`,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("integrity hash does not match its content");
+    expect(r.calls.some((c) => c.startsWith("complete-multipart-upload"))).toBe(false);
+    expect(s3.list("corrupt/")).toEqual([]);
+  });
+});
