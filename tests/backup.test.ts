@@ -244,8 +244,9 @@ describe("the etcd-backup CronJob's mounts of the node", () => {
         subPath: undefined,
       },
     ]);
-    // Besides it the script's ConfigMap, the scratch directory and the in-memory /tmp.
-    expect(mounts.other).toEqual(["script: configMap", "work: emptyDir", "tmp: emptyDir"]);
+    // Besides it the script's ConfigMap, the signing key's Secret, the scratch directory and the
+    // in-memory /tmp.
+    expect(mounts.other).toEqual(["script: configMap", "work: emptyDir", "signing-key: secret", "tmp: emptyDir"]);
     // What the script reads of the node (scripts/jobs/etcd-backup.sh --help): the PKI_DIR it
     // archives and the etcd client files, all inside that one read-only mount.
     expect(mounts.env.PKI_DIR).toBe("/etc/kubernetes/pki");
