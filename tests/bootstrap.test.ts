@@ -97,7 +97,6 @@ describe("the prod stack's bootstrap", () => {
     const perNode = (n: number) => [
       `${Command} bootstrap-cp-${n}-lib-dir`,
       `${Copy} bootstrap-cp-${n}-scripts`,
-      `${Command} bootstrap-cp-${n}-prepared`,
       `${Copy} bootstrap-cp-${n}-kubeadm-init`,
       `${Copy} bootstrap-cp-${n}-kubeadm-join`,
       `${Copy} bootstrap-cp-${n}-etcd-patch`,
@@ -119,7 +118,7 @@ describe("the prod stack's bootstrap", () => {
     );
   });
 
-  test("every node runs the same setup on itself, after its preparation, its kubeadm files and the load balancer", () => {
+  test("every node runs the same setup on itself, after cloud-init's preparation, its scripts and kubeadm files and the load balancer", () => {
     const nodes = run.outputs.nodes as { id: string }[];
     for (const n of [1, 2, 3]) {
       const member = one(run, `bootstrap-cp-${n}-member`);
@@ -128,7 +127,8 @@ describe("the prod stack's bootstrap", () => {
       // No role in the program: whether it inits or joins is decided on the node (no --cluster-ca:
       // this stack never exported a cluster).
       expect(member.inputs.create).toBe(
-        `bash /usr/local/lib/hcloud-control-plane/node/kubeadm-member.sh --node-name prod-nbg1-cp-${n}` +
+        "bash /usr/local/lib/hcloud-control-plane/node/wait-node-prepared.sh --package-version 1.34.2-1.1 </dev/null && " +
+          `bash /usr/local/lib/hcloud-control-plane/node/kubeadm-member.sh --node-name prod-nbg1-cp-${n}` +
           " --init-config /etc/kubernetes/kubeadm/init.yaml --join-config-template /etc/kubernetes/kubeadm/join.yaml" +
           ` --peers ${peers.join(",")}` +
           " --endpoint-host api.prod-nbg1.k8s.example.com --endpoint-ip 10.20.1.250" +
@@ -136,7 +136,7 @@ describe("the prod stack's bootstrap", () => {
       );
       const waits = ancestors(run, member.urn);
       for (const name of [
-        `bootstrap-cp-${n}-prepared`,
+        `bootstrap-cp-${n}-lib-dir`,
         `bootstrap-cp-${n}-kubeadm-init`,
         `bootstrap-cp-${n}-kubeadm-join`,
         `bootstrap-cp-${n}-etcd-patch`,
@@ -287,11 +287,14 @@ describe("the prod stack's bootstrap", () => {
     }
   });
 
-  test("kube-vip goes to every node after the whole chain, holding the reserved IP", () => {
-    const last = memberships(run).at(-1) as RecordedResource;
+  test("kube-vip goes to every node after every setup, holding the reserved IP", () => {
+    const last = members(run).at(-1) as RecordedResource;
     for (const n of [1, 2, 3]) {
       const vip = one(run, `bootstrap-cp-${n}-kube-vip`);
-      expect(vip.dependsOn).toContain(last.urn);
+      // The staged copy changes nothing that runs: it waits for its server only.
+      expect([...vip.dependsOn].sort()).toEqual(
+        [one(run, `control-plane-cp-${n}`).urn, one(run, "reserved-ip-fip").urn].sort(),
+      );
       // Staged outside the kubelet's manifest directory: copying it restarts nothing.
       expect(vip.inputs.remotePath).toBe("/etc/kubernetes/kubeadm/kube-vip.yaml");
       const text = (vip.inputs.source as { asset: { text: string } }).asset.text;
@@ -304,11 +307,15 @@ describe("the prod stack's bootstrap", () => {
         `bash /usr/local/lib/hcloud-control-plane/node/install-kube-vip.sh --manifest /etc/kubernetes/kubeadm/kube-vip.yaml --node-name prod-nbg1-cp-${n} --lease plndr-cp-lock # manifest ${crypto.createHash("sha256").update(text).digest("hex").slice(0, 16)}`,
       );
       expect(install.dependsOn).toContain(vip.urn);
+      expect(install.dependsOn).toContain(last.urn);
     }
   });
 
-  test("the upgrade and certificate chains wait for the whole kube-vip chain (all three restart kube-vip)", async () => {
-    const renewing = await runStack({ certificateRenewal: "2027-05-01" });
+  test("on a running cluster the upgrade and certificate chains wait for the whole kube-vip chain (all three restart kube-vip)", async () => {
+    const renewing = await runStack(
+      { certificateRenewal: "2027-05-01" },
+      { deployed: { caCertHash: `sha256:${"ab".repeat(32)}`, kubernetesVersion: "1.34.2" } },
+    );
     const installs = [1, 2, 3].map((n) => one(renewing, `bootstrap-cp-${n}-kube-vip-install`).urn);
     const restarters = renewing.resources.filter((r) => /^(upgrade-cp-\d+|certificates-cp-\d+-renew)$/.test(r.name));
     expect(restarters.map((r) => r.name).sort()).toEqual([
@@ -323,18 +330,52 @@ describe("the prod stack's bootstrap", () => {
       const waits = ancestors(renewing, r.urn);
       for (const install of installs) expect([r.name, waits.has(install)]).toEqual([r.name, true]);
     }
+    // And what reads the certificates waits for the last renewal.
+    expect(one(renewing, "access-admin-kubeconfig").dependsOn).toContain(one(renewing, "certificates-cp-3-renew").urn);
   });
 
-  test("kube-vip is installed one node at a time: each node after the previous node's kube-vip and companion", () => {
+  test("on a new cluster each upgrade step waits for its own node's kube-vip and companion, the renewal for all of them", async () => {
+    const renewing = await runStack({ certificateRenewal: "2027-05-01" });
+    for (const n of [1, 2, 3]) {
+      const step = one(renewing, `upgrade-cp-${n}`);
+      const waits = ancestors(renewing, step.urn);
+      // Its own node's and the earlier nodes' kube-vip: never two chains on one node at once.
+      for (const k of [1, 2, 3]) {
+        for (const name of [`bootstrap-cp-${k}-kube-vip-install`, `bootstrap-cp-${k}-reserved-ip-failover`]) {
+          expect([step.name, name, waits.has(one(renewing, name).urn)]).toEqual([step.name, name, k <= n]);
+        }
+      }
+      const renew = ancestors(renewing, one(renewing, `certificates-cp-${n}-renew`).urn);
+      expect(renew.has(one(renewing, "upgrade-cp-3").urn)).toBe(true);
+    }
+    // The preflight only needs every member: it reads, and restarts nothing.
+    const preflight = one(renewing, "upgrade-preflight");
+    expect(preflight.dependsOn).toContain((members(renewing).at(-1) as RecordedResource).urn);
+    expect(ancestors(renewing, preflight.urn).has(one(renewing, "bootstrap-cp-1-kube-vip-install").urn)).toBe(false);
+  });
+
+  test("kube-vip is installed one node at a time: each node after the previous node's kube-vip, companions one after another", () => {
     const installs = [1, 2, 3].map((n) => one(run, `bootstrap-cp-${n}-kube-vip-install`));
     const companions = [1, 2, 3].map((n) => one(run, `bootstrap-cp-${n}-reserved-ip-failover`));
-    expect(installs[0].dependsOn).toContain((memberships(run).at(-1) as RecordedResource).urn);
+    expect(installs[0].dependsOn).toContain((members(run).at(-1) as RecordedResource).urn);
     for (const k of [1, 2]) {
-      expect(installs[k].dependsOn).toContain(companions[k - 1].urn);
-      expect(ancestors(run, installs[k].urn)).toContain(installs[k - 1].urn);
+      expect(installs[k].dependsOn).toContain(installs[k - 1].urn);
+      expect(companions[k].dependsOn).toContain(companions[k - 1].urn);
+      expect(companions[k].dependsOn).toContain(installs[k].urn);
       // Never the other way round: no node's kube-vip waits for a later node's.
       expect(ancestors(run, installs[k - 1].urn).has(installs[k].urn)).toBe(false);
     }
+  });
+
+  test("on a running cluster each node's kube-vip waits for the previous node's companion and for the membership records", async () => {
+    const running = await runStack(
+      {},
+      { deployed: { caCertHash: `sha256:${"ab".repeat(32)}`, kubernetesVersion: "1.34.2" } },
+    );
+    const installs = [1, 2, 3].map((n) => one(running, `bootstrap-cp-${n}-kube-vip-install`));
+    const companions = [1, 2, 3].map((n) => one(running, `bootstrap-cp-${n}-reserved-ip-failover`));
+    expect(installs[0].dependsOn).toContain((memberships(running).at(-1) as RecordedResource).urn);
+    for (const k of [1, 2]) expect(installs[k].dependsOn).toContain(companions[k - 1].urn);
   });
 
   test("every node gets the scripts, waits for cloud-init, and receives its own kubeadm files, both of them", () => {
@@ -342,11 +383,13 @@ describe("the prod stack's bootstrap", () => {
       const scripts = one(run, `bootstrap-cp-${n}-scripts`);
       expect(scripts.inputs.source).toEqual({ archive: { path: "./scripts/node" } });
       expect(scripts.inputs.remotePath).toBe("/usr/local/lib/hcloud-control-plane");
-      expect(scripts.dependsOn).toContain(one(run, `bootstrap-cp-${n}-lib-dir`).urn);
+      // The copy creates the directory when the lib-dir command has not yet (pulumi-command 1.2
+      // CopyToRemote: MkdirAll); both wait for the server only, the setup for both.
+      const server = one(run, `control-plane-cp-${n}`).urn;
+      expect(scripts.dependsOn).toEqual([server]);
+      expect(one(run, `bootstrap-cp-${n}-lib-dir`).dependsOn).toEqual([server]);
       expect(String((scripts.inputs.triggers as string[])[1])).toMatch(/^[0-9a-f]{64}$/);
-      expect(one(run, `bootstrap-cp-${n}-prepared`).inputs.create).toBe(
-        "bash /usr/local/lib/hcloud-control-plane/node/wait-node-prepared.sh --package-version 1.34.2-1.1",
-      );
+      expect(run.resources.some((r) => r.name === `bootstrap-cp-${n}-prepared`)).toBe(false);
       for (const [file, path] of [
         ["init", "/etc/kubernetes/kubeadm/init.yaml"],
         ["join", "/etc/kubernetes/kubeadm/join.yaml"],
@@ -369,8 +412,13 @@ describe("the prod stack's bootstrap", () => {
   test("the Kubernetes provider is built from the admin kubeconfig read on a running member, with a stable identifier", () => {
     const fetch = one(run, "access-admin-kubeconfig");
     expect(host(fetch)).toBe(serverIp(run, "cp-1"));
-    // After init, through the day-2 chain (dayTwo.test.ts), which starts after the whole bootstrap.
-    expect(fetch.dependsOn).toContain(one(run, "upgrade-cp-3").urn);
+    // On a new cluster right after the last setup: every node runs the configured version, and
+    // the day-2 chains (dayTwo.test.ts) and kube-vip run beside it.
+    expect(fetch.dependsOn).toContain((members(run).at(-1) as RecordedResource).urn);
+    const before = ancestors(run, fetch.urn);
+    for (const side of ["upgrade-preflight", "bootstrap-cp-1-kube-vip-install", "bootstrap-cp-1-membership"]) {
+      expect([side, before.has(one(run, side).urn)]).toEqual([side, false]);
+    }
     expect(fetch.inputs.create).toBe('cat /etc/kubernetes/admin.conf # kubernetes 1.34.2, certificate renewal ""');
     const provider = one(run, "access-provider");
     expect(provider.dependsOn).toContain(fetch.urn);
@@ -390,13 +438,13 @@ describe("the prod stack's bootstrap", () => {
       routingMode: "tunnel",
       k8sServiceHost: "api.prod-nbg1.k8s.example.com",
     });
-    // Through its provider: the admin kubeconfig is read after the member chain (and the
-    // upgrade and certificate steps), so the CNI waits for every join.
+    // Through its provider: the admin kubeconfig is read after the member chain, so the CNI
+    // waits for every join.
     const waits = ancestors(run, cni.urn);
     expect(waits).toContain(provider.urn);
     expect(waits).toContain(one(run, "access-admin-kubeconfig").urn);
-    const chain = [...members(run), ...memberships(run)];
-    expect(chain).toHaveLength(6);
+    const chain = members(run);
+    expect(chain).toHaveLength(3);
     for (const member of chain) expect([member.name, waits.has(member.urn)]).toEqual([member.name, true]);
   });
 });
@@ -450,7 +498,7 @@ describe("variants", () => {
 
   test("preview: the whole bootstrap registers while every command's output is unknown", async () => {
     const run = await runStack({}, { preview: true });
-    expect(run.resources).toHaveLength(92);
+    expect(run.resources).toHaveLength(90);
     // Before the servers exist, where a record runs is unknown too.
     expect(one(run, "bootstrap-cp-2-membership").revealedInputs.connection).toBe("[unknown]");
     expect(one(run, "access-provider").revealedInputs.kubeconfig).toBe("[unknown]");
@@ -460,29 +508,50 @@ describe("variants", () => {
 describe("the command lines the program renders parse in their scripts", () => {
   const tmp = useTempDir("bootstrap-commands-");
   /** Runs a rendered command with the repository's scripts, under a temporary root, stdin empty. */
-  const runRendered = (command: string) =>
+  const runRendered = (command: string, input = "") =>
     spawnSync(
       "bash",
       ["--norc", "-c", command.replaceAll("/usr/local/lib/hcloud-control-plane/node/", `${nodeScriptsDir}/`)],
       {
-        input: "",
+        input,
         encoding: "utf8",
         timeout: 30_000,
         env: { PATH: "/usr/bin:/bin", ROOT: fs.mkdtempSync(path.join(tmp(), "root-")), LC_ALL: "C" },
       },
     );
 
-  test.each([1, 3])("%i node(s): every setup parses and stops at the missing key, before anything else", async (n) => {
-    const hash = `sha256:${"ab".repeat(32)}`;
-    const run = await runStack({ controlPlaneCount: n, nodeIps: [] }, { deployed: { caCertHash: hash } });
-    for (const member of members(run)) {
-      const result = runRendered(String(member.inputs.create));
-      expect({ name: member.name, status: result.status, stderr: result.stderr.trim() }).toEqual({
-        name: member.name,
-        status: 1,
-        stderr: "kubeadm-member: error: stdin is empty; expected the SSH private key",
-      });
-    }
+  test.each([1, 3])(
+    "%i node(s): every setup waits for its node's preparation, then parses and stops at the missing key",
+    async (n) => {
+      const hash = `sha256:${"ab".repeat(32)}`;
+      const run = await runStack({ controlPlaneCount: n, nodeIps: [] }, { deployed: { caCertHash: hash } });
+      for (const member of members(run)) {
+        const [wait, setup, ...rest] = String(member.inputs.create).split(" </dev/null && ");
+        expect(rest).toEqual([]);
+        // wait-node-prepared.sh's own flags and behaviour are tested in nodeScripts.test.ts.
+        expect(wait).toBe(
+          "bash /usr/local/lib/hcloud-control-plane/node/wait-node-prepared.sh --package-version 1.34.2-1.1",
+        );
+        const result = runRendered(setup);
+        expect({ name: member.name, status: result.status, stderr: result.stderr.trim() }).toEqual({
+          name: member.name,
+          status: 1,
+          stderr: "kubeadm-member: error: stdin is empty; expected the SSH private key",
+        });
+      }
+    },
+  );
+
+  test("the wait before a setup leaves stdin to the setup: the key reaches kubeadm-member.sh", async () => {
+    const run = await runStack();
+    const [, setup] = String(one(run, "bootstrap-cp-1-member").inputs.create).split(" </dev/null && ");
+    // `cat` in the wait's place would swallow stdin if the command did not close it for the wait.
+    const result = runRendered(`cat </dev/null && ${setup}`, "not a key\n");
+    expect({ status: result.status, stderr: result.stderr.trim() }).toEqual({
+      status: 1,
+      stderr:
+        "kubeadm-member: error: stdin is not an SSH private key in OpenSSH or PEM format (expected one -----BEGIN ... PRIVATE KEY----- block)",
+    });
   });
 
   test("every membership check and removal parses (it stops where the cluster is needed)", async () => {

@@ -42,21 +42,45 @@ const serverIp = (run: ProgramRun, node: string) =>
 
 describe("the upgrade chain", () => {
   let run: ProgramRun;
+  /** A stack that exported a cluster, running the configured version. */
+  let running: ProgramRun;
   beforeAll(async () => {
     run = await runStack();
+    running = await runStack(
+      {},
+      { deployed: { caCertHash: `sha256:${"ab".repeat(32)}`, kubernetesVersion: "1.34.2" } },
+    );
   });
 
   test("preflight, then every node, each step depending only on the one before it", () => {
-    const component = byType(run, `${P}:index:ControlPlaneUpgrade`)[0];
-    const steps = run.resources.filter((r) => r.parent === component.urn);
+    const component = byType(running, `${P}:index:ControlPlaneUpgrade`)[0];
+    const steps = running.resources.filter((r) => r.parent === component.urn);
     expect(steps.map((s) => s.name)).toEqual(["upgrade-preflight", "upgrade-cp-1", "upgrade-cp-2", "upgrade-cp-3"]);
     expect(steps.every((s) => s.type === Command)).toBe(true);
     // The preflight waits for the whole bootstrap chain: the joins, then the kube-vip chain
     // (upgrades restart kube-vip too, so the two never move its manifest on a node at once).
-    expect(dependsOnNames(run, one(run, "upgrade-preflight"))).toEqual(["bootstrap-cp-3-reserved-ip-failover"]);
-    expect(dependsOnNames(run, one(run, "upgrade-cp-1"))).toEqual(["upgrade-preflight"]);
-    expect(dependsOnNames(run, one(run, "upgrade-cp-2"))).toEqual(["upgrade-cp-1"]);
-    expect(dependsOnNames(run, one(run, "upgrade-cp-3"))).toEqual(["upgrade-cp-2"]);
+    expect(dependsOnNames(running, one(running, "upgrade-preflight"))).toEqual(["bootstrap-cp-3-reserved-ip-failover"]);
+    expect(dependsOnNames(running, one(running, "upgrade-cp-1"))).toEqual(["upgrade-preflight"]);
+    expect(dependsOnNames(running, one(running, "upgrade-cp-2"))).toEqual(["upgrade-cp-1"]);
+    expect(dependsOnNames(running, one(running, "upgrade-cp-3"))).toEqual(["upgrade-cp-2"]);
+  });
+
+  test("on a new cluster: preflight after every setup, then every node after the previous step and its own kube-vip", () => {
+    // Nothing to upgrade (each node was set up at the configured version): the steps only check
+    // the gates, and go node by node right behind the kube-vip chain instead of after all of it.
+    expect(dependsOnNames(run, one(run, "upgrade-preflight"))).toEqual(["bootstrap-cp-3-member"]);
+    expect(dependsOnNames(run, one(run, "upgrade-cp-1"))).toEqual([
+      "bootstrap-cp-1-reserved-ip-failover",
+      "upgrade-preflight",
+    ]);
+    expect(dependsOnNames(run, one(run, "upgrade-cp-2"))).toEqual([
+      "bootstrap-cp-2-reserved-ip-failover",
+      "upgrade-cp-1",
+    ]);
+    expect(dependsOnNames(run, one(run, "upgrade-cp-3"))).toEqual([
+      "bootstrap-cp-3-reserved-ip-failover",
+      "upgrade-cp-2",
+    ]);
   });
 
   test("each step runs on its own node and decides apply or node on it; the preflight on a running member", () => {
@@ -87,9 +111,19 @@ describe("the upgrade chain", () => {
   test("everything that needs the cluster at its version comes after the chain", () => {
     // The kubeconfig is read after the chain (an upgrade renews admin.conf), and so is every
     // object the Kubernetes provider creates.
-    expect(dependsOnNames(run, one(run, "access-admin-kubeconfig"))).toEqual(["upgrade-cp-3"]);
+    expect(dependsOnNames(running, one(running, "access-admin-kubeconfig"))).toEqual(["upgrade-cp-3"]);
     for (const node of nodes)
-      expect(dependsOnNames(run, one(run, `certificates-${node}-expiry`))).toEqual(["upgrade-cp-3"]);
+      expect(dependsOnNames(running, one(running, `certificates-${node}-expiry`))).toEqual(["upgrade-cp-3"]);
+    expect(dependsOnNames(running, one(running, "worker-join-token"))).toEqual(["upgrade-cp-3"]);
+  });
+
+  test("on a new cluster it is there after the last setup: the upgrade steps do not hold it back", () => {
+    expect(dependsOnNames(run, one(run, "access-admin-kubeconfig"))).toEqual(["bootstrap-cp-3-member"]);
+    for (const node of nodes)
+      expect(dependsOnNames(run, one(run, `certificates-${node}-expiry`))).toEqual(["bootstrap-cp-3-member"]);
+    expect(dependsOnNames(run, one(run, "worker-join-token"))).toEqual(["bootstrap-cp-3-member"]);
+    // The version the stack exports still waits for the last step (each ends checking its node).
+    expect(run.outputs.kubernetesVersion).toBe("1.34.2");
   });
 });
 

@@ -250,11 +250,11 @@ describe("variants", () => {
       Array.from({ length: n }, (_, i) => `control-plane-cp-${i + 1}`),
     );
     expect(byType(run, T.lbTarget)).toHaveLength(n);
-    // Infrastructure 14 + 2 per node; bootstrap 6 + 11 per node, less the membership record a
-    // single node has no other member for (see bootstrap.test.ts); monitoring 6, backup 7 and the
+    // Infrastructure 14 + 2 per node; bootstrap 6 + 10 per node, less the membership record a
+    // single node has no other member for (see bootstrap.test.ts); monitoring 6, backup 8 and the
     // worker join token 2 (monitoring, backup, outputs tests); day 2: upgrade 2 + 1 per node,
     // certificates 1 + 1 per node, defrag 3 (dayTwo.test.ts); kubelet CSR approver 6 (csrApprover.test.ts).
-    expect(run.resources).toHaveLength(47 + 15 * n - (n === 1 ? 1 : 0));
+    expect(run.resources).toHaveLength(48 + 14 * n - (n === 1 ? 1 : 0));
   });
 
   test("tcp health check mode", async () => {
@@ -296,7 +296,7 @@ describe("variants", () => {
   test("preview: the whole graph registers with every computed output unknown", async () => {
     const run = await runStack({}, { preview: true });
     expect(run.preview).toBe(true);
-    expect(run.resources).toHaveLength(92);
+    expect(run.resources).toHaveLength(90);
     expect(one(run, "api-lb-target-cp-1").inputs.serverId).toBe("[unknown]");
     expect(run.outputs.apiServerUrl).toBe("[unknown]");
   });

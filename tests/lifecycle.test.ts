@@ -63,10 +63,10 @@ const replacedChanges = (node: string, others: string[], moved: string[]) => [
   `replace api-lb-target-${node} (delete first)`,
   `replace bootstrap-${node}-lib-dir (delete first) @${node} runs create`,
   `replace bootstrap-${node}-scripts (delete first) @${node} runs copy`,
-  `replace bootstrap-${node}-prepared (delete first) @${node} runs create`,
   `replace bootstrap-${node}-kubeadm-init (delete first) @${node} runs copy`,
   `replace bootstrap-${node}-kubeadm-join (delete first) @${node} runs copy`,
   `replace bootstrap-${node}-etcd-patch (delete first) @${node} runs copy`,
+  `replace bootstrap-${node}-kube-vip (delete first) @${node} runs copy`,
   `replace bootstrap-${node}-member (delete first) @${node} runs create`,
   ...["cp-1", "cp-2", "cp-3"].flatMap((n) =>
     n === node
@@ -75,7 +75,6 @@ const replacedChanges = (node: string, others: string[], moved: string[]) => [
         ? [`update bootstrap-${n}-membership @${node} runs create`]
         : [],
   ),
-  `replace bootstrap-${node}-kube-vip (delete first) @${node} runs copy`,
   `update bootstrap-${node}-kube-vip-install @${node} runs create`,
   `update bootstrap-${node}-reserved-ip-failover @${node} runs create`,
   ...(moved.includes("upgrade-preflight") ? [`update upgrade-preflight @${node} runs create`] : []),
@@ -109,15 +108,14 @@ const newNodeCreates = (nodes: string[]) => {
     ...nodes.map((n) => `create api-lb-target-${n}`),
     ...per("lib-dir", "create"),
     ...per("scripts", "copy"),
-    ...per("prepared", "create"),
     ...nodes.flatMap((n) => [
       `create bootstrap-${n}-kubeadm-init @${n} runs copy`,
       `create bootstrap-${n}-kubeadm-join @${n} runs copy`,
       `create bootstrap-${n}-etcd-patch @${n} runs copy`,
+      `create bootstrap-${n}-kube-vip @${n} runs copy`,
     ]),
     ...per("member", "create"),
     ...nodes.map((n) => `create bootstrap-${n}-membership @cp-1 runs create`),
-    ...per("kube-vip", "copy"),
     ...nodes.flatMap((n) => [
       `create bootstrap-${n}-kube-vip-install @${n} runs create`,
       `create bootstrap-${n}-reserved-ip-failover @${n} runs create`,
@@ -138,31 +136,29 @@ const memberCountUpdates = [
 /** The deletes at the end of a 5 -> 3 update, in the engine's wave order (one wave's are parallel). */
 const scaleDownDeletes = (serverError: boolean) => [
   "delete bootstrap-cp-5-reserved-ip-failover @cp-5 runs delete",
-  "delete bootstrap-cp-5-member @cp-5",
   "delete bootstrap-cp-5-kube-vip-install @cp-5",
-  "delete bootstrap-cp-4-member @cp-4",
   "delete bootstrap-cp-4-reserved-ip-failover @cp-4 runs delete",
-  "delete bootstrap-cp-4-kubeadm-init @cp-4",
-  "delete bootstrap-cp-4-kubeadm-join @cp-4",
-  "delete bootstrap-cp-4-etcd-patch @cp-4",
-  "delete bootstrap-cp-5-kubeadm-init @cp-5",
-  "delete bootstrap-cp-5-kubeadm-join @cp-5",
-  "delete bootstrap-cp-5-etcd-patch @cp-5",
+  "delete bootstrap-cp-5-member @cp-5",
   "delete bootstrap-cp-4-kube-vip-install @cp-4",
-  "delete bootstrap-cp-4-prepared @cp-4",
-  "delete bootstrap-cp-5-prepared @cp-5",
-  "delete bootstrap-cp-4-kube-vip @cp-4",
-  "delete bootstrap-cp-5-kube-vip @cp-5",
   "delete certificates-cp-4-expiry @cp-4",
   "delete certificates-cp-5-expiry @cp-5",
-  "delete bootstrap-cp-4-scripts @cp-4",
-  "delete bootstrap-cp-5-scripts @cp-5",
+  "delete bootstrap-cp-4-member @cp-4",
   "delete bootstrap-cp-5-membership @cp-1 runs delete",
   "delete upgrade-cp-5 @cp-5",
   "delete api-lb-target-cp-4",
   "delete api-lb-target-cp-5",
   "delete bootstrap-cp-4-lib-dir @cp-4",
   "delete bootstrap-cp-5-lib-dir @cp-5",
+  "delete bootstrap-cp-4-scripts @cp-4",
+  "delete bootstrap-cp-5-scripts @cp-5",
+  "delete bootstrap-cp-4-kubeadm-init @cp-4",
+  "delete bootstrap-cp-4-kubeadm-join @cp-4",
+  "delete bootstrap-cp-4-etcd-patch @cp-4",
+  "delete bootstrap-cp-4-kube-vip @cp-4",
+  "delete bootstrap-cp-5-kubeadm-init @cp-5",
+  "delete bootstrap-cp-5-kubeadm-join @cp-5",
+  "delete bootstrap-cp-5-etcd-patch @cp-5",
+  "delete bootstrap-cp-5-kube-vip @cp-5",
   "delete bootstrap-cp-4-membership @cp-1 runs delete",
   "delete upgrade-cp-4 @cp-4",
   ...["cp-4", "cp-5"].map(
@@ -317,7 +313,8 @@ const failedJoin: Row[] = [
       changes: [
         ...newNodeCreates(["cp-4", "cp-5"]).map((line) => {
           if (line.startsWith("create bootstrap-cp-4-member ")) return `${line} ! create failed`;
-          const waits = /(cp-5-member|membership|kube-vip|reserved-ip|upgrade-cp|certificates-cp)/.test(line);
+          // The staged kube-vip copy waits for its server only: it is copied anyway.
+          const waits = /(cp-5-member|membership|kube-vip-install|reserved-ip|upgrade-cp|certificates-cp)/.test(line);
           return waits ? `${line} ! skipped: a resource it depends on failed` : line;
         }),
         ...memberCountUpdates.map((l) =>
@@ -339,7 +336,9 @@ const failedJoin: Row[] = [
         "create bootstrap-cp-5-member @cp-5 runs create",
         "create bootstrap-cp-4-membership @cp-1 runs create",
         "create bootstrap-cp-5-membership @cp-1 runs create",
-        ...newNodeCreates(["cp-4", "cp-5"]).filter((l) => /(kube-vip|reserved-ip|upgrade-cp|certificates-cp)/.test(l)),
+        ...newNodeCreates(["cp-4", "cp-5"]).filter((l) =>
+          /(kube-vip-install|reserved-ip|upgrade-cp|certificates-cp)/.test(l),
+        ),
         "update monitoring-rules",
       ],
       memberEvents: [

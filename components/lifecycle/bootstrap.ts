@@ -3,7 +3,9 @@
  * setup (scripts/node/kubeadm-member.sh), strictly one node after another: a node initializes
  * the cluster only when no member answers and the stack has never recorded a cluster; otherwise
  * it joins, with join credentials it mints for this attempt on a healthy member over the private
- * network. kube-vip and the reserved-IP companion follow once every member is set up.
+ * network. kube-vip and the reserved-IP companion follow once every member is set up, to the side:
+ * the cluster answers through the load balancer as soon as one API server is healthy, so nothing
+ * that only reads the cluster waits for them (see {@link NodeChains}).
  *
  * The setup writes its own completion marker (/var/lib/kubernetes-node/member) as its last
  * step; kubeadm's files without it mean a half-finished setup, which a re-run finishes or refuses
@@ -66,6 +68,30 @@ export interface BootstrapArgs extends BootstrapSettings {
   hcloudToken?: pulumi.Input<string>;
 }
 
+/**
+ * How the rolling chains of node steps (kube-vip, upgrade, certificate renewal) order themselves,
+ * and what waits for them. Each chain restarts static pods or kube-vip node after node. On a
+ * running cluster a chain starts after the previous one's end (`rolling`): two never run on the
+ * nodes at once. On a new cluster (`perNode` set) a later chain's step on a node waits for the
+ * earlier chains' steps on that same node instead, so the chains follow each other node by node
+ * and never touch one node at once. What only needs every node to be a member at the configured
+ * version with final certificates (the admin kubeconfig, the certificate expiry, the worker
+ * token) waits for `settled`.
+ */
+export interface NodeChains {
+  /** Every node is a member running the configured version, its certificates final. */
+  settled: pulumi.Resource;
+  /** The end of the rolling chains so far: on a running cluster the next chain starts after it. */
+  rolling: pulumi.Resource;
+  /**
+   * Only on a new cluster (the stack never exported a `caCertHash`): per node, in node order,
+   * that node's last rolling step so far. Every node was set up by this update at the configured
+   * version (cloud-init's pinned packages, checked by wait-node-prepared.sh before the setup), so
+   * an upgrade has nothing to move there and its steps only check the gates.
+   */
+  perNode?: pulumi.Resource[];
+}
+
 /** Where the rendered kubeadm files go on a node. */
 const kubeadmFiles = {
   init: "/etc/kubernetes/kubeadm/init.yaml",
@@ -101,17 +127,24 @@ function endpointArgs(cfg: EndpointSettings): string[] {
 const etcdPeerPort = 2380;
 
 /**
- * The setup command of one node: kubeadm-member.sh with both kubeadm files, the other nodes'
- * private IPs to probe and mint join credentials on, and the endpoint's /readyz.
+ * The setup command of one node: wait-node-prepared.sh first (cloud-init's node preparation done,
+ * the packages at the configured version; SSH answers long before cloud-init is done), then
+ * kubeadm-member.sh with both kubeadm files, the other nodes' private IPs to probe and mint join
+ * credentials on, and the endpoint's /readyz. The wait reads nothing from stdin (</dev/null), so
+ * the key on stdin reaches kubeadm-member.sh whole.
  */
 function memberCommand(
-  cfg: EndpointSettings,
+  cfg: BootstrapSettings,
   node: ControlPlaneNode,
   nodes: ControlPlaneNode[],
   deployedCaCertHash: string | undefined,
 ): string {
   const peers = nodes.filter((n) => n !== node).map((n) => n.spec.privateIp);
-  return nodeCommand("kubeadm-member.sh", [
+  const prepared = nodeCommand("wait-node-prepared.sh", [
+    "--package-version",
+    kubernetesPackageVersion(cfg.kubernetesVersion),
+  ]);
+  const member = nodeCommand("kubeadm-member.sh", [
     "--node-name",
     node.name,
     "--init-config",
@@ -126,14 +159,15 @@ function memberCommand(
     "--endpoint-url",
     `https://${cfg.loadBalancer.privateIp}:${apiServerPort}/readyz`,
   ]);
+  return `${prepared} </dev/null && ${member}`;
 }
 
 export class ClusterBootstrap extends pulumi.ComponentResource {
   /** Per node, in node order: the command that makes it a member (kubeadm-member.sh). */
   readonly members: command.remote.Command[];
   /**
-   * The end of the member chain (the last membership record): everything that needs the whole
-   * control plane waits for it.
+   * The end of the member chain (the last membership record): what removes or checks members
+   * and the kube-vip chain wait for it.
    */
   readonly complete: pulumi.Resource;
   /**
@@ -142,11 +176,12 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
    */
   readonly reservedIpHolders: pulumi.Resource[];
   /**
-   * The last node's kube-vip (and companion): the end of the kube-vip chain. The upgrade and
-   * certificate chains restart kube-vip too (it holds admin.conf), so they wait for it: two
-   * chains moving the same manifest on one node at once would fight over it.
+   * The node chains after the bootstrap: `rolling` is the last node's kube-vip (and companion),
+   * the end of the kube-vip chain. The upgrade and certificate chains restart kube-vip too (it
+   * holds admin.conf), so they start after it: two chains moving the same manifest on one node at
+   * once would fight over it. `settled` is the last node's setup: every node is a member.
    */
-  readonly kubeVipComplete: pulumi.Resource;
+  readonly kubeVipComplete: NodeChains;
 
   constructor(name: string, args: BootstrapArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:ClusterBootstrap", name, {}, opts);
@@ -158,7 +193,7 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
       );
     const scriptsRevision = scriptsHash();
 
-    const prepared = args.nodes.map((node) => this.prepare(name, args, node, addresses, scriptsRevision));
+    const delivered = args.nodes.map((node) => this.deliver(name, args, node, addresses, scriptsRevision));
 
     // Members: one setup command per node, strictly one after another. Each decides at run time
     // whether it initializes the cluster or joins it (kubeadm-member.sh).
@@ -185,7 +220,8 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
           // are serialized: two setups never run at once, so no two nodes can both find nobody
           // answering and initialize (the second one probes the first), and etcd accepts one
           // learner at a time; each setup gates on /readyz and etcd health before the next starts.
-          dependsOn: [...prepared[i], args.api.service, ...args.api.targets, ...(previous ? [previous] : [])],
+          // Its own files (scripts, kubeadm files) must be on the node first.
+          dependsOn: [...delivered[i], args.api.service, ...args.api.targets, ...(previous ? [previous] : [])],
           additionalSecretOutputs: ["stdout", "stderr"],
           // A member is set up once per server: later edits of its arguments (more peers, the
           // recorded CA, the key on stdin) must not change the command a running member has. A new
@@ -200,6 +236,7 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     });
     if (!previous) throw new Error("the bootstrap needs at least one node");
     this.members = members;
+    const lastMember = previous;
 
     // Membership records: run on another running member, so a node that is dead can still be
     // removed. The create checks that the node is a voting etcd member; the delete (the node is
@@ -236,24 +273,29 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     }
     this.complete = previous;
 
-    // kube-vip comes after the whole chain: the load balancer is the endpoint, so kube-vip is not
-    // needed to bootstrap, and with admin.conf in place it avoids kubeadm's super-admin.conf trap.
-    // Its manifest is staged outside the kubelet's manifest directory and installed by
+    // kube-vip comes after every member's setup: the load balancer is the endpoint, so kube-vip is
+    // not needed to bootstrap, and with admin.conf in place it avoids kubeadm's super-admin.conf
+    // trap. Its manifest is staged outside the kubelet's manifest directory and installed by
     // install-kube-vip.sh one node after another, each behind the health gates and a renewed
     // kube-vip Lease, so a changed manifest never restarts kube-vip on every node at once.
+    // On a running cluster each node's kube-vip and companion wait for the previous node's both,
+    // and for the membership records (a replaced node's old member is gone first). On a new
+    // cluster, where nothing reaches the API through the reserved IP before every holder is in
+    // place (index.ts), kube-vip starts after the last setup, beside the (read-only) records, and
+    // the next node's kube-vip does not wait for this node's companion; companions still follow
+    // each other.
+    const newCluster = args.deployedCaCertHash === undefined;
+    const kubeVipAfter = newCluster ? lastMember : this.complete;
     const manifest = args.reservedIp.address.apply((address) => renderKubeVipManifest({ address }));
-    let previousHolder: pulumi.Resource = this.complete;
+    let previousHolder: pulumi.Resource = kubeVipAfter;
+    let previousKubeVip: pulumi.Resource = kubeVipAfter;
     this.reservedIpHolders = args.nodes.map((node) => {
       const connection = sshConnection(node, args.sshPrivateKey);
-      const staged = copyFile(
-        `${name}-${node.spec.name}-kube-vip`,
-        connection,
-        manifest,
-        kubeVipStagedPath,
-        node,
-        // Outside /etc/kubernetes/manifests, so copying it changes nothing that runs.
-        { parent: this, dependsOn: [this.complete] },
-      );
+      // Outside /etc/kubernetes/manifests, so copying it changes nothing that runs: it waits for
+      // nothing but its server.
+      const staged = copyFile(`${name}-${node.spec.name}-kube-vip`, connection, manifest, kubeVipStagedPath, node, {
+        parent: this,
+      });
       const kubeVip = new command.remote.Command(
         `${name}-${node.spec.name}-kube-vip-install`,
         {
@@ -265,25 +307,33 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
               `${nodeCommand("install-kube-vip.sh", ["--manifest", kubeVipStagedPath, "--node-name", node.name, "--lease", kubeVipLeaseName])} # manifest ${sha256(text).slice(0, 16)}`,
           ),
         },
-        // One node at a time: the previous node's kube-vip (and companion) first.
-        { parent: this, dependsOn: [staged, previousHolder] },
+        // One node at a time: every setup, then the previous node's kube-vip (on a running
+        // cluster its companion too) first.
+        { parent: this, dependsOn: [staged, kubeVipAfter, newCluster ? previousKubeVip : previousHolder] },
       );
+      previousKubeVip = kubeVip;
       previousHolder = args.reservedIpFailover
-        ? this.failover(name, args, node, connection, kubeVip, scriptsRevision)
+        ? this.failover(name, args, node, connection, [kubeVip, previousHolder], scriptsRevision)
         : kubeVip;
       return previousHolder;
     });
-    this.kubeVipComplete = previousHolder;
+    this.kubeVipComplete = {
+      // Every node is a member once the last setup is done: each setup ends with the /readyz and
+      // etcd health gates. The membership records and kube-vip only check or add to that.
+      settled: lastMember,
+      rolling: previousHolder,
+      perNode: newCluster ? this.reservedIpHolders : undefined,
+    };
     this.registerOutputs({});
   }
 
-  /** The reserved-IP companion on one node, installed once kube-vip runs there. */
+  /** The reserved-IP companion on one node, installed once kube-vip runs there (`after`). */
   private failover(
     name: string,
     args: BootstrapArgs,
     node: ControlPlaneNode,
     connection: command.types.input.remote.ConnectionArgs,
-    kubeVip: pulumi.Resource,
+    after: pulumi.Resource[],
     scriptsRevision: string,
   ): command.remote.Command {
     if (!args.hcloudToken) throw new Error("reservedIpFailover is on but no Hetzner token was given");
@@ -302,15 +352,19 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         delete: nodeCommand("install-reserved-ip-failover.sh", ["--disable"]),
         logging: "none",
       },
-      { parent: this, dependsOn: [kubeVip], additionalSecretOutputs: ["stdout", "stderr"] },
+      // After this node's kube-vip, and the previous node's companion: one node at a time.
+      { parent: this, dependsOn: after, additionalSecretOutputs: ["stdout", "stderr"] },
     );
   }
 
   /**
-   * Per node: the scripts directory, the scripts, the wait for cloud-init's node preparation,
-   * and the rendered kubeadm files. Returns what init or join must wait for.
+   * Per node: the scripts directory, the scripts and the rendered kubeadm files, all at once
+   * (each waits only for the server): the setup waits for them all. CopyToRemote creates the
+   * directories it writes into (pulumi-command 1.2: sftp MkdirAll of the destination's parents,
+   * provider/pkg/provider/remote/copyController.go), so no copy waits for another step; the
+   * wait for cloud-init's preparation is the first part of the setup command ({@link memberCommand}).
    */
-  private prepare(
+  private deliver(
     name: string,
     args: BootstrapArgs,
     node: ControlPlaneNode,
@@ -320,6 +374,8 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     const connection = sshConnection(node, args.sshPrivateKey);
     const parent = { parent: this };
     const prefix = `${name}-${node.spec.name}`;
+    // Root-only, whichever of this and the scripts' copy creates the directory first: install -d
+    // sets the mode of an existing directory too, and the copy's MkdirAll accepts an existing one.
     const libDir = new command.remote.Command(
       `${prefix}-lib-dir`,
       { connection, create: `install -d -m 0700 ${shellQuote(nodeLibDir)}`, triggers: [node.server.id] },
@@ -335,19 +391,7 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         // An edited script is copied again; the commands that run it are idempotent.
         triggers: [node.server.id, scriptsRevision],
       },
-      { ...parent, dependsOn: [libDir] },
-    );
-    const nodePrepared = new command.remote.Command(
-      `${prefix}-prepared`,
-      {
-        connection,
-        create: nodeCommand("wait-node-prepared.sh", [
-          "--package-version",
-          kubernetesPackageVersion(args.kubernetesVersion),
-        ]),
-        triggers: [node.server.id],
-      },
-      { ...parent, dependsOn: [scripts] },
+      parent,
     );
     const input = addresses.apply((a) => kubeadmInput(args, node.spec, a));
     // Both files on every node: which one kubeadm reads is decided on the node at run time.
@@ -357,7 +401,7 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
       input.apply(renderInitConfiguration),
       kubeadmFiles.init,
       node,
-      { ...parent, dependsOn: [nodePrepared] },
+      parent,
     );
     const joinTemplate = copyFile(
       `${prefix}-kubeadm-join`,
@@ -365,7 +409,7 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
       input.apply(renderJoinConfiguration),
       kubeadmFiles.joinTemplate,
       node,
-      { ...parent, dependsOn: [nodePrepared] },
+      parent,
     );
     const etcdPatch = copyFile(
       `${prefix}-etcd-patch`,
@@ -373,9 +417,9 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
       input.apply(renderEtcdPatch),
       kubeadmFiles.etcdPatch,
       node,
-      { ...parent, dependsOn: [nodePrepared] },
+      parent,
     );
-    return [nodePrepared, initConfig, joinTemplate, etcdPatch];
+    return [libDir, scripts, initConfig, joinTemplate, etcdPatch];
   }
 }
 

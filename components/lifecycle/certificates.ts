@@ -17,6 +17,7 @@ import { sshConnection } from "../node/ssh";
 import { ClusterConfig } from "../config";
 import { ControlPlaneNode } from "../hetzner/controlPlane";
 import type { CertificateExpirySeries } from "../addons/monitoring/rules";
+import type { NodeChains } from "./bootstrap";
 import { nodeCommand } from "../node/nodeScripts";
 
 /** One node's report, as scripts/node/cert-expiry.sh prints it (one JSON line). */
@@ -91,13 +92,17 @@ export type CertificateSettings = Pick<ClusterConfig, "kubernetesVersion"> & {
 
 export interface KubeadmCertificatesArgs extends CertificateSettings {
   nodes: ControlPlaneNode[];
-  /** The end of the upgrade chain: renewal never overlaps an upgrade. */
-  after: pulumi.Resource;
+  /**
+   * The upgrade's chains: renewal starts after the upgrade chain (`rolling`), so it never
+   * overlaps an upgrade or a kube-vip change; without renewal the certificates are final at
+   * `settled`.
+   */
+  after: NodeChains;
   sshPrivateKey: pulumi.Input<string>;
 }
 
 export class KubeadmCertificates extends pulumi.ComponentResource {
-  /** The last renewal step, or `after` when there is none: certificates are final after it. */
+  /** The last renewal step, or `after.settled` when there is none: certificates are final after it. */
   readonly complete: pulumi.Resource;
   readonly expiry: pulumi.Output<CertificateExpiry>;
   /** {@link certificateRevision}: what else must read its files again when they change. */
@@ -108,7 +113,8 @@ export class KubeadmCertificates extends pulumi.ComponentResource {
     const stamp = args.maintenance.certificateRenewal;
     this.revision = certificateRevision(args);
 
-    let previous: pulumi.Resource = args.after;
+    // Renewal restarts static pods and kube-vip: it starts after the other rolling chains.
+    let previous: pulumi.Resource = stamp === "" ? args.after.settled : args.after.rolling;
     if (stamp !== "") {
       for (const node of args.nodes) {
         previous = new command.remote.Command(
@@ -117,7 +123,7 @@ export class KubeadmCertificates extends pulumi.ComponentResource {
             connection: sshConnection(node, args.sshPrivateKey),
             create: nodeCommand("renew-certificates.sh", ["--node-name", node.name, "--stamp", stamp]),
           },
-          // One node at a time, after any upgrade.
+          // One node at a time, after any upgrade and kube-vip change.
           { parent: this, dependsOn: [previous] },
         );
       }

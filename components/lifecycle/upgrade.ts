@@ -9,7 +9,9 @@
  *   -> ... strictly one node after another.
  *
  * Every step is idempotent (a node already at the version only checks the gates), so the chain
- * also runs once on a new cluster and resumes where it stopped after a failure. Each step
+ * also runs once on a new cluster and resumes where it stopped after a failure. On a new cluster
+ * every node was just set up at the configured version, so nothing waits for that run: it goes
+ * to the side, after the kube-vip chain, while the admin kubeconfig and what follows it proceed. Each step
  * starts and ends with the gates (API server /readyz, etcd cluster health), and the next step
  * depends on the previous one: a failed step stops the chain, and Pulumi names its resource
  * (`upgrade-<node>`) while the script's message names the node and the step.
@@ -21,6 +23,7 @@ import * as command from "@pulumi/command";
 import * as pulumi from "@pulumi/pulumi";
 import { anyMemberConnection, sshConnection } from "../node/ssh";
 import { ControlPlaneNode } from "../hetzner/controlPlane";
+import type { NodeChains } from "./bootstrap";
 import { kubeadmPaths } from "../node/kubeadm";
 import { nodeCommand } from "../node/nodeScripts";
 import { kubernetesPackageChannel, kubernetesPackageVersion } from "../versions";
@@ -33,8 +36,12 @@ export interface ControlPlaneUpgradeArgs {
    * below the version runs `kubeadm upgrade apply` (upgrade-node.sh --role auto), whichever it is.
    */
   nodes: ControlPlaneNode[];
-  /** The end of the bootstrap chain: every node is a member before any upgrade step runs. */
-  after: pulumi.Resource;
+  /**
+   * The bootstrap's chains: the preflight starts after the kube-vip chain (`rolling`), which
+   * starts after every member's setup; on a new cluster after every setup (`settled`), and each
+   * node's step after that node's kube-vip (`perNode`).
+   */
+  after: NodeChains;
   /** Secret: the key matching the servers' SSH key. */
   sshPrivateKey: pulumi.Input<string>;
 }
@@ -58,8 +65,13 @@ function upgradeNodeCommand(kubernetesVersion: string, node: ControlPlaneNode): 
 }
 
 export class ControlPlaneUpgrade extends pulumi.ComponentResource {
-  /** The last step: what must see every node at the configured version waits for it. */
-  readonly complete: command.remote.Command;
+  /**
+   * `rolling`: the last step, where the next rolling chain starts (`perNode`: each node's step,
+   * on a new cluster). `settled`, what must see every node at the configured version waits for:
+   * the last step, but on a new cluster the bootstrap's `settled` (every node was set up at that
+   * version; the steps only check the gates).
+   */
+  readonly complete: NodeChains;
   /**
    * The version every node runs, known only once the last step succeeded: each step ends by
    * checking its node runs it (upgrade-node.sh), so a chain that stopped never reports it.
@@ -69,6 +81,7 @@ export class ControlPlaneUpgrade extends pulumi.ComponentResource {
   constructor(name: string, args: ControlPlaneUpgradeArgs, opts?: pulumi.ComponentResourceOptions) {
     super("hcloud-control-plane:index:ControlPlaneUpgrade", name, {}, opts);
     const { kubernetesVersion } = args;
+    const perNode = args.after.perNode;
     const preflight = new command.remote.Command(
       `${name}-preflight`,
       {
@@ -76,21 +89,27 @@ export class ControlPlaneUpgrade extends pulumi.ComponentResource {
         connection: anyMemberConnection(args.nodes, args.sshPrivateKey).connection,
         create: nodeCommand("upgrade-preflight.sh", ["--version", kubernetesVersion]),
       },
-      { parent: this, dependsOn: [args.after] },
+      // After every member's setup; on a running cluster after the kube-vip chain too, since
+      // the steps restart kube-vip (on a new cluster each step waits for its node's kube-vip).
+      { parent: this, dependsOn: [perNode ? args.after.settled : args.after.rolling] },
     );
     let previous = preflight;
-    args.nodes.forEach((node) => {
+    const steps = args.nodes.map((node, i) => {
       previous = new command.remote.Command(
         `${name}-${node.spec.name}`,
         {
           connection: sshConnection(node, args.sshPrivateKey),
           create: upgradeNodeCommand(kubernetesVersion, node),
         },
-        // One node at a time: each step waits for the previous one to finish, gates included.
-        { parent: this, dependsOn: [previous] },
+        // One node at a time: each step waits for the previous one to finish, gates included;
+        // on a new cluster also for this node's kube-vip (both restart it, never at once).
+        { parent: this, dependsOn: [previous, ...(perNode ? [perNode[i]] : [])] },
       );
+      return previous;
     });
-    this.complete = previous;
+    this.complete = perNode
+      ? { settled: args.after.settled, rolling: previous, perNode: steps }
+      : { settled: previous, rolling: previous };
     const target = args.kubernetesVersion;
     this.runningVersion = previous.stdout.apply(() => target);
     this.registerOutputs({});

@@ -18,6 +18,7 @@ import { ControlPlaneNode } from "../hetzner/controlPlane";
 import { joinCredentialPatterns } from "../node/kubeadm";
 import type { WorkerTokenExpirySeries } from "../addons/monitoring/rules";
 import { nodeCommand } from "../node/nodeScripts";
+import type { NodeChains } from "./bootstrap";
 
 /** The 6-character public id of the worker token for these settings. */
 export function workerTokenId(clusterName: string, rotation: string, ttlHours: number): string {
@@ -64,8 +65,11 @@ export interface WorkerJoinTokenArgs {
   ttlHours: number;
   /** The control-plane nodes: the token is managed on the first running one. */
   nodes: ControlPlaneNode[];
-  /** What must be done first: the cluster up and no node in the middle of an upgrade. */
-  after: pulumi.Resource;
+  /**
+   * The upgrade's chains: the token waits for `settled`, the cluster up and no node in the middle
+   * of an upgrade (on a new cluster the upgrade steps only check gates).
+   */
+  after: NodeChains;
   sshPrivateKey: pulumi.Input<string>;
 }
 
@@ -93,7 +97,7 @@ export class WorkerJoinToken extends pulumi.ComponentResource {
       },
       {
         parent: this,
-        dependsOn: [args.after],
+        dependsOn: [args.after.settled],
         additionalSecretOutputs: ["stdout", "stderr"],
         // The old token goes first: a replacement with the same id (the trigger's shape changed
         // when the token stopped belonging to cp-1) would otherwise delete the token just made.

@@ -10,8 +10,9 @@ import * as path from "node:path";
 export const localScriptsDir = path.join(__dirname, "..", "..", "scripts", "node");
 
 /**
- * Where the copy lands. CopyToRemote puts a directory *into* an existing remote directory, so
- * the bootstrap creates `nodeLibDir` first and the scripts end up in `nodeLibDir/node/`.
+ * Where the copy lands. CopyToRemote puts a directory *into* the remote directory (creating it
+ * when missing, pulumi-command 1.2), so the scripts end up in `nodeLibDir/node/`; the bootstrap's
+ * lib-dir command makes `nodeLibDir` root-only, whichever of the two runs first.
  */
 export const nodeLibDir = "/usr/local/lib/hcloud-control-plane";
 const nodeScriptsDir = `${nodeLibDir}/node`;

@@ -288,7 +288,7 @@ export class Monitoring extends pulumi.ComponentResource {
         k8sOpts,
       );
       const inNamespace = { ...k8sOpts, dependsOn: [namespace] };
-      const pagerduty = new k8s.core.v1.Secret(
+      new k8s.core.v1.Secret(
         `${name}-pagerduty`,
         {
           metadata: { name: names.pagerdutySecret, namespace: cfg.monitoring.namespace },
@@ -297,11 +297,7 @@ export class Monitoring extends pulumi.ComponentResource {
         },
         inNamespace,
       );
-      const alertmanagerConfig = new k8s.core.v1.Secret(
-        `${name}-alertmanager-config`,
-        alertmanagerConfigSecretManifest(cfg),
-        inNamespace,
-      );
+      new k8s.core.v1.Secret(`${name}-alertmanager-config`, alertmanagerConfigSecretManifest(cfg), inNamespace);
       this.release = new k8s.helm.v3.Release(
         `${name}-kube-prometheus-stack`,
         {
@@ -315,7 +311,13 @@ export class Monitoring extends pulumi.ComponentResource {
           atomic: true,
           timeout: 900,
         },
-        { ...k8sOpts, dependsOn: [namespace, pagerduty, alertmanagerConfig, args.podNetwork] },
+        // Not after the two Secrets: they are created beside the release. The operator reads the
+        // configuration Secret when it reconciles the Alertmanager, uses a default (no receiver)
+        // while it is missing and reconciles again when it appears (prometheus-operator
+        // pkg/alertmanager/operator.go, loadConfigurationFromSecret and the Secret informer); the
+        // Alertmanager pods it creates (not Helm, so `atomic` does not wait for them) start once
+        // the PagerDuty Secret they mount exists.
+        { ...k8sOpts, dependsOn: [namespace, args.podNetwork] },
       );
     }
 
