@@ -7,7 +7,9 @@ import { EtcdBackup } from "./components/etcd/backup";
 import { ClusterBootstrap } from "./components/lifecycle/bootstrap";
 import { KubeadmCertificates } from "./components/lifecycle/certificates";
 import { apiServerViaReservedIp, ClusterAccess, publicApiServer } from "./components/lifecycle/clusterAccess";
+import { CloudController } from "./components/addons/cloudController";
 import { Cni } from "./components/addons/cni";
+import { CsiDriver } from "./components/addons/csi";
 import { loadConfig, loadSecrets, readDeployedOutputs } from "./components/config";
 import { ControlPlane } from "./components/hetzner/controlPlane";
 import { EtcdDefrag } from "./components/etcd/defrag";
@@ -130,6 +132,30 @@ export = async (): Promise<StackOutputs> => {
     provider: access.provider,
   });
 
+  // Nodes carry the uninitialized taint until the cloud controller runs: what schedules pods
+  // waits for it (cloudControllerManager false: for the team's own controller).
+  const cloudController =
+    cfg.cloud.controllerManager && secrets.cloudToken
+      ? new CloudController("cloud-controller", {
+          location: cfg.location,
+          podCidr: cfg.podCidr,
+          provider: access.provider,
+          token: secrets.cloudToken,
+          networkId: network.network.id,
+          podNetwork: cni.release,
+        })
+      : undefined;
+  const podsSchedulable = cloudController?.release ?? cni.release;
+  if (cfg.cloud.csiDriver && secrets.cloudToken) {
+    new CsiDriver("csi", {
+      location: cfg.location,
+      cloud: { storageClass: cfg.cloud.storageClass },
+      provider: access.provider,
+      token: secrets.cloudToken,
+      after: [podsSchedulable],
+    });
+  }
+
   new Monitoring("monitoring", {
     clusterName: cfg.clusterName,
     nodes: cfg.nodes,
@@ -138,7 +164,7 @@ export = async (): Promise<StackOutputs> => {
     maintenance: { certificateExpiryWarningDays: cfg.maintenance.certificateExpiryWarningDays },
     provider: access.provider,
     pagerdutyRoutingKey: secrets.pagerdutyRoutingKey,
-    podNetwork: cni.release,
+    podNetwork: podsSchedulable,
     certificateExpiry: certificates.expiry,
     workerJoinExpiry: workerToken.expiry,
   });

@@ -38,6 +38,8 @@ describe("the prod stack's graph", () => {
         `${P}:index:ClusterBootstrap bootstrap`,
         `${P}:index:ClusterAccess access`,
         `${P}:index:Cni cni`,
+        `${P}:index:CloudController cloud-controller`,
+        `${P}:index:CsiDriver csi`,
         `${P}:index:Monitoring monitoring`,
         `${P}:index:EtcdBackup etcd-backup`,
         `${P}:index:WorkerJoinToken worker-join`,
@@ -252,8 +254,9 @@ describe("variants", () => {
     // Infrastructure 14 + 2 per node; bootstrap 6 + 11 per node, less the membership record a
     // single node has no other member for (see bootstrap.test.ts); monitoring 6, backup 7 and the
     // worker join token 2 (monitoring, backup, outputs tests); day 2: upgrade 2 + 1 per node,
-    // certificates 1 + 1 per node, defrag 3 (dayTwo.test.ts).
-    expect(run.resources).toHaveLength(41 + 15 * n - (n === 1 ? 1 : 0));
+    // certificates 1 + 1 per node, defrag 3 (dayTwo.test.ts); cloud controller 3 and CSI driver 3
+    // (component, Secret, release: cloudIntegration.test.ts).
+    expect(run.resources).toHaveLength(47 + 15 * n - (n === 1 ? 1 : 0));
   });
 
   test("tcp health check mode", async () => {
@@ -295,7 +298,7 @@ describe("variants", () => {
   test("preview: the whole graph registers with every computed output unknown", async () => {
     const run = await runStack({}, { preview: true });
     expect(run.preview).toBe(true);
-    expect(run.resources).toHaveLength(86);
+    expect(run.resources).toHaveLength(92);
     expect(one(run, "api-lb-target-cp-1").inputs.serverId).toBe("[unknown]");
     expect(run.outputs.apiServerUrl).toBe("[unknown]");
   });

@@ -68,7 +68,7 @@ describe("with kube-prometheus-stack (the default)", () => {
     for (const r of children(run, "monitoring")) expect([r.name, r.provider]).toEqual([r.name, provider.urn]);
   });
 
-  test("the rule depends on the release; the release on the namespace, the Secrets and the pod network", () => {
+  test("the rule depends on the release; the release on the namespace, the Secrets and the cloud controller (after the pod network)", () => {
     const urn = (name: string) => one(run, name).urn;
     expect(one(run, "monitoring-rules").dependsOn).toContain(urn("monitoring-kube-prometheus-stack"));
     expect(one(run, "monitoring-kube-prometheus-stack").dependsOn).toEqual(
@@ -76,9 +76,11 @@ describe("with kube-prometheus-stack (the default)", () => {
         urn("monitoring-namespace"),
         urn("monitoring-pagerduty"),
         urn("monitoring-alertmanager-config"),
-        urn("cni-cilium"),
+        // Control-plane nodes are tainted uninitialized until the cloud controller runs.
+        urn("cloud-controller-hcloud-cloud-controller-manager"),
       ]),
     );
+    expect(one(run, "cloud-controller-hcloud-cloud-controller-manager").dependsOn).toContain(urn("cni-cilium"));
   });
 
   test("the release is the pinned chart from its repository, atomic, in the monitoring namespace", () => {
@@ -312,7 +314,11 @@ describe("with an existing Prometheus Operator", () => {
   });
 
   test("no release, namespace or paging Secret is created; only the rule, with the selector's label", () => {
-    expect(byType(run, K.release).map((r) => r.name)).toEqual(["cni-cilium"]);
+    expect(byType(run, K.release).map((r) => r.name)).toEqual([
+      "cloud-controller-hcloud-cloud-controller-manager",
+      "cni-cilium",
+      "csi-hcloud-csi",
+    ]);
     expect(children(run, "monitoring").map((r) => r.name)).toEqual(["monitoring-rules"]);
     const rule = one(run, "monitoring-rules");
     expect(rule.inputs.metadata).toEqual({

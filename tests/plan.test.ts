@@ -185,7 +185,11 @@ describe("npm run plan --stack prod", () => {
     const dir = path.join(out, "prod", "manifests");
     expect(fs.readdirSync(dir).sort()).toEqual([
       "alertmanager.yaml",
+      "cloud-controller-hcloud-cloud-controller-manager-values.yaml",
+      "cloud-controller-token.yaml",
       "cni-cilium-values.yaml",
+      "csi-hcloud-csi-values.yaml",
+      "csi-token.yaml",
       "etcd-backup-credentials.yaml",
       "etcd-backup-cronjob.yaml",
       "etcd-backup-script.yaml",
@@ -201,6 +205,8 @@ describe("npm run plan --stack prod", () => {
     expect(read("etcd-backup-cronjob.yaml")).toMatchObject({ kind: "CronJob", metadata: { name: "etcd-backup" } });
     expect(read("etcd-backup-credentials.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
     expect(read("monitoring-pagerduty.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
+    expect(read("cloud-controller-token.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
+    expect(read("csi-token.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
     // The Secret is masked as a whole; the config it holds (no secret in it) is rendered
     // beside it, and monitoring.test.ts checks the two are the same. amtool accepts it.
     expect(read("monitoring-alertmanager-config.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
