@@ -7,8 +7,10 @@ import { EtcdBackup } from "./components/etcd/backup";
 import { ClusterBootstrap } from "./components/lifecycle/bootstrap";
 import { KubeadmCertificates } from "./components/lifecycle/certificates";
 import { apiServerViaReservedIp, ClusterAccess, publicApiServer } from "./components/lifecycle/clusterAccess";
+import { CloudController } from "./components/addons/cloudController";
 import { Cni } from "./components/addons/cni";
 import { KubeletCsrApprover } from "./components/addons/csrApprover";
+import { CsiDriver } from "./components/addons/csi";
 import { loadConfig, loadSecrets, readDeployedOutputs } from "./components/config";
 import { ControlPlane } from "./components/hetzner/controlPlane";
 import { EtcdDefrag } from "./components/etcd/defrag";
@@ -137,6 +139,29 @@ export = async (): Promise<StackOutputs> => {
     provider: access.provider,
     podNetwork: cni.release,
   });
+  // Nodes carry the uninitialized taint until the cloud controller runs: what schedules pods
+  // waits for it (cloudControllerManager false: for the team's own controller).
+  const cloudController =
+    cfg.cloud.controllerManager && secrets.cloudToken
+      ? new CloudController("cloud-controller", {
+          location: cfg.location,
+          podCidr: cfg.podCidr,
+          provider: access.provider,
+          token: secrets.cloudToken,
+          networkId: network.network.id,
+          podNetwork: cni.release,
+        })
+      : undefined;
+  const podsSchedulable = cloudController?.release ?? cni.release;
+  if (cfg.cloud.csiDriver && secrets.cloudToken) {
+    new CsiDriver("csi", {
+      location: cfg.location,
+      cloud: { storageClass: cfg.cloud.storageClass },
+      provider: access.provider,
+      token: secrets.cloudToken,
+      after: [podsSchedulable],
+    });
+  }
 
   new Monitoring("monitoring", {
     clusterName: cfg.clusterName,
@@ -146,6 +171,9 @@ export = async (): Promise<StackOutputs> => {
     maintenance: { certificateExpiryWarningDays: cfg.maintenance.certificateExpiryWarningDays },
     provider: access.provider,
     pagerdutyRoutingKey: secrets.pagerdutyRoutingKey,
+    // The pod network only, not the cloud controller: the release's atomic wait (900 s) outlasts
+    // the controller's own (600 s), which lifts the uninitialized taint; waiting for it as well
+    // would add a step to the bring-up's critical path (tests/criticalPath.test.ts).
     podNetwork: cni.release,
     certificateExpiry: certificates.expiry,
     workerJoinExpiry: workerToken.expiry,

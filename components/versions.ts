@@ -22,6 +22,20 @@ export const versions = {
    */
   kubePrometheusStackChart: "88.5.3",
   /**
+   * hcloud-cloud-controller-manager Helm chart (https://charts.hetzner.cloud, chart/ of
+   * github.com/hetznercloud/hcloud-cloud-controller-manager at tag v1.35.0); its image tag is the
+   * chart version. docs/reference/version-policy.md there supports Kubernetes 1.33-1.36 with the
+   * latest release; 1.31 and 1.32 stacks should pin 1.29.2 and 1.30.1 (the last for them).
+   * Vendored for the values test: tests/fixtures/charts/hcloud-cloud-controller-manager-1.35.0/.
+   */
+  hcloudCloudControllerManagerChart: "1.35.0",
+  /**
+   * hcloud-csi Helm chart (https://charts.hetzner.cloud, chart/ of github.com/hetznercloud/csi-driver
+   * at tag v2.22.1); its driver image tag is the chart version. Vendored for the values test:
+   * tests/fixtures/charts/hcloud-csi-2.22.1/.
+   */
+  hcloudCsiChart: "2.22.1",
+  /**
    * The etcd image whose etcdctl/etcdutl the backup image carries
    * (scripts/jobs/images/etcd-backup.Dockerfile, build argument ETCD_IMAGE). Keep it at the etcd
    * version kubeadm deploys for the configured Kubernetes minor (`kubeadm config images list`).

@@ -75,7 +75,7 @@ describe("the prod stack's bootstrap", () => {
 
   test("registers exactly these bootstrap resources", () => {
     const names = run.resources
-      // Monitoring, backup, worker-token, day-2 and CSR approver resources are in their own tests.
+      // Monitoring, backup, worker-token, day-2, CSR approver and cloud integration resources are in their own tests.
       .filter(
         (r) =>
           ![
@@ -86,6 +86,8 @@ describe("the prod stack's bootstrap", () => {
             "certificates",
             "etcd-defrag",
             "kubelet-csr-approver",
+            "cloud-controller",
+            "csi",
           ].some((c) => r.parent === one(run, c).urn),
       )
       .filter(
@@ -464,11 +466,17 @@ describe("variants", () => {
     expect(byType(run, Command).filter((r) => r.name.endsWith("-kube-vip-install"))).toHaveLength(n);
   });
 
-  test("with failover off there is no companion and no token is needed", async () => {
+  test("with failover off there is no companion, and the nodes need no token", async () => {
     const run = await runStack({ reservedIpFailover: false });
     expect(run.resources.filter((r) => r.name.endsWith("reserved-ip-failover"))).toEqual([]);
-    const config = loadStackConfig("prod", { overrides: { reservedIpFailover: false }, externalSecrets: [] });
+    // The cloud controller and the CSI driver still need one (cloudIntegration.test.ts): their own.
+    const overrides = { reservedIpFailover: false, hcloudCloudToken: "T".repeat(64) };
+    const config = loadStackConfig("prod", { overrides, externalSecrets: [] });
     expect(() => parseConfig(config)).not.toThrow();
+    const withoutAny = loadStackConfig("prod", { overrides: { reservedIpFailover: false }, externalSecrets: [] });
+    expect(() => parseConfig(withoutAny)).toThrow(
+      'hcloud:token is not set, and hcloudCloudToken is "": the cloud controller and the CSI driver need a Hetzner token',
+    );
   });
 
   test("with failover on and no hcloud:token the config is refused before anything is created", () => {
@@ -498,7 +506,7 @@ describe("variants", () => {
 
   test("preview: the whole bootstrap registers while every command's output is unknown", async () => {
     const run = await runStack({}, { preview: true });
-    expect(run.resources).toHaveLength(90);
+    expect(run.resources).toHaveLength(96);
     // Before the servers exist, where a record runs is unknown too.
     expect(one(run, "bootstrap-cp-2-membership").revealedInputs.connection).toBe("[unknown]");
     expect(one(run, "access-provider").revealedInputs.kubeconfig).toBe("[unknown]");

@@ -5,7 +5,7 @@
  * a brand-new stack takes any valid value; nodes may be added or removed at the end of nodeIps.
  */
 import { settings } from "../components/config";
-import { refusedKeys } from "../components/config/deployed";
+import { creationFacts, refusedKeys } from "../components/config/deployed";
 import { offlineOrganization, runProgram } from "../tools/offline/harness";
 import { ProviderMocks } from "../tools/offline/mocks";
 import { loadStackConfig } from "../tools/offline/stackConfig";
@@ -74,6 +74,10 @@ const edits: Record<string, { overrides: Record<string, unknown>; shows: string 
     overrides: { backupObjectLock: false },
     shows: "false: refused on a running stack: it runs true",
   },
+  csiReclaimPolicy: {
+    overrides: { csiReclaimPolicy: "Delete" },
+    shows: '"Delete": refused on a running stack: it runs "Retain"',
+  },
 };
 
 describe("settings a running cluster cannot take", () => {
@@ -85,7 +89,10 @@ describe("settings a running cluster cannot take", () => {
 
   test("every refused setting has an edit here, and the stack exports each one's value", () => {
     expect(Object.keys(edits).sort()).toEqual(refusedKeys(settings).sort());
-    expect(Object.keys(deployed.creationSettings as object).sort()).toEqual(refusedKeys(settings).sort());
+    expect(Object.keys(deployed.creationSettings as object).sort()).toEqual(
+      [...refusedKeys(settings), ...Object.keys(creationFacts)].sort(),
+    );
+    expect(deployed.creationSettings).toMatchObject({ kubeletCloudProvider: "external" });
     // No secret is among them.
     expect(Object.keys(deployed.creationSettings as object)).not.toContain("sshPrivateKey");
   });
@@ -110,6 +117,19 @@ describe("settings a running cluster cannot take", () => {
     await expect(
       runStack({ podCidr: "10.245.0.0/16" }, { deployed: { kubernetesVersion: "1.34.2" } }),
     ).resolves.toBeDefined();
+  });
+
+  test("a stack whose creationSettings lack kubeletCloudProvider runs kubelets without it: refused, with the runbook", async () => {
+    const withoutKey = Object.fromEntries(
+      Object.entries(deployed.creationSettings as object).filter(([k]) => k !== "kubeletCloudProvider"),
+    );
+    const run = runStack({}, { deployed: { kubernetesVersion: "1.34.2", creationSettings: withoutKey } });
+    await expect(run).rejects.toThrow(
+      'kubeletCloudProvider (no setting; every new node gets it) = "external": refused on a running stack: it runs "none" (its creationSettings output lacks the key: the stack was created before it was recorded)',
+    );
+    await expect(run).rejects.toThrow("docs/runbooks/external-cloud-provider.md");
+    // Recorded "external" (after the runbook's migration, or on a stack created with it): accepted.
+    await expect(runStack({}, { deployed })).resolves.toBeDefined();
   });
 
   test("every problem at once", async () => {

@@ -38,6 +38,8 @@ describe("the prod stack's graph", () => {
         `${P}:index:ClusterBootstrap bootstrap`,
         `${P}:index:ClusterAccess access`,
         `${P}:index:Cni cni`,
+        `${P}:index:CloudController cloud-controller`,
+        `${P}:index:CsiDriver csi`,
         `${P}:index:Monitoring monitoring`,
         `${P}:index:EtcdBackup etcd-backup`,
         `${P}:index:WorkerJoinToken worker-join`,
@@ -253,8 +255,9 @@ describe("variants", () => {
     // Infrastructure 14 + 2 per node; bootstrap 6 + 10 per node, less the membership record a
     // single node has no other member for (see bootstrap.test.ts); monitoring 6, backup 8 and the
     // worker join token 2 (monitoring, backup, outputs tests); day 2: upgrade 2 + 1 per node,
-    // certificates 1 + 1 per node, defrag 3 (dayTwo.test.ts); kubelet CSR approver 6 (csrApprover.test.ts).
-    expect(run.resources).toHaveLength(48 + 14 * n - (n === 1 ? 1 : 0));
+    // certificates 1 + 1 per node, defrag 3 (dayTwo.test.ts); kubelet CSR approver 6 (csrApprover.test.ts);
+    // cloud controller 3 and CSI driver 3 (component, Secret, release: cloudIntegration.test.ts).
+    expect(run.resources).toHaveLength(54 + 14 * n - (n === 1 ? 1 : 0));
   });
 
   test("tcp health check mode", async () => {
@@ -296,7 +299,7 @@ describe("variants", () => {
   test("preview: the whole graph registers with every computed output unknown", async () => {
     const run = await runStack({}, { preview: true });
     expect(run.preview).toBe(true);
-    expect(run.resources).toHaveLength(90);
+    expect(run.resources).toHaveLength(96);
     expect(one(run, "api-lb-target-cp-1").inputs.serverId).toBe("[unknown]");
     expect(run.outputs.apiServerUrl).toBe("[unknown]");
   });

@@ -82,7 +82,11 @@ function docOfKind(text: string, kind: string): Doc {
 const expectedNodeRegistration = {
   name: "prod-nbg1-cp-1",
   criSocket: "unix:///run/containerd/containerd.sock",
-  kubeletExtraArgs: [{ name: "node-ip", value: "10.20.1.11" }],
+  // v1beta4 lists {name, value}; the kubelet registers the node for the cloud controller.
+  kubeletExtraArgs: [
+    { name: "node-ip", value: "10.20.1.11" },
+    { name: "cloud-provider", value: "external" },
+  ],
   taints: [{ key: "node-role.kubernetes.io/control-plane", effect: "NoSchedule" }],
 };
 
@@ -260,7 +264,10 @@ describe("shared versus per-node output", () => {
     };
     expect(join2.controlPlane.localAPIEndpoint.advertiseAddress).toBe("10.20.1.12");
     expect(join2.nodeRegistration.name).toBe("prod-nbg1-cp-2");
-    expect(join2.nodeRegistration.kubeletExtraArgs).toEqual([{ name: "node-ip", value: "10.20.1.12" }]);
+    expect(join2.nodeRegistration.kubeletExtraArgs).toEqual([
+      { name: "node-ip", value: "10.20.1.12" },
+      { name: "cloud-provider", value: "external" },
+    ]);
   });
 
   test("rendering is deterministic", () => {

@@ -78,6 +78,10 @@ describe("with kube-prometheus-stack (the default)", () => {
       expect([secret, release.dependsOn.includes(urn(secret))]).toEqual([secret, false]);
       expect(one(run, secret).dependsOn).toContain(urn("monitoring-namespace"));
     }
+    // Not on the cloud controller: the release's atomic wait (900 s) outlasts the controller's own
+    // (600 s), which lifts the uninitialized taint (monitoring.ts says why).
+    expect(release.dependsOn).not.toContain(urn("cloud-controller-hcloud-cloud-controller-manager"));
+    expect(one(run, "cloud-controller-hcloud-cloud-controller-manager").dependsOn).toContain(urn("cni-cilium"));
   });
 
   test("the release is the pinned chart from its repository, atomic, in the monitoring namespace", () => {
@@ -311,7 +315,11 @@ describe("with an existing Prometheus Operator", () => {
   });
 
   test("no release, namespace or paging Secret is created; only the rule, with the selector's label", () => {
-    expect(byType(run, K.release).map((r) => r.name)).toEqual(["cni-cilium"]);
+    expect(byType(run, K.release).map((r) => r.name)).toEqual([
+      "cloud-controller-hcloud-cloud-controller-manager",
+      "cni-cilium",
+      "csi-hcloud-csi",
+    ]);
     expect(children(run, "monitoring").map((r) => r.name)).toEqual(["monitoring-rules"]);
     const rule = one(run, "monitoring-rules");
     expect(rule.inputs.metadata).toEqual({

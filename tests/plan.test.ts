@@ -186,7 +186,11 @@ describe("npm run plan --stack prod", () => {
     const dir = path.join(out, "prod", "manifests");
     expect(fs.readdirSync(dir).sort()).toEqual([
       "alertmanager.yaml",
+      "cloud-controller-hcloud-cloud-controller-manager-values.yaml",
+      "cloud-controller-token.yaml",
       "cni-cilium-values.yaml",
+      "csi-hcloud-csi-values.yaml",
+      "csi-token.yaml",
       "etcd-backup-credentials.yaml",
       "etcd-backup-cronjob.yaml",
       "etcd-backup-script.yaml",
@@ -209,6 +213,8 @@ describe("npm run plan --stack prod", () => {
     expect(read("etcd-backup-credentials.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
     expect(read("etcd-backup-signing-key.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
     expect(read("monitoring-pagerduty.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
+    expect(read("cloud-controller-token.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
+    expect(read("csi-token.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
     // The Secret is masked as a whole; the config it holds (no secret in it) is rendered
     // beside it, and monitoring.test.ts checks the two are the same. amtool accepts it.
     expect(read("monitoring-alertmanager-config.yaml")).toMatchObject({ kind: "Secret", stringData: secretMask });
@@ -249,7 +255,7 @@ describe("npm run plan --stack prod", () => {
     const lines = result.stdout.split("\n");
     expect(lines).toContain("├─ control-plane  hcloud-control-plane:ControlPlane");
     expect(lines).toContain("│  ├─ control-plane-cp-1  hcloud:Server  (protected, waits for 4)");
-    expect(lines).toContain("Resources by type (90 in all):");
+    expect(lines).toContain("Resources by type (96 in all):");
     expect(lines).toContain("    3  hcloud:index/server:Server");
     expect(result.stdout).toContain(path.relative(projectRoot, path.join(out, "prod", "plan.json")));
     expect(result.stdout).toContain(path.relative(projectRoot, path.join(out, "prod", "graph.svg")));

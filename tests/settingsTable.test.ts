@@ -110,6 +110,15 @@ const samples: Record<string, Sample> = {
     edit: { workerJoinTokenRotation: "2" },
     named: [/^replace worker-join-token \(delete first\) @cp-\d runs delete,create$/],
   },
+  // "installs or removes the ... Helm release"
+  cloudControllerManager: {
+    edit: { cloudControllerManager: false },
+    named: [/^delete cloud-controller-hcloud-cloud-controller-manager$/],
+  },
+  csiDriver: { edit: { csiDriver: false }, named: [/^delete csi-hcloud-csi$/] },
+  csiStorageClassName: { edit: { csiStorageClassName: "hcloud-volumes-2" } },
+  csiStorageClassDefault: { edit: { csiStorageClassDefault: false } },
+  hcloudCloudToken: { edit: { hcloudCloudToken: "R".repeat(64) } },
   certificateExpiryWarningDays: { edit: { certificateExpiryWarningDays: 45 } },
   etcdDefragSchedule: { edit: { etcdDefragSchedule: "23 4 * * *" } },
   etcdDefragThresholdPercent: { edit: { etcdDefragThresholdPercent: 50 } },

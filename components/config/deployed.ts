@@ -4,10 +4,14 @@
  * output `creationSettings`; the next update reads them back (readDeployedOutputs) and refuses,
  * before anything is registered, every such setting whose value differs. A stack that never
  * exported them (a new stack, or one last updated before this output existed) accepts any valid
- * value, and records it.
+ * value, and records it. Beside them it records the {@link creationFacts}: what every node is
+ * created with and no setting chooses; a stack whose `creationSettings` lack one runs its
+ * `before` value. A stack without any `creationSettings` is not compared at all, facts included:
+ * nothing tells a stack last updated before that output from a stack's first preview.
  */
 import type { ClusterConfig } from "./index";
 import type { Settings } from "./schema";
+import { kubeletCloudProvider } from "../node/kubeadm";
 
 /** A refused setting's value as exported: what the config says, in the form the program uses. */
 export type CreationValue = string | boolean | string[];
@@ -31,9 +35,23 @@ const extractors: Record<string, (cfg: Omit<ClusterConfig, "creationSettings">) 
   loadBalancerPublicInterface: (c) => c.loadBalancer.publicInterface,
   serverType: (c) => c.serverType,
   cni: (c) => c.cni,
+  csiReclaimPolicy: (c) => c.cloud.storageClass.reclaimPolicy,
   backupBucket: (c) => c.backup.bucket,
   backupLocation: (c) => c.backup.location,
   backupObjectLock: (c) => c.backup.objectLock,
+};
+
+/**
+ * What every node is created with that no setting chooses, recorded beside the refused settings:
+ * `value` is what this program creates, `before` what a stack whose `creationSettings` lack the
+ * key runs (it was created before the fact was recorded), `why` the refusal's reason.
+ */
+export const creationFacts: Readonly<Record<string, { value: CreationValue; before: CreationValue; why: string }>> = {
+  kubeletCloudProvider: {
+    value: kubeletCloudProvider,
+    before: "none",
+    why: "a kubelet takes --cloud-provider when its node joins and keeps it; this program creates every node with cloud-provider external, which a cluster of kubelets without it cannot take node by node through pulumi up. Migrate it by hand first: docs/runbooks/external-cloud-provider.md",
+  },
 };
 
 /** The keys of the settings whose declared effect is `refused`. */
@@ -45,13 +63,13 @@ export function refusedKeys(settings: Settings): string[] {
 
 /** The refused settings' values of this config, to export and to compare with the deployed ones. */
 export function creationSettings(settings: Settings, cfg: Omit<ClusterConfig, "creationSettings">): CreationSettings {
-  return Object.fromEntries(
-    refusedKeys(settings).map((key) => {
-      const extract = extractors[key];
-      if (!extract) throw new Error(`components/config/deployed.ts has no value for the refused setting ${key}`);
-      return [key, extract(cfg)];
-    }),
-  );
+  const refused = refusedKeys(settings).map((key) => {
+    const extract = extractors[key];
+    if (!extract) throw new Error(`components/config/deployed.ts has no value for the refused setting ${key}`);
+    return [key, extract(cfg)] as const;
+  });
+  const facts = Object.entries(creationFacts).map(([key, fact]) => [key, fact.value] as const);
+  return Object.fromEntries([...refused, ...facts]);
 }
 
 /**
@@ -70,7 +88,8 @@ function acceptable(key: string, deployed: unknown, wanted: CreationValue): bool
 /**
  * One problem per refused setting whose value differs from the deployed stack's, naming the key,
  * both values, why, and where the table of settings is. `deployed` is the stack's
- * `creationSettings` output; keys it lacks are not compared.
+ * `creationSettings` output; keys it lacks are not compared, except the {@link creationFacts},
+ * which are compared with what a stack created before them runs.
  */
 export function creationChangeProblems(
   project: string,
@@ -80,13 +99,21 @@ export function creationChangeProblems(
 ): string[] {
   if (!deployed) return [];
   return Object.entries(wanted).flatMap(([key, value]) => {
-    if (!(key in deployed) || acceptable(key, deployed[key], value)) return [];
-    const why = settings[key]?.change.why ?? "";
+    const recorded = key in deployed;
+    const fact = creationFacts[key];
+    if (!recorded && !fact) return [];
+    const runs = recorded ? deployed[key] : fact.before;
+    if (acceptable(key, runs, value)) return [];
+    const why = settings[key]?.change.why ?? fact?.why ?? "";
     const rule =
       key === "nodeIps"
         ? "nodes are added or removed at the end of the list, and a running node's address never changes"
         : why;
-    const what = `${project}:${key} = ${JSON.stringify(value)}: refused on a running stack: it runs ${JSON.stringify(deployed[key])} (its creationSettings output)`;
-    return [`${what}; ${rule}. Set it back, or see docs/settings.md`];
+    const source = recorded
+      ? "its creationSettings output"
+      : "its creationSettings output lacks the key: the stack was created before it was recorded";
+    const subject = fact ? `${key} (no setting; every new node gets it)` : `${project}:${key}`;
+    const what = `${subject} = ${JSON.stringify(value)}: refused on a running stack: it runs ${JSON.stringify(runs)} (${source})`;
+    return [fact ? `${what}; ${rule}` : `${what}; ${rule}. Set it back, or see docs/settings.md`];
   });
 }

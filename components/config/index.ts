@@ -14,6 +14,7 @@ import { creationChangeProblems, CreationSettings, creationSettings } from "./de
 import { addonSettings, CniChoice, readAddons } from "./addons";
 import { BackupEncryption, backupSettings, readBackup } from "./backup";
 import { clusterSettings, readCluster } from "./cluster";
+import { cloudSettings, readCloud, ReclaimPolicy } from "./cloud";
 import { HealthCheckMode, loadBalancerSettings, readLoadBalancer } from "./loadBalancer";
 import { maintenanceSettings, readMaintenance } from "./maintenance";
 import { MonitoringChoice, monitoringSettings, readMonitoring } from "./monitoring";
@@ -25,6 +26,7 @@ export type { CniChoice } from "./addons";
 export { backupEncryptionChoices, imageReferenceError } from "./backup";
 export type { BackupEncryption } from "./backup";
 export { parseVersion, versionChangeError } from "./cluster";
+export type { ReclaimPolicy } from "./cloud";
 export type { HealthCheckMode } from "./loadBalancer";
 export { monitoringChoices } from "./monitoring";
 export type { MonitoringChoice } from "./monitoring";
@@ -82,6 +84,16 @@ export interface ClusterConfig {
   /** Run the companion that moves the reserved IP to the kube-vip leader. */
   reservedIpFailover: boolean;
   workerJoin: { ttlHours: number; rotation: string };
+  /** The Hetzner cloud integration (components/addons/cloudController.ts, csi.ts). */
+  cloud: {
+    /** Install the hcloud cloud controller manager. */
+    controllerManager: boolean;
+    /** Install the hcloud CSI driver and its StorageClass. */
+    csiDriver: boolean;
+    storageClass: { name: string; isDefault: boolean; reclaimPolicy: ReclaimPolicy };
+    /** hcloudCloudToken is set; otherwise both controllers use hcloud:token. */
+    dedicatedToken: boolean;
+  };
   backup: {
     schedule: string;
     retentionDays: number;
@@ -135,6 +147,7 @@ export const settings = {
   ...networkSettings,
   ...loadBalancerSettings,
   ...addonSettings,
+  ...cloudSettings,
   ...maintenanceSettings,
   ...backupSettings,
   ...monitoringSettings,
@@ -206,6 +219,11 @@ export async function readDeployedOutputs<K extends string>(names: readonly K[])
 export interface ClusterSecrets {
   sshPrivateKey: pulumi.Output<string>;
   hcloudToken?: pulumi.Output<string>;
+  /**
+   * The token of the cloud controller and the CSI driver: hcloudCloudToken, or hcloud:token when
+   * that is ""; undefined when both are switched off.
+   */
+  cloudToken?: pulumi.Output<string>;
   objectStorage: { accessKey: pulumi.Output<string>; secretKey: pulumi.Output<string> };
   /** The OpenSSH ed25519 private key the backup job signs every sidecar with. */
   backupSigningKey: pulumi.Output<string>;
@@ -219,6 +237,12 @@ export function loadSecrets(cfg: ClusterConfig): ClusterSecrets {
   return {
     sshPrivateKey: config.requireSecret("sshPrivateKey"),
     hcloudToken: cfg.reservedIpFailover ? new pulumi.Config("hcloud").requireSecret("token") : undefined,
+    cloudToken:
+      cfg.cloud.controllerManager || cfg.cloud.csiDriver
+        ? cfg.cloud.dedicatedToken
+          ? config.requireSecret("hcloudCloudToken")
+          : new pulumi.Config("hcloud").requireSecret("token")
+        : undefined,
     objectStorage: {
       accessKey: config.requireSecret("objectStorageAccessKey"),
       secretKey: config.requireSecret("objectStorageSecretKey"),
@@ -237,12 +261,23 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
   const network = readNetwork(reader, cluster.values.controlPlaneCount);
   const loadBalancer = readLoadBalancer(reader, network);
   const addons = readAddons(reader);
+  const cloud = readCloud(reader);
   const maintenance = readMaintenance(reader);
   const backup = readBackup(reader, cluster.values);
   const monitoring = readMonitoring(reader);
   const c = cluster.complete;
   const n = network.complete;
-  if (reader.problems.length > 0 || !c || !n || !loadBalancer || !addons || !maintenance || !backup || !monitoring) {
+  if (
+    reader.problems.length > 0 ||
+    !c ||
+    !n ||
+    !loadBalancer ||
+    !addons ||
+    !cloud ||
+    !maintenance ||
+    !backup ||
+    !monitoring
+  ) {
     throw new ConfigError(reader.problems);
   }
   const parsed = {
@@ -265,6 +300,7 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
     apiDnsName: n.values.apiDnsName || undefined,
     loadBalancer,
     ...addons,
+    ...cloud,
     backup,
     maintenance,
     monitoring,

@@ -311,11 +311,19 @@ function localApiEndpoint(input: KubeadmInput): ApiEndpoint {
   return { advertiseAddress: input.node.privateIp, bindPort: apiServerPort };
 }
 
+/** The kubelets' `--cloud-provider`; the stack records it (creationFacts, components/config/deployed.ts). */
+export const kubeletCloudProvider = "external";
+
 function nodeRegistration(input: KubeadmInput): NodeRegistration {
   return {
     name: input.nodeHostname,
     criSocket: kubeadmPaths.criSocket,
-    kubeletExtraArgs: args({ "node-ip": input.node.privateIp }),
+    // `external` from the kubelet's first start: it registers the node with the
+    // node.cloudprovider.kubernetes.io/uninitialized taint and no provider id, and the hcloud
+    // cloud controller (components/addons/cloudController.ts) sets `hcloud://<server id>`, the
+    // zone labels and the addresses, then lifts the taint. A running kubelet never reads this
+    // file again, so it reaches new nodes only (components/config/deployed.ts records it).
+    kubeletExtraArgs: args({ "node-ip": input.node.privateIp, "cloud-provider": kubeletCloudProvider }),
     // kubeadm's default for control-plane nodes, written out: an empty list would remove it.
     taints: [{ key: "node-role.kubernetes.io/control-plane", effect: "NoSchedule" }],
   };
