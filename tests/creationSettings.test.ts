@@ -128,8 +128,14 @@ describe("settings a running cluster cannot take", () => {
       'kubeletCloudProvider (no setting; every new node gets it) = "external": refused on a running stack: it runs "none" (its creationSettings output lacks the key: the stack was created before it was recorded)',
     );
     await expect(run).rejects.toThrow("docs/runbooks/external-cloud-provider.md");
-    // Recorded "external" (after the runbook's migration, or on a stack created with it): accepted.
+    // Recorded "external" (on a stack created with it): accepted.
     await expect(runStack({}, { deployed })).resolves.toBeDefined();
+    // The runbook's migration done and stated: accepted, and the update records the fact.
+    const migrated = await runStack(
+      { kubeletCloudProviderMigrated: true },
+      { deployed: { kubernetesVersion: "1.34.2", creationSettings: withoutKey } },
+    );
+    expect(migrated.outputs.creationSettings).toMatchObject({ kubeletCloudProvider: "external" });
   });
 
   test("every problem at once", async () => {

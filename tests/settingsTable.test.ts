@@ -116,6 +116,7 @@ const samples: Record<string, Sample> = {
     named: [/^delete cloud-controller-hcloud-cloud-controller-manager$/],
   },
   csiDriver: { edit: { csiDriver: false }, named: [/^delete csi-hcloud-csi$/] },
+  kubeletCloudProviderMigrated: { edit: { kubeletCloudProviderMigrated: true }, inert: true },
   csiStorageClassName: { edit: { csiStorageClassName: "hcloud-volumes-2" } },
   csiStorageClassDefault: { edit: { csiStorageClassDefault: false } },
   hcloudCloudToken: { edit: { hcloudCloudToken: "R".repeat(64) } },

@@ -6,7 +6,7 @@
  * stack records it as a creation fact (components/config/deployed.ts).
  */
 import type { ClusterConfig } from "./index";
-import { boolean, complete, isOneOf, live, oneOf, Reader, refused, string } from "./schema";
+import { boolean, complete, isOneOf, live, nothing, oneOf, Reader, refused, string } from "./schema";
 
 export const reclaimPolicyChoices = ["Retain", "Delete"] as const;
 export type ReclaimPolicy = (typeof reclaimPolicyChoices)[number];
@@ -39,6 +39,11 @@ export const cloudSettings = {
     ),
     oneOf(reclaimPolicyChoices),
   ),
+  kubeletCloudProviderMigrated: boolean(
+    nothing(
+      "read only while the recorded creationSettings lack kubeletCloudProvider: true states every kubelet runs with --cloud-provider=external (docs/runbooks/external-cloud-provider.md)",
+    ),
+  ),
   hcloudCloudToken: string(
     live(
       "the controllers' Secrets are updated in place; running pods read the token at start, so restart them (docs/architecture.md)",
@@ -68,6 +73,7 @@ export function readCloud(reader: Reader): Pick<ClusterConfig, "cloud"> | undefi
         reclaimPolicy: v.csiReclaimPolicy,
       },
       dedicatedToken: v.hcloudCloudToken !== "",
+      kubeletCloudProviderMigrated: v.kubeletCloudProviderMigrated,
     },
   };
 }

@@ -50,7 +50,7 @@ export const creationFacts: Readonly<Record<string, { value: CreationValue; befo
   kubeletCloudProvider: {
     value: kubeletCloudProvider,
     before: "none",
-    why: "a kubelet takes --cloud-provider when its node joins and keeps it; this program creates every node with cloud-provider external, which a cluster of kubelets without it cannot take node by node through pulumi up. Migrate it by hand first: docs/runbooks/external-cloud-provider.md",
+    why: "a kubelet takes --cloud-provider when its node joins and keeps it; this program creates every node with cloud-provider external, which a cluster of kubelets without it cannot take node by node through pulumi up. Migrate it node by node (docs/runbooks/external-cloud-provider.md), then set hcloud-control-plane:kubeletCloudProviderMigrated true",
   },
 };
 
@@ -89,19 +89,21 @@ function acceptable(key: string, deployed: unknown, wanted: CreationValue): bool
  * One problem per refused setting whose value differs from the deployed stack's, naming the key,
  * both values, why, and where the table of settings is. `deployed` is the stack's
  * `creationSettings` output; keys it lacks are not compared, except the {@link creationFacts},
- * which are compared with what a stack created before them runs.
+ * which are compared with what a stack created before them runs, unless `migrated` names the fact
+ * (the operator states the running nodes were migrated to it).
  */
 export function creationChangeProblems(
   project: string,
   settings: Settings,
   wanted: CreationSettings,
   deployed: Record<string, unknown> | undefined,
+  migrated: readonly string[] = [],
 ): string[] {
   if (!deployed) return [];
   return Object.entries(wanted).flatMap(([key, value]) => {
     const recorded = key in deployed;
     const fact = creationFacts[key];
-    if (!recorded && !fact) return [];
+    if (!recorded && (!fact || migrated.includes(key))) return [];
     const runs = recorded ? deployed[key] : fact.before;
     if (acceptable(key, runs, value)) return [];
     const why = settings[key]?.change.why ?? fact?.why ?? "";

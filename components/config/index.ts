@@ -93,6 +93,8 @@ export interface ClusterConfig {
     storageClass: { name: string; isDefault: boolean; reclaimPolicy: ReclaimPolicy };
     /** hcloudCloudToken is set; otherwise both controllers use hcloud:token. */
     dedicatedToken: boolean;
+    /** The operator states every running kubelet runs with --cloud-provider=external. */
+    kubeletCloudProviderMigrated: boolean;
   };
   backup: {
     schedule: string;
@@ -306,7 +308,9 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
     monitoring,
   };
   const creation = creationSettings(settings, parsed);
-  const refusals = creationChangeProblems(raw.project, settings, creation, raw.deployedSettings);
+  // The runbook's node-by-node migration, stated done: the fact is taken as what the kubelets run.
+  const migrated = parsed.cloud.kubeletCloudProviderMigrated ? ["kubeletCloudProvider"] : [];
+  const refusals = creationChangeProblems(raw.project, settings, creation, raw.deployedSettings, migrated);
   if (refusals.length > 0) throw new ConfigError(refusals);
   return { ...parsed, creationSettings: creation };
 }
