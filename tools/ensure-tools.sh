@@ -47,6 +47,13 @@ for entry in "${required[@]}"; do
     missing_packages+=("$package")
   fi
 done
+
+# etcd 3.5 (etcdutl) for the restore drills: Debian bookworm has 3.4 only, so a sibling script
+# unpacks trixie's packages into a private prefix (never installed system-wide).
+etcd35=(--check)
+if [ "$check_only" = false ] && [ "$(id -u)" -eq 0 ]; then etcd35=(); fi
+bash "$(dirname "$0")/ensure-etcd35.sh" "${etcd35[@]}"
+
 [ "${#missing_tools[@]}" -eq 0 ] && exit 0
 
 describe() {

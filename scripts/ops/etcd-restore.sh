@@ -23,25 +23,35 @@ fi
 usage() {
   cat <<'EOF'
 Usage:
-  etcd-restore.sh fetch     [--key KEY] --out FILE
-  etcd-restore.sh fetch-pki [--key KEY] --out DIR
+  etcd-restore.sh fetch     [--key KEY] --out FILE [--signing-public-key FILE] [--allow-unsigned]
+  etcd-restore.sh fetch-pki [--key KEY] --out DIR [--signing-public-key FILE] [--allow-unsigned]
   etcd-restore.sh member    --snapshot FILE --name NAME --data-dir DIR --initial-cluster N1=URL,N2=URL,...
                             --peer-url URL --cluster-token TOKEN [--move-aside]
   etcd-restore.sh cluster   --node NAME=IP [--node NAME=IP ...] [--key KEY | --snapshot FILE]
                             [--log FILE] [--ssh-user USER] [--ssh-key FILE] [--sudo]
                             [--remote-dir DIR] [--timeout SECONDS] [--cluster-token TOKEN]
-                            [--node-etcdutl COMMAND]
+                            [--node-etcdutl COMMAND] [--members-gone NAME,...]
+                            [--signing-public-key FILE] [--allow-unsigned]
   etcd-restore.sh --help
+
+Every backup object KEY is checked before anything else: the signature KEY.sha256.sig over the
+sidecar KEY.sha256 (OpenSSH `ssh-keygen -Y verify`, identity and namespace etcd-backup) with the
+signer's public key (--signing-public-key FILE, else BACKUP_SIGNING_PUBLIC_KEY holding the
+"ssh-ed25519 AAAA..." line), then the object's sha256 against the sidecar. A backup without a
+signature is refused unless --allow-unsigned (backups made before signing; a WARNING); a
+signature that does not verify is always refused.
 
 fetch      Downloads the newest COMPLETE backup (one whose .sha256 sidecar exists) under
            <S3_PREFIX>/etcd/, or KEY (a full key, or a basename under <S3_PREFIX>/etcd/); checks
            the object's sha256 against the sidecar (a mismatch is refused and leaves no output),
-           decrypts it (.age; BACKUP_AGE_IDENTITY_FILE; a wrong identity is refused),
+           decrypts it (.age; BACKUP_AGE_IDENTITY_FILE; refused, saying which, when the object
+           is not encrypted to that identity or does not decrypt because it is corrupt),
            decompresses it, runs `snapshot status` and checks that the revision matches the
            key's -r<revision>. FILE must not exist. Prints one JSON line: key, revision, hash,
            totalKeys, sha256 (of the object), snapshotSha256 (of FILE), out.
 fetch-pki  The same for the PKI archive: KEY is a key under <S3_PREFIX>/pki/ or a snapshot key
-           (its PKI has the same stamp); default the newest complete archive. DIR must be
+           (its PKI has the same stamp); default the PKI of the newest complete snapshot (the
+           backup fetch picks), not merely the newest archive with a sidecar. DIR must be
            missing or empty; it is created 0700 and the archive is extracted into it.
 member     Restores one member's data dir from FILE. A non-empty DIR is refused unless
            --move-aside, which keeps it as DIR.pre-restore-<UTC stamp>. Uses etcdutl when on
@@ -58,6 +68,12 @@ cluster    Restores every control-plane node of a kubeadm cluster from ONE snaps
              inspect        per node: read --name, --data-dir, --initial-advertise-peer-urls and
                             --advertise-client-urls from /etc/kubernetes/manifests/etcd.yaml
                             (the restored membership matches what kubeadm starts)
+             membership     the snapshot's members (read from its "members" bucket by
+                            etcd-snapshot-members.py beside this script; python3) and the
+                            running cluster's (`member list` through the first node whose etcd
+                            answers) must all be --node names, except members named gone for
+                            good with --members-gone NAME,... (a member left out would keep
+                            running the old cluster); refused before any node is changed
              copy           per node: scp the snapshot to --remote-dir, check its sha256 there
              stop-apiserver per node: move kube-apiserver.yaml (and kube-controller-manager.yaml,
                             kube-scheduler.yaml) to /etc/kubernetes/manifests.pre-restore-<stamp>/
@@ -83,6 +99,8 @@ cluster    Restores every control-plane node of a kubeadm cluster from ONE snaps
   --cluster-token T  the new cluster token (default etcd-restore-<stamp>-<random>)
   --node-etcdutl C   run etcdutl on the nodes as command C (sets RESTORE_NODE_ETCDUTL there),
                      e.g. /opt/etcd/etcdutl
+  --members-gone N,...  members of the snapshot or the running cluster that are gone for good
+                     and are left out of the restored cluster (see membership)
 
 Environment:
   S3_ENDPOINT, S3_BUCKET, S3_PREFIX, S3_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY
@@ -91,6 +109,7 @@ Environment:
   AWS_CONFIG_FILE    optional; default a scratch config with path-style addressing.
   S3_TIMEOUT         seconds one aws call may take (default 1800).
   BACKUP_AGE_IDENTITY_FILE  age identity (private key) file; required to fetch .age objects.
+  BACKUP_SIGNING_PUBLIC_KEY the backup signer's OpenSSH public key line (or --signing-public-key).
   RESTORE_SSH        ssh command (default "ssh -o BatchMode=yes"), split on spaces.
   RESTORE_SCP        scp command (default "scp -o BatchMode=yes -q"), split on spaces.
   RESTORE_TIMEOUT    default of --timeout.
@@ -141,8 +160,75 @@ newest_complete() {
   printf '%s\n' "${complete%%$'\n'*}"
 }
 
-# download_verified KEY DIR: KEY and KEY.sha256 into DIR; dies unless the object's sha256 is
-# the sidecar's. Sets object_file and object_sha256.
+# Signatures: the backup job signs every sidecar KEY.sha256 with `ssh-keygen -Y sign -n
+# etcd-backup`, the signature at KEY.sha256.sig. signing_key is the signer's public key line
+# (--signing-public-key FILE or BACKUP_SIGNING_PUBLIC_KEY); allow_unsigned (--allow-unsigned)
+# accepts a backup without a signature (made before signing existed) with a WARNING. A signature
+# that is there but does not verify is refused in every case.
+signing_key=""
+allow_unsigned=false
+readonly SIGNATURE_NAMESPACE="etcd-backup"
+readonly SIGNER_IDENTITY="etcd-backup"
+
+# signing_setup FILE: reads the signer's public key (FILE, else BACKUP_SIGNING_PUBLIC_KEY).
+signing_setup() {
+  local file="$1"
+  if [[ -n "$file" ]]; then
+    [[ -r "$file" ]] || usage_error "--signing-public-key ${file} is not a readable file"
+    signing_key="$(grep -m 1 -v '^[[:space:]]*\(#\|$\)' -- "$file" || true)"
+  else
+    signing_key="${BACKUP_SIGNING_PUBLIC_KEY:-}"
+  fi
+  if [[ -z "$signing_key" ]]; then
+    "$allow_unsigned" ||
+      usage_error "the backup signer's public key is required: --signing-public-key FILE or BACKUP_SIGNING_PUBLIC_KEY (or --allow-unsigned for backups made before signing)"
+    log "WARNING: no signing public key and --allow-unsigned: backup signatures are NOT checked"
+    return 0
+  fi
+  [[ "$signing_key" =~ ^(ssh-ed25519|ssh-rsa|ecdsa-sha2-nistp(256|384|521))\ [A-Za-z0-9+/=]+(\ .*)?$ ]] ||
+    usage_error "the signing public key is not an OpenSSH public key line (ssh-ed25519 AAAA...)"
+  require_tools ssh-keygen
+}
+
+# verify_signature SIDECAR_KEY DIR: downloads SIDECAR_KEY.sig and checks it over DIR/sidecar
+# with the signer's key (ssh-keygen -Y verify, namespace etcd-backup); dies unless it verifies,
+# except for a backup with no signature at all under --allow-unsigned (a WARNING).
+verify_signature() {
+  local sidecar="$1" dir="$2"
+  [[ -n "$signing_key" ]] || {
+    log "WARNING: the signature of ${sidecar} is not checked (--allow-unsigned, no signing key)"
+    return 0
+  }
+  printf '%s namespaces="%s" %s\n' "$SIGNER_IDENTITY" "$SIGNATURE_NAMESPACE" "$signing_key" >"$dir/allowed_signers"
+  # Listed first: only a signature that is not there makes a backup unsigned; one that is listed
+  # but does not download is an error (a failed download must not pass for "unsigned").
+  local listed
+  listed="$(list_keys "${sidecar}.sig")" || {
+    show_log "$aws_log"
+    die "cannot list s3://${S3_BUCKET}/${sidecar}.sig"
+  }
+  if ! grep -qxF -- "${sidecar}.sig" <<<"$listed"; then
+    if "$allow_unsigned"; then
+      log "WARNING: ${sidecar} has no signature (${sidecar}.sig); accepted because of --allow-unsigned"
+      return 0
+    fi
+    die "${sidecar} has no signature (${sidecar}.sig): refusing an unsigned backup (--allow-unsigned accepts backups made before signing)"
+  fi
+  s3 s3 cp --only-show-errors "s3://${S3_BUCKET}/${sidecar}.sig" "$dir/sidecar.sig" >>"$aws_log" 2>&1 || {
+    show_log "$aws_log"
+    die "cannot download s3://${S3_BUCKET}/${sidecar}.sig"
+  }
+  ssh-keygen -Y verify -f "$dir/allowed_signers" -I "$SIGNER_IDENTITY" -n "$SIGNATURE_NAMESPACE" \
+    -s "$dir/sidecar.sig" <"$dir/sidecar" >"$dir/verify.log" 2>&1 || {
+    show_log "$dir/verify.log"
+    die "the signature of ${sidecar} does not verify with the signing public key: refusing (tampered, or signed by another key)"
+  }
+  log "signature of ${sidecar} verified (signer ${SIGNER_IDENTITY})"
+}
+
+# download_verified KEY DIR: KEY and KEY.sha256 into DIR; dies unless the sidecar's signature
+# verifies (verify_signature) and the object's sha256 is the sidecar's. Sets object_file and
+# object_sha256.
 download_verified() {
   local key="$1" dir="$2" base expected name sidecar
   base="${key##*/}"
@@ -152,6 +238,7 @@ download_verified() {
     show_log "$aws_log"
     die "cannot download s3://${S3_BUCKET}/${sidecar}: no sidecar means no complete backup"
   }
+  verify_signature "$sidecar" "$dir"
   read -r expected name <"$dir/sidecar" || true
   [[ "$expected" =~ ^[0-9a-f]{64}$ ]] || die "the sidecar ${sidecar} holds no sha256"
   [[ "${name#\*}" == "$base" ]] || die "the sidecar ${sidecar} names '${name}', not '${base}'"
@@ -174,10 +261,19 @@ unpack() {
     [[ -r "$BACKUP_AGE_IDENTITY_FILE" ]] || die "BACKUP_AGE_IDENTITY_FILE is not a readable file"
     command -v age >/dev/null || die "age not found on PATH"
     zst="${file%.age}"
-    age -d -i "$BACKUP_AGE_IDENTITY_FILE" -o "$zst" -- "$file" 2>"$zst.log" || {
+    # age exits 1 for every failure; the message tells them apart (age v1.1.1, age.go: Decrypt
+    # returns NoIdentityMatchError "no identity matched any of the recipients" when no identity
+    # unwraps a recipient stanza; "bad header MAC", "failed to read header: ...", malformed
+    # stanzas and internal/stream/stream.go's "failed to decrypt and authenticate payload
+    # chunk" mean the file itself is damaged).
+    if ! age -d -i "$BACKUP_AGE_IDENTITY_FILE" -o "$zst" -- "$file" 2>"$zst.log"; then
       show_log "$zst.log"
-      die "cannot decrypt ${file##*/} with BACKUP_AGE_IDENTITY_FILE (wrong identity?); refusing"
-    }
+      rm -f -- "$zst"
+      if grep -q 'no identity matched any of the recipients' -- "$zst.log"; then
+        die "cannot decrypt ${file##*/}: no identity in BACKUP_AGE_IDENTITY_FILE matches its recipients (wrong identity?: use the identity of one of the backup's age recipients); refusing"
+      fi
+      die "cannot decrypt ${file##*/}: the object is corrupt or tampered (age: $(tail -n 1 "$zst.log" | cut -c1-200)); its sidecar matched, so it was damaged before the sidecar was made or both were altered; refusing"
+    fi
     rm -f -- "$file"
   fi
   zstd -q -d -o "$out" -- "$zst" 2>"$out.log" || {
@@ -240,25 +336,39 @@ fetch_print() {
 }
 
 cmd_fetch() {
-  local key="" out=""
-  parse_flags --non-empty --key=key --out=out -- "$@"
+  local key="" out="" signing_file=""
+  parse_flags --non-empty --key=key --out=out --signing-public-key=signing_file \
+    --allow-unsigned=allow_unsigned=true -- "$@"
   [[ -n "$out" ]] || usage_error "fetch needs --out FILE"
+  signing_setup "$signing_file"
   s3_setup
   fetch_snapshot "$key" "$out"
   printf '%s\n' "$fetched_json"
 }
 
 cmd_fetch_pki() {
-  local key="" out="" dir base stamp
-  parse_flags --non-empty --key=key --out=out -- "$@"
+  local key="" out="" dir base stamp signing_file=""
+  parse_flags --non-empty --key=key --out=out --signing-public-key=signing_file \
+    --allow-unsigned=allow_unsigned=true -- "$@"
   [[ -n "$out" ]] || usage_error "fetch-pki needs --out DIR"
+  signing_setup "$signing_file"
   if [[ -e "$out" ]]; then
     [[ -d "$out" && -z "$(ls -A -- "$out")" ]] || die "--out ${out} exists and is not an empty directory"
   fi
   s3_setup
   if [[ -z "$key" ]]; then
-    key="$(newest_complete "${S3_PREFIX}/pki/" '\.tar\.zst(\.age)?$')" ||
-      die "no complete PKI archive under s3://${S3_BUCKET}/${S3_PREFIX}/pki/"
+    # The PKI of the newest complete BACKUP (the snapshot fetch picks), not the newest PKI
+    # archive: the job uploads the PKI and its sidecar before the snapshot's sidecar, so a run
+    # that failed there (and could not delete its uploads) leaves a PKI archive with a sidecar
+    # whose snapshot is incomplete.
+    local snapshot_key
+    snapshot_key="$(newest_complete "${S3_PREFIX}/etcd/" '\.db\.zst(\.age)?$')" ||
+      die "no complete backup (snapshot with a .sha256 sidecar) under s3://${S3_BUCKET}/${S3_PREFIX}/etcd/"
+    base="${snapshot_key##*/}"
+    stamp="${base%%[-.]*}"
+    key="$(newest_complete "${S3_PREFIX}/pki/${stamp}" '\.tar\.zst(\.age)?$')" ||
+      die "the newest complete backup ${snapshot_key} has no complete PKI archive (${S3_PREFIX}/pki/${stamp}.tar.zst[.age] with its sidecar); pass --key"
+    log "newest complete backup: ${snapshot_key}"
   else
     base="${key##*/}"
     stamp="${base%%[-.]*}"
@@ -502,6 +612,15 @@ node_op() {
       fi
       node_etcdctl --endpoints "$1" "${tls[@]}" --dial-timeout 3s --command-timeout 10s endpoint health --cluster
       ;;
+    members)
+      # members CLIENT_URL: the running cluster's `member list -w json`, as this node's etcd sees it
+      local tls=()
+      if [[ "$1" == https://* ]]; then
+        tls=(--cacert /etc/kubernetes/pki/etcd/ca.crt --cert /etc/kubernetes/pki/etcd/healthcheck-client.crt
+          --key /etc/kubernetes/pki/etcd/healthcheck-client.key)
+      fi
+      node_etcdctl --endpoints "$1" "${tls[@]}" --dial-timeout 3s --command-timeout 10s member list -w json
+      ;;
     readyz)
       # readyz PORT
       [[ "$(curl -ksS --max-time 10 "https://127.0.0.1:$1/readyz")" == ok ]]
@@ -515,12 +634,13 @@ node_op() {
 
 cmd_cluster() {
   local key="" snapshot="" log_file="" ssh_user="root" ssh_key="" sudo=false
-  local remote_dir="/var/lib/etcd-restore" token="" node_etcdutl=""
+  local remote_dir="/var/lib/etcd-restore" token="" node_etcdutl="" signing_file="" members_gone=""
   local timeout_seconds="${RESTORE_TIMEOUT:-600}" POLL_SECONDS=2 item
   local -a node_flags=() node_specs=()
   parse_flags --non-empty --node=node_flags[] --key=key --snapshot=snapshot --log=log_file --ssh-user=ssh_user \
     --ssh-key=ssh_key --sudo=sudo=true --remote-dir=remote_dir --timeout=timeout_seconds \
-    --cluster-token=token --node-etcdutl=node_etcdutl -- "$@"
+    --cluster-token=token --node-etcdutl=node_etcdutl --signing-public-key=signing_file \
+    --allow-unsigned=allow_unsigned=true --members-gone=members_gone -- "$@"
   for item in "${node_flags[@]}"; do
     IFS=',' read -r -a item <<<"$item"
     node_specs+=("${item[@]}")
@@ -529,6 +649,12 @@ cmd_cluster() {
   ((${#node_specs[@]} > 0)) || usage_error "cluster needs --node NAME=IP (repeated or comma-separated)"
   [[ -z "$key" || -z "$snapshot" ]] || usage_error "--key and --snapshot exclude each other"
   check_timeout
+  # Reads a snapshot's membership (snapshot status does not show it); beside this script.
+  local members_reader
+  members_reader="$(dirname "${BASH_SOURCE[0]}")/etcd-snapshot-members.py"
+  require_tools python3
+  [[ -f "$members_reader" ]] || die "${members_reader} is missing (it reads the snapshot's membership); copy it beside this script"
+  if [[ -z "$snapshot" ]]; then signing_setup "$signing_file"; fi
   local -a names=() ips=()
   for item in "${node_specs[@]}"; do
     [[ "$item" =~ ^([A-Za-z0-9._-]+)=([A-Za-z0-9.:_-]+)$ ]] || usage_error "--node '${item}' is not NAME=IP"
@@ -639,6 +765,12 @@ cmd_cluster() {
     record inspect "${names[$i]}" ok "peer ${peer}, data dir ${dir}, image ${image}"
   done
 
+  # membership: every member of the snapshot and of the running cluster is restored, or named
+  # gone for good; a member left out would go on running the old cluster beside the new one.
+  step membership local "the snapshot's members and the running cluster's" \
+    check_membership "$local_snapshot" "$members_gone"
+  record membership local ok "$step_output"
+
   # copy
   local remote_snapshot="${remote_dir}/snapshot-${cluster_stamp}.db"
   for ((i = 0; i < n; i++)); do
@@ -679,6 +811,49 @@ cmd_cluster() {
   log "restore complete; restart the kubelet on every node and check workloads (see docs/runbooks/etcd-restore.md)"
   jq -cn --arg log "$cluster_log" --arg token "$token" --arg stamp "$cluster_stamp" --arg sha256 "$sha" \
     --arg key "${fetched_key:-}" '{stamp: $stamp, key: $key, snapshotSha256: $sha256, clusterToken: $token, log: $log}'
+}
+
+# check_membership SNAPSHOT GONE: the members of SNAPSHOT (etcd-snapshot-members.py) and of the
+# running cluster (`member list` through the first node whose etcd answers) against the --node
+# names (cmd_cluster's names); every member missing from them must be in GONE (comma-separated,
+# --members-gone) and every name in GONE must be such a missing member. Prints a summary.
+check_membership() {
+  local snapshot="$1" gone_list="$2" member running="" i source
+  local -A given=() gone=() missing=()
+  local -a snapshot_members=() running_members=()
+  for member in "${names[@]}"; do given["$member"]=1; done
+  if [[ -n "$gone_list" ]]; then
+    IFS=',' read -r -a source <<<"$gone_list"
+    for member in "${source[@]}"; do
+      [[ -n "$member" ]] || continue
+      [[ -z "${given[$member]:-}" ]] || die "--members-gone names ${member}, which is also a --node"
+      gone["$member"]=1
+    done
+  fi
+  local listed
+  listed="$(python3 "$members_reader" "$snapshot")" || die "cannot read the members of the snapshot ${snapshot}"
+  mapfile -t snapshot_members < <(jq -r 'if (.name // "") != "" then .name else (.peerURLs | join(",")) end' <<<"$listed")
+  ((${#snapshot_members[@]} > 0)) || die "the snapshot ${snapshot} lists no members"
+  for ((i = 0; i < ${#names[@]}; i++)); do
+    if running="$(on_node "$i" members "${client_urls[$i]}" 2>/dev/null)" &&
+      mapfile -t running_members < <(jq -r '.members[] | if (.name // "") != "" then .name else (.peerURLs | join(",")) end' <<<"$running"); then
+      ((${#running_members[@]} > 0)) && break
+    fi
+    running_members=()
+  done
+  for member in "${snapshot_members[@]}" "${running_members[@]}"; do
+    if [[ -z "${given[$member]:-}" && -z "${gone[$member]:-}" ]]; then missing["$member"]=1; fi
+  done
+  if ((${#missing[@]} > 0)); then
+    die "etcd member(s) $(printf '%s\n' "${!missing[@]}" | sort | paste -sd, -) are in the snapshot's membership (${snapshot_members[*]}) or the running cluster's (${running_members[*]:-no member answered}) but not among the --node list: a member left out would keep running the old cluster. Restore every member, or name the ones gone for good (server deleted, never coming back) with --members-gone"
+  fi
+  for member in "${!gone[@]}"; do
+    [[ " ${snapshot_members[*]} ${running_members[*]} " == *" ${member} "* ]] ||
+      die "--members-gone names ${member}, which is in neither the snapshot's membership (${snapshot_members[*]}) nor the running cluster's (${running_members[*]:-no member answered})"
+    log "WARNING: member ${member} is declared gone for good (--members-gone); it must never start again with its old data"
+  done
+  printf 'snapshot members %s; running members %s; gone %s\n' "${snapshot_members[*]}" \
+    "${running_members[*]:-none answered}" "${gone_list:-none}"
 }
 
 # copy_to I: the snapshot to node I, then its sha256 checked there (uses cmd_cluster's locals).

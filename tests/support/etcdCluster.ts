@@ -1,6 +1,7 @@
 /**
  * A real etcd cluster on loopback for tests and the backup benchmark: Debian's /usr/bin/etcd
- * (3.4), plain HTTP on 127.0.0.1 with free ports, temporary data dirs, bounded waits.
+ * (3.4) by default, or etcd 3.5 from tools/ensure-etcd35.sh (`version: "3.5"`, etcdBinaries),
+ * plain HTTP on 127.0.0.1 with free ports, temporary data dirs, bounded waits.
  * Data goes in and out through etcd's v3 HTTP/JSON gateway (`/v3/kv/txn`, `/v3/kv/range`), so
  * thousands of keys take a few batched requests instead of thousands of etcdctl runs.
  */
@@ -13,6 +14,47 @@ import { requireTool } from "./tools";
 
 export const etcdBinary = "/usr/bin/etcd";
 export const etcdctlBinary = "/usr/bin/etcdctl";
+
+/** The etcd generations the tests run: Debian bookworm's 3.4, and 3.5 (with etcdutl). */
+export type EtcdVersion = "3.4" | "3.5";
+
+/** The binaries of one etcd generation; `etcdutl` only from 3.5 on (3.4 restores with etcdctl). */
+export interface EtcdBinaries {
+  version: EtcdVersion;
+  etcd: string;
+  etcdctl: string;
+  etcdutl?: string;
+  /** The directory holding them, to put first on a script's PATH. */
+  binDir: string;
+}
+
+/**
+ * Where tools/ensure-etcd35.sh unpacks Debian trixie's etcd-server and etcd-client (3.5, never
+ * installed system-wide); ETCD35_PREFIX moves it, as for that script.
+ */
+export const etcd35Prefix = process.env.ETCD35_PREFIX ?? "/opt/etcd-3.5";
+
+/** The binaries of `version`, or a loud failure naming how to get them (never a skip). */
+export function etcdBinaries(version: EtcdVersion = "3.4"): EtcdBinaries {
+  if (version === "3.4") {
+    return {
+      version,
+      etcd: requireTool(etcdBinary, "etcd-server"),
+      etcdctl: requireTool(etcdctlBinary, "etcd-client"),
+      binDir: "/usr/bin",
+    };
+  }
+  const binDir = path.join(etcd35Prefix, "usr", "bin");
+  const need = (name: string) => {
+    const file = path.join(binDir, name);
+    if (!fs.existsSync(file)) throw new Error(`${file} not found: run tools/ensure-etcd35.sh (as root)`);
+    return file;
+  };
+  const etcd = need("etcd");
+  const reported = spawnSync(etcd, ["--version"], { encoding: "utf8" }).stdout;
+  if (!/^etcd Version: 3\.5\./m.test(reported)) throw new Error(`${etcd} is not etcd 3.5: ${reported}`);
+  return { version, etcd, etcdctl: need("etcdctl"), etcdutl: need("etcdutl"), binDir };
+}
 
 export interface EtcdMember {
   name: string;
@@ -73,6 +115,8 @@ export interface EtcdClusterOptions {
   token?: string;
   /** Client URLs over HTTPS with client-certificate auth (a throwaway CA made by openssl). */
   tls?: boolean;
+  /** The etcd generation to run (default 3.4, Debian's; see etcdBinaries). */
+  version?: EtcdVersion;
 }
 
 /** PEM files of a TLS cluster: the CA, and a client certificate it signed. */
@@ -135,7 +179,14 @@ export class EtcdCluster {
   readonly tls?: EtcdTls;
   private readonly quotaBackendBytes: number;
 
-  private constructor(dir: string, members: EtcdMember[], token: string, quota: number, tls?: EtcdTls) {
+  private constructor(
+    dir: string,
+    members: EtcdMember[],
+    token: string,
+    quota: number,
+    tls: EtcdTls | undefined,
+    readonly binaries: EtcdBinaries,
+  ) {
     this.dir = dir;
     this.members = members;
     this.token = token;
@@ -145,8 +196,7 @@ export class EtcdCluster {
 
   /** Allocates ports and directories; nothing runs until start()/startAll(). */
   static async create(options: EtcdClusterOptions = {}): Promise<EtcdCluster> {
-    requireTool(etcdBinary, "etcd-server");
-    requireTool(etcdctlBinary, "etcd-client");
+    const binaries = etcdBinaries(options.version);
     const size = options.size ?? 3;
     const dir = fs.mkdtempSync(path.join(options.baseDir ?? os.tmpdir(), "etcd-cluster-"));
     const ports = await freePorts(size * 2);
@@ -159,7 +209,7 @@ export class EtcdCluster {
       logFile: path.join(dir, `etcd-${i + 1}.log`),
     }));
     const token = options.token ?? `test-${path.basename(dir)}`;
-    return new EtcdCluster(dir, members, token, options.quotaBackendBytes ?? 2 * 1024 ** 3, tls);
+    return new EtcdCluster(dir, members, token, options.quotaBackendBytes ?? 2 * 1024 ** 3, tls, binaries);
   }
 
   get initialCluster(): string {
@@ -226,7 +276,7 @@ export class EtcdCluster {
     const member = this.member(name);
     if (member.process && member.process.exitCode === null && member.process.signalCode === null) return;
     const log = fs.openSync(member.logFile, "a");
-    const child = spawn(etcdBinary, this.args(member), { stdio: ["ignore", log, log] });
+    const child = spawn(this.binaries.etcd, this.args(member), { stdio: ["ignore", log, log] });
     fs.closeSync(log);
     live.add(child);
     child.on("exit", () => live.delete(child));
@@ -273,7 +323,7 @@ export class EtcdCluster {
     const tls = this.tls
       ? [`--cacert=${this.tls.caCert}`, `--cert=${this.tls.clientCert}`, `--key=${this.tls.clientKey}`]
       : [];
-    const result = spawnSync(etcdctlBinary, [`--endpoints=${endpoints.join(",")}`, ...tls, ...args], {
+    const result = spawnSync(this.binaries.etcdctl, [`--endpoints=${endpoints.join(",")}`, ...tls, ...args], {
       encoding: "utf8",
       timeout: 30_000,
       env: { PATH: "/usr/bin:/bin", ETCDCTL_API: "3" },
