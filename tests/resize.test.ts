@@ -301,3 +301,36 @@ test("423 locked and 409 conflict are retried, 429 waits for RateLimit-Reset, an
   expect(fake.requests.filter((r) => r.status === 412)).toEqual([]);
   await waitUntil("etcd healthy", 30_000, async () => etcd.etcdctl(["endpoint", "health", "--cluster"]).status === 0);
 }, 300_000);
+
+test("a run stopped half way is finished by the next: a server left off first, then a resized node left cordoned", async () => {
+  await freshCluster();
+  // What a stopped run leaves: cp-1 resized but still cordoned, cp-2 drained and off with its old type.
+  const moveNode = fake.onStatus;
+  fake.reset(null);
+  fake.addServer({ id: 101, name: nodeName("cp-1"), status: "running", serverType: "cx32", labels: labels("cp-1") });
+  fake.addServer({ id: 102, name: nodeName("cp-2"), status: "off", serverType: "cx22", labels: labels("cp-2") });
+  fake.addServer({ id: 103, name: nodeName("cp-3"), status: "running", serverType: "cx22", labels: labels("cp-3") });
+  fake.onStatus = moveNode;
+  fs.writeFileSync(path.join(kube, "cordoned", nodeName("cp-1")), "");
+  fs.writeFileSync(path.join(kube, "cordoned", nodeName("cp-2")), "");
+  fs.writeFileSync(path.join(kube, "down", nodeName("cp-2")), "off");
+  await etcd.stop(member("cp-2"));
+
+  const result = await resize();
+  expect(result.stderr).toContain(`${nodeName("cp-2")}: found off (a stopped run): going on from there`);
+  expect(result.stderr).toContain(`${nodeName("cp-1")}: runs cx32 but is cordoned (a stopped run): finishing it`);
+  expect(result.status).toBe(0);
+  expect(types()).toEqual(["cx32", "cx32", "cx32"]);
+  expect(fake.maxNotRunning).toBe(1);
+  // cp-2 (off) first, with no second shutdown; cp-1 only uncordoned after its gates; then cp-3.
+  expect(posts().filter((p) => !p.endsWith(" 429"))).toEqual([
+    "/v1/servers/102/actions/change_type 201",
+    "/v1/servers/102/actions/poweron 201",
+    "/v1/servers/103/actions/shutdown 201",
+    "/v1/servers/103/actions/change_type 201",
+    "/v1/servers/103/actions/poweron 201",
+  ]);
+  const uncordons = kubectlCalls().filter((c) => / uncordon /.test(c) || /uncordon \S+$/.test(c));
+  expect(uncordons.map((c) => c.split(" ").pop())).toEqual([nodeName("cp-2"), nodeName("cp-1"), nodeName("cp-3")]);
+  expect(fs.readdirSync(path.join(kube, "cordoned"))).toEqual([]);
+}, 300_000);
