@@ -339,8 +339,8 @@ resize() {
       bounded kubectl --kubeconfig "$kubeconfig" drain "$node" --ignore-daemonsets --delete-emptydir-data \
         --timeout="${drain_timeout}s" >>"$log_file" 2>&1 ||
         stop "${node}: kubectl drain did not finish within ${drain_timeout}s; the node is cordoned, nothing else changed; see ${log_file}"
-      # Server Actions > Shut down a Server: an ACPI request; the action only says it was sent,
-      # so the status is what shows the server off.
+      # Server Actions > Shut down a Server: an ACPI request the OS may ignore; the action can
+      # succeed before the server is off, so the server's status is what shows it off.
       action "${node}: shutdown" "$id" shutdown || stop "${node}: ${action_error}"
       local saved="$timeout_seconds"
       timeout_seconds="$shutdown_timeout"
@@ -382,7 +382,8 @@ resize() {
 # components/labels.ts clusterLabels gives them), as "ID NODE-ORDER NAME STATUS" lines in node
 # order (the `node` label cp-N; the server name is the Kubernetes node name).
 selector="cluster=${cluster},role=control-plane,managed-by=pulumi"
-api GET "/servers?label_selector=${selector//,/%2C}&per_page=50" || stop "cannot list the servers: ${api_error}"
+query="${selector//,/%2C}"
+api GET "/servers?label_selector=${query//=/%3D}&per_page=50" || stop "cannot list the servers: ${api_error}"
 [[ "$(jq -r '.meta.pagination.next_page // empty' "${workdir}/body")" == "" ]] ||
   stop "more than 50 control-plane servers listed for ${selector}; this script reads one page"
 mapfile -t servers < <(jq -r '.servers[] | "\(.id) \(.labels.node // "" | ltrimstr("cp-")) \(.name) \(.status)"' \

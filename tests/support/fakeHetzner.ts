@@ -31,10 +31,12 @@
  *   `running`, `initializing`, `starting`, `stopping`, `off`, `deleting`, `migrating`,
  *   `rebuilding`, `unknown` (hcloud-go hcloud/server.go ServerStatus) and `server_type.name`.
  * - Server Actions: `POST /servers/{id}/actions/shutdown` (command `shutdown_server`: an ACPI
- *   request; the reference says the action only reflects that the request was sent, the server
- *   goes off by itself, or never when its OS ignores ACPI), `.../poweroff` (`stop_server`, "like
- *   cutting the power"), `.../poweron` (`start_server`), `.../change_type` with
- *   `{"server_type", "upgrade_disk"}` (`change_server_type`; the server must be off: error
+ *   request, which the OS may ignore; modelled so that the action succeeds when the request is
+ *   sent and the server goes off later by itself, or never), `.../poweroff` (`stop_server`),
+ *   `.../poweron` (`start_server`), `.../change_type` with `{"server_type", "upgrade_disk"}`
+ *   (`change_server_type`; "If false, do not upgrade the disk (this allows downgrading the Server
+ *   type later)", the API's OpenAPI text as the hcloud Rust crate copies it,
+ *   src/models/change_type_of_server_request.rs; the server must be off: error
  *   `server_not_stopped`, hcloud-go hcloud/error.go ErrorCodeServerNotStopped "The action requires
  *   a stopped server"), each answering `201 {"action": ...}` (hcloud-go ServerClient.Shutdown,
  *   Poweroff, Poweron, ChangeType POST these paths); an action on a server while another action
