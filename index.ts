@@ -2,6 +2,7 @@
  * Composition root: configuration in, components wired, outputs out. Each component is one
  * concern; the order of statements here is not the deployment order, the data flow is.
  */
+import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
 import { EtcdBackup } from "./components/etcd/backup";
 import { ClusterBootstrap } from "./components/lifecycle/bootstrap";
@@ -11,7 +12,7 @@ import { CloudController } from "./components/addons/cloudController";
 import { Cni } from "./components/addons/cni";
 import { KubeletCsrApprover } from "./components/addons/csrApprover";
 import { CsiDriver } from "./components/addons/csi";
-import { loadConfig, loadSecrets, readDeployedOutputs } from "./components/config";
+import { LiveState, loadConfig, loadSecrets, readDeployedOutputs } from "./components/config";
 import { ControlPlane } from "./components/hetzner/controlPlane";
 import { EtcdDefrag } from "./components/etcd/defrag";
 import { ApiLoadBalancer } from "./components/hetzner/loadBalancer";
@@ -20,6 +21,7 @@ import { ClusterNetwork } from "./components/hetzner/network";
 import { stackOutputs, StackOutputs } from "./components/outputs";
 import { ReservedIp } from "./components/hetzner/reservedIp";
 import { ControlPlaneUpgrade } from "./components/lifecycle/upgrade";
+import { clusterLabels } from "./components/labels";
 import { WorkerJoinToken } from "./components/lifecycle/workerJoin";
 
 export = async (): Promise<StackOutputs> => {
@@ -29,12 +31,14 @@ export = async (): Promise<StackOutputs> => {
   const deployed = await readDeployedOutputs(["kubernetesVersion", "caCertHash", "creationSettings"]);
   const deployedVersion = deployed.kubernetesVersion;
   const deployedCaCertHash = deployed.caCertHash;
-  const deployedSettings = deployed.creationSettings;
+  const deployedSettings =
+    deployed.creationSettings !== null && typeof deployed.creationSettings === "object"
+      ? (deployed.creationSettings as Record<string, unknown>)
+      : undefined;
   const cfg = loadConfig(
     typeof deployedVersion === "string" ? deployedVersion : undefined,
-    deployedSettings !== null && typeof deployedSettings === "object"
-      ? (deployedSettings as Record<string, unknown>)
-      : undefined,
+    deployedSettings,
+    await readLiveServers(deployedSettings),
   );
   const secrets = loadSecrets(cfg);
 
@@ -209,3 +213,28 @@ export = async (): Promise<StackOutputs> => {
     upgrade,
   });
 };
+
+/**
+ * The control-plane servers as Hetzner lists them now, read only when the configured serverType
+ * differs from the deployed one: a new type is accepted once every server runs it
+ * (scripts/ops/resize-control-plane.sh). The selector is the one components/hetzner/controlPlane.ts
+ * lists the servers with; read before the config is checked, so only a well-formed clusterName
+ * goes into it (a bad one is reported by the config check).
+ */
+async function readLiveServers(deployedSettings: Record<string, unknown> | undefined): Promise<LiveState> {
+  const config = new pulumi.Config();
+  const clusterName = config.get("clusterName");
+  const wanted = config.get("serverType");
+  const runs = deployedSettings?.serverType;
+  if (typeof runs !== "string" || wanted === undefined || wanted === runs) return {};
+  if (!clusterName || !/^[a-z]([a-z0-9-]{0,28}[a-z0-9])?$/.test(clusterName)) return {};
+  const withSelector = Object.entries(clusterLabels(clusterName, "control-plane"))
+    .map(([key, value]) => `${key}=${value}`)
+    .join(",");
+  const listed = await hcloud.getServers({ withSelector });
+  return {
+    controlPlaneServers: listed.servers
+      .map((s) => ({ name: s.name, serverType: s.serverType }))
+      .sort((a, b) => a.name.localeCompare(b.name)),
+  };
+}

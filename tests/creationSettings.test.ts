@@ -3,13 +3,16 @@
  * the values the stack exported at its last update (`creationSettings`): a change of any of them
  * is refused before anything is registered, naming the key, both values and the settings table;
  * a brand-new stack takes any valid value; nodes may be added or removed at the end of nodeIps.
+ * serverType (declared `rolling`: scripts/ops/resize-control-plane.sh resizes the servers one at a
+ * time) is exported and compared the same way, and accepted once every control-plane server
+ * Hetzner lists runs the new type.
  */
 import { settings } from "../components/config";
-import { creationFacts, refusedKeys } from "../components/config/deployed";
+import { comparedKeys, creationFacts, refusedKeys } from "../components/config/deployed";
 import { offlineOrganization, runProgram } from "../tools/offline/harness";
-import { ProviderMocks } from "../tools/offline/mocks";
+import { ListedServer, ProviderMocks } from "../tools/offline/mocks";
 import { loadStackConfig } from "../tools/offline/stackConfig";
-import { runStack } from "./support/program";
+import { runStack, T } from "./support/program";
 
 const P = "hcloud-control-plane";
 const nodeIps = (n: number) => Array.from({ length: n }, (_, i) => `10.20.1.${11 + i}`);
@@ -60,7 +63,6 @@ const edits: Record<string, { overrides: Record<string, unknown>; shows: string 
     overrides: { loadBalancerPublicInterface: false },
     shows: "false: refused on a running stack: it runs true",
   },
-  serverType: { overrides: { serverType: "ccx33" }, shows: '"ccx33": refused on a running stack: it runs "ccx23"' },
   cni: { overrides: { cni: "calico" }, shows: '"calico": refused on a running stack: it runs "cilium"' },
   backupBucket: {
     overrides: { backupBucket: "prod-nbg1-etcd-backups-2" },
@@ -90,8 +92,9 @@ describe("settings a running cluster cannot take", () => {
   test("every refused setting has an edit here, and the stack exports each one's value", () => {
     expect(Object.keys(edits).sort()).toEqual(refusedKeys(settings).sort());
     expect(Object.keys(deployed.creationSettings as object).sort()).toEqual(
-      [...refusedKeys(settings), ...Object.keys(creationFacts)].sort(),
+      [...comparedKeys(settings), ...Object.keys(creationFacts)].sort(),
     );
+    expect(comparedKeys(settings).sort()).toEqual([...refusedKeys(settings), "serverType"].sort());
     expect(deployed.creationSettings).toMatchObject({ kubeletCloudProvider: "external" });
     // No secret is among them.
     expect(Object.keys(deployed.creationSettings as object)).not.toContain("sshPrivateKey");
@@ -136,6 +139,81 @@ describe("settings a running cluster cannot take", () => {
       { deployed: { kubernetesVersion: "1.34.2", creationSettings: withoutKey } },
     );
     expect(migrated.outputs.creationSettings).toMatchObject({ kubeletCloudProvider: "external" });
+  });
+
+  describe("serverType: accepted once every control-plane server runs it (scripts/ops/resize-control-plane.sh)", () => {
+    let servers: Record<string, ListedServer>;
+    beforeAll(async () => {
+      const first = await runStack();
+      // The servers the deployed stack made, as Hetzner lists them (their real names and labels).
+      servers = Object.fromEntries(
+        first.resources
+          .filter((r) => r.type === T.server)
+          .map((r, i) => [
+            r.name,
+            {
+              id: 101 + i,
+              name: String(r.inputs.name),
+              serverType: String(r.inputs.serverType),
+              labels: r.inputs.labels as Record<string, string>,
+            },
+          ]),
+      );
+    });
+    const resized = (types: Record<string, string>) =>
+      Object.fromEntries(Object.entries(servers).map(([k, s]) => [k, { ...s, serverType: types[k] ?? s.serverType }]));
+
+    test("refused before the resize, naming the key, both values, the servers, the runbook and the script", async () => {
+      expect(Object.keys(servers).sort()).toEqual(["control-plane-cp-1", "control-plane-cp-2", "control-plane-cp-3"]);
+      const before = runStack({ serverType: "ccx33" }, { deployed, existingServers: servers });
+      await expect(before).rejects.toThrow(`${P}:serverType = "ccx33": not yet run by every control-plane server`);
+      await expect(before).rejects.toThrow('it runs "ccx23" (its creationSettings output)');
+      await expect(before).rejects.toThrow(
+        "Hetzner lists prod-nbg1-cp-1: ccx23, prod-nbg1-cp-2: ccx23, prod-nbg1-cp-3: ccx23",
+      );
+      await expect(before).rejects.toThrow("scripts/ops/resize-control-plane.sh");
+      await expect(before).rejects.toThrow("docs/runbooks/resize-control-plane.md");
+      // Half way (the script stopped after cp-2): still refused, naming the server left.
+      const half = runStack(
+        { serverType: "ccx33" },
+        { deployed, existingServers: resized({ "control-plane-cp-1": "ccx33", "control-plane-cp-2": "ccx33" }) },
+      );
+      await expect(half).rejects.toThrow("prod-nbg1-cp-2: ccx33, prod-nbg1-cp-3: ccx23");
+      // No server listed (a wrong selector would look like this): nothing shows the change done.
+      await expect(runStack({ serverType: "ccx33" }, { deployed, existingServers: {} })).rejects.toThrow(
+        "Hetzner lists no control-plane server of this cluster",
+      );
+      // Servers of another cluster (other labels) do not count.
+      const other = Object.fromEntries(
+        Object.entries(servers).map(([k, s]) => [
+          `other-${k}`,
+          { ...s, name: `other-${s.name}`, serverType: "ccx33", labels: { ...s.labels, cluster: "other" } },
+        ]),
+      );
+      await expect(runStack({ serverType: "ccx33" }, { deployed, existingServers: other })).rejects.toThrow(
+        "Hetzner lists no control-plane server of this cluster",
+      );
+    });
+
+    test("accepted after the resize: the servers keep their type in the program (ignoreChanges) and the output records the new one", async () => {
+      const all = resized({
+        "control-plane-cp-1": "ccx33",
+        "control-plane-cp-2": "ccx33",
+        "control-plane-cp-3": "ccx33",
+      });
+      const run = await runStack({ serverType: "ccx33" }, { deployed, existingServers: all });
+      expect((run.revealedOutputs.creationSettings as Record<string, unknown>).serverType).toBe("ccx33");
+      for (const server of run.resources.filter((r) => r.type === T.server)) {
+        expect(server.ignoreChanges).toContain("serverType");
+        // A server created now (scale-up, replacement) gets the configured type.
+        expect(server.inputs.serverType).toBe("ccx33");
+      }
+      // The next update compares with the new value: the same config passes without a list.
+      const next = { kubernetesVersion: "1.34.2", creationSettings: run.revealedOutputs.creationSettings };
+      await expect(runStack({ serverType: "ccx33" }, { deployed: next })).resolves.toBeDefined();
+      // A new stack takes any valid type without reading the servers.
+      await expect(runStack({ serverType: "ccx33" })).resolves.toBeDefined();
+    });
   });
 
   test("every problem at once", async () => {

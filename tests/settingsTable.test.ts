@@ -39,6 +39,13 @@ interface Sample {
   named?: RegExp[];
   /** The edit alone changes nothing (the reason says so): no op is expected at all. */
   inert?: boolean;
+  /** `serverType` getServers lists per node in the step (a change made outside the program first). */
+  serverTypes?: Record<string, string>;
+  /**
+   * A rolling change an operator's script makes node by node before `pulumi up` (the reason
+   * names it): the program itself changes no node, and the named test proves the node order.
+   */
+  rolledBy?: string;
   /** A check the program fails today, and what the harness shows: the case is `test.failing`. */
   defect?: { check: "class" | "node by node" | "both"; shows: string };
 }
@@ -66,6 +73,14 @@ const samples: Record<string, Sample> = {
     },
   },
   kubernetesVersion: { edit: { kubernetesVersion: "1.35.0" } },
+  // After scripts/ops/resize-control-plane.sh resized every server: the program accepts the type
+  // and changes nothing (the servers ignore serverType; only servers created later use it).
+  serverType: {
+    edit: { serverType: "ccx33" },
+    serverTypes: { "cp-1": "ccx33", "cp-2": "ccx33", "cp-3": "ccx33" },
+    inert: true,
+    rolledBy: "tests/resize.test.ts",
+  },
   // A new key (authorized on every node first, docs/runbooks/ssh-key-rotation.md): every command's
   // connection changes, so each runs again, in its chain.
   sshPrivateKey: {
@@ -327,7 +342,10 @@ describe("every setting's change does what docs/settings.md says (lifecycle harn
     for (const key of proven) {
       const sample = samples[key];
       if (!sample) continue;
-      const [step] = await runLifecycle([{ title: `change ${key}`, config: sample.edit }], deployed);
+      const [step] = await runLifecycle(
+        [{ title: `change ${key}`, config: sample.edit, serverTypes: sample.serverTypes }],
+        deployed,
+      );
       steps.set(key, step);
     }
   }, 120_000);
@@ -372,7 +390,14 @@ describe("every setting's change does what docs/settings.md says (lifecycle harn
       expect({ key, changedAny }).toEqual({ key, changedAny: effect !== "nothing" && !sample.inert });
       expect({ key, effect, ...check(key, result, before) }).toEqual({ key, effect, unexpected: [] });
     });
-    if (effect === "rolling") {
+    if (effect === "rolling" && sample.rolledBy) {
+      test(`${key} (rolling): the program changes no node; ${sample.rolledBy} proves the script's node order`, () => {
+        expect({ key, changing: changingCommands(stepOf(key), fresh[0].state).map(describeOp) }).toEqual({
+          key,
+          changing: [],
+        });
+      });
+    } else if (effect === "rolling") {
       caseFor(key, "node by node")(`${key} (rolling): all of one node's commands before the next node's`, () => {
         const result = stepOf(key);
         const changing = changingCommands(result, fresh[0].state);

@@ -33,8 +33,8 @@ export const clusterSettings = {
         : "must be an odd number from 1 to 7 (1, 3, 5 or 7): etcd needs a majority, and an even count adds no fault tolerance",
   ),
   serverType: string(
-    refused(
-      "Hetzner powers a server off to change its type, and the program would resize every control-plane server at once",
+    rolling(
+      "scripts/ops/resize-control-plane.sh changes the servers' type one at a time behind the /readyz and etcd health gates (docs/runbooks/resize-control-plane.md); the program never resizes a server, accepts the new type once every control-plane server runs it, and creates new servers with it",
     ),
     (v) => (/^[a-z]+\d+[a-z]*$/.test(v) ? undefined : "must be a Hetzner server type name such as ccx23 or cpx31"),
   ),

@@ -8,6 +8,10 @@
  * created with and no setting chooses; a stack whose `creationSettings` lack one runs its
  * `before` value. A stack without any `creationSettings` is not compared at all, facts included:
  * nothing tells a stack last updated before that output from a stack's first preview.
+ *
+ * A setting changed outside the program, node by node (`serverType`: declared `rolling`,
+ * changed by scripts/ops/resize-control-plane.sh), is exported and compared the same way, but a
+ * change is accepted once the servers as Hetzner lists them show it done ({@link doneLive}).
  */
 import type { ClusterConfig } from "./index";
 import type { Settings } from "./schema";
@@ -61,15 +65,54 @@ export function refusedKeys(settings: Settings): string[] {
     .map(([key]) => key);
 }
 
-/** The refused settings' values of this config, to export and to compare with the deployed ones. */
+/** A control-plane server as `hcloud.getServers` lists it when the program starts. */
+export interface ListedServer {
+  name: string;
+  serverType: string;
+}
+
+/**
+ * What the program read from Hetzner before the config is checked: the cluster's control-plane
+ * servers (by the label selector components/hetzner/controlPlane.ts uses), or undefined when it
+ * did not need to read them (nothing to confirm).
+ */
+export interface LiveState {
+  controlPlaneServers?: ListedServer[];
+}
+
+/**
+ * Settings changed outside the program, one node at a time, and when the change is done: a new
+ * server type once Hetzner lists at least one control-plane server and every one of them has it
+ * (scripts/ops/resize-control-plane.sh resized them; a server created later gets the configured
+ * type anyway).
+ */
+const doneLive: Record<string, (wanted: CreationValue, live: LiveState) => boolean> = {
+  serverType: (wanted, live) => {
+    const servers = live.controlPlaneServers ?? [];
+    return servers.length > 0 && servers.every((s) => s.serverType === wanted);
+  },
+};
+
+/** How to bring each {@link doneLive} setting to its new value before `pulumi up` takes it. */
+const doneHow: Record<string, string> = {
+  serverType:
+    "resize the servers one at a time first with scripts/ops/resize-control-plane.sh (docs/runbooks/resize-control-plane.md), then run pulumi up again",
+};
+
+/** The keys exported in `creationSettings`: the refused ones and those confirmed live. */
+export function comparedKeys(settings: Settings): string[] {
+  return [...refusedKeys(settings), ...Object.keys(doneLive).filter((key) => key in settings)];
+}
+
+/** The compared settings' values of this config, to export and to compare with the deployed ones. */
 export function creationSettings(settings: Settings, cfg: Omit<ClusterConfig, "creationSettings">): CreationSettings {
-  const refused = refusedKeys(settings).map((key) => {
+  const compared = comparedKeys(settings).map((key) => {
     const extract = extractors[key];
-    if (!extract) throw new Error(`components/config/deployed.ts has no value for the refused setting ${key}`);
+    if (!extract) throw new Error(`components/config/deployed.ts has no value for the compared setting ${key}`);
     return [key, extract(cfg)] as const;
   });
   const facts = Object.entries(creationFacts).map(([key, fact]) => [key, fact.value] as const);
-  return Object.fromEntries([...refused, ...facts]);
+  return Object.fromEntries([...compared, ...facts]);
 }
 
 /**
@@ -86,17 +129,20 @@ function acceptable(key: string, deployed: unknown, wanted: CreationValue): bool
 }
 
 /**
- * One problem per refused setting whose value differs from the deployed stack's, naming the key,
- * both values, why, and where the table of settings is. `deployed` is the stack's
+ * One problem per compared setting whose value differs from the deployed stack's, naming the
+ * key, both values, why, and where the table of settings is. `deployed` is the stack's
  * `creationSettings` output; keys it lacks are not compared, except the {@link creationFacts},
  * which are compared with what a stack created before them runs, unless `migrated` names the fact
- * (the operator states the running nodes were migrated to it).
+ * (the operator states the running nodes were migrated to it). A setting confirmed live is
+ * accepted once `live` shows the change done; until then its problem lists the servers and says
+ * how to do it.
  */
 export function creationChangeProblems(
   project: string,
   settings: Settings,
   wanted: CreationSettings,
   deployed: Record<string, unknown> | undefined,
+  live: LiveState = {},
   migrated: readonly string[] = [],
 ): string[] {
   if (!deployed) return [];
@@ -104,18 +150,28 @@ export function creationChangeProblems(
     const recorded = key in deployed;
     const fact = creationFacts[key];
     if (!recorded && (!fact || migrated.includes(key))) return [];
-    const runs = recorded ? deployed[key] : fact.before;
-    if (acceptable(key, runs, value)) return [];
+    const deployedValue = recorded ? deployed[key] : fact.before;
+    if (acceptable(key, deployedValue, value)) return [];
+    const source = recorded
+      ? "its creationSettings output"
+      : "its creationSettings output lacks the key: the stack was created before it was recorded";
+    const runs = `it runs ${JSON.stringify(deployedValue)} (${source})`;
+    const confirm = doneLive[key];
+    if (confirm) {
+      if (confirm(value, live)) return [];
+      const listed = (live.controlPlaneServers ?? []).map((s) => `${s.name}: ${s.serverType}`).join(", ");
+      const seen = listed ? `Hetzner lists ${listed}` : "Hetzner lists no control-plane server of this cluster";
+      return [
+        `${project}:${key} = ${JSON.stringify(value)}: not yet run by every control-plane server: ${runs}, and ${seen}; ${doneHow[key]}. See docs/settings.md`,
+      ];
+    }
     const why = settings[key]?.change.why ?? fact?.why ?? "";
     const rule =
       key === "nodeIps"
         ? "nodes are added or removed at the end of the list, and a running node's address never changes"
         : why;
-    const source = recorded
-      ? "its creationSettings output"
-      : "its creationSettings output lacks the key: the stack was created before it was recorded";
     const subject = fact ? `${key} (no setting; every new node gets it)` : `${project}:${key}`;
-    const what = `${subject} = ${JSON.stringify(value)}: refused on a running stack: it runs ${JSON.stringify(runs)} (${source})`;
+    const what = `${subject} = ${JSON.stringify(value)}: refused on a running stack: ${runs}`;
     return [fact ? `${what}; ${rule}` : `${what}; ${rule}. Set it back, or see docs/settings.md`];
   });
 }

@@ -10,7 +10,7 @@
  * reported at once, each naming the key, the bad value and what is allowed.
  */
 import * as pulumi from "@pulumi/pulumi";
-import { creationChangeProblems, CreationSettings, creationSettings } from "./deployed";
+import { creationChangeProblems, CreationSettings, creationSettings, LiveState } from "./deployed";
 import { addonSettings, CniChoice, readAddons } from "./addons";
 import { BackupEncryption, backupSettings, readBackup } from "./backup";
 import { clusterSettings, readCluster } from "./cluster";
@@ -30,6 +30,7 @@ export type { ReclaimPolicy } from "./cloud";
 export type { HealthCheckMode } from "./loadBalancer";
 export { monitoringChoices } from "./monitoring";
 export type { MonitoringChoice } from "./monitoring";
+export type { ListedServer, LiveState } from "./deployed";
 export { derivedAddress } from "./network";
 export type { ChangeEffect, KeyType, LiveChange, RawConfig, Setting } from "./schema";
 
@@ -181,18 +182,23 @@ export class ConfigError extends pulumi.RunError {
  * Reads the running program's configuration and validates it. Throws ConfigError.
  * `deployedKubernetesVersion` is the version the stack last exported ({@link readDeployedOutputs}),
  * `deployedSettings` its `creationSettings` output: a refused setting that differs is an error.
+ * `live` is what Hetzner lists now (a new server type is accepted once every server runs it).
  */
 export function loadConfig(
   deployedKubernetesVersion?: string,
   deployedSettings?: Record<string, unknown>,
+  live: LiveState = {},
 ): ClusterConfig {
-  return parseConfig({
-    project: pulumi.getProject(),
-    stack: pulumi.getStack(),
-    values: pulumi.runtime.allConfig(),
-    deployedKubernetesVersion,
-    deployedSettings,
-  });
+  return parseConfig(
+    {
+      project: pulumi.getProject(),
+      stack: pulumi.getStack(),
+      values: pulumi.runtime.allConfig(),
+      deployedKubernetesVersion,
+      deployedSettings,
+    },
+    live,
+  );
 }
 
 /**
@@ -255,8 +261,11 @@ export function loadSecrets(cfg: ClusterConfig): ClusterSecrets {
   };
 }
 
-/** Pure: raw config in, validated config out (or ConfigError listing every problem). */
-export function parseConfig(raw: RawConfig): ClusterConfig {
+/**
+ * Pure: raw config in, validated config out (or ConfigError listing every problem). `live`: the
+ * control-plane servers as Hetzner listed them (components/config/deployed.ts LiveState).
+ */
+export function parseConfig(raw: RawConfig, live: LiveState = {}): ClusterConfig {
   const reader = new Reader(raw);
   reader.rejectUnknownKeys(Object.keys(settings));
   const cluster = readCluster(reader);
@@ -310,7 +319,7 @@ export function parseConfig(raw: RawConfig): ClusterConfig {
   const creation = creationSettings(settings, parsed);
   // The runbook's node-by-node migration, stated done: the fact is taken as what the kubelets run.
   const migrated = parsed.cloud.kubeletCloudProviderMigrated ? ["kubeletCloudProvider"] : [];
-  const refusals = creationChangeProblems(raw.project, settings, creation, raw.deployedSettings, migrated);
+  const refusals = creationChangeProblems(raw.project, settings, creation, raw.deployedSettings, live, migrated);
   if (refusals.length > 0) throw new ConfigError(refusals);
   return { ...parsed, creationSettings: creation };
 }

@@ -137,7 +137,8 @@ export class ControlPlane extends pulumi.ComponentResource {
         deleteBeforeReplace: true,
         // ignoreChanges: userData, image and sshKeys force replacement at Hetzner; an edited
         // cloud-init or a new image must not silently replace an etcd member.
-        ignoreChanges: ["userData", "image", "sshKeys"],
+        // serverType: the provider would power every server off at once; scripts/ops/resize-control-plane.sh resizes them one at a time.
+        ignoreChanges: ["userData", "image", "sshKeys", "serverType"],
       },
     );
   }

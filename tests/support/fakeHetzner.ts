@@ -24,13 +24,36 @@
  *   with `{"server": <id>}` answers `201` with `{"action": ...}` (command `assign_floating_ip`,
  *   resources: the server and the Floating IP).
  *
+ * - Servers (for scripts/ops/resize-control-plane.sh): `GET /servers?label_selector=...` answers
+ *   `{"servers": [...], "meta": {"pagination": {...}}}` (Servers > Get all Servers; the selector's
+ *   `key=value` and `key==value` terms, Overview > Label Selector; other forms answer 400 here,
+ *   being unmodelled), `GET /servers/{id}` answers `{"server": ...}` with `status` one of
+ *   `running`, `initializing`, `starting`, `stopping`, `off`, `deleting`, `migrating`,
+ *   `rebuilding`, `unknown` (hcloud-go hcloud/server.go ServerStatus) and `server_type.name`.
+ * - Server Actions: `POST /servers/{id}/actions/shutdown` (command `shutdown_server`: an ACPI
+ *   request, which the OS may ignore; modelled so that the action succeeds when the request is
+ *   sent and the server goes off later by itself, or never), `.../poweroff` (`stop_server`),
+ *   `.../poweron` (`start_server`), `.../change_type` with `{"server_type", "upgrade_disk"}`
+ *   (`change_server_type`; "If false, do not upgrade the disk (this allows downgrading the Server
+ *   type later)", the API's OpenAPI text as the hcloud Rust crate copies it,
+ *   src/models/change_type_of_server_request.rs; the server must be off: error
+ *   `server_not_stopped`, hcloud-go hcloud/error.go ErrorCodeServerNotStopped "The action requires
+ *   a stopped server"), each answering `201 {"action": ...}` (hcloud-go ServerClient.Shutdown,
+ *   Poweroff, Poweron, ChangeType POST these paths); an action on a server while another action
+ *   on it runs: `423 locked`.
+ *
  * Assumptions where the reference is silent, chosen so that a script that does not wait cannot
  * pass: an action advances only when someone looks (each read of the action, or of its
  * Floating IP, is one step; `actionReads` steps show `running`, then it finishes), standing in
  * for wall time, which the real API uses; the Floating IP's `server` changes only when its
  * assign action succeeds; a second assign while an action on the Floating IP runs gets `423
  * locked`; a request answered with 429 does not use the budget; the metadata service sends no
- * rate-limit headers (it is not the API).
+ * rate-limit headers (it is not the API). Servers: the status moves as actions run (poweron:
+ * `starting` then `running` on success; poweroff: `off` on success; change_type: `migrating`,
+ * then `off` with the new type, or `off` with the old one on error) and, after a shutdown request,
+ * `stopping` then `off` after `stopReads` reads of the server; `server_not_stopped` answers 412
+ * (the status is not documented: assumed); a server action's error outcome is injected per
+ * server (`changeTypeFails`). `maxNotRunning` records the most servers ever not `running` at once.
  */
 import * as http from "node:http";
 import type { AddressInfo } from "node:net";
@@ -52,7 +75,7 @@ export interface RecordedRequest {
 export interface Fault {
   count: number;
   /** An HTTP status with its Hetzner error code, or "hang": never answer. */
-  status: 500 | 503 | 409 | "hang";
+  status: 500 | 503 | 409 | 423 | "hang";
   /** Only requests whose "METHOD /path" starts with this. */
   match?: string;
 }
@@ -80,8 +103,23 @@ interface ActionState {
   readsLeft: number;
   /** How it ends: success, or error with this error. */
   outcome: ActionError | "success";
-  /** The server the Floating IP goes to on success. */
-  target: number;
+  /** What happens when it ends: with its outcome. */
+  finish: (succeeded: boolean) => void;
+}
+
+/** A server as `GET /servers/{id}` shows it (the fields a client reads). */
+export interface FakeServer {
+  id: number;
+  name: string;
+  status: string;
+  serverType: string;
+  labels: Record<string, string>;
+}
+
+interface ServerState {
+  server: FakeServer;
+  /** Reads of the server left before a requested ACPI shutdown takes it off (undefined: none pending). */
+  stoppingReadsLeft?: number;
 }
 
 export interface FakeHetznerOptions {
@@ -106,6 +144,21 @@ export class FakeHetzner {
   rateLimit = { limit: 3600, remaining: 3600 };
   /** The budget is used up (by someone else) just before the next API request arrives. */
   budgetUsedUpNext = false;
+  /** Reads a new server action shows `running` before it finishes. */
+  serverActionReads = 1;
+  /** Reads of a server after an ACPI shutdown before it is off. */
+  stopReads = 2;
+  /** Servers whose OS ignores the ACPI shutdown (they stay running). */
+  ignoresAcpi = new Set<number>();
+  /** Servers whose next change_type action ends in this error. */
+  changeTypeFails = new Map<number, ActionError>();
+  /** The most servers that were not `running` at the same time. */
+  maxNotRunning = 0;
+  /** Every server status change, in order. */
+  statusLog: { server: string; status: string; serverType: string }[] = [];
+  /** Called on every server status change (tests stop and start what runs on the server). */
+  onStatus: ((server: FakeServer) => void) | undefined;
+  private servers = new Map<number, ServerState>();
   private actions = new Map<number, ActionState>();
   private nextActionId = 13;
   private started = Date.now();
@@ -141,6 +194,14 @@ export class FakeHetzner {
     this.rateLimit = { limit: 3600, remaining: 3600 };
     this.budgetUsedUpNext = false;
     this.actions.clear();
+    this.servers.clear();
+    this.serverActionReads = 1;
+    this.stopReads = 2;
+    this.ignoresAcpi.clear();
+    this.changeTypeFails.clear();
+    this.maxNotRunning = 0;
+    this.statusLog = [];
+    this.onStatus = undefined;
     this.nextActionId = 13;
     this.started = Date.now();
     this.refilledAt = Date.now();
@@ -154,26 +215,63 @@ export class FakeHetzner {
     return this.startAssign(target, reads, "success");
   }
 
+  /** Adds a server (running unless told otherwise). */
+  addServer(server: FakeServer): void {
+    this.servers.set(server.id, { server: { ...server, labels: { ...server.labels } } });
+  }
+
+  /** A server as the API would show it now (without reading it). */
+  serverState(id: number): FakeServer | undefined {
+    const state = this.servers.get(id);
+    return state && { ...state.server };
+  }
+
+  private setStatus(state: ServerState, status: string): void {
+    state.server.status = status;
+    this.statusLog.push({ server: state.server.name, status, serverType: state.server.serverType });
+    const notRunning = [...this.servers.values()].filter((s) => s.server.status !== "running").length;
+    this.maxNotRunning = Math.max(this.maxNotRunning, notRunning);
+    this.onStatus?.({ ...state.server });
+  }
+
   /** The action with this id, as the API would show it now (without reading it). */
   action(id: number): Action | undefined {
     return this.actions.get(id)?.action;
   }
 
   private startAssign(target: number, reads: number, outcome: ActionError | "success"): Action {
+    return this.startAction(
+      "assign_floating_ip",
+      [
+        { id: target, type: "server" },
+        { id: this.options.floatingIpId, type: "floating_ip" },
+      ],
+      reads,
+      outcome,
+      (succeeded) => {
+        if (succeeded) this.assignedServer = target;
+      },
+    );
+  }
+
+  private startAction(
+    command: string,
+    resources: { id: number; type: string }[],
+    reads: number,
+    outcome: ActionError | "success",
+    finish: (succeeded: boolean) => void,
+  ): Action {
     const action: Action = {
       id: this.nextActionId++,
-      command: "assign_floating_ip",
+      command,
       status: "running",
       progress: 0,
       started: new Date().toISOString(),
       finished: null,
-      resources: [
-        { id: target, type: "server" },
-        { id: this.options.floatingIpId, type: "floating_ip" },
-      ],
+      resources,
       error: null,
     };
-    this.actions.set(action.id, { action, readsLeft: reads, outcome, target });
+    this.actions.set(action.id, { action, readsLeft: reads, outcome, finish });
     return action;
   }
 
@@ -189,15 +287,134 @@ export class FakeHetzner {
     state.action.progress = 100;
     if (state.outcome === "success") {
       state.action.status = "success";
-      this.assignedServer = state.target;
     } else {
       state.action.status = "error";
       state.action.error = state.outcome;
     }
+    state.finish(state.outcome === "success");
   }
 
   private runningOnFloatingIp(): ActionState[] {
-    return [...this.actions.values()].filter((s) => s.action.status === "running");
+    return [...this.actions.values()].filter(
+      (s) => s.action.status === "running" && s.action.resources.some((r) => r.type === "floating_ip"),
+    );
+  }
+
+  private runningOnServer(id: number): ActionState[] {
+    return [...this.actions.values()].filter(
+      (s) => s.action.status === "running" && s.action.resources.some((r) => r.type === "server" && r.id === id),
+    );
+  }
+
+  /** The server as the API shows it: Servers > Get a Server (the fields modelled). */
+  private serverJson(server: FakeServer): unknown {
+    return {
+      id: server.id,
+      name: server.name,
+      status: server.status,
+      server_type: { name: server.serverType },
+      labels: server.labels,
+    };
+  }
+
+  /** One read of a server: a requested ACPI shutdown moves on. */
+  private readServer(state: ServerState): void {
+    if (state.stoppingReadsLeft === undefined) return;
+    if (state.stoppingReadsLeft > 0) {
+      state.stoppingReadsLeft -= 1;
+      return;
+    }
+    state.stoppingReadsLeft = undefined;
+    if (state.server.status === "stopping") this.setStatus(state, "off");
+  }
+
+  /** Server Actions: the documented preconditions, then the action and its status changes. */
+  private serverAction(state: ServerState, verb: string, body: string): { status: number; value: unknown } {
+    const locked = {
+      status: 423,
+      value: {
+        error: {
+          code: "locked",
+          message: "The item you are trying to access is locked (there is already an Action running)",
+        },
+      },
+    };
+    if (this.runningOnServer(state.server.id).length > 0) return locked;
+    const server = state.server;
+    const resources = [{ id: server.id, type: "server" }];
+    const reads = this.serverActionReads;
+    switch (verb) {
+      case "shutdown":
+        return {
+          status: 201,
+          value: {
+            action: this.startAction("shutdown_server", resources, reads, "success", () => {
+              if (server.status !== "running" || this.ignoresAcpi.has(server.id)) return;
+              this.setStatus(state, "stopping");
+              state.stoppingReadsLeft = this.stopReads;
+            }),
+          },
+        };
+      case "poweroff":
+        return {
+          status: 201,
+          value: {
+            action: this.startAction("stop_server", resources, reads, "success", () => {
+              state.stoppingReadsLeft = undefined;
+              if (server.status !== "off") this.setStatus(state, "off");
+            }),
+          },
+        };
+      case "poweron": {
+        const wasOff = server.status === "off";
+        if (wasOff) this.setStatus(state, "starting");
+        return {
+          status: 201,
+          value: {
+            action: this.startAction("start_server", resources, reads, "success", () => {
+              if (wasOff) this.setStatus(state, "running");
+            }),
+          },
+        };
+      }
+      case "change_type": {
+        let parsed: { server_type?: unknown; upgrade_disk?: unknown };
+        try {
+          parsed = JSON.parse(body) as typeof parsed;
+        } catch {
+          return { status: 400, value: { error: { code: "json_error", message: "invalid JSON" } } };
+        }
+        if (typeof parsed.server_type !== "string" || typeof parsed.upgrade_disk !== "boolean") {
+          return {
+            status: 400,
+            value: {
+              error: { code: "invalid_input", message: "server_type (string) and upgrade_disk (boolean) are required" },
+            },
+          };
+        }
+        if (server.status !== "off") {
+          return {
+            status: 412,
+            value: { error: { code: "server_not_stopped", message: "The action requires a stopped server" } },
+          };
+        }
+        const to = parsed.server_type;
+        const failure = this.changeTypeFails.get(server.id);
+        this.changeTypeFails.delete(server.id);
+        this.setStatus(state, "migrating");
+        return {
+          status: 201,
+          value: {
+            action: this.startAction("change_server_type", resources, reads, failure ?? "success", (succeeded) => {
+              if (succeeded) server.serverType = to;
+              this.setStatus(state, "off");
+            }),
+          },
+        };
+      }
+      default:
+        return { status: 404, value: { error: { code: "not_found", message: "no such action" } } };
+    }
   }
 
   /** Refills the budget gradually (limit per hour) and returns the rate-limit headers. */
@@ -254,7 +471,12 @@ export class FakeHetzner {
       const error =
         fault.status === 409
           ? { code: "conflict", message: "The resource has changed during the request, please retry" }
-          : { code: "service_error", message: `fake ${fault.status}` };
+          : fault.status === 423
+            ? {
+                code: "locked",
+                message: "The item you are trying to access is locked (there is already an Action running)",
+              }
+            : { code: "service_error", message: `fake ${fault.status}` };
       send(fault.status, { error }, limitHeaders);
       return;
     }
@@ -310,6 +532,54 @@ export class FakeHetzner {
         return;
       }
       json(201, { action: this.startAssign(server, this.actionReads, this.actionOutcome) });
+      return;
+    }
+    const serverPath = /^\/v1\/servers\/(\d+)(?:\/actions\/([a-z_]+))?$/.exec(url);
+    if (serverPath) {
+      const state = this.servers.get(Number(serverPath[1]));
+      if (!state) {
+        json(404, { error: { code: "not_found", message: "server not found" } });
+        return;
+      }
+      if (!serverPath[2] && method === "GET") {
+        this.readServer(state);
+        json(200, { server: this.serverJson(state.server) });
+        return;
+      }
+      if (serverPath[2] && method === "POST") {
+        const answer = this.serverAction(state, serverPath[2], body);
+        json(answer.status, answer.value);
+        return;
+      }
+    }
+    if ((url === "/v1/servers" || url.startsWith("/v1/servers?")) && method === "GET") {
+      const query = new URL(url, "http://fake").searchParams;
+      const terms = (query.get("label_selector") ?? "").split(",").filter((t) => t !== "");
+      const parsed = terms.map((t) => /^([a-z0-9./-]+)==?([A-Za-z0-9._-]*)$/i.exec(t));
+      if (parsed.some((m) => m === null)) {
+        json(400, { error: { code: "invalid_input", message: "label_selector: only key=value terms are modelled" } });
+        return;
+      }
+      const perPage = Number(query.get("per_page") ?? "25");
+      const page = Number(query.get("page") ?? "1");
+      const all = [...this.servers.values()]
+        .map((s) => s.server)
+        .filter((server) => parsed.every((m) => m !== null && server.labels[m[1]] === m[2]))
+        .sort((a, b) => a.id - b.id);
+      const lastPage = Math.max(1, Math.ceil(all.length / perPage));
+      json(200, {
+        servers: all.slice((page - 1) * perPage, page * perPage).map((server) => this.serverJson(server)),
+        meta: {
+          pagination: {
+            page,
+            per_page: perPage,
+            previous_page: page > 1 ? page - 1 : null,
+            next_page: page < lastPage ? page + 1 : null,
+            last_page: lastPage,
+            total_entries: all.length,
+          },
+        },
+      });
       return;
     }
     const byId = /^\/v1\/actions\/(\d+)$/.exec(url);

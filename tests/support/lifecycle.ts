@@ -196,6 +196,11 @@ export interface LifecycleStep {
   failed?: string[];
   /** `status` hcloud getServers lists per node (default "running"; "absent": not listed), e.g. {"cp-2": "off"}. */
   serverStatus?: Record<string, string>;
+  /**
+   * `serverType` hcloud getServers lists per node (default: the type in the state), e.g. every
+   * node's after scripts/ops/resize-control-plane.sh resized it: {"cp-1": "ccx33", ...}.
+   */
+  serverTypes?: Record<string, string>;
   /** The deployed stack outputs the program reads; default the previous step's outputs. */
   deployed?: Record<string, unknown>;
 }
@@ -315,15 +320,21 @@ const serverType = "hcloud:index/server:Server";
 export const functionMocks: Record<string, FunctionMock> = {
   /**
    * hcloud.getServers({withSelector}): the servers as the API lists them now (one created or
-   * replaced in this step is already there, a deleted one is gone), each with `status` from the
-   * scenario ("running" unless it says otherwise; "absent" leaves it out of the list, as a server
-   * deleted outside Pulumi). Only control-plane servers exist in this program.
+   * replaced in this step is already there, a deleted one is gone), each with `serverType` and
+   * `status` from the scenario: the type the state holds and "running" unless it says otherwise
+   * ("absent" leaves it out of the list, as a server deleted outside Pulumi). Only control-plane
+   * servers exist in this program.
    */
   "hcloud:index/getServers:getServers": (inputs, mocks) => {
     const byUrn = new Map([...mocks.prev.values(), ...mocks.current.values()].map((e) => [e.urn, e]));
     const servers = [...byUrn.values()]
       .filter((e) => e.type === serverType)
-      .map((e) => ({ ...e.outputs, id: Number(e.id), status: mocks.step.serverStatus?.[serverNode(e)] ?? "running" }))
+      .map((e) => ({
+        ...e.outputs,
+        id: Number(e.id),
+        serverType: mocks.step.serverTypes?.[serverNode(e)] ?? e.outputs.serverType,
+        status: mocks.step.serverStatus?.[serverNode(e)] ?? "running",
+      }))
       .filter((s) => s.status !== "absent");
     return { id: "servers", withSelector: inputs.withSelector, servers };
   },

@@ -1,5 +1,6 @@
 /** Runs the real program (index.ts) under the recording mocks with the prod stack's config. */
-import { ProgramRun, RecordedResource, runProgram } from "../../tools/offline/harness";
+import { offlineOrganization, ProgramRun, RecordedResource, runProgram } from "../../tools/offline/harness";
+import { ListedServer, ProviderMocks } from "../../tools/offline/mocks";
 import { loadStackConfig } from "../../tools/offline/stackConfig";
 
 // eslint-disable-next-line @typescript-eslint/no-require-imports -- index.ts is `export =`, the Pulumi entry point
@@ -15,10 +16,22 @@ export async function runStack(
     deployed?: Record<string, unknown>;
     /** Server statuses by resource name (`control-plane-cp-1`: "off"); default every one running. */
     serverStatus?: Record<string, string>;
+    /** Servers Hetzner lists before the program registers any, by resource name (`control-plane-cp-1`). */
+    existingServers?: Record<string, ListedServer>;
   } = {},
 ): Promise<ProgramRun> {
   const config = loadStackConfig(options.stack ?? "prod", { overrides });
-  return runProgram(program, config, options);
+  if (!options.existingServers) return runProgram(program, config, options);
+  // The default mocks of runProgram, with the existing servers.
+  const self = `${offlineOrganization}/${config.project}/${config.stack}`;
+  const deployed = { outputs: options.deployed ?? {}, secretOutputNames: [] };
+  const mocks = new ProviderMocks(
+    options.preview ?? false,
+    (stack) => (stack === self ? deployed : undefined),
+    options.serverStatus,
+    options.existingServers,
+  );
+  return runProgram(program, config, { ...options, mocks });
 }
 
 export function byType(run: ProgramRun, type: string): RecordedResource[] {

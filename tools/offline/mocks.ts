@@ -176,10 +176,15 @@ export class ProviderMocks implements pulumi.runtime.Mocks {
     private readonly stacks: (stack: string) => ReferencedStack | undefined = () => undefined,
     /** Server statuses by resource name (e.g. `control-plane-cp-1`: "off"); default running. */
     private readonly serverStatus: Record<string, string> = {},
+    /**
+     * Servers Hetzner lists before this run registers any (a deployed stack's, as `hcloud.getServers`
+     * answers them), by resource name; a server this run registers replaces its entry.
+     */
+    private readonly existingServers: Record<string, ListedServer> = {},
   ) {}
 
-  /** Server resource names by the id this mock gave them, for `hcloud.getServers`. */
-  private readonly serverNames = new Map<string, string>();
+  /** The servers this run registered, by resource name, as `hcloud.getServers` lists them. */
+  private readonly registeredServers = new Map<string, ListedServer>();
 
   newResource(args: pulumi.runtime.MockResourceArgs): pulumi.runtime.MockResourceResult {
     if (args.type === stackReferenceType) return this.readStack(args);
@@ -188,7 +193,14 @@ export class ProviderMocks implements pulumi.runtime.Mocks {
     this.secretOutputs = [];
     if (this.preview) return { id: undefined, state: inputs };
     const id = (idFor[args.type] ?? ((name: string) => numericId(name)))(args.name, inputs);
-    if (args.type === "hcloud:index/server:Server") this.serverNames.set(id, args.name);
+    if (args.type === "hcloud:index/server:Server") {
+      this.registeredServers.set(args.name, {
+        id: Number(id),
+        name: String(inputs.name ?? args.name),
+        serverType: String(inputs.serverType ?? ""),
+        labels: (inputs.labels ?? {}) as Record<string, string>,
+      });
+    }
     const state: State = { ...inputs, ...(computed[args.type]?.(args.name, inputs) ?? {}) };
     for (const key of secretOutputs) if (key in state) state[key] = wireSecret(state[key]);
     return { id, state };
@@ -221,17 +233,38 @@ export class ProviderMocks implements pulumi.runtime.Mocks {
 
   /**
    * Provider function calls the program makes, answered as the provider would; any other one
-   * must be mocked on purpose. `hcloud.getServers` lists the servers (only the control-plane
-   * servers exist here), with what the program reads: id, name and status, `running` unless
-   * the constructor was told otherwise; a server told "absent" is not listed (gone at Hetzner).
+   * must be mocked on purpose. `hcloud.getServers` lists the servers whose labels match every
+   * `key=value` of `withSelector` (the API's label selector, Hetzner Cloud API reference,
+   * Overview > Label Selector; only equality terms are modelled): the existing ones the
+   * constructor was given and those this run registered, with what the program reads: id, name,
+   * serverType, labels and status, `running` unless the constructor was told otherwise; a server
+   * told "absent" is not listed (gone at Hetzner).
    */
   call(args: pulumi.runtime.MockCallArgs): pulumi.runtime.MockCallResult {
     if (args.token === "hcloud:index/getServers:getServers") {
-      const servers = [...this.serverNames.entries()]
-        .map(([id, name]) => ({ id: Number(id), name, status: this.serverStatus[name] ?? "running" }))
-        .filter((s) => s.status !== "absent");
+      const selector = String(args.inputs.withSelector ?? "")
+        .split(",")
+        .filter((term) => term !== "")
+        .map((term) => term.split("="));
+      for (const term of selector) {
+        if (term.length !== 2)
+          throw new Error(`mock getServers models only key=value selectors, not ${term.join("=")}`);
+      }
+      const all = new Map([...Object.entries(this.existingServers), ...this.registeredServers.entries()]);
+      const servers = [...all.entries()]
+        .map(([resource, s]) => ({ ...s, status: this.serverStatus[resource] ?? "running" }))
+        .filter((s) => s.status !== "absent")
+        .filter((s) => selector.every(([key, value]) => s.labels[key] === value));
       return { id: "servers", withSelector: args.inputs.withSelector, servers };
     }
     throw new Error(`no mock for provider function ${args.token}; add one in tools/offline/mocks.ts`);
   }
+}
+
+/** A server as the mocked `hcloud.getServers` lists it (the fields the program reads). */
+export interface ListedServer {
+  id: number;
+  name: string;
+  serverType: string;
+  labels: Record<string, string>;
 }
