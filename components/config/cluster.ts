@@ -34,7 +34,7 @@ export const clusterSettings = {
   ),
   serverType: string(
     rolling(
-      "scripts/ops/resize-control-plane.sh changes the servers' type one at a time behind the /readyz and etcd health gates (docs/runbooks/resize-control-plane.md); the program never resizes a server, accepts the new type once every control-plane server runs it, and creates new servers with it",
+      "resized one server at a time behind the gates by scripts/ops/resize-control-plane.sh; the program never resizes a server and takes the new type once every server runs it",
     ),
     (v) => (/^[a-z]+\d+[a-z]*$/.test(v) ? undefined : "must be a Hetzner server type name such as ccx23 or cpx31"),
   ),
