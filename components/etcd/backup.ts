@@ -5,8 +5,11 @@
  *
  * The job snapshots etcd, verifies the snapshot with a trial restore, compresses and encrypts
  * it for the configured age recipients, uploads it with a sha256 sidecar (the completion
- * marker) and an encrypted archive of /etc/kubernetes/pki, then applies retention. Retention is
- * the job's work on purpose: a BucketLifecycleConfiguration hangs against Hetzner.
+ * marker) and an encrypted archive of /etc/kubernetes/pki, each object under its own S3 Object
+ * Lock until the end of its longest retention tier, then applies the tiered retention. Retention
+ * and the lock are the job's work on purpose: a BucketLifecycleConfiguration, and the bucket's
+ * default retention (aws.s3.BucketObjectLockConfiguration), hang against Hetzner with the
+ * Terraform AWS provider (it waits for a header Ceph never sends).
  */
 import * as aws from "@pulumi/aws";
 import * as k8s from "@pulumi/kubernetes";
@@ -64,8 +67,12 @@ export function backupEnvironment(cfg: BackupSettings): { name: string; value: s
     { name: "S3_REGION", value: cfg.backup.location },
     { name: "BACKUP_ENCRYPTION", value: cfg.backup.encryption },
     { name: "BACKUP_AGE_RECIPIENTS", value: cfg.backup.ageRecipients.join(" ") },
+    { name: "BACKUP_KEEP_ALL_HOURS", value: String(cfg.backup.keepAllHours) },
+    { name: "BACKUP_KEEP_HOURLY_DAYS", value: String(cfg.backup.keepHourlyDays) },
     { name: "BACKUP_RETENTION_DAYS", value: String(cfg.backup.retentionDays) },
     { name: "BACKUP_KEEP_LAST", value: String(cfg.backup.keepLast) },
+    // A bucket without Object Lock refuses lock headers.
+    { name: "BACKUP_OBJECT_LOCK_MODE", value: cfg.backup.objectLock ? cfg.backup.objectLockMode : "none" },
     { name: "PKI_DIR", value: kubeadmPkiDir },
     { name: "BACKUP_WORK_DIR", value: names.workDir },
   ];
