@@ -313,6 +313,7 @@ daily_seconds=$((BACKUP_RETENTION_DAYS * 86400))
 # the hourly (daily) tier too, as retention will count it. When the listing fails the lock is
 # the longest tier's: a lock too long costs storage, one too short lets a leaked key delete.
 lock_arguments=()
+lock_until=""
 lock_computed=false
 lock_args() {
   "$lock_computed" && return 0
@@ -334,15 +335,18 @@ lock_args() {
   if "$first_hour" && ((hourly_seconds > seconds)); then seconds=$hourly_seconds; fi
   if "$first_day" && ((daily_seconds > seconds)); then seconds=$daily_seconds; fi
   until="$(date -u -d "@$(($(stamp_epoch "$stamp") + seconds))" +%Y-%m-%dT%H:%M:%SZ)"
+  lock_until="$until"
   lock_arguments=(--object-lock-mode "$BACKUP_OBJECT_LOCK_MODE" --object-lock-retain-until-date "$until")
   log "objects of this backup are locked (${BACKUP_OBJECT_LOCK_MODE}) until ${until}"
 }
 
 # put_object FILE KEY SIZE: one PUT with the lock arguments below S3_MULTIPART_THRESHOLD_MIB,
 # else a multipart upload (create-multipart-upload carries the lock arguments), aborted when a
-# part or the completion fails, so no part stays billed.
+# part or the completion fails, so no part stays billed. The completed version's retention is
+# then set once more with put-object-retention: Ceph RGW 16.2 accepts the lock headers on
+# create-multipart-upload but leaves the completed object unlocked (seen in tests/etcdBackup.test.ts).
 put_object() {
-  local file="$1" key="$2" size="$3" upload_id part_bytes parts number=0 offset=0 etag
+  local file="$1" key="$2" size="$3" upload_id part_bytes parts number=0 offset=0 etag version
   if ((size < S3_MULTIPART_THRESHOLD_MIB * 1048576)); then
     s3 s3api put-object --bucket "$S3_BUCKET" --key "$key" --body "$file" "${lock_arguments[@]}" \
       >>"$aws_log" 2>&1
@@ -371,12 +375,17 @@ put_object() {
     offset=$((offset + part_bytes))
   done
   rm -f -- "$work/part"
-  if ! s3 s3api complete-multipart-upload --bucket "$S3_BUCKET" --key "$key" --upload-id "$upload_id" \
-    --multipart-upload "file://${parts}" >>"$aws_log" 2>&1; then
+  if ! version="$(s3 s3api complete-multipart-upload --bucket "$S3_BUCKET" --key "$key" --upload-id "$upload_id" \
+    --multipart-upload "file://${parts}" --query VersionId --output text 2>>"$aws_log")"; then
     s3 s3api abort-multipart-upload --bucket "$S3_BUCKET" --key "$key" --upload-id "$upload_id" \
       >>"$aws_log" 2>&1 || true
     return 1
   fi
+  [[ -n "$lock_until" ]] || return 0
+  local -a which=()
+  if [[ -n "$version" && "$version" != None && "$version" != null ]]; then which=("--version-id=${version}"); fi
+  s3 s3api put-object-retention --bucket "$S3_BUCKET" --key "$key" "${which[@]}" \
+    --retention "Mode=${BACKUP_OBJECT_LOCK_MODE},RetainUntilDate=${lock_until}" >>"$aws_log" 2>&1
 }
 
 # upload FILE KEY [check]: puts FILE at KEY (S3_UPLOAD_ATTEMPTS attempts) under the backup's Object
