@@ -24,8 +24,9 @@ import { parseConfig } from "../components/config";
 import { scriptHashAnnotation } from "../components/etcd/cronJob";
 import { ProgramRun } from "../tools/offline/harness";
 import { loadStackConfig } from "../tools/offline/stackConfig";
-import { one, runStack } from "./support/program";
+import { byType, one, runStack } from "./support/program";
 import { cronJobMounts } from "./support/cronJobMounts";
+import { RuleFile } from "../components/addons/monitoring/rules";
 
 const P = "hcloud-control-plane";
 const prodConfig = (overrides: Record<string, unknown> = {}) => parseConfig(loadStackConfig("prod", { overrides }));
@@ -117,6 +118,15 @@ describe("the prod stack's backup resources", () => {
     expect(cronJob).not.toContain("placeholder for");
   });
 
+  test("the freshness alert follows the 15-minute schedule: warning past 15 + 60 minutes, critical past twice that", () => {
+    const spec = byType(run, "kubernetes:monitoring.coreos.com/v1:PrometheusRule")[0].inputs.spec as RuleFile;
+    const rules = spec.groups.flatMap((g) => g.rules).filter((r) => "alert" in r && r.alert === "EtcdBackupTooOld");
+    expect(rules.map((r) => [r.labels?.severity, /> (\d+)$/.exec(r.expr)?.[1]])).toEqual([
+      ["warning", String(75 * 60)],
+      ["critical", String(150 * 60)],
+    ]);
+  });
+
   test("the ConfigMap carries scripts/jobs/etcd-backup.sh and the library it sources as they are in the repository", () => {
     expect(one(run, "etcd-backup-script").inputs.data).toEqual({
       "etcd-backup.sh": script,
@@ -141,7 +151,7 @@ describe("the CronJob", () => {
   test("etcd-backup in kube-system on the configured schedule, never two at once, bounded in time", () => {
     expect(manifest.metadata).toMatchObject({ name: "etcd-backup", namespace: "kube-system" });
     expect(manifest.spec).toMatchObject({
-      schedule: "0 */6 * * *",
+      schedule: "*/15 * * * *",
       timeZone: "Etc/UTC",
       concurrencyPolicy: "Forbid",
       successfulJobsHistoryLimit: 3,
@@ -208,13 +218,39 @@ describe("the CronJob", () => {
       S3_REGION: "nbg1",
       BACKUP_ENCRYPTION: "age",
       BACKUP_AGE_RECIPIENTS: "age1jrv6vc5s67v5cacsn0608aj0l0570ympuy64r0nmqtkuu55rlyuq7urp76",
-      BACKUP_RETENTION_DAYS: "14",
+      BACKUP_KEEP_ALL_HOURS: "24",
+      BACKUP_KEEP_HOURLY_DAYS: "7",
+      BACKUP_RETENTION_DAYS: "30",
       BACKUP_KEEP_LAST: "4",
+      BACKUP_OBJECT_LOCK_MODE: "COMPLIANCE",
       PKI_DIR: "/etc/kubernetes/pki",
       BACKUP_WORK_DIR: "/var/tmp/etcd-backup",
       BACKUP_SIGNING_KEY_FILE: "/etc/etcd-backup/signing/key",
     });
     expect(container.envFrom).toEqual([{ secretRef: { name: "etcd-backup-object-storage" } }]);
+  });
+
+  test("the tiers and the lock mode reach the job; a bucket without Object Lock gets no lock headers", () => {
+    const envOf = (overrides: Record<string, unknown>) =>
+      Object.fromEntries(backupEnvironment(prodConfig(overrides)).map((e) => [e.name, e.value]));
+    expect(
+      envOf({
+        backupKeepAllHours: 48,
+        backupKeepHourlyDays: 3,
+        backupRetentionDays: 90,
+        backupObjectLockMode: "GOVERNANCE",
+      }),
+    ).toMatchObject({
+      BACKUP_KEEP_ALL_HOURS: "48",
+      BACKUP_KEEP_HOURLY_DAYS: "3",
+      BACKUP_RETENTION_DAYS: "90",
+      BACKUP_OBJECT_LOCK_MODE: "GOVERNANCE",
+    });
+    // The script's "none" sends no --object-lock-* (a bucket without Object Lock refuses them).
+    expect(envOf({ backupObjectLock: false }).BACKUP_OBJECT_LOCK_MODE).toBe("none");
+    expect(() => prodConfig({ backupObjectLockMode: "governance" })).toThrow(
+      /backupObjectLockMode = "governance": must be one of COMPLIANCE, GOVERNANCE/,
+    );
   });
 
   test("every variable the job sets is one the script documents in --help", () => {

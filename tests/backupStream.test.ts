@@ -1,8 +1,10 @@
 /**
- * scripts/jobs/etcd-backup.sh's stream and signatures, for real: a one-member etcd (Debian's etcd
- * 3.4) on 127.0.0.1 holding a few MiB of incompressible values, s3rver as the object store,
- * aws-cli, age and ssh-keygen as installed. The upload part size is the S3 minimum (5 MiB), so
- * the snapshot goes up as a multipart upload of several parts.
+ * scripts/jobs/etcd-backup.sh's stream, signatures and Object Lock, for real: a one-member etcd
+ * (Debian's etcd 3.4) on 127.0.0.1 holding a few MiB of incompressible values, a real Ceph RADOS
+ * Gateway (tests/support/rgw.ts, the software Hetzner Object Storage runs) with a bucket created
+ * with Object Lock enabled, aws-cli, age and ssh-keygen as installed. Every run uses
+ * BACKUP_OBJECT_LOCK_MODE=COMPLIANCE, as the stack does. The upload part size is the S3 minimum
+ * (5 MiB), so the snapshot goes up as a multipart upload of several parts.
  *
  * Stand-ins, each first on PATH and otherwise the real tool:
  * - `aws` records every s3api call (operation and key) and can fail one, the way aws-cli does
@@ -16,9 +18,11 @@
  *   or a broken copy would; etcd's own sha256 at the end of the snapshot
  *   (etcdserver/api/v3rpc/maintenance.go, Snapshot) no longer matches.
  *
- * What this cannot prove: Object Lock headers and AbortMultipartUpload (s3rver 3.7 implements
- * neither: its DELETE ?uploadId answers 405), so the abort is shown as the call the script makes;
- * that no object appears is shown on s3rver, which only creates one on CompleteMultipartUpload.
+ * This suite used to run on s3rver, which implements neither Object Lock nor
+ * AbortMultipartUpload (s3rver 3.7 answers DELETE ?uploadId with 405); RGW does both, so an
+ * aborted upload is shown to leave no unfinished upload and no version, and every object's lock
+ * is read back. Nothing here needs s3rver any more. What this cannot prove: Hetzner's own S3
+ * dialect beyond RGW 16.2.
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -35,13 +39,14 @@ import {
   jobsDir,
   SigningKey,
 } from "./support/etcdCluster";
-import { awsBinary, S3Server, startS3Server } from "./support/s3Server";
+import { startRgw, RgwServer } from "./support/rgw";
+import { awsBinary } from "./support/s3Server";
 
 const backupScript = path.join(jobsDir, "etcd-backup.sh");
 const sshKeygen = "/usr/bin/ssh-keygen";
 
 let tmp: string;
-let s3: S3Server;
+let s3: RgwServer;
 let cluster: EtcdCluster;
 let ageKey: AgeKey;
 let pkiDir: string;
@@ -57,7 +62,7 @@ beforeAll(async () => {
   ageKey = makeAgeKey(tmp, "operator");
   // Mode 0644, as a Secret volume mounts it: the script copies it to a 0600 file for ssh-keygen.
   signingKey = makeSigningKey(tmp, "backup-signing");
-  s3 = await startS3Server();
+  s3 = await startRgw();
   cluster = await EtcdCluster.create({ baseDir: tmp, size: 1 });
   await cluster.startAll();
   // About 12 MiB of random base64 (zstd gains little): the snapshot is three 5 MiB parts.
@@ -86,7 +91,8 @@ function backupEnv(prefix: string, extra: NodeJS.ProcessEnv = {}): NodeJS.Proces
     BACKUP_AGE_RECIPIENTS: ageKey.recipient,
     BACKUP_SIGNING_KEY_FILE: signingKey.file,
     PKI_DIR: pkiDir,
-    S3_PART_MB: "5",
+    S3_PART_SIZE_MIB: "5",
+    BACKUP_OBJECT_LOCK_MODE: "COMPLIANCE",
     S3_RETRY_SECONDS: "0",
     BACKUP_WORK_DIR: tmp,
     ...extra,
@@ -166,6 +172,25 @@ function verify(sidecar: Buffer, signature: Buffer): { status: number | null; ou
 
 const sha256 = (b: Buffer) => spawnSync("sha256sum", { input: b }).stdout.toString().split(" ")[0];
 
+/** The Object Lock of a key's latest version as RGW reports it (head-object). */
+function lockOf(key: string): { mode?: string; until?: string } {
+  const head = s3.aws(["s3api", "head-object", "--bucket", s3.bucket, "--key", key, "--output", "json"]);
+  expect(head.status).toBe(0);
+  const parsed = JSON.parse(head.stdout) as { ObjectLockMode?: string; ObjectLockRetainUntilDate?: string };
+  return {
+    mode: parsed.ObjectLockMode,
+    until: parsed.ObjectLockRetainUntilDate && new Date(parsed.ObjectLockRetainUntilDate).toISOString(),
+  };
+}
+
+/** Multipart uploads RGW still holds open under `prefix` (parts stored and billed, no object). */
+function openUploads(prefix: string): string[] {
+  const r = s3.aws(["s3api", "list-multipart-uploads", "--bucket", s3.bucket, "--prefix", prefix, "--output", "json"]);
+  expect(r.status).toBe(0);
+  const parsed = (r.stdout.trim() === "" ? {} : JSON.parse(r.stdout)) as { Uploads?: { Key: string }[] };
+  return (parsed.Uploads ?? []).map((u) => u.Key);
+}
+
 describe("the streamed backup", () => {
   let run: Run;
   let summary: { key: string; pkiKey: string; size: number; sha256: string; snapshotBytes: number };
@@ -175,11 +200,16 @@ describe("the streamed backup", () => {
     summary = JSON.parse(run.stdout) as typeof summary;
   }, 120_000);
 
-  test("goes up as a multipart upload of S3_PART_MB parts, no s3 cp and no file of the whole object", () => {
+  test("goes up as a multipart upload of S3_PART_SIZE_MIB parts, relocked once complete, no s3 cp and no file of the whole object", () => {
     const ops = run.calls.filter((c) => c.endsWith(summary.key)).map((c) => c.split(" ")[0]);
     const parts = Math.ceil(summary.size / (5 * 1024 * 1024));
     expect(parts).toBeGreaterThanOrEqual(2);
-    expect(ops).toEqual(["create-multipart-upload", ...Array(parts).fill("upload-part"), "complete-multipart-upload"]);
+    expect(ops).toEqual([
+      "create-multipart-upload",
+      ...Array(parts).fill("upload-part"),
+      "complete-multipart-upload",
+      "put-object-retention",
+    ]);
     expect(run.calls.some((c) => c.startsWith("s3 ") || c.startsWith("cp "))).toBe(false);
   });
 
@@ -246,6 +276,18 @@ describe("the streamed backup", () => {
     ]);
   });
 
+  test("every object (snapshot, PKI archive, both sidecars and both signatures) is under the same COMPLIANCE lock", () => {
+    // The first backup of its day in this bucket: locked for the daily tier (30 days from its stamp).
+    const stamp = path.basename(summary.key).split("-")[0];
+    const stampTime = Date.parse(
+      `${stamp.slice(0, 4)}-${stamp.slice(4, 6)}-${stamp.slice(6, 8)}T${stamp.slice(9, 11)}:${stamp.slice(11, 13)}:${stamp.slice(13, 15)}Z`,
+    );
+    const until = new Date(stampTime + 30 * 86_400_000).toISOString();
+    const objects = [summary.key, summary.pkiKey].flatMap((k) => [k, `${k}.sha256`, `${k}.sha256.sig`]);
+    expect(s3.list("good/").sort()).toEqual([...objects].sort());
+    for (const k of objects) expect([k, lockOf(k)]).toEqual([k, { mode: "COMPLIANCE", until }]);
+  });
+
   test("nothing is left in scratch", () => {
     expect(fs.readdirSync(tmp).filter((f) => f.startsWith("etcd-backup."))).toEqual([]);
   });
@@ -274,6 +316,21 @@ describe("signing key", () => {
   });
 });
 
+describe("part size", () => {
+  test("S3_PART_SIZE_MIB is the one size setting: S3_PART_MB and S3_MULTIPART_THRESHOLD_MIB are refused before any upload", async () => {
+    for (const dropped of ["S3_PART_MB", "S3_MULTIPART_THRESHOLD_MIB"]) {
+      const r = await runBackup(`dropped-${dropped}`, { [dropped]: "64" });
+      expect(r.status).toBe(2);
+      expect(r.stderr).toContain(`${dropped} is no longer read; set S3_PART_SIZE_MIB instead`);
+      expect(r.calls).toEqual([]);
+    }
+    const small = await runBackup("small-part", { S3_PART_SIZE_MIB: "4" });
+    expect(small.status).toBe(2);
+    expect(small.stderr).toContain("S3_PART_SIZE_MIB must be a whole number from 5 to 5120, got '4'");
+    expect(small.calls).toEqual([]);
+  });
+});
+
 describe("failures anywhere in the stream leave no object and no sidecar", () => {
   test("age failing half way: the multipart upload is aborted, nothing is completed", async () => {
     const r = await runBackup("agefails", {}, "", {
@@ -283,7 +340,8 @@ describe("failures anywhere in the stream leave no object and no sidecar", () =>
     expect(r.stderr).toContain("age: error");
     expect(r.calls.some((c) => c.startsWith("abort-multipart-upload agefails/etcd/"))).toBe(true);
     expect(r.calls.some((c) => c.startsWith("complete-multipart-upload"))).toBe(false);
-    expect(s3.list("agefails/")).toEqual([]);
+    expect(s3.listVersions("agefails/")).toEqual([]);
+    expect(openUploads("agefails/")).toEqual([]);
   });
 
   test("an upload-part error: aborted, no object", async () => {
@@ -298,7 +356,8 @@ fi`,
     expect(r.status).toBe(1);
     expect(r.calls.some((c) => c.startsWith("abort-multipart-upload partfails/etcd/"))).toBe(true);
     expect(r.calls.some((c) => c.startsWith("complete-multipart-upload"))).toBe(false);
-    expect(s3.list("partfails/")).toEqual([]);
+    expect(s3.listVersions("partfails/")).toEqual([]);
+    expect(openUploads("partfails/")).toEqual([]);
   });
 
   test("a snapshot whose content no longer matches etcd's appended sha256 is never completed", async () => {
@@ -316,6 +375,7 @@ fi`,
     expect(r.status).toBe(1);
     expect(r.stderr).toContain("integrity hash does not match its content");
     expect(r.calls.some((c) => c.startsWith("complete-multipart-upload"))).toBe(false);
-    expect(s3.list("corrupt/")).toEqual([]);
+    expect(s3.listVersions("corrupt/")).toEqual([]);
+    expect(openUploads("corrupt/")).toEqual([]);
   });
 });

@@ -41,12 +41,15 @@ describe("the prod stack", () => {
       healthCheck: { mode: "readyz", interval: 5, timeout: 3, retries: 3 },
     });
     expect(cfg.backup).toEqual({
-      schedule: "0 */6 * * *",
-      retentionDays: 14,
+      schedule: "*/15 * * * *",
+      keepAllHours: 24,
+      keepHourlyDays: 7,
+      retentionDays: 30,
       keepLast: 4,
       bucket: "prod-nbg1-etcd-backups",
       location: "nbg1",
       objectLock: true,
+      objectLockMode: "COMPLIANCE",
       encryption: "age",
       ageRecipients: ["age1jrv6vc5s67v5cacsn0608aj0l0570ympuy64r0nmqtkuu55rlyuq7urp76"],
       image: `ghcr.io/platform/hcloud-control-plane/etcd-backup@sha256:${"0".repeat(64)}`,

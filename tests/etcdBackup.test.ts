@@ -1,9 +1,10 @@
 /**
  * scripts/jobs/etcd-backup.sh and scripts/ops/etcd-restore.sh (fetch, fetch-pki, member) for real: a
- * 3-member etcd (Debian's etcd 3.4) on 127.0.0.1, s3rver as the object store reached through
- * Debian's aws-cli v2, age keys made by age-keygen. Nothing is faked except aws wrappers that
- * fail a chosen upload, record delete-object calls, or answer list-object-versions the way a
- * versioned bucket does (s3rver 3.7 has no object versioning).
+ * 3-member etcd (Debian's etcd 3.4) on 127.0.0.1, a real Ceph RADOS Gateway (tests/support/rgw.ts,
+ * the software Hetzner Object Storage runs) with a bucket created with Object Lock enabled (so
+ * versioned), reached through Debian's aws-cli v2, age keys made by age-keygen. Nothing is faked
+ * except aws wrappers that record calls, fail a chosen upload or stop the gateway mid-run.
+ * RGW answers errors with empty messages: assertions are on exit codes and the bucket's state.
  *
  * What this cannot prove: etcd 3.6's etcdutl (--bump-revision/--mark-compacted) and Hetzner's
  * own S3 dialect. Both scripts pick etcdutl and the bump flags only when present, so here they
@@ -25,7 +26,12 @@ import {
   jobsDir,
   opsDir,
 } from "./support/etcdCluster";
-import { awsBinary, S3Server, startS3Server } from "./support/s3Server";
+import { startRgw, RgwServer } from "./support/rgw";
+import { awsBinary } from "./support/s3Server";
+
+// Every aws-cli call costs about a second of Python start-up, and a backup against RGW with
+// Object Lock and versioned deletes makes dozens; on 2 shared cores a test takes minutes.
+jest.setTimeout(300_000);
 
 const backupScript = path.join(jobsDir, "etcd-backup.sh");
 const restoreScript = path.join(opsDir, "etcd-restore.sh");
@@ -38,7 +44,7 @@ const entries: [string, string][] = [...Array(keyCount)].map((_, i) => [
 const pkiSecret = `-----BEGIN PRIVATE KEY-----\nfake-ca-key-${Math.random().toString(36).slice(2)}\n`;
 
 let tmp: string;
-let s3: S3Server;
+let s3: RgwServer;
 let cluster: EtcdCluster;
 let ageKey: AgeKey;
 let wrongKey: AgeKey;
@@ -59,7 +65,7 @@ beforeAll(async () => {
   colleagueKey = makeAgeKey(tmp, "colleague");
   const signingKey = makeSigningKey(tmp, "backup-signing");
   signingKeyFile = signingKey.file;
-  s3 = await startS3Server();
+  s3 = await startRgw();
   cluster = await EtcdCluster.create({ baseDir: tmp });
   await cluster.startAll();
   await cluster.putMany(entries);
@@ -136,48 +142,66 @@ async function backup(prefix: string, extra: NodeJS.ProcessEnv = {}): Promise<Su
 }
 
 /**
- * A stand-in `aws` first on PATH: runs `body` (bash; it may answer and exit), records every
- * `s3api delete-object` call (one tab-separated line of arguments) and passes the call on to the
- * real aws, a `--version-id=ID` dropped (s3rver keeps one version per key). Returns the PATH and
- * a reader of the recorded delete calls, in order.
+ * A stand-in `aws` first on PATH: records every call (one tab-separated line of arguments), runs
+ * `body` (bash; it may fail the call and exit) and passes the call on to the real aws. Returns the
+ * PATH, every recorded call and a reader of the `s3api delete-object` calls, in order.
  */
-function awsStandIn(name: string, body = ""): { PATH: string; deletes: () => DeleteCall[] } {
+function awsStandIn(name: string, body = ""): { PATH: string; calls: () => string[][]; deletes: () => DeleteCall[] } {
   const dir = path.join(tmp, name);
   fs.mkdirSync(dir, { recursive: true });
-  const calls = path.join(dir, "delete-calls");
+  const callsFile = path.join(dir, "calls");
   fs.writeFileSync(
     path.join(dir, "aws"),
     `#!/bin/bash
+(IFS=$'\t'; printf '%s\n' "$*") >>'${callsFile}'
 ${body}
-if [[ " $* " == *" s3api delete-object "* ]]; then
-  (IFS=$'\t'; printf '%s\n' "$*") >>'${calls}'
-  args=()
-  for a in "$@"; do [[ "$a" == --version-id=* ]] || args+=("$a"); done
-  exec ${awsBinary} "\${args[@]}"
-fi
 exec ${awsBinary} "$@"
 `,
     { mode: 0o755 },
   );
-  const deletes = (): DeleteCall[] =>
-    fs.existsSync(calls)
+  const calls = (): string[][] =>
+    fs.existsSync(callsFile)
       ? fs
-          .readFileSync(calls, "utf8")
+          .readFileSync(callsFile, "utf8")
           .split("\n")
           .filter((line) => line !== "")
-          .map((line) => {
-            const args = line.split("\t");
-            const value = (flag: string): string | null => {
-              const i = args.indexOf(flag);
-              if (i >= 0) return args[i + 1];
-              const joined = args.find((a) => a.startsWith(`${flag}=`));
-              return joined ? joined.slice(flag.length + 1) : null;
-            };
-            return { key: value("--key")!, versionId: value("--version-id") };
-          })
+          .map((line) => line.split("\t"))
       : [];
-  return { PATH: `${dir}:/usr/bin:/bin`, deletes };
+  const deletes = (): DeleteCall[] =>
+    calls()
+      .filter((args) => args.includes("s3api") && args.includes("delete-object"))
+      .map((args) => {
+        const value = (flag: string): string | null => {
+          const i = args.indexOf(flag);
+          if (i >= 0) return args[i + 1];
+          const joined = args.find((a) => a.startsWith(`${flag}=`));
+          return joined ? joined.slice(flag.length + 1) : null;
+        };
+        return { key: value("--key")!, versionId: value("--version-id") };
+      });
+  return { PATH: `${dir}:/usr/bin:/bin`, calls, deletes };
 }
+
+/** The UTC stamp of `date` as backup keys carry it (YYYYMMDDTHHMMSSZ). */
+const stampOf = (date: Date) =>
+  date
+    .toISOString()
+    .replace(/[-:]/g, "")
+    .replace(/\.\d+Z$/, "Z");
+
+/** The Object Lock of a key's latest version as RGW reports it (head-object). */
+function lockOf(key: string): { mode?: string; until?: string } {
+  const head = s3.aws(["s3api", "head-object", "--bucket", s3.bucket, "--key", key, "--output", "json"]);
+  expect(head.status).toBe(0);
+  const parsed = JSON.parse(head.stdout) as { ObjectLockMode?: string; ObjectLockRetainUntilDate?: string };
+  return {
+    mode: parsed.ObjectLockMode,
+    until: parsed.ObjectLockRetainUntilDate && new Date(parsed.ObjectLockRetainUntilDate).toISOString(),
+  };
+}
+
+/** The key's versions (not delete markers), newest first. */
+const versionsOf = (key: string) => s3.listVersions(key).filter((v) => v.key === key && !v.deleteMarker);
 
 interface DeleteCall {
   key: string;
@@ -212,8 +236,14 @@ describe("configuration", () => {
       "AWS_CONFIG_FILE",
       "BACKUP_ENCRYPTION",
       "BACKUP_AGE_RECIPIENTS",
+      "BACKUP_KEEP_ALL_HOURS",
+      "BACKUP_KEEP_HOURLY_DAYS",
       "BACKUP_RETENTION_DAYS",
       "BACKUP_KEEP_LAST",
+      "BACKUP_OBJECT_LOCK_MODE",
+      "BACKUP_NOW",
+      "S3_PART_SIZE_MIB",
+      "BACKUP_SIGNING_KEY_FILE",
       "PKI_DIR",
       "BACKUP_WORK_DIR",
       "S3_UPLOAD_ATTEMPTS",
@@ -253,6 +283,18 @@ describe("configuration", () => {
     expect(result.status).toBe(2);
     expect(result.stderr).toContain("BACKUP_ENCRYPTION must be 'age' or 'none', got 'aes'");
     expect(s3.list("invalid/")).toEqual([]);
+  });
+
+  test("an invalid BACKUP_OBJECT_LOCK_MODE or BACKUP_NOW is refused before anything is uploaded", async () => {
+    const mode = await run(backupScript, [], backupEnv("invalid-lock", { BACKUP_OBJECT_LOCK_MODE: "governance" }));
+    expect(mode.status).toBe(2);
+    expect(mode.stderr).toContain(
+      "BACKUP_OBJECT_LOCK_MODE must be 'COMPLIANCE', 'GOVERNANCE' or 'none', got 'governance'",
+    );
+    const now = await run(backupScript, [], backupEnv("invalid-lock", { BACKUP_NOW: "yesterday-ish" }));
+    expect(now.status).toBe(2);
+    expect(now.stderr).toContain("BACKUP_NOW 'yesterday-ish' is not a time");
+    expect(s3.listVersions("invalid-lock/")).toEqual([]);
   });
 
   test("each missing required variable is refused with a message naming it", async () => {
@@ -415,7 +457,7 @@ describe("drill and faults", () => {
     expect(s3.list("unreachable/")).toEqual([]);
   });
 
-  test("an upload failing half-way removes everything this run uploaded (no sidecar, no partial objects)", async () => {
+  test("an upload failing half-way removes everything this run uploaded (no sidecar, no version, no delete marker)", async () => {
     // aws fails every upload of a .sha256 sidecar: the snapshot and the PKI archive went up first.
     const aws = awsStandIn(
       "failing-aws",
@@ -425,7 +467,8 @@ describe("drill and faults", () => {
     expect(result.status).toBe(1);
     expect(result.stderr).toMatch(/uploaded s3:\/\/[^ ]+\/halfway\/etcd\/.*\.db\.zst\.age/);
     expect(result.stderr).toContain("removing the");
-    expect(s3.list("halfway/")).toEqual([]);
+    // On a versioned bucket a plain delete leaves the data: every version went by its id.
+    expect(s3.listVersions("halfway/")).toEqual([]);
   });
 
   test("the cleanup of a failed run deletes newest upload first (sidecar before its object), each key once", async () => {
@@ -439,71 +482,59 @@ describe("drill and faults", () => {
     expect(result.stderr).toContain("removing the 6 object(s) this failed run uploaded");
     const snapshot = /uploaded s3:\/\/[^ /]+\/(newest-first\/etcd\/[^ ]+\.db\.zst\.age) /.exec(result.stderr)![1];
     const pki = /uploaded s3:\/\/[^ /]+\/(newest-first\/pki\/[^ ]+\.tar\.zst\.age) /.exec(result.stderr)![1];
-    // s3rver lists no versions: each key goes with one plain delete-object, in reverse upload order.
-    expect(aws.deletes()).toEqual(
-      [`${snapshot}.sha256`, `${snapshot}.sha256.sig`, `${pki}.sha256`, `${pki}.sha256.sig`, pki, snapshot].map(
-        (key) => ({ key, versionId: null }),
-      ),
-    );
-    expect(s3.list("newest-first/")).toEqual([]);
+    // The snapshot's sidecar never arrived: no delete for it (a plain delete would add a delete
+    // marker). Then each uploaded key by its one version id, in reverse upload order.
+    const deletes = aws.deletes();
+    expect(deletes.map((d) => d.key)).toEqual([
+      `${snapshot}.sha256.sig`,
+      `${pki}.sha256`,
+      `${pki}.sha256.sig`,
+      pki,
+      snapshot,
+    ]);
+    for (const d of deletes) expect(d.versionId).toMatch(/^[\w.-]+$/);
+    expect(s3.listVersions("newest-first/")).toEqual([]);
   });
 
-  test("retention deletes every version and delete marker of exactly the doomed key on a versioned bucket", async () => {
-    const stamp = new Date(Date.now() - 30 * 86_400_000)
-      .toISOString()
-      .replace(/[-:]/g, "")
-      .replace(/\.\d+Z$/, "Z");
+  test("retention deletes every version and delete marker of a doomed key, also one a delete marker hides", async () => {
+    const stamp = stampOf(new Date(Date.now() - 40 * 86_400_000));
     const doomed = `versioned/etcd/${stamp}-r42.db.zst.age`;
+    const hidden = `versioned/pki/${stamp}.tar.zst.age`;
     s3.putAll({
-      [doomed]: "old",
+      [doomed]: "old-1",
       [`${doomed}.sha256`]: "x",
-      [`versioned/pki/${stamp}.tar.zst.age`]: "old",
-      [`versioned/pki/${stamp}.tar.zst.age.sha256`]: "x",
+      [`${doomed}.sha256.sig`]: "sig",
+      [hidden]: "old",
+      [`${hidden}.sha256`]: "x",
+      [`${hidden}.sha256.sig`]: "sig",
     });
-    // What a versioned bucket answers for the prefix `doomed`: two versions and a delete marker of
-    // it, and a version of the sidecar, a longer key sharing the prefix.
-    const listing = {
-      Versions: [
-        { Key: doomed, VersionId: "v-snapshot-2", IsLatest: true },
-        { Key: doomed, VersionId: "v-snapshot-1", IsLatest: false },
-        { Key: `${doomed}.sha256`, VersionId: "v-longer-key", IsLatest: true },
-      ],
-      DeleteMarkers: [{ Key: doomed, VersionId: "dm-snapshot-3", IsLatest: false }],
-    };
-    const listingFile = path.join(tmp, "versioned-listing.json");
-    fs.writeFileSync(listingFile, JSON.stringify(listing));
-    const aws = awsStandIn(
-      "versioned-aws",
-      `if [[ "$*" == *" s3api list-object-versions "*" --prefix ${doomed} "* ]]; then cat '${listingFile}'; exit 0; fi`,
+    s3.put(doomed, "old-2");
+    // A plain delete (what a leaked key can do) only places a delete marker: list() hides the key,
+    // its version stays, billed.
+    s3.remove(hidden);
+    expect(s3.list("versioned/")).not.toContain(hidden);
+    expect(versionsOf(hidden)).toHaveLength(1);
+    expect(versionsOf(doomed)).toHaveLength(2);
+    const aws = awsStandIn("versioned-aws");
+    const summary = await backup("versioned", { PATH: aws.PATH, BACKUP_KEEP_LAST: "1" });
+    expect(summary.deleted.sort()).toEqual(
+      [doomed, `${doomed}.sha256`, `${doomed}.sha256.sig`, hidden, `${hidden}.sha256`, `${hidden}.sha256.sig`].sort(),
     );
-    const result = await run(
-      backupScript,
-      [],
-      backupEnv("versioned", { PATH: aws.PATH, BACKUP_RETENTION_DAYS: "14", BACKUP_KEEP_LAST: "1" }),
-    );
-    expect(result.status).toBe(0);
-    const summary = JSON.parse(result.stdout) as Summary;
-    expect(summary.deleted).toHaveLength(4);
-    expect(summary.deleted).toContain(doomed);
-    const deletes = aws.deletes();
-    // Each version and the delete marker of exactly `doomed`, by id; never a plain delete of it (on a
-    // versioned bucket that only adds a delete marker), never the longer key's version.
-    const ofDoomed = deletes.filter((d) => d.key === doomed);
-    expect(ofDoomed.map((d) => d.versionId).sort()).toEqual(["dm-snapshot-3", "v-snapshot-1", "v-snapshot-2"]);
-    expect(deletes.map((d) => d.versionId)).not.toContain("v-longer-key");
-    // The other keys list no versions here (s3rver): the fallback, a WARNING and a plain delete each.
-    expect(result.stderr).toContain(`WARNING: could not list the versions of s3://${s3.bucket}/${doomed}.sha256`);
-    const others = deletes.filter((d) => d.key !== doomed);
-    expect(others).toEqual(
-      [`versioned/pki/${stamp}.tar.zst.age.sha256`, `${doomed}.sha256`, `versioned/pki/${stamp}.tar.zst.age`].map(
-        (key) => ({ key, versionId: null }),
-      ),
-    );
-    // Sidecars first: the snapshot's sidecar is gone before any version of the snapshot.
-    expect(deletes.findIndex((d) => d.key === `${doomed}.sha256`)).toBeLessThan(
-      deletes.findIndex((d) => d.key === doomed),
-    );
-    expect(s3.list("versioned/")).toEqual(withSignatures([summary.key, summary.pkiKey!]));
+    const ofDoomed = aws.deletes().filter((d) => d.key === doomed);
+    expect(ofDoomed).toHaveLength(2);
+    expect(ofDoomed.every((d) => d.versionId !== null)).toBe(true);
+    // Sidecars first, then signatures (treated like sidecars), then the objects: every sidecar
+    // is gone before any signature, every signature before any version of a snapshot or archive.
+    const keys = aws.deletes().map((d) => d.key);
+    const last = (ks: string[]) => Math.max(...ks.map((k) => keys.lastIndexOf(k)));
+    const first = (ks: string[]) => Math.min(...ks.map((k) => keys.indexOf(k)));
+    const sidecars = [`${doomed}.sha256`, `${hidden}.sha256`];
+    const signatures = sidecars.map((k) => `${k}.sig`);
+    expect(first(sidecars)).toBeGreaterThanOrEqual(0);
+    expect(last(sidecars)).toBeLessThan(first(signatures));
+    expect(last(signatures)).toBeLessThan(first([doomed, hidden]));
+    // Nothing of the old backup is left, not even a delete marker; the new one is whole.
+    expect(s3.listVersions("versioned/").map((v) => v.key)).toEqual(withSignatures([summary.key, summary.pkiKey!]));
   });
 
   test("a corrupted object: fetch refuses on the checksum and leaves no output file", async () => {
@@ -531,47 +562,72 @@ describe("drill and faults", () => {
     expect(noIdentity.stderr).toContain("BACKUP_AGE_IDENTITY_FILE is required");
   });
 
-  test("retention (by the UTC stamp in the key) deletes old backups but keeps the newest BACKUP_KEEP_LAST", async () => {
-    const stamp = (daysAgo: number) =>
-      new Date(Date.now() - daysAgo * 86_400_000)
-        .toISOString()
-        .replace(/[-:]/g, "")
-        .replace(/\.\d+Z$/, "Z");
+  test("tiered retention over a fake clock: every backup for 24 h, the first of each hour for 7 days, of each day for 30", async () => {
+    // "Now" is tomorrow 12:50 UTC (the lock dates derive from it and must lie in the future).
+    const day = 86_400_000;
+    const hour = 3_600_000;
+    const now = new Date(Math.floor(Date.now() / day) * day + day + 12 * hour + 50 * 60_000);
+    const at = (ms: number) => new Date(now.getTime() - ms);
     const objects: Record<string, string> = {};
-    const seed = (prefix: string, daysAgo: number, complete: boolean) => {
-      const s = stamp(daysAgo);
-      const snapshot = `${prefix}/etcd/${s}-r${1000 + daysAgo}.db.zst.age`;
+    const seed = (when: Date, complete: boolean) => {
+      const s = stampOf(when);
+      const snapshot = `tiers/etcd/${s}-r${when.getTime() / 1000}.db.zst.age`;
       objects[snapshot] = "old";
-      objects[`${prefix}/pki/${s}.tar.zst.age`] = "old";
+      objects[`tiers/pki/${s}.tar.zst.age`] = "old";
       if (complete) {
         objects[`${snapshot}.sha256`] = "x";
-        objects[`${prefix}/pki/${s}.tar.zst.age.sha256`] = "x";
+        objects[`${snapshot}.sha256.sig`] = "sig";
+        objects[`tiers/pki/${s}.tar.zst.age.sha256`] = "x";
+        objects[`tiers/pki/${s}.tar.zst.age.sha256.sig`] = "sig";
       }
       return snapshot;
     };
-    const old = [30, 25, 20].map((d) => seed("retention", d, true));
-    const oldOrphan = seed("retention", 40, false); // a failed run long ago
-    const recentOrphan = seed("retention", 1, false); // maybe a run in progress: kept
-    const recent = seed("retention", 2, true);
+    const minute = 60_000;
+    // Within 24 h: all kept (two in this very hour, one 20 h ago that is not first of its hour).
+    const young = [seed(at(10 * minute), true), seed(at(25 * minute), true), seed(at(20 * hour), true)];
+    seed(at(20 * hour + 5 * minute), true); // the first of that hour (kept anyway)
+    // Two days ago, one hour: :05 is its first and stays; :20 and :35 go.
+    const twoDays = new Date(Math.floor(at(2 * day).getTime() / hour) * hour + 5 * minute);
+    const hourFirst = seed(twoDays, true);
+    const hourLater = [
+      seed(new Date(twoDays.getTime() + 15 * minute), true),
+      seed(new Date(twoDays.getTime() + 30 * minute), true),
+    ];
+    // Ten days ago: the day's first (01:00) stays; 13:00, first of its hour but past 7 days, goes.
+    const tenDays = new Date(Math.floor(at(10 * day).getTime() / day) * day + hour);
+    const dayFirst = seed(tenDays, true);
+    const dayLater = seed(new Date(tenDays.getTime() + 12 * hour), true);
+    // Forty days ago: past every tier.
+    const ancient = seed(at(40 * day), true);
+    // Leftovers of failed runs (no sidecar): 30 h old goes, 2 h old may be a run in progress.
+    const oldOrphan = seed(at(30 * hour), false);
+    const youngOrphan = seed(at(2 * hour), false);
     s3.putAll(objects);
-    const summary = await backup("retention", { BACKUP_RETENTION_DAYS: "14", BACKUP_KEEP_LAST: "3" });
-    const left = s3.list("retention/");
-    // Kept: the new backup, the 2-day-old one (young), the newest old one (KEEP_LAST 3) with their PKI.
-    const kept = [summary.key, recent, old[2]];
-    for (const k of kept) {
-      expect(left).toContain(k);
-      expect(left).toContain(`${k}.sha256`);
+
+    const summary = await backup("tiers", {
+      BACKUP_NOW: now.toISOString(),
+      BACKUP_KEEP_LAST: "1",
+      BACKUP_OBJECT_LOCK_MODE: "COMPLIANCE",
+    });
+    expect(summary.key.startsWith(`tiers/etcd/${stampOf(now)}-r`)).toBe(true);
+    const left = s3.listVersions("tiers/").map((v) => v.key);
+    const pkiOf = (k: string) => `tiers/pki/${path.basename(k).split("-")[0]}.tar.zst.age`;
+    // A backup's objects: snapshot and PKI, each with its sidecar and the sidecar's signature.
+    const objectsOf = (k: string) => withSignatures([k, pkiOf(k)]);
+    for (const k of [summary.key, ...young, hourFirst, dayFirst]) {
+      for (const o of objectsOf(k)) expect([o, left.includes(o)]).toEqual([o, true]);
     }
-    expect(left).toContain(recentOrphan);
-    for (const k of [old[0], old[1], oldOrphan]) {
-      expect(left).not.toContain(k);
-      expect(left).not.toContain(`${k}.sha256`);
-      const s = path.basename(k).split("-")[0];
-      expect(left).not.toContain(`retention/pki/${s}.tar.zst.age`);
+    expect(left).toContain(youngOrphan);
+    for (const k of [...hourLater, dayLater, ancient, oldOrphan]) {
+      for (const o of objectsOf(k)) expect([o, left.includes(o)]).toEqual([o, false]);
     }
-    expect(left.filter((k) => k.startsWith("retention/pki/") && !/\.sha256(\.sig)?$/.test(k))).toHaveLength(4);
-    // Two old complete backups (snapshot, sidecar, PKI, PKI sidecar) and the old orphan (2 objects).
-    expect(summary.deleted).toHaveLength(10);
+    // Four complete backups (6 objects each) and the old orphan (snapshot and PKI).
+    expect(summary.deleted).toHaveLength(26);
+    // Not the first of its hour or day (10 and 25 minutes ago came first): locked for the 24 h tier.
+    const dayAfter = new Date(now.getTime() + day).toISOString();
+    for (const k of objectsOf(summary.key)) {
+      expect([k, lockOf(k)]).toEqual([k, { mode: "COMPLIANCE", until: dayAfter }]);
+    }
   });
 
   test("BACKUP_ENCRYPTION=none uploads .db.zst, skips the PKI with a warning, and fetches without an identity", async () => {
@@ -586,6 +642,204 @@ describe("drill and faults", () => {
     const fetched = await run(restoreScript, ["fetch", "--out", out], restoreEnv("plain", null));
     expect(fetched.status).toBe(0);
     expect(fs.statSync(out).size).toBeGreaterThan(0);
+  });
+});
+
+describe("Object Lock on a real RGW", () => {
+  const day = 86_400_000;
+
+  test("a locked version refuses deletion (exit code, object still there); a plain delete only places a delete marker", async () => {
+    const summary = await backup("locked", { BACKUP_OBJECT_LOCK_MODE: "COMPLIANCE" });
+    // The first backup of its day: locked for the daily tier (30 days from its stamp).
+    const stamp = path.basename(summary.key).split("-")[0];
+    const stampTime = Date.parse(
+      `${stamp.slice(0, 4)}-${stamp.slice(4, 6)}-${stamp.slice(6, 8)}T${stamp.slice(9, 11)}:${stamp.slice(11, 13)}:${stamp.slice(13, 15)}Z`,
+    );
+    for (const k of withSignatures([summary.key, summary.pkiKey!])) {
+      expect([k, lockOf(k)]).toEqual([k, { mode: "COMPLIANCE", until: new Date(stampTime + 30 * day).toISOString() }]);
+    }
+    const [version] = versionsOf(summary.key);
+    const refused = s3.aws([
+      "s3api",
+      "delete-object",
+      "--bucket",
+      s3.bucket,
+      "--key",
+      summary.key,
+      `--version-id=${version.versionId}`,
+    ]);
+    expect(refused.status).not.toBe(0);
+    // COMPLIANCE: not even the bypass header helps.
+    const bypass = s3.aws([
+      "s3api",
+      "delete-object",
+      "--bucket",
+      s3.bucket,
+      "--key",
+      summary.key,
+      `--version-id=${version.versionId}`,
+      "--bypass-governance-retention",
+    ]);
+    expect(bypass.status).not.toBe(0);
+    // Overwriting writes a new version beside it; the locked one is unchanged.
+    s3.put(summary.key, "overwritten by a leaked key");
+    s3.remove(summary.key);
+    expect(s3.list("locked/etcd/")).toEqual([`${summary.key}.sha256`, `${summary.key}.sha256.sig`]);
+    const versions = s3.listVersions(summary.key).filter((v) => v.key === summary.key);
+    expect(versions.map((v) => v.deleteMarker)).toEqual([true, false, false]);
+    expect(versions.find((v) => v.versionId === version.versionId)?.size).toBe(summary.size);
+    // Removing the delete marker (it carries no lock) and the overwrite brings the backup back.
+    for (const v of versions.filter((v) => v.versionId !== version.versionId)) {
+      const undo = s3.aws([
+        "s3api",
+        "delete-object",
+        "--bucket",
+        s3.bucket,
+        "--key",
+        summary.key,
+        `--version-id=${v.versionId}`,
+      ]);
+      expect(undo.status).toBe(0);
+    }
+    const out = path.join(tmp, "locked.db");
+    const fetched = await run(restoreScript, ["fetch", "--out", out], restoreEnv("locked"));
+    expect(fetched.status).toBe(0);
+    expect((JSON.parse(fetched.stdout) as { key: string }).key).toBe(summary.key);
+  });
+
+  test("GOVERNANCE: a delete is refused unless the caller bypasses governance retention", async () => {
+    const summary = await backup("governance", { BACKUP_OBJECT_LOCK_MODE: "GOVERNANCE" });
+    expect(lockOf(summary.key).mode).toBe("GOVERNANCE");
+    const [version] = versionsOf(`${summary.key}.sha256`);
+    const args = [
+      "s3api",
+      "delete-object",
+      "--bucket",
+      s3.bucket,
+      "--key",
+      `${summary.key}.sha256`,
+      `--version-id=${version.versionId}`,
+    ];
+    expect(s3.aws(args).status).not.toBe(0);
+    expect(versionsOf(`${summary.key}.sha256`)).toHaveLength(1);
+    // The bucket owner holds s3:BypassGovernanceRetention on RGW.
+    expect(s3.aws([...args, "--bypass-governance-retention"]).status).toBe(0);
+    expect(versionsOf(`${summary.key}.sha256`)).toEqual([]);
+  });
+
+  test("retention leaves a backup whose lock outlasts its tiers, without failing", async () => {
+    const stamp = stampOf(new Date(Date.now() - 40 * day));
+    const snapshot = `still-locked/etcd/${stamp}-r7.db.zst.age`;
+    const keys = withSignatures([snapshot, `still-locked/pki/${stamp}.tar.zst.age`]);
+    const body = path.join(tmp, "locked-body");
+    fs.writeFileSync(body, "old");
+    const until = new Date(Date.now() + 3_600_000).toISOString().replace(/\.\d+Z$/, "Z");
+    for (const key of keys) {
+      const put = s3.aws([
+        "s3api",
+        "put-object",
+        "--bucket",
+        s3.bucket,
+        "--key",
+        key,
+        "--body",
+        body,
+        "--object-lock-mode",
+        "COMPLIANCE",
+        "--object-lock-retain-until-date",
+        until,
+      ]);
+      expect(put.status).toBe(0);
+    }
+    const result = await run(
+      backupScript,
+      [],
+      backupEnv("still-locked", { BACKUP_OBJECT_LOCK_MODE: "COMPLIANCE", BACKUP_KEEP_LAST: "1" }),
+    );
+    expect(result.status).toBe(0);
+    const summary = JSON.parse(result.stdout) as Summary & { locked: string[] };
+    expect(summary.locked.sort()).toEqual([...keys].sort());
+    expect(summary.deleted).toEqual([]);
+    for (const key of keys) expect(versionsOf(key)).toHaveLength(1);
+  });
+
+  test("a snapshot larger than one part goes up in parts, locked on create-multipart-upload and again on its completed version", async () => {
+    // Incompressible values, so the encrypted snapshot spans two 5 MiB parts.
+    const bulk: [string, string][] = [...Array(10)].map((_, i) => [
+      `/bulk/${i}`,
+      Buffer.from([...Array(786_432)].map(() => Math.floor(Math.random() * 256))).toString("base64"),
+    ]);
+    await cluster.putMany(bulk, 1, 2);
+    const aws = awsStandIn("multipart-aws");
+    const summary = await backup("multipart", {
+      PATH: aws.PATH,
+      BACKUP_OBJECT_LOCK_MODE: "COMPLIANCE",
+      S3_PART_SIZE_MIB: "5",
+    });
+    expect(summary.size).toBeGreaterThan(5 * 1_048_576);
+    const calls = aws.calls();
+    const create = calls.filter((c) => c.includes("create-multipart-upload"));
+    expect(create).toHaveLength(1);
+    expect(create[0]).toEqual(expect.arrayContaining(["--key", summary.key, "--object-lock-mode", "COMPLIANCE"]));
+    expect(create[0]).toContain("--object-lock-retain-until-date");
+    // One upload-part per 5 MiB, in order.
+    const parts = calls.filter((c) => c.includes("upload-part"));
+    expect(parts.length).toBe(Math.ceil(summary.size / (5 * 1_048_576)));
+    expect(parts.length).toBeGreaterThanOrEqual(2);
+    expect(parts.map((c) => c[c.indexOf("--part-number") + 1])).toEqual(parts.map((_, i) => String(i + 1)));
+    // RGW 16.2 leaves the completed object unlocked despite the headers: the script sets the same
+    // retention on the completed version, after complete-multipart-upload.
+    const until = create[0][create[0].indexOf("--object-lock-retain-until-date") + 1];
+    const complete = calls.findIndex((c) => c.includes("complete-multipart-upload"));
+    const relock = calls.findIndex((c) => c.includes("put-object-retention") && c.includes(summary.key));
+    expect(complete).toBeGreaterThanOrEqual(0);
+    expect(relock).toBeGreaterThan(complete);
+    expect(calls[relock]).toEqual(
+      expect.arrayContaining([
+        `--version-id=${versionsOf(summary.key)[0].versionId}`,
+        "--retention",
+        `Mode=COMPLIANCE,RetainUntilDate=${until}`,
+      ]),
+    );
+    expect(lockOf(summary.key)).toEqual({ mode: "COMPLIANCE", until: new Date(until).toISOString() });
+    // The parts add up: fetch checks the object against the sidecar's sha256.
+    const out = path.join(tmp, "multipart.db");
+    const fetched = await run(restoreScript, ["fetch", "--out", out], restoreEnv("multipart"));
+    expect(fetched.status).toBe(0);
+  });
+
+  test("the gateway stopped mid-upload: exit 1, and nothing a restore would take for complete (no sidecar)", async () => {
+    const pid = s3.gatewayPid();
+    expect(pid).toBeDefined();
+    // Kills radosgw just as the snapshot's sidecar (the completion marker) is being uploaded.
+    const aws = awsStandIn(
+      "killing-aws",
+      `if [[ "$*" == *" put-object "*"/etcd/"*".sha256 --body "* ]]; then kill -9 ${pid}; fi`,
+    );
+    let result: ScriptResult;
+    try {
+      result = await run(
+        backupScript,
+        [],
+        backupEnv("gateway-down", {
+          PATH: aws.PATH,
+          BACKUP_OBJECT_LOCK_MODE: "COMPLIANCE",
+          S3_UPLOAD_ATTEMPTS: "2",
+          AWS_MAX_ATTEMPTS: "1",
+        }),
+      );
+    } finally {
+      await s3.stopGateway();
+      await s3.startGateway();
+    }
+    expect(result.status).toBe(1);
+    expect(result.stdout).toBe("");
+    const left = s3.list("gateway-down/etcd/");
+    expect(left.filter((k) => k.endsWith(".sha256"))).toEqual([]);
+    const out = path.join(tmp, "gateway-down.db");
+    const fetched = await run(restoreScript, ["fetch", "--out", out], restoreEnv("gateway-down"));
+    expect(fetched.status).not.toBe(0);
+    expect(fs.existsSync(out)).toBe(false);
   });
 });
 

@@ -285,7 +285,7 @@ test("an invalid config exits non-zero, names the problem, and leaves no plan.js
 test("a backup schedule that never fires is a config problem naming the key, not a stack trace", () => {
   const configFile = path.join(tmp, "Pulumi.feb31.yaml");
   const prod = fs.readFileSync(path.join(projectRoot, "Pulumi.prod.yaml"), "utf8");
-  fs.writeFileSync(configFile, prod.replace('backupSchedule: "0 */6 * * *"', 'backupSchedule: "0 0 31 2 *"'));
+  fs.writeFileSync(configFile, prod.replace('backupSchedule: "*/15 * * * *"', 'backupSchedule: "0 0 31 2 *"'));
   const result = plan(["--stack", "feb31", "--config-file", configFile, "--out", path.join(tmp, "feb31"), "--quiet"]);
   expect(result.status).toBe(1);
   expect(result.stderr.trim()).toBe(

@@ -140,7 +140,10 @@ const samples: Record<string, Sample> = {
   etcdDefragThresholdPercent: { edit: { etcdDefragThresholdPercent: 50 } },
   etcdDefragMinSizeMiB: { edit: { etcdDefragMinSizeMiB: 200 } },
   backupSchedule: { edit: { backupSchedule: "0 */4 * * *" } },
-  backupRetentionDays: { edit: { backupRetentionDays: 30 } },
+  backupKeepAllHours: { edit: { backupKeepAllHours: 48 } },
+  backupKeepHourlyDays: { edit: { backupKeepHourlyDays: 14 } },
+  backupRetentionDays: { edit: { backupRetentionDays: 60 } },
+  backupObjectLockMode: { edit: { backupObjectLockMode: "GOVERNANCE" } },
   backupKeepLast: { edit: { backupKeepLast: 8 } },
   backupEncryption: { edit: { backupEncryption: "none" } },
   backupAgeRecipients: {

@@ -6,8 +6,8 @@
  * (random bytes, base64: about as compressible as a Kubernetes database that holds Secrets and
  * ConfigMaps; zstd gains little), and s3rver as the object store, then
  *   (a) etcd-backup.sh end to end (snapshot, status, then one stream: zstd, age, sha256 and the
- *       snapshot's own sha256 check, multipart upload of --part-mb parts; signed sidecars,
- *       retention)
+ *       snapshot's own sha256 check, multipart upload of --part-mb parts (S3_PART_SIZE_MIB);
+ *       signed sidecars, retention)
  *   (b) bare: etcdctl snapshot save + one plain `aws s3 cp`
  *   (c) etcd-restore.sh fetch + member x3
  *   (d) bare: etcdctl snapshot restore x3
@@ -116,7 +116,7 @@ async function main() {
           ETCD_ENDPOINTS: cluster.endpoints.join(","),
           BACKUP_AGE_RECIPIENTS: key.recipient,
           BACKUP_SIGNING_KEY_FILE: makeSigningKey(dir, "backup-signing").file,
-          S3_PART_MB: String(partMb),
+          S3_PART_SIZE_MIB: String(partMb),
           PKI_DIR: path.join(dir, "no-pki"),
           BACKUP_WORK_DIR: dir,
         },

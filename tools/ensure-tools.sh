@@ -21,6 +21,12 @@ required=(
   "age=age"
   "zstd=zstd"
   "/usr/bin/aws=awscli"
+  # A real Ceph RADOS Gateway for the backup tests (tests/support/rgw.ts): mon, OSD, radosgw,
+  # and the ceph/monmaptool/ceph-authtool commands. No ceph-mgr: RGW does not need it.
+  "ceph-mon=ceph-mon"
+  "ceph-osd=ceph-osd"
+  "radosgw=radosgw"
+  "ceph=ceph-common"
 )
 
 check_only=false

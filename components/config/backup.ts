@@ -6,12 +6,25 @@ import { boolean, complete, integer, isOneOf, list, live, oneOf, Reader, refused
 
 export const backupEncryptionChoices = ["age", "none"] as const;
 export type BackupEncryption = (typeof backupEncryptionChoices)[number];
+/**
+ * S3 Object Lock modes (per object, set by the job on every upload). COMPLIANCE: nobody, not the
+ * bucket's owner either, can delete or shorten a locked version before its date. GOVERNANCE: a
+ * key allowed s3:BypassGovernanceRetention can.
+ */
+export const backupObjectLockModes = ["COMPLIANCE", "GOVERNANCE"] as const;
+export type BackupObjectLockMode = (typeof backupObjectLockModes)[number];
 
 const cronJob = live("the backup CronJob or its Secret is updated in place; the next run uses it");
 const isObjectStorageLocation = (v: string) => (objectStorageLocations as readonly string[]).includes(v);
 
 export const backupSettings = {
   backupSchedule: string(cronJob, cronSettingError),
+  // The retention tiers (scripts/jobs/etcd-backup.sh --help): every backup, then the first of
+  // each UTC hour, then the first of each UTC day.
+  backupKeepAllHours: integer(cronJob, (v) =>
+    v >= 1 ? undefined : "must be at least 1 hour: a backup is kept while its run may still be checked",
+  ),
+  backupKeepHourlyDays: integer(cronJob, (v) => (v >= 0 ? undefined : "must be 0 or a positive number of days")),
   backupRetentionDays: integer(cronJob, (v) => (v >= 1 ? undefined : "must be a positive number of days")),
   backupKeepLast: integer(cronJob, (v) =>
     v >= 1 ? undefined : "must be at least 1: retention always keeps the newest backups",
@@ -31,6 +44,11 @@ export const backupSettings = {
   backupObjectLock: boolean(
     refused("S3 Object Lock can only be enabled when a bucket is created: a change replaces the bucket"),
   ),
+  // Set per object by the job, never as the bucket's default retention through @pulumi/aws: the
+  // Terraform AWS provider's object-lock and lifecycle configuration calls are known to hang
+  // against Hetzner (it waits for a header Ceph never sends), and a per-object lock can follow
+  // each backup's own tier.
+  backupObjectLockMode: string(cronJob, oneOf(backupObjectLockModes)),
   backupEncryption: string(cronJob, oneOf(backupEncryptionChoices)),
   backupAgeRecipients: list(cronJob, (v) => {
     const bad = v.findIndex((k) => !/^age1[02-9ac-hj-np-z]{58}$/.test(k));
@@ -85,15 +103,24 @@ export function readBackup(
     values.backupAgeRecipients = undefined;
   }
   const v = complete(backupSettings, values);
-  if (!v || !cluster.clusterName || !location || !isOneOf(backupEncryptionChoices, v.backupEncryption))
+  if (
+    !v ||
+    !cluster.clusterName ||
+    !location ||
+    !isOneOf(backupEncryptionChoices, v.backupEncryption) ||
+    !isOneOf(backupObjectLockModes, v.backupObjectLockMode)
+  )
     return undefined;
   return {
     schedule: v.backupSchedule,
+    keepAllHours: v.backupKeepAllHours,
+    keepHourlyDays: v.backupKeepHourlyDays,
     retentionDays: v.backupRetentionDays,
     keepLast: v.backupKeepLast,
     bucket: v.backupBucket || `${cluster.clusterName}-etcd-backups`,
     location: v.backupLocation || location,
     objectLock: v.backupObjectLock,
+    objectLockMode: v.backupObjectLockMode,
     encryption: v.backupEncryption,
     ageRecipients: v.backupAgeRecipients,
     image: v.backupImage,

@@ -12,7 +12,7 @@
 import * as pulumi from "@pulumi/pulumi";
 import { creationChangeProblems, CreationSettings, creationSettings, LiveState } from "./deployed";
 import { addonSettings, CniChoice, readAddons } from "./addons";
-import { BackupEncryption, backupSettings, readBackup } from "./backup";
+import { BackupEncryption, BackupObjectLockMode, backupSettings, readBackup } from "./backup";
 import { clusterSettings, readCluster } from "./cluster";
 import { cloudSettings, readCloud, ReclaimPolicy } from "./cloud";
 import { HealthCheckMode, loadBalancerSettings, readLoadBalancer } from "./loadBalancer";
@@ -24,7 +24,7 @@ import { KeyType, RawConfig, Reader, Setting } from "./schema";
 export { cniChoices } from "./addons";
 export type { CniChoice } from "./addons";
 export { backupEncryptionChoices, imageReferenceError } from "./backup";
-export type { BackupEncryption } from "./backup";
+export type { BackupEncryption, BackupObjectLockMode } from "./backup";
 export { parseVersion, versionChangeError } from "./cluster";
 export type { ReclaimPolicy } from "./cloud";
 export type { HealthCheckMode } from "./loadBalancer";
@@ -99,13 +99,19 @@ export interface ClusterConfig {
   };
   backup: {
     schedule: string;
+    /** Retention tiers: every backup for keepAllHours, the first of each UTC hour for keepHourlyDays, of each UTC day for retentionDays. */
+    keepAllHours: number;
+    keepHourlyDays: number;
     retentionDays: number;
+    /** The newest complete backups always kept. */
     keepLast: number;
     /** The bucket name (derived from clusterName when the setting is ""). */
     bucket: string;
     /** Object Storage location of the bucket. */
     location: string;
     objectLock: boolean;
+    /** The Object Lock mode the job sets on every object (used only with objectLock). */
+    objectLockMode: BackupObjectLockMode;
     encryption: BackupEncryption;
     /** age public keys; non-empty when encryption is age. */
     ageRecipients: string[];

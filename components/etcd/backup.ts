@@ -4,10 +4,14 @@
  * cluster's Kubernetes provider).
  *
  * The job snapshots etcd, checks it (snapshot status and etcd's own sha256 of the snapshot),
- * streams it compressed and encrypted for the configured age recipients into a multipart upload,
- * uploads a signed sha256 sidecar (the signature first, the sidecar last: the completion
- * marker) and an encrypted archive of /etc/kubernetes/pki the same way, then applies retention. Retention is
- * the job's work on purpose: a BucketLifecycleConfiguration hangs against Hetzner.
+ * streams it compressed and encrypted for the configured age recipients into an upload (one
+ * put-object, or a multipart upload), uploads a signed sha256 sidecar (the signature first, the
+ * sidecar last: the completion marker) and an encrypted archive of /etc/kubernetes/pki the same
+ * way, each object under its own S3 Object Lock until the end of its longest retention tier,
+ * then applies the tiered retention. Retention and the lock are the job's work on purpose: a
+ * BucketLifecycleConfiguration, and the bucket's default retention
+ * (aws.s3.BucketObjectLockConfiguration), hang against Hetzner with the Terraform AWS provider
+ * (it waits for a header Ceph never sends).
  */
 import * as aws from "@pulumi/aws";
 import * as k8s from "@pulumi/kubernetes";
@@ -68,8 +72,12 @@ export function backupEnvironment(cfg: BackupSettings): { name: string; value: s
     { name: "S3_REGION", value: cfg.backup.location },
     { name: "BACKUP_ENCRYPTION", value: cfg.backup.encryption },
     { name: "BACKUP_AGE_RECIPIENTS", value: cfg.backup.ageRecipients.join(" ") },
+    { name: "BACKUP_KEEP_ALL_HOURS", value: String(cfg.backup.keepAllHours) },
+    { name: "BACKUP_KEEP_HOURLY_DAYS", value: String(cfg.backup.keepHourlyDays) },
     { name: "BACKUP_RETENTION_DAYS", value: String(cfg.backup.retentionDays) },
     { name: "BACKUP_KEEP_LAST", value: String(cfg.backup.keepLast) },
+    // A bucket without Object Lock refuses lock headers.
+    { name: "BACKUP_OBJECT_LOCK_MODE", value: cfg.backup.objectLock ? cfg.backup.objectLockMode : "none" },
     { name: "PKI_DIR", value: kubeadmPkiDir },
     { name: "BACKUP_WORK_DIR", value: names.workDir },
     { name: "BACKUP_SIGNING_KEY_FILE", value: `${names.signingDir}/${names.signingFile}` },
@@ -95,7 +103,7 @@ export function backupCronJobManifest(cfg: BackupSettings, scripts: EtcdJobScrip
     // Minutes per GB of etcd: snapshot, status, the compressed stream and its upload of a large
     // database take long; a hung upload must still end so the next run can start.
     activeDeadlineSeconds: 3600,
-    // The snapshot plus two upload parts (S3_PART_MB, 128 MiB by default).
+    // The snapshot plus two upload parts (S3_PART_SIZE_MIB, 128 MiB by default).
     scratch: [
       { name: "work", mountPath: names.workDir, volume: { emptyDir: {} } },
       // The signing key as a file (never an environment variable): its own Secret, since the

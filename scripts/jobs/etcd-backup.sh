@@ -23,10 +23,12 @@ usage() {
 Usage: etcd-backup.sh [--help]
 
 Snapshots etcd, verifies the snapshot (snapshot status, and the sha256 etcd appends to every
-snapshot, checked while it streams), streams it through zstd and age straight into a multipart
-upload, signs its .sha256 sidecar, uploads the signature and then the sidecar (last: the
-completion marker), backs up the PKI directory the same way, then deletes backups older than the
-retention. Configured only through environment variables:
+snapshot, checked while it streams), streams it through zstd and age straight into its upload,
+signs its .sha256 sidecar, uploads the signature and then the sidecar (last: the completion
+marker), backs up the PKI directory the same way, then applies the tiered retention. Every
+object is written under its own S3 Object Lock retention (BACKUP_OBJECT_LOCK_MODE) until the end
+of the longest retention tier the backup belongs to. Configured only through environment
+variables:
 
 etcd
   ETCD_ENDPOINTS          Required. Comma-separated client URLs, tried in order: the first one
@@ -48,7 +50,7 @@ Object storage (aws-cli, path-style addressing, --endpoint-url "$S3_ENDPOINT")
                             <prefix>/etcd/<UTC YYYYMMDDTHHMMSSZ>-r<revision>.db.zst.age  (.db.zst unencrypted)
                             <prefix>/etcd/<same>.sha256.sig  ssh-keygen -Y sign signature of the sidecar
                             <prefix>/etcd/<same>.sha256   "<sha256 hex>  <basename>", uploaded LAST
-                            <prefix>/pki/<same stamp>.tar.zst.age and its .sha256
+                            <prefix>/pki/<same stamp>.tar.zst.age and its .sha256.sig and .sha256
   S3_REGION               Required. e.g. fsn1 (exported as AWS_DEFAULT_REGION).
   AWS_ACCESS_KEY_ID       Required. Never printed.
   AWS_SECRET_ACCESS_KEY   Required. Never printed.
@@ -59,9 +61,10 @@ Object storage (aws-cli, path-style addressing, --endpoint-url "$S3_ENDPOINT")
   S3_UPLOAD_ATTEMPTS      Attempts per upload (default 3).
   S3_RETRY_SECONDS        Pause between attempts, doubled each time (default 5).
   S3_TIMEOUT              Seconds one aws call may take (default 1800).
-  S3_PART_MB              Multipart part size in MiB (default 128, 5..5120). A body smaller than
+  S3_PART_SIZE_MIB        Multipart part size in MiB (default 128, 5..5120). A body smaller than
                           one part is one put-object; larger ones are a multipart upload whose
-                          parts are read off the stream into scratch (two at a time).
+                          parts are read off the stream into scratch (two at a time). The only
+                          size setting: S3_PART_MB and S3_MULTIPART_THRESHOLD_MIB are refused.
 
 Encryption
   BACKUP_ENCRYPTION       age (default) or none. none is the explicit opt-out: the snapshot is
@@ -82,21 +85,45 @@ Signing
                           etcd-backup` against the public key (ssh-keygen -y -f backup-signing).
                           The key is copied into scratch (mode 0600) and never printed.
 
-Retention (runs only after a successful upload; age is the UTC stamp in the key name)
-  BACKUP_RETENTION_DAYS   Delete backups (snapshot, sidecar, matching PKI) whose stamp is older
-                          than this many days (default 14; 0 = keep only BACKUP_KEEP_LAST).
-  BACKUP_KEEP_LAST        Always keep the newest N complete backups, whatever their age
-                          (default 4, at least 1). Objects without a sidecar older than the
-                          retention are leftovers of failed runs and are deleted too.
-  A deleted object goes with every version and delete marker of its key (on a versioned bucket
-  a plain delete would only hide it); objects an Object Lock still protects stay, with a WARNING.
+Retention tiers (run only after a successful upload; a backup's age is the UTC stamp in its key
+name). A complete backup (snapshot, sidecar, signature, PKI of the same stamp with its sidecar
+and signature) is kept while any tier keeps it:
+  BACKUP_KEEP_ALL_HOURS   every backup for this many hours (default 24, at least 1)
+  BACKUP_KEEP_HOURLY_DAYS the first complete backup of each UTC hour for this many days (default 7)
+  BACKUP_RETENTION_DAYS   the first complete backup of each UTC day for this many days (default 30)
+  BACKUP_KEEP_LAST        the newest N complete backups, whatever their age (default 4, at least 1)
+  The first (not the newest) backup of an hour or day represents it: when it is uploaded it is
+  already known to be one, so its Object Lock can last exactly as long as its longest tier.
+  Objects without a sidecar older than BACKUP_KEEP_ALL_HOURS are leftovers of failed runs and go
+  too. A backup's objects go sidecars first, then signatures, then the snapshot and PKI archive,
+  so a backup never looks complete (or unsigned) while its parts are being deleted. A deleted
+  object goes with every version and delete marker of its key (on a versioned bucket a plain
+  delete would only hide it). A key whose Object Lock retention has not expired yet is left for
+  a later run (logged, not an error).
+
+Object Lock (the bucket must have been created with Object Lock enabled)
+  BACKUP_OBJECT_LOCK_MODE COMPLIANCE, GOVERNANCE or none (default none: no lock headers, for a
+                          bucket without Object Lock). Each object (snapshot, PKI, sidecars,
+                          signatures) is uploaded with --object-lock-mode and
+                          --object-lock-retain-until-date <stamp + the longest tier it belongs
+                          to>: BACKUP_KEEP_ALL_HOURS for every backup, BACKUP_KEEP_HOURLY_DAYS for
+                          the first of its hour, BACKUP_RETENTION_DAYS for the first of its day. A
+                          multipart upload's completed version gets the same retention again with
+                          put-object-retention (Ceph RGW 16.2 takes the lock headers on
+                          create-multipart-upload but leaves the object unlocked). Until then no
+                          key can delete or overwrite the version (COMPLIANCE: nobody; GOVERNANCE:
+                          only a key allowed s3:BypassGovernanceRetention).
+  BACKUP_NOW              For tests: the time this run takes for "now" (anything `date -d` reads,
+                          e.g. 2026-12-03T12:00:00Z): the backup's stamp and the retention's
+                          cutoffs. Object Lock dates derive from the stamp; the lock check before a
+                          delete uses the real clock (the storage's). Default: the real time.
 
 Other
   PKI_DIR                 Directory archived next to the snapshot (default /etc/kubernetes/pki);
                           skipped with a WARNING when it does not exist.
   BACKUP_WORK_DIR         Scratch parent directory (default: $TMPDIR or /tmp). A fresh
                           directory is made inside it and removed on exit. Needs the database size
-                          (the snapshot) plus two upload parts (2 x S3_PART_MB).
+                          (the snapshot) plus two upload parts (2 x S3_PART_SIZE_MIB).
   BACKUP_ZSTD_LEVEL       zstd level (default 3).
 
 Tools: etcdctl (snapshot save, endpoint health); etcdutl when on PATH for snapshot status
@@ -104,7 +131,7 @@ Tools: etcdctl (snapshot save, endpoint health); etcdutl when on PATH for snapsh
 
 Output: log lines with UTC timestamps on stderr; on success one JSON line on stdout:
   {"key","revision","hash","totalKeys","snapshotBytes","size","sha256","endpoint",
-   "encryption","pkiKey","deleted","seconds"}
+   "encryption","pkiKey","deleted","locked","seconds"}
 Exit status: 0 success; 1 any failure (objects uploaded by this run are deleted again, so
 nothing looks like a complete backup); 2 configuration error.
 EOF
@@ -125,22 +152,43 @@ S3_RETRY_SECONDS="${S3_RETRY_SECONDS:-5}"
 BACKUP_ENCRYPTION="${BACKUP_ENCRYPTION:-age}"
 BACKUP_AGE_RECIPIENTS="${BACKUP_AGE_RECIPIENTS:-}"
 BACKUP_PKI_UNENCRYPTED="${BACKUP_PKI_UNENCRYPTED:-skip}"
-BACKUP_RETENTION_DAYS="${BACKUP_RETENTION_DAYS:-14}"
+BACKUP_KEEP_ALL_HOURS="${BACKUP_KEEP_ALL_HOURS:-24}"
+BACKUP_KEEP_HOURLY_DAYS="${BACKUP_KEEP_HOURLY_DAYS:-7}"
+BACKUP_RETENTION_DAYS="${BACKUP_RETENTION_DAYS:-30}"
 BACKUP_KEEP_LAST="${BACKUP_KEEP_LAST:-4}"
+BACKUP_OBJECT_LOCK_MODE="${BACKUP_OBJECT_LOCK_MODE:-none}"
 PKI_DIR="${PKI_DIR:-/etc/kubernetes/pki}"
 BACKUP_ZSTD_LEVEL="${BACKUP_ZSTD_LEVEL:-3}"
-S3_PART_MB="${S3_PART_MB:-128}"
+S3_PART_SIZE_MIB="${S3_PART_SIZE_MIB:-128}"
 
 require_int ETCD_HEALTH_TIMEOUT 1
 require_int ETCD_SNAPSHOT_TIMEOUT 1
 require_int S3_UPLOAD_ATTEMPTS 1
 require_int S3_RETRY_SECONDS 0
+require_int BACKUP_KEEP_ALL_HOURS 1
+require_int BACKUP_KEEP_HOURLY_DAYS 0
 require_int BACKUP_RETENTION_DAYS 0
 require_int BACKUP_KEEP_LAST 1
 require_int BACKUP_ZSTD_LEVEL 1
+# One size setting: the stream goes up as one put-object when it is shorter than one part, so a
+# separate threshold would only hold more of it in scratch. A value left under an older name
+# would be ignored without a word, so it is refused.
+for dropped in S3_PART_MB S3_MULTIPART_THRESHOLD_MIB; do
+  [[ -z "${!dropped:-}" ]] || config_error "${dropped} is no longer read; set S3_PART_SIZE_MIB instead"
+done
 # S3 multipart: parts of 5 MiB to 5 GiB (all but the last), at most 10000 of them.
-require_int S3_PART_MB 5 5120
-part_bytes=$((S3_PART_MB * 1024 * 1024))
+require_int S3_PART_SIZE_MIB 5 5120
+part_bytes=$((S3_PART_SIZE_MIB * 1024 * 1024))
+case "$BACKUP_OBJECT_LOCK_MODE" in
+  COMPLIANCE | GOVERNANCE | none) ;;
+  *) config_error "BACKUP_OBJECT_LOCK_MODE must be 'COMPLIANCE', 'GOVERNANCE' or 'none', got '${BACKUP_OBJECT_LOCK_MODE}'" ;;
+esac
+if [[ -n "${BACKUP_NOW:-}" ]]; then
+  now_epoch="$(date -u -d "$BACKUP_NOW" +%s 2>/dev/null)" ||
+    config_error "BACKUP_NOW '${BACKUP_NOW}' is not a time date -d reads (e.g. 2026-12-03T12:00:00Z)"
+else
+  now_epoch="$(date -u +%s)"
+fi
 signing_key_help='make one with: ssh-keygen -t ed25519 -N "" -C etcd-backup -f backup-signing'
 require_var BACKUP_SIGNING_KEY_FILE "an OpenSSH ed25519 private key; ${signing_key_help}"
 [[ -f "$BACKUP_SIGNING_KEY_FILE" && -r "$BACKUP_SIGNING_KEY_FILE" ]] ||
@@ -227,8 +275,10 @@ s3_client_setup "$work"
 # delete_key_all_versions KEY: deletes the object KEY for good. The stack's bucket is versioned,
 # where a plain delete-object only adds a delete marker (the data stays, is billed and can be
 # recovered), so every version and delete marker of exactly KEY is deleted by its version id.
-# Without real version ids (an unversioned bucket lists none, or only the id "null") it is a
-# plain delete-object. When the versions cannot be listed: a WARNING and the plain delete.
+# Without real version ids (an unversioned bucket lists only the id "null") it is a plain
+# delete-object; a listing without KEY means there is nothing to delete (a plain delete there
+# would leave a new delete marker on a versioned bucket). When the versions cannot be listed: a
+# WARNING and the plain delete.
 # Fails when a delete fails (Object Lock refuses to delete a version under retention).
 delete_key_all_versions() {
   local key="$1" listing ids id more real round=0 failed=0
@@ -246,6 +296,7 @@ delete_key_all_versions() {
       s3 s3api delete-object --bucket "$S3_BUCKET" --key "$key" >>"$aws_log" 2>&1
       return
     fi
+    if ((round == 1)) && [[ -z "$ids" ]]; then return 0; fi
     real=0
     while IFS= read -r id; do
       [[ -n "$id" && "$id" != null ]] || continue
@@ -255,7 +306,7 @@ delete_key_all_versions() {
         failed=1
     done <<<"$ids"
     if ((real == 0 && round == 1)); then
-      # Unversioned bucket (or nothing under this key): the plain delete, as always.
+      # Unversioned bucket: the plain delete, as always.
       s3 s3api delete-object --bucket "$S3_BUCKET" --key "$key" >>"$aws_log" 2>&1
       return
     fi
@@ -272,9 +323,53 @@ delete_key_all_versions() {
   ((failed == 0))
 }
 
+# stamp_epoch STAMP: seconds since the epoch of a key's UTC stamp (YYYYMMDDTHHMMSSZ).
+stamp_epoch() {
+  date -u -d "${1:0:4}-${1:4:2}-${1:6:2}T${1:9:2}:${1:11:2}:${1:13:2}Z" +%s
+}
+
+# epoch_stamp EPOCH: the UTC stamp (YYYYMMDDTHHMMSSZ) of EPOCH; stamps compare as strings.
+epoch_stamp() { date -u -d "@$1" +%Y%m%dT%H%M%SZ; }
+
+# The window of each retention tier, in seconds.
+all_seconds=$((BACKUP_KEEP_ALL_HOURS * 3600))
+hourly_seconds=$((BACKUP_KEEP_HOURLY_DAYS * 86400))
+daily_seconds=$((BACKUP_RETENTION_DAYS * 86400))
+
 # What every object of a run is created with (upload_stream's ARGS): the Object Lock options
-# (--object-lock-mode, --object-lock-retain-until-date) when the bucket's settings ask for them.
+# (--object-lock-mode, --object-lock-retain-until-date), set by lock_args before the first upload.
 object_lock_args=()
+
+# lock_args: sets object_lock_args, the Object Lock options of every upload of this run (one
+# backup: all its objects share the stamp, so they share the lock). Nothing with
+# BACKUP_OBJECT_LOCK_MODE=none. The retain-until date is the stamp plus the longest tier this
+# backup belongs to: every backup is in the BACKUP_KEEP_ALL_HOURS tier; it is the first complete
+# backup of its UTC hour (day) when no complete backup with an earlier stamp of the same hour
+# (day) is listed, and then in the hourly (daily) tier too, as retention will count it. When the
+# listing fails the lock is the longest tier's: a lock too long costs storage, one too short lets
+# a leaked key delete.
+lock_args() {
+  object_lock_args=()
+  [[ "$BACKUP_OBJECT_LOCK_MODE" != none ]] || return 0
+  local keys k b other first_hour=true first_day=true seconds=$all_seconds until
+  if keys="$(list_keys "${S3_PREFIX}/etcd/")"; then
+    while IFS= read -r k; do
+      [[ -n "$k" ]] || continue
+      b="${k##*/}"
+      other="${b%%-*}"
+      [[ "$other" < "$stamp" ]] || continue
+      if [[ "${other:0:11}" == "${stamp:0:11}" ]]; then first_hour=false; fi
+      if [[ "${other:0:8}" == "${stamp:0:8}" ]]; then first_day=false; fi
+    done < <(complete_backups "$keys")
+  else
+    log "WARNING: could not list ${S3_PREFIX}/etcd/; locking this backup for the longest tier"
+  fi
+  if "$first_hour" && ((hourly_seconds > seconds)); then seconds=$hourly_seconds; fi
+  if "$first_day" && ((daily_seconds > seconds)); then seconds=$daily_seconds; fi
+  until="$(date -u -d "@$(($(stamp_epoch "$stamp") + seconds))" +%Y-%m-%dT%H:%M:%SZ)"
+  object_lock_args=(--object-lock-mode "$BACKUP_OBJECT_LOCK_MODE" --object-lock-retain-until-date "$until")
+  log "objects of this backup are locked (${BACKUP_OBJECT_LOCK_MODE}) until ${until}"
+}
 
 # put_file FILE KEY [ARGS...]: puts FILE (a small body: a sidecar, a signature, a body shorter
 # than one part) at KEY with one put-object, S3_UPLOAD_ATTEMPTS attempts; ARGS go to put-object.
@@ -338,17 +433,52 @@ abort_multipart() {
   open_multipart=()
 }
 
+# relock KEY VERSION [ARGS...]: when ARGS (upload_stream's) hold --object-lock-mode MODE and
+# --object-lock-retain-until-date DATE, puts that retention on version VERSION of KEY (its latest
+# version when VERSION is empty) with put-object-retention, S3_UPLOAD_ATTEMPTS attempts. For a
+# completed multipart upload: Ceph RGW 16.2 (what Hetzner Object Storage runs) accepts the lock
+# headers on create-multipart-upload but leaves the completed object unlocked (tests/
+# etcdBackup.test.ts shows it against a real RGW). Where the headers did take, this repeats the
+# same mode and date, which Object Lock allows (it refuses only a shorter COMPLIANCE date).
+relock() {
+  local key="$1" version="$2" mode="" until="" i attempt=1 pause="$S3_RETRY_SECONDS"
+  shift 2
+  local -a args=("$@") which=()
+  for ((i = 0; i < ${#args[@]}; i++)); do
+    case "${args[i]}" in
+      --object-lock-mode) mode="${args[i + 1]:-}" ;;
+      --object-lock-retain-until-date) until="${args[i + 1]:-}" ;;
+    esac
+  done
+  [[ -n "$mode" && -n "$until" ]] || return 0
+  if [[ -n "$version" && "$version" != None && "$version" != null ]]; then which=("--version-id=${version}"); fi
+  while ! s3 s3api put-object-retention --bucket "$S3_BUCKET" --key "$key" "${which[@]}" \
+    --retention "Mode=${mode},RetainUntilDate=${until}" >>"$aws_log" 2>&1; do
+    if ((attempt >= S3_UPLOAD_ATTEMPTS)); then
+      log "setting the Object Lock retention of ${key} failed after ${attempt} attempt(s)"
+      return 1
+    fi
+    log "setting the Object Lock retention of ${key} failed (attempt ${attempt}/${S3_UPLOAD_ATTEMPTS}); retrying in ${pause}s"
+    sleep "$pause"
+    attempt=$((attempt + 1))
+    pause=$((pause * 2))
+  done
+  log "locked s3://${S3_BUCKET}/${key} (${mode}) until ${until} on its completed version"
+}
+
 # upload_stream KEY [ARGS...]: uploads stdin to KEY; every upload of this script goes through
 # here. ARGS go to the call that creates the object, put-object or create-multipart-upload (both
 # take the Object Lock options: --object-lock-mode MODE --object-lock-retain-until-date DATE,
-# --object-lock-legal-hold-status ON). A body shorter than one part (S3_PART_MB) is one
+# --object-lock-legal-hold-status ON). A body shorter than one part (S3_PART_SIZE_MIB) is one
 # put-object; a longer one a multipart upload: parts are read off the stream into scratch, each
-# uploaded while the next is read (two parts on disk at most), then completed. When
-# stream_producer holds a PID (the process writing the body), it must exit 0 before the object
-# is created, so a producer that fails half way never leaves a truncated object: on any failure
-# the multipart upload is aborted (no object) and upload_stream fails.
+# uploaded while the next is read (two parts on disk at most), then completed, and the completed
+# version gets the retention of ARGS again (relock). When stream_producer holds a PID (the
+# process writing the body), it must exit 0 before the object is created, so a producer that
+# fails half way never leaves a truncated object: on any failure the multipart upload is aborted
+# (no object) and upload_stream fails. A completed object whose retention cannot be set fails
+# the upload too (it is one of the run's uploads, removed again when the run fails).
 upload_stream() {
-  local key="$1" dir="$work/parts" part=1 chunk next pid failed=0 id etag i producer="${stream_producer:-}"
+  local key="$1" dir="$work/parts" part=1 chunk next pid failed=0 id etag i version producer="${stream_producer:-}"
   shift
   mkdir -p -- "$dir"
   chunk="$dir/1"
@@ -395,11 +525,15 @@ upload_stream() {
       etag="$(cat -- "$dir/${i}.etag")"
       jq -cn --arg etag "$etag" --argjson number "$i" '{ETag: $etag, PartNumber: $number}'
     done | jq -s '{Parts: .}' >"$dir/parts.json"
-    if s3 s3api complete-multipart-upload --bucket "$S3_BUCKET" --key "$key" --upload-id="$id" \
-      --multipart-upload "file://$dir/parts.json" >>"$aws_log" 2>&1; then
+    if version="$(s3 s3api complete-multipart-upload --bucket "$S3_BUCKET" --key "$key" --upload-id="$id" \
+      --multipart-upload "file://$dir/parts.json" --query VersionId --output text 2>>"$aws_log")"; then
       open_multipart=()
       rm -f -- "$dir"/*.etag "$dir/parts.json"
       log "uploaded s3://${S3_BUCKET}/${key} (${part} part(s))"
+      if ! relock "$key" "$version" "$@"; then
+        show_log "$aws_log"
+        return 1
+      fi
       return 0
     fi
     log "completing the multipart upload of ${key} failed; aws said:"
@@ -453,7 +587,7 @@ publish() {
 # ---------------------------------------------------------------------------------------------
 # 1. Snapshot from the first healthy endpoint.
 
-stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+stamp="$(epoch_stamp "$now_epoch")"
 snapshot="$work/snapshot.db"
 used_endpoint=""
 for endpoint in "${endpoints[@]}"; do
@@ -546,6 +680,7 @@ pack() {
 
 base="${stamp}-r${revision}.db${suffix}"
 key="${S3_PREFIX}/etcd/${base}"
+lock_args
 mkfifo -- "$work/stream.fifo"
 # The producer: the stream, and next to it the check of the snapshot's own hash; both must
 # succeed before upload_stream creates the object.
@@ -592,8 +727,9 @@ fi
 
 # ---------------------------------------------------------------------------------------------
 # 4. Signatures and sidecars: the PKI's, then the snapshot's sidecar last (the completion
-# marker). The objects are exactly what was sent: CompleteMultipartUpload assembles the parts
-# named by their ETags, and put-object bodies go with their Content-Length.
+# marker), each under the backup's Object Lock like the objects they vouch for. The objects are
+# exactly what was sent: CompleteMultipartUpload assembles the parts named by their ETags, and
+# put-object bodies go with their Content-Length.
 
 if [[ -n "$pki_key" ]]; then publish "$work/pki.sum" "$pki_key"; fi
 publish "$work/object.sum" "$key"
@@ -604,40 +740,102 @@ log "backup complete: s3://${S3_BUCKET}/${key}"
 # 5. Retention, by the UTC stamp in each key name.
 
 deleted=()
+locked=()
+
+# lock_unexpired KEY: KEY's latest version is under an Object Lock retention that has not expired
+# by the real clock (the storage's, not BACKUP_NOW); prints the retain-until date.
+lock_unexpired() {
+  local until
+  until="$(s3 s3api head-object --bucket "$S3_BUCKET" --key "$1" --query ObjectLockRetainUntilDate \
+    --output text 2>>"$aws_log")" || return 1
+  [[ -n "$until" && "$until" != None ]] || return 1
+  (($(date -u -d "$until" +%s 2>/dev/null || echo 0) > $(date -u +%s))) || return 1
+  printf '%s' "$until"
+}
+
+# list_all_keys PREFIX: every key under PREFIX that has a version or a delete marker, one a line:
+# a key hidden by a delete marker (which anyone with the bucket's key can place) still holds
+# billed versions that retention has to remove. Falls back to list_keys where versions cannot
+# be listed.
+list_all_keys() {
+  local listing
+  if listing="$(s3 s3api list-object-versions --bucket "$S3_BUCKET" --prefix "$1" --output json 2>>"$aws_log")"; then
+    jq -r '[(.Versions // [])[], (.DeleteMarkers // [])[]] | map(.Key) | unique | .[]' <<<"$listing"
+  else
+    list_keys "$1"
+  fi
+}
+
+# is_backup_signature KEY: KEY is a sidecar's signature (<key>.sha256.sig).
+is_backup_signature() { [[ "$1" == *.sha256.sig ]]; }
+
+# retention: keeps the union of the tiers (see --help) over the complete backups, deletes every
+# other backup (its sidecar, signature and snapshot, and the PKI of its stamp with its sidecar
+# and signature), and leftovers without a sidecar older than the BACKUP_KEEP_ALL_HOURS tier. The
+# first complete backup of an hour (day) represents it, as lock_args assumed when it was
+# uploaded.
 retention() {
-  local cutoff keys pki_keys k b stamp_of complete=() kept=0
-  cutoff="$(date -u -d "@$(($(date -u +%s) - BACKUP_RETENTION_DAYS * 86400))" +%Y%m%dT%H%M%SZ)"
+  local keys all_keys pki_keys k b stamp_of until complete=() kept=0 newest=0
+  local cut_all cut_hourly cut_daily
+  cut_all="$(epoch_stamp $((now_epoch - all_seconds)))"
+  cut_hourly="$(epoch_stamp $((now_epoch - hourly_seconds)))"
+  cut_daily="$(epoch_stamp $((now_epoch - daily_seconds)))"
   keys="$(list_keys "${S3_PREFIX}/etcd/")" || return 1
-  pki_keys="$(list_keys "${S3_PREFIX}/pki/")" || return 1
-  local -A keep_stamp=() doomed=()
-  # Complete backups, newest first.
+  local -A keep_stamp=() first_of_hour=() first_of_day=() doomed=()
+  # Complete backups, newest first; the first of each hour and day is the last one seen.
   while IFS= read -r k; do
     if [[ -n "$k" ]]; then complete+=("$k"); fi
   done < <(complete_backups "$keys")
   for k in "${complete[@]}"; do
     b="${k##*/}"
     stamp_of="${b%%-*}"
-    if ((kept < BACKUP_KEEP_LAST)) || [[ ! "$stamp_of" < "$cutoff" ]]; then
+    first_of_hour["${stamp_of:0:11}"]="$stamp_of"
+    first_of_day["${stamp_of:0:8}"]="$stamp_of"
+  done
+  for k in "${complete[@]}"; do
+    b="${k##*/}"
+    stamp_of="${b%%-*}"
+    newest=$((newest + 1))
+    if ((newest <= BACKUP_KEEP_LAST)) || [[ "$stamp_of" > "$cut_all" ]] ||
+      { [[ "$stamp_of" > "$cut_hourly" ]] && [[ "${first_of_hour[${stamp_of:0:11}]}" == "$stamp_of" ]]; } ||
+      { [[ "$stamp_of" > "$cut_daily" ]] && [[ "${first_of_day[${stamp_of:0:8}]}" == "$stamp_of" ]]; }; then
       kept=$((kept + 1))
       keep_stamp["$stamp_of"]=1
     fi
   done
-  # Everything (complete or not) whose stamp is older than the cutoff and not kept goes.
+  # Everything not kept goes: complete backups outside every tier, and leftovers (no sidecar, or
+  # hidden by a delete marker) older than the every-backup tier (younger ones may be a run still
+  # uploading).
+  all_keys="$(list_all_keys "${S3_PREFIX}/etcd/")" || return 1
+  pki_keys="$(list_all_keys "${S3_PREFIX}/pki/")" || return 1
   while IFS= read -r k; do
     [[ -n "$k" ]] || continue
     b="${k##*/}"
     stamp_of="${b%%[-.]*}"
     [[ "$stamp_of" =~ ^[0-9]{8}T[0-9]{6}Z$ ]] || continue
-    if [[ "$stamp_of" < "$cutoff" && -z "${keep_stamp[$stamp_of]:-}" ]]; then doomed["$k"]=1; fi
-  done <<<"$keys"$'\n'"$pki_keys"
-  # Sidecars first: a backup never looks complete while its snapshot (or PKI) is being deleted.
-  # One key a line: keys are never split or globbed.
-  local -a sidecars=() objects=()
+    if [[ ! "$stamp_of" > "$cut_all" && -z "${keep_stamp[$stamp_of]:-}" ]]; then doomed["$k"]=1; fi
+  done <<<"$all_keys"$'\n'"$pki_keys"
+  # Sidecars first: a backup never looks complete while its snapshot (or PKI) is being deleted;
+  # then signatures (a sidecar never stands without its signature); then the objects. One key a
+  # line: keys are never split or globbed.
+  local -a sidecars=() signatures=() objects=()
   for k in "${!doomed[@]}"; do
-    if is_backup_sidecar "$k"; then sidecars+=("$k"); else objects+=("$k"); fi
+    if is_backup_sidecar "$k"; then
+      sidecars+=("$k")
+    elif is_backup_signature "$k"; then
+      signatures+=("$k")
+    else
+      objects+=("$k")
+    fi
   done
   while IFS= read -r k; do
     [[ -n "$k" ]] || continue
+    if [[ "$BACKUP_OBJECT_LOCK_MODE" != none ]] && until="$(lock_unexpired "$k")"; then
+      # Its lock outlasts its tiers (a tier was shortened): a later run deletes it.
+      locked+=("$k")
+      log "left s3://${S3_BUCKET}/${k}: under Object Lock until ${until}"
+      continue
+    fi
     if delete_key_all_versions "$k"; then
       deleted+=("$k")
     else
@@ -645,9 +843,10 @@ retention() {
     fi
   done < <(
     printf '%s\n' "${sidecars[@]}" | sort -r
+    printf '%s\n' "${signatures[@]}" | sort -r
     printf '%s\n' "${objects[@]}" | sort -r
   )
-  log "retention: kept ${kept} complete backup(s) (newest ${BACKUP_KEEP_LAST} always, others newer than ${cutoff}); deleted ${#deleted[@]} object(s)"
+  log "retention: kept ${kept} complete backup(s) (every one newer than ${cut_all}, the first of each hour newer than ${cut_hourly}, of each day newer than ${cut_daily}, the newest ${BACKUP_KEEP_LAST}); deleted ${#deleted[@]} object(s), ${#locked[@]} still locked"
 }
 retention_status=0
 retention || retention_status=$?
@@ -660,8 +859,10 @@ jq -cn --arg key "$key" --argjson revision "$revision" --arg hash "$hash" --argj
   --argjson snapshotBytes "$snapshot_bytes" --argjson size "$size" --arg sha256 "$sha256" \
   --arg endpoint "$used_endpoint" --arg encryption "$BACKUP_ENCRYPTION" --arg pkiKey "$pki_key" \
   --argjson deleted "$(printf '%s\n' "${deleted[@]}" | jq -R 'select(length > 0)' | jq -s .)" \
+  --argjson locked "$(printf '%s\n' "${locked[@]}" | jq -R 'select(length > 0)' | jq -s .)" \
   --argjson seconds "$((SECONDS - start_seconds))" \
   '{key: $key, revision: $revision, hash: $hash, totalKeys: $totalKeys, snapshotBytes: $snapshotBytes,
     size: $size, sha256: $sha256, endpoint: $endpoint, encryption: $encryption,
-    pkiKey: (if $pkiKey == "" then null else $pkiKey end), deleted: $deleted, seconds: $seconds}'
+    pkiKey: (if $pkiKey == "" then null else $pkiKey end), deleted: $deleted, locked: $locked,
+    seconds: $seconds}'
 exit "$retention_status"
