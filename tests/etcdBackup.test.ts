@@ -52,6 +52,8 @@ let colleagueKey: AgeKey;
 let pkiDir: string;
 let secrets: string[];
 let signingKeyFile: string;
+/** The public half, which the restore verifies each backup's signature with. */
+let signingPublicKey: string;
 
 beforeAll(async () => {
   requireBackupTools();
@@ -65,6 +67,7 @@ beforeAll(async () => {
   colleagueKey = makeAgeKey(tmp, "colleague");
   const signingKey = makeSigningKey(tmp, "backup-signing");
   signingKeyFile = signingKey.file;
+  signingPublicKey = signingKey.publicKey;
   s3 = await startRgw();
   cluster = await EtcdCluster.create({ baseDir: tmp });
   await cluster.startAll();
@@ -109,6 +112,7 @@ function restoreEnv(prefix: string, identity: AgeKey | null = ageKey): NodeJS.Pr
     S3_BUCKET: s3.bucket,
     S3_PREFIX: prefix,
     S3_REGION: s3.region,
+    BACKUP_SIGNING_PUBLIC_KEY: signingPublicKey,
     ...(identity ? { BACKUP_AGE_IDENTITY_FILE: identity.file } : {}),
   };
 }

@@ -41,7 +41,8 @@ import {
   opsDir,
   waitUntil,
 } from "./support/etcdCluster";
-import { S3Server, startS3Server } from "./support/s3Server";
+import { startRgw } from "./support/rgw";
+import { S3Server } from "./support/s3Server";
 import { expectNoSecrets } from "./support/secrets";
 import { requireTool } from "./support/tools";
 
@@ -200,12 +201,9 @@ class SimulatedKubelet {
 
 const drillEntries: [string, string][] = [...Array(2000)].map((_, i) => [`/registry/restore/k${i}`, `v${i}`]);
 
-/**
- * The object storage of the drills. s3rver today; a real Ceph RGW (tests/support/rgw.ts, the
- * same S3Server interface) is a one-line switch here.
- */
+/** The object storage of the drills: a real Ceph RGW (tests/support/rgw.ts), what Hetzner runs. */
 function startStorage(): Promise<S3Server> {
-  return startS3Server();
+  return startRgw();
 }
 
 /**

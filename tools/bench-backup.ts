@@ -4,7 +4,8 @@
  * Measures the etcd backup and restore scripts against the bare minimum, on this machine:
  * a 3-member loopback etcd (Debian's etcd) filled to about --size-mb with --value-kb values
  * (random bytes, base64: about as compressible as a Kubernetes database that holds Secrets and
- * ConfigMaps; zstd gains little), and s3rver as the object store, then
+ * ConfigMaps; zstd gains little), and a real Ceph RGW on 127.0.0.1 (tests/support/rgw.ts: one
+ * memstore OSD, Object Lock on) as the object store, then
  *   (a) etcd-backup.sh end to end (snapshot, status, then one stream: zstd, age, sha256 and the
  *       snapshot's own sha256 check, multipart upload of --part-mb parts (S3_PART_SIZE_MIB);
  *       signed sidecars, retention)
@@ -14,9 +15,8 @@
  * and prints a table with seconds, sizes and ratios. Use the figures to set the CronJob's
  * activeDeadlineSeconds and ETCD_SNAPSHOT_TIMEOUT / S3_TIMEOUT, and the restore RTO.
  *
- * s3rver writes every object to disk in the same Node process that parses the request, so on a
- * loaded machine it takes a good part of both (a) and (b); the ratio compares like with like,
- * the absolute upload seconds are the store's as much as the script's.
+ * The gateway runs on the same 2 cores, so it takes a good part of both (a) and (b); the ratio
+ * compares like with like, the absolute upload seconds are the store's as much as the script's.
  */
 import { spawnSync } from "node:child_process";
 import { randomBytes } from "node:crypto";
@@ -34,7 +34,8 @@ import {
   jobsDir,
   opsDir,
 } from "../tests/support/etcdCluster";
-import { awsBinary, startS3Server } from "../tests/support/s3Server";
+import { startRgw } from "../tests/support/rgw";
+import { awsBinary } from "../tests/support/s3Server";
 import { numberOption, stringOption } from "./options";
 
 const sizeMb = numberOption("size-mb", 1024);
@@ -63,7 +64,7 @@ function check(what: string, result: ScriptResult | { status: number | null; std
 async function main() {
   requireBackupTools();
   const dir = fs.mkdtempSync(path.join(baseDir, "bench-backup-"));
-  const s3 = await startS3Server();
+  const s3 = await startRgw();
   const quota = Math.max(2 * 1024 ** 3, Math.ceil(sizeMb * 1024 ** 2 * 3));
   const cluster = await EtcdCluster.create({ baseDir: dir, quotaBackendBytes: Math.min(quota, 8 * 1024 ** 3) });
   try {
@@ -98,6 +99,7 @@ async function main() {
     console.error(`filled in ${seconds(fillMs)} s`);
 
     const key = makeAgeKey(dir, "bench");
+    const signer = makeSigningKey(dir, "backup-signing");
     const s3Env = {
       ...s3.env,
       S3_ENDPOINT: s3.endpoint,
@@ -115,7 +117,7 @@ async function main() {
           ...s3Env,
           ETCD_ENDPOINTS: cluster.endpoints.join(","),
           BACKUP_AGE_RECIPIENTS: key.recipient,
-          BACKUP_SIGNING_KEY_FILE: makeSigningKey(dir, "backup-signing").file,
+          BACKUP_SIGNING_KEY_FILE: signer.file,
           S3_PART_SIZE_MIB: String(partMb),
           PKI_DIR: path.join(dir, "no-pki"),
           BACKUP_WORK_DIR: dir,
@@ -160,7 +162,7 @@ async function main() {
       runScript(
         path.join(opsDir, "etcd-restore.sh"),
         ["fetch", "--key", summary.key, "--out", fetched],
-        { ...s3Env, BACKUP_AGE_IDENTITY_FILE: key.file },
+        { ...s3Env, BACKUP_AGE_IDENTITY_FILE: key.file, BACKUP_SIGNING_PUBLIC_KEY: signer.publicKey },
         3_600_000,
       ),
     );
