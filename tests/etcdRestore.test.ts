@@ -212,7 +212,13 @@ function startStorage(): Promise<S3Server> {
  * signature at KEY.sha256.sig), for the objects the drills plant or alter themselves.
  */
 function signBackup(s3: S3Server, key: string, signer: SigningKey) {
-  const r = spawnSync("/usr/bin/ssh-keygen", ["-q", "-Y", "sign", "-f", signer.file, "-n", "etcd-backup"], {
+  // ssh-keygen signs only with an owner-only key file; the job copies its mounted key likewise.
+  const ownerOnly = `${signer.file}.0600`;
+  if (!fs.existsSync(ownerOnly)) {
+    fs.copyFileSync(signer.file, ownerOnly);
+    fs.chmodSync(ownerOnly, 0o600);
+  }
+  const r = spawnSync("/usr/bin/ssh-keygen", ["-q", "-Y", "sign", "-f", ownerOnly, "-n", "etcd-backup"], {
     input: s3.get(`${key}.sha256`),
   });
   if (r.status !== 0) throw new Error(`ssh-keygen -Y sign failed: ${r.stderr.toString()}`);
