@@ -43,7 +43,8 @@ interface Sample {
   serverTypes?: Record<string, string>;
   /**
    * A rolling change an operator's script makes node by node before `pulumi up` (the reason
-   * names it): the program itself changes no node, and the named test proves the node order.
+   * names it), or one whose sample direction changes no node (the other direction does): the
+   * program itself changes no node in this step, and the named test proves the node order.
    */
   rolledBy?: string;
   /** A check the program fails today, and what the harness shows: the case is `test.failing`. */
@@ -95,6 +96,15 @@ const samples: Record<string, Sample> = {
       check: "both",
       shows: "update bootstrap-cp-1-member @cp-1 runs create is before the preflight; cp-1 and cp-2 alternate",
     },
+  },
+  // The API server certificates get the new addresses node by node (apiserver-sans.sh); the
+  // kubeadm files, the members and the CNI keep the endpoint the nodes use.
+  apiDnsName: { edit: { apiDnsName: "api2.prod-nbg1.k8s.example.com" } },
+  // Off: the public addresses stay SANs, so no certificate changes; the stack's kubeconfig moves
+  // to apiDnsName, and the load balancer's public interface goes (in place).
+  loadBalancerPublicInterface: {
+    edit: { loadBalancerPublicInterface: false },
+    rolledBy: "tests/apiEndpointChange.test.ts (turned on: the SAN steps node by node)",
   },
   reservedIpFailover: { edit: { reservedIpFailover: false } },
   certificateRenewal: { edit: { certificateRenewal: "2027-05-01" } },
@@ -228,13 +238,14 @@ function changesNothing(o: OpReport, result: StepResult, before: StackState): bo
 const scriptsDir = path.join(__dirname, "..", "scripts", "node");
 /**
  * Whether a node script runs the /readyz and etcd health gates (scripts/node/lib.sh
- * wait_for_control_plane), itself or through the child it runs (kubeadm-member.sh runs
- * kubeadm-init.sh or kubeadm-join.sh).
+ * wait_for_control_plane, or its own /readyz check with lib.sh etcd_cluster_healthy:
+ * apiserver-sans.sh's local_apiserver_ready asks this node's API server, not the endpoint),
+ * itself or through the child it runs (kubeadm-member.sh runs kubeadm-init.sh or kubeadm-join.sh).
  */
 function gated(script: string): boolean {
   const text = fs.readFileSync(path.join(scriptsDir, script), "utf8");
   if (/\bwait_for_control_plane\b/.test(text)) return true;
-  if (/\bapiserver_ready\b/.test(text) && /\betcd_cluster_healthy\b/.test(text)) return true;
+  if (/\b(local_)?apiserver_ready\b/.test(text) && /\betcd_cluster_healthy\b/.test(text)) return true;
   const children = [...text.matchAll(/\b(kubeadm-(?:init|join)\.sh)\b/g)].map((m) => m[1]);
   return children.some((c) => c !== script && gated(c));
 }

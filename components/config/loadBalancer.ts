@@ -4,7 +4,7 @@ import { loadBalancerAlgorithms, loadBalancerTypes } from "../hetzner/facts";
 import { Addressing, derivedAddress, pinnedAddressError } from "./network";
 import { hostAt } from "./cidr";
 import { failoverBudgetSeconds, loadBalancerWorstCase } from "./failoverBudget";
-import { boolean, complete, inRange, integer, isOneOf, live, oneOf, Reader, refused, string } from "./schema";
+import { boolean, complete, inRange, integer, isOneOf, live, oneOf, Reader, refused, rolling, string } from "./schema";
 
 export const healthCheckModes = ["tcp", "readyz"] as const;
 export type HealthCheckMode = (typeof healthCheckModes)[number];
@@ -21,8 +21,8 @@ export const loadBalancerSettings = {
     ),
   ),
   loadBalancerPublicInterface: boolean(
-    refused(
-      "the public addresses are certificate SANs kubeadm init wrote; a running cluster never re-reads them (and turning it off cuts off public kubeconfigs)",
+    rolling(
+      "a running cluster: turned on, every API server certificate gets the load balancer's public addresses as SANs, one node at a time behind the /readyz and etcd health gates (scripts/node/apiserver-sans.sh), and the stack's kubeconfig moves to them after the last node; turned off, the addresses stay SANs for this update and the kubeconfig moves to apiDnsName or the reserved IP: WARNING, every kubeconfig that names a public address stops working (docs/runbooks/api-endpoint-change.md)",
     ),
   ),
   healthCheckMode: string(

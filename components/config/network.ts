@@ -89,7 +89,9 @@ export const networkSettings = {
     ),
   ),
   apiDnsName: string(
-    creationTime("the controlPlaneEndpoint and certificate SAN kubeadm init wrote into every kubeconfig"),
+    rolling(
+      "a running cluster: every API server certificate gets the new name as a SAN, one node at a time behind the /readyz and etcd health gates (scripts/node/apiserver-sans.sh); the old name stays a SAN and stays the nodes' controlPlaneEndpoint (every node's kubeconfigs and /etc/hosts name it), and the stack's kubeconfig moves to the new name only after every node serves it (docs/runbooks/api-endpoint-change.md)",
+    ),
     (v) =>
       v === "" || /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/.test(v)
         ? undefined
