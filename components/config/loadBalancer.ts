@@ -22,7 +22,7 @@ export const loadBalancerSettings = {
   ),
   loadBalancerPublicInterface: boolean(
     rolling(
-      "a running cluster: turned on, every API server certificate gets the load balancer's public addresses as SANs, one node at a time behind the /readyz and etcd health gates (scripts/node/apiserver-sans.sh), and the stack's kubeconfig moves to them after the last node; turned off, the addresses stay SANs for this update and the kubeconfig moves to apiDnsName or the reserved IP: WARNING, every kubeconfig that names a public address stops working (docs/runbooks/api-endpoint-change.md)",
+      "on: the public IPs become SANs node by node behind the gates (apiserver-sans.sh), the kubeconfig moves last; off: they stay SANs, but every kubeconfig that names them stops working",
     ),
   ),
   healthCheckMode: string(

@@ -90,7 +90,7 @@ export const networkSettings = {
   ),
   apiDnsName: string(
     rolling(
-      "a running cluster: every API server certificate gets the new name as a SAN, one node at a time behind the /readyz and etcd health gates (scripts/node/apiserver-sans.sh); the old name stays a SAN and stays the nodes' controlPlaneEndpoint (every node's kubeconfigs and /etc/hosts name it), and the stack's kubeconfig moves to the new name only after every node serves it (docs/runbooks/api-endpoint-change.md)",
+      "each API server certificate gets the new name as a SAN, node by node behind the gates (apiserver-sans.sh); earlier names stay SANs, the nodes keep their endpoint, the kubeconfig moves last",
     ),
     (v) =>
       v === "" || /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/.test(v)
