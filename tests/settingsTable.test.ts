@@ -43,8 +43,7 @@ interface Sample {
   serverTypes?: Record<string, string>;
   /**
    * A rolling change an operator's script makes node by node before `pulumi up` (the reason
-   * names it), or one whose sample direction changes no node (the other direction does): the
-   * program itself changes no node in this step, and the named test proves the node order.
+   * names it): the program itself changes no node, and the named test proves the node order.
    */
   rolledBy?: string;
   /** A check the program fails today, and what the harness shows: the case is `test.failing`. */
@@ -100,12 +99,10 @@ const samples: Record<string, Sample> = {
   // The API server certificates get the new addresses node by node (apiserver-sans.sh); the
   // kubeadm files, the members and the CNI keep the endpoint the nodes use.
   apiDnsName: { edit: { apiDnsName: "api2.prod-nbg1.k8s.example.com" } },
-  // Off: the public addresses stay SANs, so no certificate changes; the stack's kubeconfig moves
-  // to apiDnsName, and the load balancer's public interface goes (in place).
-  loadBalancerPublicInterface: {
-    edit: { loadBalancerPublicInterface: false },
-    rolledBy: "tests/apiEndpointChange.test.ts (turned on: the SAN steps node by node)",
-  },
+  // Off: the public addresses stay SANs (each node's step finds its certificate as wanted); the
+  // stack's kubeconfig moves to apiDnsName after the last step (tests/apiEndpointChange.test.ts
+  // turns it on).
+  loadBalancerPublicInterface: { edit: { loadBalancerPublicInterface: false } },
   reservedIpFailover: { edit: { reservedIpFailover: false } },
   certificateRenewal: { edit: { certificateRenewal: "2027-05-01" } },
   // live
