@@ -5,6 +5,7 @@
 import * as hcloud from "@pulumi/hcloud";
 import * as pulumi from "@pulumi/pulumi";
 import { EtcdBackup } from "./components/etcd/backup";
+import { ApiServerSans, nodeEndpoint, servedAddresses } from "./components/lifecycle/apiServerSans";
 import { ClusterBootstrap } from "./components/lifecycle/bootstrap";
 import { KubeadmCertificates } from "./components/lifecycle/certificates";
 import { apiServerViaReservedIp, ClusterAccess, publicApiServer } from "./components/lifecycle/clusterAccess";
@@ -75,16 +76,22 @@ export = async (): Promise<StackOutputs> => {
     nodes: controlPlane.nodes,
   });
 
+  // The endpoint every node uses: the one the stack was created with, whatever apiDnsName says
+  // now (components/lifecycle/apiServerSans.ts). New nodes join through it as well.
+  const served = servedAddresses(cfg);
+  const endpoint = nodeEndpoint(cfg, served);
+  const runningCluster = typeof deployedCaCertHash === "string";
+
   const bootstrap = new ClusterBootstrap("bootstrap", {
     clusterName: cfg.clusterName,
     kubernetesVersion: cfg.kubernetesVersion,
     podCidr: cfg.podCidr,
     serviceCidr: cfg.serviceCidr,
-    apiDnsName: cfg.apiDnsName,
+    apiDnsName: endpoint.apiDnsName,
     loadBalancer: { privateIp: cfg.loadBalancer.privateIp, publicInterface: cfg.loadBalancer.publicInterface },
     reservedIpFailover: cfg.reservedIpFailover,
     nodes: controlPlane.nodes,
-    deployedCaCertHash: typeof deployedCaCertHash === "string" ? deployedCaCertHash : undefined,
+    deployedCaCertHash: runningCluster ? deployedCaCertHash : undefined,
     api,
     reservedIp,
     sshPrivateKey: secrets.sshPrivateKey,
@@ -107,11 +114,32 @@ export = async (): Promise<StackOutputs> => {
     sshPrivateKey: secrets.sshPrivateKey,
   });
 
+  // A running cluster's API server certificates get the addresses clients reach it by, node by
+  // node, after the other rolling chains, once they changed. A new cluster's certificates have
+  // them from init.
+  const sans =
+    runningCluster && served.rolled
+      ? new ApiServerSans("apiserver-sans", {
+          nodes: controlPlane.nodes,
+          privateIp: cfg.loadBalancer.privateIp,
+          served,
+          addresses: pulumi
+            .all([api.loadBalancer.ipv4, api.loadBalancer.ipv6, reservedIp.address])
+            .apply(([lbIpv4, lbIpv6, address]) => ({ lbIpv4, lbIpv6, reservedIp: address })),
+          after: certificates.complete,
+          sshPrivateKey: secrets.sshPrivateKey,
+        })
+      : undefined;
+
   const access = new ClusterAccess("access", {
     clusterName: cfg.clusterName,
     nodes: controlPlane.nodes,
-    // Through the reserved IP, the API answers only once a node holds it.
-    after: [certificates.complete, ...(apiServerViaReservedIp(cfg) ? bootstrap.reservedIpHolders : [])],
+    // Through the reserved IP, the API answers only once a node holds it. At a new address only
+    // once every node serves it: the last node's SAN step.
+    after: [
+      sans?.complete ?? certificates.complete,
+      ...(apiServerViaReservedIp(cfg) ? bootstrap.reservedIpHolders : []),
+    ],
     revision: certificates.revision,
     sshPrivateKey: secrets.sshPrivateKey,
     server: pulumi
@@ -132,7 +160,9 @@ export = async (): Promise<StackOutputs> => {
     cni: cfg.cni,
     podCidr: cfg.podCidr,
     nodes: cfg.nodes,
-    apiDnsName: cfg.apiDnsName,
+    // In-cluster clients on the nodes' host network reach the API at the nodes' endpoint (each
+    // node's /etc/hosts resolves it), not at a newer apiDnsName.
+    apiDnsName: endpoint.apiDnsName,
     loadBalancer: { privateIp: cfg.loadBalancer.privateIp },
     provider: access.provider,
   });

@@ -658,16 +658,21 @@ describe("what a change does on a running stack", () => {
       "podCidr",
       "serviceCidr",
       "nodeIps",
-      "apiDnsName",
       "loadBalancerPrivateIp",
-      "loadBalancerPublicInterface",
       "backupObjectLock",
     ] as const;
     for (const key of creationTime) expect([key, settings[key].change.effect]).toEqual([key, "refused"]);
   });
 
   test("node-by-node changes are rolling; firewall, load balancer and in-cluster objects are live", () => {
-    for (const key of ["kubernetesVersion", "certificateRenewal", "controlPlaneCount", "reservedIpFailover"] as const) {
+    for (const key of [
+      "kubernetesVersion",
+      "certificateRenewal",
+      "controlPlaneCount",
+      "reservedIpFailover",
+      "apiDnsName",
+      "loadBalancerPublicInterface",
+    ] as const) {
       expect([key, settings[key].change.effect]).toEqual([key, "rolling"]);
     }
     for (const key of [

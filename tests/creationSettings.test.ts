@@ -5,10 +5,12 @@
  * a brand-new stack takes any valid value; nodes may be added or removed at the end of nodeIps.
  * serverType (declared `rolling`: scripts/ops/resize-control-plane.sh resizes the servers one at a
  * time) is exported and compared the same way, and accepted once every control-plane server
- * Hetzner lists runs the new type.
+ * Hetzner lists runs the new type. apiDnsName and loadBalancerPublicInterface (declared `rolling`:
+ * the API server certificates get the new addresses node by node) are recorded and never refused,
+ * beside what the certificates carry and the endpoint the nodes use (deployed.ts `carried`).
  */
 import { settings } from "../components/config";
-import { comparedKeys, creationFacts, refusedKeys } from "../components/config/deployed";
+import { carried, comparedKeys, creationFacts, recordedKeys, refusedKeys } from "../components/config/deployed";
 import { offlineOrganization, runProgram } from "../tools/offline/harness";
 import { ListedServer, ProviderMocks } from "../tools/offline/mocks";
 import { loadStackConfig } from "../tools/offline/stackConfig";
@@ -51,17 +53,9 @@ const edits: Record<string, { overrides: Record<string, unknown>; shows: string 
     overrides: { nodeIps: ["10.20.1.11", "10.20.1.22", "10.20.1.13"] },
     shows: "nodes are added or removed at the end of the list, and a running node's address never changes",
   },
-  apiDnsName: {
-    overrides: { apiDnsName: "api2.prod-nbg1.k8s.example.com" },
-    shows: '"api2.prod-nbg1.k8s.example.com": refused on a running stack: it runs "api.prod-nbg1.k8s.example.com"',
-  },
   loadBalancerPrivateIp: {
     overrides: { loadBalancerPrivateIp: "10.20.1.251" },
     shows: '"10.20.1.251": refused on a running stack: it runs "10.20.1.250"',
-  },
-  loadBalancerPublicInterface: {
-    overrides: { loadBalancerPublicInterface: false },
-    shows: "false: refused on a running stack: it runs true",
   },
   cni: { overrides: { cni: "calico" }, shows: '"calico": refused on a running stack: it runs "cilium"' },
   backupBucket: {
@@ -92,9 +86,9 @@ describe("settings a running cluster cannot take", () => {
   test("every refused setting has an edit here, and the stack exports each one's value", () => {
     expect(Object.keys(edits).sort()).toEqual(refusedKeys(settings).sort());
     expect(Object.keys(deployed.creationSettings as object).sort()).toEqual(
-      [...comparedKeys(settings), ...Object.keys(creationFacts)].sort(),
+      [...comparedKeys(settings), ...Object.keys(creationFacts), ...Object.keys(carried)].sort(),
     );
-    expect(comparedKeys(settings).sort()).toEqual([...refusedKeys(settings), "serverType"].sort());
+    expect(comparedKeys(settings).sort()).toEqual([...refusedKeys(settings), "serverType", ...recordedKeys].sort());
     expect(deployed.creationSettings).toMatchObject({ kubeletCloudProvider: "external" });
     // No secret is among them.
     expect(Object.keys(deployed.creationSettings as object)).not.toContain("sshPrivateKey");
@@ -213,6 +207,63 @@ describe("settings a running cluster cannot take", () => {
       await expect(runStack({ serverType: "ccx33" }, { deployed: next })).resolves.toBeDefined();
       // A new stack takes any valid type without reading the servers.
       await expect(runStack({ serverType: "ccx33" })).resolves.toBeDefined();
+    });
+  });
+
+  describe("apiDnsName and loadBalancerPublicInterface: recorded, never refused; the nodes' endpoint and every served address carried", () => {
+    const settingsOf = (run: { revealedOutputs: Record<string, unknown> }) =>
+      run.revealedOutputs.creationSettings as Record<string, unknown>;
+
+    test("a new stack records this config's values", () => {
+      expect(deployed.creationSettings).toMatchObject({
+        apiDnsName: "api.prod-nbg1.k8s.example.com",
+        loadBalancerPublicInterface: true,
+        apiEndpointHost: "api.prod-nbg1.k8s.example.com",
+        apiServerDnsNames: ["api.prod-nbg1.k8s.example.com"],
+        apiServerPublicAddresses: true,
+        apiServerSansRolled: false,
+      });
+    });
+
+    test("accepted on the deployed stack; the next update still keeps the first name as the nodes' endpoint and a SAN", async () => {
+      const moved = await runStack(
+        { apiDnsName: "api2.prod-nbg1.k8s.example.com", loadBalancerPublicInterface: false },
+        { deployed },
+      );
+      expect(settingsOf(moved)).toMatchObject({
+        apiDnsName: "api2.prod-nbg1.k8s.example.com",
+        loadBalancerPublicInterface: false,
+        apiEndpointHost: "api.prod-nbg1.k8s.example.com",
+        apiServerDnsNames: ["api.prod-nbg1.k8s.example.com", "api2.prod-nbg1.k8s.example.com"],
+        apiServerPublicAddresses: true,
+        apiServerSansRolled: true,
+      });
+      const next = { kubernetesVersion: "1.34.2", creationSettings: settingsOf(moved) };
+      const again = await runStack({ apiDnsName: "api3.prod-nbg1.k8s.example.com" }, { deployed: next });
+      expect(settingsOf(again)).toMatchObject({
+        apiEndpointHost: "api.prod-nbg1.k8s.example.com",
+        apiServerDnsNames: [
+          "api.prod-nbg1.k8s.example.com",
+          "api2.prod-nbg1.k8s.example.com",
+          "api3.prod-nbg1.k8s.example.com",
+        ],
+        apiServerPublicAddresses: true,
+        apiServerSansRolled: true,
+      });
+    });
+
+    test("a stack that recorded apiDnsName but nothing carried yet: its recorded name (or the private IP) is the endpoint", async () => {
+      const older = Object.fromEntries(
+        Object.entries(deployed.creationSettings as object).filter(([k]) => !(k in carried)),
+      );
+      const run = await runStack(
+        { apiDnsName: "api2.prod-nbg1.k8s.example.com" },
+        { deployed: { kubernetesVersion: "1.34.2", creationSettings: older } },
+      );
+      expect(settingsOf(run).apiEndpointHost).toBe("api.prod-nbg1.k8s.example.com");
+      const noName = { ...older, apiDnsName: "" };
+      const fromIp = await runStack({}, { deployed: { kubernetesVersion: "1.34.2", creationSettings: noName } });
+      expect(settingsOf(fromIp).apiEndpointHost).toBe("10.20.1.250");
     });
   });
 

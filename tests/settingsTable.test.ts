@@ -96,6 +96,13 @@ const samples: Record<string, Sample> = {
       shows: "update bootstrap-cp-1-member @cp-1 runs create is before the preflight; cp-1 and cp-2 alternate",
     },
   },
+  // The API server certificates get the new addresses node by node (apiserver-sans.sh); the
+  // kubeadm files, the members and the CNI keep the endpoint the nodes use.
+  apiDnsName: { edit: { apiDnsName: "api2.prod-nbg1.k8s.example.com" } },
+  // Off: the public addresses stay SANs (each node's step finds its certificate as wanted); the
+  // stack's kubeconfig moves to apiDnsName after the last step (tests/apiEndpointChange.test.ts
+  // turns it on).
+  loadBalancerPublicInterface: { edit: { loadBalancerPublicInterface: false } },
   reservedIpFailover: { edit: { reservedIpFailover: false } },
   certificateRenewal: { edit: { certificateRenewal: "2027-05-01" } },
   // live
@@ -231,13 +238,14 @@ function changesNothing(o: OpReport, result: StepResult, before: StackState): bo
 const scriptsDir = path.join(__dirname, "..", "scripts", "node");
 /**
  * Whether a node script runs the /readyz and etcd health gates (scripts/node/lib.sh
- * wait_for_control_plane), itself or through the child it runs (kubeadm-member.sh runs
- * kubeadm-init.sh or kubeadm-join.sh).
+ * wait_for_control_plane, or its own /readyz check with lib.sh etcd_cluster_healthy:
+ * apiserver-sans.sh's local_apiserver_ready asks this node's API server, not the endpoint),
+ * itself or through the child it runs (kubeadm-member.sh runs kubeadm-init.sh or kubeadm-join.sh).
  */
 function gated(script: string): boolean {
   const text = fs.readFileSync(path.join(scriptsDir, script), "utf8");
   if (/\bwait_for_control_plane\b/.test(text)) return true;
-  if (/\bapiserver_ready\b/.test(text) && /\betcd_cluster_healthy\b/.test(text)) return true;
+  if (/\b(local_)?apiserver_ready\b/.test(text) && /\betcd_cluster_healthy\b/.test(text)) return true;
   const children = [...text.matchAll(/\b(kubeadm-(?:init|join)\.sh)\b/g)].map((m) => m[1]);
   return children.some((c) => c !== script && gated(c));
 }

@@ -12,6 +12,12 @@
  * A setting changed outside the program, node by node (`serverType`: declared `rolling`,
  * changed by scripts/ops/resize-control-plane.sh), is exported and compared the same way, but a
  * change is accepted once the servers as Hetzner lists them show it done ({@link doneLive}).
+ *
+ * The addresses clients reach the API by (`apiDnsName`, `loadBalancerPublicInterface`: declared
+ * `rolling`) are recorded too, never compared ({@link recordedKeys}): the next update keeps the
+ * deployed ones in the API server certificates (components/lifecycle/apiServerSans.ts). Beside
+ * them it records what the certificates carry and the endpoint the nodes use ({@link carried}),
+ * from update to update.
  */
 import type { ClusterConfig } from "./index";
 import type { Settings } from "./schema";
@@ -99,20 +105,87 @@ const doneHow: Record<string, string> = {
     "resize the servers one at a time first with scripts/ops/resize-control-plane.sh (docs/runbooks/resize-control-plane.md), then run pulumi up again",
 };
 
-/** The keys exported in `creationSettings`: the refused ones and those confirmed live. */
+/**
+ * Settings recorded in `creationSettings` and never compared: a change rolls out node by node,
+ * and the next update needs the deployed value (the API server certificates keep the deployed
+ * addresses, components/lifecycle/apiServerSans.ts).
+ */
+export const recordedKeys: readonly string[] = ["apiDnsName", "loadBalancerPublicInterface"];
+
+/**
+ * What the API server certificates of a running cluster carry, recorded and carried from update
+ * to update (computed from this config and the deployed `creationSettings`, never compared):
+ * - `apiEndpointHost`: the controlPlaneEndpoint host every node uses. kubeadm wrote it into each
+ *   node's kubeconfigs (kubelet.conf, admin.conf, controller-manager.conf, scheduler.conf),
+ *   kubeadm-config's controlPlaneEndpoint and (a DNS name) each node's /etc/hosts; it is what the
+ *   stack was created with and never moves (a later apiDnsName is one more address served).
+ * - `apiServerDnsNames`: every apiDnsName the stack has had, sorted: each stays a SAN, since a
+ *   client may still use it.
+ * - `apiServerPublicAddresses`: whether the load balancer's public addresses were ever SANs:
+ *   they stay SANs once they are.
+ * - `apiServerSansRolled`: whether the addresses ever changed on the running stack (apiDnsName or
+ *   loadBalancerPublicInterface differs from the recorded value): from then on the stack keeps
+ *   its per-node SAN steps; a stack whose addresses never changed has none (init made them).
+ * A stack that recorded apiDnsName and loadBalancerPublicInterface but not these yet ran its
+ * recorded values; a new stack (or one without the output) runs this config's.
+ */
+export const carried: Readonly<
+  Record<
+    string,
+    (cfg: Pick<ClusterConfig, "apiDnsName" | "loadBalancer">, deployed?: Record<string, unknown>) => CreationValue
+  >
+> = {
+  apiEndpointHost: (cfg, deployed) => {
+    const recorded = deployed?.apiEndpointHost;
+    if (typeof recorded === "string" && recorded !== "") return recorded;
+    const dns = deployed?.apiDnsName;
+    // The load balancer's private IP is refused, so a recorded "" meant this config's.
+    if (typeof dns === "string") return dns || cfg.loadBalancer.privateIp;
+    // components/hetzner/loadBalancer.ts controlPlaneHost, without importing the cloud resources.
+    return cfg.apiDnsName ?? cfg.loadBalancer.privateIp;
+  },
+  apiServerDnsNames: (cfg, deployed) => {
+    const recorded = Array.isArray(deployed?.apiServerDnsNames) ? deployed.apiServerDnsNames : [];
+    const names = [...recorded, deployed?.apiDnsName, cfg.apiDnsName];
+    return [...new Set(names.filter((n): n is string => typeof n === "string" && n !== ""))].sort();
+  },
+  apiServerSansRolled: (cfg, deployed) =>
+    deployed?.apiServerSansRolled === true ||
+    (typeof deployed?.apiDnsName === "string" && deployed.apiDnsName !== (cfg.apiDnsName ?? "")) ||
+    (typeof deployed?.loadBalancerPublicInterface === "boolean" &&
+      deployed.loadBalancerPublicInterface !== cfg.loadBalancer.publicInterface),
+  apiServerPublicAddresses: (cfg, deployed) =>
+    deployed?.apiServerPublicAddresses === true ||
+    deployed?.loadBalancerPublicInterface === true ||
+    cfg.loadBalancer.publicInterface,
+};
+
+/** The keys exported in `creationSettings` (besides the facts and {@link carried}): refused, confirmed live, recorded. */
 export function comparedKeys(settings: Settings): string[] {
-  return [...refusedKeys(settings), ...Object.keys(doneLive).filter((key) => key in settings)];
+  return [
+    ...refusedKeys(settings),
+    ...Object.keys(doneLive).filter((key) => key in settings),
+    ...recordedKeys.filter((key) => key in settings && settings[key].change.effect !== "refused"),
+  ];
 }
 
-/** The compared settings' values of this config, to export and to compare with the deployed ones. */
-export function creationSettings(settings: Settings, cfg: Omit<ClusterConfig, "creationSettings">): CreationSettings {
+/**
+ * The exported settings' values of this config, to export and to compare with the deployed ones,
+ * the facts, and the {@link carried} values (from `deployed`, the stack's `creationSettings` output).
+ */
+export function creationSettings(
+  settings: Settings,
+  cfg: Omit<ClusterConfig, "creationSettings">,
+  deployed?: Record<string, unknown>,
+): CreationSettings {
   const compared = comparedKeys(settings).map((key) => {
     const extract = extractors[key];
     if (!extract) throw new Error(`components/config/deployed.ts has no value for the compared setting ${key}`);
     return [key, extract(cfg)] as const;
   });
   const facts = Object.entries(creationFacts).map(([key, fact]) => [key, fact.value] as const);
-  return Object.fromEntries([...compared, ...facts]);
+  const kept = Object.entries(carried).map(([key, value]) => [key, value(cfg, deployed)] as const);
+  return Object.fromEntries([...compared, ...facts, ...kept]);
 }
 
 /**
@@ -147,6 +220,8 @@ export function creationChangeProblems(
 ): string[] {
   if (!deployed) return [];
   return Object.entries(wanted).flatMap(([key, value]) => {
+    // Recorded for the next update, never compared.
+    if (recordedKeys.includes(key) || key in carried) return [];
     const recorded = key in deployed;
     const fact = creationFacts[key];
     if (!recorded && (!fact || migrated.includes(key))) return [];

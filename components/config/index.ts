@@ -322,7 +322,7 @@ export function parseConfig(raw: RawConfig, live: LiveState = {}): ClusterConfig
     maintenance,
     monitoring,
   };
-  const creation = creationSettings(settings, parsed);
+  const creation = creationSettings(settings, parsed, raw.deployedSettings);
   // The runbook's node-by-node migration, stated done: the fact is taken as what the kubelets run.
   const migrated = parsed.cloud.kubeletCloudProviderMigrated ? ["kubeletCloudProvider"] : [];
   const refusals = creationChangeProblems(raw.project, settings, creation, raw.deployedSettings, live, migrated);

@@ -4,7 +4,7 @@ import { loadBalancerAlgorithms, loadBalancerTypes } from "../hetzner/facts";
 import { Addressing, derivedAddress, pinnedAddressError } from "./network";
 import { hostAt } from "./cidr";
 import { failoverBudgetSeconds, loadBalancerWorstCase } from "./failoverBudget";
-import { boolean, complete, inRange, integer, isOneOf, live, oneOf, Reader, refused, string } from "./schema";
+import { boolean, complete, inRange, integer, isOneOf, live, oneOf, Reader, refused, rolling, string } from "./schema";
 
 export const healthCheckModes = ["tcp", "readyz"] as const;
 export type HealthCheckMode = (typeof healthCheckModes)[number];
@@ -21,8 +21,8 @@ export const loadBalancerSettings = {
     ),
   ),
   loadBalancerPublicInterface: boolean(
-    refused(
-      "the public addresses are certificate SANs kubeadm init wrote; a running cluster never re-reads them (and turning it off cuts off public kubeconfigs)",
+    rolling(
+      "on: the public IPs become SANs node by node behind the gates (apiserver-sans.sh), the kubeconfig moves last; off: they stay SANs, but every kubeconfig that names them stops working",
     ),
   ),
   healthCheckMode: string(

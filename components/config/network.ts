@@ -89,7 +89,9 @@ export const networkSettings = {
     ),
   ),
   apiDnsName: string(
-    creationTime("the controlPlaneEndpoint and certificate SAN kubeadm init wrote into every kubeconfig"),
+    rolling(
+      "each API server certificate gets the new name as a SAN, node by node behind the gates (apiserver-sans.sh); earlier names stay SANs, the nodes keep their endpoint, the kubeconfig moves last",
+    ),
     (v) =>
       v === "" || /^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z]{2,63}$/.test(v)
         ? undefined
