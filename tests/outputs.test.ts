@@ -103,8 +103,11 @@ describe("the prod stack's outputs", () => {
     );
     expect(cmd.inputs.logging).toBe("none");
     expect(cmd.additionalSecretOutputs).toEqual(expect.arrayContaining(["stdout", "stderr"]));
-    // After the upgrade chain: never while an API server restarts for an upgrade.
-    expect(cmd.dependsOn).toContain(one(run, "upgrade-cp-3").urn);
+    // A new cluster (this run) has nothing to upgrade: the token waits for the last setup only,
+    // off the bring-up's critical path (tests/criticalPath.test.ts); on a running cluster it
+    // follows the upgrade chain (components/lifecycle/bootstrap.ts, NodeChains).
+    expect(cmd.dependsOn).toContain(one(run, "bootstrap-cp-3-member").urn);
+    expect(cmd.dependsOn).not.toContain(one(run, "upgrade-cp-3").urn);
     // Only a new id replaces it, the old token first (a same-id replacement must not delete the new one).
     expect(cmd.inputs.triggers).toEqual([id]);
     expect(cmd.deleteBeforeReplace).toBe(true);
