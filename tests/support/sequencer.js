@@ -7,16 +7,23 @@
 const Sequencer = require("@jest/test-sequencer").default;
 const path = require("node:path");
 
-/** Seconds each of the slowest suites takes on 2 busy cores (jest's per-suite times). */
+/** Seconds each of the slowest suites takes on 2 busy cores (jest's per-suite times, roughly halved from a loaded run). */
 const estimates = {
-  "etcdBackup.test.ts": 90,
-  "etcdRestore.test.ts": 45,
-  "etcdDefrag.test.ts": 40,
-  "previewGuard.test.ts": 35,
-  "plan.test.ts": 35,
-  "prometheusRules.test.ts": 35,
-  "nodeScripts.test.ts": 30,
-  "membership.test.ts": 28,
+  "etcdBackup.test.ts": 400,
+  "etcdRestore.test.ts": 300,
+  "backupStream.test.ts": 170,
+  "apiserverSans.test.ts": 130,
+  "settingsTable.test.ts": 110,
+  "nodeScripts.test.ts": 100,
+  "resize.test.ts": 90,
+  "kubeadmMember.test.ts": 90,
+  "plan.test.ts": 80,
+  "etcdDefrag.test.ts": 80,
+  "apiEndpointChange.test.ts": 70,
+  "prometheusRules.test.ts": 70,
+  "csrApprover.test.ts": 55,
+  "previewGuard.test.ts": 50,
+  "membership.test.ts": 35,
 };
 
 class SlowFirstSequencer extends Sequencer {
