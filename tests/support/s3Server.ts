@@ -116,3 +116,27 @@ export function bucketObjects(
     },
   };
 }
+
+/**
+ * The environment scripts/jobs/etcd-backup.sh reads (as components/etcd/backup.ts sets it),
+ * writing under `prefix` of `s3`'s bucket; `extra` adds or overrides variables.
+ */
+export function backupJobEnv(
+  s3: S3Server,
+  job: { etcdEndpoints: string[]; prefix: string; ageRecipients: string; signingKeyFile: string; pkiDir: string },
+  extra: NodeJS.ProcessEnv = {},
+): NodeJS.ProcessEnv {
+  return {
+    ...s3.env,
+    ETCD_ENDPOINTS: job.etcdEndpoints.join(","),
+    S3_ENDPOINT: s3.endpoint,
+    S3_BUCKET: s3.bucket,
+    S3_PREFIX: job.prefix,
+    S3_REGION: s3.region,
+    BACKUP_AGE_RECIPIENTS: job.ageRecipients,
+    BACKUP_SIGNING_KEY_FILE: job.signingKeyFile,
+    PKI_DIR: job.pkiDir,
+    S3_RETRY_SECONDS: "0",
+    ...extra,
+  };
+}
