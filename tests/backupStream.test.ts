@@ -40,7 +40,7 @@ import {
   SigningKey,
 } from "./support/etcdCluster";
 import { startRgw, RgwServer } from "./support/rgw";
-import { awsBinary } from "./support/s3Server";
+import { awsBinary, backupJobEnv } from "./support/s3Server";
 
 const backupScript = path.join(jobsDir, "etcd-backup.sh");
 const sshKeygen = "/usr/bin/ssh-keygen";
@@ -81,22 +81,19 @@ afterAll(async () => {
 });
 
 function backupEnv(prefix: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  return {
-    ...s3.env,
-    ETCD_ENDPOINTS: cluster.endpoints.join(","),
-    S3_ENDPOINT: s3.endpoint,
-    S3_BUCKET: s3.bucket,
-    S3_PREFIX: prefix,
-    S3_REGION: s3.region,
-    BACKUP_AGE_RECIPIENTS: ageKey.recipient,
-    BACKUP_SIGNING_KEY_FILE: signingKey.file,
-    PKI_DIR: pkiDir,
+  const job = {
+    etcdEndpoints: cluster.endpoints,
+    prefix,
+    ageRecipients: ageKey.recipient,
+    signingKeyFile: signingKey.file,
+    pkiDir,
+  };
+  return backupJobEnv(s3, job, {
     S3_PART_SIZE_MIB: "5",
     BACKUP_OBJECT_LOCK_MODE: "COMPLIANCE",
-    S3_RETRY_SECONDS: "0",
     BACKUP_WORK_DIR: tmp,
     ...extra,
-  };
+  });
 }
 
 interface Run {

@@ -27,7 +27,7 @@ import {
   opsDir,
 } from "./support/etcdCluster";
 import { startRgw, RgwServer } from "./support/rgw";
-import { awsBinary } from "./support/s3Server";
+import { awsBinary, backupJobEnv } from "./support/s3Server";
 
 // Every aws-cli call costs about a second of Python start-up, and a backup against RGW with
 // Object Lock and versioned deletes makes dozens; on 2 shared cores a test takes minutes.
@@ -90,19 +90,14 @@ afterAll(async () => {
 });
 
 function backupEnv(prefix: string, extra: NodeJS.ProcessEnv = {}): NodeJS.ProcessEnv {
-  return {
-    ...s3.env,
-    ETCD_ENDPOINTS: cluster.endpoints.join(","),
-    S3_ENDPOINT: s3.endpoint,
-    S3_BUCKET: s3.bucket,
-    S3_PREFIX: prefix,
-    S3_REGION: s3.region,
-    BACKUP_AGE_RECIPIENTS: ageKey.recipient,
-    BACKUP_SIGNING_KEY_FILE: signingKeyFile,
-    PKI_DIR: pkiDir,
-    S3_RETRY_SECONDS: "0",
-    ...extra,
+  const job = {
+    etcdEndpoints: cluster.endpoints,
+    prefix,
+    ageRecipients: ageKey.recipient,
+    signingKeyFile,
+    pkiDir,
   };
+  return backupJobEnv(s3, job, extra);
 }
 
 function restoreEnv(prefix: string, identity: AgeKey | null = ageKey): NodeJS.ProcessEnv {

@@ -11,6 +11,7 @@
 import * as fs from "node:fs";
 import * as path from "node:path";
 import { EtcdCluster, etcdctlBinary, waitUntil } from "./support/etcdCluster";
+import { addEtcdPod, etcdPodEnv, etcdPodExecArm } from "./support/etcdPodKubectl";
 import {
   Sandbox,
   at,
@@ -478,48 +479,11 @@ describe("membership.sh in the sandbox", () => {
 // ---------------------------------------------------------------------------------------------
 // Part 2: a real 3-member etcd on loopback.
 
-/**
- * `kubectl exec -n kube-system etcd-S -- etcdctl ARGS...` runs the real etcdctl with ARGS, as the
- * etcd container of a kubeadm node would: kubectl exec runs the command in the container and
- * exits with its status (k8s.io/kubectl pkg/cmd/exec/exec.go streams through client-go's
- * remotecommand, which reports a non-zero exit as a utilexec.CodeExitError; pkg/cmd/util/
- * helpers.go checkErr prints "command terminated with exit code N" and exits N). In the
- * container, https://127.0.0.1:2379 is S's own member (kubeadm's etcd listens on 127.0.0.1 and
- * the node IP) and the certificates are mounted at /etc/kubernetes/pki/etcd/: here the first is
- * S's loopback client URL ($FAKE_CAPTURE/etcd-pods/S; no file: no pod etcd-S) and the second the
- * test cluster's CA and client certificate. Every other endpoint (a member's client URL from the
- * member list) is used as it is.
- */
+/** The real etcdctl behind `kubectl exec etcd-S -- etcdctl ...` (tests/support/etcdPodKubectl.ts). */
 const realEtcdKubectl = `
 case "$*" in
   *" get --raw /readyz") echo ok ;;
-  *" -n kube-system exec etcd-"*" -- etcdctl "*)
-    argv=("$@") pod="" command=() mapped=()
-    for ((i = 0; i < $#; i++)); do
-      if [[ "\${argv[i]}" == exec ]]; then pod="\${argv[i + 1]}"; fi
-      if [[ "\${argv[i]}" == -- ]]; then command=("\${argv[@]:i + 2}"); break; fi
-    done
-    if [[ ! -f "$FAKE_CAPTURE/etcd-pods/\${pod#etcd-}" ]]; then
-      printf 'Error from server (NotFound): pods "%s" not found\\n' "$pod" >&2; exit 1
-    fi
-    local_url="$(<"$FAKE_CAPTURE/etcd-pods/\${pod#etcd-}")"
-    for a in "\${command[@]}"; do
-      case "$a" in
-        /etc/kubernetes/pki/etcd/ca.crt) a="$FAKE_ETCD_CACERT" ;;
-        /etc/kubernetes/pki/etcd/healthcheck-client.crt) a="$FAKE_ETCD_CERT" ;;
-        /etc/kubernetes/pki/etcd/healthcheck-client.key) a="$FAKE_ETCD_KEY" ;;
-        *://*)
-          IFS=, read -r -a urls <<<"$a"
-          for j in "\${!urls[@]}"; do [[ "\${urls[j]}" != https://127.0.0.1:2379 ]] || urls[j]="$local_url"; done
-          a="$(IFS=,; printf '%s' "\${urls[*]}")"
-          ;;
-      esac
-      mapped+=("$a")
-    done
-    status=0
-    ETCDCTL_API=3 "$FAKE_ETCDCTL" "\${mapped[@]}" || status=$?
-    if ((status != 0)); then echo "command terminated with exit code $status" >&2; exit "$status"; fi
-    ;;
+${etcdPodExecArm}
 ${kubectlNodeArms}
   *) echo "fake kubectl: unexpected $*" >&2; exit 99 ;;
 esac`;
@@ -543,17 +507,8 @@ describe("membership.sh against a real 3-member etcd", () => {
     // The fake maps exactly https://127.0.0.1:2379 to the local member: no real member may use it.
     expect(cluster.endpoints).not.toContain("https://127.0.0.1:2379");
     await cluster.startAll();
-    const tls = cluster.tls;
-    if (!tls) throw new Error("the cluster has no TLS");
-    sandbox = newSandbox("real", realEtcdKubectl, {
-      FAKE_ETCDCTL: etcdctlBinary,
-      FAKE_ETCD_CACERT: tls.caCert,
-      FAKE_ETCD_CERT: tls.clientCert,
-      FAKE_ETCD_KEY: tls.clientKey,
-      POLL_SECONDS: "0.2",
-    });
-    fs.mkdirSync(path.join(sandbox.capture, "etcd-pods"));
-    fs.writeFileSync(path.join(sandbox.capture, "etcd-pods", survivor), cluster.member(survivor).clientUrl);
+    sandbox = newSandbox("real", realEtcdKubectl, { ...etcdPodEnv(cluster), POLL_SECONDS: "0.2" });
+    addEtcdPod(sandbox, survivor, cluster.member(survivor).clientUrl);
     setNodes(sandbox, { "etcd-1": "True", "etcd-2": "True", "etcd-3": "True" });
   }, 90_000);
 

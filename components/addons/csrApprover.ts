@@ -15,7 +15,13 @@ import * as crypto from "node:crypto";
 import * as k8s from "@pulumi/kubernetes";
 import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../config";
-import { etcdJobMetadata, etcdJobScriptConfigMap, EtcdJobScripts, readEtcdJobScripts } from "../etcd/cronJob";
+import {
+  etcdJobMetadata,
+  etcdJobScriptConfigMap,
+  EtcdJobScripts,
+  lockedDownContainerSecurityContext,
+  readEtcdJobScripts,
+} from "../etcd/cronJob";
 
 /** The name of every object: ServiceAccount, ClusterRole(Binding), Deployment; the ConfigMap is `<name>-script`. */
 export const csrApproverName = "kubelet-csr-approver";
@@ -149,11 +155,7 @@ export function csrApproverDeployment(cfg: CsrApproverSettings, scripts: EtcdJob
                 failureThreshold: 3,
               },
               resources: { requests: { cpu: "10m", memory: "32Mi" }, limits: { memory: "128Mi" } },
-              securityContext: {
-                allowPrivilegeEscalation: false,
-                readOnlyRootFilesystem: true,
-                capabilities: { drop: ["ALL"] },
-              },
+              securityContext: lockedDownContainerSecurityContext(),
               volumeMounts: [
                 { name: "script", mountPath: scriptDir, readOnly: true },
                 { name: "tmp", mountPath: "/tmp" },

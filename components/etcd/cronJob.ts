@@ -156,6 +156,14 @@ export function etcdClientEnvironment(endpoints: string[]): { name: string; valu
   ];
 }
 
+/**
+ * The container securityContext of the project's job pods: no privilege escalation, a read-only
+ * root filesystem, no Linux capability (a fresh object per call).
+ */
+export function lockedDownContainerSecurityContext() {
+  return { allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ["ALL"] } };
+}
+
 export function etcdCronJobManifest(input: EtcdCronJobInput) {
   const files = scriptFiles(input.name, input.scripts);
   const scratch = input.scratch ?? [];
@@ -206,12 +214,8 @@ export function etcdCronJobManifest(input: EtcdCronJobInput) {
                     ? { envFrom: input.envFromSecrets.map((name) => ({ secretRef: { name } })) }
                     : {}),
                   resources: input.resources,
-                  securityContext: {
-                    allowPrivilegeEscalation: false,
-                    readOnlyRootFilesystem: true,
-                    // Root owns the key files it reads, so no capability is needed.
-                    capabilities: { drop: ["ALL"] },
-                  },
+                  // Root owns the key files it reads, so no capability is needed.
+                  securityContext: lockedDownContainerSecurityContext(),
                   volumeMounts: [
                     { name: "script", mountPath: scriptDir, readOnly: true },
                     ...input.hostFiles.map((h) => ({ name: h.name, mountPath: h.path, readOnly: true })),

@@ -8,9 +8,11 @@
  *   server (NotFound): pods "etcd-NODE" not found`, exit 1). The command runs with the real
  *   $FAKE_ETCDCTL (ETCDCTL_API=3): the certificate paths as mounted in the pod become the test
  *   cluster's ($FAKE_ETCD_CACERT, $FAKE_ETCD_CERT, $FAKE_ETCD_KEY) and https://127.0.0.1:2379, the
- *   member's own client URL in its pod, becomes NODE's URL. kubectl exec passes etcdctl's exit
- *   status on and says "command terminated with exit code N" (k8s.io/kubectl
- *   pkg/cmd/util/helpers.go checkErr).
+ *   member's own client URL in its pod (kubeadm's etcd listens on 127.0.0.1 and the node IP),
+ *   becomes NODE's URL; every other endpoint is used as it is. kubectl exec passes etcdctl's exit
+ *   status on and says "command terminated with exit code N" (k8s.io/kubectl pkg/cmd/exec/exec.go
+ *   streams through client-go's remotecommand, which reports a non-zero exit as a
+ *   utilexec.CodeExitError; pkg/cmd/util/helpers.go checkErr prints it and exits N).
  * - `etcdPodEnv(cluster)`: the environment those variables come from; `addEtcdPod(sandbox, node,
  *   url)`: the pod etcd-NODE for the member at url.
  */

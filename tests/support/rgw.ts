@@ -2,7 +2,7 @@
  * A real Ceph RADOS Gateway for tests: one monitor, one memstore OSD and radosgw (Debian's Ceph
  * 16.2, the software Hetzner Object Storage is built on), all on 127.0.0.1 in a private temp
  * directory with its own ceph.conf (`-c` on every command; nothing in /etc/ceph or /var/lib/ceph).
- * It offers the same S3Server interface as s3Server.ts (s3rver), so a suite switches with one line,
+ * It offers the S3Server interface of s3Server.ts (whose aws-cli helpers it uses),
  * plus what Object Lock needs: the bucket is created with `--object-lock-enabled-for-bucket`
  * (which turns versioning on), listVersions(), and stopGateway()/startGateway() to take the S3
  * endpoint away mid-run. One gateway per test file: start in beforeAll, stop() in afterAll.
@@ -20,7 +20,7 @@ import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import { freePorts, sleep, waitUntil } from "./etcdCluster";
-import { awsBinary, S3Server } from "./s3Server";
+import { awsBinary, awsCli, bucketObjects, S3Server } from "./s3Server";
 import { requireTool } from "./tools";
 
 /** The Debian packages (tools/ensure-tools.sh installs them with --no-install-recommends). */
@@ -232,45 +232,23 @@ export async function startRgw(bucket = "etcd-backups"): Promise<RgwServer> {
     throw error;
   }
 
-  const awsConfig = path.join(configDir, "config");
-  fs.writeFileSync(awsConfig, "[default]\ns3 =\n  addressing_style = path\n");
-  const env: NodeJS.ProcessEnv = {
-    PATH: `/usr/bin:/bin:/usr/sbin:/sbin`,
-    HOME: configDir,
-    LANG: "C.UTF-8",
-    AWS_ACCESS_KEY_ID: accessKeyId,
-    AWS_SECRET_ACCESS_KEY: secretAccessKey,
-    AWS_DEFAULT_REGION: "us-east-1",
-    AWS_EC2_METADATA_DISABLED: "true",
-    AWS_PAGER: "",
-    // RGW 16.2 answers new botocore's aws-chunked checksum trailers with 411 (reference notes).
-    AWS_REQUEST_CHECKSUM_CALCULATION: "when_required",
-    AWS_RESPONSE_CHECKSUM_VALIDATION: "when_required",
-  };
+  const cli = awsCli(
+    endpoint,
+    configDir,
+    { accessKeyId, secretAccessKey },
+    {
+      // RGW 16.2 answers new botocore's aws-chunked checksum trailers with 411 (reference notes).
+      AWS_REQUEST_CHECKSUM_CALCULATION: "when_required",
+      AWS_RESPONSE_CHECKSUM_VALIDATION: "when_required",
+    },
+  );
+  const env = cli.env;
   const aws = (args: string[], input?: Buffer) => {
-    const result = spawnSync(awsBinary, ["--endpoint-url", endpoint, ...args], {
-      env: { ...env, AWS_CONFIG_FILE: awsConfig },
-      input,
-      timeout: 60_000,
-      maxBuffer: 1 << 30,
-    });
-    return { status: result.status, stdout: result.stdout?.toString() ?? "", stderr: result.stderr?.toString() ?? "" };
+    const result = cli.run(args, input);
+    return { ...result, stdout: result.stdout.toString() };
   };
-  const must = (args: string[], input?: Buffer): string => {
-    const result = aws(args, input);
-    // RGW's error bodies are empty: the exit code is what there is to report.
-    if (result.status !== 0) throw new Error(`aws ${args.join(" ")} exited ${result.status}: ${result.stderr}`);
-    return result.stdout;
-  };
-  const mustBuffer = (args: string[]): Buffer => {
-    const result = spawnSync(awsBinary, ["--endpoint-url", endpoint, ...args], {
-      env: { ...env, AWS_CONFIG_FILE: awsConfig },
-      timeout: 60_000,
-      maxBuffer: 1 << 30,
-    });
-    if (result.status !== 0) throw new Error(`aws ${args.join(" ")} exited ${result.status}`);
-    return result.stdout;
-  };
+  // RGW's error bodies are empty: the exit code is what there is to report.
+  const must = (args: string[], input?: Buffer): string => cli.must(args, input).toString();
   must(["s3api", "create-bucket", "--bucket", bucket, "--object-lock-enabled-for-bucket"]);
 
   const server: RgwServer = {
@@ -280,11 +258,7 @@ export async function startRgw(bucket = "etcd-backups"): Promise<RgwServer> {
     accessKeyId,
     secretAccessKey,
     env,
-    list(prefix = "") {
-      const out = must(["s3api", "list-objects-v2", "--bucket", bucket, "--prefix", prefix, "--output", "json"]);
-      const parsed = (out.trim() ? JSON.parse(out) : {}) as { Contents?: { Key: string }[] };
-      return (parsed.Contents ?? []).map((o) => o.Key).sort();
-    },
+    ...bucketObjects(bucket, cli.must, dir),
     listVersions(prefix = "") {
       const out = must(["s3api", "list-object-versions", "--bucket", bucket, "--prefix", prefix, "--output", "json"]);
       type Entry = { Key: string; VersionId: string; IsLatest: boolean; Size?: number; LastModified: string };
@@ -301,27 +275,6 @@ export async function startRgw(bucket = "etcd-backups"): Promise<RgwServer> {
         deleteMarker: v.deleteMarker,
         ...(v.deleteMarker ? {} : { size: v.Size }),
       }));
-    },
-    get(key) {
-      return mustBuffer(["s3", "cp", `s3://${bucket}/${key}`, "-"]);
-    },
-    put(key, body) {
-      must(["s3", "cp", "-", `s3://${bucket}/${key}`], Buffer.from(body));
-    },
-    putAll(objects) {
-      const staging = fs.mkdtempSync(path.join(dir, "put-"));
-      try {
-        for (const [key, body] of Object.entries(objects)) {
-          fs.mkdirSync(path.dirname(path.join(staging, key)), { recursive: true });
-          fs.writeFileSync(path.join(staging, key), body);
-        }
-        must(["s3", "cp", "--recursive", "--only-show-errors", staging, `s3://${bucket}/`]);
-      } finally {
-        fs.rmSync(staging, { recursive: true, force: true });
-      }
-    },
-    remove(key) {
-      must(["s3api", "delete-object", "--bucket", bucket, "--key", key]);
     },
     aws,
     gatewayPid: () => (gateway && gateway.exitCode === null && gateway.signalCode === null ? gateway.pid : undefined),
