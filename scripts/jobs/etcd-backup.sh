@@ -580,7 +580,7 @@ publish() {
   sidecar="$work/$(basename -- "$(backup_sidecar "$key")")"
   printf '%s  %s\n' "$hex" "${key##*/}" >"$sidecar"
   sign_sidecar "$sidecar" || die "signing the sidecar of ${key} failed"
-  upload_stream "$(backup_sidecar "$key").sig" "${object_lock_args[@]}" <"$sidecar.sig" || die "upload failed"
+  upload_stream "$(backup_signature "$key")" "${object_lock_args[@]}" <"$sidecar.sig" || die "upload failed"
   upload_stream "$(backup_sidecar "$key")" "${object_lock_args[@]}" <"$sidecar" || die "upload failed"
 }
 
@@ -765,9 +765,6 @@ list_all_keys() {
     list_keys "$1"
   fi
 }
-
-# is_backup_signature KEY: KEY is a sidecar's signature (<key>.sha256.sig).
-is_backup_signature() { [[ "$1" == *.sha256.sig ]]; }
 
 # retention: keeps the union of the tiers (see --help) over the complete backups, deletes every
 # other backup (its sidecar, signature and snapshot, and the PKI of its stamp with its sidecar

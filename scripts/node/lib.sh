@@ -267,6 +267,10 @@ backup_sidecar() { printf '%s.sha256' "$1"; }
 
 # is_backup_sidecar KEY: KEY is a sidecar.
 is_backup_sidecar() { [[ "$1" == *.sha256 ]]; }
+# backup_signature KEY: the key of KEY's sidecar's signature (ssh-keygen -Y sign over the sidecar).
+backup_signature() { printf '%s.sig' "$(backup_sidecar "$1")"; }
+# is_backup_signature KEY: KEY is a sidecar's signature.
+is_backup_signature() { [[ "$1" == *.sha256.sig ]]; }
 
 # complete_backups KEYS [PATTERN]: of KEYS (a listing, one key a line), every key that is not a
 # sidecar, matches the extended regex PATTERN (default: any) and whose sidecar is in KEYS; one a
