@@ -72,7 +72,7 @@ beforeAll(async () => {
   ]);
   await cluster.putMany(entries, 20, 2);
   secrets = [s3.secretAccessKey, ageKey.secret, ...signingKey.secretLines];
-}, 120_000);
+}, 600_000);
 
 afterAll(async () => {
   await cluster?.cleanup().catch(() => undefined);
@@ -195,7 +195,7 @@ describe("the streamed backup", () => {
     run = await runBackup("good");
     if (run.status !== 0) throw new Error(`etcd-backup.sh failed (${run.status}):\n${run.stderr}`);
     summary = JSON.parse(run.stdout) as typeof summary;
-  }, 120_000);
+  }, 600_000);
 
   test("goes up as a multipart upload of S3_PART_SIZE_MIB parts, relocked once complete, no s3 cp and no file of the whole object", () => {
     const ops = run.calls.filter((c) => c.endsWith(summary.key)).map((c) => c.split(" ")[0]);

@@ -29,9 +29,10 @@ import {
 import { startRgw, RgwServer } from "./support/rgw";
 import { awsBinary, backupJobEnv } from "./support/s3Server";
 
-// Every aws-cli call costs about a second of Python start-up, and a backup against RGW with
-// Object Lock and versioned deletes makes dozens; on 2 shared cores a test takes minutes.
-jest.setTimeout(300_000);
+// Bounds, not speed claims: every aws-cli call costs a second of Python start-up on an idle
+// machine and many when the 2 cores are shared with the other drills (RGW, etcd), and a backup
+// against RGW with Object Lock and versioned deletes makes dozens.
+jest.setTimeout(600_000);
 
 const backupScript = path.join(jobsDir, "etcd-backup.sh");
 const restoreScript = path.join(opsDir, "etcd-restore.sh");
@@ -81,7 +82,7 @@ beforeAll(async () => {
     pkiSecret.trim(),
     ...signingKey.secretLines,
   ];
-}, 120_000);
+}, 600_000);
 
 afterAll(async () => {
   await cluster?.cleanup().catch(() => undefined);

@@ -356,7 +356,7 @@ function drill(version: EtcdVersion) {
       revisionAtBackup = Number(/-r(\d+)\.db/.exec(backupKey)![1]);
       // Written after the backup: a restore from the snapshot must not have them.
       await cluster.putMany([...Array(100)].map((_, i) => [`/registry/after/k${i}`, "late"]));
-    }, 180_000);
+    }, 600_000);
 
     afterAll(async () => {
       if (ticker) clearInterval(ticker);
@@ -563,7 +563,7 @@ function drill(version: EtcdVersion) {
         const stepOrder = entries.filter((e) => e.status === "ok").map((e) => e.step);
         expect(stepOrder.lastIndexOf("restore")).toBeLessThan(stepOrder.indexOf("start-etcd"));
         expect(s3.get(`prod/restore-log/${summary.stamp}.jsonl`).toString()).toBe(fs.readFileSync(logFile, "utf8"));
-      }, 180_000);
+      }, 600_000);
 
       test("a failure on one node stops the chain, names the node and step, and the register is still uploaded", async () => {
         const logFile = path.join(tmp, "restore-failed.jsonl");
@@ -596,7 +596,7 @@ function drill(version: EtcdVersion) {
         for (let i = 0; i < 3; i++) {
           expect(fs.readdirSync(path.join(nodeRoot(i), "etc", "kubernetes")).sort()).toEqual(["manifests"]);
         }
-      }, 180_000);
+      }, 600_000);
     });
 
     describe("refusals and faults (nothing on a node changes)", () => {
@@ -645,7 +645,7 @@ function drill(version: EtcdVersion) {
         expect(notAMember.stderr).toContain("--members-gone names etcd-9, which is in neither");
         expect(changed()).toEqual([]);
         expect(cluster.memberCount()).toBe(3);
-      }, 180_000);
+      }, 600_000);
 
       test("member: a data dir that already holds data is refused, kept aside with --move-aside", async () => {
         const snapshot = await fetchedSnapshot();
@@ -666,7 +666,7 @@ function drill(version: EtcdVersion) {
         expect(fs.readFileSync(path.join(tmp, aside[0], "precious"), "utf8")).toBe("old");
         expect(fs.existsSync(path.join(dataDir, "member", "snap", "db"))).toBe(true);
         if (version === "3.5") expect(moved.stderr).toContain("--bump-revision 1000000000 --mark-compacted");
-      }, 180_000);
+      }, 600_000);
     });
 
     // The storage and crypto faults do not depend on the etcd generation (only `snapshot status`
@@ -720,7 +720,7 @@ function drill(version: EtcdVersion) {
           );
           if (fromFile.status !== 0) throw new Error(fromFile.stderr);
           expect(JSON.parse(fromFile.stdout)).toMatchObject({ key: backupKey });
-        }, 180_000);
+        }, 600_000);
 
         test("a tampered object with a matching sidecar is reported corrupt, a wrong identity as such", async () => {
           const base = backupKey.slice(backupKey.lastIndexOf("/") + 1);
@@ -757,7 +757,7 @@ function drill(version: EtcdVersion) {
           expect(mismatch.status).toBe(1);
           expect(mismatch.stderr).toContain(`checksum mismatch for ${tampered}`);
           expect(fs.readdirSync(dir)).toEqual([]);
-        }, 180_000);
+        }, 600_000);
 
         test("leftovers of a failed run: fetch and fetch-pki take the newest COMPLETE backup; a sidecar without its object is passed over", async () => {
           // A later run uploaded its snapshot and its PKI with the PKI's sidecar, then failed before the
@@ -795,7 +795,7 @@ function drill(version: EtcdVersion) {
           } finally {
             for (const k of [leftover, leftoverPki, `${leftoverPki}.sha256`, `${leftoverPki}.sha256.sig`]) s3.remove(k);
           }
-        }, 180_000);
+        }, 600_000);
       });
     }
   });
