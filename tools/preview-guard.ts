@@ -176,7 +176,9 @@ export const remoteCommands: readonly RemoteCommandClass[] = [
     name: /^bootstrap-.+-(lib-dir|prepared)$/,
     guarded: false,
     deletes: false,
-    why: "creates the scripts directory / waits for cloud-init's node preparation: idempotent, no kubeadm",
+    why:
+      "creates the scripts directory / (stacks created before the wait moved into the setup command) " +
+      "waits for cloud-init's node preparation: idempotent, no kubeadm",
   },
   {
     parent: components.bootstrap,
