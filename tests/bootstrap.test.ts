@@ -11,11 +11,18 @@ import { spawnSync } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as path from "node:path";
-import { kubeadmInput } from "../components/lifecycle/bootstrap";
+import { kubeadmInput, memberMarker } from "../components/lifecycle/bootstrap";
 import { publicApiServer, rewriteKubeconfigServer } from "../components/lifecycle/clusterAccess";
 import { parseConfig } from "../components/config";
 import { firstRunningIndex } from "../components/hetzner/controlPlane";
-import { nodeCommand, shellQuote } from "../components/node/nodeScripts";
+import {
+  nodeCommand,
+  recordCheckOf,
+  recordedDigestOf,
+  recordDigest,
+  shellQuote,
+  workOf,
+} from "../components/node/nodeScripts";
 import { ProgramRun, RecordedResource } from "../tools/offline/harness";
 import { loadStackConfig } from "../tools/offline/stackConfig";
 import { nodeScriptsDir, useTempDir } from "./support/nodeSandbox";
@@ -128,7 +135,7 @@ describe("the prod stack's bootstrap", () => {
       const peers = [1, 2, 3].filter((k) => k !== n).map((k) => `10.20.1.1${k}`);
       // No role in the program: whether it inits or joins is decided on the node (no --cluster-ca:
       // this stack never exported a cluster).
-      expect(member.inputs.create).toBe(
+      expect(workOf(String(member.inputs.create))).toBe(
         "bash /usr/local/lib/hcloud-control-plane/node/wait-node-prepared.sh --package-version 1.34.2-1.1 </dev/null && " +
           `bash /usr/local/lib/hcloud-control-plane/node/kubeadm-member.sh --node-name prod-nbg1-cp-${n}` +
           " --init-config /etc/kubernetes/kubeadm/init.yaml --join-config-template /etc/kubernetes/kubeadm/join.yaml" +
@@ -136,6 +143,8 @@ describe("the prod stack's bootstrap", () => {
           " --endpoint-host api.prod-nbg1.k8s.example.com --endpoint-ip 10.20.1.250" +
           " --endpoint-url https://10.20.1.250:6443/readyz",
       );
+      // Recorded per server: an update (a rotated key, more peers) finds the record, runs nothing.
+      expect(recordedDigestOf(String(member.inputs.update))).toBe(recordDigest(`member of server ${nodes[n - 1].id}`));
       const waits = ancestors(run, member.urn);
       for (const name of [
         `bootstrap-cp-${n}-lib-dir`,
@@ -277,7 +286,7 @@ describe("the prod stack's bootstrap", () => {
     for (const n of [1, 2, 3]) {
       const failover = one(run, `bootstrap-cp-${n}-reserved-ip-failover`);
       expect(failover.revealedInputs.stdin).toBe("[secret placeholder for hcloud:token: not decryptable offline]\n");
-      expect(String(failover.inputs.create)).toMatch(
+      expect(workOf(String(failover.inputs.create))).toMatch(
         new RegExp(
           `^bash /usr/local/lib/hcloud-control-plane/node/install-reserved-ip-failover.sh --floating-ip-id ${run.outputs.reservedIpId} --address ${String(run.outputs.reservedIp).replace(/\./g, "\\.")} # scripts [0-9a-f]{16}$`,
         ),
@@ -287,6 +296,25 @@ describe("the prod stack's bootstrap", () => {
       );
       expect(failover.dependsOn).toContain(one(run, `bootstrap-cp-${n}-kube-vip-install`).urn);
     }
+  });
+
+  test("the companion's record covers its token: a new token installs again, the token is in no command text", async () => {
+    const withToken = async (token: string) =>
+      one(await runStack({ "hcloud:token": token }), "bootstrap-cp-1-reserved-ip-failover").revealedInputs;
+    const [a, again, b] = [
+      await withToken("A".repeat(64)),
+      await withToken("A".repeat(64)),
+      await withToken("B".repeat(64)),
+    ];
+    expect(a.stdin).toBe(`${"A".repeat(64)}\n`);
+    expect(recordCheckOf(String(again.update))).toBe(recordCheckOf(String(a.update)));
+    expect(recordCheckOf(String(b.update))).not.toBe(recordCheckOf(String(a.update)));
+    expect(workOf(String(b.create))).toBe(workOf(String(a.create)));
+    for (const text of [a.create, a.update, b.create, b.update]) expect(String(text)).not.toMatch(/AAAA|BBBB/);
+    // Plain, not secret: a preview shows what the command runs.
+    const recorded = one(run, "bootstrap-cp-1-reserved-ip-failover").inputs;
+    expect(recordCheckOf(String(recorded.update))).toMatch(/^[0-9a-f]{64}$/);
+    expect(String(recorded.create)).toContain("install-reserved-ip-failover.sh");
   });
 
   test("kube-vip goes to every node after every setup, holding the reserved IP", () => {
@@ -305,7 +333,7 @@ describe("the prod stack's bootstrap", () => {
       expect(text).not.toContain("super-admin.conf");
       const install = one(run, `bootstrap-cp-${n}-kube-vip-install`);
       // The manifest's hash is in the command: a changed manifest re-runs the install (an update).
-      expect(install.inputs.create).toBe(
+      expect(workOf(String(install.inputs.create))).toBe(
         `bash /usr/local/lib/hcloud-control-plane/node/install-kube-vip.sh --manifest /etc/kubernetes/kubeadm/kube-vip.yaml --node-name prod-nbg1-cp-${n} --lease plndr-cp-lock # manifest ${crypto.createHash("sha256").update(text).digest("hex").slice(0, 16)}`,
       );
       expect(install.dependsOn).toContain(vip.urn);
@@ -534,7 +562,7 @@ describe("the command lines the program renders parse in their scripts", () => {
       const hash = `sha256:${"ab".repeat(32)}`;
       const run = await runStack({ controlPlaneCount: n, nodeIps: [] }, { deployed: { caCertHash: hash } });
       for (const member of members(run)) {
-        const [wait, setup, ...rest] = String(member.inputs.create).split(" </dev/null && ");
+        const [wait, setup, ...rest] = workOf(String(member.inputs.create)).split(" </dev/null && ");
         expect(rest).toEqual([]);
         // wait-node-prepared.sh's own flags and behaviour are tested in nodeScripts.test.ts.
         expect(wait).toBe(
@@ -552,13 +580,44 @@ describe("the command lines the program renders parse in their scripts", () => {
 
   test("the wait before a setup leaves stdin to the setup: the key reaches kubeadm-member.sh", async () => {
     const run = await runStack();
-    const [, setup] = String(one(run, "bootstrap-cp-1-member").inputs.create).split(" </dev/null && ");
+    const [, setup] = workOf(String(one(run, "bootstrap-cp-1-member").inputs.create)).split(" </dev/null && ");
     // `cat` in the wait's place would swallow stdin if the command did not close it for the wait.
     const result = runRendered(`cat </dev/null && ${setup}`, "not a key\n");
     expect({ status: result.status, stderr: result.stderr.trim() }).toEqual({
       status: 1,
       stderr:
         "kubeadm-member: error: stdin is not an SSH private key in OpenSSH or PEM format (expected one -----BEGIN ... PRIVATE KEY----- block)",
+    });
+  });
+
+  test("a member's update runs no setup: it finds the record, or adopts the marker of a node set up before records", async () => {
+    const run = await runStack();
+    const member = one(run, "bootstrap-cp-2-member");
+    const root = fs.mkdtempSync(path.join(tmp(), "update-"));
+    // The marker path is member.sh's own.
+    expect(fs.readFileSync(path.join(nodeScriptsDir, "member.sh"), "utf8")).toContain(
+      `readonly MEMBER_MARKER="${memberMarker}"`,
+    );
+    const under = (text: string) => text.replaceAll("/var/lib/kubernetes-node/", `${root}/`);
+    const update = () => runRendered(under(String(member.inputs.update)));
+    const record = path.join(root, "commands", "bootstrap-cp-2-member");
+    // No marker, no record: no member here; the message names the node and the runbook.
+    const none = update();
+    expect({ status: none.status, stderr: none.stderr.trim() }).toEqual({
+      status: 1,
+      stderr: `prod-nbg1-cp-2: no ${root}/member, so this node is no member: replace its server (docs/runbooks/member-setup-failed.md)`,
+    });
+    expect(fs.existsSync(record)).toBe(false);
+    // A node set up before records: the marker is adopted and recorded.
+    fs.writeFileSync(path.join(root, "member"), "role=join\n");
+    expect(update().status).toBe(0);
+    expect(fs.readFileSync(record, "utf8").trim()).toBe(recordedDigestOf(String(member.inputs.create)));
+    // Recorded: nothing runs, not even the marker check.
+    fs.rmSync(path.join(root, "member"));
+    const again = update();
+    expect({ status: again.status, stdout: again.stdout }).toEqual({
+      status: 0,
+      stdout: expect.stringContaining("bootstrap-cp-2-member: recorded done on this node"),
     });
   });
 

@@ -19,6 +19,7 @@ import { parseConfig } from "../components/config";
 import { defragCronJobManifest, defragScriptConfigMap, defragScriptPath } from "../components/etcd/defrag";
 import { scriptHashAnnotation } from "../components/etcd/cronJob";
 import { certificateExpiryMetric, RuleFile } from "../components/addons/monitoring/rules";
+import { workOf } from "../components/node/nodeScripts";
 import { ProgramRun, RecordedResource } from "../tools/offline/harness";
 import { loadStackConfig } from "../tools/offline/stackConfig";
 import { byType, one, runStack, T } from "./support/program";
@@ -34,7 +35,8 @@ const dependsOnNames = (run: ProgramRun, r: RecordedResource) =>
     .filter((d) => d.type.startsWith("command:"))
     .map((d) => d.name)
     .sort();
-const create = (run: ProgramRun, name: string) => String(one(run, name).inputs.create);
+// The work of a recorded command (components/node/nodeScripts.ts recordedWork), or the command.
+const create = (run: ProgramRun, name: string) => workOf(String(one(run, name).inputs.create));
 // The connection holds the SSH key, so the recorded inputs mask it; the revealed ones show the host.
 const host = (run: ProgramRun, name: string) => (one(run, name).revealedInputs.connection as { host: string }).host;
 const serverIp = (run: ProgramRun, node: string) =>

@@ -84,8 +84,8 @@ export const networkSettings = {
   ),
   // Read only to report it missing; loadSecrets hands it on as a Pulumi secret.
   sshPrivateKey: string(
-    rolling(
-      "every node command runs again with the new key, in its chain, and finds its work done; authorize the key on every node first (docs/runbooks/ssh-key-rotation.md)",
+    live(
+      "every command connects with the new key; the node-changing ones find their record on the node and run nothing, the read-only ones (scripts directory, membership checks, admin kubeconfig, certificate expiry) and the worker token (kept while valid) read again; authorize the key on every node first (docs/runbooks/ssh-key-rotation.md)",
     ),
   ),
   apiDnsName: string(

@@ -24,7 +24,7 @@ import * as pulumi from "@pulumi/pulumi";
 import { ClusterConfig } from "../config";
 import { ControlPlaneNode } from "../hetzner/controlPlane";
 import { EndpointSettings } from "../hetzner/loadBalancer";
-import { nodeCommand, scriptsHash } from "../node/nodeScripts";
+import { nodeCommand, recorded, scriptsHash } from "../node/nodeScripts";
 import { sshConnection } from "../node/ssh";
 
 /** What a running cluster's certificates carry, as the stack records it (`creationSettings`). */
@@ -119,11 +119,16 @@ export class ApiServerSans extends pulumi.ComponentResource {
     const revision = scriptsHash(["apiserver-sans.sh", "lib.sh"]);
     let previous = args.after;
     for (const node of args.nodes) {
+      const resource = `${name}-${node.spec.name}-apiserver-sans`;
       previous = new command.remote.Command(
-        `${name}-${node.spec.name}-apiserver-sans`,
+        resource,
         {
           connection: sshConnection(node, args.sshPrivateKey),
-          create: sans.apply((list) => apiServerSansCommand(node, args.served.endpointHost, list)),
+          // A changed connection alone (a rotated key) finds the node's record and runs nothing.
+          ...recorded(
+            resource,
+            sans.apply((list) => apiServerSansCommand(node, args.served.endpointHost, list)),
+          ),
           // Idempotent: a node that serves the wanted SANs only says so. New SANs, another
           // endpoint, an edited script or a replaced server run it again; there is nothing to
           // undo (no delete): an address once served stays a SAN.

@@ -28,7 +28,7 @@ import {
 } from "../node/kubeadm";
 import { kubeVipLeaseName, kubeVipStagedPath, renderKubeVipManifest } from "../node/kubeVip";
 import { ApiLoadBalancer, apiServerPort, controlPlaneHost, EndpointSettings } from "../hetzner/loadBalancer";
-import { nodeCommand, nodeLibDir, scriptsHash, shellQuote } from "../node/nodeScripts";
+import { nodeCommand, nodeLibDir, recordDigest, recorded, scriptsHash, shellQuote } from "../node/nodeScripts";
 import { ReservedIp } from "../hetzner/reservedIp";
 import { anyMemberConnection, sshConnection } from "../node/ssh";
 import { kubernetesPackageVersion } from "../versions";
@@ -123,6 +123,15 @@ function endpointArgs(cfg: EndpointSettings): string[] {
   return cfg.apiDnsName ? ["--endpoint-host", cfg.apiDnsName, "--endpoint-ip", cfg.loadBalancer.privateIp] : [];
 }
 
+/** The marker a setup writes as its last step (scripts/node/member.sh MEMBER_MARKER). */
+export const memberMarker = "/var/lib/kubernetes-node/member";
+
+/** A member's update when the node has no record of its setup: the marker says it is one. */
+function memberMarkerCheck(node: ControlPlaneNode): string {
+  const missing = `${node.name}: no ${memberMarker}, so this node is no member: replace its server (docs/runbooks/member-setup-failed.md)`;
+  return `test -s ${memberMarker} || { echo ${shellQuote(missing)} >&2; exit 1; }`;
+}
+
 /** etcd's peer port: a member's identity in `etcdctl member list` is https://<private IP>:2380. */
 const etcdPeerPort = 2380;
 
@@ -199,11 +208,17 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     // whether it initializes the cluster or joins it (kubeadm-member.sh).
     let previous: pulumi.Resource | undefined;
     const members = args.nodes.map((node, i) => {
+      const memberName = `${name}-${node.spec.name}-member`;
+      // Recorded per server. An update (a rotated key, more peers) finds the record and runs
+      // nothing; on a node set up before records existed it finds the member marker instead and
+      // records it. Its text names no peers, so more peers change nothing in it.
+      const identity = pulumi.interpolate`member of server ${node.server.id}`;
       const member = new command.remote.Command(
-        `${name}-${node.spec.name}-member`,
+        memberName,
         {
           connection: sshConnection(node, args.sshPrivateKey),
-          create: memberCommand(args, node, args.nodes, args.deployedCaCertHash),
+          create: recorded(memberName, memberCommand(args, node, args.nodes, args.deployedCaCertHash), identity).create,
+          update: recorded(memberName, memberMarkerCheck(node), identity).update,
           // The stack's key, for this node to reach a member over the private network and mint
           // join credentials there for this attempt only: on stdin, never an argument.
           stdin: pulumi.secret(pulumi.output(args.sshPrivateKey).apply((key) => `${key.trimEnd()}\n`)),
@@ -225,8 +240,9 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
           additionalSecretOutputs: ["stdout", "stderr"],
           // A member is set up once per server: later edits of its arguments (more peers, the
           // recorded CA, the key on stdin) must not change the command a running member has. A new
-          // or replaced server, or a failed create, runs the current command; a changed
-          // connection (a rotated key) re-runs the recorded one, which finds its marker and gates.
+          // or replaced server, or a failed create, runs the current command; any update (a
+          // changed connection after a key rotation, more peers) runs `update`, which finds the
+          // node's record of this server's setup and runs nothing.
           ignoreChanges: ["create", "stdin"],
           deleteBeforeReplace: true,
         },
@@ -296,15 +312,20 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
       const staged = copyFile(`${name}-${node.spec.name}-kube-vip`, connection, manifest, kubeVipStagedPath, node, {
         parent: this,
       });
+      const kubeVipName = `${name}-${node.spec.name}-kube-vip-install`;
       const kubeVip = new command.remote.Command(
-        `${name}-${node.spec.name}-kube-vip-install`,
+        kubeVipName,
         {
           connection,
           // The manifest's hash makes a changed manifest re-run the (idempotent) install as an
-          // update. No scripts revision: with the same manifest the script changes nothing.
-          create: manifest.apply(
-            (text) =>
-              `${nodeCommand("install-kube-vip.sh", ["--manifest", kubeVipStagedPath, "--node-name", node.name, "--lease", kubeVipLeaseName])} # manifest ${sha256(text).slice(0, 16)}`,
+          // update. No scripts revision: with the same manifest the script changes nothing. A
+          // changed connection alone finds the node's record and runs nothing.
+          ...recorded(
+            kubeVipName,
+            manifest.apply(
+              (text) =>
+                `${nodeCommand("install-kube-vip.sh", ["--manifest", kubeVipStagedPath, "--node-name", node.name, "--lease", kubeVipLeaseName])} # manifest ${sha256(text).slice(0, 16)}`,
+            ),
           ),
         },
         // One node at a time: every setup, then the previous node's kube-vip (on a running
@@ -337,16 +358,24 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     scriptsRevision: string,
   ): command.remote.Command {
     if (!args.hcloudToken) throw new Error("reservedIpFailover is on but no Hetzner token was given");
+    const resource = `${name}-${node.spec.name}-reserved-ip-failover`;
+    const work = pulumi
+      .all([args.reservedIp.floatingIp.id, args.reservedIp.address])
+      .apply(
+        ([id, address]) =>
+          `${nodeCommand("install-reserved-ip-failover.sh", ["--floating-ip-id", id, "--address", address])} ${revisionComment(scriptsRevision)}`,
+      );
+    // The token is part of what the node must hold: a new token runs the install again, a changed
+    // connection alone does not. The command holds one digest over the text and the token's
+    // sha256, never the token, so it stays plain.
+    const identity = pulumi.unsecret(
+      pulumi.all([work, args.hcloudToken]).apply(([w, token]) => `${w}\0token ${recordDigest(token)}`),
+    );
     return new command.remote.Command(
-      `${name}-${node.spec.name}-reserved-ip-failover`,
+      resource,
       {
         connection,
-        create: pulumi
-          .all([args.reservedIp.floatingIp.id, args.reservedIp.address])
-          .apply(
-            ([id, address]) =>
-              `${nodeCommand("install-reserved-ip-failover.sh", ["--floating-ip-id", id, "--address", address])} ${revisionComment(scriptsRevision)}`,
-          ),
+        ...recorded(resource, work, identity),
         // The token reaches the node on stdin and is written to a root-only file there.
         stdin: pulumi.secret(pulumi.output(args.hcloudToken).apply((token) => `${token}\n`)),
         delete: nodeCommand("install-reserved-ip-failover.sh", ["--disable"]),

@@ -18,7 +18,7 @@ import { ClusterConfig } from "../config";
 import { ControlPlaneNode } from "../hetzner/controlPlane";
 import type { CertificateExpirySeries } from "../addons/monitoring/rules";
 import type { NodeChains } from "./bootstrap";
-import { nodeCommand } from "../node/nodeScripts";
+import { nodeCommand, recordedWork } from "../node/nodeScripts";
 
 /** One node's report, as scripts/node/cert-expiry.sh prints it (one JSON line). */
 export interface NodeCertificateReport {
@@ -121,7 +121,11 @@ export class KubeadmCertificates extends pulumi.ComponentResource {
           `${name}-${node.spec.name}-renew`,
           {
             connection: sshConnection(node, args.sshPrivateKey),
-            create: nodeCommand("renew-certificates.sh", ["--node-name", node.name, "--stamp", stamp]),
+            // A new stamp renews; a changed connection alone finds the node's record.
+            ...recordedWork(
+              `${name}-${node.spec.name}-renew`,
+              nodeCommand("renew-certificates.sh", ["--node-name", node.name, "--stamp", stamp]),
+            ),
           },
           // One node at a time, after any upgrade and kube-vip change.
           { parent: this, dependsOn: [previous] },

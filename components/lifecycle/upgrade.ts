@@ -25,7 +25,7 @@ import { anyMemberConnection, sshConnection } from "../node/ssh";
 import { ControlPlaneNode } from "../hetzner/controlPlane";
 import type { NodeChains } from "./bootstrap";
 import { kubeadmPaths } from "../node/kubeadm";
-import { nodeCommand } from "../node/nodeScripts";
+import { nodeCommand, recordedWork } from "../node/nodeScripts";
 import { kubernetesPackageChannel, kubernetesPackageVersion } from "../versions";
 
 export interface ControlPlaneUpgradeArgs {
@@ -86,8 +86,9 @@ export class ControlPlaneUpgrade extends pulumi.ComponentResource {
       `${name}-preflight`,
       {
         // Reads the whole cluster through the API and each node's versions: any running member.
+        // Recorded, so a changed connection alone (a rotated key) checks nothing again.
         connection: anyMemberConnection(args.nodes, args.sshPrivateKey).connection,
-        create: nodeCommand("upgrade-preflight.sh", ["--version", kubernetesVersion]),
+        ...recordedWork(`${name}-preflight`, nodeCommand("upgrade-preflight.sh", ["--version", kubernetesVersion])),
       },
       // After every member's setup; on a running cluster after the kube-vip chain too, since
       // the steps restart kube-vip (on a new cluster each step waits for its node's kube-vip).
@@ -99,7 +100,8 @@ export class ControlPlaneUpgrade extends pulumi.ComponentResource {
         `${name}-${node.spec.name}`,
         {
           connection: sshConnection(node, args.sshPrivateKey),
-          create: upgradeNodeCommand(kubernetesVersion, node),
+          // A new version runs the step; a changed connection alone finds the node's record.
+          ...recordedWork(`${name}-${node.spec.name}`, upgradeNodeCommand(kubernetesVersion, node)),
         },
         // One node at a time: each step waits for the previous one to finish, gates included;
         // on a new cluster also for this node's kube-vip (both restart it, never at once).

@@ -18,6 +18,7 @@ import { MockMonitor } from "@pulumi/pulumi/runtime/mocks";
 import { engineUrn, offlineOrganization, ProgramRun, unwire } from "../../tools/offline/harness";
 import { ProviderMocks, ReferencedStack, stackReferenceType } from "../../tools/offline/mocks";
 import { loadStackConfig } from "../../tools/offline/stackConfig";
+import { recordCheckOf, recordedDigestOf } from "../../components/node/nodeScripts";
 import { runStack } from "./program";
 
 type Json = Record<string, unknown>;
@@ -178,6 +179,12 @@ export interface StateEntry {
   retainOnDelete: boolean;
   ignoreChanges: string[];
   replaceOnChanges: string[];
+  /**
+   * A recorded command's node records (components/node/nodeScripts.ts recordedWork): per server
+   * id, the digest its last successful run there wrote to that server's disk. A replaced server
+   * (a new id) has none; records stay on a server when the command moves to another member.
+   */
+  records?: Record<string, string>;
 }
 
 export type StackState = Map<string, StateEntry>;
@@ -452,7 +459,9 @@ export class LifecycleMocks extends ProviderMocks {
       ) {
         this.unmodelled.add(args.type);
       }
-      report.runs = report.error ? [] : this.runs(op, prev, entry, report.deleteBeforeReplace);
+      const server = this.serverIdOf(entry);
+      report.runs = report.error ? [] : this.runs(op, prev, entry, report.deleteBeforeReplace, server);
+      entry.records = this.recordsAfter(prev, entry, report.runs, server);
       this.ops.set(urn, report);
       if (op !== "same" && !report.error) {
         this.events.push({
@@ -506,7 +515,39 @@ export class LifecycleMocks extends ProviderMocks {
    * CopyToRemote (remote/copyController.go): Create copies; Update copies only when the
    * source's hash or remotePath changed; it has no Delete (nothing is removed on the host).
    */
-  private runs(op: Op, prev: StateEntry | undefined, entry: StateEntry, dbr: boolean): OpReport["runs"] {
+  /** The id of the server a command's connection reaches now: whose disk holds its records. */
+  private serverIdOf(entry: StateEntry): string | undefined {
+    if (entry.type !== "command:remote:Command") return undefined;
+    const host = (entry.inputs.connection as { host?: unknown } | undefined)?.host;
+    if (typeof host !== "string") return undefined;
+    return [...this.current.values()].find((e) => e.type === serverType && e.outputs.ipv4Address === host)?.id;
+  }
+
+  /** A recorded command's records after this op: a create or update that ran wrote its digest on `server`. */
+  private recordsAfter(
+    prev: StateEntry | undefined,
+    entry: StateEntry,
+    runs: OpReport["runs"],
+    server: string | undefined,
+  ): Record<string, string> | undefined {
+    const records = { ...(prev?.records ?? {}) };
+    const ran = runs.includes("update")
+      ? entry.inputs.update
+      : runs.includes("create")
+        ? entry.inputs.create
+        : undefined;
+    const digest = typeof ran === "string" ? recordedDigestOf(ran) : undefined;
+    if (digest && server) records[server] = digest;
+    return Object.keys(records).length ? records : undefined;
+  }
+
+  private runs(
+    op: Op,
+    prev: StateEntry | undefined,
+    entry: StateEntry,
+    dbr: boolean,
+    server: string | undefined,
+  ): OpReport["runs"] {
     if (entry.type === "command:remote:CopyToRemote") {
       if (op === "create" || op === "replace") return ["copy"];
       if (op === "update" && prev) {
@@ -523,8 +564,15 @@ export class LifecycleMocks extends ProviderMocks {
     switch (op) {
       case "create":
         return hasCreate ? ["create"] : [];
-      case "update":
-        return typeof entry.inputs.update === "string" ? ["update"] : hasCreate ? ["create"] : [];
+      case "update": {
+        if (typeof entry.inputs.update !== "string") return hasCreate ? ["create"] : [];
+        // A recorded command (components/node/nodeScripts.ts recordedWork; its shell is run in
+        // tests/recordedWork.test.ts): its update runs no work when the record on the server it
+        // reaches holds the digest it looks for.
+        const wanted = recordCheckOf(entry.inputs.update);
+        if (wanted && server && prev?.records?.[server] === wanted) return [];
+        return ["update"];
+      }
       case "replace": {
         const create: OpReport["runs"] = hasCreate ? ["create"] : [];
         if (!oldDelete) return create;
