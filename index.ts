@@ -232,6 +232,7 @@ export = async (): Promise<StackOutputs> => {
 
   return stackOutputs({
     cfg,
+    endpoint,
     network,
     reservedIp,
     controlPlane,

@@ -98,14 +98,21 @@ export interface StackOutputs {
 }
 
 /** The settings the outputs name: where the cluster is, its version, endpoint and backup bucket. */
-export type OutputSettings = EndpointSettings &
-  Pick<ClusterConfig, "clusterName" | "location" | "networkZone" | "kubernetesVersion" | "creationSettings"> & {
-    loadBalancer: Pick<ClusterConfig["loadBalancer"], "privateIp" | "publicInterface">;
-    backup: Pick<ClusterConfig["backup"], "bucket">;
-  };
+export type OutputSettings = Pick<
+  ClusterConfig,
+  "clusterName" | "location" | "networkZone" | "kubernetesVersion" | "creationSettings"
+> & {
+  loadBalancer: Pick<ClusterConfig["loadBalancer"], "privateIp" | "publicInterface">;
+  backup: Pick<ClusterConfig["backup"], "bucket">;
+};
 
 export interface OutputSources {
   cfg: OutputSettings;
+  /**
+   * The endpoint the nodes use: the one the stack was created with (apiServerSans.ts nodeEndpoint),
+   * which a later apiDnsName does not move.
+   */
+  endpoint: EndpointSettings;
   network: ClusterNetwork;
   reservedIp: ReservedIp;
   controlPlane: ControlPlane;
@@ -118,10 +125,11 @@ export interface OutputSources {
 }
 
 export function stackOutputs(sources: OutputSources): StackOutputs {
-  const { cfg, network, reservedIp, controlPlane, api, access, backup, workerToken, certificates, upgrade } = sources;
+  const { cfg, endpoint, network, reservedIp, controlPlane, api, access, backup, workerToken, certificates, upgrade } =
+    sources;
   const lb = api.loadBalancer;
   const publicLb = cfg.loadBalancer.publicInterface;
-  const controlPlaneEndpoint = `${controlPlaneHost(cfg)}:${apiServerPort}`;
+  const controlPlaneEndpoint = `${controlPlaneHost(endpoint)}:${apiServerPort}`;
   const hash = access.caCertificate.apply(caCertHash);
   return {
     outputsVersion,

@@ -6,6 +6,7 @@
  * endpoint the nodes were created with; the stack's kubeconfig moves last; nothing else runs on a
  * node. What the script does on a node is tests/apiserverSans.test.ts's business.
  */
+import { workOf } from "../components/node/nodeScripts";
 import {
   continueFrom,
   dependsOnTransitively,
@@ -29,8 +30,9 @@ const urnOf = (result: StepResult, name: string): string => {
   return op.urn;
 };
 
+/** The work of a command's create (components/node/nodeScripts.ts recordedWork). */
 const createOf = (result: StepResult, name: string): string =>
-  String(result.run?.resources.find((r) => r.name === name)?.revealedInputs.create ?? "");
+  workOf(String(result.run?.resources.find((r) => r.name === name)?.revealedInputs.create ?? ""));
 
 /** The `--san` values and the `--endpoint` of one apiserver-sans.sh command line. */
 function flags(command: string): { endpoint: string | undefined; sans: string[] } {
@@ -129,6 +131,9 @@ describe("apiDnsName on a running cluster: the SANs node by node, the kubeconfig
       apiEndpointHost: privateIp,
       apiServerDnsNames: ["api.example.com"],
     });
+    // Workers join where the nodes' kubeadm-config and cluster-info point: the endpoint kept.
+    expect(change.run?.revealedOutputs.controlPlaneEndpoint).toBe(`${privateIp}:6443`);
+    expect(change.run?.revealedOutputs.workerJoin).toMatchObject({ controlPlaneEndpoint: `${privateIp}:6443` });
   });
 
   test("the next update with the same config runs nothing", () => {
