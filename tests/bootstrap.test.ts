@@ -397,15 +397,31 @@ describe("the prod stack's bootstrap", () => {
     }
   });
 
-  test("on a running cluster each node's kube-vip waits for the previous node's companion and for the membership records", async () => {
+  test("on a running cluster each node's whole chain comes before the next node's: setup, kube-vip, companion", async () => {
     const running = await runStack(
       {},
       { deployed: { caCertHash: `sha256:${"ab".repeat(32)}`, kubernetesVersion: "1.34.2" } },
     );
-    const installs = [1, 2, 3].map((n) => one(running, `bootstrap-cp-${n}-kube-vip-install`));
-    const companions = [1, 2, 3].map((n) => one(running, `bootstrap-cp-${n}-reserved-ip-failover`));
-    expect(installs[0].dependsOn).toContain((memberships(running).at(-1) as RecordedResource).urn);
-    for (const k of [1, 2]) expect(installs[k].dependsOn).toContain(companions[k - 1].urn);
+    const chain = (n: number) =>
+      ["member", "kube-vip-install", "reserved-ip-failover"].map((step) => one(running, `bootstrap-cp-${n}-${step}`));
+    for (const n of [1, 2, 3]) {
+      const [member, install, companion] = chain(n);
+      expect(install.dependsOn).toContain(member.urn);
+      expect(companion.dependsOn).toContain(install.urn);
+      if (n > 1) {
+        const previousCompanion = chain(n - 1)[2];
+        expect(member.dependsOn).toContain(previousCompanion.urn);
+        expect(install.dependsOn).toContain(previousCompanion.urn);
+      }
+    }
+    // Never the other way round: no node's step waits for a later node's.
+    for (const n of [1, 2])
+      for (const later of chain(n + 1))
+        for (const step of chain(n)) expect(ancestors(running, step.urn).has(later.urn)).toBe(false);
+    // The records run on other members, so after the last setup: each of them is set up.
+    const records = memberships(running);
+    expect(records[0].dependsOn).toContain(chain(3)[0].urn);
+    expect(records[1].dependsOn).toContain(records[0].urn);
   });
 
   test("every node gets the scripts, waits for cloud-init, and receives its own kubeadm files, both of them", () => {

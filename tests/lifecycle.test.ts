@@ -69,17 +69,18 @@ const replacedChanges = (node: string, others: string[], moved: string[]) => [
   `replace bootstrap-${node}-etcd-patch (delete first) @${node} runs copy`,
   `replace bootstrap-${node}-kube-vip (delete first) @${node} runs copy`,
   `replace bootstrap-${node}-member (delete first) @${node} runs create`,
-  ...["cp-1", "cp-2", "cp-3"].flatMap((n) =>
-    n === node
-      ? [`replace bootstrap-${n}-membership (delete first) @${recordHost(n)} runs delete,create`]
-      : others.includes(n)
-        ? [`update bootstrap-${n}-membership @${node} runs create`]
-        : [],
-  ),
   // Recorded commands run their update: the new server holds no record of them, so each does its work.
   `update bootstrap-${node}-kube-vip-install @${node} runs update`,
   `update bootstrap-${node}-reserved-ip-failover @${node} runs update`,
-  ...(moved.includes("upgrade-preflight") ? [`update upgrade-preflight @${node} runs update`] : []),
+  ...["cp-1", "cp-2", "cp-3"].flatMap((n) => [
+    ...(n === node
+      ? [`replace bootstrap-${n}-membership (delete first) @${recordHost(n)} runs delete,create`]
+      : others.includes(n)
+        ? [`update bootstrap-${n}-membership @${node} runs create`]
+        : []),
+    // The preflight registers once the member it runs on is chosen, between the records.
+    ...(n === "cp-2" && moved.includes("upgrade-preflight") ? [`update upgrade-preflight @${node} runs update`] : []),
+  ]),
   `update upgrade-${node} @${node} runs update`,
   `update certificates-${node}-expiry @${node} runs create`,
   ...moved.filter((m) => m !== "upgrade-preflight").map((m) => `update ${m} @${node} runs create`),
@@ -116,12 +117,13 @@ const newNodeCreates = (nodes: string[]) => {
       `create bootstrap-${n}-etcd-patch @${n} runs copy`,
       `create bootstrap-${n}-kube-vip @${n} runs copy`,
     ]),
-    ...per("member", "create"),
-    ...nodes.map((n) => `create bootstrap-${n}-membership @cp-1 runs create`),
+    // On a running cluster one node's chain after another: setup, kube-vip, companion.
     ...nodes.flatMap((n) => [
+      `create bootstrap-${n}-member @${n} runs create`,
       `create bootstrap-${n}-kube-vip-install @${n} runs create`,
       `create bootstrap-${n}-reserved-ip-failover @${n} runs create`,
     ]),
+    ...nodes.map((n) => `create bootstrap-${n}-membership @cp-1 runs create`),
     ...nodes.map((n) => `create upgrade-${n} @${n} runs create`),
     ...nodes.map((n) => `create certificates-${n}-expiry @${n} runs create`),
   ];
@@ -139,8 +141,8 @@ const memberCountUpdates = [
 const scaleDownDeletes = (serverError: boolean) => [
   "delete bootstrap-cp-5-reserved-ip-failover @cp-5 runs delete",
   "delete bootstrap-cp-5-kube-vip-install @cp-5",
-  "delete bootstrap-cp-4-reserved-ip-failover @cp-4 runs delete",
   "delete bootstrap-cp-5-member @cp-5",
+  "delete bootstrap-cp-4-reserved-ip-failover @cp-4 runs delete",
   "delete bootstrap-cp-4-kube-vip-install @cp-4",
   "delete certificates-cp-4-expiry @cp-4",
   "delete certificates-cp-5-expiry @cp-5",
@@ -241,8 +243,8 @@ const life: Row[] = [
     expect: {
       changes: [
         "update bootstrap-cp-2-membership @cp-3 runs create",
-        "update bootstrap-cp-3-membership @cp-2 runs create",
         "update upgrade-preflight @cp-2 runs update",
+        "update bootstrap-cp-3-membership @cp-2 runs create",
         "update access-admin-kubeconfig @cp-2 runs create",
         "update worker-join-token @cp-2 runs create",
         "update etcd-backup-cronjob",
@@ -260,9 +262,9 @@ const life: Row[] = [
     expect: {
       changes: [
         "update bootstrap-cp-2-membership @cp-1 runs create",
-        "update bootstrap-cp-3-membership @cp-1 runs create",
         // cp-1 still holds the preflight's record from before it stopped: nothing runs there.
         "update upgrade-preflight @cp-1",
+        "update bootstrap-cp-3-membership @cp-1 runs create",
         "update access-admin-kubeconfig @cp-1 runs create",
         "update worker-join-token @cp-1 runs create",
       ],
@@ -334,16 +336,9 @@ const failedJoin: Row[] = [
     // No credential is in the state to go stale.
     step: { title: "re-run after the failed setup" },
     expect: {
-      changes: [
-        "create bootstrap-cp-4-member @cp-4 runs create",
-        "create bootstrap-cp-5-member @cp-5 runs create",
-        "create bootstrap-cp-4-membership @cp-1 runs create",
-        "create bootstrap-cp-5-membership @cp-1 runs create",
-        ...newNodeCreates(["cp-4", "cp-5"]).filter((l) =>
-          /(kube-vip-install|reserved-ip|upgrade-cp|certificates-cp)/.test(l),
-        ),
-        "update monitoring-rules",
-      ],
+      changes: newNodeCreates(["cp-4", "cp-5"])
+        .filter((l) => /(member|kube-vip-install|reserved-ip|upgrade-cp|certificates-cp)/.test(l))
+        .concat(["update monitoring-rules"]),
       memberEvents: [
         "create bootstrap-cp-4-member @cp-4 runs create",
         "create bootstrap-cp-5-member @cp-5 runs create",

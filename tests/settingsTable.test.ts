@@ -11,10 +11,6 @@
  * - rolling: the node commands that change a node run one node after another in the dependency
  *   graph (all of node A's before any of node B's), each behind the /readyz and etcd health gates.
  * Every step: no error, no unmodelled type, no two etcd member changes the graph leaves unordered.
- *
- * A sample marked `defect` shows a declared class the program does not keep today: its test is
- * `test.failing` (it passes while the defect is there and fails once it is fixed, so the mark
- * must then go).
  */
 import * as fs from "node:fs";
 import * as path from "node:path";
@@ -46,8 +42,6 @@ interface Sample {
    * names it): the program itself changes no node, and the named test proves the node order.
    */
   rolledBy?: string;
-  /** A check the program fails today, and what the harness shows: the case is `test.failing`. */
-  defect?: { check: "class" | "node by node" | "both"; shows: string };
 }
 
 const nodeIps = (n: number) => Array.from({ length: n }, (_, i) => `10.20.1.${11 + i}`);
@@ -59,19 +53,8 @@ const samples: Record<string, Sample> = {
   image: { edit: { image: "ubuntu-22.04" } },
   // rolling
   // Nodes are added at the end of nodeIps (the refused rule allows that).
-  controlPlaneCount: {
-    edit: { controlPlaneCount: 5, nodeIps: nodeIps(5) },
-    // DEFECT (node by node): new nodes are brought up in phases, not one node after another: the
-    // bootstrap chains cp-4's setup, then cp-5's, then the membership records, then kube-vip and
-    // the companion on cp-4, then on cp-5 (components/lifecycle/bootstrap.ts), so cp-5 joins
-    // before cp-4 has kube-vip. Every two node-changing commands are still ordered (never two
-    // nodes at once), which the class check proves.
-    defect: {
-      check: "node by node",
-      shows:
-        "cp-4 and cp-5 alternate: create bootstrap-cp-4-kube-vip-install @cp-4 is not before create bootstrap-cp-5-member @cp-5",
-    },
-  },
+  // Each new node's setup, kube-vip and companion before the next node's setup.
+  controlPlaneCount: { edit: { controlPlaneCount: 5, nodeIps: nodeIps(5) } },
   kubernetesVersion: { edit: { kubernetesVersion: "1.35.0" } },
   // After scripts/ops/resize-control-plane.sh resized every server: the program accepts the type
   // and changes nothing (the servers ignore serverType; only servers created later use it).
@@ -199,14 +182,17 @@ const holdsState = (o: OpReport): boolean =>
 /** An op that runs something on a node (a command's script or a copy). */
 const runsOnNode = (o: OpReport): boolean => o.host !== undefined && o.runs.length > 0;
 
-/** The command text an op runs: the old delete for a delete, else the new create. */
+/** The command text an op runs: the old delete for a delete, the update when it runs one, else the create. */
 function commandOf(o: OpReport, result: StepResult, before: StackState): string {
   if (o.op === "delete") return String(before.get(o.urn)?.inputs.delete ?? "");
   const now = result.run?.resources.find((r) => r.urn === o.urn);
-  return String(now?.revealedInputs.create ?? "");
+  return String((o.runs.includes("update") ? now?.revealedInputs.update : now?.revealedInputs.create) ?? "");
 }
 
-const scriptOf = (command: string) => /\/([a-z0-9-]+\.sh)\b/.exec(command)?.[1];
+/** Every node script a command line runs, in order. */
+const scriptsOf = (command: string) => [...command.matchAll(/\/([a-z0-9-]+\.sh)\b/g)].map((m) => m[1]);
+/** The script that does a command's work: the last one (a setup first runs the read-only wait). */
+const scriptOf = (command: string) => scriptsOf(command).at(-1);
 
 /**
  * Node commands that change nothing a running control plane uses, so they may run on every node
@@ -217,7 +203,10 @@ const scriptOf = (command: string) => /\/([a-z0-9-]+\.sh)\b/.exec(command)?.[1];
  * - `install -d` of the scripts directory, `cat` of admin.conf (clusterAccess.ts);
  * - wait-node-prepared.sh ("Read-only: running it again only checks again"), cert-expiry.sh
  *   (reads `kubeadm certs check-expiration`), upgrade-preflight.sh ("Read-only"), and
- *   `membership.sh check` ("Read-only"; its delete, `remove`, is not).
+ *   `membership.sh check` ("Read-only"; its delete, `remove`, is not);
+ * - upgrade-node.sh on a node whose setup ran in this same step: the node was prepared at the
+ *   configured version (wait-node-prepared.sh checks the pinned packages before the setup), so
+ *   the script's step 0 finds the version reached and "only checks the gates" (its header).
  */
 function changesNothing(o: OpReport, result: StepResult, before: StackState): boolean {
   if (o.type === "command:remote:CopyToRemote") return true;
@@ -227,9 +216,16 @@ function changesNothing(o: OpReport, result: StepResult, before: StackState): bo
     if (old !== "") return false;
   }
   if (/^(install -d|cat) /.test(command)) return true;
-  const script = scriptOf(command);
-  if (script === "membership.sh") return /membership\.sh' check|membership\.sh check/.test(command);
-  return ["wait-node-prepared.sh", "cert-expiry.sh", "upgrade-preflight.sh"].includes(script ?? "");
+  // Every script the command runs must be read-only: a setup's wait is, its kubeadm-member.sh not.
+  const readOnly = (script: string): boolean => {
+    if (script === "membership.sh") return /membership\.sh' check|membership\.sh check/.test(command);
+    if (script === "upgrade-node.sh") {
+      return result.ops.some((m) => /-member$/.test(m.name) && m.host === o.host && m.runs.includes("create"));
+    }
+    return ["wait-node-prepared.sh", "cert-expiry.sh", "upgrade-preflight.sh"].includes(script);
+  };
+  const scripts = scriptsOf(command);
+  return scripts.length > 0 && scripts.every(readOnly);
 }
 
 const scriptsDir = path.join(__dirname, "..", "scripts", "node");
@@ -373,17 +369,12 @@ describe("every setting's change does what docs/settings.md says (lifecycle harn
     if (!result) throw new Error(`${key} has no sample edit`);
     return result;
   };
-  /** A defect keeps its case visible and the suite green: see the sample's `defect`. */
-  const caseFor = (key: Key, which: "class" | "node by node") => {
-    const check = samples[key]?.defect?.check;
-    return check === which || check === "both" ? test.failing : test;
-  };
 
   for (const key of proven) {
     const sample = samples[key] ?? { edit: {} };
     const effect = settings[key].change.effect;
     const title = `${key} (${effect}): ${JSON.stringify(sample.edit)}`;
-    caseFor(key, "class")(title, () => {
+    test(title, () => {
       const result = stepOf(key);
       const before = fresh[0].state;
       const pairs = unorderedMemberPairs(result, before);
@@ -406,7 +397,7 @@ describe("every setting's change does what docs/settings.md says (lifecycle harn
         });
       });
     } else if (effect === "rolling") {
-      caseFor(key, "node by node")(`${key} (rolling): all of one node's commands before the next node's`, () => {
+      test(`${key} (rolling): all of one node's commands before the next node's`, () => {
         const result = stepOf(key);
         const changing = changingCommands(result, fresh[0].state);
         expect(new Set(changing.map((o) => o.host)).size).toBeGreaterThan(1);

@@ -25,7 +25,7 @@ export const clusterSettings = {
   ),
   controlPlaneCount: integer(
     rolling(
-      "new nodes join one at a time (etcd takes one learner at a time); removing a node stops at its protected server",
+      "new nodes are brought up one at a time, each node's setup, kube-vip and companion before the next joins (etcd takes one learner at a time); removing a node stops at its protected server",
     ),
     (v) =>
       v >= 1 && v <= 7 && v % 2 === 1

@@ -85,7 +85,7 @@ export const networkSettings = {
   // Read only to report it missing; loadSecrets hands it on as a Pulumi secret.
   sshPrivateKey: string(
     live(
-      "every command connects with the new key; the node-changing ones find their record on the node and run nothing, the read-only ones (scripts directory, membership checks, admin kubeconfig, certificate expiry) and the worker token (kept while valid) read again; authorize the key on every node first (docs/runbooks/ssh-key-rotation.md)",
+      "commands connect with the new key: node-changing ones find their record on the node and run nothing, read-only ones read again; authorize the key on every node first (docs/runbooks/ssh-key-rotation.md)",
     ),
   ),
   apiDnsName: string(

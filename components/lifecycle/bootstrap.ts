@@ -174,10 +174,7 @@ function memberCommand(
 export class ClusterBootstrap extends pulumi.ComponentResource {
   /** Per node, in node order: the command that makes it a member (kubeadm-member.sh). */
   readonly members: command.remote.Command[];
-  /**
-   * The end of the member chain (the last membership record): what removes or checks members
-   * and the kube-vip chain wait for it.
-   */
+  /** The last membership record (the last setup on one node): every member checked after it. */
   readonly complete: pulumi.Resource;
   /**
    * Per node, what makes the reserved IP work there: the companion when failover is on, else
@@ -206,138 +203,69 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
 
     // Members: one setup command per node, strictly one after another. Each decides at run time
     // whether it initializes the cluster or joins it (kubeadm-member.sh).
-    let previous: pulumi.Resource | undefined;
-    const members = args.nodes.map((node, i) => {
-      const memberName = `${name}-${node.spec.name}-member`;
-      // Recorded per server. An update (a rotated key, more peers) finds the record and runs
-      // nothing; on a node set up before records existed it finds the member marker instead and
-      // records it. Its text names no peers, so more peers change nothing in it.
-      const identity = pulumi.interpolate`member of server ${node.server.id}`;
-      const member = new command.remote.Command(
-        memberName,
-        {
-          connection: sshConnection(node, args.sshPrivateKey),
-          create: recorded(memberName, memberCommand(args, node, args.nodes, args.deployedCaCertHash), identity).create,
-          update: recorded(memberName, memberMarkerCheck(node), identity).update,
-          // The stack's key, for this node to reach a member over the private network and mint
-          // join credentials there for this attempt only: on stdin, never an argument.
-          stdin: pulumi.secret(pulumi.output(args.sshPrivateKey).apply((key) => `${key.trimEnd()}\n`)),
-          // Runs once per server: a new or replaced server (or a create that failed) runs it.
-          triggers: [node.server.id],
-          logging: "none",
-        },
-        {
-          parent: this,
-          // Before this project decided init or join at run time, the first node's command was
-          // `<node>-init` and the others' `<node>-join`: the same resources, kept as they are.
-          aliases: [{ name: `${name}-${node.spec.name}-init` }, { name: `${name}-${node.spec.name}-join` }],
-          // The endpoint is the load balancer: it must forward 6443 before kubeadm uses it. Members
-          // are serialized: two setups never run at once, so no two nodes can both find nobody
-          // answering and initialize (the second one probes the first), and etcd accepts one
-          // learner at a time; each setup gates on /readyz and etcd health before the next starts.
-          // Its own files (scripts, kubeadm files) must be on the node first.
-          dependsOn: [...delivered[i], args.api.service, ...args.api.targets, ...(previous ? [previous] : [])],
-          additionalSecretOutputs: ["stdout", "stderr"],
-          // A member is set up once per server: later edits of its arguments (more peers, the
-          // recorded CA, the key on stdin) must not change the command a running member has. A new
-          // or replaced server, or a failed create, runs the current command; any update (a
-          // changed connection after a key rotation, more peers) runs `update`, which finds the
-          // node's record of this server's setup and runs nothing.
-          ignoreChanges: ["create", "stdin"],
-          deleteBeforeReplace: true,
-        },
-      );
-      previous = member;
-      return member;
-    });
-    if (!previous) throw new Error("the bootstrap needs at least one node");
-    this.members = members;
-    const lastMember = previous;
-
-    // Membership records: run on another running member, so a node that is dead can still be
+    //
+    // Membership records run on another running member, so a node that is dead can still be
     // removed. The create checks that the node is a voting etcd member; the delete (the node is
     // replaced or removed from the stack) drains it and removes its etcd member, refusing when
     // another member is unhealthy. Chained, so two members never leave at once.
-    if (args.nodes.length > 1) {
-      for (const node of args.nodes) {
-        const peer = anyMemberConnection(args.nodes, args.sshPrivateKey, node);
-        const membership = (action: "check" | "remove") =>
-          peer.name.apply((peerNode) =>
-            nodeCommand("membership.sh", [
-              action,
-              "--node-name",
-              node.name,
-              "--peer-url",
-              `https://${node.spec.privateIp}:${etcdPeerPort}`,
-              "--this-node",
-              peerNode,
-            ]),
-          );
-        previous = new command.remote.Command(
-          `${name}-${node.spec.name}-membership`,
-          {
-            connection: peer.connection,
-            create: membership("check"),
-            delete: membership("remove"),
-            // A replaced server is a new member: the old one is removed first (deleteBeforeReplace).
-            triggers: [node.server.id],
-          },
-          // After every member's setup, one record after another.
-          { parent: this, dependsOn: [previous], deleteBeforeReplace: true },
-        );
-      }
-    }
-    this.complete = previous;
-
-    // kube-vip comes after every member's setup: the load balancer is the endpoint, so kube-vip is
-    // not needed to bootstrap, and with admin.conf in place it avoids kubeadm's super-admin.conf
-    // trap. Its manifest is staged outside the kubelet's manifest directory and installed by
+    //
+    // kube-vip comes after the setups: the load balancer is the endpoint, so kube-vip is not
+    // needed to bootstrap, and with admin.conf in place it avoids kubeadm's super-admin.conf trap.
+    // Its manifest is staged outside the kubelet's manifest directory and installed by
     // install-kube-vip.sh one node after another, each behind the health gates and a renewed
     // kube-vip Lease, so a changed manifest never restarts kube-vip on every node at once.
-    // On a running cluster each node's kube-vip and companion wait for the previous node's both,
-    // and for the membership records (a replaced node's old member is gone first). On a new
-    // cluster, where nothing reaches the API through the reserved IP before every holder is in
-    // place (index.ts), kube-vip starts after the last setup, beside the (read-only) records, and
-    // the next node's kube-vip does not wait for this node's companion; companions still follow
-    // each other.
+    //
+    // On a running cluster every node's whole chain comes before the next node's: setup,
+    // kube-vip, companion. Nodes added together (3 -> 5) are brought up one after another, each
+    // complete before the next one joins, and deletes (run in reverse) take one node's chain down
+    // before the previous node's. On a new cluster, where nothing reaches the API through the
+    // reserved IP before every holder is in place (index.ts), the setups run first, then kube-vip
+    // after the last setup; the next node's kube-vip does not wait for this node's companion, and
+    // companions still follow each other. Either way the records come after the last setup: each
+    // runs on another member, which must be set up (a replaced cp-2 holds cp-1's record), and
+    // they only check, so they may run beside kube-vip.
     const newCluster = args.deployedCaCertHash === undefined;
-    const kubeVipAfter = newCluster ? lastMember : this.complete;
     const manifest = args.reservedIp.address.apply((address) => renderKubeVipManifest({ address }));
-    let previousHolder: pulumi.Resource = kubeVipAfter;
-    let previousKubeVip: pulumi.Resource = kubeVipAfter;
-    this.reservedIpHolders = args.nodes.map((node) => {
-      const connection = sshConnection(node, args.sshPrivateKey);
-      // Outside /etc/kubernetes/manifests, so copying it changes nothing that runs: it waits for
-      // nothing but its server.
-      const staged = copyFile(`${name}-${node.spec.name}-kube-vip`, connection, manifest, kubeVipStagedPath, node, {
-        parent: this,
-      });
-      const kubeVipName = `${name}-${node.spec.name}-kube-vip-install`;
-      const kubeVip = new command.remote.Command(
-        kubeVipName,
-        {
-          connection,
-          // The manifest's hash makes a changed manifest re-run the (idempotent) install as an
-          // update. No scripts revision: with the same manifest the script changes nothing. A
-          // changed connection alone finds the node's record and runs nothing.
-          ...recorded(
-            kubeVipName,
-            manifest.apply(
-              (text) =>
-                `${nodeCommand("install-kube-vip.sh", ["--manifest", kubeVipStagedPath, "--node-name", node.name, "--lease", kubeVipLeaseName])} # manifest ${sha256(text).slice(0, 16)}`,
-            ),
-          ),
-        },
-        // One node at a time: every setup, then the previous node's kube-vip (on a running
-        // cluster its companion too) first.
-        { parent: this, dependsOn: [staged, kubeVipAfter, newCluster ? previousKubeVip : previousHolder] },
-      );
-      previousKubeVip = kubeVip;
-      previousHolder = args.reservedIpFailover
-        ? this.failover(name, args, node, connection, [kubeVip, previousHolder], scriptsRevision)
-        : kubeVip;
-      return previousHolder;
-    });
+    const members: command.remote.Command[] = [];
+    const holders: pulumi.Resource[] = [];
+    let previousHolder: pulumi.Resource | undefined;
+    for (const [i, node] of args.nodes.entries()) {
+      const member = this.member(name, args, node, [
+        ...delivered[i],
+        ...(newCluster ? members.slice(-1) : previousHolder ? [previousHolder] : []),
+      ]);
+      members.push(member);
+      if (newCluster) continue;
+      const after = previousHolder ? [previousHolder] : [];
+      previousHolder = this.holder(name, args, node, manifest, scriptsRevision, {
+        kubeVipAfter: [member, ...after],
+        companionAfter: after,
+      }).holder;
+      holders.push(previousHolder);
+    }
+    const lastMember = members[members.length - 1];
+    if (!lastMember) throw new Error("the bootstrap needs at least one node");
+    let previousRecord: pulumi.Resource = lastMember;
+    if (args.nodes.length > 1) {
+      // One record after another: two members never leave at once.
+      for (const node of args.nodes) previousRecord = this.membershipRecord(name, args, node, [previousRecord]);
+    }
+    if (newCluster) {
+      let previousKubeVip: pulumi.Resource = lastMember;
+      for (const node of args.nodes) {
+        const { kubeVip, holder } = this.holder(name, args, node, manifest, scriptsRevision, {
+          kubeVipAfter: [lastMember, previousKubeVip],
+          companionAfter: [previousHolder ?? lastMember],
+        });
+        previousKubeVip = kubeVip;
+        previousHolder = holder;
+        holders.push(holder);
+      }
+    }
+    this.members = members;
+    this.complete = previousRecord;
+    this.reservedIpHolders = holders;
+    if (!previousHolder) throw new Error("the bootstrap needs at least one node");
     this.kubeVipComplete = {
       // Every node is a member once the last setup is done: each setup ends with the /readyz and
       // etcd health gates. The membership records and kube-vip only check or add to that.
@@ -346,6 +274,130 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
       perNode: newCluster ? this.reservedIpHolders : undefined,
     };
     this.registerOutputs({});
+  }
+
+  /** The setup of one node (kubeadm-member.sh), after `after`, its own files and the load balancer. */
+  private member(
+    name: string,
+    args: BootstrapArgs,
+    node: ControlPlaneNode,
+    after: pulumi.Resource[],
+  ): command.remote.Command {
+    const memberName = `${name}-${node.spec.name}-member`;
+    // Recorded per server. An update (a rotated key, more peers) finds the record and runs
+    // nothing; on a node set up before records existed it finds the member marker instead and
+    // records it. Its text names no peers, so more peers change nothing in it.
+    const identity = pulumi.interpolate`member of server ${node.server.id}`;
+    return new command.remote.Command(
+      memberName,
+      {
+        connection: sshConnection(node, args.sshPrivateKey),
+        create: recorded(memberName, memberCommand(args, node, args.nodes, args.deployedCaCertHash), identity).create,
+        update: recorded(memberName, memberMarkerCheck(node), identity).update,
+        // The stack's key, for this node to reach a member over the private network and mint
+        // join credentials there for this attempt only: on stdin, never an argument.
+        stdin: pulumi.secret(pulumi.output(args.sshPrivateKey).apply((key) => `${key.trimEnd()}\n`)),
+        // Runs once per server: a new or replaced server (or a create that failed) runs it.
+        triggers: [node.server.id],
+        logging: "none",
+      },
+      {
+        parent: this,
+        // Before this project decided init or join at run time, the first node's command was
+        // `<node>-init` and the others' `<node>-join`: the same resources, kept as they are.
+        aliases: [{ name: `${name}-${node.spec.name}-init` }, { name: `${name}-${node.spec.name}-join` }],
+        // The endpoint is the load balancer: it must forward 6443 before kubeadm uses it. Members
+        // are serialized (`after` holds the previous node's setup, or on a running cluster its
+        // whole chain): two setups never run at once, so no two nodes can both find nobody
+        // answering and initialize (the second one probes the first), and etcd accepts one
+        // learner at a time; each setup gates on /readyz and etcd health before the next starts.
+        // Its own files (scripts, kubeadm files) are in `after` too.
+        dependsOn: [...after, args.api.service, ...args.api.targets],
+        additionalSecretOutputs: ["stdout", "stderr"],
+        // A member is set up once per server: later edits of its arguments (more peers, the
+        // recorded CA, the key on stdin) must not change the command a running member has. A new
+        // or replaced server, or a failed create, runs the current command; any update (a
+        // changed connection after a key rotation, more peers) runs `update`, which finds the
+        // node's record of this server's setup and runs nothing.
+        ignoreChanges: ["create", "stdin"],
+        deleteBeforeReplace: true,
+      },
+    );
+  }
+
+  /** One node's membership record, run on another member, after `after`. */
+  private membershipRecord(
+    name: string,
+    args: BootstrapArgs,
+    node: ControlPlaneNode,
+    after: pulumi.Resource[],
+  ): command.remote.Command {
+    const peer = anyMemberConnection(args.nodes, args.sshPrivateKey, node);
+    const membership = (action: "check" | "remove") =>
+      peer.name.apply((peerNode) =>
+        nodeCommand("membership.sh", [
+          action,
+          "--node-name",
+          node.name,
+          "--peer-url",
+          `https://${node.spec.privateIp}:${etcdPeerPort}`,
+          "--this-node",
+          peerNode,
+        ]),
+      );
+    return new command.remote.Command(
+      `${name}-${node.spec.name}-membership`,
+      {
+        connection: peer.connection,
+        create: membership("check"),
+        delete: membership("remove"),
+        // A replaced server is a new member: the old one is removed first (deleteBeforeReplace).
+        triggers: [node.server.id],
+      },
+      { parent: this, dependsOn: after, deleteBeforeReplace: true },
+    );
+  }
+
+  /**
+   * One node's kube-vip (staged manifest, then install-kube-vip.sh after `kubeVipAfter`) and, with
+   * failover on, its companion after the kube-vip and `companionAfter`: the reserved IP's holder.
+   */
+  private holder(
+    name: string,
+    args: BootstrapArgs,
+    node: ControlPlaneNode,
+    manifest: pulumi.Output<string>,
+    scriptsRevision: string,
+    order: { kubeVipAfter: pulumi.Resource[]; companionAfter: pulumi.Resource[] },
+  ): { kubeVip: command.remote.Command; holder: command.remote.Command } {
+    const connection = sshConnection(node, args.sshPrivateKey);
+    // Outside /etc/kubernetes/manifests, so copying it changes nothing that runs: it waits for
+    // nothing but its server.
+    const staged = copyFile(`${name}-${node.spec.name}-kube-vip`, connection, manifest, kubeVipStagedPath, node, {
+      parent: this,
+    });
+    const kubeVipName = `${name}-${node.spec.name}-kube-vip-install`;
+    const kubeVip = new command.remote.Command(
+      kubeVipName,
+      {
+        connection,
+        // The manifest's hash makes a changed manifest re-run the (idempotent) install as an
+        // update. No scripts revision: with the same manifest the script changes nothing. A
+        // changed connection alone finds the node's record and runs nothing.
+        ...recorded(
+          kubeVipName,
+          manifest.apply(
+            (text) =>
+              `${nodeCommand("install-kube-vip.sh", ["--manifest", kubeVipStagedPath, "--node-name", node.name, "--lease", kubeVipLeaseName])} # manifest ${sha256(text).slice(0, 16)}`,
+          ),
+        ),
+      },
+      { parent: this, dependsOn: [staged, ...order.kubeVipAfter] },
+    );
+    const holder = args.reservedIpFailover
+      ? this.failover(name, args, node, connection, [kubeVip, ...order.companionAfter], scriptsRevision)
+      : kubeVip;
+    return { kubeVip, holder };
   }
 
   /** The reserved-IP companion on one node, installed once kube-vip runs there (`after`). */
