@@ -313,7 +313,7 @@ describe("signing key", () => {
   });
 });
 
-describe("part size", () => {
+describe("part size and upload concurrency", () => {
   test("S3_PART_SIZE_MIB is the one size setting: S3_PART_MB and S3_MULTIPART_THRESHOLD_MIB are refused before any upload", async () => {
     for (const dropped of ["S3_PART_MB", "S3_MULTIPART_THRESHOLD_MIB"]) {
       const r = await runBackup(`dropped-${dropped}`, { [dropped]: "64" });
@@ -325,6 +325,29 @@ describe("part size", () => {
     expect(small.status).toBe(2);
     expect(small.stderr).toContain("S3_PART_SIZE_MIB must be a whole number from 5 to 5120, got '4'");
     expect(small.calls).toEqual([]);
+  });
+
+  test("S3_UPLOAD_CONCURRENCY parts upload at once, never more, and the object is whole", async () => {
+    // Each upload-part counts itself in flight (under flock), holds a second so the uploads
+    // overlap when the script lets them, then uploads for real. The object is two parts.
+    const inFlight = async (concurrency: string) => {
+      const counter = path.join(tmp, `in-flight-${concurrency}`);
+      fs.writeFileSync(counter, "0\n");
+      const count = (delta: string) =>
+        `( flock 9; n=$(( $(cat '${counter}') ${delta} )); echo "$n" > '${counter}'; echo "$n" >> '${counter}.seen' ) 9>'${counter}.lock'`;
+      const body = `if [[ "\${op:-}" == upload-part ]]; then ${count("+ 1")}; sleep 1; ${awsBinary} "$@"; rc=$?; ${count("- 1")}; exit $rc; fi`;
+      const r = await runBackup(`concurrency-${concurrency}`, { S3_UPLOAD_CONCURRENCY: concurrency }, body);
+      expect(r.status).toBe(0);
+      expect(r.calls.filter((c) => c.startsWith("upload-part ")).length).toBe(2);
+      const done = JSON.parse(r.stdout) as { key: string; sha256: string };
+      expect(sha256(s3.get(done.key))).toBe(done.sha256);
+      return Math.max(...fs.readFileSync(`${counter}.seen`, "utf8").trim().split("\n").map(Number));
+    };
+    expect(await inFlight("1")).toBe(1);
+    expect(await inFlight("2")).toBe(2);
+    const bad = await runBackup("concurrency-bad", { S3_UPLOAD_CONCURRENCY: "0" });
+    expect(bad.status).toBe(2);
+    expect(bad.stderr).toContain("S3_UPLOAD_CONCURRENCY must be a whole number from 1 to 16, got '0'");
   });
 });
 

@@ -243,6 +243,7 @@ describe("configuration", () => {
       "BACKUP_OBJECT_LOCK_MODE",
       "BACKUP_NOW",
       "S3_PART_SIZE_MIB",
+      "S3_UPLOAD_CONCURRENCY",
       "BACKUP_SIGNING_KEY_FILE",
       "PKI_DIR",
       "BACKUP_WORK_DIR",

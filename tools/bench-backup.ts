@@ -1,5 +1,5 @@
 /**
- * `npm run bench:backup -- [--size-mb 1024] [--value-kb 100] [--part-mb 128] [--dir DIR]`
+ * `npm run bench:backup -- [--size-mb 1024] [--value-kb 100] [--part-mb 128] [--concurrency 4] [--dir DIR]`
  *
  * Measures the etcd backup and restore scripts against the bare minimum, on this machine:
  * a 3-member loopback etcd (Debian's etcd) filled to about --size-mb with --value-kb values
@@ -8,7 +8,7 @@
  * memstore OSD, Object Lock on) as the object store, then
  *   (a) etcd-backup.sh end to end (snapshot, status, then one stream: zstd, age, sha256 and the
  *       snapshot's own sha256 check, multipart upload of --part-mb parts (S3_PART_SIZE_MIB);
- *       signed sidecars, retention)
+ *       --concurrency of them at once (S3_UPLOAD_CONCURRENCY); signed sidecars, retention)
  *   (b) bare: etcdctl snapshot save + one plain `aws s3 cp`
  *   (c) etcd-restore.sh fetch + member x3
  *   (d) bare: etcdctl snapshot restore x3
@@ -41,6 +41,7 @@ import { numberOption, stringOption } from "./options";
 const sizeMb = numberOption("size-mb", 1024);
 const valueKb = numberOption("value-kb", 100);
 const partMb = numberOption("part-mb", 128);
+const concurrency = numberOption("concurrency", 4);
 const baseDir = stringOption("dir", os.tmpdir());
 
 const mib = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
@@ -119,6 +120,7 @@ async function main() {
           BACKUP_AGE_RECIPIENTS: key.recipient,
           BACKUP_SIGNING_KEY_FILE: signer.file,
           S3_PART_SIZE_MIB: String(partMb),
+          S3_UPLOAD_CONCURRENCY: String(concurrency),
           PKI_DIR: path.join(dir, "no-pki"),
           BACKUP_WORK_DIR: dir,
         },
@@ -236,7 +238,9 @@ async function main() {
       )} (revision ${summary.revision}), uploaded ${mib(summary.size)} (zstd+age, ${(
         (100 * summary.size) /
         summary.snapshotBytes
-      ).toFixed(0)}%); ${os.cpus().length} CPUs; fill took ${seconds(fillMs)} s`,
+      ).toFixed(
+        0,
+      )}%) in ${partMb} MiB parts, ${concurrency} at once; ${os.cpus().length} CPUs; fill took ${seconds(fillMs)} s`,
     );
     console.log(`${"step".padEnd(62)} ${"seconds".padStart(8)}  ${"size".padStart(12)}  ratio`);
     for (const [name, ms, size, ratio] of rows) {

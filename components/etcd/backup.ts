@@ -103,7 +103,8 @@ export function backupCronJobManifest(cfg: BackupSettings, scripts: EtcdJobScrip
     // Minutes per GB of etcd: snapshot, status, the compressed stream and its upload of a large
     // database take long; a hung upload must still end so the next run can start.
     activeDeadlineSeconds: 3600,
-    // The snapshot plus two upload parts (S3_PART_SIZE_MIB, 128 MiB by default).
+    // The snapshot plus S3_UPLOAD_CONCURRENCY + 1 upload parts (4 + 1 of S3_PART_SIZE_MIB, 128 MiB,
+    // by default).
     scratch: [
       { name: "work", mountPath: names.workDir, volume: { emptyDir: {} } },
       // The signing key as a file (never an environment variable): its own Secret, since the

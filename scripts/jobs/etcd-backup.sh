@@ -63,8 +63,9 @@ Object storage (aws-cli, path-style addressing, --endpoint-url "$S3_ENDPOINT")
   S3_TIMEOUT              Seconds one aws call may take (default 1800).
   S3_PART_SIZE_MIB        Multipart part size in MiB (default 128, 5..5120). A body smaller than
                           one part is one put-object; larger ones are a multipart upload whose
-                          parts are read off the stream into scratch (two at a time). The only
-                          size setting: S3_PART_MB and S3_MULTIPART_THRESHOLD_MIB are refused.
+                          parts are read off the stream into scratch. The only size setting:
+                          S3_PART_MB and S3_MULTIPART_THRESHOLD_MIB are refused.
+  S3_UPLOAD_CONCURRENCY   Parts uploading at once while the next one is read (default 4, 1..16).
 
 Encryption
   BACKUP_ENCRYPTION       age (default) or none. none is the explicit opt-out: the snapshot is
@@ -123,7 +124,7 @@ Other
                           skipped with a WARNING when it does not exist.
   BACKUP_WORK_DIR         Scratch parent directory (default: $TMPDIR or /tmp). A fresh
                           directory is made inside it and removed on exit. Needs the database size
-                          (the snapshot) plus two upload parts (2 x S3_PART_SIZE_MIB).
+                          (the snapshot) plus S3_UPLOAD_CONCURRENCY + 1 upload parts.
   BACKUP_ZSTD_LEVEL       zstd level (default 3).
 
 Tools: etcdctl (snapshot save, endpoint health); etcdutl when on PATH for snapshot status
@@ -160,6 +161,7 @@ BACKUP_OBJECT_LOCK_MODE="${BACKUP_OBJECT_LOCK_MODE:-none}"
 PKI_DIR="${PKI_DIR:-/etc/kubernetes/pki}"
 BACKUP_ZSTD_LEVEL="${BACKUP_ZSTD_LEVEL:-3}"
 S3_PART_SIZE_MIB="${S3_PART_SIZE_MIB:-128}"
+S3_UPLOAD_CONCURRENCY="${S3_UPLOAD_CONCURRENCY:-4}"
 
 require_int ETCD_HEALTH_TIMEOUT 1
 require_int ETCD_SNAPSHOT_TIMEOUT 1
@@ -178,6 +180,7 @@ for dropped in S3_PART_MB S3_MULTIPART_THRESHOLD_MIB; do
 done
 # S3 multipart: parts of 5 MiB to 5 GiB (all but the last), at most 10000 of them.
 require_int S3_PART_SIZE_MIB 5 5120
+require_int S3_UPLOAD_CONCURRENCY 1 16
 part_bytes=$((S3_PART_SIZE_MIB * 1024 * 1024))
 case "$BACKUP_OBJECT_LOCK_MODE" in
   COMPLIANCE | GOVERNANCE | none) ;;
@@ -478,7 +481,8 @@ relock() {
 # (no object) and upload_stream fails. A completed object whose retention cannot be set fails
 # the upload too (it is one of the run's uploads, removed again when the run fails).
 upload_stream() {
-  local key="$1" dir="$work/parts" part=1 chunk next pid failed=0 id etag i version producer="${stream_producer:-}"
+  local key="$1" dir="$work/parts" part=1 chunk next failed=0 id etag i version producer="${stream_producer:-}"
+  local -a pids=() chunks=()
   shift
   mkdir -p -- "$dir"
   chunk="$dir/1"
@@ -503,14 +507,22 @@ upload_stream() {
     return 1
   fi
   open_multipart=("$key" "$id")
+  # Up to S3_UPLOAD_CONCURRENCY parts upload in the background while the next part is read off
+  # the stream; at that many, the oldest is waited for (and its chunk removed) before reading on.
+  # At the end, or after a failure, every one still running is waited for.
   while true; do
     upload_part "$key" "$id" "$part" "$chunk" >"$dir/${part}.etag" &
-    pid=$!
+    pids+=("$!")
+    chunks+=("$chunk")
     next="$dir/$((part + 1))"
     head -c "$part_bytes" >"$next" || failed=1
     stream_bytes=$((stream_bytes + $(stat -c %s "$next")))
-    wait "$pid" || failed=1
-    rm -f -- "$chunk"
+    while ((${#pids[@]} > 0)) && { ((${#pids[@]} >= S3_UPLOAD_CONCURRENCY || failed)) || [[ ! -s "$next" ]]; }; do
+      wait "${pids[0]}" || failed=1
+      rm -f -- "${chunks[0]}"
+      pids=("${pids[@]:1}")
+      chunks=("${chunks[@]:1}")
+    done
     if ((failed)); then break; fi
     if [[ ! -s "$next" ]]; then
       rm -f -- "$next"
