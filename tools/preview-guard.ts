@@ -143,11 +143,13 @@ export interface RemoteCommandClass {
 /**
  * Every `command:remote:Command` the program registers (components/lifecycle/bootstrap.ts, upgrade.ts,
  * certificates.ts, clusterAccess.ts, workerJoin.ts), classified. With @pulumi/command, any input
- * change is an `update`, and an update runs the `update` script or, when there is none (none of
- * ours has one), the `create` script again (Command.Update in
- * provider/pkg/provider/remote/commandController.go of pulumi/pulumi-command); `triggers` make
- * it a replacement, which runs `delete` (if any) and `create`. So a command is guarded when
- * running its create again on a live member is disruptive. tests/previewGuard.test.ts checks
+ * change is an `update`, and an update runs the `update` script or, when there is none, the
+ * `create` script again (Command.Update in provider/pkg/provider/remote/commandController.go of
+ * pulumi/pulumi-command); `triggers` make it a replacement, which runs `delete` (if any) and
+ * `create`. The node-changing commands are recorded (components/node/nodeScripts.ts
+ * recordedWork): their `update` runs the work only when its text changed, so an update of an
+ * upgrade or renewal step with a new version or stamp runs it. So a command is guarded when
+ * running its work again on a live member is disruptive. tests/previewGuard.test.ts checks
  * that each command of the program matches exactly one entry.
  */
 export const remoteCommands: readonly RemoteCommandClass[] = [
@@ -155,10 +157,13 @@ export const remoteCommands: readonly RemoteCommandClass[] = [
     parent: components.bootstrap,
     name: /^bootstrap-.+-member$/,
     guarded: true,
+    // Its `update` only looks for the node's record of this server's setup, or its member marker
+    // (components/lifecycle/bootstrap.ts, recordedWork): it never runs kubeadm.
+    updates: false,
     deletes: false,
     why:
       "a node's setup (kubeadm-member.sh: kubeadm init or join): it runs once per server; a replacement " +
-      "means a new member, so it needs the node's allow-update label",
+      "means a new member, so it needs the node's allow-replace label",
   },
   {
     parent: components.bootstrap,
