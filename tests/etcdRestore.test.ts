@@ -565,6 +565,26 @@ function drill(version: EtcdVersion) {
         expect(s3.get(`prod/restore-log/${summary.stamp}.jsonl`).toString()).toBe(fs.readFileSync(logFile, "utf8"));
       }, 600_000);
 
+      test("the same restore run again on the restored cluster restores again: writes since are gone, every member back", async () => {
+        await cluster.putMany([["/registry/after-restore/k", "written after the first restore"]]);
+        const result = await restore(path.join(tmp, "restore-twice.jsonl"));
+        if (result.status !== 0) throw new Error(`second restore failed:\n${result.stderr}`);
+        await waitUntil("restored cluster health", 60_000, async () => {
+          return cluster.etcdctl(["--dial-timeout=2s", "endpoint", "health", "--cluster"]).status === 0;
+        });
+        expect(cluster.memberCount()).toBe(3);
+        for (const endpoint of cluster.endpoints) {
+          const values = await cluster.getPrefix("/registry/restore/", endpoint);
+          expect(values.size).toBe(drillEntries.length);
+          expect((await cluster.getPrefix("/registry/after-restore/", endpoint)).size).toBe(0);
+        }
+        // Each run kept the data dir it replaced: two per node now.
+        for (let i = 0; i < 3; i++) {
+          const lib = fs.readdirSync(path.join(nodeRoot(i), "var", "lib"));
+          expect(lib.filter((d) => d.startsWith("etcd.pre-restore-"))).toHaveLength(2);
+        }
+      }, 600_000);
+
       test("a failure on one node stops the chain, names the node and step, and the register is still uploaded", async () => {
         const logFile = path.join(tmp, "restore-failed.jsonl");
         const result = await restore(logFile, { FAKE_FAIL: `${ips[1]}:restore` });

@@ -174,7 +174,7 @@ function memberCommand(
 export class ClusterBootstrap extends pulumi.ComponentResource {
   /** Per node, in node order: the command that makes it a member (kubeadm-member.sh). */
   readonly members: command.remote.Command[];
-  /** The last membership record (the last setup on one node): every member checked after it. */
+  /** The last membership record (with one node, its setup): every member is checked after it. */
   readonly complete: pulumi.Resource;
   /**
    * Per node, what makes the reserved IP work there: the companion when failover is on, else
