@@ -32,7 +32,7 @@ import { awsBinary, backupJobEnv } from "./support/s3Server";
 // Bounds, not speed claims: every aws-cli call costs a second of Python start-up on an idle
 // machine and many when the 2 cores are shared with the other drills (RGW, etcd), and a backup
 // against RGW with Object Lock and versioned deletes makes dozens.
-jest.setTimeout(600_000);
+jest.setTimeout(900_000);
 
 const backupScript = path.join(jobsDir, "etcd-backup.sh");
 const restoreScript = path.join(opsDir, "etcd-restore.sh");
@@ -115,8 +115,10 @@ function restoreEnv(prefix: string, identity: AgeKey | null = ageKey): NodeJS.Pr
 
 /** Runs a script; asserts no secret reached its stdout or stderr. */
 async function run(script: string, args: string[], env: NodeJS.ProcessEnv): Promise<ScriptResult> {
-  // The scripts' own PATH: /usr/bin first (Debian's aws-cli v2, not a pyenv shim).
-  const result = await runScript(script, args, env);
+  // The scripts' own PATH: /usr/bin first (Debian's aws-cli v2, not a pyenv shim). Bounded at 10
+  // minutes: the retention run makes one aws-cli call per deleted version (26), and each took
+  // 4-5 s on a loaded 2-core machine, past runScript's default 5 minutes.
+  const result = await runScript(script, args, env, 600_000);
   for (const secret of secrets) {
     expect(result.stdout).not.toContain(secret);
     expect(result.stderr).not.toContain(secret);
