@@ -90,6 +90,7 @@ export = async (): Promise<StackOutputs> => {
     apiDnsName: endpoint.apiDnsName,
     loadBalancer: { privateIp: cfg.loadBalancer.privateIp, publicInterface: cfg.loadBalancer.publicInterface },
     reservedIpFailover: cfg.reservedIpFailover,
+    restoreFrom: cfg.backup.restoreFrom,
     nodes: controlPlane.nodes,
     deployedCaCertHash: runningCluster ? deployedCaCertHash : undefined,
     api,

@@ -178,6 +178,21 @@ describe("the prod stack's bootstrap", () => {
       expect(String(one(deployed, `bootstrap-cp-${n}-member`).inputs.create)).toContain(` --cluster-ca ${hash} `);
   });
 
+  test("restoreFrom reaches every setup (--restore-from), beside the recorded CA, so none starts an empty cluster", async () => {
+    const hash = `sha256:${"ab".repeat(32)}`;
+    const key = "prod-nbg1/etcd/20261203T120000Z-r4711.db.zst.age";
+    const restoring = await runStack(
+      { restoreFrom: key },
+      { deployed: { caCertHash: hash, kubernetesVersion: "1.34.2" } },
+    );
+    for (const n of [1, 2, 3])
+      expect(String(one(restoring, `bootstrap-cp-${n}-member`).inputs.create)).toContain(
+        ` --cluster-ca ${hash} --restore-from ${key} `,
+      );
+    for (const n of [1, 2, 3])
+      expect(String(one(run, `bootstrap-cp-${n}-member`).inputs.create)).not.toContain("--restore-from");
+  });
+
   test("members are set up one at a time: each waits for the one before it, so no two change together", () => {
     const chain = members(run);
     expect(chain.map((r) => r.name)).toEqual([
@@ -610,8 +625,8 @@ describe("the command lines the program renders parse in their scripts", () => {
     const run = await runStack();
     const member = one(run, "bootstrap-cp-2-member");
     const root = fs.mkdtempSync(path.join(tmp(), "update-"));
-    // The marker path is member.sh's own.
-    expect(fs.readFileSync(path.join(nodeScriptsDir, "member.sh"), "utf8")).toContain(
+    // The marker path is the scripts' own (lib.sh, which member.sh's functions use).
+    expect(fs.readFileSync(path.join(nodeScriptsDir, "lib.sh"), "utf8")).toContain(
       `readonly MEMBER_MARKER="${memberMarker}"`,
     );
     const under = (text: string) => text.replaceAll("/var/lib/kubernetes-node/", `${root}/`);

@@ -53,6 +53,7 @@ describe("the prod stack", () => {
       encryption: "age",
       ageRecipients: ["age1jrv6vc5s67v5cacsn0608aj0l0570ympuy64r0nmqtkuu55rlyuq7urp76"],
       image: `ghcr.io/platform/hcloud-control-plane/etcd-backup@sha256:${"0".repeat(64)}`,
+      restoreFrom: "",
     });
     expect(cfg.monitoring).toEqual({
       mode: "kube-prometheus-stack",
@@ -380,6 +381,25 @@ describe("validation rules", () => {
     expect(problems({ backupKeepLast: 0 })).toEqual([
       `${P}:backupKeepLast = 0: must be at least 1: retention always keeps the newest backups`,
     ]);
+  });
+
+  test("restoreFrom is empty, latest or a backup key", () => {
+    for (const ok of [
+      "",
+      "latest",
+      "prod-nbg1/etcd/20261203T120000Z-r4711.db.zst.age",
+      "a/b/etcd/20261203T120000Z-r1.db.zst",
+    ])
+      expect(parse({ restoreFrom: ok }).backup.restoreFrom).toBe(ok);
+    for (const bad of [
+      "newest",
+      "20261203T120000Z-r4711.db.zst.age",
+      "prod/pki/20261203T120000Z.tar.zst.age",
+      "prod/etcd/x; rm -rf /",
+    ])
+      expect(problems({ restoreFrom: bad })).toEqual([
+        `${P}:restoreFrom = ${JSON.stringify(bad)}: must be "" (no restore), latest, or a backup key <prefix>/etcd/<UTC stamp>-r<revision>.db.zst[.age] (the restore runbook lists them)`,
+      ]);
   });
 
   test("health check timing is bounded and the timeout fits the interval", () => {

@@ -117,6 +117,8 @@ exec ${etcdutl} "$@"
 // Node 3: no etcdutl; ctr runs it from the etcd image.
 const fakeCtr = (tool: string) => `#!/bin/bash
 printf '%s\\n' "$*" >>"$RESTORE_NODE_ROOT/ctr.calls"
+# ctr -n k8s.io images ls -q name==IMAGE: the image is there (pulled by the node's preparation).
+if [[ "$1 $2 $3 $4 $5" == "-n k8s.io images ls -q" ]]; then echo "\${6#name==}"; exit 0; fi
 [[ "$1 $2 $3 $4 $5 $6 $7" == "-n k8s.io run --rm --net-host --mount type=bind,src=/var/lib,dst=/var/lib,options=rbind:rw" ]] ||
   { echo "fake ctr: unexpected $*" >&2; exit 99; }
 [[ "$8" == "${etcdImage}" && "\${10}" == etcdutl ]] || { echo "fake ctr: unexpected $*" >&2; exit 99; }
@@ -617,6 +619,220 @@ function drill(version: EtcdVersion) {
           expect(fs.readdirSync(path.join(nodeRoot(i), "etc", "kubernetes")).sort()).toEqual(["manifests"]);
         }
       }, 600_000);
+    });
+
+    describe("etcd-restore.sh seed (restore into new servers)", () => {
+      const seedIp = "10.0.0.9";
+      const seedName = "prod-nbg1-cp-1";
+      // The files etcd-restore.sh SHARED_PKI installs; the backup also holds a node's own ones.
+      const shared = [
+        "ca.crt",
+        "ca.key",
+        "sa.key",
+        "sa.pub",
+        "front-proxy-ca.crt",
+        "front-proxy-ca.key",
+        "etcd/ca.crt",
+        "etcd/ca.key",
+      ];
+      let seedKey: string;
+      let expected: Map<string, string>;
+      let seedRoot: string;
+      let closedPort: number;
+
+      /** key -> value of every /registry/ key, through etcdctl at `endpoints`. */
+      function contents(endpoints: string[]): Map<string, string> {
+        const r = cluster.etcdctl(["get", "/registry/", "--prefix", "-w", "json"], endpoints);
+        if (r.status !== 0) throw new Error(`etcdctl get failed: ${r.stderr}`);
+        const kvs = (JSON.parse(r.stdout) as { kvs?: { key: string; value: string }[] }).kvs ?? [];
+        return new Map(
+          kvs.map((kv) => [Buffer.from(kv.key, "base64").toString(), Buffer.from(kv.value, "base64").toString()]),
+        );
+      }
+
+      function freshNode(ip: string, files: Record<string, string> = {}): string {
+        const root = path.join(nodesDir, ip);
+        fs.mkdirSync(path.join(root, "var", "lib"), { recursive: true });
+        fs.mkdirSync(path.join(root, "bin"), { recursive: true });
+        for (const [file, text] of Object.entries(files)) {
+          fs.mkdirSync(path.dirname(path.join(root, file)), { recursive: true });
+          fs.writeFileSync(path.join(root, file), text);
+        }
+        const { etcdctl, etcdutl } = cluster.binaries;
+        if (etcdutl) {
+          // 3.5: the real etcdutl on the node's PATH.
+          fs.writeFileSync(path.join(root, "bin", "etcdutl"), etcdutlRecording(etcdutl), { mode: 0o755 });
+        } else {
+          // 3.4: no etcdutl; ctr runs it from the etcd image kubeadm names. `kubeadm config images
+          // list` prints one image a line (cmd/kubeadm/app/cmd/config.go, images list).
+          fs.writeFileSync(path.join(root, "bin", "ctr"), fakeCtr(etcdctl), { mode: 0o755 });
+          fs.writeFileSync(
+            path.join(root, "bin", "kubeadm"),
+            `#!/bin/bash\n[[ "$1 $2 $3 $4" == "config images list --config" ]] || exit 99\nprintf '%s\\n' registry.k8s.io/kube-apiserver:v1.34.2 registry.k8s.io/pause:3.10.1 ${etcdImage} registry.k8s.io/coredns/coredns:v1.12.1\n`,
+            { mode: 0o755 },
+          );
+        }
+        return root;
+      }
+
+      function seedArgs(ip: string, endpointUrl: string, extra: string[] = []): string[] {
+        return [
+          "seed",
+          "--node",
+          `${seedName}=${ip}`,
+          "--peer-url",
+          `http://127.0.0.1:${closedPort}`,
+          "--endpoint-url",
+          endpointUrl,
+          "--init-config",
+          "/etc/kubernetes/kubeadm/init.yaml",
+          "--timeout",
+          "120",
+          "--log",
+          path.join(tmp, `seed-${ip}.jsonl`),
+          ...extra,
+        ];
+      }
+
+      beforeAll(async () => {
+        // A backup whose PKI archive holds a whole kubeadm PKI, under its own prefix.
+        const pkiDir = path.join(tmp, "full-pki");
+        for (const f of [...shared, "apiserver.crt", "apiserver.key", "etcd/server.crt"]) {
+          fs.mkdirSync(path.dirname(path.join(pkiDir, f)), { recursive: true });
+          fs.writeFileSync(path.join(pkiDir, f), `backup ${f}\n`);
+        }
+        const backup = await runScript(backupScript, [], {
+          ...s3.env,
+          PATH: `${etcdBin}:/usr/bin:/bin`,
+          ETCD_ENDPOINTS: cluster.endpoints.join(","),
+          S3_ENDPOINT: s3.endpoint,
+          S3_BUCKET: s3.bucket,
+          S3_PREFIX: "seeded",
+          S3_REGION: s3.region,
+          BACKUP_AGE_RECIPIENTS: ageKey.recipient,
+          BACKUP_SIGNING_KEY_FILE: signer.file,
+          PKI_DIR: pkiDir,
+        });
+        if (backup.status !== 0) throw new Error(`backup failed: ${backup.stderr}`);
+        seedKey = (JSON.parse(backup.stdout) as { key: string }).key;
+        expected = contents(cluster.endpoints);
+        await cluster.putMany([...Array(20)].map((_, i) => [`/registry/after-seed-backup/k${i}`, "late"]));
+        [closedPort] = await freePorts(1);
+      }, 600_000);
+
+      test("a fresh node, no member answering: the backup's data alone in /var/lib/etcd, its shared PKI, the record", async () => {
+        seedRoot = freshNode(seedIp);
+        fs.writeFileSync(fakeLog, "");
+        const result = await runRestore(seedArgs(seedIp, `https://127.0.0.1:${closedPort}/readyz`, ["--key", seedKey]));
+        if (result.status !== 0) throw new Error(`seed failed:\n${result.stderr}`);
+        const out = JSON.parse(result.stdout) as { restored: boolean; key: string; revision: number };
+        expect(out).toMatchObject({ restored: true, key: seedKey, revision: Number(/-r(\d+)\.db/.exec(seedKey)![1]) });
+        expect(calls().map(([host, op]) => `${host} ${op[0]}`)).toEqual(
+          [
+            "probe",
+            "seed-state",
+            "prepare",
+            "scp",
+            "verify",
+            "scp",
+            "install-pki",
+            "etcd-image",
+            "restore",
+            "seed-record",
+          ].map((op) => `${seedIp} ${op}`),
+        );
+        // Only the shared files, the backup's bytes; keys owner-only. The node's own certificates
+        // are kubeadm init's to make.
+        const pki = path.join(seedRoot, "etc", "kubernetes", "pki");
+        for (const f of shared) {
+          expect({ f, text: fs.readFileSync(path.join(pki, f), "utf8") }).toEqual({ f, text: `backup ${f}\n` });
+          expect({ f, mode: fs.statSync(path.join(pki, f)).mode & 0o777 }).toEqual({
+            f,
+            mode: f.endsWith(".key") ? 0o600 : 0o644,
+          });
+        }
+        expect(fs.existsSync(path.join(pki, "apiserver.crt"))).toBe(false);
+        const record = fs.readFileSync(path.join(seedRoot, "var", "lib", "kubernetes-node", "restored"), "utf8");
+        expect(record).toContain(`key=${seedKey}\n`);
+        // The snapshot copy is gone from the node once restored.
+        expect(fs.readdirSync(path.join(seedRoot, "var", "lib", "etcd-restore"))).toEqual([]);
+
+        // The restored data dir runs as a cluster of this one member, with every key of the backup
+        // and none written after it.
+        const [client, peer] = await freePorts(2);
+        const etcdLog = fs.openSync(path.join(tmp, "seeded-etcd.log"), "a");
+        const etcd = spawn(
+          cluster.binaries.etcd,
+          [
+            `--name=${seedName}`,
+            `--data-dir=${path.join(seedRoot, "var", "lib", "etcd")}`,
+            `--listen-client-urls=http://127.0.0.1:${client}`,
+            `--advertise-client-urls=http://127.0.0.1:${client}`,
+            `--listen-peer-urls=http://127.0.0.1:${peer}`,
+          ],
+          { stdio: ["ignore", etcdLog, etcdLog] },
+        );
+        fs.closeSync(etcdLog);
+        try {
+          const endpoint = [`http://127.0.0.1:${client}`];
+          await waitUntil(
+            "the seeded member",
+            30_000,
+            async () => cluster.etcdctl(["endpoint", "health"], endpoint).status === 0,
+          );
+          const members = JSON.parse(cluster.etcdctl(["member", "list", "-w", "json"], endpoint).stdout) as {
+            members: { name: string; peerURLs: string[] }[];
+          };
+          expect(members.members.map((m) => [m.name, m.peerURLs])).toEqual([
+            [seedName, [`http://127.0.0.1:${closedPort}`]],
+          ]);
+          expect(contents(endpoint)).toEqual(expected);
+        } finally {
+          const exited = new Promise((resolve) => etcd.once("exit", resolve));
+          etcd.kill("SIGKILL");
+          await exited;
+        }
+
+        // Run again (a retried pulumi up): the record says it is done; nothing is fetched or copied.
+        fs.writeFileSync(fakeLog, "");
+        const again = await runRestore(seedArgs(seedIp, `https://127.0.0.1:${closedPort}/readyz`, ["--key", seedKey]));
+        if (again.status !== 0) throw new Error(`second seed failed:\n${again.stderr}`);
+        expect(JSON.parse(again.stdout)).toMatchObject({ restored: true, already: true, key: seedKey });
+        expect(calls().map(([, op]) => op[0])).toEqual(["probe", "seed-state"]);
+      }, 300_000);
+
+      test("a member answers: nothing to restore, the node is not touched; a node kubeadm ran on is refused", async () => {
+        const [port] = await freePorts(1);
+        const server = https.createServer(
+          { key: fs.readFileSync(path.join(tmp, "tls.key")), cert: fs.readFileSync(path.join(tmp, "tls.crt")) },
+          (_req, res) => res.writeHead(500).end("[-]etcd failed"),
+        );
+        await new Promise<void>((resolve) => server.listen(port, "127.0.0.1", resolve));
+        try {
+          const root = freshNode("10.0.0.10");
+          fs.writeFileSync(fakeLog, "");
+          const skipped = await runRestore(
+            seedArgs("10.0.0.10", `https://127.0.0.1:${port}/readyz`, ["--key", seedKey]),
+          );
+          if (skipped.status !== 0) throw new Error(skipped.stderr);
+          expect(JSON.parse(skipped.stdout)).toMatchObject({ restored: false });
+          expect(JSON.parse(skipped.stdout).reason).toContain(`https://127.0.0.1:${port}/readyz (HTTP 500)`);
+          expect(calls().map(([, op]) => op[0])).toEqual(["probe"]);
+          expect(fs.readdirSync(path.join(root, "var", "lib"))).toEqual([]);
+        } finally {
+          server.closeAllConnections();
+          server.close();
+        }
+        const marked = freshNode("10.0.0.11", { "var/lib/kubernetes-node/member": "role=init\n" });
+        fs.writeFileSync(fakeLog, "");
+        const refused = await runRestore(
+          seedArgs("10.0.0.11", `https://127.0.0.1:${closedPort}/readyz`, ["--key", seedKey]),
+        );
+        expect(refused.status).toBe(1);
+        expect(refused.stderr).toContain("node prod-nbg1-cp-1 is no fresh node (member: it has the member marker)");
+        expect(calls().map(([, op]) => op[0])).toEqual(["probe", "seed-state"]);
+        expect(fs.existsSync(path.join(marked, "var", "lib", "etcd"))).toBe(false);
+      }, 300_000);
     });
 
     describe("refusals and faults (nothing on a node changes)", () => {

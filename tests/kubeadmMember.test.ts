@@ -404,6 +404,94 @@ describe("kubeadm-member.sh", () => {
     expectKeyGone(node, result);
   });
 
+  describe("restore into new servers (restoreFrom, etcd-restore.sh seed)", () => {
+    const seedRecord = "/var/lib/kubernetes-node/restored";
+    const backupKey = "prod-nbg1/etcd/20261203T120000Z-r4711.db.zst.age";
+    /** What etcd-restore.sh seed leaves on a node (tests/etcdRestore.test.ts runs the seed itself). */
+    function seed(node: Node, ca: ClusterCa): void {
+      const pki = at(node.sandbox, "etc/kubernetes/pki");
+      fs.mkdirSync(path.join(pki, "etcd"), { recursive: true });
+      fs.copyFileSync(path.join(ca.dir, "ca.crt"), path.join(pki, "ca.crt"));
+      fs.copyFileSync(path.join(ca.dir, "ca.key"), path.join(pki, "ca.key"));
+      for (const f of ["sa.key", "sa.pub", "front-proxy-ca.crt", "front-proxy-ca.key", "etcd/ca.crt", "etcd/ca.key"])
+        fs.writeFileSync(path.join(pki, f), `restored ${f}\n`);
+      fs.mkdirSync(at(node.sandbox, "var/lib/etcd/member/snap"), { recursive: true });
+      fs.writeFileSync(at(node.sandbox, "var/lib/etcd/member/snap/db"), "restored data\n");
+      fs.writeFileSync(
+        at(node.sandbox, seedRecord.slice(1)),
+        `key=${backupKey}\nsha256=${"a".repeat(64)}\nsnapshotSha256=${"b".repeat(64)}\nrevision=4711\ncompleted=2026-12-03T12:30:00Z\n`,
+      );
+    }
+
+    test("seeded and no member answers: initializes from the backup with the stack's CA; kubeadm keeps the restored PKI and data", () => {
+      const net = makeNetwork(tmp(), "seeded");
+      const node = makeNode(net, 1);
+      fs.mkdirSync(at(node.sandbox, "var/lib/kubernetes-node"), { recursive: true });
+      seed(node, clusterCa());
+      const result = runMember(node, ["10.20.1.12", "10.20.1.13"], {
+        extra: ["--cluster-ca", clusterCa().hash, "--restore-from", "latest"],
+      });
+      expectStatus(result, 0);
+      expect(result.stdout).toBe("prod-nbg1-cp-1: initialized\n");
+      expect(result.stderr).toContain(`this node was seeded from ${backupKey}: initializing the cluster from it`);
+      // Only the one preflight check that the restored data trips is ignored.
+      expect(kubeadmCalls(node)).toEqual([
+        `kubeadm init --config $ROOT${initConfigPath} --ignore-preflight-errors=DirAvailable--var-lib-etcd`,
+      ]);
+      expect(phasesRun(node.sandbox)).toEqual(initPhases.map((p) => `init:${p}`));
+      expect(fileText(at(node.sandbox, "etc/kubernetes/pki/sa.key"))).toBe("restored sa.key\n");
+      expect(fileText(at(node.sandbox, "etc/kubernetes/pki/etcd/ca.crt"))).toBe("restored etcd/ca.crt\n");
+      expect(fileText(at(node.sandbox, "var/lib/etcd/member/snap/db"))).toBe("restored data\n");
+      expect(fileText(at(node.sandbox, markerPath.slice(1)))).toContain(`ca=${clusterCa().hash}\n`);
+      expectKeyGone(node, result);
+    });
+
+    test("--restore-from without a seed: refuses rather than start an empty cluster, nothing written", () => {
+      const net = makeNetwork(tmp(), "unseeded");
+      const node = makeNode(net, 1);
+      const result = runMember(node, ["10.20.1.12", "10.20.1.13"], { extra: ["--restore-from", backupKey] });
+      expect(result.status).toBe(1);
+      expect(result.stdout).toBe("");
+      expect(result.stderr).toContain(
+        `restoreFrom is ${backupKey} and no member answers, but this node holds no restored data`,
+      );
+      expect(result.stderr).toContain("pulumi up --replace the URN of its restore-seed command");
+      expect(kubeadmCalls(node)).toEqual([]);
+      expect(fs.existsSync(at(node.sandbox, "var/lib/kubernetes-node"))).toBe(false);
+      expectKeyGone(node, result);
+    });
+
+    test("seeded from another cluster's backup (its CA is not --cluster-ca): refused, nothing run", () => {
+      const net = makeNetwork(tmp(), "other-backup");
+      const node = makeNode(net, 1);
+      fs.mkdirSync(at(node.sandbox, "var/lib/kubernetes-node"), { recursive: true });
+      const other = makeClusterCa(tmp(), "other-cluster-ca");
+      seed(node, other);
+      const result = runMember(node, [], { extra: ["--cluster-ca", clusterCa().hash, "--restore-from", "latest"] });
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain(
+        `this node was seeded from ${backupKey}, whose cluster CA hash is ${other.hash}, but the stack records ${clusterCa().hash}`,
+      );
+      expect(kubeadmCalls(node)).toEqual([]);
+      expect(fs.existsSync(at(node.sandbox, markerPath.slice(1)))).toBe(false);
+    });
+
+    test("a seeded node whose restored data a reset removed: kubeadm-init.sh refuses and says to seed again", () => {
+      const net = makeNetwork(tmp(), "seed-reset");
+      const node = makeNode(net, 1);
+      fs.mkdirSync(at(node.sandbox, "var/lib/kubernetes-node"), { recursive: true });
+      seed(node, clusterCa());
+      fs.rmSync(at(node.sandbox, "var/lib/etcd"), { recursive: true });
+      const result = runMember(node, [], { extra: ["--restore-from", "latest"] });
+      expect(result.status).toBe(1);
+      expect(result.stderr).toContain(
+        `${seedRecord} records a restore of ${backupKey}, but /var/lib/etcd/member or /etc/kubernetes/pki/ca.crt is missing`,
+      );
+      expect(result.stderr).toContain("seed this node again");
+      expect(kubeadmCalls(node)).toEqual([]);
+    });
+  });
+
   test("a peer that mints credentials of another cluster (CA hash ≠ --cluster-ca): refused, revoked there, nothing written", () => {
     const net = makeNetwork(tmp(), "other-ca");
     const a = initializedNode(net, 1);

@@ -136,6 +136,7 @@ const samples: Record<string, Sample> = {
   backupAgeRecipients: {
     edit: { backupAgeRecipients: ["age1jrv6vc5s67v5cacsn0608aj0l0570ympuy64r0nmqtkuu55rlyuq7urp7q"] },
   },
+  restoreFrom: { edit: { restoreFrom: "latest" } },
   backupImage: { edit: { backupImage: `ghcr.io/platform/hcloud-control-plane/etcd-backup@sha256:${"1".repeat(64)}` } },
   objectStorageAccessKey: { edit: { objectStorageAccessKey: "rotated-access-key" } },
   objectStorageSecretKey: { edit: { objectStorageSecretKey: "rotated-secret-key" } },

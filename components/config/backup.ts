@@ -2,7 +2,7 @@
 import type { ClusterConfig } from "./index";
 import { objectStorageLocations } from "../hetzner/facts";
 import { cronSettingError } from "./cron";
-import { boolean, complete, integer, isOneOf, list, live, oneOf, Reader, refused, string } from "./schema";
+import { boolean, complete, integer, isOneOf, list, live, nothing, oneOf, Reader, refused, string } from "./schema";
 
 export const backupEncryptionChoices = ["age", "none"] as const;
 export type BackupEncryption = (typeof backupEncryptionChoices)[number];
@@ -13,6 +13,9 @@ export type BackupEncryption = (typeof backupEncryptionChoices)[number];
  */
 export const backupObjectLockModes = ["COMPLIANCE", "GOVERNANCE"] as const;
 export type BackupObjectLockMode = (typeof backupObjectLockModes)[number];
+
+/** A snapshot key the backup job writes (scripts/jobs/etcd-backup.sh), as restoreFrom names it. */
+const restoreKeyPattern = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*\/etcd\/\d{8}T\d{6}Z-r\d+\.db\.zst(\.age)?$/;
 
 const cronJob = live("the backup CronJob or its Secret is updated in place; the next run uses it");
 const isObjectStorageLocation = (v: string) => (objectStorageLocations as readonly string[]).includes(v);
@@ -55,6 +58,17 @@ export const backupSettings = {
     return bad >= 0 ? `entry ${bad + 1} is not an age public key (age1 followed by 58 bech32 characters)` : undefined;
   }),
   backupImage: string(cronJob, imageReferenceError),
+  // Read by a node's setup only when no member of the cluster answers (kubeadm-member.sh
+  // --restore-from): then it initializes only from a backup seeded onto it, never an empty cluster.
+  restoreFrom: string(
+    nothing(
+      "a node's setup reads it only when no member answers; its command is set once per server (a running member never runs it again)",
+    ),
+    (v) =>
+      v === "" || v === "latest" || restoreKeyPattern.test(v)
+        ? undefined
+        : 'must be "" (no restore), latest, or a backup key <prefix>/etcd/<UTC stamp>-r<revision>.db.zst[.age] (the restore runbook lists them)',
+  ),
   // Read only to report them missing; loadSecrets hands them on as Pulumi secrets.
   objectStorageAccessKey: string(live("the bucket provider and the backup job's Secret take the new key in place")),
   objectStorageSecretKey: string(live("the bucket provider and the backup job's Secret take the new key in place")),
@@ -124,6 +138,7 @@ export function readBackup(
     encryption: v.backupEncryption,
     ageRecipients: v.backupAgeRecipients,
     image: v.backupImage,
+    restoreFrom: v.restoreFrom,
   };
 }
 

@@ -116,6 +116,11 @@ export interface ClusterConfig {
     /** age public keys; non-empty when encryption is age. */
     ageRecipients: string[];
     image: string;
+    /**
+     * "" no restore; latest or a backup key: a node whose setup finds no member answering
+     * initializes only from a backup seeded onto it (scripts/ops/etcd-restore.sh seed).
+     */
+    restoreFrom: string;
   };
   /** Day-2 operations: certificate renewal and etcd defragmentation. */
   maintenance: {

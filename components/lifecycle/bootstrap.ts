@@ -44,6 +44,8 @@ export type KubeadmSettings = EndpointSettings &
 export type BootstrapSettings = KubeadmSettings &
   Pick<ClusterConfig, "reservedIpFailover"> & {
     loadBalancer: Pick<ClusterConfig["loadBalancer"], "privateIp" | "publicInterface">;
+    /** restoreFrom ("" none): kubeadm-member.sh --restore-from. */
+    restoreFrom: string;
   };
 
 export interface BootstrapArgs extends BootstrapSettings {
@@ -123,7 +125,7 @@ function endpointArgs(cfg: EndpointSettings): string[] {
   return cfg.apiDnsName ? ["--endpoint-host", cfg.apiDnsName, "--endpoint-ip", cfg.loadBalancer.privateIp] : [];
 }
 
-/** The marker a setup writes as its last step (scripts/node/member.sh MEMBER_MARKER). */
+/** The marker a setup writes as its last step (scripts/node/lib.sh MEMBER_MARKER). */
 export const memberMarker = "/var/lib/kubernetes-node/member";
 
 /** A member's update when the node has no record of its setup: the marker says it is one. */
@@ -164,6 +166,7 @@ function memberCommand(
     "--peers",
     peers.join(","),
     ...(deployedCaCertHash ? ["--cluster-ca", deployedCaCertHash] : []),
+    ...(cfg.restoreFrom ? ["--restore-from", cfg.restoreFrom] : []),
     ...endpointArgs(cfg),
     "--endpoint-url",
     `https://${cfg.loadBalancer.privateIp}:${apiServerPort}/readyz`,

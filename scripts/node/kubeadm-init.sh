@@ -72,7 +72,13 @@ Steps:
      missing: 4 or 5 as before. /readyz not ok within --timeout, a kubectl call that fails
      other than with NotFound, or an unhealthy etcd: the cluster cannot be checked, refuse
      (exit 1, nothing changed, no marker, no reset advice);
-  4. without the marker and without kubeadm's static pod manifests or /var/lib/etcd data (a
+  4. without the marker and the manifests, on a node seeded from a backup (the record
+     /var/lib/kubernetes-node/restored of etcd-restore.sh seed; /var/lib/etcd/member and
+     /etc/kubernetes/pki/ca.crt must be there): kubeadm init --config PATH
+     --ignore-preflight-errors=DirAvailable--var-lib-etcd, after the --refuse-if-serving check.
+     kubeadm keeps the restored CAs and service-account key and starts etcd from the restored
+     data, so the old cluster's kubeconfigs and tokens stay valid. Without the marker and
+     without kubeadm's static pod manifests or /var/lib/etcd data (a
      fresh node, or an init that stopped in preflight, certs or kubeconfig, whose files kubeadm
      reuses): kubeadm init --config PATH. Its output, which
      contains join commands with a bootstrap token, goes only to the root-only log
@@ -169,6 +175,18 @@ finish_init() {
   done
 }
 
+# refuse_if_serving: with --refuse-if-serving URL, exits 1 when an API server answers there.
+refuse_if_serving() {
+  [[ -n "$refuse_url" ]] || return 0
+  # Any HTTP answer means an API server is there, healthy (200) or not (a failing /readyz is
+  # 500, anonymous access off is 401/403); only no answer at all (curl's 000) is none.
+  local code
+  code="$(curl --silent --insecure --max-time 5 --output /dev/null --write-out '%{http_code}' "$refuse_url" 2>/dev/null)" || true
+  if [[ -n "$code" && "$code" != 000 ]]; then
+    die "an API server already answers at ${refuse_url} (HTTP ${code}): a cluster exists without this node, and kubeadm init would start a second one. Join this node instead; see docs/runbooks/replace-control-plane-node.md"
+  fi
+}
+
 main() {
   parse_args "$@"
   require_root
@@ -201,19 +219,26 @@ main() {
   adopt_member init "$node" "$endpoint"
   if "$adopted"; then
     log "adopted as an initialized member; checking the API server only"
+  elif ((manifests == 0)) && [[ -f "${ROOT}${SEED_RECORD}" ]]; then
+    # Seeded from a backup (etcd-restore.sh seed): /var/lib/etcd holds this node alone as the
+    # restored cluster's member, /etc/kubernetes/pki the backup's CAs and service-account key.
+    # kubeadm init keeps both: its certs phase uses an existing CA ("Using existing ca
+    # certificate authority") and sa key, and etcd starts from the data dir; only its preflight
+    # check DirAvailable--var-lib-etcd must be told that the data is meant to be there.
+    local key
+    key="$(seed_record_value key)" || key="an unnamed backup"
+    [[ -d "${ROOT}/var/lib/etcd/member" && -f "${ROOT}/etc/kubernetes/pki/ca.crt" ]] ||
+      die "${SEED_RECORD} records a restore of ${key:-a backup}, but /var/lib/etcd/member or /etc/kubernetes/pki/ca.crt is missing (a reset removed them?): seed this node again (docs/runbooks/etcd-restore.md, \"Restore into new servers\")"
+    refuse_if_serving
+    log "running kubeadm init --config ${config} on the data restored from ${key} (output in ${log_file})"
+    kubeadm init --config "$config_file" --ignore-preflight-errors=DirAvailable--var-lib-etcd >>"$log_file" 2>&1 ||
+      die "kubeadm init failed; see ${log_file}. Run this script again: it finishes what kubeadm left, or prints how to reset (${MEMBER_RUNBOOK})"
+    [[ -f "$admin_conf" ]] || die "kubeadm init succeeded but wrote no ${admin_conf}"
   elif ((manifests == 0)) && ! has_state /var/lib/etcd; then
     if [[ -n "$state" ]]; then
       log "files of an earlier kubeadm init (${state}): kubeadm init reuses its certificates and kubeconfig files"
     fi
-    if [[ -n "$refuse_url" ]]; then
-      # Any HTTP answer means an API server is there, healthy (200) or not (a failing /readyz
-      # is 500, anonymous access off is 401/403); only no answer at all (curl's 000) is none.
-      local code
-      code="$(curl --silent --insecure --max-time 5 --output /dev/null --write-out '%{http_code}' "$refuse_url" 2>/dev/null)" || true
-      if [[ -n "$code" && "$code" != 000 ]]; then
-        die "an API server already answers at ${refuse_url} (HTTP ${code}): a cluster exists without this node, and kubeadm init would start a second one. Join this node instead; see docs/runbooks/replace-control-plane-node.md"
-      fi
-    fi
+    refuse_if_serving
     log "running kubeadm init --config ${config} (output in ${log_file})"
     kubeadm init --config "$config_file" >>"$log_file" 2>&1 ||
       die "kubeadm init failed; see ${log_file}. Run this script again: it finishes what kubeadm left, or prints how to reset (${MEMBER_RUNBOOK})"

@@ -20,6 +20,7 @@ usage() {
   cat <<'EOF'
 Usage: kubeadm-member.sh --node-name NAME --init-config PATH --join-config-template PATH
                          --peers IP[,IP...] --endpoint-url URL [--cluster-ca sha256:HEX]
+                         [--restore-from KEY]
                          [--endpoint-host NAME --endpoint-ip IP] [--timeout SECONDS]
                          [--root DIR]  <ssh-private-key
 
@@ -42,6 +43,11 @@ Options:
   --cluster-ca sha256:HEX The CA public key hash of the cluster the stack recorded (its
                           caCertHash output). With it, this script never initializes a cluster,
                           and refuses credentials minted by a member of another cluster.
+  --restore-from KEY      The stack's restoreFrom (latest, or a backup key): when no member
+                          answers, this node initializes the cluster only from a backup seeded
+                          onto it (etcd-restore.sh seed, its record /var/lib/kubernetes-node/
+                          restored); without that record it refuses rather than start an
+                          empty cluster.
   --endpoint-host NAME    Host part of controlPlaneEndpoint, passed on to kubeadm-init.sh and
                           kubeadm-join.sh (a DNS name gets an /etc/hosts line).
   --endpoint-ip IP        IPv4 address for NAME: the load balancer's private IP. Required when
@@ -77,7 +83,10 @@ Steps:
      HTTP status (a degraded API server answers 500) or TCP port 2379 (etcd) on the peer
      accepts a connection, or when --endpoint-url gives any HTTP status; each probe is one
      curl call of at most 5 seconds.
-     a. No answer, without --cluster-ca: initialize. The record says init, then
+     a. No answer, on a node seeded from a backup (/var/lib/kubernetes-node/restored): initialize
+        from it (kubeadm-init.sh takes the restored data); with --cluster-ca the restored CA's
+        hash must equal it, else refuse. No answer, with --restore-from and no seed record:
+        refuse, exit 1, nothing written. No answer, without --cluster-ca: initialize. The record says init, then
         kubeadm-init.sh --config PATH --refuse-if-serving URL (it checks the endpoint once more
         right before kubeadm init). No answer, with --cluster-ca: refuse, exit 1, nothing
         written: the stack records a cluster, no member answers, and an init would start a
@@ -119,8 +128,6 @@ readonly CLUSTER_CA_PATTERN='^sha256:[0-9a-f]{64}$'
 readonly TOKEN_PATTERN='^([a-z0-9]{6})\.[a-z0-9]{16}$'
 # Longest private key read from stdin: an RSA 16384-bit key in PEM is about 12 KiB.
 readonly MAX_KEY_BYTES=65536
-# Each probe (one curl call) waits at most this long.
-readonly PROBE_SECONDS=5
 readonly JOIN_TTL="15m"
 
 node_name=""
@@ -130,6 +137,7 @@ peers_list=""
 peers_given=false
 endpoint_url=""
 cluster_ca=""
+restore_from=""
 endpoint_host=""
 endpoint_ip=""
 timeout_seconds="600"
@@ -139,7 +147,8 @@ POLL_SECONDS="${POLL_SECONDS:-5}"
 parse_args() {
   peers_list=$'\n'
   parse_flags --node-name=node_name --init-config=init_config --join-config-template=join_template \
-    --peers=peers_list --endpoint-url=endpoint_url --cluster-ca=cluster_ca --endpoint-host=endpoint_host \
+    --peers=peers_list --endpoint-url=endpoint_url --cluster-ca=cluster_ca --restore-from=restore_from \
+    --endpoint-host=endpoint_host \
     --endpoint-ip=endpoint_ip --timeout=timeout_seconds --root=ROOT -- "$@"
 
   is_dns_name "$node_name" || usage_error "--node-name must be a lowercase DNS name, got '${node_name}'"
@@ -154,6 +163,8 @@ parse_args() {
     usage_error "--endpoint-url must be an https:// URL, got '${endpoint_url}'"
   [[ -z "$cluster_ca" || "$cluster_ca" =~ $CLUSTER_CA_PATTERN ]] ||
     usage_error "--cluster-ca must be sha256:<64 hex>, got '${cluster_ca}'"
+  [[ -z "$restore_from" || "$restore_from" == latest || "$restore_from" =~ ^[A-Za-z0-9._/-]+-r[0-9]+\.db\.zst(\.age)?$ ]] ||
+    usage_error "--restore-from must be latest or a backup key (<prefix>/etcd/<stamp>-r<revision>.db.zst[.age]), got '${restore_from}'"
   check_endpoint "$endpoint_host" "$endpoint_ip"
   check_timeout
   check_poll_seconds
@@ -209,64 +220,6 @@ read_key() {
   # printf is a shell builtin: the key reaches no command line.
   (umask 077 && printf '%s\n' "$key" >"$key_file")
   chmod 0600 "$key_file"
-}
-
-# ---------------------------------------------------------------------------------------------
-# Probes. curl, bounded by --max-time, its diagnostics dropped: curl's man page (--write-out):
-# http_code is the status of the last response, 000 when there was none; time_connect is the
-# time until the TCP connection was made, 0 when none was.
-
-probe_code="000"
-probe_body=""
-# probe_readyz URL: sets probe_code (three digits, 000 for no answer) and probe_body. /readyz
-# answers anonymous requests on a kubeadm cluster (ClusterRole system:public-info-viewer);
-# healthy, its body is exactly "ok".
-probe_readyz() {
-  local output
-  output="$(curl --silent --insecure --max-time "$PROBE_SECONDS" --write-out '\n%{http_code}' "$1" 2>/dev/null)" || true
-  probe_code="${output##*$'\n'}"
-  probe_body=""
-  if [[ "$output" == *$'\n'* ]]; then probe_body="${output%$'\n'*}"; fi
-  [[ "$probe_code" =~ ^[0-9]{3}$ ]] || probe_code="000"
-}
-
-# etcd_port_open PEER: TCP port 2379 on PEER accepts a connection. etcd requires a client
-# certificate there (kubeadm's --client-cert-auth), so curl's TLS handshake or request fails
-# after the connection was made; time_connect tells that the connection was.
-etcd_port_open() {
-  local seconds
-  seconds="$(curl --silent --insecure --max-time "$PROBE_SECONDS" --output /dev/null \
-    --write-out '%{time_connect}' "https://${1}:2379/health" 2>/dev/null)" || true
-  [[ "$seconds" =~ ^[0-9]+([.,][0-9]+)?$ && ! "$seconds" =~ ^0+([.,]0+)?$ ]]
-}
-
-# member_answers: a member answers (step 4); sets answer_from to what answered. Each probe that
-# found nothing goes into `probed`, for the refusal.
-answer_from=""
-declare -a probed=()
-member_answers() {
-  local peer
-  probed=()
-  for peer in "${peers[@]}"; do
-    probe_readyz "https://${peer}:6443/readyz"
-    if [[ "$probe_code" != 000 ]]; then
-      answer_from="https://${peer}:6443/readyz (HTTP ${probe_code})"
-      return 0
-    fi
-    probed+=("https://${peer}:6443/readyz: no HTTP answer")
-    if etcd_port_open "$peer"; then
-      answer_from="${peer}:2379 (etcd accepts TCP connections)"
-      return 0
-    fi
-    probed+=("${peer}:2379: no TCP connection")
-  done
-  probe_readyz "$endpoint_url"
-  if [[ "$probe_code" != 000 ]]; then
-    answer_from="${endpoint_url} (HTTP ${probe_code})"
-    return 0
-  fi
-  probed+=("${endpoint_url}: no HTTP answer")
-  return 1
 }
 
 # ---------------------------------------------------------------------------------------------
@@ -494,6 +447,20 @@ do_join() {
   finish join "joined through ${mint_peer}"
 }
 
+# check_seeded: this node was seeded from a backup (etcd-restore.sh seed) and no member answers:
+# it initializes the cluster from it. With --cluster-ca the restored CA must be the one the stack
+# records (else the stack's outputs would name another cluster); exits 1 otherwise.
+check_seeded() {
+  local key ca
+  key="$(seed_record_value key)" || key="an unnamed backup"
+  if [[ -n "$cluster_ca" ]]; then
+    ca="$(ca_public_key_hash)" || die "${SEED_RECORD} records a restore of ${key}, but /etc/kubernetes/pki/ca.crt is missing or unreadable: seed this node again (docs/runbooks/etcd-restore.md)"
+    [[ "$ca" == "$cluster_ca" ]] ||
+      die "this node was seeded from ${key}, whose cluster CA hash is ${ca}, but the stack records ${cluster_ca}: that backup is another cluster's. Nothing was changed; seed the node from a backup of this cluster (docs/runbooks/etcd-restore.md)"
+  fi
+  log "no member answers and this node was seeded from ${key}: initializing the cluster from it"
+}
+
 main() {
   parse_args "$@"
   require_root
@@ -523,9 +490,18 @@ main() {
     read_attempt_record
     role="$attempt_role"
     log "an earlier ${role} attempt of ${node_name} did not finish (${ATTEMPT_RECORD}): taking it up"
-  elif member_answers; then
+  elif member_answers "$endpoint_url" "${peers[@]}"; then
     log "a member answers: ${answer_from}; joining"
     role="join"
+  elif [[ -f "${ROOT}${SEED_RECORD}" ]]; then
+    check_seeded
+    role="init"
+  elif [[ -n "$restore_from" ]]; then
+    log "error: restoreFrom is ${restore_from} and no member answers, but this node holds no restored data"
+    log "(${SEED_RECORD}): its restore seed did not run here. kubeadm init would start an empty cluster."
+    log "Nothing was changed. Run the seed for this node (docs/runbooks/etcd-restore.md, \"Restore into new"
+    log "servers\": pulumi up --replace the URN of its restore-seed command), then run this script again."
+    exit 1
   elif [[ -n "$cluster_ca" ]]; then
     log "error: the stack records a cluster (CA hash ${cluster_ca}), but no member answers:"
     local item

@@ -449,6 +449,95 @@ ensure_hosts_entry() {
 # ---------------------------------------------------------------------------------------------
 # The API server and etcd, through kubectl.
 
+# ---------------------------------------------------------------------------------------------
+# Control-plane members.
+
+# The member marker, written last by the membership scripts (member.sh says what it holds).
+# shellcheck disable=SC2034 # read by member.sh, kubeadm-member.sh and etcd-restore.sh
+readonly MEMBER_MARKER="/var/lib/kubernetes-node/member"
+# The record of a finished restore seed (etcd-restore.sh seed): /var/lib/etcd and the shared
+# PKI in /etc/kubernetes/pki are a backup's, for kubeadm-init.sh to initialize the cluster from.
+# One KEY=value a line: key, sha256 (of the backup object), snapshotSha256, revision, completed.
+readonly SEED_RECORD="/var/lib/kubernetes-node/restored"
+
+# seed_record_value FIELD: the value of FIELD in ${ROOT}${SEED_RECORD}; status 1 without one.
+seed_record_value() {
+  local line
+  [[ -r "${ROOT:-}${SEED_RECORD}" ]] || return 1
+  while IFS= read -r line || [[ -n "$line" ]]; do
+    if [[ "$line" == "$1="?* ]]; then
+      printf '%s' "${line#*=}"
+      return 0
+    fi
+  done <"${ROOT:-}${SEED_RECORD}"
+  return 1
+}
+
+# ---------------------------------------------------------------------------------------------
+# Probes of a control-plane member. curl, bounded by --max-time, its diagnostics dropped: curl's
+# man page (--write-out): http_code is the status of the last response, 000 when there was none;
+# time_connect is the time until the TCP connection was made, 0 when none was.
+
+# Each probe (one curl call) waits at most this long.
+readonly PROBE_SECONDS=5
+probe_code="000"
+probe_body=""
+# probe_readyz URL: sets probe_code (three digits, 000 for no answer) and probe_body. /readyz
+# answers anonymous requests on a kubeadm cluster (ClusterRole system:public-info-viewer);
+# healthy, its body is exactly "ok".
+# shellcheck disable=SC2034 # probe_body is read by the sourcing script (kubeadm-member.sh)
+probe_readyz() {
+  local output
+  output="$(curl --silent --insecure --max-time "$PROBE_SECONDS" --write-out '\n%{http_code}' "$1" 2>/dev/null)" || true
+  probe_code="${output##*$'\n'}"
+  probe_body=""
+  if [[ "$output" == *$'\n'* ]]; then probe_body="${output%$'\n'*}"; fi
+  [[ "$probe_code" =~ ^[0-9]{3}$ ]] || probe_code="000"
+}
+
+# etcd_port_open PEER: TCP port 2379 on PEER accepts a connection. etcd requires a client
+# certificate there (kubeadm's --client-cert-auth), so curl's TLS handshake or request fails
+# after the connection was made; time_connect tells that the connection was.
+etcd_port_open() {
+  local seconds
+  seconds="$(curl --silent --insecure --max-time "$PROBE_SECONDS" --output /dev/null \
+    --write-out '%{time_connect}' "https://${1}:2379/health" 2>/dev/null)" || true
+  [[ "$seconds" =~ ^[0-9]+([.,][0-9]+)?$ && ! "$seconds" =~ ^0+([.,]0+)?$ ]]
+}
+
+# member_answers ENDPOINT_URL [PEER...]: a member of the cluster answers (kubeadm-member.sh step 4,
+# etcd-restore.sh seed): a peer's /readyz gives any HTTP status (a degraded API server answers
+# 500), a peer's etcd port accepts TCP connections, or ENDPOINT_URL gives any HTTP status. Sets
+# answer_from to what answered; each probe that found nothing goes into `probed`.
+answer_from=""
+declare -a probed=()
+# shellcheck disable=SC2034 # answer_from is read by the sourcing scripts
+member_answers() {
+  local endpoint_url="$1" peer
+  shift
+  probed=()
+  for peer in "$@"; do
+    probe_readyz "https://${peer}:6443/readyz"
+    if [[ "$probe_code" != 000 ]]; then
+      answer_from="https://${peer}:6443/readyz (HTTP ${probe_code})"
+      return 0
+    fi
+    probed+=("https://${peer}:6443/readyz: no HTTP answer")
+    if etcd_port_open "$peer"; then
+      answer_from="${peer}:2379 (etcd accepts TCP connections)"
+      return 0
+    fi
+    probed+=("${peer}:2379: no TCP connection")
+  done
+  probe_readyz "$endpoint_url"
+  if [[ "$probe_code" != 000 ]]; then
+    answer_from="${endpoint_url} (HTTP ${probe_code})"
+    return 0
+  fi
+  probed+=("${endpoint_url}: no HTTP answer")
+  return 1
+}
+
 # apiserver_ready KUBECONFIG: the API server's /readyz answers ok. kubectl's errors go to the log.
 apiserver_ready() {
   local output

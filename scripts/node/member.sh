@@ -19,7 +19,6 @@
 #                       setup completed (upgrades do not rewrite the marker; nothing reads it)
 #   completed=<time>    when the script finished, ISO 8601 with the UTC offset
 
-readonly MEMBER_MARKER="/var/lib/kubernetes-node/member"
 readonly MEMBER_RUNBOOK="docs/runbooks/member-setup-failed.md"
 # Where Pulumi puts these scripts on a node (components/node/nodeScripts.ts nodeScriptsDir).
 readonly MEMBER_SCRIPTS_DIR="/usr/local/lib/hcloud-control-plane/node"
@@ -178,6 +177,10 @@ refuse_half_done() {
     log "reach etcd; then, on a healthy member, check and remove what is left:"
     log "  bash ${MEMBER_SCRIPTS_DIR}/membership.sh remove --node-name ${node} --peer-url https://<its private IP>:2380 --this-node <that member>"
     log "    (it finds the member by its peer URL, also unstarted; it does nothing when no member has it)"
+  fi
+  if [[ -f "${ROOT}${SEED_RECORD}" ]]; then
+    log "This node was seeded from a backup (${SEED_RECORD}); the reset removes the restored /var/lib/etcd"
+    log "and PKI: seed it again before this script runs (docs/runbooks/etcd-restore.md, \"Restore into new servers\")."
   fi
   log "See ${MEMBER_RUNBOOK} (kubeadm output: ${log_file})."
   exit 1

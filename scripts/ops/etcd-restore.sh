@@ -32,6 +32,11 @@ Usage:
                             [--remote-dir DIR] [--timeout SECONDS] [--cluster-token TOKEN]
                             [--node-etcdutl COMMAND] [--members-gone NAME,...]
                             [--signing-public-key FILE] [--allow-unsigned]
+  etcd-restore.sh seed      --node NAME=IP --peer-url URL --endpoint-url URL [--peer IP ...]
+                            [--key KEY|latest] [--init-config PATH | --etcd-image IMAGE | --node-etcdutl C]
+                            [--ssh-user USER] [--ssh-key FILE | --ssh-key-stdin] [--sudo]
+                            [--remote-dir DIR] [--data-dir DIR] [--log FILE] [--timeout SECONDS]
+                            [--signing-public-key FILE] [--allow-unsigned]
   etcd-restore.sh --help
 
 Every backup object KEY is checked before anything else: the signature KEY.sha256.sig over the
@@ -92,6 +97,23 @@ cluster    Restores every control-plane node of a kubeadm cluster from ONE snaps
              ctr -n k8s.io run --rm --net-host --mount type=bind,src=/var/lib,dst=/var/lib,options=rbind:rw IMAGE ID etcdutl ...
            (so --remote-dir and the data dir must be under /var/lib). etcdctl there: etcdctl on
            PATH, else `crictl exec` into the running etcd container.
+seed       Restore into new servers (docs/runbooks/etcd-restore.md): makes the ONE new node
+           --node NAME=IP ready for kubeadm-init.sh to start the cluster from a backup, when no
+           member of the cluster answers. Steps (register as for cluster): probe (on the node,
+           lib.sh member_answers: each --peer's /readyz and etcd port, --endpoint-url; if one
+           answers, nothing is done and it prints {"restored": false, ...}); state (a node with
+           the member marker or a static pod manifest is refused; one seeded already with this
+           key is done: {"restored": true, "already": true}); fetch and fetch-pki (as above,
+           KEY's prefix for the PKI); copy the snapshot and an archive of the shared PKI files
+           (ca, sa, front-proxy-ca, etcd/ca; sha256 checked on the node); install-pki into
+           /etc/kubernetes/pki (refused when a ca.crt of another cluster is there); etcd-image
+           (the etcd image of `kubeadm config images list --config PATH`, or --etcd-image,
+           pulled when missing, for etcdutl through ctr; nothing with --node-etcdutl or etcdutl
+           on the node's PATH); restore (--data-dir, default /var/lib/etcd: this member alone,
+           --peer-url, a new token); record /var/lib/kubernetes-node/restored (key, sha256,
+           snapshotSha256, revision, completed), last.
+  --ssh-key-stdin    seed: read the SSH private key from stdin (kept in a 0600 file of a scratch
+                     directory, removed on exit; new host keys accepted into a scratch known_hosts)
   --ssh-user USER    default root; with another user add --sudo (runs `sudo -n bash -s`)
   --ssh-key FILE     passed to ssh and scp as -i FILE
   --remote-dir DIR   where the snapshot goes on each node (default /var/lib/etcd-restore)
@@ -347,7 +369,7 @@ cmd_fetch() {
 }
 
 cmd_fetch_pki() {
-  local key="" out="" dir base stamp signing_file=""
+  local key="" out="" signing_file=""
   parse_flags --non-empty --key=key --out=out --signing-public-key=signing_file \
     --allow-unsigned=allow_unsigned=true -- "$@"
   [[ -n "$out" ]] || usage_error "fetch-pki needs --out DIR"
@@ -356,6 +378,13 @@ cmd_fetch_pki() {
     [[ -d "$out" && -z "$(ls -A -- "$out")" ]] || die "--out ${out} exists and is not an empty directory"
   fi
   s3_setup
+  fetch_pki "$key" "$out"
+}
+
+# fetch_pki KEY OUT: the PKI archive of KEY (see --help, fetch-pki) extracted into the missing or
+# empty directory OUT; prints one JSON line (key, sha256, out).
+fetch_pki() {
+  local key="$1" out="$2" dir base stamp
   if [[ -z "$key" ]]; then
     # The PKI of the newest complete BACKUP (the snapshot fetch picks), not the newest PKI
     # archive: the job uploads the PKI and its sidecar before the snapshot's sidecar, so a run
@@ -462,6 +491,11 @@ cmd_member() {
 
 node_root="${RESTORE_NODE_ROOT:-}"
 manifests="${node_root}/etc/kubernetes/manifests"
+# The files every control-plane node of a kubeadm cluster shares, the ones kubeadm's docs copy by
+# hand ("Manual certificate distribution", kubernetes.io/docs/setup/production-environment/tools/
+# kubeadm/high-availability): with them kubeadm init signs this node's own certificates, and every
+# kubeconfig and service-account token of the old cluster stays valid.
+readonly -a SHARED_PKI=(ca.crt ca.key sa.key sa.pub front-proxy-ca.crt front-proxy-ca.key etcd/ca.crt etcd/ca.key)
 
 # manifest_flag FILE FLAG: the value of "- --FLAG=VALUE" in a static pod manifest.
 manifest_flag() {
@@ -490,16 +524,19 @@ node_crictl() {
   timeout 30 crictl "$@"
 }
 
-# node_etcdutl ARGS...: etcdutl on this node (see --help: RESTORE_NODE_ETCDUTL, PATH, ctr).
+# node_etcdutl_cmd [IMAGE]: etcdutl on this node (see --help: RESTORE_NODE_ETCDUTL, PATH, ctr with
+# the image of etcd.yaml, else IMAGE).
 node_etcdutl_cmd() {
-  local image
+  local image="${1:-}"
   if [[ -n "${RESTORE_NODE_ETCDUTL:-}" ]]; then
     read -r -a etcdutl_cmd <<<"$RESTORE_NODE_ETCDUTL"
   elif command -v etcdutl >/dev/null; then
     etcdutl_cmd=(etcdutl)
   else
-    image="$(manifest_image "$(etcd_manifest)")"
-    [[ -n "$image" ]] || die "no image: in etcd.yaml"
+    if [[ -z "$image" ]]; then
+      image="$(manifest_image "$(etcd_manifest)")"
+      [[ -n "$image" ]] || die "no image: in etcd.yaml"
+    fi
     command -v ctr >/dev/null || die "neither etcdutl nor ctr on this node"
     etcdutl_cmd=(ctr -n k8s.io run --rm --net-host
       --mount "type=bind,src=/var/lib,dst=/var/lib,options=rbind:rw" "$image" "etcd-restore-$$-${RANDOM}" etcdutl)
@@ -596,8 +633,8 @@ node_op() {
       return 1
       ;;
     restore)
-      # restore SNAPSHOT NAME DATA_DIR INITIAL_CLUSTER PEER_URL TOKEN
-      node_etcdutl_cmd
+      # restore SNAPSHOT NAME DATA_DIR INITIAL_CLUSTER PEER_URL TOKEN [IMAGE]
+      node_etcdutl_cmd "${7:-}"
       local data_dir="${node_root}$3"
       # Paths for the tool as this node sees them.
       restore_member "${node_root}$1" "$2" "$data_dir" "$4" "$5" "$6" true
@@ -625,9 +662,182 @@ node_op() {
       # readyz PORT
       [[ "$(curl -ksS --max-time 10 "https://127.0.0.1:$1/readyz")" == ok ]]
       ;;
+    probe)
+      # probe ENDPOINT_URL [PEER...]: "answer: WHAT" when a member of a cluster answers (lib.sh
+      # member_answers), else "none: " and what was probed
+      if member_answers "$@"; then
+        printf 'answer: %s\n' "$answer_from"
+      else
+        printf 'none: %s\n' "$(printf '%s; ' "${probed[@]}")"
+      fi
+      ;;
+    seed-state)
+      # seed-state DATA_DIR: "member" (the member marker), "kubeadm" (a static pod manifest:
+      # kubeadm ran here), "seeded KEY" (an earlier seed finished: its record and DATA_DIR/member),
+      # else "fresh"
+      if [[ -f "${node_root}${MEMBER_MARKER}" ]]; then
+        echo member
+        return 0
+      fi
+      for component in etcd kube-apiserver kube-controller-manager kube-scheduler; do
+        if [[ -f "${manifests}/${component}.yaml" ]]; then
+          echo kubeadm
+          return 0
+        fi
+      done
+      # A record without the restored data (a reset removed it) is no seed: seed again.
+      if [[ -f "${node_root}${SEED_RECORD}" && -d "${node_root}${1:-/var/lib/etcd}/member" ]]; then
+        printf 'seeded %s\n' "$(sed -n 's/^key=//p' "${node_root}${SEED_RECORD}")"
+      else
+        echo fresh
+      fi
+      ;;
+    etcd-image)
+      # etcd-image CONFIG [IMAGE]: the etcd image kubeadm will run (IMAGE, else the etcd image
+      # `kubeadm config images list --config CONFIG` prints), pulled into containerd's k8s.io
+      # namespace when missing; prints it, or nothing when etcdutl is on PATH
+      if [[ -n "${RESTORE_NODE_ETCDUTL:-}" ]] || command -v etcdutl >/dev/null; then return 0; fi
+      local image="${2:-}"
+      if [[ -z "$image" ]]; then
+        image="$(timeout 60 kubeadm config images list --config "${node_root}$1" 2>/dev/null | grep -m 1 -E '/etcd:')" ||
+          die "kubeadm config images list --config $1 names no etcd image"
+      fi
+      if [[ -z "$(timeout 30 ctr -n k8s.io images ls -q "name==${image}" 2>/dev/null)" ]]; then
+        log "pulling ${image}"
+        if [[ -z "${CONTAINER_RUNTIME_ENDPOINT:-}" && ! -f /etc/crictl.yaml ]]; then
+          export CONTAINER_RUNTIME_ENDPOINT=unix:///run/containerd/containerd.sock
+        fi
+        timeout 600 crictl pull "$image" >&2 || die "cannot pull ${image}"
+      fi
+      printf '%s\n' "$image"
+      ;;
+    install-pki)
+      # install-pki ARCHIVE SHA256: the cluster-wide CA and key files (SHARED_PKI) from ARCHIVE
+      # into /etc/kubernetes/pki; kubeadm init makes this node's own certificates from them
+      local archive="${node_root}$1" pki="${node_root}/etc/kubernetes/pki" unpacked file mode
+      [[ "$(sha256sum -- "$archive" | cut -d' ' -f1)" == "$2" ]] || die "sha256 of $1 on this node does not match"
+      unpacked="$(mktemp -d "${archive}.XXXXXX")"
+      tar -C "$unpacked" -xf "$archive" || die "cannot extract $1"
+      for file in "${SHARED_PKI[@]}"; do
+        [[ -f "${unpacked}/${file}" ]] || die "the PKI archive has no ${file}"
+      done
+      if [[ -f "${pki}/ca.crt" ]] && ! cmp -s -- "${pki}/ca.crt" "${unpacked}/ca.crt"; then
+        die "/etc/kubernetes/pki/ca.crt on this node is another cluster's CA than the backup's: reset the node (kubeadm reset -f; rm -rf /etc/kubernetes/pki) or replace its server"
+      fi
+      install -d -m 0755 "$pki" "${pki}/etcd"
+      for file in "${SHARED_PKI[@]}"; do
+        mode=0644
+        if [[ "$file" == *.key ]]; then mode=0600; fi
+        install -m "$mode" -- "${unpacked}/${file}" "${pki}/${file}"
+      done
+      rm -rf -- "$unpacked" "$archive"
+      log "installed ${SHARED_PKI[*]} into /etc/kubernetes/pki"
+      ;;
+    seed-record)
+      # seed-record KEY SHA256 SNAPSHOT_SHA256 REVISION: the seed finished (read by kubeadm-init.sh)
+      local record="${node_root}${SEED_RECORD}"
+      install -d -m 0755 "${record%/*}"
+      printf 'key=%s\nsha256=%s\nsnapshotSha256=%s\nrevision=%s\ncompleted=%s\n' "$1" "$2" "$3" "$4" \
+        "$(date -u +%Y-%m-%dT%H:%M:%SZ)" >"${record}.tmp"
+      chmod 0644 "${record}.tmp"
+      mv -- "${record}.tmp" "$record"
+      ;;
     *) usage_error "node: unknown operation '${op}'" ;;
   esac
 }
+
+# ---------------------------------------------------------------------------------------------
+# The change register and the nodes over SSH, shared by cluster and seed.
+
+names=()
+ips=()
+node_specs=()
+ssh_cmd=()
+scp_cmd=()
+remote_bash=""
+self="${BASH_SOURCE[0]:-}"
+cluster_stamp=""
+cluster_log=""
+step_output=""
+
+# parse_nodes: node_specs (NAME=IP, from --node) into names and ips.
+parse_nodes() {
+  local item
+  for item in "${node_specs[@]}"; do
+    [[ "$item" =~ ^([A-Za-z0-9._-]+)=([A-Za-z0-9.:_-]+)$ ]] || usage_error "--node '${item}' is not NAME=IP"
+    names+=("${BASH_REMATCH[1]}")
+    ips+=("${BASH_REMATCH[2]}")
+  done
+}
+
+# register_setup LOG_FILE: the change register (LOG_FILE, default ./etcd-restore-<stamp>.jsonl),
+# uploaded to <S3_PREFIX>/restore-log/<stamp>.jsonl when the script exits, also after a failure.
+register_setup() {
+  cluster_stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+  cluster_log="${1:-./etcd-restore-${cluster_stamp}.jsonl}"
+  : >>"$cluster_log"
+  on_exit() {
+    if [[ "$1" != 0 ]]; then log "restore FAILED; the change register is ${cluster_log}"; fi
+    if s3 s3 cp --only-show-errors "$cluster_log" "s3://${S3_BUCKET}/${S3_PREFIX}/restore-log/${cluster_stamp}.jsonl" \
+      >>"$aws_log" 2>&1; then
+      log "uploaded the change register to s3://${S3_BUCKET}/${S3_PREFIX}/restore-log/${cluster_stamp}.jsonl"
+    else
+      log "WARNING: could not upload the change register ${cluster_log}"
+    fi
+  }
+}
+
+# ssh_setup USER KEY_FILE SUDO NODE_ETCDUTL: the ssh and scp commands and the node's shell.
+ssh_setup() {
+  ssh_user="$1"
+  read -r -a ssh_cmd <<<"${RESTORE_SSH:-ssh -o BatchMode=yes}"
+  read -r -a scp_cmd <<<"${RESTORE_SCP:-scp -o BatchMode=yes -q}"
+  if [[ -n "$2" ]]; then
+    ssh_cmd+=(-i "$2")
+    scp_cmd+=(-i "$2")
+  fi
+  remote_bash="bash -s --"
+  if [[ -n "$4" ]]; then remote_bash="env RESTORE_NODE_ETCDUTL=$(printf '%q' "$4") ${remote_bash}"; fi
+  if "$3"; then remote_bash="sudo -n ${remote_bash}"; fi
+}
+
+record() {
+  jq -cn --arg time "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg step "$1" --arg node "$2" --arg status "$3" \
+    --arg detail "${4:-}" '{time: $time, step: $step, node: $node, status: $status, detail: $detail}' >>"$cluster_log"
+}
+# step NAME NODE DETAIL COMMAND...: records started, runs COMMAND, records ok or failed (and stops).
+step() {
+  local name="$1" node="$2" detail="$3" out
+  shift 3
+  record "$name" "$node" started "$detail"
+  log "[${node}] ${name}: ${detail}"
+  out="$(mktemp "${TMPDIR:-/tmp}/etcd-restore-step.XXXXXX")"
+  cleanup_paths+=("$out" "$out.err")
+  # A subshell: a die in the command fails the step instead of ending the script unrecorded.
+  if ("$@") >"$out" 2>"$out.err"; then
+    record "$name" "$node" ok "$detail"
+    step_output="$(cat "$out")"
+    return 0
+  fi
+  show_log "$out.err"
+  record "$name" "$node" failed "$(tail -n 3 "$out.err" | tr '\n' ' ' | cut -c1-500)"
+  die "step ${name} failed on node ${node}; stopping (register: ${cluster_log})"
+}
+# on_node I OP ARGS...: this script's node OP on node I, through ssh, bounded. The node has
+# neither this script nor lib.sh: both go to `bash -s` on stdin, the library first.
+on_node() {
+  local i="$1" command
+  shift
+  command="${remote_bash} node$(printf ' %q' "$@")"
+  timeout --kill-after=10 "$timeout_seconds" "${ssh_cmd[@]}" "${ssh_user}@${ips[$i]}" "$command" \
+    < <(cat -- "$lib" "$self")
+}
+# wait_on_node I OP ARGS...: repeats OP until it succeeds, for at most the timeout (wait_for).
+wait_on_node() { wait_for on_node "$@"; }
+# node_stopped I: kube-apiserver and etcd no longer run on node I.
+node_stopped() { ! on_node "$1" running kube-apiserver etcd; }
+# wait_gone I: until node_stopped, for at most the timeout (wait_for).
+wait_gone() { wait_for node_stopped "$1"; }
 
 # ---------------------------------------------------------------------------------------------
 # cluster
@@ -636,7 +846,7 @@ cmd_cluster() {
   local key="" snapshot="" log_file="" ssh_user="root" ssh_key="" sudo=false
   local remote_dir="/var/lib/etcd-restore" token="" node_etcdutl="" signing_file="" members_gone=""
   local timeout_seconds="${RESTORE_TIMEOUT:-600}" POLL_SECONDS=2 item
-  local -a node_flags=() node_specs=()
+  local -a node_flags=()
   parse_flags --non-empty --node=node_flags[] --key=key --snapshot=snapshot --log=log_file --ssh-user=ssh_user \
     --ssh-key=ssh_key --sudo=sudo=true --remote-dir=remote_dir --timeout=timeout_seconds \
     --cluster-token=token --node-etcdutl=node_etcdutl --signing-public-key=signing_file \
@@ -655,77 +865,12 @@ cmd_cluster() {
   require_tools python3
   [[ -f "$members_reader" ]] || die "${members_reader} is missing (it reads the snapshot's membership); copy it beside this script"
   if [[ -z "$snapshot" ]]; then signing_setup "$signing_file"; fi
-  local -a names=() ips=()
-  for item in "${node_specs[@]}"; do
-    [[ "$item" =~ ^([A-Za-z0-9._-]+)=([A-Za-z0-9.:_-]+)$ ]] || usage_error "--node '${item}' is not NAME=IP"
-    names+=("${BASH_REMATCH[1]}")
-    ips+=("${BASH_REMATCH[2]}")
-  done
+  parse_nodes
 
-  cluster_stamp="$(date -u +%Y%m%dT%H%M%SZ)"
+  register_setup "$log_file"
   if [[ -z "$token" ]]; then token="etcd-restore-${cluster_stamp}-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"; fi
-  cluster_log="${log_file:-./etcd-restore-${cluster_stamp}.jsonl}"
-  : >>"$cluster_log"
   s3_setup
-  on_exit() {
-    if [[ "$1" != 0 ]]; then log "restore FAILED; the change register is ${cluster_log}"; fi
-    if s3 s3 cp --only-show-errors "$cluster_log" "s3://${S3_BUCKET}/${S3_PREFIX}/restore-log/${cluster_stamp}.jsonl" \
-      >>"$aws_log" 2>&1; then
-      log "uploaded the change register to s3://${S3_BUCKET}/${S3_PREFIX}/restore-log/${cluster_stamp}.jsonl"
-    else
-      log "WARNING: could not upload the change register ${cluster_log}"
-    fi
-  }
-
-  local -a ssh_cmd scp_cmd
-  read -r -a ssh_cmd <<<"${RESTORE_SSH:-ssh -o BatchMode=yes}"
-  read -r -a scp_cmd <<<"${RESTORE_SCP:-scp -o BatchMode=yes -q}"
-  if [[ -n "$ssh_key" ]]; then
-    ssh_cmd+=(-i "$ssh_key")
-    scp_cmd+=(-i "$ssh_key")
-  fi
-  local self="${BASH_SOURCE[0]}"
-  local remote_bash="bash -s --"
-  if [[ -n "$node_etcdutl" ]]; then remote_bash="env RESTORE_NODE_ETCDUTL=$(printf '%q' "$node_etcdutl") ${remote_bash}"; fi
-  if "$sudo"; then remote_bash="sudo -n ${remote_bash}"; fi
-
-  record() {
-    jq -cn --arg time "$(date -u +%Y-%m-%dT%H:%M:%SZ)" --arg step "$1" --arg node "$2" --arg status "$3" \
-      --arg detail "${4:-}" '{time: $time, step: $step, node: $node, status: $status, detail: $detail}' >>"$cluster_log"
-  }
-  # step NAME NODE DETAIL COMMAND...: records started, runs COMMAND, records ok or failed (and stops).
-  step() {
-    local name="$1" node="$2" detail="$3" out
-    shift 3
-    record "$name" "$node" started "$detail"
-    log "[${node}] ${name}: ${detail}"
-    out="$(mktemp "${TMPDIR:-/tmp}/etcd-restore-step.XXXXXX")"
-    cleanup_paths+=("$out" "$out.err")
-    # A subshell: a die in the command fails the step instead of ending the script unrecorded.
-    if ("$@") >"$out" 2>"$out.err"; then
-      record "$name" "$node" ok "$detail"
-      step_output="$(cat "$out")"
-      return 0
-    fi
-    show_log "$out.err"
-    record "$name" "$node" failed "$(tail -n 3 "$out.err" | tr '\n' ' ' | cut -c1-500)"
-    die "step ${name} failed on node ${node}; stopping (register: ${cluster_log})"
-  }
-  # on_node I OP ARGS...: this script's node OP on node I, through ssh, bounded. The node has
-  # neither this script nor lib.sh: both go to `bash -s` on stdin, the library first.
-  on_node() {
-    local i="$1" command
-    shift
-    command="${remote_bash} node$(printf ' %q' "$@")"
-    timeout --kill-after=10 "$timeout_seconds" "${ssh_cmd[@]}" "${ssh_user}@${ips[$i]}" "$command" \
-      < <(cat -- "$lib" "$self")
-  }
-  # wait_on_node I OP ARGS...: repeats OP until it succeeds, for at most the timeout (wait_for).
-  wait_on_node() { wait_for on_node "$@"; }
-  # node_stopped I: kube-apiserver and etcd no longer run on node I.
-  node_stopped() { ! on_node "$1" running kube-apiserver etcd; }
-  # wait_gone I: until node_stopped, for at most the timeout (wait_for).
-  wait_gone() { wait_for node_stopped "$1"; }
+  ssh_setup "$ssh_user" "$ssh_key" "$sudo" "$node_etcdutl"
 
   local n=${#names[@]} i fetched_key=""
   local -a peer_urls=() client_urls=() data_dirs=() ports=()
@@ -813,6 +958,136 @@ cmd_cluster() {
     --arg key "${fetched_key:-}" '{stamp: $stamp, key: $key, snapshotSha256: $sha256, clusterToken: $token, log: $log}'
 }
 
+# ---------------------------------------------------------------------------------------------
+# seed
+
+cmd_seed() {
+  local key="" log_file="" ssh_user="root" ssh_key="" ssh_key_stdin=false sudo=false peer_url="" endpoint_url=""
+  local remote_dir="/var/lib/etcd-restore" data_dir="/var/lib/etcd" node_etcdutl="" etcd_image="" init_config=""
+  local signing_file="" timeout_seconds="${RESTORE_TIMEOUT:-600}" POLL_SECONDS=2 state
+  local -a node_flags=() peers=()
+  parse_flags --non-empty --node=node_flags[] --peer=peers[] --peer-url=peer_url --endpoint-url=endpoint_url \
+    --key=key --log=log_file --ssh-user=ssh_user --ssh-key=ssh_key --ssh-key-stdin=ssh_key_stdin=true \
+    --sudo=sudo=true --remote-dir=remote_dir --data-dir=data_dir --timeout=timeout_seconds \
+    --node-etcdutl=node_etcdutl --etcd-image=etcd_image --init-config=init_config \
+    --signing-public-key=signing_file --allow-unsigned=allow_unsigned=true -- "$@"
+  node_specs=("${node_flags[@]}")
+  ((${#node_specs[@]} == 1)) || usage_error "seed takes exactly one --node NAME=IP: the node that initializes the restored cluster"
+  parse_nodes
+  local name="${names[0]}"
+  [[ "$peer_url" =~ ^https?://[^/[:space:]]+:[0-9]+$ ]] || usage_error "--peer-url must be https://<private IP>:2380, got '${peer_url}'"
+  [[ "$endpoint_url" =~ ^https://[^[:space:]]+$ ]] || usage_error "--endpoint-url must be an https:// URL, got '${endpoint_url}'"
+  [[ -n "$etcd_image$node_etcdutl" || "$init_config" == /* ]] ||
+    usage_error "seed needs --init-config PATH (the node's kubeadm InitConfiguration: its etcd image), --etcd-image or --node-etcdutl"
+  check_timeout
+  remote_dir="${remote_dir%/}"
+  if [[ "$key" == latest ]]; then key=""; fi
+  # A full key names its cluster's prefix: the PKI archive is looked up beside it.
+  if [[ "$key" == */etcd/* ]]; then S3_PREFIX="${key%/etcd/*}"; fi
+  signing_setup "$signing_file"
+  local work
+  work="$(mktemp -d "${RESTORE_WORK_DIR:-${TMPDIR:-/tmp}}/etcd-restore-seed.XXXXXX")"
+  cleanup_paths+=("$work")
+  if "$ssh_key_stdin"; then
+    [[ -z "$ssh_key" ]] || usage_error "--ssh-key and --ssh-key-stdin exclude each other"
+    read_ssh_key "$work/id"
+    ssh_key="$work/id"
+  fi
+
+  register_setup "$log_file"
+  local token
+  token="etcd-restore-${cluster_stamp}-$(od -An -N4 -tx4 /dev/urandom | tr -d ' ')"
+  s3_setup
+  ssh_setup "$ssh_user" "$ssh_key" "$sudo" "$node_etcdutl"
+  if "$ssh_key_stdin"; then
+    local -a opts=(-o IdentitiesOnly=yes -o StrictHostKeyChecking=accept-new -o "UserKnownHostsFile=$work/known_hosts"
+      -o ConnectTimeout=10)
+    ssh_cmd+=("${opts[@]}")
+    scp_cmd+=("${opts[@]}")
+  fi
+  record begin "" ok "seed ${name}; token ${token}"
+
+  # Only where no cluster is: a member that answers means there is nothing to restore.
+  step probe "$name" "does a member answer (${endpoint_url}${peers[*]:+, ${peers[*]}})" \
+    on_node 0 probe "$endpoint_url" "${peers[@]}"
+  if [[ "$step_output" == answer:* ]]; then
+    record skip "$name" ok "${step_output#answer: }"
+    log "a member answers (${step_output#answer: }): the cluster exists; nothing to restore"
+    jq -cn --arg node "$name" --arg reason "a member answers: ${step_output#answer: }" \
+      '{restored: false, node: $node, reason: $reason}'
+    return 0
+  fi
+  step state "$name" "is the node untouched by kubeadm" on_node 0 seed-state "$data_dir"
+  state="$step_output"
+  case "$state" in
+    member | kubeadm)
+      die "node ${name} is no fresh node (${state}: $([[ "$state" == member ]] && echo "it has the member marker" || echo "kubeadm wrote static pod manifests")) although no member answers; refusing to seed it. Reset it (docs/runbooks/member-setup-failed.md) or replace its server, then run again" ;;
+    "seeded "*)
+      if [[ -z "$key" || "${state#seeded }" == "$key" || "${state#seeded }" == */"$key" ]]; then
+        record skip "$name" ok "already seeded with ${state#seeded }"
+        log "node ${name} is already seeded with ${state#seeded }"
+        jq -cn --arg node "$name" --arg key "${state#seeded }" '{restored: true, node: $node, key: $key, already: true}'
+        return 0
+      fi
+      log "node ${name} was seeded with ${state#seeded }; seeding it again with ${key}" ;;
+  esac
+
+  local local_snapshot="$work/snapshot.db" fetched sha revision
+  step fetch local "${key:-newest complete backup}" fetch_print "$key" "$local_snapshot"
+  fetched="$step_output"
+  fetched_key="$(jq -r .key <<<"$fetched")"
+  revision="$(jq -r .revision <<<"$fetched")"
+  sha="$(jq -r .snapshotSha256 <<<"$fetched")"
+  RESTORE_WORK_DIR="$work" step fetch-pki local "the PKI of ${fetched_key}" fetch_pki "$fetched_key" "$work/pki"
+  step pki-select local "the shared CA and key files" pki_select "$work/pki" "$work/pki.tar"
+  local pki_sha
+  pki_sha="$(sha256sum -- "$work/pki.tar" | cut -d' ' -f1)"
+
+  local remote_snapshot="${remote_dir}/snapshot-${cluster_stamp}.db" remote_pki="${remote_dir}/pki-${cluster_stamp}.tar"
+  step copy "$name" "$remote_snapshot" copy_to 0
+  step copy-pki "$name" "$remote_pki" copy_file "$work/pki.tar" "$remote_pki"
+  step install-pki "$name" "${SHARED_PKI[*]} into /etc/kubernetes/pki" on_node 0 install-pki "$remote_pki" "$pki_sha"
+  local image=""
+  if [[ -z "$node_etcdutl" ]]; then
+    step etcd-image "$name" "the etcd image for etcdutl" on_node 0 etcd-image "$init_config" "$etcd_image"
+    image="$step_output"
+  fi
+  step restore "$name" "member ${name} alone into ${data_dir} (${peer_url})" \
+    on_node 0 restore "$remote_snapshot" "$name" "$data_dir" "${name}=${peer_url}" "$peer_url" "$token" "$image"
+  step record "$name" "$SEED_RECORD" on_node 0 seed-record "$fetched_key" "$(jq -r .sha256 <<<"$fetched")" "$sha" "$revision"
+  record "done" "" ok "seeded ${name} with ${fetched_key}"
+  log "seeded ${name} with ${fetched_key} (revision ${revision}); kubeadm-init.sh initializes the cluster from it"
+  jq -cn --arg node "$name" --arg key "$fetched_key" --arg revision "$revision" --arg sha256 "$sha" \
+    --arg token "$token" --arg log "$cluster_log" \
+    '{restored: true, node: $node, key: $key, revision: ($revision | tonumber), snapshotSha256: $sha256, clusterToken: $token, log: $log}'
+}
+
+# pki_select DIR TAR: the SHARED_PKI files of the extracted archive DIR into TAR; dies naming a
+# missing one.
+pki_select() {
+  local file
+  for file in "${SHARED_PKI[@]}"; do
+    [[ -f "$1/$file" ]] || die "the backup's PKI archive has no ${file}: it cannot start a cluster"
+  done
+  tar -C "$1" -cf "$2" -- "${SHARED_PKI[@]}"
+}
+
+# copy_file LOCAL REMOTE: LOCAL to node 0's REMOTE (in --remote-dir, which copy_to prepared).
+copy_file() {
+  timeout --kill-after=10 "$timeout_seconds" "${scp_cmd[@]}" "$1" "${ssh_user}@${ips[0]}:$2"
+}
+
+# read_ssh_key FILE: the SSH private key from stdin into FILE (0600); never printed.
+read_ssh_key() {
+  local key
+  [[ ! -t 0 ]] || die "--ssh-key-stdin: stdin is a terminal"
+  key="$(timeout "$timeout_seconds" head -c 65537)" || die "--ssh-key-stdin: cannot read the key from stdin"
+  ((${#key} <= 65536)) || die "--ssh-key-stdin: stdin is larger than 65536 bytes; expected one SSH private key"
+  [[ "${key%%$'\n'*}" =~ ^-----BEGIN\ ((OPENSSH|RSA|EC|DSA)\ )?PRIVATE\ KEY-----$ ]] ||
+    die "--ssh-key-stdin: stdin is not an SSH private key in OpenSSH or PEM format"
+  (umask 077 && printf '%s\n' "$key" >"$1")
+}
+
 # check_membership SNAPSHOT GONE: the members of SNAPSHOT (etcd-snapshot-members.py) and of the
 # running cluster (`member list` through the first node whose etcd answers) against the --node
 # names (cmd_cluster's names); every member missing from them must be in GONE (comma-separated,
@@ -875,7 +1150,8 @@ case "${1:-}" in
   fetch-pki) shift; cmd_fetch_pki "$@" ;;
   member) shift; cmd_member "$@" ;;
   cluster) shift; cmd_cluster "$@" ;;
+  seed) shift; cmd_seed "$@" ;;
   node) shift; node_op "$@" ;;
-  "") usage_error "a subcommand is required: fetch, fetch-pki, member or cluster" ;;
+  "") usage_error "a subcommand is required: fetch, fetch-pki, member, cluster or seed" ;;
   *) usage_error "unknown subcommand '$1'" ;;
 esac

@@ -188,6 +188,9 @@ manifest() {
 
 kubeconfig_file() { if [[ ! -f "$K/$1" ]]; then echo "fake kubeconfig $1" >"$K/$1"; fi; }
 
+# --ignore-preflight-errors=NAME,...: those checks warn instead ("[WARNING NAME]: ...",
+# cmd/kubeadm/app/preflight/checks.go RunChecks with ignorePreflightErrors).
+ignored_preflight=""
 preflight_checks() {
   local errors=() f
   for f in etcd kube-apiserver kube-controller-manager kube-scheduler; do
@@ -203,7 +206,11 @@ preflight_checks() {
     done
   fi
   if [[ -d "$ROOT/var/lib/etcd" && -n "$(ls -A "$ROOT/var/lib/etcd")" ]]; then
-    errors+=("[ERROR DirAvailable--var-lib-etcd]: /var/lib/etcd is not empty")
+    if [[ ",$ignored_preflight," == *,DirAvailable--var-lib-etcd,* ]]; then
+      echo "[WARNING DirAvailable--var-lib-etcd]: /var/lib/etcd is not empty" >&2
+    else
+      errors+=("[ERROR DirAvailable--var-lib-etcd]: /var/lib/etcd is not empty")
+    fi
   fi
   if ((${#errors[@]} > 0)); then
     echo "[preflight] Some fatal errors occurred:" >&2
@@ -226,8 +233,10 @@ cluster_ca() {
 init_preflight() { preflight_checks init; }
 init_certs() {
   cluster_ca
+  # kubeadm keeps a certificate or key that exists ("Using existing ..."; cmd/kubeadm/app/phases/
+  # certs/certs.go), so a node seeded from a backup keeps its CAs and sa.key.
   for f in apiserver.crt apiserver-kubelet-client.crt front-proxy-ca.crt sa.key etcd/ca.crt etcd/server.crt; do
-    echo "fake $f" >"$K/pki/$f"
+    if [[ ! -f "$K/pki/$f" ]]; then echo "fake $f" >"$K/pki/$f"; fi
   done
 }
 init_kubeconfig() {
@@ -520,6 +529,7 @@ case "$1 ${2:-}" in
     ;;
   "init --config")
     config="$3"
+    if [[ "${4:-}" == --ignore-preflight-errors=* ]]; then ignored_preflight="${4#*=}"; fi
     load_config
     if fails init; then phase_error preflight "fake failure"; fi
     run_workflow init "${init_phases[@]}"
