@@ -16,6 +16,7 @@ import { CsiDriver } from "./components/addons/csi";
 import { LiveState, loadConfig, loadSecrets, readDeployedOutputs } from "./components/config";
 import { ControlPlane } from "./components/hetzner/controlPlane";
 import { EtcdDefrag } from "./components/etcd/defrag";
+import { objectStorageEndpoint } from "./components/hetzner/facts";
 import { ApiLoadBalancer } from "./components/hetzner/loadBalancer";
 import { Monitoring } from "./components/addons/monitoring/monitoring";
 import { ClusterNetwork } from "./components/hetzner/network";
@@ -97,6 +98,17 @@ export = async (): Promise<StackOutputs> => {
     reservedIp,
     sshPrivateKey: secrets.sshPrivateKey,
     hcloudToken: secrets.hcloudToken,
+    restore: cfg.backup.restoreFrom
+      ? {
+          endpoint: objectStorageEndpoint(cfg.backup.location),
+          bucket: cfg.backup.bucket,
+          prefix: cfg.clusterName,
+          region: cfg.backup.location,
+          accessKey: secrets.objectStorage.accessKey,
+          secretKey: secrets.objectStorage.secretKey,
+          signingKey: secrets.backupSigningKey,
+        }
+      : undefined,
   });
 
   // Day 2: upgrades to the configured version, then certificate renewal, one node at a time,

@@ -10,8 +10,9 @@
 import { spawnSync } from "node:child_process";
 import * as crypto from "node:crypto";
 import * as fs from "node:fs";
+import * as os from "node:os";
 import * as path from "node:path";
-import { kubeadmInput, memberMarker } from "../components/lifecycle/bootstrap";
+import { kubeadmInput, memberMarker, openSshPublicKey } from "../components/lifecycle/bootstrap";
 import { publicApiServer, rewriteKubeconfigServer } from "../components/lifecycle/clusterAccess";
 import { parseConfig } from "../components/config";
 import { firstRunningIndex } from "../components/hetzner/controlPlane";
@@ -27,6 +28,7 @@ import { ProgramRun, RecordedResource } from "../tools/offline/harness";
 import { loadStackConfig } from "../tools/offline/stackConfig";
 import { nodeScriptsDir, useTempDir } from "./support/nodeSandbox";
 import { byType, one, runStack } from "./support/program";
+import { requireTool } from "./support/tools";
 
 const Command = "command:remote:Command";
 const Copy = "command:remote:CopyToRemote";
@@ -191,6 +193,69 @@ describe("the prod stack's bootstrap", () => {
       );
     for (const n of [1, 2, 3])
       expect(String(one(run, `bootstrap-cp-${n}-member`).inputs.create)).not.toContain("--restore-from");
+
+    // The first node is seeded before its setup, where `pulumi up` runs, once per server.
+    const seed = one(restoring, "bootstrap-cp-1-restore-seed");
+    expect(seed.type).toBe("command:local:Command");
+    expect(
+      restoring.resources
+        .filter((r) => /restore-(seed|prepared)$/.test(r.name))
+        .map((r) => r.name)
+        .sort(),
+    ).toEqual(["bootstrap-cp-1-restore-prepared", "bootstrap-cp-1-restore-seed"]);
+    expect(seed.inputs.create).toBe(
+      `bash scripts/ops/etcd-restore.sh seed --node prod-nbg1-cp-1=${serverIp(restoring, "cp-1")}` +
+        " --peer-url https://10.20.1.11:2380 --endpoint-url https://10.20.1.250:6443/readyz" +
+        " --peer 10.20.1.12 --peer 10.20.1.13 --init-config /etc/kubernetes/kubeadm/init.yaml" +
+        ` --key ${key} --ssh-key-stdin`,
+    );
+    // Credentials and the SSH key never in the command line; the key on stdin.
+    expect(seed.inputs.stdin).toBe("[secret]");
+    const env = seed.revealedInputs.environment as Record<string, string>;
+    expect(Object.keys(env).sort()).toEqual([
+      "AWS_ACCESS_KEY_ID",
+      "AWS_SECRET_ACCESS_KEY",
+      "BACKUP_SIGNING_PUBLIC_KEY",
+      "S3_BUCKET",
+      "S3_ENDPOINT",
+      "S3_PREFIX",
+      "S3_REGION",
+    ]);
+    expect([env.S3_ENDPOINT, env.S3_BUCKET, env.S3_PREFIX, env.S3_REGION]).toEqual([
+      "https://nbg1.your-objectstorage.com",
+      "prod-nbg1-etcd-backups",
+      "prod-nbg1",
+      "nbg1",
+    ]);
+    expect(seed.inputs.triggers).toEqual([(restoring.outputs.nodes as { id: string }[])[0].id]);
+    expect(seed.ignoreChanges).toEqual(["create", "environment", "stdin"]);
+    const prepared = one(restoring, "bootstrap-cp-1-restore-prepared");
+    expect(String(prepared.inputs.create)).toBe(
+      "bash /usr/local/lib/hcloud-control-plane/node/wait-node-prepared.sh --package-version 1.34.2-1.1",
+    );
+    const seedWaits = ancestors(restoring, seed.urn);
+    for (const name of ["bootstrap-cp-1-restore-prepared", "bootstrap-cp-1-kubeadm-init", "bootstrap-cp-1-scripts"])
+      expect([name, seedWaits.has(one(restoring, name).urn)]).toEqual([name, true]);
+    expect(ancestors(restoring, one(restoring, "bootstrap-cp-1-member").urn).has(seed.urn)).toBe(true);
+    // latest: no --key, the seed takes the newest complete backup.
+    const latest = await runStack({ restoreFrom: "latest" });
+    expect(String(one(latest, "bootstrap-cp-1-restore-seed").inputs.create)).not.toContain("--key");
+  });
+
+  test("the restore seed verifies with the public half of backupSigningKey, as ssh-keygen -y derives it", () => {
+    const keygen = requireTool("/usr/bin/ssh-keygen", "openssh-client");
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), "signing-key-"));
+    for (const type of ["ed25519", "ecdsa", "rsa"]) {
+      const file = path.join(dir, `signer-${type}`);
+      const made = spawnSync(keygen, ["-q", "-t", type, "-N", "", "-C", "etcd-backup", "-f", file]);
+      expect(made.status).toBe(0);
+      const derived = spawnSync(keygen, ["-y", "-f", file], { encoding: "utf8" }).stdout.trim();
+      expect(openSshPublicKey(fs.readFileSync(file, "utf8"))).toBe(derived.split(" ").slice(0, 2).join(" "));
+    }
+    expect(openSshPublicKey("[secret placeholder for backupSigningKey]")).toBeUndefined();
+    expect(
+      openSshPublicKey("-----BEGIN OPENSSH PRIVATE KEY-----\nAAAA\n-----END OPENSSH PRIVATE KEY-----"),
+    ).toBeUndefined();
   });
 
   test("members are set up one at a time: each waits for the one before it, so no two change together", () => {

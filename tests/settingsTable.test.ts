@@ -136,7 +136,10 @@ const samples: Record<string, Sample> = {
   backupAgeRecipients: {
     edit: { backupAgeRecipients: ["age1jrv6vc5s67v5cacsn0608aj0l0570ympuy64r0nmqtkuu55rlyuq7urp7q"] },
   },
-  restoreFrom: { edit: { restoreFrom: "latest" } },
+  restoreFrom: {
+    edit: { restoreFrom: "latest" },
+    named: [/^create bootstrap-cp-1-restore-prepared\b/, /^create bootstrap-cp-1-restore-seed\b/],
+  },
   backupImage: { edit: { backupImage: `ghcr.io/platform/hcloud-control-plane/etcd-backup@sha256:${"1".repeat(64)}` } },
   objectStorageAccessKey: { edit: { objectStorageAccessKey: "rotated-access-key" } },
   objectStorageSecretKey: { edit: { objectStorageSecretKey: "rotated-secret-key" } },

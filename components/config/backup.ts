@@ -2,7 +2,7 @@
 import type { ClusterConfig } from "./index";
 import { objectStorageLocations } from "../hetzner/facts";
 import { cronSettingError } from "./cron";
-import { boolean, complete, integer, isOneOf, list, live, nothing, oneOf, Reader, refused, string } from "./schema";
+import { boolean, complete, integer, isOneOf, list, live, oneOf, Reader, refused, string } from "./schema";
 
 export const backupEncryptionChoices = ["age", "none"] as const;
 export type BackupEncryption = (typeof backupEncryptionChoices)[number];
@@ -61,8 +61,8 @@ export const backupSettings = {
   // Read by a node's setup only when no member of the cluster answers (kubeadm-member.sh
   // --restore-from): then it initializes only from a backup seeded onto it, never an empty cluster.
   restoreFrom: string(
-    nothing(
-      "a node's setup reads it only when no member answers; its command is set once per server (a running member never runs it again)",
+    live(
+      "setting it adds the first node's restore seed (bootstrap-cp-1-restore-prepared, -restore-seed), which finds a member answering and restores nothing; a node's setup reads it only when no member answers, and runs once per server",
     ),
     (v) =>
       v === "" || v === "latest" || restoreKeyPattern.test(v)

@@ -68,6 +68,60 @@ export interface BootstrapArgs extends BootstrapSettings {
   sshPrivateKey: pulumi.Input<string>;
   /** Secret: Hetzner token for the reserved-IP companion; unset when failover is off. */
   hcloudToken?: pulumi.Input<string>;
+  /** With restoreFrom set: where the backups are, for the restore seed of the first node. */
+  restore?: RestoreSource;
+}
+
+/**
+ * The backups a restore seed reads (scripts/ops/etcd-restore.sh seed, run where `pulumi up` runs):
+ * the bucket and prefix the backup job writes, its credentials, and the job's signing key, whose
+ * public half verifies every backup before anything reaches a node. The age identity is never
+ * here: the seed reads BACKUP_AGE_IDENTITY_FILE from the environment of `pulumi up`.
+ */
+export interface RestoreSource {
+  endpoint: string;
+  bucket: string;
+  prefix: string;
+  region: string;
+  /** Secrets. */
+  accessKey: pulumi.Input<string>;
+  secretKey: pulumi.Input<string>;
+  signingKey: pulumi.Input<string>;
+}
+
+/** Where etcd-restore.sh is, relative to the project directory `pulumi up` runs in. */
+export const restoreScript = "scripts/ops/etcd-restore.sh";
+
+/**
+ * The OpenSSH public key line of an unencrypted OpenSSH private key (PROTOCOL.key in
+ * openssh-portable: "openssh-key-v1\0", ciphername, kdfname, kdfoptions, uint32 N, then N public
+ * key blobs, each a string whose first field is the key type), as `ssh-keygen -y` prints it
+ * without the comment; undefined when `privateKey` is not one.
+ */
+export function openSshPublicKey(privateKey: string): string | undefined {
+  const begin = "-----BEGIN OPENSSH PRIVATE KEY-----";
+  const end = "-----END OPENSSH PRIVATE KEY-----";
+  const text = privateKey.trim();
+  if (!text.startsWith(begin) || !text.endsWith(end)) return undefined;
+  const data = Buffer.from(text.slice(begin.length, -end.length).replace(/\s+/g, ""), "base64");
+  const magic = Buffer.from("openssh-key-v1\0", "latin1");
+  if (!data.subarray(0, magic.length).equals(magic)) return undefined;
+  let at = magic.length;
+  const field = (): Buffer | undefined => {
+    if (at + 4 > data.length) return undefined;
+    const n = data.readUInt32BE(at);
+    if (at + 4 + n > data.length) return undefined;
+    at += 4 + n;
+    return data.subarray(at - n, at);
+  };
+  // ciphername, kdfname, kdfoptions, then the number of keys.
+  if (!field() || !field() || !field() || at + 4 > data.length || data.readUInt32BE(at) < 1) return undefined;
+  at += 4;
+  const blob = field();
+  if (!blob || blob.length < 4) return undefined;
+  const typeLength = blob.readUInt32BE(0);
+  if (4 + typeLength > blob.length) return undefined;
+  return `${blob.subarray(4, 4 + typeLength).toString("latin1")} ${blob.toString("base64")}`;
 }
 
 /**
@@ -233,8 +287,13 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
     const holders: pulumi.Resource[] = [];
     let previousHolder: pulumi.Resource | undefined;
     for (const [i, node] of args.nodes.entries()) {
+      // Restore into new servers: the first node is seeded from the backup before its setup,
+      // which then initializes the cluster from it when no member answers (and the seed does
+      // nothing when one does).
+      const seed = i === 0 && args.restore ? [this.seed(name, args, args.restore, node, delivered[i])] : [];
       const member = this.member(name, args, node, [
         ...delivered[i],
+        ...seed,
         ...(newCluster ? members.slice(-1) : previousHolder ? [previousHolder] : []),
       ]);
       members.push(member);
@@ -323,6 +382,80 @@ export class ClusterBootstrap extends pulumi.ComponentResource {
         // changed connection after a key rotation, more peers) runs `update`, which finds the
         // node's record of this server's setup and runs nothing.
         ignoreChanges: ["create", "stdin"],
+        deleteBeforeReplace: true,
+      },
+    );
+  }
+
+  /**
+   * The restore seed of the first node (scripts/ops/etcd-restore.sh seed), run where `pulumi up`
+   * runs, after the node's preparation and its files: it probes on the node whether a member
+   * answers (then it does nothing), else fetches and verifies the backup, and restores the
+   * node's etcd data and shared PKI. Once per server, like the setup.
+   */
+  private seed(
+    name: string,
+    args: BootstrapArgs,
+    source: RestoreSource,
+    node: ControlPlaneNode,
+    after: pulumi.Resource[],
+  ): command.local.Command {
+    const connection = sshConnection(node, args.sshPrivateKey);
+    // The seed pulls the etcd image and runs etcdutl through containerd: cloud-init must be done.
+    const prepared = new command.remote.Command(
+      `${name}-${node.spec.name}-restore-prepared`,
+      {
+        connection,
+        create: nodeCommand("wait-node-prepared.sh", [
+          "--package-version",
+          kubernetesPackageVersion(args.kubernetesVersion),
+        ]),
+        triggers: [node.server.id],
+      },
+      { parent: this, dependsOn: after, ignoreChanges: ["create"], deleteBeforeReplace: true },
+    );
+    const peers = args.nodes.filter((n) => n !== node).flatMap((n) => ["--peer", n.spec.privateIp]);
+    const fixed = [
+      "--peer-url",
+      `https://${node.spec.privateIp}:${etcdPeerPort}`,
+      "--endpoint-url",
+      `https://${args.loadBalancer.privateIp}:${apiServerPort}/readyz`,
+      ...peers,
+      "--init-config",
+      kubeadmFiles.init,
+      ...(args.restoreFrom === "latest" ? [] : ["--key", args.restoreFrom]),
+      "--ssh-key-stdin",
+    ];
+    const create = pulumi
+      .output(node.server.ipv4Address)
+      .apply((ip) =>
+        ["bash", restoreScript, "seed", "--node", `${node.name}=${ip}`, ...fixed].map(shellQuote).join(" "),
+      );
+    return new command.local.Command(
+      `${name}-${node.spec.name}-restore-seed`,
+      {
+        create,
+        stdin: pulumi.secret(pulumi.output(args.sshPrivateKey).apply((key) => `${key.trimEnd()}\n`)),
+        environment: {
+          S3_ENDPOINT: source.endpoint,
+          S3_BUCKET: source.bucket,
+          S3_PREFIX: source.prefix,
+          S3_REGION: source.region,
+          AWS_ACCESS_KEY_ID: pulumi.secret(source.accessKey),
+          AWS_SECRET_ACCESS_KEY: pulumi.secret(source.secretKey),
+          // A key that is not one reaches the script as text it refuses, naming the setting.
+          BACKUP_SIGNING_PUBLIC_KEY: pulumi
+            .output(source.signingKey)
+            .apply((key) => openSshPublicKey(key) ?? "(backupSigningKey is not an OpenSSH private key)"),
+        },
+        // Once per server: a new or replaced first server (or a failed create) seeds again.
+        triggers: [node.server.id],
+      },
+      {
+        parent: this,
+        dependsOn: [prepared],
+        // Later edits (another key, rotated credentials) do not run it again on a member.
+        ignoreChanges: ["create", "environment", "stdin"],
         deleteBeforeReplace: true,
       },
     );

@@ -88,7 +88,11 @@ const replaceRules: { match: (type: string) => boolean; paths: string[] }[] = [
     match: (t) => t === "hcloud:index/firewall:Firewall" || t === "hcloud:index/placementGroup:PlacementGroup",
     paths: [],
   },
-  { match: (t) => t === "command:remote:Command" || t === "command:remote:CopyToRemote", paths: ["triggers"] },
+  {
+    match: (t) =>
+      t === "command:remote:Command" || t === "command:remote:CopyToRemote" || t === "command:local:Command",
+    paths: ["triggers"],
+  },
   {
     match: (t) => t.startsWith("kubernetes:") && t !== "pulumi:providers:kubernetes",
     paths: ["metadata.name", "metadata.namespace"],
@@ -558,7 +562,9 @@ export class LifecycleMocks extends ProviderMocks {
       }
       return [];
     }
-    if (entry.type !== "command:remote:Command") return [];
+    // A local command (pulumi-command provider/pkg/provider/local) runs its create, update and
+    // delete as a remote one does, only where `pulumi up` runs.
+    if (entry.type !== "command:remote:Command" && entry.type !== "command:local:Command") return [];
     const hasCreate = typeof entry.inputs.create === "string";
     const oldDelete = prev && typeof prev.inputs.delete === "string";
     switch (op) {
