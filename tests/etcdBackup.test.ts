@@ -11,12 +11,14 @@
  * run their etcdctl 3.4 fallback; the cluster test (etcdRestore.test.ts) covers the flag path
  * with a stand-in.
  */
+import * as crypto from "node:crypto";
 import * as fs from "node:fs";
 import * as os from "node:os";
 import * as path from "node:path";
 import {
   AgeKey,
   EtcdCluster,
+  etcdctlBinary,
   freePorts,
   makeAgeKey,
   makeSigningKey,
@@ -25,6 +27,7 @@ import {
   ScriptResult,
   jobsDir,
   opsDir,
+  waitUntil,
 } from "./support/etcdCluster";
 import { startRgw, RgwServer } from "./support/rgw";
 import { awsBinary, backupJobEnv } from "./support/s3Server";
@@ -441,6 +444,75 @@ describe("drill and faults", () => {
       await cluster.waitHealthy();
     }
   });
+
+  test("the leader is killed while its snapshot streams: that stream is dropped, the backup comes from another member", async () => {
+    // Data enough that the stream outlasts what the sockets and gRPC's flow-control window can
+    // buffer (a few MB each), so the leader dies with most of its snapshot unsent.
+    const big: [string, Buffer][] = [...Array(48)].map((_, i) => [`/registry/big/k${i}`, crypto.randomBytes(1 << 20)]);
+    await cluster.putMany(big, 4, 2);
+    const leader = cluster.leader();
+    const stall = path.join(tmp, "stall");
+    fs.mkdirSync(stall, { recursive: true });
+    // A stand-in around the real etcdctl: `snapshot save` against the leader runs the real
+    // client, which writes the stream to <file>.part and renames it when complete (etcd v3.4
+    // clientv3/snapshot/v3_snapshot.go, Save). Once the first bytes are there it stops the client
+    // (SIGSTOP), says so, waits for the test to kill the leader, and lets the client go on.
+    fs.writeFileSync(
+      path.join(stall, "etcdctl"),
+      `#!/bin/bash
+if [[ " $* " == *" --endpoints ${leader} "* && " $* " == *" snapshot save "* ]]; then
+  ${etcdctlBinary} "$@" &
+  pid=$!
+  out="\${*: -1}"
+  for _ in $(seq 600); do [[ -s "$out.part" ]] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  kill -STOP "$pid"
+  : >'${stall}/paused'
+  for _ in $(seq 600); do [[ -e '${stall}/killed' ]] && break; sleep 0.1; done
+  kill -CONT "$pid"
+  wait "$pid"
+  exit $?
+fi
+exec ${etcdctlBinary} "$@"
+`,
+      { mode: 0o755 },
+    );
+    const endpoints = [leader, ...cluster.endpoints.filter((e) => e !== leader)].join(",");
+    try {
+      const running = run(
+        backupScript,
+        [],
+        backupEnv("leader-mid", { ETCD_ENDPOINTS: endpoints, PATH: `${stall}:/usr/bin:/bin` }),
+      );
+      await waitUntil("the leader's snapshot stream paused", 120_000, async () =>
+        fs.existsSync(path.join(stall, "paused")),
+      );
+      await cluster.kill(leader);
+      fs.writeFileSync(path.join(stall, "killed"), "");
+      const result = await running;
+      if (result.status !== 0) throw new Error(`etcd-backup.sh failed (${result.status}):\n${result.stderr}`);
+      expect(result.stderr).toContain(`snapshot from ${leader} failed; trying the next endpoint`);
+      const summary = JSON.parse(result.stdout.trim()) as Summary;
+      expect(summary.endpoint).not.toBe(leader);
+      expect(summary.totalKeys).toBeGreaterThanOrEqual(keyCount + big.length);
+      expect(s3.list("leader-mid/etcd/")).toEqual(withSignatures([summary.key]));
+      // The object a restore would take is whole: it fetches, verifies and passes snapshot status.
+      const out = path.join(tmp, "leader-mid.db");
+      const fetched = await run(restoreScript, ["fetch", "--out", out], restoreEnv("leader-mid"));
+      expect({ status: fetched.status, stderr: fetched.stderr }).toMatchObject({ status: 0 });
+      expect(JSON.parse(fetched.stdout)).toMatchObject({ key: summary.key, revision: summary.revision });
+      fs.rmSync(out);
+    } finally {
+      cluster.start(leader);
+      await cluster.waitHealthy();
+      // The big keys go again, and with them their space (compaction, then defragmentation), so
+      // the later backups stay small.
+      expect(cluster.etcdctl(["del", "--prefix", "/registry/big/"]).status).toBe(0);
+      const status = cluster.etcdctl(["endpoint", "status", "-w", "json"]);
+      const revision = Number(/"revision":(\d+)/.exec(status.stdout)![1]);
+      expect(cluster.etcdctl(["compaction", String(revision)]).status).toBe(0);
+      expect(cluster.etcdctl(["defrag"]).status).toBe(0);
+    }
+  }, 600_000);
 
   test("S3 unreachable: non-zero exit and no object that looks like a backup", async () => {
     const [closedPort] = await freePorts(1);

@@ -258,6 +258,41 @@ function drill(version: EtcdVersion) {
       return path.join(nodesDir, ips[i]);
     }
 
+    /**
+     * The cluster is the snapshot again: 3 healthy members, every key and value of the backup on
+     * each, none under `gone` (written after the backup).
+     */
+    async function expectRestored(gone: string): Promise<void> {
+      await waitUntil("restored cluster health", 60_000, async () => {
+        return cluster.etcdctl(["--dial-timeout=2s", "endpoint", "health", "--cluster"]).status === 0;
+      });
+      expect(cluster.memberCount()).toBe(3);
+      for (const endpoint of cluster.endpoints) {
+        const values = await cluster.getPrefix("/registry/restore/", endpoint);
+        expect(values.size).toBe(drillEntries.length);
+        for (const [k, v] of drillEntries) expect(values.get(k)).toBe(v);
+        expect((await cluster.getPrefix(gone, endpoint)).size).toBe(0);
+      }
+    }
+
+    /** One run of the backup job against the drill's cluster and storage, under PREFIX; must succeed. */
+    async function backUp(prefix: string, pkiDir: string): Promise<ScriptResult> {
+      const backup = await runScript(backupScript, [], {
+        ...s3.env,
+        PATH: `${etcdBin}:/usr/bin:/bin`,
+        ETCD_ENDPOINTS: cluster.endpoints.join(","),
+        S3_ENDPOINT: s3.endpoint,
+        S3_BUCKET: s3.bucket,
+        S3_PREFIX: prefix,
+        S3_REGION: s3.region,
+        BACKUP_AGE_RECIPIENTS: ageKey.recipient,
+        BACKUP_SIGNING_KEY_FILE: signer.file,
+        PKI_DIR: pkiDir,
+      });
+      if (backup.status !== 0) throw new Error(`backup failed: ${backup.stderr}`);
+      return backup;
+    }
+
     beforeAll(async () => {
       requireBackupTools();
       const openssl = requireTool("/usr/bin/openssl", "openssl");
@@ -341,19 +376,7 @@ function drill(version: EtcdVersion) {
       const pkiDir = path.join(tmp, "pki");
       fs.mkdirSync(path.join(pkiDir, "etcd"), { recursive: true });
       fs.writeFileSync(path.join(pkiDir, "etcd", "ca.crt"), "-----BEGIN CERTIFICATE-----\ndrill\n");
-      const backup = await runScript(backupScript, [], {
-        ...s3.env,
-        PATH: `${etcdBin}:/usr/bin:/bin`,
-        ETCD_ENDPOINTS: cluster.endpoints.join(","),
-        S3_ENDPOINT: s3.endpoint,
-        S3_BUCKET: s3.bucket,
-        S3_PREFIX: "prod",
-        S3_REGION: s3.region,
-        BACKUP_AGE_RECIPIENTS: ageKey.recipient,
-        BACKUP_SIGNING_KEY_FILE: signer.file,
-        PKI_DIR: pkiDir,
-      });
-      if (backup.status !== 0) throw new Error(`backup failed: ${backup.stderr}`);
+      const backup = await backUp("prod", pkiDir);
       ({ key: backupKey, pkiKey } = JSON.parse(backup.stdout) as { key: string; pkiKey: string });
       revisionAtBackup = Number(/-r(\d+)\.db/.exec(backupKey)![1]);
       // Written after the backup: a restore from the snapshot must not have them.
@@ -532,16 +555,7 @@ function drill(version: EtcdVersion) {
         }
 
         // The restored cluster: 3 healthy members, the snapshot's keys, none written after it.
-        await waitUntil("restored cluster health", 60_000, async () => {
-          return cluster.etcdctl(["--dial-timeout=2s", "endpoint", "health", "--cluster"]).status === 0;
-        });
-        expect(cluster.memberCount()).toBe(3);
-        for (const endpoint of cluster.endpoints) {
-          const values = await cluster.getPrefix("/registry/restore/", endpoint);
-          expect(values.size).toBe(drillEntries.length);
-          for (const [k, v] of drillEntries) expect(values.get(k)).toBe(v);
-          expect((await cluster.getPrefix("/registry/after/", endpoint)).size).toBe(0);
-        }
+        await expectRestored("/registry/after/");
         // The revision: bumped by 1e9 past the snapshot's on 3.5 (watchers and informers see a
         // compaction instead of a revision going backwards); unchanged on 3.4's etcdctl.
         const status = cluster.etcdctl(["endpoint", "status", "-w", "json"]);
@@ -571,15 +585,7 @@ function drill(version: EtcdVersion) {
         await cluster.putMany([["/registry/after-restore/k", "written after the first restore"]]);
         const result = await restore(path.join(tmp, "restore-twice.jsonl"));
         if (result.status !== 0) throw new Error(`second restore failed:\n${result.stderr}`);
-        await waitUntil("restored cluster health", 60_000, async () => {
-          return cluster.etcdctl(["--dial-timeout=2s", "endpoint", "health", "--cluster"]).status === 0;
-        });
-        expect(cluster.memberCount()).toBe(3);
-        for (const endpoint of cluster.endpoints) {
-          const values = await cluster.getPrefix("/registry/restore/", endpoint);
-          expect(values.size).toBe(drillEntries.length);
-          expect((await cluster.getPrefix("/registry/after-restore/", endpoint)).size).toBe(0);
-        }
+        await expectRestored("/registry/after-restore/");
         // Each run kept the data dir it replaced: two per node now.
         for (let i = 0; i < 3; i++) {
           const lib = fs.readdirSync(path.join(nodeRoot(i), "var", "lib"));
@@ -701,19 +707,7 @@ function drill(version: EtcdVersion) {
           fs.mkdirSync(path.dirname(path.join(pkiDir, f)), { recursive: true });
           fs.writeFileSync(path.join(pkiDir, f), `backup ${f}\n`);
         }
-        const backup = await runScript(backupScript, [], {
-          ...s3.env,
-          PATH: `${etcdBin}:/usr/bin:/bin`,
-          ETCD_ENDPOINTS: cluster.endpoints.join(","),
-          S3_ENDPOINT: s3.endpoint,
-          S3_BUCKET: s3.bucket,
-          S3_PREFIX: "seeded",
-          S3_REGION: s3.region,
-          BACKUP_AGE_RECIPIENTS: ageKey.recipient,
-          BACKUP_SIGNING_KEY_FILE: signer.file,
-          PKI_DIR: pkiDir,
-        });
-        if (backup.status !== 0) throw new Error(`backup failed: ${backup.stderr}`);
+        const backup = await backUp("seeded", pkiDir);
         seedKey = (JSON.parse(backup.stdout) as { key: string }).key;
         expected = contents(cluster.endpoints);
         await cluster.putMany([...Array(20)].map((_, i) => [`/registry/after-seed-backup/k${i}`, "late"]));
