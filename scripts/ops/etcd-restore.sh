@@ -980,6 +980,10 @@ cmd_seed() {
   [[ -n "$etcd_image$node_etcdutl" || "$init_config" == /* ]] ||
     usage_error "seed needs --init-config PATH (the node's kubeadm InitConfiguration: its etcd image), --etcd-image or --node-etcdutl"
   check_timeout
+  # Everything fetch and the copy use, before anything reaches the node.
+  require_tools aws age zstd jq ssh scp sha256sum od tar
+  command -v etcdutl >/dev/null || command -v etcdctl >/dev/null ||
+    die "neither etcdutl nor etcdctl is on PATH (snapshot status checks the fetched snapshot)"
   remote_dir="${remote_dir%/}"
   if [[ "$key" == latest ]]; then key=""; fi
   # A full key names its cluster's prefix: the PKI archive is looked up beside it.
