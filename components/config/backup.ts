@@ -62,7 +62,7 @@ export const backupSettings = {
   // --restore-from): then it initializes only from a backup seeded onto it, never an empty cluster.
   restoreFrom: string(
     live(
-      "setting it adds the first node's restore seed (bootstrap-cp-1-restore-prepared, -restore-seed), which finds a member answering and restores nothing; a node's setup reads it only when no member answers, and runs once per server",
+      "adds cp-1's restore seed (bootstrap-cp-1-restore-prepared, -restore-seed), which finds a member answering and restores nothing; a setup reads it only when no member answers",
     ),
     (v) =>
       v === "" || v === "latest" || restoreKeyPattern.test(v)
