@@ -228,7 +228,7 @@ main() {
     local key
     key="$(seed_record_value key)" || key="an unnamed backup"
     [[ -d "${ROOT}/var/lib/etcd/member" && -f "${ROOT}/etc/kubernetes/pki/ca.crt" ]] ||
-      die "${SEED_RECORD} records a restore of ${key:-a backup}, but /var/lib/etcd/member or /etc/kubernetes/pki/ca.crt is missing (a reset removed them?): seed this node again (docs/runbooks/etcd-restore.md, \"Restore into new servers\")"
+      die "${SEED_RECORD} records a restore of ${key}, but /var/lib/etcd/member or /etc/kubernetes/pki/ca.crt is missing (a reset removed them?): seed this node again (docs/runbooks/etcd-restore.md, \"Restore into new servers\")"
     refuse_if_serving
     log "running kubeadm init --config ${config} on the data restored from ${key} (output in ${log_file})"
     kubeadm init --config "$config_file" --ignore-preflight-errors=DirAvailable--var-lib-etcd >>"$log_file" 2>&1 ||

@@ -126,8 +126,6 @@ readonly CLUSTER_CA_PATTERN='^sha256:[0-9a-f]{64}$'
 # The same pattern as kubeadm-join.sh and mint-join-credentials.sh (joinCredentialPatterns in
 # components/node/kubeadm.ts); here only to take the token's public id for the revocation.
 readonly TOKEN_PATTERN='^([a-z0-9]{6})\.[a-z0-9]{16}$'
-# Longest private key read from stdin: an RSA 16384-bit key in PEM is about 12 KiB.
-readonly MAX_KEY_BYTES=65536
 readonly JOIN_TTL="15m"
 
 node_name=""
@@ -163,8 +161,8 @@ parse_args() {
     usage_error "--endpoint-url must be an https:// URL, got '${endpoint_url}'"
   [[ -z "$cluster_ca" || "$cluster_ca" =~ $CLUSTER_CA_PATTERN ]] ||
     usage_error "--cluster-ca must be sha256:<64 hex>, got '${cluster_ca}'"
-  [[ -z "$restore_from" || "$restore_from" == latest || "$restore_from" =~ ^[A-Za-z0-9._/-]+-r[0-9]+\.db\.zst(\.age)?$ ]] ||
-    usage_error "--restore-from must be latest or a backup key (<prefix>/etcd/<stamp>-r<revision>.db.zst[.age]), got '${restore_from}'"
+  [[ -z "$restore_from" || "$restore_from" == latest || "$restore_from" =~ ^([A-Za-z0-9._-]+/)+etcd/[0-9]{8}T[0-9]{6}Z-r[0-9]+\.db\.zst(\.age)?$ ]] ||
+    usage_error "--restore-from must be latest or a backup key (<prefix>/etcd/<UTC stamp>-r<revision>.db.zst[.age], the rule of restoreFrom in components/config/backup.ts), got '${restore_from}'"
   check_endpoint "$endpoint_host" "$endpoint_ip"
   check_timeout
   check_poll_seconds
@@ -197,30 +195,8 @@ cleanup_on_exit cleanup
 script_dir="$(dirname "${BASH_SOURCE[0]}")"
 readonly script_dir
 
-# read_key: reads the private key from stdin (bounded by --timeout) into key_file, a 0600 file
-# in tmp_dir. Messages never show the key or any part of it.
+# The key from stdin (lib.sh read_ssh_private_key), a 0600 file in tmp_dir.
 key_file=""
-read_key() {
-  [[ ! -t 0 ]] || die "the SSH private key is read from stdin; stdin is a terminal"
-  local key status=0 first last
-  # One byte more than allowed, to tell a key of the largest size from a longer input.
-  key="$(timeout "$timeout_seconds" head -c "$((MAX_KEY_BYTES + 1))")" || status=$?
-  if ((status == 124)); then die "no SSH private key on stdin within ${timeout_seconds}s"; fi
-  ((status == 0)) || die "cannot read the SSH private key from stdin"
-  [[ -n "${key//[[:space:]]/}" ]] || die "stdin is empty; expected the SSH private key"
-  ((${#key} <= MAX_KEY_BYTES)) || die "stdin is larger than ${MAX_KEY_BYTES} bytes; expected one SSH private key"
-  key="${key//$'\r'/}"
-  first="${key%%$'\n'*}"
-  last="${key##*$'\n'}"
-  # ssh-keygen writes "-----BEGIN OPENSSH PRIVATE KEY-----" (PROTOCOL.key in openssh-portable);
-  # -m PEM writes the PEM types of the key's algorithm (RFC 7468; PKCS#8 "PRIVATE KEY").
-  [[ "$first" =~ ^-----BEGIN\ ((OPENSSH|RSA|EC|DSA)\ )?PRIVATE\ KEY-----$ && "$last" == "${first/BEGIN/END}" ]] ||
-    die "stdin is not an SSH private key in OpenSSH or PEM format (expected one -----BEGIN ... PRIVATE KEY----- block)"
-  key_file="${tmp_dir}/id"
-  # printf is a shell builtin: the key reaches no command line.
-  (umask 077 && printf '%s\n' "$key" >"$key_file")
-  chmod 0600 "$key_file"
-}
 
 # ---------------------------------------------------------------------------------------------
 # Join credentials, minted and revoked on a peer over SSH.
@@ -469,7 +445,8 @@ main() {
   # /run exists on a node (a tmpfs); under --root it may not.
   [[ -d "${ROOT}/run" ]] || install -d -m 0755 "${ROOT}/run"
   tmp_dir="$(mktemp -d "${ROOT}/run/kubeadm-member.XXXXXX")"
-  read_key
+  key_file="${tmp_dir}/id"
+  read_ssh_private_key "$key_file"
 
   check_config_node "$init_config" --init-config
   check_config_node "$join_template" --join-config-template

@@ -449,6 +449,32 @@ ensure_hosts_entry() {
 # ---------------------------------------------------------------------------------------------
 # The API server and etcd, through kubectl.
 
+# read_ssh_private_key FILE: one SSH private key from stdin (bounded by timeout_seconds) into
+# FILE, 0600 (kubeadm-member.sh, etcd-restore.sh seed --ssh-key-stdin). Messages never show the
+# key or any part of it.
+readonly MAX_SSH_KEY_BYTES=65536
+read_ssh_private_key() {
+  [[ ! -t 0 ]] || die "the SSH private key is read from stdin; stdin is a terminal"
+  local key status=0 first last
+  # One byte more than allowed, to tell a key of the largest size from a longer input (an RSA
+  # 16384-bit key in PEM is about 12 KiB).
+  key="$(timeout "$timeout_seconds" head -c "$((MAX_SSH_KEY_BYTES + 1))")" || status=$?
+  if ((status == 124)); then die "no SSH private key on stdin within ${timeout_seconds}s"; fi
+  ((status == 0)) || die "cannot read the SSH private key from stdin"
+  [[ -n "${key//[[:space:]]/}" ]] || die "stdin is empty; expected the SSH private key"
+  ((${#key} <= MAX_SSH_KEY_BYTES)) || die "stdin is larger than ${MAX_SSH_KEY_BYTES} bytes; expected one SSH private key"
+  key="${key//$'\r'/}"
+  first="${key%%$'\n'*}"
+  last="${key##*$'\n'}"
+  # ssh-keygen writes "-----BEGIN OPENSSH PRIVATE KEY-----" (PROTOCOL.key in openssh-portable);
+  # -m PEM writes the PEM types of the key's algorithm (RFC 7468; PKCS#8 "PRIVATE KEY").
+  [[ "$first" =~ ^-----BEGIN\ ((OPENSSH|RSA|EC|DSA)\ )?PRIVATE\ KEY-----$ && "$last" == "${first/BEGIN/END}" ]] ||
+    die "stdin is not an SSH private key in OpenSSH or PEM format (expected one -----BEGIN ... PRIVATE KEY----- block)"
+  # printf is a shell builtin: the key reaches no command line.
+  (umask 077 && printf '%s\n' "$key" >"$1")
+  chmod 0600 "$1"
+}
+
 # ---------------------------------------------------------------------------------------------
 # Control-plane members.
 

@@ -687,7 +687,7 @@ node_op() {
       done
       # A record without the restored data (a reset removed it) is no seed: seed again.
       if [[ -f "${node_root}${SEED_RECORD}" && -d "${node_root}${1:-/var/lib/etcd}/member" ]]; then
-        printf 'seeded %s\n' "$(sed -n 's/^key=//p' "${node_root}${SEED_RECORD}")"
+        printf 'seeded %s\n' "$(ROOT="$node_root" seed_record_value key || true)"
       else
         echo fresh
       fi
@@ -994,7 +994,7 @@ cmd_seed() {
   cleanup_paths+=("$work")
   if "$ssh_key_stdin"; then
     [[ -z "$ssh_key" ]] || usage_error "--ssh-key and --ssh-key-stdin exclude each other"
-    read_ssh_key "$work/id"
+    read_ssh_private_key "$work/id"
     ssh_key="$work/id"
   fi
 
@@ -1079,17 +1079,6 @@ pki_select() {
 # copy_file LOCAL REMOTE: LOCAL to node 0's REMOTE (in --remote-dir, which copy_to prepared).
 copy_file() {
   timeout --kill-after=10 "$timeout_seconds" "${scp_cmd[@]}" "$1" "${ssh_user}@${ips[0]}:$2"
-}
-
-# read_ssh_key FILE: the SSH private key from stdin into FILE (0600); never printed.
-read_ssh_key() {
-  local key
-  [[ ! -t 0 ]] || die "--ssh-key-stdin: stdin is a terminal"
-  key="$(timeout "$timeout_seconds" head -c 65537)" || die "--ssh-key-stdin: cannot read the key from stdin"
-  ((${#key} <= 65536)) || die "--ssh-key-stdin: stdin is larger than 65536 bytes; expected one SSH private key"
-  [[ "${key%%$'\n'*}" =~ ^-----BEGIN\ ((OPENSSH|RSA|EC|DSA)\ )?PRIVATE\ KEY-----$ ]] ||
-    die "--ssh-key-stdin: stdin is not an SSH private key in OpenSSH or PEM format"
-  (umask 077 && printf '%s\n' "$key" >"$1")
 }
 
 # check_membership SNAPSHOT GONE: the members of SNAPSHOT (etcd-snapshot-members.py) and of the

@@ -529,7 +529,12 @@ case "$1 ${2:-}" in
     ;;
   "init --config")
     config="$3"
-    if [[ "${4:-}" == --ignore-preflight-errors=* ]]; then ignored_preflight="${4#*=}"; fi
+    for arg in "${@:4}"; do
+      case "$arg" in
+        --ignore-preflight-errors=*) ignored_preflight="${arg#*=}" ;;
+        *) echo "fake kubeadm: unexpected init argument $arg" >&2; exit 99 ;;
+      esac
+    done
     load_config
     if fails init; then phase_error preflight "fake failure"; fi
     run_workflow init "${init_phases[@]}"
