@@ -100,7 +100,7 @@ interface Run {
   status: number | null;
   stdout: string;
   stderr: string;
-  /** The s3api calls, in order: "operation key". */
+  /** The s3api calls, in the order they started: "operation key"; "end key" when a put-object ended. */
   calls: string[];
 }
 
@@ -128,6 +128,13 @@ for ((i = 0; i < \${#args[@]}; i++)); do
 done
 if [[ -n "\${op:-}" ]]; then printf '%s %s\\n' "$op" "\${key:-}" >>'${log}'; fi
 ${awsBody}
+if [[ "\${op:-}" == put-object ]]; then
+  # When each put ended too (puts run in parallel): "end KEY" after the call.
+  ${awsBinary} "$@"
+  status=$?
+  printf 'end %s\\n' "\${key:-}" >>'${log}'
+  exit "$status"
+fi
 exec ${awsBinary} "$@"
 `,
     { mode: 0o755 },
@@ -262,15 +269,24 @@ describe("the streamed backup", () => {
     expect(verify(sidecar, s3.get(`${summary.key}.sha256.sig`)).status).not.toBe(0);
   });
 
-  test("each signature goes up before its sidecar, and the snapshot's sidecar last (the small PKI archive is one put-object)", () => {
+  test("each signature is up before its sidecar starts, and the snapshot's sidecar goes last (the small PKI archive is one put-object)", () => {
     const puts = run.calls.filter((c) => c.startsWith("put-object ")).map((c) => c.split(" ")[1]);
-    expect(puts).toEqual([
-      summary.pkiKey,
-      `${summary.pkiKey}.sha256.sig`,
-      `${summary.pkiKey}.sha256`,
-      `${summary.key}.sha256.sig`,
-      `${summary.key}.sha256`,
-    ]);
+    expect([...puts].sort()).toEqual(
+      [summary.pkiKey, `${summary.pkiKey}.sha256.sig`, `${summary.pkiKey}.sha256`, `${summary.key}.sha256.sig`, `${summary.key}.sha256`].sort(),
+    );
+    const started = (key: string) => run.calls.indexOf(`put-object ${key}`);
+    const ended = (key: string) => run.calls.indexOf(`end ${key}`);
+    const completed = run.calls.findIndex((c) => c === `complete-multipart-upload ${summary.key}`);
+    // The PKI: archive, signature, sidecar, one after the other.
+    expect(ended(summary.pkiKey)).toBeLessThan(started(`${summary.pkiKey}.sha256.sig`));
+    expect(ended(`${summary.pkiKey}.sha256.sig`)).toBeLessThan(started(`${summary.pkiKey}.sha256`));
+    // The snapshot's sidecar: after its signature, its completed object and the whole PKI; last.
+    const last = started(`${summary.key}.sha256`);
+    expect(ended(`${summary.key}.sha256.sig`)).toBeLessThan(last);
+    expect(completed).toBeGreaterThanOrEqual(0);
+    expect(completed).toBeLessThan(last);
+    expect(ended(`${summary.pkiKey}.sha256`)).toBeLessThan(last);
+    expect(puts[puts.length - 1]).toBe(`${summary.key}.sha256`);
   });
 
   test("every object (snapshot, PKI archive, both sidecars and both signatures) is under the same COMPLIANCE lock", () => {

@@ -238,6 +238,32 @@ describe("the complete-backup rule, defined once", () => {
     expect(withLibrary('backup_sidecar "a/b.db.zst"').stdout).toBe("a/b.db.zst.sha256");
   });
 
+  test("sha256_hex: the sha256 of a file or of stdin as sha256sum gives it, nothing on failure", () => {
+    const file = path.join(tmp, "-hash me");
+    fs.writeFileSync(file, Buffer.from([...Array(70000)].map((_, i) => (i * 31) % 256)));
+    const expected = spawnSync("sha256sum", ["--", file], { encoding: "utf8" }).stdout.split(" ")[0];
+    expect(expected).toMatch(/^[0-9a-f]{64}$/);
+    expect(withLibrary('sha256_hex "$FILE"', [], { FILE: file })).toEqual({ status: 0, stdout: `${expected}\n`, stderr: "" });
+    // A name that starts with a dash is a file, not an option.
+    expect(withLibrary('cd "$DIR"; sha256_hex "-hash me"', [], { DIR: tmp }).stdout).toBe(`${expected}\n`);
+    expect(withLibrary('sha256_hex <"$FILE"', [], { FILE: file }).stdout).toBe(`${expected}\n`);
+    expect(withLibrary('printf "" | sha256_hex').stdout).toBe(
+      "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855\n",
+    );
+    const missing = withLibrary('sha256_hex "$FILE" || echo "failed $?"', [], { FILE: path.join(tmp, "absent") });
+    expect(missing.stdout).toBe("failed 1\n");
+  });
+
+  test("the backup and the restore hash snapshots and archives only with sha256_hex, never sha256sum", () => {
+    for (const script of ["jobs/etcd-backup.sh", "ops/etcd-restore.sh"]) {
+      const code = scriptText(script)
+        .split("\n")
+        .filter((line) => !line.trim().startsWith("#"));
+      expect([script, code.filter((line) => /\bsha256sum\b/.test(line))]).toEqual([script, []]);
+      expect([script, code.some((line) => /\bsha256_hex\b/.test(line))]).toEqual([script, true]);
+    }
+  });
+
   test("etcd-backup.sh and etcd-restore.sh name sidecars and pick complete backups only through lib.sh", () => {
     for (const script of ["jobs/etcd-backup.sh", "ops/etcd-restore.sh"]) {
       const text = scriptText(script);

@@ -24,8 +24,9 @@ Usage: etcd-backup.sh [--help]
 
 Snapshots etcd, verifies the snapshot (snapshot status, and the sha256 etcd appends to every
 snapshot, checked while it streams), streams it through zstd and age straight into its upload,
-signs its .sha256 sidecar, uploads the signature and then the sidecar (last: the completion
-marker), backs up the PKI directory the same way, then applies the tiered retention. Every
+signs its .sha256 sidecar and uploads the signature as soon as the stream has ended. Meanwhile
+the PKI directory goes up the same way (archive, signature, sidecar). Then the snapshot's
+sidecar, last: the completion marker. Then the tiered retention. Every
 object is written under its own S3 Object Lock retention (BACKUP_OBJECT_LOCK_MODE) until the end
 of the longest retention tier the backup belongs to. Configured only through environment
 variables:
@@ -218,7 +219,7 @@ case "$BACKUP_PKI_UNENCRYPTED" in
   *) config_error "BACKUP_PKI_UNENCRYPTED must be 'skip' or 'upload', got '${BACKUP_PKI_UNENCRYPTED}'" ;;
 esac
 
-require_tools etcdctl zstd aws jq sha256sum timeout ssh-keygen od mkfifo
+require_tools etcdctl zstd aws jq openssl timeout ssh-keygen od mkfifo
 if [[ "$BACKUP_ENCRYPTION" == age ]]; then require_tools age; fi
 if command -v etcdutl >/dev/null; then snapshot_tool=etcdutl; else snapshot_tool=etcdctl; fi
 
@@ -229,25 +230,43 @@ start_seconds=$SECONDS
 work_parent="${BACKUP_WORK_DIR:-${TMPDIR:-/tmp}}"
 [[ -d "$work_parent" ]] || config_error "BACKUP_WORK_DIR '${work_parent}' is not a directory"
 work="$(mktemp -d "${work_parent%/}/etcd-backup.XXXXXX")"
-uploaded=()
+# Every key this run uploaded to or tried to, one a line, in order (record_upload): a failed run
+# deletes them again. A file, so that background jobs (the PKI's upload, the snapshot's
+# signature) record theirs too.
+uploads_file="$work/uploads"
+: >"$uploads_file"
 success=false
 # KEY and UPLOAD_ID of the multipart upload in progress, aborted when the run ends early.
 open_multipart=()
+# KEY and the file of the upload id of a multipart upload being started in the background.
+pending_multipart=()
+# The PIDs of uploads running in the background (the cleanup waits for them).
+upload_jobs=()
 stream_producer=""
+# The size the stream of upload_stream will likely have (0: unknown; see upload_stream).
+stream_expected_bytes=0
 stream_bytes=0
 
 # shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
   local status=$? key i
-  local -a targets=()
+  local -a targets=() uploaded=()
   local -A seen=()
   trap - EXIT
-  # Our own background jobs (a stream producer, a part upload) end with the run.
+  # Background uploads (the PKI's, a signature, a multipart upload being started) are waited for:
+  # killed, their aws call could still create the object after the deletes below. Each is small
+  # and bounded by S3_TIMEOUT. Then our other background jobs (a stream producer, the listing)
+  # end with the run.
+  for key in "${upload_jobs[@]}"; do wait "$key" 2>/dev/null || true; done
   local -a pids
   mapfile -t pids < <(jobs -p)
   if ((${#pids[@]} > 0)); then kill -- "${pids[@]}" 2>/dev/null || true; fi
   if ((${#open_multipart[@]} == 2)); then abort_multipart "${open_multipart[@]}"; fi
-  if ! "$success" && ((${#uploaded[@]} > 0)); then
+  if ((${#pending_multipart[@]} == 2)) && [[ -s "${pending_multipart[1]}" ]]; then
+    abort_multipart "${pending_multipart[0]}" "$(<"${pending_multipart[1]}")"
+  fi
+  if ! "$success"; then mapfile -t uploaded <"$uploads_file"; fi
+  if ((${#uploaded[@]} > 0)); then
     # Newest upload first (a sidecar before the object it vouches for), each key once (a key is
     # recorded once per upload attempt).
     for ((i = ${#uploaded[@]} - 1; i >= 0; i--)); do
@@ -274,6 +293,48 @@ cleanup_on_exit cleanup
 # aws.
 
 s3_client_setup "$work"
+
+# The run's listing: every version and delete marker under the cluster's prefix, one
+# list-object-versions call started (start_listing) in the background while the snapshot is taken (each
+# aws call costs the CLI's start, about 0.7 s). lock_args and retention both read it: nothing
+# but this run writes under the prefix while it runs (the CronJob forbids concurrent runs), and
+# retention adds this run's own uploads to it.
+listing_file="$work/listing.json"
+listing_status=""
+listing_pid=""
+
+# keys_under PREFIX: the lines of stdin (keys) that start with PREFIX, sorted, each once.
+keys_under() {
+  local line
+  while IFS= read -r line; do
+    if [[ "$line" == "$1"* ]]; then printf '%s\n' "$line"; fi
+  done | sort -u
+}
+
+# start_listing: starts the run's listing, once every setting has been checked.
+start_listing() {
+  s3 s3api list-object-versions --bucket "$S3_BUCKET" --prefix "${S3_PREFIX}/" --output json \
+    >"$listing_file" 2>>"$aws_log" &
+  listing_pid=$!
+}
+
+# listing_ready: waits for the run's listing (once); fails when it failed.
+listing_ready() {
+  if [[ -z "$listing_status" ]]; then
+    listing_status=0
+    wait "$listing_pid" || listing_status=$?
+  fi
+  return "$listing_status"
+}
+
+# listed_keys PREFIX current|all: the keys under PREFIX in the run's listing, sorted, each once.
+# current: the keys whose latest entry is a version (what list-objects-v2 lists); all: every key
+# with a version or a delete marker.
+listed_keys() {
+  local filter='(.Versions // [])[] | select(.IsLatest) | .Key'
+  if [[ "$2" == all ]]; then filter='(.Versions // [])[], (.DeleteMarkers // [])[] | .Key'; fi
+  jq -r --arg p "$1" "${filter} | select(startswith(\$p))" "$listing_file" | sort -u
+}
 
 # delete_key_all_versions KEY: deletes the object KEY for good. The stack's bucket is versioned,
 # where a plain delete-object only adds a delete marker (the data stays, is billed and can be
@@ -355,7 +416,7 @@ lock_args() {
   object_lock_args=()
   [[ "$BACKUP_OBJECT_LOCK_MODE" != none ]] || return 0
   local keys k b other first_hour=true first_day=true seconds=$all_seconds until
-  if keys="$(list_keys "${S3_PREFIX}/etcd/")"; then
+  if listing_ready && keys="$(listed_keys "${S3_PREFIX}/etcd/" current)"; then
     while IFS= read -r k; do
       [[ -n "$k" ]] || continue
       b="${k##*/}"
@@ -374,16 +435,19 @@ lock_args() {
   log "objects of this backup are locked (${BACKUP_OBJECT_LOCK_MODE}) until ${until}"
 }
 
-# put_file FILE KEY [ARGS...]: puts FILE (a small body: a sidecar, a signature, a body shorter
-# than one part) at KEY with one put-object, S3_UPLOAD_ATTEMPTS attempts; ARGS go to put-object.
-# Called by upload_stream only.
+# record_upload KEY: notes that this run uploads to KEY (before the call: a call that fails half
+# way may still leave an object).
+record_upload() { printf '%s\n' "$1" >>"$uploads_file"; }
+
+# put_file FILE KEY [ARGS...]: puts FILE (a small body: a sidecar, a signature, the PKI archive,
+# a snapshot stream shorter than one part) at KEY with one put-object, S3_UPLOAD_ATTEMPTS
+# attempts; ARGS go to put-object (the Object Lock options).
 put_file() {
   local file="$1" key="$2" attempt=1 pause="$S3_RETRY_SECONDS" size
   shift 2
   size="$(stat -c %s "$file")"
   while true; do
-    # Recorded before the call: a call that fails half-way may still leave an object.
-    uploaded+=("$key")
+    record_upload "$key"
     if s3 s3api put-object --bucket "$S3_BUCKET" --key "$key" --body "$file" --content-length "$size" "$@" \
       >>"$aws_log" 2>&1; then
       log "uploaded s3://${S3_BUCKET}/${key} (${size} bytes)"
@@ -469,44 +533,78 @@ relock() {
   log "locked s3://${S3_BUCKET}/${key} (${mode}) until ${until} on its completed version"
 }
 
-# upload_stream KEY [ARGS...]: uploads stdin to KEY; every upload of this script goes through
-# here. ARGS go to the call that creates the object, put-object or create-multipart-upload (both
+# create_multipart KEY [ARGS...]: starts a multipart upload of KEY (ARGS: upload_stream's) and
+# prints its upload id.
+create_multipart() {
+  local key="$1" id
+  shift
+  id="$(s3 s3api create-multipart-upload --bucket "$S3_BUCKET" --key "$key" "$@" \
+    --query UploadId --output text 2>>"$aws_log")" || return 1
+  [[ -n "$id" && "$id" != None ]] || return 1
+  printf '%s\n' "$id"
+}
+
+# upload_stream KEY [ARGS...]: uploads stdin (the snapshot's stream) to KEY. ARGS go to the call that creates the object, put-object or create-multipart-upload (both
 # take the Object Lock options: --object-lock-mode MODE --object-lock-retain-until-date DATE,
 # --object-lock-legal-hold-status ON). A body shorter than one part (S3_PART_SIZE_MIB) is one
-# put-object; a longer one a multipart upload: parts are read off the stream into scratch, each
-# uploaded while the next is read (two parts on disk at most), then completed, and the completed
-# version gets the retention of ARGS again (relock). When stream_producer holds a PID (the
-# process writing the body), it must exit 0 before the object is created, so a producer that
-# fails half way never leaves a truncated object: on any failure the multipart upload is aborted
-# (no object) and upload_stream fails. A completed object whose retention cannot be set fails
-# the upload too (it is one of the run's uploads, removed again when the run fails).
+# put-object; a longer one a multipart upload: parts are read off the stream into scratch, up to
+# S3_UPLOAD_CONCURRENCY of them uploading while the next is read, then completed, and the
+# completed version gets the retention of ARGS again (relock). When stream_expected_bytes (the
+# caller's estimate) is over one part, the multipart upload is started while the first part is
+# read, and aborted if the stream is shorter than a part after all. When stream_producer holds a
+# PID (the process writing the body), it must exit 0 before the object is created, so a producer
+# that fails half way never leaves a truncated object: on any failure the multipart upload is
+# aborted (no object) and upload_stream fails. Once every byte is stored (after the one
+# put-object; before complete-multipart-upload, every part uploaded and the producer done),
+# snapshot_stored runs (what it starts in the background runs alongside the completion). A
+# completed object whose retention cannot be set fails the upload too (it is one of the run's
+# uploads, removed again when the run fails).
 upload_stream() {
-  local key="$1" dir="$work/parts" part=1 chunk next failed=0 id etag i version producer="${stream_producer:-}"
+  local key="$1" dir="$work/parts" part=1 chunk next failed=0 id etag i version producer="${stream_producer:-}" early=""
   local -a pids=() chunks=()
   shift
   mkdir -p -- "$dir"
+  if ((stream_expected_bytes > part_bytes)); then
+    # Likely longer than one part: its multipart upload starts while the first part is read
+    # (not after: the stream would wait for the call).
+    record_upload "$key"
+    pending_multipart=("$key" "$dir/upload-id")
+    create_multipart "$key" "$@" >"$dir/upload-id" &
+    early=$!
+    upload_jobs+=("$early")
+  fi
   chunk="$dir/1"
   # GNU head -c reads no further than COUNT bytes (coreutils src/head.c, head_bytes), so the
   # next call reads on from exactly there.
-  head -c "$part_bytes" >"$chunk" || return 1
+  head -c "$part_bytes" >"$chunk" || failed=1
+  if [[ -n "$early" ]]; then
+    if wait "$early"; then open_multipart=("$key" "$(<"$dir/upload-id")"); fi
+    pending_multipart=()
+  fi
+  if ((failed)); then return 1; fi
   stream_bytes="$(stat -c %s "$chunk")"
   if ((stream_bytes < part_bytes)); then
+    # Shorter than expected (it compressed well): one put-object instead.
+    if ((${#open_multipart[@]} == 2)); then abort_multipart "${open_multipart[@]}"; fi
     if [[ -n "$producer" ]] && ! wait "$producer"; then
       rm -f -- "$chunk"
       return 1
     fi
     put_file "$chunk" "$key" "$@" || return 1
     rm -f -- "$chunk"
+    snapshot_stored
     return 0
   fi
-  uploaded+=("$key")
-  if ! id="$(s3 s3api create-multipart-upload --bucket "$S3_BUCKET" --key "$key" "$@" \
-    --query UploadId --output text 2>>"$aws_log")" || [[ -z "$id" || "$id" == None ]]; then
+  if [[ -z "$early" ]]; then
+    record_upload "$key"
+    if id="$(create_multipart "$key" "$@")"; then open_multipart=("$key" "$id"); fi
+  fi
+  if ((${#open_multipart[@]} != 2)); then
     log "could not start the multipart upload of ${key}; aws said:"
     show_log "$aws_log"
     return 1
   fi
-  open_multipart=("$key" "$id")
+  id="${open_multipart[1]}"
   # Up to S3_UPLOAD_CONCURRENCY parts upload in the background while the next part is read off
   # the stream; at that many, the oldest is waited for (and its chunk removed) before reading on.
   # At the end, or after a failure, every one still running is waited for.
@@ -533,6 +631,7 @@ upload_stream() {
   done
   if ((failed == 0)) && [[ -n "$producer" ]] && ! wait "$producer"; then failed=1; fi
   if ((failed == 0)); then
+    snapshot_stored
     for ((i = 1; i <= part; i++)); do
       etag="$(cat -- "$dir/${i}.etag")"
       jq -cn --arg etag "$etag" --argjson number "$i" '{ETag: $etag, PartNumber: $number}'
@@ -576,29 +675,38 @@ fi
 # bytes of SIDECAR (the format `ssh-keygen -Y verify -I etcd-backup -n etcd-backup` checks).
 sign_sidecar() {
   rm -f -- "$1.sig"
-  if ! ssh-keygen -Y sign -f "$signing_key" -n etcd-backup "$1" </dev/null >"$work/sign.log" 2>&1; then
-    show_log "$work/sign.log"
+  if ! ssh-keygen -Y sign -f "$signing_key" -n etcd-backup "$1" </dev/null >"$1.log" 2>&1; then
+    show_log "$1.log"
     return 1
   fi
 }
 
-# publish SUM_FILE KEY: writes KEY's sidecar "<sha256 hex>  <basename>" (sha256sum's format)
-# from SUM_FILE (the hash of the uploaded bytes, computed in the stream), signs it, uploads the
-# signature and then the sidecar: the sidecar stays the last word on KEY.
-publish() {
+# sidecar_file KEY: where KEY's sidecar is written in scratch.
+sidecar_file() { printf '%s/%s' "$work" "$(basename -- "$(backup_sidecar "$1")")"; }
+
+# publish_signature SUM_FILE KEY: writes KEY's sidecar "<sha256 hex>  <basename>" (sha256sum's
+# format) from SUM_FILE (the hash of the uploaded bytes, computed in the stream), signs it and
+# uploads the signature. Exits (die) on failure: it also runs as a background job.
+publish_signature() {
   local sum_file="$1" key="$2" hex sidecar
   hex="$(cut -d' ' -f1 "$sum_file")"
   [[ "$hex" =~ ^[0-9a-f]{64}$ ]] || die "no sha256 for ${key}"
-  sidecar="$work/$(basename -- "$(backup_sidecar "$key")")"
-  printf '%s  %s\n' "$hex" "${key##*/}" >"$sidecar"
+  sidecar="$(sidecar_file "$key")"
+  printf '%s  %s\n' "$hex" "${key##*/}" >"$sidecar" || die "cannot write the sidecar of ${key}"
   sign_sidecar "$sidecar" || die "signing the sidecar of ${key} failed"
-  upload_stream "$(backup_signature "$key")" "${object_lock_args[@]}" <"$sidecar.sig" || die "upload failed"
-  upload_stream "$(backup_sidecar "$key")" "${object_lock_args[@]}" <"$sidecar" || die "upload failed"
+  put_file "$sidecar.sig" "$(backup_signature "$key")" "${object_lock_args[@]}" || die "upload failed"
+}
+
+# publish_sidecar KEY: uploads KEY's sidecar (publish_signature wrote it), after its signature
+# and its object: the sidecar stays the last word on KEY.
+publish_sidecar() {
+  put_file "$(sidecar_file "$1")" "$(backup_sidecar "$1")" "${object_lock_args[@]}" || die "upload failed"
 }
 
 # ---------------------------------------------------------------------------------------------
 # 1. Snapshot from the first healthy endpoint.
 
+start_listing
 stamp="$(epoch_stamp "$now_epoch")"
 snapshot="$work/snapshot.db"
 used_endpoint=""
@@ -658,7 +766,7 @@ snapshot_hash_ok() {
     return 1
   fi
   expected="$(tail -c 32 -- "$1" | od -An -v -tx1 | tr -d ' \n')"
-  actual="$(head -c "$((size - 32))" -- "$1" | sha256sum | cut -d' ' -f1)"
+  actual="$(head -c "$((size - 32))" -- "$1" | sha256_hex)" || actual="(none)"
   if [[ "$expected" != "$actual" ]]; then
     log "the snapshot's integrity hash does not match its content (appended ${expected}, computed ${actual})"
     return 1
@@ -673,12 +781,12 @@ recipients_file="$work/recipients"
 if ((${#recipients[@]} > 0)); then printf '%s\n' "${recipients[@]}" >"$recipients_file"; fi
 
 # pack SUM_FILE: stdin through zstd, then age unless BACKUP_ENCRYPTION=none, to stdout, and
-# the sha256 of what it writes into SUM_FILE (sha256sum reads a copy off a FIFO: tee).
+# the sha256 of what it writes into SUM_FILE (sha256_hex reads a copy off a FIFO: tee).
 pack() {
-  local sum_file="$1" fifo="$work/sum.fifo" sum_pid status=0
+  local sum_file="$1" fifo="$1.fifo" sum_pid status=0
   rm -f -- "$fifo"
   mkfifo -- "$fifo"
-  sha256sum <"$fifo" >"$sum_file" &
+  sha256_hex <"$fifo" >"$sum_file" &
   sum_pid=$!
   if [[ "$BACKUP_ENCRYPTION" == age ]]; then
     zstd -q -T0 "-${BACKUP_ZSTD_LEVEL}" -c | age -R "$recipients_file" | tee -- "$fifo" || status=1
@@ -693,6 +801,47 @@ pack() {
 base="${stamp}-r${revision}.db${suffix}"
 key="${S3_PREFIX}/etcd/${base}"
 lock_args
+
+# The PKI (a few KB) and the signatures go up once every byte of the snapshot is stored, while
+# its multipart upload is completed and relocked (not earlier: every object is locked, so what a
+# run uploads before it fails may have to stay until its lock ends).
+pki_key=""
+if [[ ! -d "$PKI_DIR" ]]; then
+  log "WARNING: PKI_DIR ${PKI_DIR} does not exist; this backup has no PKI"
+elif [[ "$BACKUP_ENCRYPTION" == none && "$BACKUP_PKI_UNENCRYPTED" == skip ]]; then
+  log "WARNING: BACKUP_ENCRYPTION=none: the PKI (private CA keys) is NOT backed up; set BACKUP_PKI_UNENCRYPTED=upload to upload it in the clear"
+else
+  if [[ "$BACKUP_ENCRYPTION" == none ]]; then
+    log "WARNING: uploading the PKI (private CA keys) UNENCRYPTED (BACKUP_PKI_UNENCRYPTED=upload)"
+  fi
+  pki_key="${S3_PREFIX}/pki/${stamp}.tar${suffix}"
+fi
+pki_job=""
+signature_job=""
+
+# snapshot_stored: run by upload_stream once every byte of the snapshot is stored: starts, in the background, the PKI's
+# upload (packed into scratch, put, signed, its sidecar put) and the snapshot's signature.
+snapshot_stored() {
+  if [[ -n "$pki_key" ]]; then
+    (
+      tar -C "$PKI_DIR" -cf - . 2>"$work/pki-tar.log" | pack "$work/pki.sum" >"$work/pki.body" 2>"$work/pki-pack.log" || {
+        show_log "$work/pki-tar.log"
+        show_log "$work/pki-pack.log"
+        die "packing ${PKI_DIR} failed"
+      }
+      put_file "$work/pki.body" "$pki_key" "${object_lock_args[@]}" ||
+        die "upload failed: ${PKI_DIR} to s3://${S3_BUCKET}/${pki_key}"
+      publish_signature "$work/pki.sum" "$pki_key"
+      publish_sidecar "$pki_key"
+    ) &
+    pki_job=$!
+    upload_jobs+=("$pki_job")
+  fi
+  publish_signature "$work/object.sum" "$key" &
+  signature_job=$!
+  upload_jobs+=("$signature_job")
+}
+
 mkfifo -- "$work/stream.fifo"
 # The producer: the stream, and next to it the check of the snapshot's own hash; both must
 # succeed before upload_stream creates the object.
@@ -705,46 +854,32 @@ mkfifo -- "$work/stream.fifo"
   exit "$status"
 ) >"$work/stream.fifo" 2>"$work/pack.log" &
 stream_producer=$!
+# zstd and age rarely shrink a database to a part when it is longer than one.
+stream_expected_bytes="$snapshot_bytes"
 upload_stream "$key" "${object_lock_args[@]}" <"$work/stream.fifo" || {
   show_log "$work/pack.log"
   die "upload failed: the snapshot's stream to s3://${S3_BUCKET}/${key}"
 }
 stream_producer=""
+stream_expected_bytes=0
 size="$stream_bytes"
 sha256="$(cut -d' ' -f1 "$work/object.sum")"
 rm -f -- "$snapshot"
 log "snapshot verified (status and its sha256) and uploaded: ${size} bytes, sha256 ${sha256}"
 
-pki_key=""
-if [[ ! -d "$PKI_DIR" ]]; then
-  log "WARNING: PKI_DIR ${PKI_DIR} does not exist; this backup has no PKI"
-elif [[ "$BACKUP_ENCRYPTION" == none && "$BACKUP_PKI_UNENCRYPTED" == skip ]]; then
-  log "WARNING: BACKUP_ENCRYPTION=none: the PKI (private CA keys) is NOT backed up; set BACKUP_PKI_UNENCRYPTED=upload to upload it in the clear"
-else
-  if [[ "$BACKUP_ENCRYPTION" == none ]]; then
-    log "WARNING: uploading the PKI (private CA keys) UNENCRYPTED (BACKUP_PKI_UNENCRYPTED=upload)"
-  fi
-  pki_key="${S3_PREFIX}/pki/${stamp}.tar${suffix}"
-  (
-    set -o pipefail
-    tar -C "$PKI_DIR" -cf - . | pack "$work/pki.sum"
-  ) >"$work/stream.fifo" 2>"$work/pack.log" &
-  stream_producer=$!
-  upload_stream "$pki_key" "${object_lock_args[@]}" <"$work/stream.fifo" || {
-    show_log "$work/pack.log"
-    die "upload failed: the stream of ${PKI_DIR} to s3://${S3_BUCKET}/${pki_key}"
-  }
-  stream_producer=""
-fi
-
 # ---------------------------------------------------------------------------------------------
-# 4. Signatures and sidecars: the PKI's, then the snapshot's sidecar last (the completion
-# marker), each under the backup's Object Lock like the objects they vouch for. The objects are
-# exactly what was sent: CompleteMultipartUpload assembles the parts named by their ETags, and
-# put-object bodies go with their Content-Length.
+# 4. The snapshot's sidecar, last (the completion marker): after its signature and after the
+# PKI's object, signature and sidecar. Every object is under the backup's Object Lock. The
+# objects are exactly what was sent: CompleteMultipartUpload assembles the parts named by their
+# ETags, and put-object bodies go with their Content-Length.
 
-if [[ -n "$pki_key" ]]; then publish "$work/pki.sum" "$pki_key"; fi
-publish "$work/object.sum" "$key"
+if [[ -z "$signature_job" ]] || ! wait "$signature_job"; then
+  die "the signature of s3://${S3_BUCKET}/${key} was not uploaded"
+fi
+if [[ -n "$pki_job" ]] && ! wait "$pki_job"; then
+  die "the PKI backup failed: ${PKI_DIR} to s3://${S3_BUCKET}/${pki_key}"
+fi
+publish_sidecar "$key"
 success=true
 log "backup complete: s3://${S3_BUCKET}/${key}"
 
@@ -776,24 +911,23 @@ retention() {
   cut_all="$(epoch_stamp $((now_epoch - all_seconds)))"
   cut_hourly="$(epoch_stamp $((now_epoch - hourly_seconds)))"
   cut_daily="$(epoch_stamp $((now_epoch - daily_seconds)))"
-  # One listing of every version and delete marker under the cluster's prefix serves all three
-  # questions below (each aws call costs the CLI's start, about 0.7 s): the current keys under
-  # etcd/ (a key whose latest entry is a version, as list-objects-v2 lists them) and every key
-  # with any version or delete marker under etcd/ and pki/. Where versions cannot be listed,
-  # one plain listing per prefix.
-  local listing
-  if listing="$(s3 s3api list-object-versions --bucket "$S3_BUCKET" --prefix "${S3_PREFIX}/" --output json 2>>"$aws_log")"; then
-    keys="$(jq -r --arg p "${S3_PREFIX}/etcd/" \
-      '(.Versions // [])[] | select(.IsLatest and (.Key | startswith($p))) | .Key' <<<"$listing" | sort -u)"
-    all_keys="$(jq -r --arg p "${S3_PREFIX}/etcd/" \
-      '[(.Versions // [])[], (.DeleteMarkers // [])[]] | map(.Key | select(startswith($p))) | unique | .[]' <<<"$listing")"
-    pki_keys="$(jq -r --arg p "${S3_PREFIX}/pki/" \
-      '[(.Versions // [])[], (.DeleteMarkers // [])[]] | map(.Key | select(startswith($p))) | unique | .[]' <<<"$listing")"
+  # The run's listing (taken before the upload) and this run's own uploads serve all three
+  # questions below: the current keys under etcd/ and every key with any version or delete
+  # marker under etcd/ and pki/. Where it failed, one plain listing per prefix now.
+  local own
+  own="$(<"$uploads_file")"
+  if listing_ready; then
+    keys="$(listed_keys "${S3_PREFIX}/etcd/" current)" || return 1
+    all_keys="$(listed_keys "${S3_PREFIX}/etcd/" all)" || return 1
+    pki_keys="$(listed_keys "${S3_PREFIX}/pki/" all)" || return 1
   else
     keys="$(list_keys "${S3_PREFIX}/etcd/")" || return 1
     all_keys="$keys"
     pki_keys="$(list_keys "${S3_PREFIX}/pki/")" || return 1
   fi
+  keys="$(keys_under "${S3_PREFIX}/etcd/" <<<"$keys"$'\n'"$own")"
+  all_keys="$(keys_under "${S3_PREFIX}/etcd/" <<<"$all_keys"$'\n'"$own")"
+  pki_keys="$(keys_under "${S3_PREFIX}/pki/" <<<"$pki_keys"$'\n'"$own")"
   local -A keep_stamp=() first_of_hour=() first_of_day=() doomed=()
   # Complete backups, newest first; the first of each hour and day is the last one seen.
   while IFS= read -r k; do

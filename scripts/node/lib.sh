@@ -258,9 +258,22 @@ list_keys() {
 }
 
 # A backup (a snapshot, or its PKI archive) is complete when its sidecar KEY.sha256 exists:
-# "<sha256 hex>  <basename>", written by sha256sum. etcd-backup.sh uploads it last, after the
+# "<sha256 hex>  <basename>" (sha256sum's format). etcd-backup.sh uploads it last, after the
 # object, and deletes it first; etcd-restore.sh takes only complete backups and checks the
 # object against it; retention counts only complete backups.
+
+# sha256_hex [FILE]: the sha256 of FILE (stdin without one) as 64 hex digits and a newline, from
+# OpenSSL's implementation (`openssl dgst -sha256 -r`, "<hex> *<name>"). The backup and restore
+# hash every snapshot byte with it: OpenSSL uses the CPU's SHA extensions where coreutils 9.1's
+# sha256sum (bookworm) has only its portable C, 4x slower here (567 MB: 0.35 s against 1.49 s).
+# Fails, printing nothing, when openssl fails or prints no hash.
+sha256_hex() {
+  local out
+  out="$(openssl dgst -sha256 -r ${1:+-- "$1"})" || return 1
+  out="${out%% *}"
+  [[ "$out" =~ ^[0-9a-f]{64}$ ]] || return 1
+  printf '%s\n' "$out"
+}
 
 # backup_sidecar KEY: the key of KEY's sidecar.
 backup_sidecar() { printf '%s.sha256' "$1"; }
