@@ -839,6 +839,56 @@ describe("Object Lock on a real RGW", () => {
     for (const key of keys) expect(versionsOf(key)).toHaveLength(1);
   });
 
+  test("the run's version listing failing: the backup is locked for the longest tier, and retention lists each prefix itself", async () => {
+    // "Now" is tomorrow 12:50 UTC; a complete backup of 12:10 makes this run's backup neither the
+    // first of its hour nor of its day, which only the listing can tell.
+    const dayMs = 86_400_000;
+    const now = new Date(Math.floor(Date.now() / dayMs) * dayMs + dayMs + 12 * 3_600_000 + 50 * 60_000);
+    const objects: Record<string, string> = {};
+    const seed = (when: Date) => {
+      const stamp = stampOf(when);
+      const snapshot = `nolisting/etcd/${stamp}-r${when.getTime() / 1000}.db.zst.age`;
+      for (const k of withSignatures([snapshot, `nolisting/pki/${stamp}.tar.zst.age`])) objects[k] = "old";
+      return snapshot;
+    };
+    const earlier = seed(new Date(now.getTime() - 40 * 60_000));
+    const ancient = seed(new Date(now.getTime() - 40 * dayMs));
+    s3.putAll(objects);
+    // Only the run's listing of the whole prefix fails (a delete's listing of one key goes on).
+    const aws = awsStandIn(
+      "nolisting-aws",
+      'if [[ " $* " == *" list-object-versions "*" --prefix nolisting/ "* ]]; then echo "simulated: listing failed" >&2; exit 254; fi',
+    );
+    const result = await run(
+      backupScript,
+      [],
+      backupEnv("nolisting", {
+        PATH: aws.PATH,
+        BACKUP_NOW: now.toISOString(),
+        BACKUP_KEEP_LAST: "1",
+        BACKUP_OBJECT_LOCK_MODE: "COMPLIANCE",
+      }),
+    );
+    expect(result.status).toBe(0);
+    expect(result.stderr).toContain("WARNING: could not list nolisting/etcd/; locking this backup for the longest tier");
+    const summary = JSON.parse(result.stdout) as Summary;
+    const longest = new Date(now.getTime() + 30 * dayMs).toISOString();
+    for (const k of withSignatures([summary.key, summary.pkiKey!])) {
+      expect([k, lockOf(k)]).toEqual([k, { mode: "COMPLIANCE", until: longest }]);
+    }
+    // Retention listed etcd/ and pki/ with list-objects-v2 and still kept and deleted by the tiers.
+    const listed = aws
+      .calls()
+      .filter((c) => c.includes("list-objects-v2"))
+      .map((c) => c[c.indexOf("--prefix") + 1]);
+    expect(listed).toEqual(["nolisting/etcd/", "nolisting/pki/"]);
+    const ancientObjects = withSignatures([ancient, `nolisting/pki/${path.basename(ancient).split("-")[0]}.tar.zst.age`]);
+    expect([...summary.deleted].sort()).toEqual(ancientObjects);
+    const left = s3.listVersions("nolisting/").map((v) => v.key);
+    expect(left).toContain(earlier);
+    for (const k of ancientObjects) expect(left).not.toContain(k);
+  });
+
   test("a snapshot larger than one part goes up in parts, locked on create-multipart-upload and again on its completed version", async () => {
     // Incompressible values, so the encrypted snapshot spans two 5 MiB parts.
     const bulk: [string, string][] = [...Array(10)].map((_, i) => [
