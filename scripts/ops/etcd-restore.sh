@@ -167,7 +167,7 @@ snapshot_tool() { if command -v etcdutl >/dev/null; then echo etcdutl; else echo
 s3_setup() {
   local dir
   s3_check_config
-  require_tools aws
+  require_tools aws openssl
   dir="$(mktemp -d "${TMPDIR:-/tmp}/etcd-restore-aws.XXXXXX")"
   cleanup_paths+=("$dir")
   s3_client_setup "$dir"
