@@ -272,7 +272,13 @@ describe("the streamed backup", () => {
   test("each signature is up before its sidecar starts, and the snapshot's sidecar goes last (the small PKI archive is one put-object)", () => {
     const puts = run.calls.filter((c) => c.startsWith("put-object ")).map((c) => c.split(" ")[1]);
     expect([...puts].sort()).toEqual(
-      [summary.pkiKey, `${summary.pkiKey}.sha256.sig`, `${summary.pkiKey}.sha256`, `${summary.key}.sha256.sig`, `${summary.key}.sha256`].sort(),
+      [
+        summary.pkiKey,
+        `${summary.pkiKey}.sha256.sig`,
+        `${summary.pkiKey}.sha256`,
+        `${summary.key}.sha256.sig`,
+        `${summary.key}.sha256`,
+      ].sort(),
     );
     const started = (key: string) => run.calls.indexOf(`put-object ${key}`);
     const ended = (key: string) => run.calls.indexOf(`end ${key}`);

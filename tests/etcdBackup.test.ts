@@ -561,7 +561,9 @@ exec ${etcdctlBinary} "$@"
     // marker). Then each uploaded key by its one version id, in reverse upload order: the PKI
     // and the snapshot's signature go up side by side, so only the order within each is fixed.
     const deleted = aws.deletes().map((d) => d.key);
-    expect([...deleted].sort()).toEqual([`${snapshot}.sha256.sig`, `${pki}.sha256`, `${pki}.sha256.sig`, pki, snapshot].sort());
+    expect([...deleted].sort()).toEqual(
+      [`${snapshot}.sha256.sig`, `${pki}.sha256`, `${pki}.sha256.sig`, pki, snapshot].sort(),
+    );
     const at = (key: string) => deleted.indexOf(key);
     expect(at(`${pki}.sha256`)).toBeLessThan(at(`${pki}.sha256.sig`));
     expect(at(`${pki}.sha256.sig`)).toBeLessThan(at(pki));
@@ -870,7 +872,9 @@ describe("Object Lock on a real RGW", () => {
       }),
     );
     expect(result.status).toBe(0);
-    expect(result.stderr).toContain("WARNING: could not list nolisting/etcd/; locking this backup for the longest tier");
+    expect(result.stderr).toContain(
+      "WARNING: could not list nolisting/etcd/; locking this backup for the longest tier",
+    );
     const summary = JSON.parse(result.stdout) as Summary;
     const longest = new Date(now.getTime() + 30 * dayMs).toISOString();
     for (const k of withSignatures([summary.key, summary.pkiKey!])) {
@@ -882,7 +886,10 @@ describe("Object Lock on a real RGW", () => {
       .filter((c) => c.includes("list-objects-v2"))
       .map((c) => c[c.indexOf("--prefix") + 1]);
     expect(listed).toEqual(["nolisting/etcd/", "nolisting/pki/"]);
-    const ancientObjects = withSignatures([ancient, `nolisting/pki/${path.basename(ancient).split("-")[0]}.tar.zst.age`]);
+    const ancientObjects = withSignatures([
+      ancient,
+      `nolisting/pki/${path.basename(ancient).split("-")[0]}.tar.zst.age`,
+    ]);
     expect([...summary.deleted].sort()).toEqual(ancientObjects);
     const left = s3.listVersions("nolisting/").map((v) => v.key);
     expect(left).toContain(earlier);

@@ -243,7 +243,11 @@ describe("the complete-backup rule, defined once", () => {
     fs.writeFileSync(file, Buffer.from([...Array(70000)].map((_, i) => (i * 31) % 256)));
     const expected = spawnSync("sha256sum", ["--", file], { encoding: "utf8" }).stdout.split(" ")[0];
     expect(expected).toMatch(/^[0-9a-f]{64}$/);
-    expect(withLibrary('sha256_hex "$FILE"', [], { FILE: file })).toEqual({ status: 0, stdout: `${expected}\n`, stderr: "" });
+    expect(withLibrary('sha256_hex "$FILE"', [], { FILE: file })).toEqual({
+      status: 0,
+      stdout: `${expected}\n`,
+      stderr: "",
+    });
     // A name that starts with a dash is a file, not an option.
     expect(withLibrary('cd "$DIR"; sha256_hex "-hash me"', [], { DIR: tmp }).stdout).toBe(`${expected}\n`);
     expect(withLibrary('sha256_hex <"$FILE"', [], { FILE: file }).stdout).toBe(`${expected}\n`);

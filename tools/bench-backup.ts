@@ -108,8 +108,18 @@ async function main() {
     // 2048-bit RSA PKI has.
     const pkiDir = path.join(dir, "pki");
     fs.mkdirSync(path.join(pkiDir, "etcd"), { recursive: true });
-    for (const name of ["ca", "apiserver", "apiserver-kubelet-client", "front-proxy-ca", "front-proxy-client",
-      "apiserver-etcd-client", "etcd/ca", "etcd/server", "etcd/peer", "etcd/healthcheck-client"]) {
+    for (const name of [
+      "ca",
+      "apiserver",
+      "apiserver-kubelet-client",
+      "front-proxy-ca",
+      "front-proxy-client",
+      "apiserver-etcd-client",
+      "etcd/ca",
+      "etcd/server",
+      "etcd/peer",
+      "etcd/healthcheck-client",
+    ]) {
       fs.writeFileSync(path.join(pkiDir, `${name}.crt`), randomBytes(1200).toString("base64"));
       fs.writeFileSync(path.join(pkiDir, `${name}.key`), randomBytes(1250).toString("base64"));
     }
