@@ -48,11 +48,12 @@ signature that does not verify is always refused.
 
 fetch      Downloads the newest COMPLETE backup (one whose .sha256 sidecar exists) under
            <S3_PREFIX>/etcd/, or KEY (a full key, or a basename under <S3_PREFIX>/etcd/); checks
-           the object's sha256 against the sidecar (a mismatch is refused and leaves no output),
-           decrypts it (.age; BACKUP_AGE_IDENTITY_FILE; refused, saying which, when the object
-           is not encrypted to that identity or does not decrypt because it is corrupt),
-           decompresses it, runs `snapshot status` and checks that the revision matches the
-           key's -r<revision>. FILE must not exist. Prints one JSON line: key, revision, hash,
+           the sidecar's signature, then in one pass downloads the object, hashes it, decrypts
+           it (.age; BACKUP_AGE_IDENTITY_FILE) and decompresses it into scratch; a sha256 other
+           than the sidecar's is refused and leaves no output, else an object not encrypted to
+           that identity or that does not decrypt (corrupt) is refused saying which; runs
+           `snapshot status` and checks that the revision matches the key's -r<revision>. FILE
+           must not exist. Prints one JSON line: key, revision, hash,
            totalKeys, sha256 (of the object), snapshotSha256 (of FILE), out.
 fetch-pki  The same for the PKI archive: KEY is a key under <S3_PREFIX>/pki/ or a snapshot key
            (its PKI has the same stamp); default the PKI of the newest complete snapshot (the
@@ -261,18 +262,24 @@ verify_signature() {
   log "signature of ${sidecar} verified (signer ${SIGNER_IDENTITY})"
 }
 
-# download_verified KEY DIR: KEY and KEY.sha256 into DIR; dies unless the sidecar's signature
-# verifies (verify_signature) and the object's sha256 is the sidecar's. Sets object_file and
-# object_sha256. The object, the sidecar and its signature download at once (each aws call costs
-# the CLI's start, about 0.7 s); nothing reads the object before the signature and the sha256
-# have been checked.
-download_verified() {
-  local key="$1" dir="$2" base expected name sidecar object_job signature_job=""
+# fetch_verified KEY DIR OUT: KEY's sidecar and its signature into DIR, checked (the signature
+# with verify_signature, the sidecar's name); then KEY itself in one pass: downloaded, hashed
+# (sha256_hex) and unpacked (age -d for .age, zstd -d) into OUT, no copy of the object on disk.
+# OUT counts only once the whole object's sha256 is the sidecar's: otherwise (and on any
+# failure) OUT is removed and the run dies, the checksum named before what age or zstd said.
+# Sets object_sha256.
+fetch_verified() {
+  local key="$1" dir="$2" out="$3" base expected name sidecar signature_job="" fifo sum_pid
+  local -a status
   base="${key##*/}"
-  object_file="$dir/$base"
   sidecar="$(backup_sidecar "$key")"
-  s3 s3 cp --only-show-errors "s3://${S3_BUCKET}/${key}" "$object_file" >"$dir/object.log" 2>&1 &
-  object_job=$!
+  if [[ "$key" == *.age ]]; then
+    [[ -n "${BACKUP_AGE_IDENTITY_FILE:-}" ]] ||
+      usage_error "BACKUP_AGE_IDENTITY_FILE is required to decrypt ${base}"
+    [[ -r "$BACKUP_AGE_IDENTITY_FILE" ]] || die "BACKUP_AGE_IDENTITY_FILE is not a readable file"
+    command -v age >/dev/null || die "age not found on PATH"
+  fi
+  # The sidecar and its signature download at once (each aws call costs the CLI's start).
   if [[ -n "$signing_key" ]]; then
     fetch_signature "$sidecar" "$dir" &
     signature_job=$!
@@ -288,54 +295,69 @@ download_verified() {
   read -r expected name <"$dir/sidecar" || true
   [[ "$expected" =~ ^[0-9a-f]{64}$ ]] || die "the sidecar ${sidecar} holds no sha256"
   [[ "${name#\*}" == "$base" ]] || die "the sidecar ${sidecar} names '${name}', not '${base}'"
-  wait "$object_job" || {
+  # One pass: tee -p (GNU: a closed pipe is not an error) keeps the download and its hash going
+  # to the end even when age or zstd stop early, so a damaged object is always named by its
+  # checksum.
+  fifo="$dir/object.fifo"
+  mkfifo -- "$fifo"
+  sha256_hex <"$fifo" >"$dir/object.sum" &
+  sum_pid=$!
+  s3 s3 cp --only-show-errors "s3://${S3_BUCKET}/${key}" - 2>"$dir/object.log" |
+    tee -p -- "$fifo" | unpack_stream "$key" "$out" "$dir" && status=(0 0 0) || status=("${PIPESTATUS[@]}")
+  wait "$sum_pid" || true
+  if ((status[0] != 0)); then
+    rm -f -- "$out"
     show_log "$dir/object.log"
     die "cannot download s3://${S3_BUCKET}/${key}"
-  }
-  object_sha256="$(sha256_hex "$object_file")" || die "cannot hash ${object_file}"
-  [[ "$object_sha256" == "$expected" ]] ||
-    die "checksum mismatch for ${key}: the sidecar says ${expected}, the object has ${object_sha256}; refusing (corrupt or tampered object)"
+  fi
+  object_sha256="$(<"$dir/object.sum")"
+  if [[ "$object_sha256" != "$expected" ]]; then
+    rm -f -- "$out"
+    die "checksum mismatch for ${key}: the sidecar says ${expected}, the object has ${object_sha256:-(none)}; refusing (corrupt or tampered object)"
+  fi
   log "sha256 of ${key} matches its sidecar"
+  if ((status[1] != 0 || status[2] != 0)); then
+    rm -f -- "$out"
+    unpack_failure "$key" "$dir"
+  fi
 }
 
-# unpack FILE OUT: age -d (for .age) and zstd -d, in one pipe (no decrypted intermediate file).
-unpack() {
-  local file="$1" out="$2"
+# unpack_stream KEY OUT DIR: stdin (KEY's bytes) through age -d (for .age) and zstd -d into OUT.
+# Writes the exit statuses of age (0 without age) and zstd to DIR/unpack.status, their messages
+# to DIR/age.log and DIR/zstd.log; fails when either failed. What failed is told by
+# unpack_failure, once the object's checksum is known to be right.
+unpack_stream() {
+  local key="$1" out="$2" dir="$3"
   local -a status
-  if [[ "$file" != *.age ]]; then
-    zstd -q -d -o "$out" -- "$file" 2>"$out.log" || {
-      show_log "$out.log"
-      rm -f -- "$out"
-      die "cannot decompress ${file##*/}"
-    }
-    rm -f -- "$file"
-    return 0
+  if [[ "$key" == *.age ]]; then
+    age -d -i "$BACKUP_AGE_IDENTITY_FILE" 2>"$dir/age.log" | zstd -q -d -o "$out" 2>"$dir/zstd.log" &&
+      status=(0 0) || status=("${PIPESTATUS[@]}")
+  else
+    : >"$dir/age.log"
+    zstd -q -d -o "$out" 2>"$dir/zstd.log" && status=(0 0) || status=(0 "$?")
   fi
-  [[ -n "${BACKUP_AGE_IDENTITY_FILE:-}" ]] ||
-    usage_error "BACKUP_AGE_IDENTITY_FILE is required to decrypt ${file##*/}"
-  [[ -r "$BACKUP_AGE_IDENTITY_FILE" ]] || die "BACKUP_AGE_IDENTITY_FILE is not a readable file"
-  command -v age >/dev/null || die "age not found on PATH"
-  age -d -i "$BACKUP_AGE_IDENTITY_FILE" -- "$file" 2>"$out.age.log" | zstd -q -d -o "$out" 2>"$out.log" &&
-    status=(0 0) || status=("${PIPESTATUS[@]}")
-  if ((status[0] != 0)); then
+  printf '%s %s\n' "${status[@]}" >"$dir/unpack.status"
+  ((status[0] == 0 && status[1] == 0))
+}
+
+# unpack_failure KEY DIR: dies with what made unpack_stream fail.
+unpack_failure() {
+  local base="${1##*/}" dir="$2" age_status=1
+  read -r age_status _ <"$dir/unpack.status" || true
+  if [[ "$age_status" != 0 ]]; then
+    show_log "$dir/age.log"
     # age exits 1 for every failure; the message tells them apart (age v1.1.1, age.go: Decrypt
     # returns NoIdentityMatchError "no identity matched any of the recipients" when no identity
     # unwraps a recipient stanza; "bad header MAC", "failed to read header: ...", malformed
     # stanzas and internal/stream/stream.go's "failed to decrypt and authenticate payload
     # chunk" mean the file itself is damaged).
-    show_log "$out.age.log"
-    rm -f -- "$out"
-    if grep -q 'no identity matched any of the recipients' -- "$out.age.log"; then
-      die "cannot decrypt ${file##*/}: no identity in BACKUP_AGE_IDENTITY_FILE matches its recipients (wrong identity?: use the identity of one of the backup's age recipients); refusing"
+    if grep -q 'no identity matched any of the recipients' -- "$dir/age.log"; then
+      die "cannot decrypt ${base}: no identity in BACKUP_AGE_IDENTITY_FILE matches its recipients (wrong identity?: use the identity of one of the backup's age recipients); refusing"
     fi
-    die "cannot decrypt ${file##*/}: the object is corrupt or tampered (age: $(tail -n 1 "$out.age.log" | cut -c1-200)); its sidecar matched, so it was damaged before the sidecar was made or both were altered; refusing"
+    die "cannot decrypt ${base}: the object is corrupt or tampered (age: $(tail -n 1 "$dir/age.log" | cut -c1-200)); its sidecar matched, so it was damaged before the sidecar was made or both were altered; refusing"
   fi
-  if ((status[1] != 0)); then
-    show_log "$out.log"
-    rm -f -- "$out"
-    die "cannot decompress ${file##*/}"
-  fi
-  rm -f -- "$file" "$out.age.log" "$out.log"
+  show_log "$dir/zstd.log"
+  die "cannot decompress ${base}"
 }
 
 # snapshot_status FILE: `snapshot status -w json` of FILE, or dies.
@@ -368,8 +390,7 @@ fetch_snapshot() {
   local want_revision="${BASH_REMATCH[1]}"
   dir="$(mktemp -d "$(dirname -- "$out")/.etcd-fetch.XXXXXX")"
   cleanup_paths+=("$dir")
-  download_verified "$key" "$dir"
-  unpack "$object_file" "$dir/snapshot.db"
+  fetch_verified "$key" "$dir" "$dir/snapshot.db"
   status="$(snapshot_status "$dir/snapshot.db")"
   revision="$(jq -r .revision <<<"$status")"
   [[ "$revision" == "$want_revision" ]] ||
@@ -445,8 +466,7 @@ fetch_pki() {
   chmod 0700 "$out"
   dir="$(mktemp -d "${RESTORE_WORK_DIR:-${TMPDIR:-/tmp}}/etcd-fetch-pki.XXXXXX")"
   cleanup_paths+=("$dir")
-  download_verified "$key" "$dir"
-  unpack "$object_file" "$dir/pki.tar"
+  fetch_verified "$key" "$dir" "$dir/pki.tar"
   tar -C "$out" -xf "$dir/pki.tar" || die "cannot extract the PKI archive into ${out}"
   # The archive's "." carries the source directory's mode; private keys stay in a 0700 one.
   chmod 0700 "$out"
