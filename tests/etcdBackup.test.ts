@@ -284,6 +284,35 @@ describe("configuration", () => {
     }
   });
 
+  test("seed refuses a plain-http --peer-url unless it is a loopback address, before anything runs", async () => {
+    const seed = (peerUrl: string) =>
+      run(
+        restoreScript,
+        [
+          "seed",
+          "--node",
+          "prod-nbg1-cp-1=10.0.0.9",
+          "--peer-url",
+          peerUrl,
+          "--endpoint-url",
+          "https://10.0.0.2:6443/readyz",
+          "--init-config",
+          "/etc/kubernetes/kubeadm/init.yaml",
+        ],
+        {},
+      );
+    const message = "--peer-url must be https://<private IP>:2380 (http:// only on a loopback address)";
+    for (const refused of ["http://10.0.0.9:2380", "http://127.0.0.1.example.com:2380", "ftp://10.0.0.9:2380"]) {
+      const r = await seed(refused);
+      expect([refused, r.status, r.stderr.includes(`${message}, got '${refused}'`)]).toEqual([refused, 2, true]);
+    }
+    // Accepted: the run goes on and stops later (here: no object storage settings).
+    for (const accepted of ["https://10.0.0.9:2380", "http://127.0.0.1:2380", "http://[::1]:2380"]) {
+      const r = await seed(accepted);
+      expect([accepted, r.stderr.includes(message)]).toEqual([accepted, false]);
+    }
+  });
+
   test("an invalid BACKUP_ENCRYPTION is refused, naming the allowed values", async () => {
     const result = await run(backupScript, [], backupEnv("invalid", { BACKUP_ENCRYPTION: "aes" }));
     expect(result.status).toBe(2);
