@@ -280,8 +280,13 @@ describe("the streamed backup", () => {
         `${summary.key}.sha256`,
       ].sort(),
     );
-    const started = (key: string) => run.calls.indexOf(`put-object ${key}`);
-    const ended = (key: string) => run.calls.indexOf(`end ${key}`);
+    // Each put started and ended exactly once (an absent one would compare as -1).
+    const position = (line: string) => {
+      expect([line, run.calls.filter((c) => c === line).length]).toEqual([line, 1]);
+      return run.calls.indexOf(line);
+    };
+    const started = (key: string) => position(`put-object ${key}`);
+    const ended = (key: string) => position(`end ${key}`);
     const completed = run.calls.findIndex((c) => c === `complete-multipart-upload ${summary.key}`);
     // The PKI: archive, signature, sidecar, one after the other.
     expect(ended(summary.pkiKey)).toBeLessThan(started(`${summary.pkiKey}.sha256.sig`));

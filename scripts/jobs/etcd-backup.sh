@@ -24,10 +24,10 @@ Usage: etcd-backup.sh [--help]
 
 Snapshots etcd, verifies the snapshot (snapshot status, and the sha256 etcd appends to every
 snapshot, checked while it streams), streams it through zstd and age straight into its upload,
-signs its .sha256 sidecar and uploads the signature as soon as the stream has ended. Meanwhile
-the PKI directory goes up the same way (archive, signature, sidecar). Then the snapshot's
-sidecar, last: the completion marker. Then the tiered retention. Every
-object is written under its own S3 Object Lock retention (BACKUP_OBJECT_LOCK_MODE) until the end
+signs its .sha256 sidecar. Once every part of the snapshot is stored, the signature and the PKI
+directory (archive, signature, sidecar) go up while the snapshot's upload is completed; then the
+snapshot's sidecar, last: the completion marker. Then the tiered retention. Every object is
+written under its own S3 Object Lock retention (BACKUP_OBJECT_LOCK_MODE) until the end
 of the longest retention tier the backup belongs to. Configured only through environment
 variables:
 
@@ -243,8 +243,6 @@ pending_multipart=()
 # The PIDs of uploads running in the background (the cleanup waits for them).
 upload_jobs=()
 stream_producer=""
-# The size the stream of upload_stream will likely have (0: unknown; see upload_stream).
-stream_expected_bytes=0
 stream_bytes=0
 
 # shellcheck disable=SC2317 # run by the EXIT trap
@@ -295,10 +293,10 @@ cleanup_on_exit cleanup
 s3_client_setup "$work"
 
 # The run's listing: every version and delete marker under the cluster's prefix, one
-# list-object-versions call started (start_listing) in the background while the snapshot is taken (each
-# aws call costs the CLI's start, about 0.7 s). lock_args and retention both read it: nothing
-# but this run writes under the prefix while it runs (the CronJob forbids concurrent runs), and
-# retention adds this run's own uploads to it.
+# list-object-versions call started (start_listing) in the background while the snapshot is
+# taken (each aws call costs the CLI's start, about 0.7 s). lock_args and retention both read
+# it: nothing but this run writes under the prefix while it runs (the CronJob forbids concurrent
+# runs), and retention adds this run's own uploads to it.
 listing_file="$work/listing.json"
 listing_status=""
 listing_pid=""
@@ -544,14 +542,16 @@ create_multipart() {
   printf '%s\n' "$id"
 }
 
-# upload_stream KEY [ARGS...]: uploads stdin (the snapshot's stream) to KEY. ARGS go to the call that creates the object, put-object or create-multipart-upload (both
-# take the Object Lock options: --object-lock-mode MODE --object-lock-retain-until-date DATE,
+# upload_stream KEY [ARGS...]: uploads stdin (the snapshot's stream) to KEY. ARGS go to the call
+# that creates the object, put-object or create-multipart-upload (both take the Object Lock
+# options: --object-lock-mode MODE --object-lock-retain-until-date DATE,
 # --object-lock-legal-hold-status ON). A body shorter than one part (S3_PART_SIZE_MIB) is one
 # put-object; a longer one a multipart upload: parts are read off the stream into scratch, up to
 # S3_UPLOAD_CONCURRENCY of them uploading while the next is read, then completed, and the
-# completed version gets the retention of ARGS again (relock). When stream_expected_bytes (the
-# caller's estimate) is over one part, the multipart upload is started while the first part is
-# read, and aborted if the stream is shorter than a part after all. When stream_producer holds a
+# completed version gets the retention of ARGS again (relock). When the snapshot file
+# (snapshot_bytes) is over one part, the multipart upload is started while the first part is
+# read (zstd and age rarely shrink a database to a part when it is longer than one), and aborted
+# if the stream is shorter than a part after all. When stream_producer holds a
 # PID (the process writing the body), it must exit 0 before the object is created, so a producer
 # that fails half way never leaves a truncated object: on any failure the multipart upload is
 # aborted (no object) and upload_stream fails. Once every byte is stored (after the one
@@ -564,7 +564,7 @@ upload_stream() {
   local -a pids=() chunks=()
   shift
   mkdir -p -- "$dir"
-  if ((stream_expected_bytes > part_bytes)); then
+  if ((snapshot_bytes > part_bytes)); then
     # Likely longer than one part: its multipart upload starts while the first part is read
     # (not after: the stream would wait for the call).
     record_upload "$key"
@@ -819,8 +819,9 @@ fi
 pki_job=""
 signature_job=""
 
-# snapshot_stored: run by upload_stream once every byte of the snapshot is stored: starts, in the background, the PKI's
-# upload (packed into scratch, put, signed, its sidecar put) and the snapshot's signature.
+# snapshot_stored: run by upload_stream once every byte of the snapshot is stored: starts, in the
+# background, the PKI's upload (packed into scratch, put, signed, its sidecar put) and the
+# snapshot's signature.
 snapshot_stored() {
   if [[ -n "$pki_key" ]]; then
     (
@@ -854,14 +855,11 @@ mkfifo -- "$work/stream.fifo"
   exit "$status"
 ) >"$work/stream.fifo" 2>"$work/pack.log" &
 stream_producer=$!
-# zstd and age rarely shrink a database to a part when it is longer than one.
-stream_expected_bytes="$snapshot_bytes"
 upload_stream "$key" "${object_lock_args[@]}" <"$work/stream.fifo" || {
   show_log "$work/pack.log"
   die "upload failed: the snapshot's stream to s3://${S3_BUCKET}/${key}"
 }
 stream_producer=""
-stream_expected_bytes=0
 size="$stream_bytes"
 sha256="$(cut -d' ' -f1 "$work/object.sum")"
 rm -f -- "$snapshot"

@@ -460,7 +460,7 @@ ensure_hosts_entry() {
 }
 
 # ---------------------------------------------------------------------------------------------
-# The API server and etcd, through kubectl.
+# SSH.
 
 # read_ssh_private_key FILE: one SSH private key from stdin (bounded by timeout_seconds) into
 # FILE, 0600 (kubeadm-member.sh, etcd-restore.sh seed --ssh-key-stdin). Messages never show the

@@ -53,8 +53,8 @@ fetch      Downloads the newest COMPLETE backup (one whose .sha256 sidecar exist
            than the sidecar's is refused and leaves no output, else an object not encrypted to
            that identity or that does not decrypt (corrupt) is refused saying which; runs
            `snapshot status` and checks that the revision matches the key's -r<revision>. FILE
-           must not exist. Prints one JSON line: key, revision, hash,
-           totalKeys, sha256 (of the object), snapshotSha256 (of FILE), out.
+           must not exist. Prints one JSON line: key, revision, hash, totalKeys, sha256 (of the
+           object), snapshotSha256 (of FILE), out.
 fetch-pki  The same for the PKI archive: KEY is a key under <S3_PREFIX>/pki/ or a snapshot key
            (its PKI has the same stamp); default the PKI of the newest complete snapshot (the
            backup fetch picks), not merely the newest archive with a sidecar. DIR must be
