@@ -2,15 +2,14 @@
  * scripts/jobs/etcd-backup.sh's stream, signatures and Object Lock, for real: a one-member etcd
  * (Debian's etcd 3.4) on 127.0.0.1 holding a few MiB of incompressible values, a real Ceph RADOS
  * Gateway (tests/support/rgw.ts, the software Hetzner Object Storage runs) with a bucket created
- * with Object Lock enabled, aws-cli, age and ssh-keygen as installed. Every run uses
+ * with Object Lock enabled, curl, aws-cli, age and ssh-keygen as installed. Every run uses
  * BACKUP_OBJECT_LOCK_MODE=COMPLIANCE, as the stack does. The upload part size is the S3 minimum
  * (5 MiB), so the snapshot goes up as a multipart upload of several parts.
  *
  * Stand-ins, each first on PATH and otherwise the real tool:
- * - `aws` records every s3api call (operation and key) and can fail one, the way aws-cli does
- *   when the service answers with an error: the botocore message on stderr and exit status 254
- *   (aws-cli awscli/topics/return-codes.rst: "254 - The command successfully parsed the
- *   parameters and made a request to the specified service but the service returned an error").
+ * - `aws` and `curl` (tests/support/s3Clients.ts) record every S3 call (operation and key) and
+ *   can fail one the way each client reports an error the store returned: curl with the status
+ *   and the S3 error document, aws-cli with its message and exit status 254.
  * - `age` encrypts the first MiBs of its input with the real age and then dies the way age
  *   reports any failure: "age: error: ..." on stderr, exit status 1 (filippo.io/age
  *   cmd/age/age.go, errorf).
@@ -40,7 +39,8 @@ import {
   SigningKey,
 } from "./support/etcdCluster";
 import { startRgw, RgwServer } from "./support/rgw";
-import { awsBinary, backupJobEnv } from "./support/s3Server";
+import { s3StandIn } from "./support/s3Clients";
+import { backupJobEnv } from "./support/s3Server";
 
 const backupScript = path.join(jobsDir, "etcd-backup.sh");
 const sshKeygen = "/usr/bin/ssh-keygen";
@@ -100,54 +100,41 @@ interface Run {
   status: number | null;
   stdout: string;
   stderr: string;
-  /** The s3api calls, in the order they started: "operation key"; "end key" when a put-object ended. */
+  /** The S3 calls, in the order they started: "operation key"; "end key" when a put-object ended. */
   calls: string[];
 }
 
 /**
- * Runs the backup with stand-ins in `name`/ first on PATH: `aws` (records each s3api call, then
- * runs `awsBody`, then the real aws), and any of `tools` (name to bash body). Asserts that no
- * secret reached the output.
+ * Runs the backup with stand-ins in `name`/ first on PATH: `aws` and `curl` (record each S3
+ * call, then run `s3Body`, then the real client: tests/support/s3Clients.ts), and any of
+ * `tools` (name to bash body). Asserts that no secret reached the output.
  */
 async function runBackup(
   name: string,
   extra: NodeJS.ProcessEnv = {},
-  awsBody = "",
+  s3Body = "",
   tools: Record<string, string> = {},
 ): Promise<Run> {
   const dir = path.join(tmp, name);
-  fs.mkdirSync(dir, { recursive: true });
-  const log = path.join(dir, "calls");
-  fs.writeFileSync(
-    path.join(dir, "aws"),
-    `#!/bin/bash
-args=("$@")
-for ((i = 0; i < \${#args[@]}; i++)); do
-  if [[ "\${args[i]}" == s3api ]]; then op="\${args[i + 1]}"; fi
-  if [[ "\${args[i]}" == --key ]]; then key="\${args[i + 1]}"; fi
-done
-if [[ -n "\${op:-}" ]]; then printf '%s %s\\n' "$op" "\${key:-}" >>'${log}'; fi
-${awsBody}
-if [[ "\${op:-}" == put-object ]]; then
-  # When each put ended too (puts run in parallel): "end KEY" after the call.
-  ${awsBinary} "$@"
-  status=$?
-  printf 'end %s\\n' "\${key:-}" >>'${log}'
-  exit "$status"
-fi
-exec ${awsBinary} "$@"
-`,
-    { mode: 0o755 },
-  );
+  const clients = s3StandIn(dir, s3Body);
   for (const [tool, body] of Object.entries(tools)) {
     fs.writeFileSync(path.join(dir, tool), `#!/bin/bash\n${body}\n`, { mode: 0o755 });
   }
-  const result = await runScript(backupScript, [], { ...backupEnv(name, extra), PATH: `${dir}:/usr/bin:/bin` });
+  const result = await runScript(backupScript, [], { ...backupEnv(name, extra), PATH: clients.PATH });
   for (const secret of secrets) {
     expect(result.stdout).not.toContain(secret);
     expect(result.stderr).not.toContain(secret);
   }
-  const calls = fs.existsSync(log) ? fs.readFileSync(log, "utf8").split("\n").filter(Boolean) : [];
+  // The key pair reaches curl on stdin (--config -), never on a command line others can read.
+  for (const call of clients.calls()) {
+    for (const secret of secrets) expect(call.args.join(" ")).not.toContain(secret);
+  }
+  const events: [number, string][] = [];
+  for (const call of clients.calls()) {
+    events.push([call.startedAt, `${call.op} ${call.key}`]);
+    if (call.op === "put-object" && call.endedAt !== undefined) events.push([call.endedAt, `end ${call.key}`]);
+  }
+  const calls = events.sort((a, b) => a[0] - b[0]).map(([, line]) => line);
   return { ...result, calls };
 }
 
@@ -317,6 +304,21 @@ describe("the streamed backup", () => {
   });
 });
 
+describe("keys as curl signs them", () => {
+  test("a prefix with characters outside A-Z a-z 0-9 - . _ ~ (jq's @uri leaves ! * ' ( ) as they are) is encoded for the signature and stored as named", async () => {
+    // The store checks the signature against the path it decodes and encodes again (Signature
+    // Version 4's UriEncode): a key curl sent unencoded, or encoded differently, fails with 403.
+    const prefix = "team a+b/cluster=1,(x)!*'~";
+    const r = await runBackup("odd-prefix", { S3_PREFIX: prefix });
+    expect(r.status).toBe(0);
+    const done = JSON.parse(r.stdout) as { key: string; pkiKey: string };
+    expect(done.key.startsWith(`${prefix}/etcd/`)).toBe(true);
+    const objects = [done.key, done.pkiKey].flatMap((k) => [k, `${k}.sha256`, `${k}.sha256.sig`]);
+    expect(s3.list(`${prefix}/`).sort()).toEqual([...objects].sort());
+    for (const k of objects) expect([k, lockOf(k).mode]).toEqual([k, "COMPLIANCE"]);
+  });
+});
+
 describe("signing key", () => {
   test("a run without BACKUP_SIGNING_KEY_FILE is a configuration error naming how to make one, before any upload", async () => {
     const r = await runBackup("nokey", { BACKUP_SIGNING_KEY_FILE: "" });
@@ -362,7 +364,7 @@ describe("part size and upload concurrency", () => {
       fs.writeFileSync(counter, "0\n");
       const count = (delta: string) =>
         `( flock 9; n=$(( $(cat '${counter}') ${delta} )); echo "$n" > '${counter}'; echo "$n" >> '${counter}.seen' ) 9>'${counter}.lock'`;
-      const body = `if [[ "\${op:-}" == upload-part ]]; then ${count("+ 1")}; sleep 1; ${awsBinary} "$@"; rc=$?; ${count("- 1")}; exit $rc; fi`;
+      const body = `if [[ "$op" == upload-part ]]; then ${count("+ 1")}; sleep 1; "$real" "$@"; rc=$?; ${count("- 1")}; exit $rc; fi`;
       const r = await runBackup(`concurrency-${concurrency}`, { S3_UPLOAD_CONCURRENCY: concurrency }, body);
       expect(r.status).toBe(0);
       expect(r.calls.filter((c) => c.startsWith("upload-part ")).length).toBe(2);
@@ -395,16 +397,33 @@ describe("failures anywhere in the stream leave no object and no sidecar", () =>
     const r = await runBackup(
       "partfails",
       { S3_UPLOAD_ATTEMPTS: "1" },
-      `if [[ "\${op:-}" == upload-part && " $* " == *" --part-number 2 "* ]]; then
-  echo "An error occurred (InternalError) when calling the UploadPart operation (reached max retries: 2): We encountered an internal error. Please try again." >&2
-  exit 254
-fi`,
+      `if [[ "$op" == upload-part && "$part" == 2 ]]; then s3_error 500 InternalError; fi`,
     );
     expect(r.status).toBe(1);
     expect(r.calls.some((c) => c.startsWith("abort-multipart-upload partfails/etcd/"))).toBe(true);
     expect(r.calls.some((c) => c.startsWith("complete-multipart-upload"))).toBe(false);
     expect(s3.listVersions("partfails/")).toEqual([]);
     expect(openUploads("partfails/")).toEqual([]);
+  });
+
+  test("snapshot status failing while the first part is read: nothing is uploaded, scratch is gone", async () => {
+    // etcdctl's answer to a snapshot whose bbolt pages do not check out (etcd v3.4
+    // clientv3/snapshot/v3_snapshot.go, Status: "snapshot file integrity check failed"; etcdctl
+    // prints "Error: ..." and exits 1), after a walk long enough for the first part to be read.
+    const r = await runBackup("statusfails", {}, "", {
+      etcdctl: `if [[ " $* " == *" snapshot status "* ]]; then
+  sleep 2
+  echo "Error: snapshot file integrity check failed. 1 errors found." >&2
+  exit 1
+fi
+exec /usr/bin/etcdctl "$@"`,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("snapshot status failed on the snapshot");
+    expect(r.calls.filter((c) => !c.startsWith("list-object-versions "))).toEqual([]);
+    expect(s3.listVersions("statusfails/")).toEqual([]);
+    expect(openUploads("statusfails/")).toEqual([]);
+    expect(fs.readdirSync(tmp).filter((f) => f.startsWith("etcd-backup."))).toEqual([]);
   });
 
   test("a snapshot whose content no longer matches etcd's appended sha256 is never completed", async () => {

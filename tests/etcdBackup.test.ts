@@ -30,7 +30,8 @@ import {
   waitUntil,
 } from "./support/etcdCluster";
 import { startRgw, RgwServer } from "./support/rgw";
-import { awsBinary, backupJobEnv } from "./support/s3Server";
+import { s3StandIn } from "./support/s3Clients";
+import { backupJobEnv } from "./support/s3Server";
 
 // Bounds, not speed claims: every aws-cli call costs a second of Python start-up on an idle
 // machine and many when the 2 cores are shared with the other drills (RGW, etcd), and a backup
@@ -147,34 +148,18 @@ async function backup(prefix: string, extra: NodeJS.ProcessEnv = {}): Promise<Su
 }
 
 /**
- * A stand-in `aws` first on PATH: records every call (one tab-separated line of arguments), runs
- * `body` (bash; it may fail the call and exit) and passes the call on to the real aws. Returns the
- * PATH, every recorded call and a reader of the `s3api delete-object` calls, in order.
+ * Stand-ins `aws` and `curl` first on PATH (tests/support/s3Clients.ts): record every S3 call,
+ * run `body` (bash; it may fail the call with s3_error or s3_connection_reset) and pass the call
+ * on to the real client. Returns the PATH, every call in order (its client's arguments, with the
+ * operation first: ["put-object", ...curl arguments]) and a reader of the DeleteObject calls
+ * (aws s3api delete-object), in order.
  */
 function awsStandIn(name: string, body = ""): { PATH: string; calls: () => string[][]; deletes: () => DeleteCall[] } {
-  const dir = path.join(tmp, name);
-  fs.mkdirSync(dir, { recursive: true });
-  const callsFile = path.join(dir, "calls");
-  fs.writeFileSync(
-    path.join(dir, "aws"),
-    `#!/bin/bash
-(IFS=$'\t'; printf '%s\n' "$*") >>'${callsFile}'
-${body}
-exec ${awsBinary} "$@"
-`,
-    { mode: 0o755 },
-  );
-  const calls = (): string[][] =>
-    fs.existsSync(callsFile)
-      ? fs
-          .readFileSync(callsFile, "utf8")
-          .split("\n")
-          .filter((line) => line !== "")
-          .map((line) => line.split("\t"))
-      : [];
+  const clients = s3StandIn(path.join(tmp, name), body);
+  const calls = (): string[][] => clients.calls().map((c) => [c.op, ...c.args]);
   const deletes = (): DeleteCall[] =>
     calls()
-      .filter((args) => args.includes("s3api") && args.includes("delete-object"))
+      .filter((args) => args[0] === "delete-object")
       .map((args) => {
         const value = (flag: string): string | null => {
           const i = args.indexOf(flag);
@@ -184,7 +169,7 @@ exec ${awsBinary} "$@"
         };
         return { key: value("--key")!, versionId: value("--version-id") };
       });
-  return { PATH: `${dir}:/usr/bin:/bin`, calls, deletes };
+  return { PATH: clients.PATH, calls, deletes };
 }
 
 /** The UTC stamp of `date` as backup keys carry it (YYYYMMDDTHHMMSSZ). */
@@ -565,7 +550,7 @@ exec ${etcdctlBinary} "$@"
     // aws fails every upload of a .sha256 sidecar: the snapshot and the PKI archive went up first.
     const aws = awsStandIn(
       "failing-aws",
-      'if [[ "$*" == *" s3api put-object "*"--key "*".sha256 --body"* ]]; then echo "simulated: connection reset" >&2; exit 1; fi',
+      'if [[ "$op" == put-object && "$key" == *.sha256 ]]; then s3_connection_reset; fi',
     );
     const result = await run(backupScript, [], backupEnv("halfway", { PATH: aws.PATH }));
     expect(result.status).toBe(1);
@@ -579,7 +564,7 @@ exec ${etcdctlBinary} "$@"
     // Only the snapshot's sidecar (the last upload) fails, twice: its key is recorded per attempt.
     const aws = awsStandIn(
       "failing-sidecar-aws",
-      'if [[ "$*" == *" s3api put-object "*"--key "*"/etcd/"*".sha256 --body"* ]]; then echo "simulated: connection reset" >&2; exit 1; fi',
+      'if [[ "$op" == put-object && "$key" == */etcd/*.sha256 ]]; then s3_connection_reset; fi',
     );
     const result = await run(backupScript, [], backupEnv("newest-first", { PATH: aws.PATH, S3_UPLOAD_ATTEMPTS: "2" }));
     expect(result.status).toBe(1);
@@ -932,7 +917,7 @@ describe("Object Lock on a real RGW", () => {
     for (const k of ancientObjects) expect(left).not.toContain(k);
   });
 
-  test("a snapshot larger than one part goes up in parts, locked on create-multipart-upload and again on its completed version", async () => {
+  test("a snapshot larger than one part goes up in parts, locked on CreateMultipartUpload and again on its completed version", async () => {
     // Incompressible values, so the encrypted snapshot spans two 5 MiB parts.
     const bulk: [string, string][] = [...Array(10)].map((_, i) => [
       `/bulk/${i}`,
@@ -947,28 +932,29 @@ describe("Object Lock on a real RGW", () => {
     });
     expect(summary.size).toBeGreaterThan(5 * 1_048_576);
     const calls = aws.calls();
-    const create = calls.filter((c) => c.includes("create-multipart-upload"));
+    const create = calls.filter((c) => c[0] === "create-multipart-upload");
     expect(create).toHaveLength(1);
-    expect(create[0]).toEqual(expect.arrayContaining(["--key", summary.key, "--object-lock-mode", "COMPLIANCE"]));
-    expect(create[0]).toContain("--object-lock-retain-until-date");
-    // One upload-part per 5 MiB, in order.
-    const parts = calls.filter((c) => c.includes("upload-part"));
+    const url = (c: string[]) => c.find((a) => a.startsWith("http://"))!;
+    expect(url(create[0])).toContain(`/${summary.key}?uploads=`);
+    expect(create[0]).toContain("x-amz-object-lock-mode: COMPLIANCE");
+    const untilHeader = create[0].find((a) => a.startsWith("x-amz-object-lock-retain-until-date: "));
+    expect(untilHeader).toBeDefined();
+    // One upload-part per 5 MiB, numbered 1..N (each part hashes itself first, so the requests
+    // may start out of order; the completion lists them in order).
+    const parts = calls.filter((c) => c[0] === "upload-part");
     expect(parts.length).toBe(Math.ceil(summary.size / (5 * 1_048_576)));
     expect(parts.length).toBeGreaterThanOrEqual(2);
-    expect(parts.map((c) => c[c.indexOf("--part-number") + 1])).toEqual(parts.map((_, i) => String(i + 1)));
+    const numbers = parts.map((c) => Number(/[?&]partNumber=(\d+)/.exec(url(c))![1]));
+    expect([...numbers].sort((a, b) => a - b)).toEqual(parts.map((_, i) => i + 1));
     // RGW 16.2 leaves the completed object unlocked despite the headers: the script sets the same
     // retention on the completed version, after complete-multipart-upload.
-    const until = create[0][create[0].indexOf("--object-lock-retain-until-date") + 1];
-    const complete = calls.findIndex((c) => c.includes("complete-multipart-upload"));
-    const relock = calls.findIndex((c) => c.includes("put-object-retention") && c.includes(summary.key));
+    const until = untilHeader!.split(": ")[1];
+    const complete = calls.findIndex((c) => c[0] === "complete-multipart-upload");
+    const relock = calls.findIndex((c) => c[0] === "put-object-retention" && url(c).includes(`/${summary.key}?`));
     expect(complete).toBeGreaterThanOrEqual(0);
     expect(relock).toBeGreaterThan(complete);
-    expect(calls[relock]).toEqual(
-      expect.arrayContaining([
-        `--version-id=${versionsOf(summary.key)[0].versionId}`,
-        "--retention",
-        `Mode=COMPLIANCE,RetainUntilDate=${until}`,
-      ]),
+    expect(url(calls[relock])).toContain(
+      `?retention=&versionId=${encodeURIComponent(versionsOf(summary.key)[0].versionId)}`,
     );
     expect(lockOf(summary.key)).toEqual({ mode: "COMPLIANCE", until: new Date(until).toISOString() });
     // The parts add up: fetch checks the object against the sidecar's sha256.
@@ -983,7 +969,7 @@ describe("Object Lock on a real RGW", () => {
     // Kills radosgw just as the snapshot's sidecar (the completion marker) is being uploaded.
     const aws = awsStandIn(
       "killing-aws",
-      `if [[ "$*" == *" put-object "*"/etcd/"*".sha256 --body "* ]]; then kill -9 ${pid}; fi`,
+      `if [[ "$op" == put-object && "$key" == */etcd/*.sha256 ]]; then kill -9 ${pid}; fi`,
     );
     let result: ScriptResult;
     try {

@@ -43,7 +43,8 @@ etcd
   ETCD_HEALTH_TIMEOUT     Seconds one endpoint health check may take (default 10).
   ETCD_SNAPSHOT_TIMEOUT   Seconds one `snapshot save` may take (default 1800).
 
-Object storage (aws-cli, path-style addressing, --endpoint-url "$S3_ENDPOINT")
+Object storage (path-style addressing at S3_ENDPOINT; objects, parts and retentions are written
+with curl --aws-sigv4, listings and deletes go through aws-cli)
   S3_ENDPOINT             Required. e.g. https://fsn1.your-objectstorage.com
   S3_BUCKET               Required. Bucket name.
   S3_PREFIX               Required. Key prefix, e.g. the cluster name; slashes at either end are
@@ -61,7 +62,7 @@ Object storage (aws-cli, path-style addressing, --endpoint-url "$S3_ENDPOINT")
                           default CRC checksums), AWS_EC2_METADATA_DISABLED=true.
   S3_UPLOAD_ATTEMPTS      Attempts per upload (default 3).
   S3_RETRY_SECONDS        Pause between attempts, doubled each time (default 5).
-  S3_TIMEOUT              Seconds one aws call may take (default 1800).
+  S3_TIMEOUT              Seconds one aws or curl call may take (default 1800).
   S3_PART_SIZE_MIB        Multipart part size in MiB (default 128, 5..5120). A body smaller than
                           one part is one put-object; larger ones are a multipart upload whose
                           parts are read off the stream into scratch. The only size setting:
@@ -106,13 +107,13 @@ and signature) is kept while any tier keeps it:
 Object Lock (the bucket must have been created with Object Lock enabled)
   BACKUP_OBJECT_LOCK_MODE COMPLIANCE, GOVERNANCE or none (default none: no lock headers, for a
                           bucket without Object Lock). Each object (snapshot, PKI, sidecars,
-                          signatures) is uploaded with --object-lock-mode and
-                          --object-lock-retain-until-date <stamp + the longest tier it belongs
+                          signatures) is uploaded with x-amz-object-lock-mode and
+                          x-amz-object-lock-retain-until-date <stamp + the longest tier it belongs
                           to>: BACKUP_KEEP_ALL_HOURS for every backup, BACKUP_KEEP_HOURLY_DAYS for
                           the first of its hour, BACKUP_RETENTION_DAYS for the first of its day. A
                           multipart upload's completed version gets the same retention again with
-                          put-object-retention (Ceph RGW 16.2 takes the lock headers on
-                          create-multipart-upload but leaves the object unlocked). Until then no
+                          PutObjectRetention (Ceph RGW 16.2 takes the lock headers on
+                          CreateMultipartUpload but leaves the object unlocked). Until then no
                           key can delete or overwrite the version (COMPLIANCE: nobody; GOVERNANCE:
                           only a key allowed s3:BypassGovernanceRetention).
   BACKUP_NOW              For tests: the time this run takes for "now" (anything `date -d` reads,
@@ -129,7 +130,8 @@ Other
   BACKUP_ZSTD_LEVEL       zstd level (default 3).
 
 Tools: etcdctl (snapshot save, endpoint health); etcdutl when on PATH for snapshot status
-(etcd 3.6 removed it from etcdctl), else etcdctl; zstd, age, aws, jq, ssh-keygen.
+(etcd 3.6 removed it from etcdctl), else etcdctl; zstd, age, curl (7.75 or later), aws, jq,
+openssl, ssh-keygen.
 
 Output: log lines with UTC timestamps on stderr; on success one JSON line on stdout:
   {"key","revision","hash","totalKeys","snapshotBytes","size","sha256","endpoint",
@@ -219,7 +221,7 @@ case "$BACKUP_PKI_UNENCRYPTED" in
   *) config_error "BACKUP_PKI_UNENCRYPTED must be 'skip' or 'upload', got '${BACKUP_PKI_UNENCRYPTED}'" ;;
 esac
 
-require_tools etcdctl zstd aws jq openssl timeout ssh-keygen od mkfifo
+require_tools etcdctl zstd curl aws jq openssl base64 timeout ssh-keygen od mkfifo
 if [[ "$BACKUP_ENCRYPTION" == age ]]; then require_tools age; fi
 if command -v etcdutl >/dev/null; then snapshot_tool=etcdutl; else snapshot_tool=etcdctl; fi
 
@@ -238,8 +240,8 @@ uploads_file="$work/uploads"
 success=false
 # KEY and UPLOAD_ID of the multipart upload in progress, aborted when the run ends early.
 open_multipart=()
-# KEY and the file of the upload id of a multipart upload being started in the background.
-pending_multipart=()
+# The PID of the job reading the stream's first part (see step 3) while the snapshot is checked.
+first_part_job=""
 # The PIDs of uploads running in the background (the cleanup waits for them).
 upload_jobs=()
 stream_producer=""
@@ -251,18 +253,15 @@ cleanup() {
   local -a targets=() uploaded=()
   local -A seen=()
   trap - EXIT
-  # Background uploads (the PKI's, a signature, a multipart upload being started) are waited for:
-  # killed, their aws call could still create the object after the deletes below. Each is small
-  # and bounded by S3_TIMEOUT. Then our other background jobs (a stream producer, the listing)
-  # end with the run.
+  # Background uploads (the PKI's, a signature) are waited for: killed, their request could
+  # still create the object after the deletes below. Each is small and bounded by S3_TIMEOUT.
+  # Then our other background jobs (the stream's producer and first part, the listing) end with
+  # the run.
   for key in "${upload_jobs[@]}"; do wait "$key" 2>/dev/null || true; done
   local -a pids
   mapfile -t pids < <(jobs -p)
   if ((${#pids[@]} > 0)); then kill -- "${pids[@]}" 2>/dev/null || true; fi
   if ((${#open_multipart[@]} == 2)); then abort_multipart "${open_multipart[@]}"; fi
-  if ((${#pending_multipart[@]} == 2)) && [[ -s "${pending_multipart[1]}" ]]; then
-    abort_multipart "${pending_multipart[0]}" "$(<"${pending_multipart[1]}")"
-  fi
   if ! "$success"; then mapfile -t uploaded <"$uploads_file"; fi
   if ((${#uploaded[@]} > 0)); then
     # Newest upload first (a sidecar before the object it vouches for), each key once (a key is
@@ -398,9 +397,12 @@ all_seconds=$((BACKUP_KEEP_ALL_HOURS * 3600))
 hourly_seconds=$((BACKUP_KEEP_HOURLY_DAYS * 86400))
 daily_seconds=$((BACKUP_RETENTION_DAYS * 86400))
 
-# What every object of a run is created with (upload_stream's ARGS): the Object Lock options
-# (--object-lock-mode, --object-lock-retain-until-date), set by lock_args before the first upload.
+# What every object of a run is created with (upload_stream's ARGS): the Object Lock headers
+# (x-amz-object-lock-mode, x-amz-object-lock-retain-until-date) as curl arguments, and the mode
+# and date themselves (relock), set by lock_args before the first upload.
 object_lock_args=()
+lock_mode=""
+lock_until=""
 
 # lock_args: sets object_lock_args, the Object Lock options of every upload of this run (one
 # backup: all its objects share the stamp, so they share the lock). Nothing with
@@ -429,7 +431,9 @@ lock_args() {
   if "$first_hour" && ((hourly_seconds > seconds)); then seconds=$hourly_seconds; fi
   if "$first_day" && ((daily_seconds > seconds)); then seconds=$daily_seconds; fi
   until="$(date -u -d "@$(($(stamp_epoch "$stamp") + seconds))" +%Y-%m-%dT%H:%M:%SZ)"
-  object_lock_args=(--object-lock-mode "$BACKUP_OBJECT_LOCK_MODE" --object-lock-retain-until-date "$until")
+  lock_mode="$BACKUP_OBJECT_LOCK_MODE"
+  lock_until="$until"
+  object_lock_args=(-H "x-amz-object-lock-mode: ${lock_mode}" -H "x-amz-object-lock-retain-until-date: ${lock_until}")
   log "objects of this backup are locked (${BACKUP_OBJECT_LOCK_MODE}) until ${until}"
 }
 
@@ -438,21 +442,24 @@ lock_args() {
 record_upload() { printf '%s\n' "$1" >>"$uploads_file"; }
 
 # put_file FILE KEY [ARGS...]: puts FILE (a small body: a sidecar, a signature, the PKI archive,
-# a snapshot stream shorter than one part) at KEY with one put-object, S3_UPLOAD_ATTEMPTS
-# attempts; ARGS go to put-object (the Object Lock options).
+# a snapshot stream shorter than one part) at KEY with one PutObject, S3_UPLOAD_ATTEMPTS
+# attempts; ARGS go to curl (the Object Lock headers).
 put_file() {
-  local file="$1" key="$2" attempt=1 pause="$S3_RETRY_SECONDS" size
+  local file="$1" key="$2" attempt=1 pause="$S3_RETRY_SECONDS" size md5 out="$work/s3-${BASHPID}"
   shift 2
   size="$(stat -c %s "$file")"
+  md5="$(s3_md5 "$file")" || {
+    log "cannot hash ${file}"
+    return 1
+  }
   while true; do
     record_upload "$key"
-    if s3 s3api put-object --bucket "$S3_BUCKET" --key "$key" --body "$file" --content-length "$size" "$@" \
-      >>"$aws_log" 2>&1; then
+    if s3_request PUT "$key" "" "$out" --upload-file "$file" -H "Content-MD5: ${md5}" "$@"; then
       log "uploaded s3://${S3_BUCKET}/${key} (${size} bytes)"
       return 0
     fi
     if ((attempt >= S3_UPLOAD_ATTEMPTS)); then
-      log "upload of ${key} failed after ${attempt} attempt(s); aws said:"
+      log "upload of ${key} failed after ${attempt} attempt(s):"
       show_log "$aws_log"
       return 1
     fi
@@ -466,12 +473,14 @@ put_file() {
 # upload_part KEY UPLOAD_ID NUMBER FILE: uploads FILE as part NUMBER (S3_UPLOAD_ATTEMPTS
 # attempts: the part is a file, so a retry resends the same bytes) and prints its ETag.
 upload_part() {
-  local key="$1" id="$2" number="$3" file="$4" attempt=1 pause="$S3_RETRY_SECONDS" etag
+  local key="$1" id="$2" number="$3" file="$4" attempt=1 pause="$S3_RETRY_SECONDS" etag md5 out="$work/s3-part-$3"
+  md5="$(s3_md5 "$file")" || {
+    log "cannot hash part ${number} of ${key}"
+    return 1
+  }
   while true; do
-    # --upload-id=ID: an id never reads as an option.
-    if etag="$(s3 s3api upload-part --bucket "$S3_BUCKET" --key "$key" --upload-id="$id" \
-      --part-number "$number" --body "$file" --query ETag --output text 2>>"$aws_log")" &&
-      [[ -n "$etag" && "$etag" != None ]]; then
+    if s3_request PUT "$key" "partNumber=${number}&uploadId=$(s3_uri_encode "$id")" "$out" \
+      --upload-file "$file" -H "Content-MD5: ${md5}" && etag="$(s3_header "$out" ETag)" && [[ -n "$etag" ]]; then
       printf '%s\n' "$etag"
       return 0
     fi
@@ -490,7 +499,7 @@ upload_part() {
 # object appears (AbortMultipartUpload). A failed abort leaves only parts, never an object; the
 # WARNING says so.
 abort_multipart() {
-  if s3 s3api abort-multipart-upload --bucket "$S3_BUCKET" --key "$1" --upload-id="$2" >>"$aws_log" 2>&1; then
+  if s3_request DELETE "$1" "uploadId=$(s3_uri_encode "$2")" "$work/s3-${BASHPID}"; then
     log "aborted the multipart upload of ${1}; no object was created"
   else
     log "WARNING: could not abort the multipart upload ${2} of ${1} (its parts stay until aborted; there is no object)"
@@ -498,27 +507,21 @@ abort_multipart() {
   open_multipart=()
 }
 
-# relock KEY VERSION [ARGS...]: when ARGS (upload_stream's) hold --object-lock-mode MODE and
-# --object-lock-retain-until-date DATE, puts that retention on version VERSION of KEY (its latest
-# version when VERSION is empty) with put-object-retention, S3_UPLOAD_ATTEMPTS attempts. For a
-# completed multipart upload: Ceph RGW 16.2 (what Hetzner Object Storage runs) accepts the lock
-# headers on create-multipart-upload but leaves the completed object unlocked (tests/
-# etcdBackup.test.ts shows it against a real RGW). Where the headers did take, this repeats the
-# same mode and date, which Object Lock allows (it refuses only a shorter COMPLIANCE date).
+# relock KEY VERSION: when this run locks (lock_mode, lock_until), puts that retention on version
+# VERSION of KEY (its latest version when VERSION is empty) with PutObjectRetention,
+# S3_UPLOAD_ATTEMPTS attempts. For a completed multipart upload: Ceph RGW 16.2 (what Hetzner
+# Object Storage runs) accepts the lock headers on CreateMultipartUpload but leaves the completed
+# object unlocked (tests/etcdBackup.test.ts shows it against a real RGW). Where the headers did
+# take, this repeats the same mode and date, which Object Lock allows (it refuses only a shorter
+# COMPLIANCE date).
 relock() {
-  local key="$1" version="$2" mode="" until="" i attempt=1 pause="$S3_RETRY_SECONDS"
-  shift 2
-  local -a args=("$@") which=()
-  for ((i = 0; i < ${#args[@]}; i++)); do
-    case "${args[i]}" in
-      --object-lock-mode) mode="${args[i + 1]:-}" ;;
-      --object-lock-retain-until-date) until="${args[i + 1]:-}" ;;
-    esac
-  done
-  [[ -n "$mode" && -n "$until" ]] || return 0
-  if [[ -n "$version" && "$version" != None && "$version" != null ]]; then which=("--version-id=${version}"); fi
-  while ! s3 s3api put-object-retention --bucket "$S3_BUCKET" --key "$key" "${which[@]}" \
-    --retention "Mode=${mode},RetainUntilDate=${until}" >>"$aws_log" 2>&1; do
+  local key="$1" version="$2" query="retention=" body="$work/retention.xml" md5 attempt=1 pause="$S3_RETRY_SECONDS"
+  [[ -n "$lock_mode" && -n "$lock_until" ]] || return 0
+  if [[ -n "$version" && "$version" != null ]]; then query+="&versionId=$(s3_uri_encode "$version")"; fi
+  printf '<Retention xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Mode>%s</Mode><RetainUntilDate>%s</RetainUntilDate></Retention>' \
+    "$lock_mode" "$lock_until" >"$body"
+  md5="$(s3_md5 "$body")" || return 1
+  while ! s3_request PUT "$key" "$query" "$work/s3-${BASHPID}" --upload-file "$body" -H "Content-MD5: ${md5}"; do
     if ((attempt >= S3_UPLOAD_ATTEMPTS)); then
       log "setting the Object Lock retention of ${key} failed after ${attempt} attempt(s)"
       return 1
@@ -528,64 +531,52 @@ relock() {
     attempt=$((attempt + 1))
     pause=$((pause * 2))
   done
-  log "locked s3://${S3_BUCKET}/${key} (${mode}) until ${until} on its completed version"
+  log "locked s3://${S3_BUCKET}/${key} (${lock_mode}) until ${lock_until} on its completed version"
 }
 
 # create_multipart KEY [ARGS...]: starts a multipart upload of KEY (ARGS: upload_stream's) and
 # prints its upload id.
 create_multipart() {
-  local key="$1" id
+  local key="$1" id out="$work/s3-create"
   shift
-  id="$(s3 s3api create-multipart-upload --bucket "$S3_BUCKET" --key "$key" "$@" \
-    --query UploadId --output text 2>>"$aws_log")" || return 1
-  [[ -n "$id" && "$id" != None ]] || return 1
+  s3_request POST "$key" "uploads=" "$out" -H "Content-Length: 0" "$@" || return 1
+  id="$(sed -n 's:.*<UploadId>\([^<]*\)</UploadId>.*:\1:p' -- "$out.body" | head -n 1)"
+  [[ -n "$id" ]] || return 1
   printf '%s\n' "$id"
 }
 
-# upload_stream KEY [ARGS...]: uploads stdin (the snapshot's stream) to KEY. ARGS go to the call
-# that creates the object, put-object or create-multipart-upload (both take the Object Lock
-# options: --object-lock-mode MODE --object-lock-retain-until-date DATE,
-# --object-lock-legal-hold-status ON). A body shorter than one part (S3_PART_SIZE_MIB) is one
-# put-object; a longer one a multipart upload: parts are read off the stream into scratch, up to
+# upload_stream KEY [ARGS...]: uploads stdin (the snapshot's stream) to KEY. ARGS go to curl in
+# the request that creates the object, PutObject or CreateMultipartUpload (both take the Object
+# Lock headers, object_lock_args). A body shorter than one part (S3_PART_SIZE_MIB) is one
+# PutObject; a longer one a multipart upload: parts are read off the stream into scratch, up to
 # S3_UPLOAD_CONCURRENCY of them uploading while the next is read, then completed, and the
-# completed version gets the retention of ARGS again (relock). When the snapshot file
-# (snapshot_bytes) is over one part, the multipart upload is started while the first part is
-# read (zstd and age rarely shrink a database to a part when it is longer than one), and aborted
-# if the stream is shorter than a part after all. When stream_producer holds a
+# completed version gets the run's retention again (relock). When stream_producer holds a
 # PID (the process writing the body), it must exit 0 before the object is created, so a producer
 # that fails half way never leaves a truncated object: on any failure the multipart upload is
 # aborted (no object) and upload_stream fails. Once every byte is stored (after the one
-# put-object; before complete-multipart-upload, every part uploaded and the producer done),
+# PutObject; before CompleteMultipartUpload, every part uploaded and the producer done),
 # snapshot_stored runs (what it starts in the background runs alongside the completion). A
 # completed object whose retention cannot be set fails the upload too (it is one of the run's
 # uploads, removed again when the run fails).
 upload_stream() {
-  local key="$1" dir="$work/parts" part=1 chunk next failed=0 id etag i version producer="${stream_producer:-}" early=""
+  local key="$1" dir="$work/parts" part=1 chunk next failed=0 id etag i version producer="${stream_producer:-}"
   local -a pids=() chunks=()
   shift
   mkdir -p -- "$dir"
-  if ((snapshot_bytes > part_bytes)); then
-    # Likely longer than one part: its multipart upload starts while the first part is read
-    # (not after: the stream would wait for the call).
-    record_upload "$key"
-    pending_multipart=("$key" "$dir/upload-id")
-    create_multipart "$key" "$@" >"$dir/upload-id" &
-    early=$!
-    upload_jobs+=("$early")
-  fi
   chunk="$dir/1"
   # GNU head -c reads no further than COUNT bytes (coreutils src/head.c, head_bytes), so the
-  # next call reads on from exactly there.
-  head -c "$part_bytes" >"$chunk" || failed=1
-  if [[ -n "$early" ]]; then
-    if wait "$early"; then open_multipart=("$key" "$(<"$dir/upload-id")"); fi
-    pending_multipart=()
+  # next call reads on from exactly there. The first part may have been read already, by
+  # first_part_job, into the same file.
+  if [[ -n "$first_part_job" ]]; then
+    wait "$first_part_job" || failed=1
+    first_part_job=""
+  else
+    head -c "$part_bytes" >"$chunk" || failed=1
   fi
   if ((failed)); then return 1; fi
   stream_bytes="$(stat -c %s "$chunk")"
   if ((stream_bytes < part_bytes)); then
-    # Shorter than expected (it compressed well): one put-object instead.
-    if ((${#open_multipart[@]} == 2)); then abort_multipart "${open_multipart[@]}"; fi
+    # Shorter than one part: one PutObject.
     if [[ -n "$producer" ]] && ! wait "$producer"; then
       rm -f -- "$chunk"
       return 1
@@ -595,12 +586,10 @@ upload_stream() {
     snapshot_stored
     return 0
   fi
-  if [[ -z "$early" ]]; then
-    record_upload "$key"
-    if id="$(create_multipart "$key" "$@")"; then open_multipart=("$key" "$id"); fi
-  fi
+  record_upload "$key"
+  if id="$(create_multipart "$key" "$@")"; then open_multipart=("$key" "$id"); fi
   if ((${#open_multipart[@]} != 2)); then
-    log "could not start the multipart upload of ${key}; aws said:"
+    log "could not start the multipart upload of ${key}:"
     show_log "$aws_log"
     return 1
   fi
@@ -632,24 +621,29 @@ upload_stream() {
   if ((failed == 0)) && [[ -n "$producer" ]] && ! wait "$producer"; then failed=1; fi
   if ((failed == 0)); then
     snapshot_stored
-    for ((i = 1; i <= part; i++)); do
-      etag="$(cat -- "$dir/${i}.etag")"
-      jq -cn --arg etag "$etag" --argjson number "$i" '{ETag: $etag, PartNumber: $number}'
-    done | jq -s '{Parts: .}' >"$dir/parts.json"
-    if version="$(s3 s3api complete-multipart-upload --bucket "$S3_BUCKET" --key "$key" --upload-id="$id" \
-      --multipart-upload "file://$dir/parts.json" --query VersionId --output text 2>>"$aws_log")"; then
+    # The ETags are the store's (quoted hex), written into the XML as they came.
+    {
+      printf '<CompleteMultipartUpload xmlns="http://s3.amazonaws.com/doc/2006-03-01/">'
+      for ((i = 1; i <= part; i++)); do
+        printf '<Part><PartNumber>%d</PartNumber><ETag>%s</ETag></Part>' "$i" "$(<"$dir/${i}.etag")"
+      done
+      printf '</CompleteMultipartUpload>'
+    } >"$dir/parts.xml"
+    if s3_request POST "$key" "uploadId=$(s3_uri_encode "$id")" "$dir/complete" \
+      --data-binary "@$dir/parts.xml" -H "Content-Type: application/xml"; then
       open_multipart=()
-      rm -f -- "$dir"/*.etag "$dir/parts.json"
+      version="$(s3_header "$dir/complete" x-amz-version-id)"
+      rm -f -- "$dir"/*.etag "$dir/parts.xml"
       log "uploaded s3://${S3_BUCKET}/${key} (${part} part(s))"
-      if ! relock "$key" "$version" "$@"; then
+      if ! relock "$key" "$version"; then
         show_log "$aws_log"
         return 1
       fi
       return 0
     fi
-    log "completing the multipart upload of ${key} failed; aws said:"
+    log "completing the multipart upload of ${key} failed:"
   else
-    log "the upload of ${key} failed; aws said:"
+    log "the upload of ${key} failed:"
   fi
   show_log "$aws_log"
   abort_multipart "$key" "$id"
@@ -740,21 +734,11 @@ snapshot_bytes="$(stat -c %s "$snapshot")"
 # full trial restore it used to run (a second copy of the database written and fsynced, then
 # rewritten, the bulk of the run's time): `snapshot status` opens the file with bbolt, runs
 # bbolt's consistency check over every page (tx.Check: "snapshot file integrity check failed")
-# and walks every key (it gives the revision for the key name, before the upload starts); the
-# trailing sha256 is recomputed from the same file while the compressed stream is uploaded, and
-# a mismatch aborts the upload before the object exists. What a trial restore would add is
+# and walks every key (it gives the revision for the key name; it runs while the stream's first
+# part is read, step 3, and the upload starts only once it passed); the trailing sha256 is
+# recomputed from the same file while the compressed stream is uploaded, and a mismatch aborts
+# the upload before the object exists. What a trial restore would add is
 # exercising the restore tool itself, which the restore drills do.
-
-if ! "$snapshot_tool" snapshot status "$snapshot" -w json >"$work/status.json" 2>"$work/status.log"; then
-  show_log "$work/status.log"
-  die "${snapshot_tool} snapshot status failed on the snapshot"
-fi
-revision="$(jq -r '.revision' "$work/status.json")"
-hash="$(jq -r '.hash' "$work/status.json")"
-total_keys="$(jq -r '.totalKey' "$work/status.json")"
-[[ "$revision" =~ ^[0-9]+$ ]] || die "snapshot status gave no revision"
-if [[ "$total_keys" == 0 ]]; then log "WARNING: the snapshot holds no key"; fi
-log "snapshot status with ${snapshot_tool}: revision ${revision}, hash ${hash}, ${total_keys} keys, ${snapshot_bytes} bytes"
 
 # snapshot_hash_ok FILE: FILE ends with the sha256 of everything before it, as `snapshot save`
 # writes it (restore's test: a size of 32 past a 512-byte boundary carries the hash).
@@ -775,7 +759,9 @@ snapshot_hash_ok() {
 
 # ---------------------------------------------------------------------------------------------
 # 3. Stream: zstd, age (unless BACKUP_ENCRYPTION=none), sha256 of the bytes uploaded, upload. No
-# intermediate file but the upload parts.
+# intermediate file but the upload parts. The stream starts as soon as the snapshot is saved: its
+# first part is read into scratch while `snapshot status` runs (the key name needs the revision
+# only when the upload begins, after that part).
 
 recipients_file="$work/recipients"
 if ((${#recipients[@]} > 0)); then printf '%s\n' "${recipients[@]}" >"$recipients_file"; fi
@@ -797,6 +783,36 @@ pack() {
   rm -f -- "$fifo"
   return "$status"
 }
+
+mkfifo -- "$work/stream.fifo"
+# The producer: the stream, and next to it the check of the snapshot's own hash; both must
+# succeed before upload_stream creates the object.
+(
+  snapshot_hash_ok "$snapshot" &
+  check_pid=$!
+  status=0
+  pack "$work/object.sum" <"$snapshot" || status=1
+  wait "$check_pid" || status=1
+  exit "$status"
+) >"$work/stream.fifo" 2>"$work/pack.log" &
+stream_producer=$!
+# The first part, read off the stream alongside the status (upload_stream takes it over).
+exec {stream_fd}<"$work/stream.fifo"
+mkdir -p -- "$work/parts"
+head -c "$part_bytes" <&"$stream_fd" >"$work/parts/1" &
+first_part_job=$!
+
+# Step 2's `snapshot status`, meanwhile. When it fails, the run ends before anything is uploaded.
+if ! "$snapshot_tool" snapshot status "$snapshot" -w json >"$work/status.json" 2>"$work/status.log"; then
+  show_log "$work/status.log"
+  die "${snapshot_tool} snapshot status failed on the snapshot"
+fi
+revision="$(jq -r '.revision' "$work/status.json")"
+hash="$(jq -r '.hash' "$work/status.json")"
+total_keys="$(jq -r '.totalKey' "$work/status.json")"
+[[ "$revision" =~ ^[0-9]+$ ]] || die "snapshot status gave no revision"
+if [[ "$total_keys" == 0 ]]; then log "WARNING: the snapshot holds no key"; fi
+log "snapshot status with ${snapshot_tool}: revision ${revision}, hash ${hash}, ${total_keys} keys, ${snapshot_bytes} bytes"
 
 base="${stamp}-r${revision}.db${suffix}"
 key="${S3_PREFIX}/etcd/${base}"
@@ -823,6 +839,9 @@ signature_job=""
 # background, the PKI's upload (packed into scratch, put, signed, its sidecar put) and the
 # snapshot's signature.
 snapshot_stored() {
+  # The snapshot file has been read whole (the producer is done): it goes now, alongside the
+  # completion (unlinking a 1.1 GB file took 0.23 s here, on ext4).
+  rm -f -- "$snapshot" &
   if [[ -n "$pki_key" ]]; then
     (
       tar -C "$PKI_DIR" -cf - . 2>"$work/pki-tar.log" | pack "$work/pki.sum" >"$work/pki.body" 2>"$work/pki-pack.log" || {
@@ -843,26 +862,14 @@ snapshot_stored() {
   upload_jobs+=("$signature_job")
 }
 
-mkfifo -- "$work/stream.fifo"
-# The producer: the stream, and next to it the check of the snapshot's own hash; both must
-# succeed before upload_stream creates the object.
-(
-  snapshot_hash_ok "$snapshot" &
-  check_pid=$!
-  status=0
-  pack "$work/object.sum" <"$snapshot" || status=1
-  wait "$check_pid" || status=1
-  exit "$status"
-) >"$work/stream.fifo" 2>"$work/pack.log" &
-stream_producer=$!
-upload_stream "$key" "${object_lock_args[@]}" <"$work/stream.fifo" || {
+upload_stream "$key" "${object_lock_args[@]}" <&"$stream_fd" || {
   show_log "$work/pack.log"
   die "upload failed: the snapshot's stream to s3://${S3_BUCKET}/${key}"
 }
 stream_producer=""
+exec {stream_fd}<&-
 size="$stream_bytes"
 sha256="$(cut -d' ' -f1 "$work/object.sum")"
-rm -f -- "$snapshot"
 log "snapshot verified (status and its sha256) and uploaded: ${size} bytes, sha256 ${sha256}"
 
 # ---------------------------------------------------------------------------------------------

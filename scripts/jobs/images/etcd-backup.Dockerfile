@@ -61,12 +61,12 @@ RUN arch="${TARGETARCH:-amd64}" \
 
 FROM ${DEBIAN_IMAGE}
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
-# What the job scripts run (their `require_tools` lines and --help): aws-cli, age, zstd, jq and
-# openssl (etcd-backup.sh; openssl hashes the snapshot), ssh-keygen of openssh-client (signs the
-# backup's sidecar), curl, openssl and jq (jobs that talk to the API with kubectl),
-# ca-certificates (TLS to Object Storage). tar, coreutils (timeout) and bash are in the base
-# image. libssl3 and libzstd1 are pinned with openssl and zstd, so the base image's older
-# libraries are upgraded with them.
+# What the job scripts run (their `require_tools` lines and --help): curl, aws-cli, age, zstd, jq
+# and openssl (etcd-backup.sh; curl writes the objects, aws-cli lists and deletes, openssl hashes
+# the snapshot), ssh-keygen of openssh-client (signs the backup's sidecar), curl, openssl and jq
+# (jobs that talk to the API with kubectl), ca-certificates (TLS to Object Storage). tar,
+# coreutils (timeout, base64) and bash are in the base image. libssl3 and libzstd1 are pinned
+# with openssl and zstd, so the base image's older libraries are upgraded with them.
 RUN apt-get update \
  && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
       age=1.1.1-1+b3 \
