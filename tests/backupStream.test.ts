@@ -426,6 +426,29 @@ exec /usr/bin/etcdctl "$@"`,
     expect(fs.readdirSync(tmp).filter((f) => f.startsWith("etcd-backup."))).toEqual([]);
   });
 
+  test("a completion whose response is cut short after its 200 counts as failed: no sidecar, nothing left", async () => {
+    // CompleteMultipartUpload can answer 200 and report its error in the body that follows (S3
+    // API reference, CompleteMultipartUpload); curl exits 18 when the connection closes before
+    // the body ends (libcurl-errors.3, CURLE_PARTIAL_FILE). The store did complete here.
+    const r = await runBackup(
+      "completecut",
+      { S3_UPLOAD_ATTEMPTS: "1" },
+      `if [[ "$op" == complete-multipart-upload ]]; then
+  "$real" "$@"
+  echo "curl: (18) transfer closed with outstanding read data remaining" >&2
+  exit 18
+fi`,
+    );
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain("completing the multipart upload of completecut/etcd/");
+    expect(r.stderr).toContain("(curl exit 18)");
+    expect(r.calls.some((c) => c.startsWith("put-object ") && c.endsWith(".db.zst.age.sha256"))).toBe(false);
+    // The snapshot's sidecar never went up, and the completed object went again (RGW 16.2 left
+    // it unlocked); the small locked objects that went up alongside stay (README, "Backups").
+    expect(s3.list("completecut/etcd/").filter((k) => k.endsWith(".sha256"))).toEqual([]);
+    expect(s3.listVersions("completecut/etcd/").filter((v) => v.key.endsWith(".db.zst.age"))).toEqual([]);
+  });
+
   test("a snapshot whose content no longer matches etcd's appended sha256 is never completed", async () => {
     const r = await runBackup("corrupt", {}, "", {
       etcdctl: `/usr/bin/etcdctl "$@" || exit

@@ -291,7 +291,8 @@ s3_md5() {
 # and the error's <Code> to aws_log and fails. The key pair reaches curl as a config on stdin,
 # never on its command line.
 s3_request() {
-  local method="$1" key="$2" query="$3" out="$4" path status code id secret i next expect=(--expect100-timeout 0.001)
+  local method="$1" key="$2" query="$3" out="$4" path status="" rc=0 code id secret i next
+  local -a expect=(--expect100-timeout 0.001)
   shift 4
   path="$(s3_uri_encode "$key" --path)" || return 1
   # curl asks for 100 Continue before any PUT body and waits up to a second for it; RGW answers a
@@ -315,10 +316,13 @@ s3_request() {
       --aws-sigv4 "aws:amz:${S3_REGION}:s3" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
       --connect-timeout 20 --speed-limit 1 --speed-time 120 -X "$method" "${expect[@]}" "$@" \
       --dump-header "$out.headers" --output "$out.body" --write-out '%{http_code}' \
-      "${S3_ENDPOINT%/}/${S3_BUCKET}/${path}${query:+?${query}}" 2>>"$aws_log")" || status="${status:-000}"
-  if [[ "$status" =~ ^2[0-9][0-9]$ ]] && ! grep -q '<Error>' -- "$out.body"; then return 0; fi
+      "${S3_ENDPOINT%/}/${S3_BUCKET}/${path}${query:+?${query}}" 2>>"$aws_log")" || rc=$?
+  # A response cut short after its status (curl exits non-zero) counts as failed: a completion's
+  # late <Error> could be in what was lost.
+  if ((rc == 0)) && [[ "$status" =~ ^2[0-9][0-9]$ ]] && ! grep -q '<Error>' -- "$out.body"; then return 0; fi
   code="$(sed -n 's:.*<Code>\([^<]*\)</Code>.*:\1:p' -- "$out.body" | head -n 1)"
-  printf '%s %s%s: HTTP %s %s\n' "$method" "$key" "${query:+?${query}}" "$status" "${code:-(no error code)}" >>"$aws_log"
+  printf '%s %s%s: HTTP %s %s (curl exit %s)\n' "$method" "$key" "${query:+?${query}}" "${status:-000}" \
+    "${code:-(no error code)}" "$rc" >>"$aws_log"
   return 1
 }
 
