@@ -221,29 +221,39 @@ async function main() {
     const restoreRoot = path.join(dir, "restored");
     fs.mkdirSync(restoreRoot);
     settle();
+    // etcd-restore.sh member: the fetched snapshot into DATA_DIR as member M of INITIAL_CLUSTER.
+    const restoreMember = (
+      m: { name: string; peerUrl: string },
+      dataDir: string,
+      initialCluster: string,
+      token: string,
+    ) =>
+      runScript(
+        path.join(opsDir, "etcd-restore.sh"),
+        [
+          "member",
+          "--snapshot",
+          fetched,
+          "--name",
+          m.name,
+          "--data-dir",
+          dataDir,
+          "--initial-cluster",
+          initialCluster,
+          "--peer-url",
+          m.peerUrl,
+          "--cluster-token",
+          token,
+        ],
+        {},
+        3_600_000,
+      );
     const [, membersMs] = await timedAsync(async () => {
       for (const m of cluster.members) {
-        const r = await runScript(
-          path.join(opsDir, "etcd-restore.sh"),
-          [
-            "member",
-            "--snapshot",
-            fetched,
-            "--name",
-            m.name,
-            "--data-dir",
-            path.join(restoreRoot, m.name),
-            "--initial-cluster",
-            cluster.initialCluster,
-            "--peer-url",
-            m.peerUrl,
-            "--cluster-token",
-            "bench",
-          ],
-          {},
-          3_600_000,
+        check(
+          "etcd-restore.sh member",
+          await restoreMember(m, path.join(restoreRoot, m.name), cluster.initialCluster, "bench"),
         );
-        check("etcd-restore.sh member", r);
       }
     });
 
@@ -287,26 +297,7 @@ async function main() {
       const m = seeded.members[0];
       let restored: ScriptResult;
       [restored, seedRestoreMs] = await timedAsync(() =>
-        runScript(
-          path.join(opsDir, "etcd-restore.sh"),
-          [
-            "member",
-            "--snapshot",
-            fetched,
-            "--name",
-            m.name,
-            "--data-dir",
-            m.dataDir,
-            "--initial-cluster",
-            seeded.initialCluster,
-            "--peer-url",
-            m.peerUrl,
-            "--cluster-token",
-            seeded.token,
-          ],
-          {},
-          3_600_000,
-        ),
+        restoreMember(m, m.dataDir, seeded.initialCluster, seeded.token),
       );
       check("etcd-restore.sh member (one member)", restored);
       [, seedStartMs] = await timedAsync(async () => {
