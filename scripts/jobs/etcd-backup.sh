@@ -445,16 +445,12 @@ record_upload() { printf '%s\n' "$1" >>"$uploads_file"; }
 # a snapshot stream shorter than one part) at KEY with one PutObject, S3_UPLOAD_ATTEMPTS
 # attempts; ARGS go to curl (the Object Lock headers).
 put_file() {
-  local file="$1" key="$2" attempt=1 pause="$S3_RETRY_SECONDS" size md5 out="$work/s3-${BASHPID}"
+  local file="$1" key="$2" attempt=1 pause="$S3_RETRY_SECONDS" size out="$work/s3-${BASHPID}"
   shift 2
   size="$(stat -c %s "$file")"
-  md5="$(s3_md5 "$file")" || {
-    log "cannot hash ${file}"
-    return 1
-  }
   while true; do
     record_upload "$key"
-    if s3_request PUT "$key" "" "$out" --upload-file "$file" -H "Content-MD5: ${md5}" "$@"; then
+    if s3_put "$key" "" "$out" "$file" "$@"; then
       log "uploaded s3://${S3_BUCKET}/${key} (${size} bytes)"
       return 0
     fi
@@ -473,14 +469,10 @@ put_file() {
 # upload_part KEY UPLOAD_ID NUMBER FILE: uploads FILE as part NUMBER (S3_UPLOAD_ATTEMPTS
 # attempts: the part is a file, so a retry resends the same bytes) and prints its ETag.
 upload_part() {
-  local key="$1" id="$2" number="$3" file="$4" attempt=1 pause="$S3_RETRY_SECONDS" etag md5 out="$work/s3-part-$3"
-  md5="$(s3_md5 "$file")" || {
-    log "cannot hash part ${number} of ${key}"
-    return 1
-  }
+  local key="$1" id="$2" number="$3" file="$4" attempt=1 pause="$S3_RETRY_SECONDS" etag out="$work/s3-part-$3"
   while true; do
-    if s3_request PUT "$key" "partNumber=${number}&uploadId=$(s3_uri_encode "$id")" "$out" \
-      --upload-file "$file" -H "Content-MD5: ${md5}" && etag="$(s3_header "$out" ETag)" && [[ -n "$etag" ]]; then
+    if s3_put "$key" "partNumber=${number}&uploadId=$(s3_uri_encode "$id")" "$out" "$file" &&
+      etag="$(s3_header "$out" ETag)" && [[ -n "$etag" ]]; then
       printf '%s\n' "$etag"
       return 0
     fi
@@ -515,13 +507,12 @@ abort_multipart() {
 # take, this repeats the same mode and date, which Object Lock allows (it refuses only a shorter
 # COMPLIANCE date).
 relock() {
-  local key="$1" version="$2" query="retention=" body="$work/retention.xml" md5 attempt=1 pause="$S3_RETRY_SECONDS"
+  local key="$1" version="$2" query="retention=" body="$work/retention.xml" attempt=1 pause="$S3_RETRY_SECONDS"
   [[ -n "$lock_mode" && -n "$lock_until" ]] || return 0
   if [[ -n "$version" && "$version" != null ]]; then query+="&versionId=$(s3_uri_encode "$version")"; fi
   printf '<Retention xmlns="http://s3.amazonaws.com/doc/2006-03-01/"><Mode>%s</Mode><RetainUntilDate>%s</RetainUntilDate></Retention>' \
     "$lock_mode" "$lock_until" >"$body"
-  md5="$(s3_md5 "$body")" || return 1
-  while ! s3_request PUT "$key" "$query" "$work/s3-${BASHPID}" --upload-file "$body" -H "Content-MD5: ${md5}"; do
+  while ! s3_put "$key" "$query" "$work/s3-${BASHPID}" "$body"; do
     if ((attempt >= S3_UPLOAD_ATTEMPTS)); then
       log "setting the Object Lock retention of ${key} failed after ${attempt} attempt(s)"
       return 1

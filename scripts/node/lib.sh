@@ -275,14 +275,6 @@ s3_uri_encode() {
     if $mode == "--path" then $v | split("/") | map(encode) | join("/") else $v | encode end'
 }
 
-# s3_md5 FILE: the base64 MD5 of FILE, for Content-MD5.
-s3_md5() {
-  local md5
-  md5="$(openssl dgst -md5 -binary -- "$1" | base64 -w0)" || return 1
-  [[ ${#md5} -eq 24 ]] || return 1
-  printf '%s' "$md5"
-}
-
 # s3_request METHOD KEY QUERY OUT [CURL_ARGS...]: one signed request for KEY in S3_BUCKET at
 # S3_ENDPOINT, bounded by S3_TIMEOUT; QUERY is canonical already (parameters sorted by name,
 # each with its "=", values encoded: curl 7.88 signs the query as it is given). The response's
@@ -291,20 +283,9 @@ s3_md5() {
 # and the error's <Code> to aws_log and fails. The key pair reaches curl as a config on stdin,
 # never on its command line.
 s3_request() {
-  local method="$1" key="$2" query="$3" out="$4" path status="" rc=0 code id secret i next
-  local -a expect=(--expect100-timeout 0.001)
+  local method="$1" key="$2" query="$3" out="$4" path status="" rc=0 code id secret
   shift 4
   path="$(s3_uri_encode "$key" --path)" || return 1
-  # curl asks for 100 Continue before any PUT body and waits up to a second for it; RGW answers a
-  # PutObjectRetention only after that second. As botocore does, only a body over 1 MiB waits
-  # for it. (Not `-H "Expect:"`: curl 7.88 signs that empty header without sending it, and the
-  # store answers SignatureDoesNotMatch.)
-  for ((i = 1; i < $#; i++)); do
-    if [[ "${!i}" == --upload-file ]]; then
-      next=$((i + 1))
-      if (($(stat -c %s -- "${!next}") > 1048576)); then expect=(); fi
-    fi
-  done
   id="${AWS_ACCESS_KEY_ID//\\/\\\\}"
   id="${id//\"/\\\"}"
   secret="${AWS_SECRET_ACCESS_KEY//\\/\\\\}"
@@ -314,7 +295,7 @@ s3_request() {
   status="$(printf 'user = "%s:%s"\n' "$id" "$secret" |
     timeout --kill-after=10 "$S3_TIMEOUT" curl --config - --silent --show-error --path-as-is \
       --aws-sigv4 "aws:amz:${S3_REGION}:s3" -H "x-amz-content-sha256: UNSIGNED-PAYLOAD" \
-      --connect-timeout 20 --speed-limit 1 --speed-time 120 -X "$method" "${expect[@]}" "$@" \
+      --connect-timeout 20 --speed-limit 1 --speed-time 120 -X "$method" "$@" \
       --dump-header "$out.headers" --output "$out.body" --write-out '%{http_code}' \
       "${S3_ENDPOINT%/}/${S3_BUCKET}/${path}${query:+?${query}}" 2>>"$aws_log")" || rc=$?
   # A response cut short after its status (curl exits non-zero) counts as failed: a completion's
@@ -324,6 +305,24 @@ s3_request() {
   printf '%s %s%s: HTTP %s %s (curl exit %s)\n' "$method" "$key" "${query:+?${query}}" "${status:-000}" \
     "${code:-(no error code)}" "$rc" >>"$aws_log"
   return 1
+}
+
+# s3_put KEY QUERY OUT FILE [CURL_ARGS...]: s3_request PUT with FILE as the body and its
+# Content-MD5 (base64 of the binary MD5). curl asks for 100 Continue before any PUT body and waits up to a second for it;
+# RGW answers a PutObjectRetention only after that second. As botocore does, only a body over
+# 1 MiB waits for it. (Not `-H "Expect:"`: curl 7.88 signs that empty header without sending it,
+# and the store answers SignatureDoesNotMatch.)
+s3_put() {
+  local key="$1" query="$2" out="$3" file="$4" md5
+  local -a expect=()
+  shift 4
+  md5="$(openssl dgst -md5 -binary -- "$file" | base64 -w0)" || md5=""
+  if ((${#md5} != 24)); then
+    printf 'PUT %s: cannot hash %s\n' "$key" "$file" >>"$aws_log"
+    return 1
+  fi
+  if (($(stat -c %s -- "$file") <= 1048576)); then expect=(--expect100-timeout 0.001); fi
+  s3_request PUT "$key" "$query" "$out" --upload-file "$file" -H "Content-MD5: ${md5}" "${expect[@]}" "$@"
 }
 
 # s3_header OUT NAME: the value of response header NAME (any case) of s3_request's OUT, from the
