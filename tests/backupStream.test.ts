@@ -467,4 +467,18 @@ fi`,
     expect(s3.listVersions("corrupt/")).toEqual([]);
     expect(openUploads("corrupt/")).toEqual([]);
   });
+
+  test("a snapshot without etcd's appended sha256 is refused before anything is uploaded", async () => {
+    // A bbolt file with nothing after it (what a copy of a member's db file is): 512-aligned,
+    // so no hash for a restore to check.
+    const r = await runBackup("nohash", {}, "", {
+      etcdctl: `/usr/bin/etcdctl "$@" || exit
+if [[ " $* " == *" snapshot save "* ]]; then truncate -s -32 -- "\${*: -1}"; fi`,
+    });
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/the snapshot has no integrity hash \(\d+ bytes is not 32 past a 512-byte boundary\)/);
+    expect(r.calls.filter((c) => !c.startsWith("list-object-versions "))).toEqual([]);
+    expect(s3.listVersions("nohash/")).toEqual([]);
+    expect(fs.readdirSync(tmp).filter((f) => f.startsWith("etcd-backup."))).toEqual([]);
+  });
 });
