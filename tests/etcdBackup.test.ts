@@ -139,6 +139,8 @@ interface Summary {
   pkiKey: string | null;
   totalKeys: number;
   deleted: string[];
+  seconds: number;
+  snapshotSeconds: number;
 }
 
 async function backup(prefix: string, extra: NodeJS.ProcessEnv = {}): Promise<Summary> {
@@ -350,6 +352,9 @@ describe("drill and faults", () => {
     expect(drill.key).toMatch(keyPattern);
     expect(drill.key).toContain(`-r${drill.revision}.`);
     expect(drill.totalKeys).toBeGreaterThanOrEqual(keyCount);
+    // The save's own time (to the millisecond), a part of the run's (whole) seconds.
+    expect(drill.snapshotSeconds).toBeGreaterThan(0);
+    expect(drill.snapshotSeconds).toBeLessThanOrEqual(drill.seconds + 1);
     expect(drill.pkiKey).toMatch(/^drill\/pki\/\d{8}T\d{6}Z\.tar\.zst\.age$/);
     expect(s3.list("drill/")).toEqual(withSignatures([drill.key, drill.pkiKey!]));
     // The sidecar is what sha256sum prints; the object is age-encrypted (no plaintext key in it).

@@ -84,8 +84,15 @@ async function stopProcess(child: ChildProcess, signal: NodeJS.Signals = "SIGTER
   }
 }
 
-/** Starts mon + OSD + radosgw with one bucket (Object Lock on); always call stop(), in afterAll. */
-export async function startRgw(bucket = "etcd-backups"): Promise<RgwServer> {
+/**
+ * Starts mon + OSD + radosgw with one bucket (Object Lock on); always call stop(), in afterAll.
+ * The OSD keeps every byte in memory, up to `memstoreBytes` (2 GiB by default): objects
+ * deleted stay there until the gateway's garbage collection (rgw_gc_obj_min_wait: two hours).
+ */
+export async function startRgw(
+  bucket = "etcd-backups",
+  { memstoreBytes = 2 * 1024 ** 3 }: { memstoreBytes?: number } = {},
+): Promise<RgwServer> {
   for (const find of Object.values(binaries)) find();
   requireTool(awsBinary, "awscli");
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), "rgw-"));
@@ -163,7 +170,7 @@ export async function startRgw(bucket = "etcd-backups"): Promise<RgwServer> {
         "paxos propose interval = 0.05",
         "paxos min wait = 0.01",
         "osd objectstore = memstore",
-        "memstore device bytes = 2147483648",
+        `memstore device bytes = ${memstoreBytes}`,
         `osd data = ${dir}/osd`,
         "osd crush chooseleaf type = 0",
         `mon data = ${dir}/mon`,
