@@ -596,7 +596,20 @@ describe("scripts/jobs/images/etcd-backup.Dockerfile", () => {
       "ssh-keygen": /\bopenssh-client=/,
     };
     // coreutils, tar, grep and mawk (awk): Priority required, so in the Debian slim base image.
-    const base = ["sha256sum", "base64", "awk", "grep", "timeout", "tail", "date", "sleep", "tar", "od", "mkfifo"];
+    const base = [
+      "sha256sum",
+      "base64",
+      "awk",
+      "grep",
+      "timeout",
+      "tail",
+      "date",
+      "sleep",
+      "tar",
+      "od",
+      "mkfifo",
+      "truncate",
+    ];
     const required = fs
       .readdirSync(path.join(repoRoot, "scripts", "jobs"))
       .filter((f) => f.endsWith(".sh"))

@@ -746,7 +746,7 @@ snapshot_bytes="$(stat -c %s "$snapshot")"
 if ((snapshot_bytes % 512 != 32)); then
   die "the snapshot has no integrity hash (${snapshot_bytes} bytes is not 32 past a 512-byte boundary)"
 fi
-snapshot_sha256="$work/snapshot.sha256"
+snapshot_sha256="$work/snapshot.hash"
 if ! tail -c 32 -- "$snapshot" >"$snapshot_sha256" || ! truncate -s -32 -- "$snapshot"; then
   die "cannot move the snapshot's sha256 out of ${snapshot}"
 fi
