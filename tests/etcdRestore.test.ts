@@ -140,7 +140,14 @@ class SimulatedKubelet {
   }
   private manifest(name: string): string | undefined {
     const file = path.join(this.root, "etc", "kubernetes", "manifests", `${name}.yaml`);
-    return fs.existsSync(file) ? fs.readFileSync(file, "utf8") : undefined;
+    // The script under test may move the manifest away between a check and the read (seen once
+    // in a full run: ENOENT on the read after existsSync): a manifest that is gone is no pod.
+    try {
+      return fs.readFileSync(file, "utf8");
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code === "ENOENT") return undefined;
+      throw error;
+    }
   }
   private running(name: string, on: boolean) {
     const file = path.join(this.root, "run", "sim", `${name}.running`);
