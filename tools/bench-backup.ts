@@ -21,12 +21,13 @@
  *       then etcd started on it until healthy with every key there (kubeadm init and the API
  *       server's start, which come next on a real node, do not run here)
  * and prints a table with seconds, sizes and ratios. (a) and (b) run --runs times, one after
- * the other (a, b, a, b, ...): the table gives the median of each step and the median of the
- * runs' (a)/(b) ratios, each run's figures are printed above it, with the machine's CPU
- * seconds during (a) and (b) (at 1 GB here single backups took 12.2 to 16.7 s, and the
- * machine's system CPU during one 6.7 to 13.4 s). One snapshot save runs before the first (a),
- * outside the ratios, so that (a) and (b) both snapshot a database read once since the fill. Use the
- * figures to set the CronJob's activeDeadlineSeconds and ETCD_SNAPSHOT_TIMEOUT / S3_TIMEOUT, and
+ * the other, (a) first in odd runs and (b) first in even ones (a, b, b, a, a, b, ...): the table
+ * gives the median of each step and the median of the runs' (a)/(b) ratios, each run's figures
+ * are printed above it, with the machine's CPU seconds during (a) and (b) (at 1 GB here single
+ * backups took 12.2 to 17.0 s, and the machine's system CPU during one 6.3 to 15.1 s). One
+ * snapshot save runs before the first run, outside the ratios, so that (a) and (b) both
+ * snapshot a database read once since the fill. Use the figures to set the CronJob's
+ * activeDeadlineSeconds and ETCD_SNAPSHOT_TIMEOUT / S3_TIMEOUT, and
  * the restore RTO.
  *
  * The gateway runs on the same 2 cores, so it takes a good part of both (a) and (b); the ratio
@@ -312,8 +313,8 @@ async function main() {
       return { fetchMs, membersMs, bareRestoreMs, seedRestoreMs, seedStartMs };
     };
     let restoreTimes: Awaited<ReturnType<typeof restores>> | undefined;
-    for (let run = 1; run <= runs; run++) {
-      // (a) etcd-backup.sh end to end.
+    // (a) etcd-backup.sh end to end.
+    const backupRun = async () => {
       const cpuBefore = machineCpu();
       const [backup, backupMs] = await timedAsync(() =>
         runScript(
@@ -334,13 +335,12 @@ async function main() {
         ),
       );
       check("etcd-backup.sh", backup);
-      const summary = JSON.parse(backup.stdout) as Summary;
-      const cpuBackup = machineCpu();
-
-      settle();
-      // (b) bare: snapshot save + one aws s3 cp. (d) restores the first run's file.
+      return { backupMs, summary: JSON.parse(backup.stdout) as Summary, cpu: cpuSpent(cpuBefore, machineCpu()) };
+    };
+    // (b) bare: snapshot save + one aws s3 cp. (d) restores the first run's file.
+    const bareRun = () => {
       fs.rmSync(bareSnapshot, { force: true });
-      const cpuBare = machineCpu();
+      const cpuBefore = machineCpu();
       const [save, saveMs] = timed(() => snapshotSave(bareSnapshot));
       check("etcdctl snapshot save", save);
       const [cp, cpMs] = timed(() =>
@@ -359,19 +359,32 @@ async function main() {
         ),
       );
       check("aws s3 cp", cp);
-      const cpuAfter = machineCpu();
+      return { saveMs, cpMs, cpu: cpuSpent(cpuBefore, machineCpu()) };
+    };
+    for (let run = 1; run <= runs; run++) {
+      // Odd runs take (a) first, even runs (b): neither always runs right after the other.
+      let a: Awaited<ReturnType<typeof backupRun>>;
+      let b: ReturnType<typeof bareRun>;
+      if (run % 2 === 1) {
+        a = await backupRun();
+        settle();
+        b = bareRun();
+      } else {
+        b = bareRun();
+        settle();
+        a = await backupRun();
+      }
+      const { backupMs, summary } = a;
+      const { saveMs, cpMs } = b;
       measured.push({ backupMs, saveMs, cpMs, summary });
       console.log(
-        `run ${run}/${runs}: (a) ${seconds(backupMs)} s (save ${summary.snapshotSeconds.toFixed(1)} + the rest ${seconds(
-          backupMs - summary.snapshotSeconds * 1000,
-        )}), (b) ${seconds(saveMs + cpMs)} s (save ${seconds(saveMs)} + cp ${seconds(cpMs)}), ${(
-          backupMs /
-          (saveMs + cpMs)
-        ).toFixed(2)}x`,
+        `run ${run}/${runs} (${run % 2 === 1 ? "a, b" : "b, a"}): (a) ${seconds(backupMs)} s (save ${summary.snapshotSeconds.toFixed(
+          1,
+        )} + the rest ${seconds(backupMs - summary.snapshotSeconds * 1000)}), (b) ${seconds(
+          saveMs + cpMs,
+        )} s (save ${seconds(saveMs)} + cp ${seconds(cpMs)}), ${(backupMs / (saveMs + cpMs)).toFixed(2)}x`,
       );
-      console.log(
-        `  machine CPU seconds in (a): ${cpuSpent(cpuBefore, cpuBackup)}; in (b): ${cpuSpent(cpuBare, cpuAfter)}`,
-      );
+      console.log(`  machine CPU seconds in (a): ${a.cpu}; in (b): ${b.cpu}`);
       settle();
       if (run === 1) {
         restoreTimes = await restores(summary);
