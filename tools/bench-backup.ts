@@ -51,14 +51,14 @@ import {
 } from "../tests/support/etcdCluster";
 import { startRgw } from "../tests/support/rgw";
 import { awsBinary } from "../tests/support/s3Server";
-import { numberOption, stringOption } from "./options";
+import { countOption, median, numberOption, stringOption } from "./options";
 
 const sizeMb = numberOption("size-mb", 1024);
 const valueKb = numberOption("value-kb", 100);
 const partMb = numberOption("part-mb", 128);
 const concurrency = numberOption("concurrency", 4);
 const lockMode = stringOption("lock-mode", "COMPLIANCE");
-const runs = numberOption("runs", 3);
+const runs = countOption("runs", 3);
 const baseDir = stringOption("dir", os.tmpdir());
 
 const mib = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
@@ -86,11 +86,6 @@ const cpuSpent = (from: CpuTimes, to: CpuTimes) =>
   `user ${(to.user - from.user).toFixed(1)}, system ${(to.system - from.system).toFixed(1)}, idle ${(
     to.idle - from.idle
   ).toFixed(1)}, steal ${(to.steal - from.steal).toFixed(1)}`;
-const median = (values: number[]) => {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
-};
 
 function timed<T>(f: () => T): [T, number] {
   const start = Date.now();
@@ -110,7 +105,6 @@ function check(what: string, result: ScriptResult | { status: number | null; std
 async function main() {
   requireBackupTools();
   const dir = fs.mkdtempSync(path.join(baseDir, "bench-backup-"));
-  if (!Number.isInteger(runs) || runs < 1) throw new Error(`--runs: '${runs}' is not a whole number of at least 1`);
   // Every run's backup and bare upload stay in the gateway's memory (the backups are locked).
   const s3 = await startRgw("etcd-backups", {
     memstoreBytes: Math.max(2 * 1024 ** 3, Math.ceil(runs * sizeMb * 1024 ** 2 * 2.2) + 1024 ** 3),

@@ -18,10 +18,10 @@ import * as path from "node:path";
 import { companionWorstCase, hetznerApiAssumptions } from "../components/config/failoverBudget";
 import { measureReservedIpFailover } from "../tests/support/failoverNodes";
 import { companionDefaults } from "./failover-budget";
-import { numberOption } from "./options";
+import { countOption, median, numberOption } from "./options";
 
 async function main(): Promise<void> {
-  const runs = Math.round(numberOption("runs", 5));
+  const runs = countOption("runs", 5);
   const actionSeconds = numberOption("action-seconds", hetznerApiAssumptions.assignActionSeconds);
   const companion = companionDefaults();
   const share = companionWorstCase(companion);
@@ -51,10 +51,10 @@ async function main(): Promise<void> {
     fs.rmSync(tmp, { recursive: true, force: true });
   }
   const sorted = [...figures].sort((a, b) => a - b);
-  const median = sorted[Math.floor(sorted.length / 2)];
+  const middle = median(figures);
   const max = sorted[sorted.length - 1];
   console.log(
-    `address moved -> Floating IP assigned: min ${sorted[0].toFixed(2)} s, median ${median.toFixed(2)} s, max ${max.toFixed(2)} s; ` +
+    `address moved -> Floating IP assigned: min ${sorted[0].toFixed(2)} s, median ${middle.toFixed(2)} s, max ${max.toFixed(2)} s; ` +
       `budgeted ${share} s: ${max <= share ? "within" : "OVER"}`,
   );
   if (max > share) process.exitCode = 1;

@@ -14,12 +14,10 @@ import * as path from "node:path";
 import YAML from "yaml";
 import { longestChain, Plan } from "./offline/render";
 import { projectRoot } from "./offline/stackConfig";
+import { countOption, median } from "./options";
 
-const runsArg = process.argv.indexOf("--runs");
-const runs = runsArg > 0 ? Number(process.argv[runsArg + 1]) : 5;
-if (!Number.isInteger(runs) || runs < 1) throw new Error("--runs needs a positive whole number");
+const runs = countOption("runs", 5);
 
-const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), "plan-bench-"));
 const prod = YAML.parse(fs.readFileSync(path.join(projectRoot, "Pulumi.prod.yaml"), "utf8")) as {
   config: Record<string, unknown>;

@@ -1,4 +1,7 @@
-/** Command-line options of the project's benchmarks: `--name value`, read from process.argv. */
+/**
+ * What the project's benchmarks share: their command-line options (`--name value`, read from
+ * process.argv) and the median of their runs.
+ */
 
 /** A positive number option; throws naming it when the value is not one. */
 export function numberOption(name: string, fallback: number): number {
@@ -16,4 +19,18 @@ export function stringOption(name: string, fallback: string): string {
   const value = process.argv[i + 1];
   if (value === undefined || value.startsWith("--")) throw new Error(`--${name} needs a value`);
   return value;
+}
+
+/** A count option (a whole number of at least 1, such as --runs); throws naming it otherwise. */
+export function countOption(name: string, fallback: number): number {
+  const value = numberOption(name, fallback);
+  if (!Number.isInteger(value)) throw new Error(`--${name} needs a whole number`);
+  return value;
+}
+
+/** The median of VALUES (for an even count, the mean of the middle two). */
+export function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
 }
