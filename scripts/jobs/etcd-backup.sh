@@ -746,15 +746,16 @@ snapshot_bytes="$(stat -c %s "$snapshot")"
 if ((snapshot_bytes % 512 != 32)); then
   die "the snapshot has no integrity hash (${snapshot_bytes} bytes is not 32 past a 512-byte boundary)"
 fi
-snapshot_sha256="$work/snapshot.hash"
-if ! tail -c 32 -- "$snapshot" >"$snapshot_sha256" || ! truncate -s -32 -- "$snapshot"; then
+snapshot_hash_file="$work/snapshot.hash"
+if ! tail -c 32 -- "$snapshot" >"$snapshot_hash_file" || ! truncate -s -32 -- "$snapshot"; then
   die "cannot move the snapshot's sha256 out of ${snapshot}"
 fi
 
-# snapshot_hash_ok: the snapshot file (without its last 32 bytes) hashes to snapshot_sha256.
+# snapshot_hash_ok: the snapshot file (its last 32 bytes moved out) hashes to the bytes in
+# snapshot_hash_file.
 snapshot_hash_ok() {
   local expected actual
-  expected="$(od -An -v -tx1 -- "$snapshot_sha256" | tr -d ' \n')"
+  expected="$(od -An -v -tx1 -- "$snapshot_hash_file" | tr -d ' \n')"
   actual="$(sha256_hex "$snapshot")" || actual="(none)"
   if [[ "$expected" != "$actual" ]]; then
     log "the snapshot's integrity hash does not match its content (appended ${expected}, computed ${actual})"
@@ -798,7 +799,7 @@ mkfifo -- "$work/stream.fifo"
   snapshot_hash_ok &
   check_pid=$!
   status=0
-  pack "$work/object.sum" "$snapshot" "$snapshot_sha256" </dev/null || status=1
+  pack "$work/object.sum" "$snapshot" "$snapshot_hash_file" </dev/null || status=1
   wait "$check_pid" || status=1
   exit "$status"
 ) >"$work/stream.fifo" 2>"$work/pack.log" &
