@@ -155,6 +155,50 @@ describe("one helper library", () => {
   });
 });
 
+describe("s3_uri_encode", () => {
+  // Signature Version 4's UriEncode (AWS, "Create a canonical request"): every byte but
+  // A-Z a-z 0-9 - . _ ~ as %XX in upper-case hex; encodeURIComponent leaves ! ' ( ) * as they
+  // are, so those are encoded here after it.
+  const uriEncode = (value: string, keepSlash: boolean) =>
+    value
+      .split(keepSlash ? "/" : /(?!)/)
+      .map((segment) =>
+        encodeURIComponent(segment).replace(/[!'()*]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`),
+      )
+      .join("/");
+  const values = [
+    "",
+    "bench/etcd/20261204T211517Z-r18.db.zst.age",
+    "a//b/",
+    "x!*'()y z+&=?#%",
+    "2Vv.X_Y~z-0",
+    'tab\there "quoted" back\\slash $HOME `cmd` ;|<>',
+    "über/ñ/日本/€ÿ",
+    "2~aBcD.eF_Gh-IjKlMnOpQrStUvWxYz",
+  ];
+
+  test("encodes every byte but A-Z a-z 0-9 - . _ ~, UTF-8 byte by byte, in any locale; --path keeps the slashes", () => {
+    for (const lang of ["C", "C.UTF-8"]) {
+      for (const value of values) {
+        for (const keepSlash of [false, true]) {
+          const r = withLibrary(`s3_uri_encode "$VALUE" ${keepSlash ? "--path" : ""}`, [], {
+            VALUE: value,
+            LC_ALL: lang,
+          });
+          expect({ lang, value, keepSlash, ...r }).toEqual({
+            lang,
+            value,
+            keepSlash,
+            status: 0,
+            stdout: `${uriEncode(value, keepSlash)}\n`,
+            stderr: "",
+          });
+        }
+      }
+    }
+  });
+});
+
 describe("messages", () => {
   test("node scripts: `NAME: message`; LOG_TIMESTAMPS=utc (job and operator scripts): the UTC time first", () => {
     expect(withLibrary('log "hello"; die "gone"')).toEqual({

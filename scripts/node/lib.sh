@@ -266,13 +266,25 @@ s3() {
 # refuses a body that changed on the way (BadDigest).
 
 # s3_uri_encode VALUE [--path]: VALUE percent-encoded as Signature Version 4's UriEncode wants
-# it (all but A-Z a-z 0-9 - . _ ~), for a query string; with --path, each segment of a key so,
-# the slashes kept. jq's @uri and more: jq 1.6 (bookworm's) leaves ! * ' ( ) as they are, which
-# the store encodes when it computes the signature (SignatureDoesNotMatch).
+# it (every byte but A-Z a-z 0-9 - . _ ~ as %XX, hex in upper case), for a query string; with
+# --path, each segment of a key so, the slashes kept. Byte by byte in the C locale (a UTF-8
+# character is its bytes, each encoded), in bash: every signed request encodes its key, and a
+# jq process for it took 19 ms of CPU here. (jq's @uri would also leave ! * ' ( ) as they are,
+# which the store encodes when it computes the signature: SignatureDoesNotMatch.)
 s3_uri_encode() {
-  jq -rn --arg v "$1" --arg mode "${2:-}" '
-    def encode: @uri | gsub("!"; "%21") | gsub("\\*"; "%2A") | gsub("\u0027"; "%27") | gsub("\\("; "%28") | gsub("\\)"; "%29");
-    if $mode == "--path" then $v | split("/") | map(encode) | join("/") else $v | encode end'
+  local LC_ALL=C value="$1" out="" c i
+  for ((i = 0; i < ${#value}; i++)); do
+    c="${value:i:1}"
+    case "$c" in
+      [A-Za-z0-9._~-]) out+="$c" ;;
+      /) if [[ "${2:-}" == --path ]]; then out+="/"; else out+="%2F"; fi ;;
+      *)
+        printf -v c '%%%02X' "'${c}"
+        out+="$c"
+        ;;
+    esac
+  done
+  printf '%s\n' "$out"
 }
 
 # s3_request METHOD KEY QUERY OUT [CURL_ARGS...]: one signed request for KEY in S3_BUCKET at
