@@ -426,6 +426,41 @@ exec /usr/bin/etcdctl "$@"`,
     expect(fs.readdirSync(tmp).filter((f) => f.startsWith("etcd-backup."))).toEqual([]);
   });
 
+  test("while snapshot status runs, the stream goes on into scratch: up to S3_UPLOAD_CONCURRENCY parts are read ahead, never more", async () => {
+    // A status that takes 3 s (a large database's page walk) and, before it answers, lists the
+    // part files in the run's scratch. The stream (a 5 MiB part and a shorter one) is read ahead
+    // whole with S3_UPLOAD_CONCURRENCY=4, and only its first part with 1.
+    const readAhead = async (concurrency: string) => {
+      const name = `readahead-${concurrency}`;
+      const seen = path.join(tmp, `${name}.parts`);
+      const r = await runBackup(name, { S3_UPLOAD_CONCURRENCY: concurrency }, "", {
+        etcdctl: `if [[ " $* " == *" snapshot status "* ]]; then
+  sleep 3
+  snapshot="\${@: -3:1}"
+  parts="$(dirname "$snapshot")/parts"
+  for f in "$parts"/*; do [[ -s "$f" ]] && printf '%s %s\n' "$(basename "$f")" "$(stat -c %s "$f")"; done | sort -n >'${seen}'
+fi
+exec /usr/bin/etcdctl "$@"`,
+      });
+      expect({ status: r.status, stderr: r.status === 0 ? "" : r.stderr }).toEqual({ status: 0, stderr: "" });
+      const done = JSON.parse(r.stdout) as { key: string; sha256: string };
+      expect(sha256(s3.get(done.key))).toBe(done.sha256);
+      expect(r.calls.filter((c) => c.startsWith("upload-part ")).length).toBe(2);
+      return fs
+        .readFileSync(seen, "utf8")
+        .trim()
+        .split("\n")
+        .map((line) => line.split(" ").map(Number));
+    };
+    const mib5 = 5 * 1024 * 1024;
+    const all = await readAhead("4");
+    expect(all.map(([n]) => n)).toEqual([1, 2]);
+    expect(all[0][1]).toBe(mib5);
+    expect(all[1][1]).toBeGreaterThan(0);
+    expect(all[1][1]).toBeLessThan(mib5);
+    expect(await readAhead("1")).toEqual([[1, mib5]]);
+  });
+
   test("a completion whose response is cut short after its 200 counts as failed: no sidecar, nothing left", async () => {
     // CompleteMultipartUpload can answer 200 and report its error in the body that follows (S3
     // API reference, CompleteMultipartUpload); curl exits 18 when the connection closes before

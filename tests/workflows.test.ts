@@ -609,6 +609,7 @@ describe("scripts/jobs/images/etcd-backup.Dockerfile", () => {
       "od",
       "mkfifo",
       "truncate",
+      "dd",
     ];
     const required = fs
       .readdirSync(path.join(repoRoot, "scripts", "jobs"))

@@ -67,7 +67,8 @@ with curl --aws-sigv4, listings and deletes go through aws-cli)
                           one part is one put-object; larger ones are a multipart upload whose
                           parts are read off the stream into scratch. The only size setting:
                           S3_PART_MB and S3_MULTIPART_THRESHOLD_MIB are refused.
-  S3_UPLOAD_CONCURRENCY   Parts uploading at once while the next one is read (default 4, 1..16).
+  S3_UPLOAD_CONCURRENCY   Parts uploading at once while the next one is read (default 4, 1..16),
+                          and parts read ahead into scratch while `snapshot status` runs.
 
 Encryption
   BACKUP_ENCRYPTION       age (default) or none. none is the explicit opt-out: the snapshot is
@@ -223,7 +224,7 @@ case "$BACKUP_PKI_UNENCRYPTED" in
   *) config_error "BACKUP_PKI_UNENCRYPTED must be 'skip' or 'upload', got '${BACKUP_PKI_UNENCRYPTED}'" ;;
 esac
 
-require_tools etcdctl zstd curl aws jq openssl base64 timeout ssh-keygen od mkfifo truncate
+require_tools etcdctl zstd curl aws jq openssl base64 timeout ssh-keygen od mkfifo truncate dd
 if [[ "$BACKUP_ENCRYPTION" == age ]]; then require_tools age; fi
 if command -v etcdutl >/dev/null; then snapshot_tool=etcdutl; else snapshot_tool=etcdctl; fi
 
@@ -242,8 +243,9 @@ uploads_file="$work/uploads"
 success=false
 # KEY and UPLOAD_ID of the multipart upload in progress, aborted when the run ends early.
 open_multipart=()
-# The PID of the job reading the stream's first part (see step 3) while the snapshot is checked.
-first_part_job=""
+# The PID of the job reading the stream's first parts (read_ahead, step 3) while the snapshot is
+# checked.
+read_ahead_job=""
 # The PIDs of uploads running in the background (the cleanup waits for them).
 upload_jobs=()
 stream_producer=""
@@ -257,8 +259,8 @@ cleanup() {
   trap - EXIT
   # Background uploads (the PKI's, a signature) are waited for: killed, their request could
   # still create the object after the deletes below. Each is small and bounded by S3_TIMEOUT.
-  # Then our other background jobs (the stream's producer and first part, the listing) end with
-  # the run.
+  # Then our other background jobs (the stream's producer and the parts read ahead, the
+  # listing) end with the run.
   for key in "${upload_jobs[@]}"; do wait "$key" 2>/dev/null || true; done
   local -a pids
   mapfile -t pids < <(jobs -p)
@@ -538,6 +540,28 @@ create_multipart() {
   printf '%s\n' "$id"
 }
 
+# read_part: copies one part (S3_PART_SIZE_MIB MiB, less at the end of the stream) from stdin
+# to stdout, reading nothing past it. dd with iflag=fullblock fills each 1 MiB block with as
+# many reads as it takes and reads no more than a block (coreutils src/dd.c, iread_fullblock),
+# and stops after count blocks. It moves a MiB a call where `head -c` moved BUFSIZ (8 KiB;
+# src/head.c, head_bytes): measured on 7 parts of 128 MiB off a pipe here, 0.47 s of system CPU
+# against 0.68 s.
+read_part() { dd bs=1M count="$S3_PART_SIZE_MIB" iflag=fullblock status=none; }
+
+# read_ahead DIR: reads the stream's first parts into DIR/1, DIR/2, ... while `snapshot status`
+# runs (step 2; the key name, and with it the upload, waits for its revision): up to
+# S3_UPLOAD_CONCURRENCY of them, as many as upload_stream would keep in scratch anyway, ending
+# after a part shorter than S3_PART_SIZE_MIB (the last). With one part read ahead, the stream
+# stopped once that part and the pipes were full and waited for the status (at 1 GB here it
+# answered 1.0 to 1.5 s after the save).
+read_ahead() {
+  local n
+  for ((n = 1; n <= S3_UPLOAD_CONCURRENCY; n++)); do
+    read_part >"$1/${n}" || return 1
+    (($(stat -c %s "$1/${n}") == part_bytes)) || return 0
+  done
+}
+
 # upload_stream KEY [ARGS...]: uploads stdin (the snapshot's stream) to KEY. ARGS go to curl in
 # the request that creates the object, PutObject or CreateMultipartUpload (both take the Object
 # Lock headers, object_lock_args). A body shorter than one part (S3_PART_SIZE_MIB) is one
@@ -557,15 +581,14 @@ upload_stream() {
   shift
   mkdir -p -- "$dir"
   chunk="$dir/1"
-  # GNU head -c reads no further than COUNT bytes (coreutils src/head.c, head_bytes), so the
-  # next call reads on from exactly there. The first part may have been read already, by
-  # first_part_job, into the same file.
-  if [[ -n "$first_part_job" ]]; then
-    wait "$first_part_job" || failed=1
-    first_part_job=""
-  else
-    head -c "$part_bytes" >"$chunk" || failed=1
+  # read_part reads no further than one part, so the next call reads on from exactly there. The
+  # first parts may have been read already, by read_ahead_job, into the same files: a part whose
+  # file is there is taken as it is (the loop below removes each file once its part is up).
+  if [[ -n "$read_ahead_job" ]]; then
+    wait "$read_ahead_job" || failed=1
+    read_ahead_job=""
   fi
+  if ((failed == 0)) && [[ ! -e "$chunk" ]]; then read_part >"$chunk" || failed=1; fi
   if ((failed)); then return 1; fi
   stream_bytes="$(stat -c %s "$chunk")"
   if ((stream_bytes < part_bytes)); then
@@ -595,7 +618,7 @@ upload_stream() {
     pids+=("$!")
     chunks+=("$chunk")
     next="$dir/$((part + 1))"
-    head -c "$part_bytes" >"$next" || failed=1
+    if [[ ! -e "$next" ]]; then read_part >"$next" || failed=1; fi
     stream_bytes=$((stream_bytes + $(stat -c %s "$next")))
     while ((${#pids[@]} > 0)) && { ((${#pids[@]} >= S3_UPLOAD_CONCURRENCY || failed)) || [[ ! -s "$next" ]]; }; do
       wait "${pids[0]}" || failed=1
@@ -766,8 +789,8 @@ snapshot_hash_ok() {
 # ---------------------------------------------------------------------------------------------
 # 3. Stream: zstd, age (unless BACKUP_ENCRYPTION=none), sha256 of the bytes uploaded, upload. No
 # intermediate file but the upload parts. The stream starts as soon as the snapshot is saved: its
-# first part is read into scratch while `snapshot status` runs (the key name needs the revision
-# only when the upload begins, after that part).
+# first parts are read into scratch while `snapshot status` runs (the key name needs the revision
+# only when the upload begins, after those parts).
 
 recipients_file="$work/recipients"
 if ((${#recipients[@]} > 0)); then printf '%s\n' "${recipients[@]}" >"$recipients_file"; fi
@@ -807,11 +830,11 @@ mkfifo -- "$work/stream.fifo"
   exit "$status"
 ) >"$work/stream.fifo" 2>"$work/pack.log" &
 stream_producer=$!
-# The first part, read off the stream alongside the status (upload_stream takes it over).
+# The first parts, read off the stream alongside the status (upload_stream takes them over).
 exec {stream_fd}<"$work/stream.fifo"
 mkdir -p -- "$work/parts"
-head -c "$part_bytes" <&"$stream_fd" >"$work/parts/1" &
-first_part_job=$!
+read_ahead "$work/parts" <&"$stream_fd" &
+read_ahead_job=$!
 
 # Step 2's `snapshot status`, meanwhile. When it fails, the run ends before anything is uploaded.
 if ! "$snapshot_tool" snapshot status "$snapshot" -w json >"$work/status.json" 2>"$work/status.log"; then
