@@ -194,8 +194,8 @@ async function main() {
     fs.writeFileSync(awsConfig, "[default]\ns3 =\n  addressing_style = path\n");
     type Summary = { key: string; snapshotBytes: number; size: number; revision: number; snapshotSeconds: number };
     const measured: { backupMs: number; saveMs: number; cpMs: number; summary: Summary }[] = [];
-    // (c), (d) and (e), after the first run's (a) and (b): they take that run's backup and bare
-    // snapshot, with the store and the page cache as one run leaves them (all of every run's
+    // (c), (d) and (e), after the first run's (a) and (b): they take that run's backup (fetched
+    // once, by (c)), with the store and the page cache as one run leaves them (all of every run's
     // uploads stay in the gateway's memory, and with five runs there, a fetch took 24 s, not 7).
     const restores = async (summary: Summary) => {
       settle();

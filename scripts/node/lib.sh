@@ -322,8 +322,8 @@ s3_request() {
 # s3_put KEY QUERY OUT FILE [CURL_ARGS...]: s3_request PUT with FILE as the body and its
 # Content-MD5 (base64 of the binary MD5). curl asks for 100 Continue before any PUT body and
 # waits up to a second for it; RGW answers a PutObjectRetention only after that second. As
-# botocore does, only a body over 1 MiB waits for it. (Not `-H "Expect:"`: curl 7.88 signs that empty header without sending it,
-# and the store answers SignatureDoesNotMatch.)
+# botocore does, only a body over 1 MiB waits for it. (Not `-H "Expect:"`: curl 7.88 signs that
+# empty header without sending it, and the store answers SignatureDoesNotMatch.)
 s3_put() {
   local key="$1" query="$2" out="$3" file="$4" md5
   local -a expect=()
