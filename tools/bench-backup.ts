@@ -1,6 +1,6 @@
 /**
  * `npm run bench:backup -- [--size-mb 1024] [--value-kb 100] [--part-mb 128] [--concurrency 4]
- *   [--lock-mode COMPLIANCE|GOVERNANCE|none] [--runs 3] [--dir DIR]`
+ *   [--lock-mode COMPLIANCE|GOVERNANCE|none] [--runs 3] [--dir DIR] [--no-page-reporting]`
  *
  * Measures the etcd backup and restore scripts against the bare minimum, on this machine:
  * a 3-member loopback etcd (Debian's etcd) filled to about --size-mb with --value-kb values
@@ -24,8 +24,12 @@
  * and prints a table with seconds, sizes and ratios. (a) and (b) run --runs times, one after
  * the other, (a) first in odd runs and (b) first in even ones (a, b, b, a, a, b, ...): the table
  * gives the median of each step and the median of the runs' (a)/(b) ratios, each run's figures
- * are printed above it, with the machine's CPU seconds during (a) and (b) (at 1 GB here single
- * backups took 12.2 to 17.0 s, and the machine's system CPU during one 6.3 to 15.1 s). One
+ * are printed above it, with the machine's CPU seconds during (a) and (b) and who spent them
+ * (the job, etcd, the store, the rest), the pages reclaimed and the free memory reported to the
+ * host. On a virtual machine that hands its free memory back to the host (free page reporting),
+ * what a step writes costs it host faults, which the guest sees as system CPU of the writer:
+ * at 1 GB here single backups took 11.7 to 16.3 s with it on, and 11.1 to 12.1 s with
+ * --no-page-reporting (holdHostMemory). One
  * snapshot save runs before the first run, outside the ratios, so that (a) and (b) both
  * snapshot a database read once since the fill. Use the figures to set the CronJob's
  * activeDeadlineSeconds and ETCD_SNAPSHOT_TIMEOUT / S3_TIMEOUT, and
@@ -52,7 +56,7 @@ import {
 } from "../tests/support/etcdCluster";
 import { startRgw } from "../tests/support/rgw";
 import { awsBinary } from "../tests/support/s3Server";
-import { countOption, median, numberOption, stringOption } from "./options";
+import { countOption, flagOption, median, numberOption, stringOption } from "./options";
 
 const sizeMb = numberOption("size-mb", 1024);
 const valueKb = numberOption("value-kb", 100);
@@ -61,6 +65,7 @@ const concurrency = numberOption("concurrency", 4);
 const lockMode = stringOption("lock-mode", "COMPLIANCE");
 const runs = countOption("runs", 3);
 const baseDir = stringOption("dir", os.tmpdir());
+const noPageReporting = flagOption("no-page-reporting");
 
 const mib = (bytes: number) => `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
 const seconds = (ms: number) => (ms / 1000).toFixed(1);
@@ -83,10 +88,133 @@ const machineCpu = (): CpuTimes => {
     steal: steal / 100,
   };
 };
-const cpuSpent = (from: CpuTimes, to: CpuTimes) =>
-  `user ${(to.user - from.user).toFixed(1)}, system ${(to.system - from.system).toFixed(1)}, idle ${(
-    to.idle - from.idle
-  ).toFixed(1)}, steal ${(to.steal - from.steal).toFixed(1)}`;
+// Page reclaim so far (/proc/vmstat): pages scanned by allocating processes themselves (direct
+// reclaim, counted as their system CPU) and by kswapd, and the free memory now (/proc/meminfo).
+// When the page cache has filled the machine's memory, every page a step writes must first be
+// taken from somebody's cache.
+// Some virtual machines hand the guest's free memory back to their host as soon as it is freed
+// (virtio-balloon free page reporting, mm/page_reporting.c; this kernel also counts it in
+// reported_kib): every page the next step writes (a snapshot, an upload part) then costs the host
+// a fault the first time it is touched again, which the guest sees as slow kernel copies (the
+// system CPU of whoever writes). A server whose memory stays with it (a Hetzner VM under load
+// for weeks) does not pay that.
+const reportingDir = "/sys/module/page_reporting/parameters";
+const readNumber = (file: string): number | undefined => {
+  try {
+    return Number(fs.readFileSync(file, "utf8").trim());
+  } catch {
+    return undefined;
+  }
+};
+// --no-page-reporting: for the bench's duration the kernel reports no free memory to the host
+// (page_reporting_order above x86-64's largest order, 10: mm/page_reporting.c reports only free
+// blocks of at least that order), and the free memory is touched once before the fill (a file
+// that size written to /dev/shm, then removed), so that every step writes into memory the host
+// already backs, as on a server whose memory stays with it. The setting is put back when the
+// bench ends, also on SIGINT and SIGTERM. Needs root.
+function holdHostMemory(): () => void {
+  const file = path.join(reportingDir, "page_reporting_order");
+  const before = readNumber(file);
+  if (before === undefined) throw new Error(`--no-page-reporting: this kernel has no ${file}`);
+  try {
+    fs.writeFileSync(file, "11");
+  } catch (error) {
+    throw new Error(`--no-page-reporting: cannot write ${file} (run as root): ${String(error)}`);
+  }
+  let restored = false;
+  const restore = () => {
+    if (restored) return;
+    restored = true;
+    fs.writeFileSync(file, String(before));
+  };
+  for (const signal of ["SIGINT", "SIGTERM"] as const) {
+    process.once(signal, () => {
+      restore();
+      process.exit(130);
+    });
+  }
+  process.once("exit", restore);
+  const free = /^MemFree:\s+(\d+) kB$/m.exec(fs.readFileSync("/proc/meminfo", "utf8"));
+  const mib = Math.max(0, Math.floor(Number(free?.[1] ?? 0) / 1024) - 1024);
+  const shm = path.join("/dev/shm", `bench-backup-touch-${process.pid}`);
+  try {
+    const touched = spawnSync("dd", ["if=/dev/zero", `of=${shm}`, "bs=1M", `count=${mib}`, "status=none"], {
+      timeout: 600_000,
+    });
+    console.error(
+      `free page reporting off (was order ${before}); touched ${mib} MiB of free memory (dd ${touched.status})`,
+    );
+  } finally {
+    fs.rmSync(shm, { force: true });
+  }
+  return restore;
+}
+type Reclaim = { direct: number; kswapd: number; freeMib: number; reportedKib?: number };
+const reclaimNow = (): Reclaim => {
+  const vm = new Map(
+    fs
+      .readFileSync("/proc/vmstat", "utf8")
+      .trim()
+      .split("\n")
+      .map((l) => l.split(" ") as [string, string]),
+  );
+  const free = /^MemFree:\s+(\d+) kB$/m.exec(fs.readFileSync("/proc/meminfo", "utf8"));
+  return {
+    direct: Number(vm.get("pgscan_direct") ?? 0),
+    kswapd: Number(vm.get("pgscan_kswapd") ?? 0),
+    freeMib: free ? Number(free[1]) / 1024 : NaN,
+    reportedKib: readNumber(path.join(reportingDir, "reported_kib")),
+  };
+};
+const reclaimSpent = (from: Reclaim, to: Reclaim) =>
+  `pages scanned for reclaim: direct ${to.direct - from.direct}, kswapd ${to.kswapd - from.kswapd}; free memory ${from.freeMib.toFixed(
+    0,
+  )} MiB before${
+    from.reportedKib !== undefined && to.reportedKib !== undefined
+      ? `, ${((to.reportedKib - from.reportedKib) / 1024).toFixed(0)} MiB freed memory reported to the host`
+      : ""
+  }`;
+// One process's CPU seconds from /proc/PID/stat (proc(5)): utime and stime (fields 14 and 15,
+// every thread of it), or with `waited` cutime and cstime (16 and 17): the children it has
+// waited for, with theirs. The bench waits for every script and tool it runs, so its own cutime
+// and cstime over a run are that run's job: the script with every etcdctl, zstd, age, curl and
+// aws it started, or the bare etcdctl and aws.
+type ProcCpu = { user: number; system: number };
+const procCpu = (pid: number | "self", waited = false): ProcCpu => {
+  let stat: string;
+  try {
+    stat = fs.readFileSync(`/proc/${pid}/stat`, "utf8");
+  } catch {
+    return { user: 0, system: 0 };
+  }
+  // Field 3 (the state) is the first after the command name's closing parenthesis.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const at = waited ? 16 : 14;
+  return { user: Number(fields[at - 3]) / 100, system: Number(fields[at + 1 - 3]) / 100 };
+};
+const sumCpu = (all: ProcCpu[]): ProcCpu =>
+  all.reduce((t, c) => ({ user: t.user + c.user, system: t.system + c.system }), { user: 0, system: 0 });
+// The machine's CPU and who spent it: the job, etcd (every member; the snapshot's server among
+// them), the object store (monitor, OSD, radosgw: on Hetzner these run elsewhere), and the rest
+// (the kernel's own threads, such as page writeback, and this bench).
+type CpuSample = { machine: CpuTimes; job: ProcCpu; etcd: ProcCpu; store: ProcCpu; reclaim: Reclaim };
+const userSystem = (c: ProcCpu) => `user ${c.user.toFixed(1)}, system ${c.system.toFixed(1)}`;
+const cpuSpent = (from: CpuSample, to: CpuSample) => {
+  const d = (a: ProcCpu, b: ProcCpu): ProcCpu => ({ user: b.user - a.user, system: b.system - a.system });
+  const machine = d(from.machine, to.machine);
+  const [job, etcd, store] = [d(from.job, to.job), d(from.etcd, to.etcd), d(from.store, to.store)];
+  const rest = d(sumCpu([job, etcd, store]), machine);
+  return {
+    job,
+    text:
+      `machine ${userSystem(machine)}, idle ${(to.machine.idle - from.machine.idle).toFixed(1)}, steal ${(
+        to.machine.steal - from.machine.steal
+      ).toFixed(1)}; ` +
+      `the job ${userSystem(job)}; etcd ${userSystem(etcd)}; the store ${userSystem(store)}; the rest ${userSystem(
+        rest,
+      )}; ${reclaimSpent(from.reclaim, to.reclaim)}`,
+  };
+};
 
 function timed<T>(f: () => T): [T, number] {
   const start = Date.now();
@@ -105,6 +233,7 @@ function check(what: string, result: ScriptResult | { status: number | null; std
 
 async function main() {
   requireBackupTools();
+  const restoreReporting = noPageReporting ? holdHostMemory() : undefined;
   const dir = fs.mkdtempSync(path.join(baseDir, "bench-backup-"));
   // Every run's backup and bare upload stay in the gateway's memory (the backups are locked).
   const s3 = await startRgw("etcd-backups", {
@@ -193,7 +322,13 @@ async function main() {
     const awsConfig = path.join(dir, "aws-config");
     fs.writeFileSync(awsConfig, "[default]\ns3 =\n  addressing_style = path\n");
     type Summary = { key: string; snapshotBytes: number; size: number; revision: number; snapshotSeconds: number };
-    const measured: { backupMs: number; saveMs: number; cpMs: number; summary: Summary }[] = [];
+    const measured: {
+      backupMs: number;
+      saveMs: number;
+      cpMs: number;
+      summary: Summary;
+      jobCpu: [ProcCpu, ProcCpu];
+    }[] = [];
     // (c), (d) and (e), after the first run's (a) and (b): they take that run's backup (fetched
     // once, by (c)), with the store and the page cache as one run leaves them (all of every run's
     // uploads stay in the gateway's memory, and with five runs there, a fetch took 24 s, not 7).
@@ -330,9 +465,16 @@ async function main() {
       return { fetchMs, membersMs, bareRestoreMs, seedRestoreMs, seedStartMs };
     };
     let restoreTimes: Awaited<ReturnType<typeof restores>> | undefined;
+    const cpuSample = (): CpuSample => ({
+      machine: machineCpu(),
+      job: procCpu("self", true),
+      etcd: sumCpu(cluster.members.flatMap((m) => (m.process?.pid ? [procCpu(m.process.pid)] : []))),
+      store: sumCpu(s3.daemonPids().map((pid) => procCpu(pid))),
+      reclaim: reclaimNow(),
+    });
     // (a) etcd-backup.sh end to end.
     const backupRun = async () => {
-      const cpuBefore = machineCpu();
+      const cpuBefore = cpuSample();
       const [backup, backupMs] = await timedAsync(() =>
         runScript(
           path.join(jobsDir, "etcd-backup.sh"),
@@ -352,12 +494,12 @@ async function main() {
         ),
       );
       check("etcd-backup.sh", backup);
-      return { backupMs, summary: JSON.parse(backup.stdout) as Summary, cpu: cpuSpent(cpuBefore, machineCpu()) };
+      return { backupMs, summary: JSON.parse(backup.stdout) as Summary, cpu: cpuSpent(cpuBefore, cpuSample()) };
     };
     // (b) bare: snapshot save + one aws s3 cp. (d) restores the first run's file.
     const bareRun = () => {
       fs.rmSync(bareSnapshot, { force: true });
-      const cpuBefore = machineCpu();
+      const cpuBefore = cpuSample();
       const [save, saveMs] = timed(() => snapshotSave(bareSnapshot));
       check("etcdctl snapshot save", save);
       const [cp, cpMs] = timed(() =>
@@ -376,7 +518,7 @@ async function main() {
         ),
       );
       check("aws s3 cp", cp);
-      return { saveMs, cpMs, cpu: cpuSpent(cpuBefore, machineCpu()) };
+      return { saveMs, cpMs, cpu: cpuSpent(cpuBefore, cpuSample()) };
     };
     for (let run = 1; run <= runs; run++) {
       // Odd runs take (a) first, even runs (b): neither always runs right after the other.
@@ -393,7 +535,7 @@ async function main() {
       }
       const { backupMs, summary } = a;
       const { saveMs, cpMs } = b;
-      measured.push({ backupMs, saveMs, cpMs, summary });
+      measured.push({ backupMs, saveMs, cpMs, summary, jobCpu: [a.cpu.job, b.cpu.job] });
       console.log(
         `run ${run}/${runs} (${run % 2 === 1 ? "a, b" : "b, a"}): (a) ${seconds(backupMs)} s (save ${summary.snapshotSeconds.toFixed(
           1,
@@ -401,7 +543,8 @@ async function main() {
           saveMs + cpMs,
         )} s (save ${seconds(saveMs)} + cp ${seconds(cpMs)}), ${(backupMs / (saveMs + cpMs)).toFixed(2)}x`,
       );
-      console.log(`  machine CPU seconds in (a): ${a.cpu}; in (b): ${b.cpu}`);
+      console.log(`  CPU seconds in (a): ${a.cpu.text}`);
+      console.log(`  CPU seconds in (b): ${b.cpu.text}`);
       settle();
       if (run === 1) {
         restoreTimes = await restores(summary);
@@ -454,11 +597,30 @@ async function main() {
     for (const [name, ms, size, ratio] of rows) {
       console.log(`${name.padEnd(70)} ${seconds(ms).padStart(8)}  ${size.padStart(12)}  ${ratio}`);
     }
+    const jobCpu = (i: 0 | 1) => ({
+      user: median(measured.map((m) => m.jobCpu[i].user)),
+      system: median(measured.map((m) => m.jobCpu[i].system)),
+    });
+    console.log(
+      `CPU seconds of the job itself (every process it started), median: (a) ${userSystem(jobCpu(0))}; (b) ${userSystem(
+        jobCpu(1),
+      )}`,
+    );
     console.log(`(not in the ratios) the first snapshot save after the fill: ${seconds(warmMs)} s`);
+    // mm/page_reporting.c reports free blocks of this order and above; x86-64 has none above 10.
+    const order = readNumber(path.join(reportingDir, "page_reporting_order"));
+    console.log(
+      order === undefined
+        ? "free page reporting: not in this kernel"
+        : `free page reporting: page_reporting_order ${order}${
+            order > 10 ? " (off: no free block is that large)" : " (on where a balloon device takes reports)"
+          }`,
+    );
   } finally {
     await cluster.cleanup().catch(() => undefined);
     await s3.stop().catch(() => undefined);
     fs.rmSync(dir, { recursive: true, force: true });
+    restoreReporting?.();
   }
 }
 

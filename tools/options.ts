@@ -21,6 +21,11 @@ export function stringOption(name: string, fallback: string): string {
   return value;
 }
 
+/** A flag (`--name`, no value): whether it was given. */
+export function flagOption(name: string): boolean {
+  return process.argv.includes(`--${name}`);
+}
+
 /** A count option (a whole number of at least 1, such as --runs); throws naming it otherwise. */
 export function countOption(name: string, fallback: number): number {
   const value = numberOption(name, fallback);

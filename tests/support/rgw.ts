@@ -50,6 +50,8 @@ export interface RgwServer extends S3Server {
   aws(args: string[], input?: Buffer): { status: number | null; stdout: string; stderr: string };
   /** PID of the running radosgw (undefined while stopped). */
   gatewayPid(): number | undefined;
+  /** PIDs of every running daemon of the store: the monitor, the OSD and radosgw. */
+  daemonPids(): number[];
   /** Stops radosgw (SIGKILL when `kill`), keeping the cluster and its data. */
   stopGateway(kill?: boolean): Promise<void>;
   /** Starts radosgw again on the same port and waits until it answers. */
@@ -285,6 +287,10 @@ export async function startRgw(
     },
     aws,
     gatewayPid: () => (gateway && gateway.exitCode === null && gateway.signalCode === null ? gateway.pid : undefined),
+    daemonPids: () =>
+      [...children, gateway]
+        .filter((c) => c && c.exitCode === null && c.signalCode === null && c.pid !== undefined)
+        .map((c) => c!.pid!),
     async stopGateway(kill = false) {
       if (gateway) await stopProcess(gateway, kill ? "SIGKILL" : "SIGTERM");
       gateway = undefined;
