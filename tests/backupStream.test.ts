@@ -461,6 +461,34 @@ exec /usr/bin/etcdctl "$@"`,
     expect(await readAhead("1")).toEqual([[1, mib5]]);
   });
 
+  test("a part read ahead goes up as soon as it is complete, while the read-ahead waits on the stream", async () => {
+    // The snapshot's age (the first one run; the PKI's comes after the upload) passes exactly
+    // 6,000,000 bytes of its input on (more than one 5 MiB part of its output), then holds the
+    // rest back until the S3 stand-ins have logged the start of an upload-part (at most 10 s),
+    // notes whether one came, and passes the rest. Before take_part, the uploads waited for the
+    // whole read-ahead, which waited on this stream: none came.
+    const name = "readahead-early";
+    const log = path.join(tmp, name, "s3-calls");
+    const marker = path.join(tmp, `${name}.marker`);
+    const r = await runBackup(name, {}, "", {
+      age: `if [[ -e '${marker}' ]]; then exec /usr/bin/age "$@"; fi
+{
+  dd bs=1000000 count=6 iflag=fullblock status=none
+  for ((i = 0; i < 100; i++)); do
+    if grep -q "^start	curl	upload-part	" '${log}' 2>/dev/null; then echo seen >'${marker}'; break; fi
+    sleep 0.1
+  done
+  [[ -f '${marker}' ]] || echo none >'${marker}'
+  cat
+} | /usr/bin/age "$@"`,
+    });
+    expect({ status: r.status, stderr: r.status === 0 ? "" : r.stderr }).toEqual({ status: 0, stderr: "" });
+    expect(fs.readFileSync(marker, "utf8").trim()).toBe("seen");
+    const done = JSON.parse(r.stdout) as { key: string; sha256: string };
+    expect(sha256(s3.get(done.key))).toBe(done.sha256);
+    expect(r.calls.filter((c) => c.startsWith("upload-part ")).length).toBe(2);
+  });
+
   test("a completion whose response is cut short after its 200 counts as failed: no sidecar, nothing left", async () => {
     // CompleteMultipartUpload can answer 200 and report its error in the body that follows (S3
     // API reference, CompleteMultipartUpload); curl exits 18 when the connection closes before

@@ -244,8 +244,9 @@ success=false
 # KEY and UPLOAD_ID of the multipart upload in progress, aborted when the run ends early.
 open_multipart=()
 # The PID of the job reading the stream's first parts (read_ahead, step 3) while the snapshot is
-# checked.
+# checked, and the descriptor on which it announces each part it completed.
 read_ahead_job=""
+read_ahead_fd=""
 # The PIDs of uploads running in the background (the cleanup waits for them).
 upload_jobs=()
 stream_producer=""
@@ -551,15 +552,38 @@ read_part() { dd bs=1M count="$S3_PART_SIZE_MIB" iflag=fullblock status=none; }
 # read_ahead DIR: reads the stream's first parts into DIR/1, DIR/2, ... while `snapshot status`
 # runs (step 2; the key name, and with it the upload, waits for its revision): up to
 # S3_UPLOAD_CONCURRENCY of them, as many as upload_stream would keep in scratch anyway, ending
-# after a part shorter than S3_PART_SIZE_MIB (the last). With one part read ahead, the stream
-# stopped once that part and the pipes were full and waited for the status (at 1 GB here it
-# answered 1.0 to 1.5 s after the save).
+# after a part shorter than S3_PART_SIZE_MIB (the last). Prints each part's number once its
+# file is complete: upload_stream (take_part) uploads a part as soon as it is there, while the
+# next ones are read. With one part read ahead, the stream stopped once that part and the pipes
+# were full and waited for the status (at 1 GB here it answered 1.0 to 1.5 s after the save);
+# with the uploads waiting for all of them, the store stood idle 2 to 3 s after the status.
 read_ahead() {
   local n
   for ((n = 1; n <= S3_UPLOAD_CONCURRENCY; n++)); do
     read_part >"$1/${n}" || return 1
+    printf '%d\n' "$n"
     (($(stat -c %s "$1/${n}") == part_bytes)) || return 0
   done
+}
+
+# take_part NUMBER FILE: part NUMBER of the stream, complete in FILE. While the read-ahead job
+# runs, the parts it announces (read_ahead_fd), in order; once it has ended, read here from where
+# it stopped (after its short last part that reads an empty FILE: the end of the stream).
+take_part() {
+  local n
+  if [[ -n "$read_ahead_job" ]]; then
+    if read -r -u "$read_ahead_fd" n; then
+      [[ "$n" == "$1" && -f "$2" ]] || die "the read-ahead announced part ${n}, not $1"
+      return 0
+    fi
+    exec {read_ahead_fd}<&-
+    if ! wait "$read_ahead_job"; then
+      read_ahead_job=""
+      return 1
+    fi
+    read_ahead_job=""
+  fi
+  read_part >"$2"
 }
 
 # upload_stream KEY [ARGS...]: uploads stdin (the snapshot's stream) to KEY. ARGS go to curl in
@@ -582,14 +606,9 @@ upload_stream() {
   mkdir -p -- "$dir"
   chunk="$dir/1"
   # read_part reads no further than one part, so the next call reads on from exactly there. The
-  # first parts may have been read already, by read_ahead_job, into the same files: a part whose
-  # file is there is taken as it is (the loop below removes each file once its part is up).
-  if [[ -n "$read_ahead_job" ]]; then
-    wait "$read_ahead_job" || failed=1
-    read_ahead_job=""
-  fi
-  if ((failed == 0)) && [[ ! -e "$chunk" ]]; then read_part >"$chunk" || failed=1; fi
-  if ((failed)); then return 1; fi
+  # first parts come from read_ahead_job, into the same files (take_part; the loop below removes
+  # each file once its part is up).
+  take_part 1 "$chunk" || return 1
   stream_bytes="$(stat -c %s "$chunk")"
   if ((stream_bytes < part_bytes)); then
     # Shorter than one part: one PutObject.
@@ -618,8 +637,11 @@ upload_stream() {
     pids+=("$!")
     chunks+=("$chunk")
     next="$dir/$((part + 1))"
-    if [[ ! -e "$next" ]]; then read_part >"$next" || failed=1; fi
-    stream_bytes=$((stream_bytes + $(stat -c %s "$next")))
+    if take_part "$((part + 1))" "$next"; then
+      stream_bytes=$((stream_bytes + $(stat -c %s "$next")))
+    else
+      failed=1
+    fi
     while ((${#pids[@]} > 0)) && { ((${#pids[@]} >= S3_UPLOAD_CONCURRENCY || failed)) || [[ ! -s "$next" ]]; }; do
       wait "${pids[0]}" || failed=1
       rm -f -- "${chunks[0]}"
@@ -833,8 +855,10 @@ stream_producer=$!
 # The first parts, read off the stream alongside the status (upload_stream takes them over).
 exec {stream_fd}<"$work/stream.fifo"
 mkdir -p -- "$work/parts"
-read_ahead "$work/parts" <&"$stream_fd" &
+mkfifo -- "$work/read-ahead.fifo"
+read_ahead "$work/parts" <&"$stream_fd" >"$work/read-ahead.fifo" &
 read_ahead_job=$!
+exec {read_ahead_fd}<"$work/read-ahead.fifo"
 
 # Step 2's `snapshot status`, meanwhile. When it fails, the run ends before anything is uploaded.
 if ! "$snapshot_tool" snapshot status "$snapshot" -w json >"$work/status.json" 2>"$work/status.log"; then
