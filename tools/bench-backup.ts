@@ -27,9 +27,9 @@
  * are printed above it, with the machine's CPU seconds during (a) and (b) and who spent them
  * (the job, etcd, the store, the rest), the pages reclaimed and the free memory reported to the
  * host. On a virtual machine that hands its free memory back to the host (free page reporting),
- * what a step writes costs it host faults, which the guest sees as system CPU of the writer:
- * at 1 GB here single backups took 11.7 to 16.3 s with it on, and 11.1 to 12.1 s with
- * --no-page-reporting (holdHostMemory). One
+ * what a step writes costs it host faults, which the guest sees as system CPU of the writer;
+ * --no-page-reporting (holdHostMemory) keeps the memory for the bench. The README
+ * ("Development") has the figures of both. One
  * snapshot save runs before the first run, outside the ratios, so that (a) and (b) both
  * snapshot a database read once since the fill. Use the figures to set the CronJob's
  * activeDeadlineSeconds and ETCD_SNAPSHOT_TIMEOUT / S3_TIMEOUT, and
@@ -88,10 +88,6 @@ const machineCpu = (): CpuTimes => {
     steal: steal / 100,
   };
 };
-// Page reclaim so far (/proc/vmstat): pages scanned by allocating processes themselves (direct
-// reclaim, counted as their system CPU) and by kswapd, and the free memory now (/proc/meminfo).
-// When the page cache has filled the machine's memory, every page a step writes must first be
-// taken from somebody's cache.
 // Some virtual machines hand the guest's free memory back to their host as soon as it is freed
 // (virtio-balloon free page reporting, mm/page_reporting.c; this kernel also counts it in
 // reported_kib): every page the next step writes (a snapshot, an upload part) then costs the host
@@ -105,6 +101,11 @@ const readNumber = (file: string): number | undefined => {
   } catch {
     return undefined;
   }
+};
+// The machine's free memory now, in MiB (/proc/meminfo, MemFree).
+const freeMib = (): number => {
+  const free = /^MemFree:\s+(\d+) kB$/m.exec(fs.readFileSync("/proc/meminfo", "utf8"));
+  return free ? Number(free[1]) / 1024 : NaN;
 };
 // --no-page-reporting: for the bench's duration the kernel reports no free memory to the host
 // (page_reporting_order above x86-64's largest order, 10: mm/page_reporting.c reports only free
@@ -134,21 +135,27 @@ function holdHostMemory(): () => void {
     });
   }
   process.once("exit", restore);
-  const free = /^MemFree:\s+(\d+) kB$/m.exec(fs.readFileSync("/proc/meminfo", "utf8"));
-  const mib = Math.max(0, Math.floor(Number(free?.[1] ?? 0) / 1024) - 1024);
+  const mib = Math.max(0, Math.floor(freeMib() || 0) - 1024);
   const shm = path.join("/dev/shm", `bench-backup-touch-${process.pid}`);
   try {
     const touched = spawnSync("dd", ["if=/dev/zero", `of=${shm}`, "bs=1M", `count=${mib}`, "status=none"], {
       timeout: 600_000,
     });
     console.error(
-      `free page reporting off (was order ${before}); touched ${mib} MiB of free memory (dd ${touched.status})`,
+      touched.status === 0
+        ? `free page reporting off (was order ${before}); touched ${mib} MiB of free memory`
+        : `free page reporting off (was order ${before}); touching ${mib} MiB of free memory through ${shm} failed (dd exit ${
+            touched.status ?? touched.signal
+          }: ${touched.stderr.toString().trim()}): only what was written is touched`,
     );
   } finally {
     fs.rmSync(shm, { force: true });
   }
   return restore;
 }
+// Page reclaim so far (/proc/vmstat): pages scanned by allocating processes themselves (direct
+// reclaim, counted as their system CPU) and by kswapd; the free memory now; the free memory
+// reported to the host so far, where the kernel counts it.
 type Reclaim = { direct: number; kswapd: number; freeMib: number; reportedKib?: number };
 const reclaimNow = (): Reclaim => {
   const vm = new Map(
@@ -158,11 +165,10 @@ const reclaimNow = (): Reclaim => {
       .split("\n")
       .map((l) => l.split(" ") as [string, string]),
   );
-  const free = /^MemFree:\s+(\d+) kB$/m.exec(fs.readFileSync("/proc/meminfo", "utf8"));
   return {
     direct: Number(vm.get("pgscan_direct") ?? 0),
     kswapd: Number(vm.get("pgscan_kswapd") ?? 0),
-    freeMib: free ? Number(free[1]) / 1024 : NaN,
+    freeMib: freeMib(),
     reportedKib: readNumber(path.join(reportingDir, "reported_kib")),
   };
 };

@@ -570,18 +570,15 @@ read_ahead() {
 # runs, the parts it announces (read_ahead_fd), in order; once it has ended, read here from where
 # it stopped (after its short last part that reads an empty FILE: the end of the stream).
 take_part() {
-  local n
-  if [[ -n "$read_ahead_job" ]]; then
+  local n job="$read_ahead_job"
+  if [[ -n "$job" ]]; then
     if read -r -u "$read_ahead_fd" n; then
       [[ "$n" == "$1" && -f "$2" ]] || die "the read-ahead announced part ${n}, not $1"
       return 0
     fi
     exec {read_ahead_fd}<&-
-    if ! wait "$read_ahead_job"; then
-      read_ahead_job=""
-      return 1
-    fi
     read_ahead_job=""
+    wait "$job" || return 1
   fi
   read_part >"$2"
 }
